@@ -1,0 +1,354 @@
+#!/usr/bin/env python3
+"""Side-by-side EM benchmark: scikit-learn GaussianMixture vs the mixburn `em-bench` binary.
+
+Usage (from the repository root):
+
+    python3 benches/sklearn_em.py [--n 100000] [--d 32] [--k 16] [--iters 5]
+        [--covariance full,diag] [--rust-bin PATH] [--backends flex] [--dtype f32]
+        [--out-dir /tmp/mixburn-bench]
+
+Steps:
+  1. generate float32 data (numpy seed 0, K well-separated-ish clusters) -> <out-dir>/x_<n>_<d>.npy
+  2. generate deterministic initial parameters per covariance type (means = K data rows
+     chosen with seed 1, uniform weights, identity precisions) -> <out-dir>/init_<cov>.json
+  3. time scikit-learn per EM iteration: (t(max_iter=iters) - t(max_iter=1)) / (iters - 1),
+     each t the best of --repeats runs; every run is a fresh subprocess so that its peak RSS
+     (getrusage ru_maxrss) is its own
+  4. run `<rust-bin> --input X.npy --covariance C --iters I --backend B --dtype T --init J`
+     for each backend, reading the one JSON line it prints
+  5. print a table and write it to <out-dir>/report.json
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# $CARGO_TARGET_DIR wins over <repo>/target, as with cargo itself.
+DEFAULT_RUST_BIN = Path(os.environ.get("CARGO_TARGET_DIR") or REPO_ROOT / "target") / "debug" / "em-bench"
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+DTYPES = {"f32": "float32", "f64": "float64"}
+
+
+def require_libs():
+    """Import numpy and scikit-learn, or exit with a clear message."""
+    try:
+        import numpy
+        import sklearn
+    except ImportError as exc:
+        sys.exit(
+            f"error: {exc}.\nThis benchmark needs numpy and scikit-learn: "
+            f"{sys.executable} -m pip install numpy scikit-learn"
+        )
+    return numpy, sklearn
+
+
+def peak_rss_bytes():
+    """Peak resident set size of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024
+
+
+def comma_list(choices=None):
+    def parse(text):
+        items = [s.strip() for s in text.split(",") if s.strip()]
+        bad = [s for s in items if choices is not None and s not in choices]
+        if not items or bad:
+            raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(choices or ['names'])}; got {text!r}")
+        return items
+
+    return parse
+
+
+# --------------------------------------------------------------------------- #
+# data and initial parameters
+# --------------------------------------------------------------------------- #
+def make_data(np, n, d, k):
+    """N rows, float32, from K Gaussian clusters with random centres and per-axis scales."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=3.0, size=(k, d))
+    scales = rng.uniform(0.5, 1.5, size=(k, d))
+    labels = rng.integers(0, k, size=n)
+    x = centres[labels] + rng.standard_normal(size=(n, d)) * scales[labels]
+    return x.astype(np.float32)
+
+
+def identity_precisions(np, cov, k, d):
+    """Identity precisions in scikit-learn's precisions_init shape for `cov`."""
+    return {
+        "full": lambda: np.broadcast_to(np.eye(d), (k, d, d)),
+        "tied": lambda: np.eye(d),
+        "diag": lambda: np.ones((k, d)),
+        "spherical": lambda: np.ones(k),
+    }[cov]()
+
+
+def make_inits(np, x, k, covariances):
+    """Same means/weights for every covariance type; only the precision shape differs."""
+    n, d = x.shape
+    rows = np.random.default_rng(1).choice(n, size=k, replace=False)
+    means = x[rows].astype(np.float64)
+    weights = np.full(k, 1.0 / k)
+    return {
+        cov: {
+            "weights_init": weights.tolist(),
+            "means_init": means.tolist(),
+            "precisions_init": identity_precisions(np, cov, k, d).tolist(),
+        }
+        for cov in covariances
+    }
+
+
+# --------------------------------------------------------------------------- #
+# scikit-learn measurement (one subprocess per fit)
+# --------------------------------------------------------------------------- #
+def worker_main(argv):
+    """Hidden mode: one timed fit; prints one JSON line {seconds, peak_rss_bytes, ...}."""
+    p = argparse.ArgumentParser(prog="sklearn_em.py --_worker")
+    p.add_argument("--input", required=True)
+    p.add_argument("--init", required=True)
+    p.add_argument("--covariance", required=True)
+    p.add_argument("--max-iter", type=int, required=True)
+    p.add_argument("--dtype", choices=DTYPES, required=True)
+    a = p.parse_args(argv)
+
+    np, _ = require_libs()
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
+    x = np.load(a.input).astype(DTYPES[a.dtype], copy=False)
+    init = json.loads(Path(a.init).read_text())
+    gm = GaussianMixture(
+        n_components=len(init["weights_init"]),
+        covariance_type=a.covariance,
+        tol=0.0,
+        max_iter=a.max_iter,
+        n_init=1,
+        weights_init=np.asarray(init["weights_init"]),
+        means_init=np.asarray(init["means_init"]),
+        precisions_init=np.asarray(init["precisions_init"]),
+        random_state=0,
+    )
+    rss_before = peak_rss_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        t0 = time.perf_counter()
+        gm.fit(x)
+        seconds = time.perf_counter() - t0
+    assert gm.n_iter_ == a.max_iter, (gm.n_iter_, a.max_iter)
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "peak_rss_bytes": peak_rss_bytes(),
+                "peak_rss_before_fit_bytes": rss_before,
+                "input_bytes": int(x.nbytes),
+                "lower_bound": float(gm.lower_bound_),
+            }
+        )
+    )
+
+
+def run_json_line(cmd):
+    """Run cmd; return (last JSON object printed on stdout, None) or (None, error text)."""
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        return None, f"exit {proc.returncode}: " + " | ".join(tail)
+    for line in reversed(proc.stdout.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line), None
+            except json.JSONDecodeError as exc:
+                return None, f"bad JSON line {line!r}: {exc}"
+    return None, "no JSON line on stdout"
+
+
+def time_sklearn(x_path, init_path, cov, iters, dtype, repeats):
+    def best_of(max_iter):
+        runs = []
+        for _ in range(repeats):
+            cmd = [
+                sys.executable, str(Path(__file__).resolve()), "--_worker",
+                "--input", str(x_path), "--init", str(init_path), "--covariance", cov,
+                "--max-iter", str(max_iter), "--dtype", dtype,
+            ]
+            res, err = run_json_line(cmd)
+            if err:
+                raise RuntimeError(f"scikit-learn worker failed ({cov}, max_iter={max_iter}): {err}")
+            runs.append(res)
+        return min(runs, key=lambda r: r["seconds"]), max(r["peak_rss_bytes"] for r in runs)
+
+    full, peak_rss = best_of(iters)
+    setup, _ = best_of(1)
+    if full["seconds"] <= setup["seconds"]:
+        print(f"warning: [{cov}] t(max_iter={iters}) <= t(max_iter=1); timing noise dominates, "
+              "raise --iters or --n", file=sys.stderr)
+    return {
+        "seconds_per_iter": max(full["seconds"] - setup["seconds"], 0.0) / (iters - 1),
+        "seconds_fit_iters": full["seconds"],
+        "seconds_fit_1": setup["seconds"],
+        "peak_rss_bytes": peak_rss,
+        "peak_rss_before_fit_bytes": full["peak_rss_before_fit_bytes"],
+        "input_bytes": full["input_bytes"],
+        "lower_bound": full["lower_bound"],
+    }
+
+
+# --------------------------------------------------------------------------- #
+# report
+# --------------------------------------------------------------------------- #
+def fmt(value, spec):
+    return "n/a" if value is None else format(value, spec)
+
+
+def rss_cell(rss, input_bytes):
+    if rss is None or not input_bytes:
+        return "n/a"
+    return f"{rss / 2**20:.0f} MiB ({rss / input_bytes:.1f}x)"
+
+
+def print_table(rows):
+    header = ("covariance", "backend", "dtype", "sklearn s/iter", "mixburn s/iter", "speed-up",
+              "sklearn peak RSS (x input)", "mixburn peak RSS (x input)")
+    cells = [
+        (
+            r["covariance"], r["backend"], r["dtype"],
+            fmt(r["sklearn_seconds_per_iter"], ".4f"),
+            fmt(r["mixburn_seconds_per_iter"], ".4f"),
+            fmt(r["speedup"], ".2f") + ("x" if r["speedup"] is not None else ""),
+            rss_cell(r["sklearn_peak_rss_bytes"], r["sklearn_input_bytes"]),
+            rss_cell(r["mixburn_peak_rss_bytes"], r["mixburn_input_bytes"]),
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *cells)]
+    for line in [header, tuple("-" * w for w in widths), *cells]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip())
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=100_000, help="rows (default 100000)")
+    p.add_argument("--d", type=int, default=32, help="dimensions (default 32)")
+    p.add_argument("--k", type=int, default=16, help="components (default 16)")
+    p.add_argument("--iters", type=int, default=5, help="EM iterations, >= 2 (default 5)")
+    p.add_argument("--covariance", type=comma_list(COVARIANCE_TYPES), default=["full", "diag"],
+                   help="comma list of full,tied,diag,spherical (default full,diag)")
+    p.add_argument("--rust-bin", type=Path, default=None,
+                   help=f"em-bench binary (default {DEFAULT_RUST_BIN} if it exists)")
+    p.add_argument("--backends", type=comma_list(), default=["flex"], help="comma list (default flex)")
+    p.add_argument("--dtype", choices=DTYPES, default="f32", help="mixburn dtype (default f32)")
+    p.add_argument("--sklearn-dtype", choices=DTYPES, default="f64",
+                   help="dtype scikit-learn fits in (default f64, its usual path)")
+    p.add_argument("--repeats", type=int, default=3, help="best of this many runs (default 3)")
+    p.add_argument("--out-dir", type=Path, default=Path("/tmp/mixburn-bench"))
+    a = p.parse_args(argv)
+    if a.iters < 2:
+        p.error("--iters must be >= 2 (setup time is subtracted using a max_iter=1 fit)")
+    if min(a.n, a.d, a.k, a.repeats) < 1 or a.k > a.n:
+        p.error("--n, --d, --k, --repeats must be positive and --k <= --n")
+    return a
+
+
+def main(argv):
+    a = parse_args(argv)
+    np, sklearn = require_libs()
+    notes = []
+
+    rust_bin = a.rust_bin
+    if rust_bin is None:
+        if DEFAULT_RUST_BIN.exists():
+            rust_bin = DEFAULT_RUST_BIN
+        else:
+            notes.append(f"{DEFAULT_RUST_BIN} not found (cargo build --release -p mixburn-benches); "
+                         "mixburn runs skipped")
+    elif rust_bin.exists():
+        rust_bin = rust_bin.resolve()
+    else:
+        sys.exit(f"error: --rust-bin {rust_bin} does not exist")
+
+    a.out_dir.mkdir(parents=True, exist_ok=True)
+    x = make_data(np, a.n, a.d, a.k)
+    x_path = a.out_dir / f"x_{a.n}_{a.d}.npy"
+    np.save(x_path, x)
+    init_paths = {}
+    for cov, init in make_inits(np, x, a.k, a.covariance).items():
+        init_paths[cov] = a.out_dir / f"init_{cov}.json"
+        init_paths[cov].write_text(json.dumps(init))
+    print(f"data: {x_path} ({a.n} x {a.d} float32, {x.nbytes / 2**20:.1f} MiB), k={a.k}, iters={a.iters}")
+
+    rows = []
+    for cov in a.covariance:
+        print(f"[{cov}] scikit-learn {sklearn.__version__} ({a.sklearn_dtype}) ...", flush=True)
+        sk = time_sklearn(x_path, init_paths[cov], cov, a.iters, a.sklearn_dtype, a.repeats)
+        runs = []
+        if rust_bin is not None:
+            for backend in a.backends:
+                print(f"[{cov}] mixburn {backend} ({a.dtype}) ...", flush=True)
+                cmd = [str(rust_bin), "--input", str(x_path), "--covariance", cov, "--iters", str(a.iters),
+                       "--backend", backend, "--dtype", a.dtype, "--init", str(init_paths[cov])]
+                res, err = run_json_line(cmd)
+                if err:
+                    notes.append(f"{cov}/{backend}: {err}")
+                runs.append((backend, res or {}))
+        else:
+            runs.append(("-", {}))
+        for backend, res in runs:
+            mb = res.get("seconds_per_iter")
+            rows.append({
+                "covariance": cov,
+                "backend": backend,
+                "dtype": a.dtype,
+                "sklearn_dtype": a.sklearn_dtype,
+                "sklearn_seconds_per_iter": sk["seconds_per_iter"],
+                "mixburn_seconds_per_iter": mb,
+                "speedup": sk["seconds_per_iter"] / mb if mb else None,
+                "sklearn_peak_rss_bytes": sk["peak_rss_bytes"],
+                "sklearn_input_bytes": sk["input_bytes"],
+                "mixburn_peak_rss_bytes": res.get("peak_rss_bytes"),
+                "mixburn_input_bytes": res.get("input_bytes"),
+                "sklearn": sk,
+                "mixburn": res or None,
+            })
+
+    print()
+    print_table(rows)
+    for note in notes:
+        print(f"note: {note}")
+
+    try:
+        from threadpoolctl import threadpool_info
+        threads = [{k: i.get(k) for k in ("internal_api", "num_threads", "version")} for i in threadpool_info()]
+    except ImportError:
+        threads = None
+    report = {
+        "config": {"n": a.n, "d": a.d, "k": a.k, "iters": a.iters, "covariance": a.covariance,
+                   "backends": a.backends, "dtype": a.dtype, "sklearn_dtype": a.sklearn_dtype,
+                   "repeats": a.repeats, "input": str(x_path), "rust_bin": str(rust_bin) if rust_bin else None},
+        "versions": {"python": sys.version.split()[0], "numpy": np.__version__, "sklearn": sklearn.__version__,
+                     "sklearn_threadpools": threads},
+        "host": {"cpu_count": os.cpu_count(), "platform": sys.platform},
+        "method": "sklearn s/iter = (best t(max_iter=iters) - best t(max_iter=1)) / (iters - 1); "
+                  "peak RSS = ru_maxrss of a fresh subprocess per fit; speedup = sklearn / mixburn",
+        "rows": rows,
+        "notes": notes,
+    }
+    report_path = a.out_dir / "report.json"
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"report: {report_path}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--_worker":
+        worker_main(sys.argv[2:])
+    else:
+        main(sys.argv[1:])

@@ -1,0 +1,292 @@
+//! The `mixburn` command line: argument definitions ([`Cli`]) and the commands ([`run`]),
+//! kept in a library so that tests drive them in-process. Every command returns one JSON
+//! object (printed on stdout) or an error (one line on stderr, non-zero exit).
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use mixburn_data::{ElemType, Matrix};
+use mixburn_gmm::backend::{Backend, Precision};
+use mixburn_gmm::burn::tensor::{Device, Tensor};
+use mixburn_gmm::host::{tensor_from_f64, to_f64, to_i64};
+use mixburn_gmm::{CovarianceType, GaussianMixture, GaussianMixtureConfig, InitMethod};
+use serde_json::{json, Value};
+
+/// Errors of the command line: data files, the mixture library, or arguments.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Reading or writing a data file failed.
+    #[error(transparent)]
+    Data(#[from] mixburn_data::DataError),
+    /// Fitting, scoring or model I/O failed.
+    #[error(transparent)]
+    Gmm(#[from] mixburn_gmm::GmmError),
+}
+
+/// Gaussian mixtures on Burn: fit, score, predict, sample.
+#[derive(Debug, Parser)]
+#[command(name = "mixburn", version, about)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fit a Gaussian mixture by EM and save it.
+    Fit(FitArgs),
+    /// Per-sample log-likelihoods of data under a saved model.
+    Score(ScoreArgs),
+    /// Most probable component of each row (and optionally the probabilities).
+    Predict(PredictArgs),
+    /// Draw samples from a saved model.
+    Sample(SampleArgs),
+}
+
+/// Where to compute.
+#[derive(Debug, Args, Clone)]
+pub struct Compute {
+    /// Burn backend: flex, ndarray or wgpu (each needs its Cargo feature).
+    #[arg(long, default_value = "flex")]
+    pub backend: String,
+    /// Precision: f32 or f64 (default: f32 for fit; the model's precision for other commands).
+    #[arg(long)]
+    pub dtype: Option<String>,
+}
+
+/// `mixburn fit`.
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    /// Training data: .npy (f32/f64, 2-D) or .csv (optional header).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Number of components K.
+    #[arg(long, default_value_t = 1)]
+    pub components: usize,
+    /// full, tied, diag or spherical.
+    #[arg(long, default_value = "full")]
+    pub covariance: String,
+    /// kmeans, k-means++, random or random-from-data.
+    #[arg(long, default_value = "kmeans")]
+    pub init: String,
+    /// Restarts (batched); the best is kept.
+    #[arg(long, default_value_t = 1)]
+    pub n_init: usize,
+    /// Maximum EM iterations.
+    #[arg(long, default_value_t = 100)]
+    pub max_iter: usize,
+    /// Convergence tolerance on the mean log-likelihood per sample.
+    #[arg(long, default_value_t = 1e-3)]
+    pub tol: f64,
+    /// Added to covariance diagonals.
+    #[arg(long, default_value_t = 1e-6)]
+    pub reg_covar: f64,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Rows per chunk.
+    #[arg(long, default_value_t = 4096)]
+    pub chunk_size: usize,
+    /// Where to write the model (JSON).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Backend and precision.
+    #[command(flatten)]
+    pub compute: Compute,
+}
+
+/// `mixburn score`.
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// A model written by `mixburn fit`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Data to score.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write the per-sample log-likelihoods (.npy, float64).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Backend and precision.
+    #[command(flatten)]
+    pub compute: Compute,
+}
+
+/// `mixburn predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// A model written by `mixburn fit`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Data to label.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write the labels (.npy, int64).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Where to write the component probabilities (.npy, float64, N×K).
+    #[arg(long)]
+    pub proba: Option<PathBuf>,
+    /// Backend and precision.
+    #[command(flatten)]
+    pub compute: Compute,
+}
+
+/// `mixburn sample`.
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// A model written by `mixburn fit`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Number of samples.
+    #[arg(short = 'n', long = "n-samples")]
+    pub n: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where to write the samples (.npy, float64).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Where to write the component of each sample (.npy, int64).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+}
+
+/// Runs a parsed command; returns the JSON object to print.
+pub fn run(cli: Cli) -> Result<Value, CliError> {
+    match cli.command {
+        Command::Fit(a) => fit(a),
+        Command::Score(a) => score(a),
+        Command::Predict(a) => predict(a),
+        Command::Sample(a) => sample(a),
+    }
+}
+
+/// Parses `args` (including the program name) and runs them.
+pub fn run_args<I, T>(args: I) -> Result<Value, String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+    run(cli).map_err(|e| e.to_string())
+}
+
+fn device(c: &Compute, default: Precision) -> Result<(Device, Precision), CliError> {
+    let backend: Backend = c.backend.parse()?;
+    let precision = match &c.dtype {
+        Some(s) => s.parse()?,
+        None => default,
+    };
+    Ok((backend.device_for(precision)?, precision))
+}
+
+
+/// Reads a finite 2-D matrix and uploads it.
+fn load(
+    path: &Path,
+    device: &Device,
+    precision: Precision,
+) -> Result<(Tensor<2>, usize), CliError> {
+    let m = mixburn_data::read_matrix(path)?;
+    mixburn_data::check_finite(&m, path)?;
+    let n = m.rows;
+    Ok((
+        tensor_from_f64(m.data, [m.rows, m.cols], device, precision.dtype()),
+        n,
+    ))
+}
+
+fn fit(a: FitArgs) -> Result<Value, CliError> {
+    let (device, precision) = device(&a.compute, Precision::F32)?;
+    let covariance: CovarianceType = a.covariance.parse()?;
+    let init: InitMethod = a.init.parse()?;
+    let config = GaussianMixtureConfig {
+        n_components: a.components,
+        covariance_type: covariance,
+        tol: a.tol,
+        reg_covar: a.reg_covar,
+        max_iter: a.max_iter,
+        n_init: a.n_init,
+        init_params: init,
+        seed: Some(a.seed),
+        chunk_size: a.chunk_size,
+        ..GaussianMixtureConfig::default()
+    };
+    let (x, n) = load(&a.input, &device, precision)?;
+    let model = mixburn_gmm::fit(&config, &x)?;
+    let mean_ll = model.score(&x)?;
+    let p = model.n_parameters() as f64;
+    let ll = mean_ll * n as f64;
+    model.save(&a.output)?;
+    Ok(json!({
+        "converged": model.converged,
+        "n_iter": model.n_iter,
+        "lower_bound": model.lower_bound,
+        "log_likelihood": ll,
+        "mean_log_likelihood": mean_ll,
+        "bic": -2.0 * ll + p * (n as f64).ln(),
+        "aic": -2.0 * ll + 2.0 * p,
+        "n_parameters": model.n_parameters(),
+        "n_samples": n,
+        "n_features": model.n_features,
+        "n_components": model.n_components,
+        "covariance_type": model.covariance_type.to_string(),
+        "backend": a.compute.backend,
+        "dtype": precision.to_string(),
+        "weights": model.weights(),
+        "output": a.output.display().to_string(),
+    }))
+}
+
+fn model_and_data(
+    model: &Path,
+    input: &Path,
+    compute: &Compute,
+) -> Result<(GaussianMixture, Tensor<2>, usize), CliError> {
+    let model = GaussianMixture::load(model)?;
+    let (device, precision) = device(compute, model.precision)?;
+    let (x, n) = load(input, &device, precision)?;
+    Ok((model, x, n))
+}
+
+fn score(a: ScoreArgs) -> Result<Value, CliError> {
+    let (model, x, n) = model_and_data(&a.model, &a.input, &a.compute)?;
+    let ll = to_f64(model.score_samples(&x)?)?;
+    let mean = ll.iter().sum::<f64>() / n as f64;
+    if let Some(out) = &a.output {
+        mixburn_data::write_vector_f64_npy(out, &ll)?;
+    }
+    Ok(json!({ "mean_log_likelihood": mean, "n_samples": n }))
+}
+
+fn predict(a: PredictArgs) -> Result<Value, CliError> {
+    let (model, x, n) = model_and_data(&a.model, &a.input, &a.compute)?;
+    let labels = to_i64(model.predict(&x)?)?;
+    if let Some(p) = &a.proba {
+        let proba = to_f64(model.predict_proba(&x)?)?;
+        let m = Matrix::new(n, model.n_components, proba, ElemType::F64)?;
+        mixburn_data::write_matrix_npy(p, &m)?;
+    }
+    mixburn_data::write_labels_npy(&a.output, &labels)?;
+    let mut counts = vec![0usize; model.n_components];
+    labels.iter().for_each(|&l| counts[l as usize] += 1);
+    Ok(json!({ "n_samples": n, "counts": counts }))
+}
+
+fn sample(a: SampleArgs) -> Result<Value, CliError> {
+    let model = GaussianMixture::load(&a.model)?;
+    let backend = *Backend::compiled()
+        .first()
+        .ok_or_else(|| mixburn_gmm::GmmError::config("backend", "this build has no backend"))?;
+    let device = backend.device()?;
+    let (x, y) = model.sample(a.n, a.seed, &device)?;
+    let m = Matrix::new(a.n, model.n_features, to_f64(x)?, ElemType::F64)?;
+    mixburn_data::write_matrix_npy(&a.output, &m)?;
+    if let Some(l) = &a.labels {
+        mixburn_data::write_labels_npy(l, &to_i64(y)?)?;
+    }
+    Ok(json!({ "n_samples": a.n, "n_features": model.n_features }))
+}

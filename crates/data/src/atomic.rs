@@ -1,0 +1,93 @@
+//! Atomic file replacement: write a temporary file next to the destination,
+//! then rename it over the destination, so readers never see a half-written file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::DataError;
+
+/// Distinguishes temporary files created by concurrent writers of one process.
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Removes the temporary file when dropped, unless it has been renamed away.
+/// This also cleans up if the writer closure panics.
+struct TempGuard {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Creates a fresh temporary file in `dir` whose name derives from `name`.
+fn create_temp(dir: &Path, name: &std::ffi::OsStr) -> io::Result<(File, PathBuf)> {
+    let pid = std::process::id();
+    let mut last_err = None;
+    for _ in 0..100 {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".tmp-{pid}-{n}"));
+        let tmp_path = dir.join(tmp_name);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp_path)
+        {
+            Ok(file) => return Ok((file, tmp_path)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_err = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| io::Error::other("could not create a temporary file")))
+}
+
+/// Writes `path` atomically: `f` writes into a buffered temporary file in the
+/// same directory (named `.<file name>.tmp-<pid>-<n>`), which is renamed over
+/// `path` only after `f` succeeded and the data was flushed.
+///
+/// On any error (or a panic in `f`) the temporary file is removed and `path`
+/// is left untouched. The data is not fsync'ed.
+///
+/// # Errors
+/// [`DataError::Io`] naming `path` when the temporary file cannot be created
+/// (e.g. the directory does not exist), when `f` or the flush fails, or when
+/// the rename fails.
+pub fn write_atomic(
+    path: &Path,
+    f: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), DataError> {
+    let io_err = |source: io::Error| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let name = path.file_name().ok_or_else(|| {
+        io_err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the path does not end in a file name",
+        ))
+    })?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let (file, tmp_path) = create_temp(dir, name).map_err(io_err)?;
+    let mut guard = TempGuard {
+        path: tmp_path,
+        armed: true,
+    };
+    let mut writer = BufWriter::new(file);
+    f(&mut writer).map_err(io_err)?;
+    let file = writer.into_inner().map_err(|e| io_err(e.into_error()))?;
+    drop(file);
+    fs::rename(&guard.path, path).map_err(io_err)?;
+    guard.armed = false;
+    Ok(())
+}

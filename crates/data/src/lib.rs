@@ -1,0 +1,38 @@
+//! Readers and writers for the arrays mixburn consumes and produces.
+//!
+//! This crate is the single place where data files are parsed or written:
+//!
+//! | format | read | write |
+//! |--------|------|-------|
+//! | `.npy` 2-D float32/float64 | [`read_matrix`], [`read_npy_matrix`] | [`write_matrix_npy`] |
+//! | `.npy` 1-D float64 | | [`write_vector_f64_npy`] |
+//! | `.npy` 1-D integer labels | [`read_labels`] | [`write_labels_npy`] |
+//! | `.csv` numbers | [`read_matrix`], [`read_csv_matrix`] | |
+//! | IDX (MNIST), optionally `.gz` | [`read_idx`], [`read_idx_u8`], [`read_mnist_dir`] | |
+//!
+//! Matrices are held as a row-major [`Matrix`] of `f64` that remembers the
+//! element type of its file ([`ElemType`]). Every writer goes through
+//! [`write_atomic`], so a failed write never leaves a half-written file.
+//!
+//! No input makes this crate panic: every failure is a [`DataError`] that names
+//! the file and, for bad content, says what is wrong and how to fix it.
+//! Readers keep NaN and infinities; [`check_finite`] rejects them when the
+//! caller needs to.
+
+#![warn(missing_docs)]
+
+mod atomic;
+mod csv;
+mod error;
+mod idx;
+mod matrix;
+mod npy;
+
+pub use atomic::write_atomic;
+pub use csv::read_csv_matrix;
+pub use error::DataError;
+pub use idx::{read_idx, read_idx_u8, read_mnist_dir, IdxArray, MnistSplit, FASHION_MNIST_DIR};
+pub use matrix::{check_finite, read_matrix, ElemType, Matrix};
+pub use npy::{
+    read_labels, read_npy_matrix, write_labels_npy, write_matrix_npy, write_vector_f64_npy,
+};

@@ -1,0 +1,192 @@
+//! Backend and precision selection: which Burn device the numerics run on, and in which float
+//! type. Backends are Cargo features (`flex`, the default; `ndarray`; `wgpu`), so a build only
+//! pays for the ones it asks for.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{GmmError, Result};
+
+/// A Burn execution backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Burn's pure-Rust CPU backend (`Device::flex()`), multi-threaded with SIMD kernels.
+    #[default]
+    Flex,
+    /// The deprecated NdArray CPU backend, kept because users ask for it.
+    Ndarray,
+    /// The wgpu GPU backend (WGSL shaders; Vulkan, Metal, DX12 or software Vulkan).
+    Wgpu,
+}
+
+/// Floating-point precision of the computation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats.
+    #[default]
+    F32,
+    /// 64-bit floats.
+    F64,
+}
+
+impl Precision {
+    /// The Burn dtype of this precision.
+    pub fn dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::F64 => DType::F64,
+        }
+    }
+
+    /// The precision of a Burn dtype (anything but f64 computes as f32).
+    pub fn of(dtype: DType) -> Self {
+        if dtype == DType::F64 {
+            Precision::F64
+        } else {
+            Precision::F32
+        }
+    }
+
+    /// Machine epsilon: the `10·eps` floor added to component masses uses it, as scikit-learn.
+    pub fn eps(self) -> f64 {
+        match self {
+            Precision::F32 => f32::EPSILON as f64,
+            Precision::F64 => f64::EPSILON,
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::F64 => "f64",
+        })
+    }
+}
+
+impl FromStr for Precision {
+    type Err = GmmError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "float32" => Ok(Precision::F32),
+            "f64" | "float64" => Ok(Precision::F64),
+            other => Err(GmmError::config(
+                "dtype",
+                format!("unknown dtype `{other}`; use f32 or f64"),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Flex => "flex",
+            Backend::Ndarray => "ndarray",
+            Backend::Wgpu => "wgpu",
+        })
+    }
+}
+
+impl FromStr for Backend {
+    type Err = GmmError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "flex" => Ok(Backend::Flex),
+            "ndarray" => Ok(Backend::Ndarray),
+            "wgpu" => Ok(Backend::Wgpu),
+            other => Err(GmmError::config(
+                "backend",
+                format!("unknown backend `{other}`; use flex, ndarray or wgpu"),
+            )),
+        }
+    }
+}
+
+impl Backend {
+    /// Every backend this build was compiled with, in the order flex, ndarray, wgpu.
+    pub fn compiled() -> Vec<Backend> {
+        [Backend::Flex, Backend::Ndarray, Backend::Wgpu]
+            .into_iter()
+            .filter(|b| b.is_compiled())
+            .collect()
+    }
+
+    /// Whether this build contains the backend (its Cargo feature is on).
+    pub fn is_compiled(self) -> bool {
+        match self {
+            Backend::Flex => cfg!(feature = "flex"),
+            Backend::Ndarray => cfg!(feature = "ndarray"),
+            Backend::Wgpu => cfg!(feature = "wgpu"),
+        }
+    }
+
+    /// The backend's default device. Starting a device that cannot run (no GPU adapter, no
+    /// Vulkan driver) is caught and returned as [`GmmError::BackendUnavailable`].
+    pub fn device(self) -> Result<Device> {
+        let unavailable = |reason: String| GmmError::BackendUnavailable {
+            backend: self.to_string(),
+            reason,
+        };
+        if !self.is_compiled() {
+            return Err(unavailable(format!(
+                "this build was compiled without it; rebuild with `--features {self}`"
+            )));
+        }
+        let device = std::panic::catch_unwind(|| {
+            let device = self.raw_device();
+            // Touch the device once so that adapter/driver failures surface here.
+            let probe = Tensor::<1>::from_floats([1.0f32], &device);
+            probe.into_data();
+            device
+        });
+        device.map_err(|panic| {
+            let reason = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the device failed to start".into());
+            unavailable(format!(
+                "{reason} (for wgpu without a GPU install a Vulkan driver, e.g. Debian's mesa-vulkan-drivers, and set XDG_RUNTIME_DIR)"
+            ))
+        })
+    }
+
+    #[allow(unreachable_code, deprecated)]
+    fn raw_device(self) -> Device {
+        match self {
+            Backend::Flex => {
+                #[cfg(feature = "flex")]
+                return Device::flex();
+            }
+            Backend::Ndarray => {
+                #[cfg(feature = "ndarray")]
+                return Device::ndarray();
+            }
+            Backend::Wgpu => {
+                #[cfg(feature = "wgpu")]
+                return Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+            }
+        }
+        unreachable!("raw_device is only called for compiled backends")
+    }
+
+    /// The device and dtype for a computation, or an error when the device cannot compute in
+    /// `precision` (f64 is an optional extension on wgpu adapters).
+    pub fn device_for(self, precision: Precision) -> Result<Device> {
+        let device = self.device()?;
+        if !device.supports_dtype(precision.dtype()) {
+            return Err(GmmError::UnsupportedDtype {
+                backend: self.to_string(),
+                dtype: precision.to_string(),
+            });
+        }
+        Ok(device)
+    }
+}

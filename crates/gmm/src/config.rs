@@ -1,0 +1,285 @@
+//! Hyper-parameters of a Gaussian mixture fit, with scikit-learn's names and defaults, checked in
+//! one place ([`GaussianMixtureConfig::validate`]) before any work starts.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::covariance::CovarianceType;
+use crate::error::{GmmError, Result};
+
+/// How the starting responsibilities are chosen (scikit-learn's `init_params`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitMethod {
+    /// Lloyd's k-means (k-means++ seeded, one run per restart); labels become one-hot
+    /// responsibilities.
+    #[default]
+    Kmeans,
+    /// k-means++ seeding only: responsibility 1 on each of the K chosen points.
+    KMeansPlusPlus,
+    /// Row-normalised uniform random responsibilities.
+    Random,
+    /// Responsibility 1 on K distinct rows drawn uniformly.
+    RandomFromData,
+}
+
+impl fmt::Display for InitMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InitMethod::Kmeans => "kmeans",
+            InitMethod::KMeansPlusPlus => "k-means++",
+            InitMethod::Random => "random",
+            InitMethod::RandomFromData => "random_from_data",
+        })
+    }
+}
+
+impl FromStr for InitMethod {
+    type Err = GmmError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().replace('-', "_").as_str() {
+            "kmeans" => Ok(InitMethod::Kmeans),
+            "k_means++" | "kmeans++" => Ok(InitMethod::KMeansPlusPlus),
+            "random" => Ok(InitMethod::Random),
+            "random_from_data" => Ok(InitMethod::RandomFromData),
+            other => Err(GmmError::config(
+                "init_params",
+                format!("unknown init `{other}`; use kmeans, k-means++, random or random-from-data"),
+            )),
+        }
+    }
+}
+
+/// Configuration of [`crate::GaussianMixture`] fits. Field names and defaults follow
+/// scikit-learn's `GaussianMixture`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GaussianMixtureConfig {
+    /// Number of mixture components K (default 1).
+    pub n_components: usize,
+    /// Covariance parametrisation (default full).
+    pub covariance_type: CovarianceType,
+    /// Convergence threshold on the change of the mean log-likelihood per sample (default 1e-3).
+    pub tol: f64,
+    /// Non-negative value added to the covariance diagonals (default 1e-6).
+    pub reg_covar: f64,
+    /// Maximum number of EM iterations per restart (default 100).
+    pub max_iter: usize,
+    /// Number of restarts, run together as one batched program; the best is kept (default 1).
+    pub n_init: usize,
+    /// Initialisation of the responsibilities (default kmeans).
+    pub init_params: InitMethod,
+    /// Initial weights, length K, non-negative, summing to 1.
+    pub weights_init: Option<Vec<f64>>,
+    /// Initial means, row-major K×D.
+    pub means_init: Option<Vec<f64>>,
+    /// Initial precisions (inverse covariances), row-major in the covariance type's shape:
+    /// full K×D×D, tied D×D, diag K×D, spherical K.
+    pub precisions_init: Option<Vec<f64>>,
+    /// Start from a previous fit's parameters (see [`crate::fit_warm`]); implies one restart.
+    pub warm_start: bool,
+    /// Seed of every random choice (`random_state`); `None` draws one from the OS.
+    pub seed: Option<u64>,
+    /// Rows processed per tensor chunk: memory is O(chunk·(K + D²) + K·D²).
+    pub chunk_size: usize,
+    /// Largest size in bytes of the per-row features `[x_i x_j, x]` kept across EM iterations
+    /// (default 512 MiB; 0 recomputes them every iteration, for the smallest memory).
+    pub feature_cache_bytes: usize,
+}
+
+impl Default for GaussianMixtureConfig {
+    fn default() -> Self {
+        Self {
+            n_components: 1,
+            covariance_type: CovarianceType::Full,
+            tol: 1e-3,
+            reg_covar: 1e-6,
+            max_iter: 100,
+            n_init: 1,
+            init_params: InitMethod::Kmeans,
+            weights_init: None,
+            means_init: None,
+            precisions_init: None,
+            warm_start: false,
+            seed: None,
+            chunk_size: 4096,
+            feature_cache_bytes: 512 << 20,
+        }
+    }
+}
+
+impl GaussianMixtureConfig {
+    /// A default configuration with `n_components` components.
+    pub fn new(n_components: usize) -> Self {
+        Self {
+            n_components,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the covariance type.
+    pub fn with_covariance_type(mut self, c: CovarianceType) -> Self {
+        self.covariance_type = c;
+        self
+    }
+    /// Sets `tol`.
+    pub fn with_tol(mut self, tol: f64) -> Self {
+        self.tol = tol;
+        self
+    }
+    /// Sets `reg_covar`.
+    pub fn with_reg_covar(mut self, reg: f64) -> Self {
+        self.reg_covar = reg;
+        self
+    }
+    /// Sets `max_iter`.
+    pub fn with_max_iter(mut self, n: usize) -> Self {
+        self.max_iter = n;
+        self
+    }
+    /// Sets `n_init`.
+    pub fn with_n_init(mut self, n: usize) -> Self {
+        self.n_init = n;
+        self
+    }
+    /// Sets `init_params`.
+    pub fn with_init_params(mut self, m: InitMethod) -> Self {
+        self.init_params = m;
+        self
+    }
+    /// Sets the seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+    /// Sets the rows per chunk.
+    pub fn with_chunk_size(mut self, rows: usize) -> Self {
+        self.chunk_size = rows;
+        self
+    }
+    /// Sets the feature-cache budget in bytes (0 disables the cache).
+    pub fn with_feature_cache_bytes(mut self, bytes: usize) -> Self {
+        self.feature_cache_bytes = bytes;
+        self
+    }
+    /// Sets the initial weights.
+    pub fn with_weights_init(mut self, w: Vec<f64>) -> Self {
+        self.weights_init = Some(w);
+        self
+    }
+    /// Sets the initial means (row-major K×D).
+    pub fn with_means_init(mut self, m: Vec<f64>) -> Self {
+        self.means_init = Some(m);
+        self
+    }
+    /// Sets the initial precisions (row-major, covariance type's shape).
+    pub fn with_precisions_init(mut self, p: Vec<f64>) -> Self {
+        self.precisions_init = Some(p);
+        self
+    }
+    /// Sets `warm_start`.
+    pub fn with_warm_start(mut self, w: bool) -> Self {
+        self.warm_start = w;
+        self
+    }
+
+    /// Checks every parameter against data with `n_features` columns. Called once by `fit`.
+    pub fn validate(&self, n_features: usize) -> Result<()> {
+        let k = self.n_components;
+        if k < 1 {
+            return Err(GmmError::config("n_components", "must be >= 1, got 0"));
+        }
+        if !(self.tol.is_finite() && self.tol >= 0.0) {
+            return Err(GmmError::config(
+                "tol",
+                format!("must be finite and >= 0, got {}", self.tol),
+            ));
+        }
+        if !(self.reg_covar.is_finite() && self.reg_covar >= 0.0) {
+            return Err(GmmError::config(
+                "reg_covar",
+                format!("must be finite and >= 0, got {}", self.reg_covar),
+            ));
+        }
+        if self.max_iter < 1 {
+            return Err(GmmError::config("max_iter", "must be >= 1, got 0"));
+        }
+        if self.n_init < 1 {
+            return Err(GmmError::config("n_init", "must be >= 1, got 0"));
+        }
+        if self.chunk_size < 1 {
+            return Err(GmmError::config("chunk_size", "must be >= 1 row, got 0"));
+        }
+        if let Some(w) = &self.weights_init {
+            if w.len() != k {
+                return Err(GmmError::config(
+                    "weights_init",
+                    format!("has {} values, expected n_components={k}", w.len()),
+                ));
+            }
+            if w.iter().any(|v| !(v.is_finite() && *v >= 0.0 && *v <= 1.0)) {
+                return Err(GmmError::config(
+                    "weights_init",
+                    "values must lie in [0, 1]",
+                ));
+            }
+            let s: f64 = w.iter().sum();
+            if (1.0 - s).abs() > 1e-6 {
+                return Err(GmmError::config(
+                    "weights_init",
+                    format!("must sum to 1, sums to {s}"),
+                ));
+            }
+        }
+        if let Some(m) = &self.means_init {
+            if m.len() != k * n_features {
+                return Err(GmmError::config(
+                    "means_init",
+                    format!(
+                        "has {} values, expected n_components×n_features = {k}×{n_features}",
+                        m.len()
+                    ),
+                ));
+            }
+            if m.iter().any(|v| !v.is_finite()) {
+                return Err(GmmError::config("means_init", "contains NaN or inf"));
+            }
+        }
+        if let Some(p) = &self.precisions_init {
+            let want = self.covariance_type.param_len(k, n_features);
+            if p.len() != want {
+                return Err(GmmError::config(
+                    "precisions_init",
+                    format!(
+                        "has {} values, expected {want} for covariance_type={} ({})",
+                        p.len(),
+                        self.covariance_type,
+                        self.covariance_type.shape_doc()
+                    ),
+                ));
+            }
+            if p.iter().any(|v| !v.is_finite()) {
+                return Err(GmmError::config("precisions_init", "contains NaN or inf"));
+            }
+            if matches!(
+                self.covariance_type,
+                CovarianceType::Diag | CovarianceType::Spherical
+            ) && p.iter().any(|v| *v <= 0.0)
+            {
+                return Err(GmmError::config(
+                    "precisions_init",
+                    "must be positive",
+                ));
+            }
+            if let Some(bad) = self.covariance_type.first_asymmetric(p, k, n_features) {
+                return Err(GmmError::config(
+                    "precisions_init",
+                    format!("matrix {bad} is not symmetric"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

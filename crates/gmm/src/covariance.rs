@@ -1,0 +1,429 @@
+//! Per-covariance-type numerics as small pure functions: the quadratic features, the E-step's
+//! weight matrix, covariances from sufficient statistics and precision Cholesky factors.
+//!
+//! Batched layouts (B restarts, K components, D features, `T' = quad_width(D)`):
+//!
+//! | type      | covariances / precision Cholesky | quadratic features `F(x)`      | `T'`       |
+//! |-----------|----------------------------------|--------------------------------|------------|
+//! | full      | `[B·K, D, D]`                    | `x_i x_j`, `i ≤ j`             | D(D+1)/2   |
+//! | tied      | `[B, D, D]`                      | `x_i x_j`, `i ≤ j`             | D(D+1)/2   |
+//! | diag      | `[B·K, D]`                       | `x_d²`                         | D          |
+//! | spherical | `[B·K, 1]`                       | `‖x‖²`                         | 1          |
+//!
+//! With `G(x) = [F(x), x]`, every type's weighted log-density is one GEMM:
+//! `log π_k + log N(x | μ_k, Σ_k) = G(x) A_k + c_k`, where `A_k = [−½ w(P_k); P_k μ_k]`,
+//! `w(P)` packs the precision so that `F(x)·w(P) = xᵀPx`, and
+//! `c_k = −½ D log 2π − ½ μ_kᵀ P_k μ_k + Σ log diag U_k + log π_k`.
+//! The M-step's moments are the transposed GEMM `Rᵀ G` with the responsibilities `R`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::{Int, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{GmmError, Result};
+use crate::host::{tensor_from_f64, to_f64};
+use crate::linalg;
+
+/// The form of the component covariances.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CovarianceType {
+    /// Each component has its own general covariance matrix.
+    #[default]
+    Full,
+    /// All components share one general covariance matrix.
+    Tied,
+    /// Each component has its own diagonal covariance matrix.
+    Diag,
+    /// Each component has its own single variance.
+    Spherical,
+}
+
+impl fmt::Display for CovarianceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CovarianceType::Full => "full",
+            CovarianceType::Tied => "tied",
+            CovarianceType::Diag => "diag",
+            CovarianceType::Spherical => "spherical",
+        })
+    }
+}
+
+impl FromStr for CovarianceType {
+    type Err = GmmError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "full" => Ok(CovarianceType::Full),
+            "tied" => Ok(CovarianceType::Tied),
+            "diag" => Ok(CovarianceType::Diag),
+            "spherical" => Ok(CovarianceType::Spherical),
+            other => Err(GmmError::config(
+                "covariance_type",
+                format!("unknown covariance type `{other}`; use full, tied, diag or spherical"),
+            )),
+        }
+    }
+}
+
+impl CovarianceType {
+    /// Number of values of one model's covariance (or precision) array.
+    pub fn param_len(self, k: usize, d: usize) -> usize {
+        match self {
+            CovarianceType::Full => k * d * d,
+            CovarianceType::Tied => d * d,
+            CovarianceType::Diag => k * d,
+            CovarianceType::Spherical => k,
+        }
+    }
+
+    /// The array shape of one model's covariances (scikit-learn's `covariances_` shape).
+    pub fn param_shape(self, k: usize, d: usize) -> Vec<usize> {
+        match self {
+            CovarianceType::Full => vec![k, d, d],
+            CovarianceType::Tied => vec![d, d],
+            CovarianceType::Diag => vec![k, d],
+            CovarianceType::Spherical => vec![k],
+        }
+    }
+
+    /// Human-readable shape, for error messages.
+    pub fn shape_doc(self) -> &'static str {
+        match self {
+            CovarianceType::Full => "shape (n_components, n_features, n_features)",
+            CovarianceType::Tied => "shape (n_features, n_features)",
+            CovarianceType::Diag => "shape (n_components, n_features)",
+            CovarianceType::Spherical => "shape (n_components,)",
+        }
+    }
+
+    /// Number of free covariance parameters: full `K·D(D+1)/2`, tied `D(D+1)/2`, diag `K·D`,
+    /// spherical `K`.
+    pub fn n_cov_parameters(self, k: usize, d: usize) -> usize {
+        match self {
+            CovarianceType::Full => k * d * (d + 1) / 2,
+            CovarianceType::Tied => d * (d + 1) / 2,
+            CovarianceType::Diag => k * d,
+            CovarianceType::Spherical => k,
+        }
+    }
+
+    /// Width `T'` of the quadratic features `F(x)`.
+    pub fn quad_width(self, d: usize) -> usize {
+        match self {
+            CovarianceType::Full | CovarianceType::Tied => d * (d + 1) / 2,
+            CovarianceType::Diag => d,
+            CovarianceType::Spherical => 1,
+        }
+    }
+
+    /// Number of covariance "rows" each restart holds in the batched layout (tied: 1, else K).
+    pub fn rows_per_model(self, k: usize) -> usize {
+        match self {
+            CovarianceType::Tied => 1,
+            _ => k,
+        }
+    }
+
+    fn is_matrix(self) -> bool {
+        matches!(self, CovarianceType::Full | CovarianceType::Tied)
+    }
+
+    /// The first matrix (0-based) of a full/tied parameter array that is not symmetric.
+    pub fn first_asymmetric(self, p: &[f64], k: usize, d: usize) -> Option<usize> {
+        if !self.is_matrix() {
+            return None;
+        }
+        let m = if self == CovarianceType::Full { k } else { 1 };
+        (0..m).find(|&c| {
+            let a = &p[c * d * d..(c + 1) * d * d];
+            (0..d).any(|i| {
+                (0..i).any(|j| {
+                    let (x, y) = (a[i * d + j], a[j * d + i]);
+                    (x - y).abs() > 1e-8 * (1.0 + x.abs().max(y.abs()))
+                })
+            })
+        })
+    }
+}
+
+/// Index tensors that pack/unpack symmetric matrices, built once per fit on its device.
+#[derive(Clone, Debug)]
+pub struct Packing {
+    /// Flat `[D·D]` positions of the packed upper triangle, length `D(D+1)/2`.
+    pub packed: Tensor<1, Int>,
+    /// Packed position of each flat `[D·D]` entry.
+    pub unpack: Tensor<1, Int>,
+    /// `1` on the diagonal, `2` off it: `Σ_{i≤j} coef_ij P_ij x_i x_j = xᵀPx`.
+    pub coef: Tensor<2>,
+}
+
+impl Packing {
+    /// Index tensors for `d` features on `device` in `dtype`.
+    pub fn new(d: usize, device: &burn::tensor::Device, dtype: burn::tensor::DType) -> Self {
+        let coef: Vec<f64> = linalg::upper_indices(d)
+            .into_iter()
+            .map(|(i, j)| if i == j { 1.0 } else { 2.0 })
+            .collect();
+        let t = coef.len();
+        Self {
+            packed: linalg::packed_index(d, device),
+            unpack: linalg::unpack_index(d, device),
+            coef: tensor_from_f64(coef, [1, t], device, dtype),
+        }
+    }
+}
+
+/// The quadratic features `F(x)` of a chunk `x: [n, D]` (see the module table), `[n, T']`.
+pub fn quad_features(cov: CovarianceType, x: Tensor<2>, packing: &Packing) -> Tensor<2> {
+    let [n, d] = x.dims();
+    match cov {
+        CovarianceType::Full | CovarianceType::Tied => {
+            let outer = x.clone().unsqueeze_dim::<3>(2) * x.unsqueeze_dim::<3>(1);
+            outer
+                .reshape([n, d * d])
+                .select(1, packing.packed.clone())
+        }
+        CovarianceType::Diag => x.square(),
+        CovarianceType::Spherical => x.square().sum_dim(1),
+    }
+}
+
+/// Batched covariances or precision Cholesky factors in the layout of the module table.
+#[derive(Clone, Debug)]
+pub enum CovTensor {
+    /// Full `[B·K, D, D]` or tied `[B, D, D]`.
+    Matrices(Tensor<3>),
+    /// Diag `[B·K, D]` or spherical `[B·K, 1]`.
+    Vectors(Tensor<2>),
+}
+
+impl CovTensor {
+    /// Builds the batched layout from the concatenated per-model flat arrays of `b` models.
+    pub fn from_flat(
+        cov: CovarianceType,
+        flat: Vec<f64>,
+        b: usize,
+        k: usize,
+        d: usize,
+        device: &burn::tensor::Device,
+        dtype: burn::tensor::DType,
+    ) -> Self {
+        let rows = b * cov.rows_per_model(k);
+        match cov {
+            CovarianceType::Full | CovarianceType::Tied => {
+                CovTensor::Matrices(tensor_from_f64(flat, [rows, d, d], device, dtype))
+            }
+            CovarianceType::Diag => CovTensor::Vectors(tensor_from_f64(flat, [rows, d], device, dtype)),
+            CovarianceType::Spherical => {
+                CovTensor::Vectors(tensor_from_f64(flat, [rows, 1], device, dtype))
+            }
+        }
+    }
+
+    /// Row-major values; model `b`'s block is `[b·param_len, (b+1)·param_len)`.
+    pub fn to_flat(self) -> Result<Vec<f64>> {
+        match self {
+            CovTensor::Matrices(t) => to_f64(t),
+            CovTensor::Vectors(t) => to_f64(t),
+        }
+    }
+}
+
+/// Maps the batch row of a failed factorisation to the error naming its component.
+fn ill_defined(cov: CovarianceType, row: usize, k: usize, b: usize) -> GmmError {
+    let per = cov.rows_per_model(k);
+    let (restart, component) = (row / per, row % per);
+    GmmError::IllDefinedCovariance {
+        component,
+        restart: if b > 1 {
+            format!(" (restart {restart})")
+        } else {
+            String::new()
+        },
+    }
+}
+
+/// Precision Cholesky factors of covariances: full/tied `U = chol(Σ)⁻ᵀ`, diag/spherical
+/// `1/√σ²`. Errors name the first component whose covariance is not positive definite.
+pub fn precision_cholesky(cov: CovarianceType, covariances: &CovTensor, k: usize, b: usize) -> Result<CovTensor> {
+    match covariances {
+        CovTensor::Matrices(c) => {
+            let (l, u) = linalg::precision_cholesky(c.clone());
+            if let Some(row) = linalg::first_bad_factor(l)? {
+                return Err(ill_defined(cov, row, k, b));
+            }
+            Ok(CovTensor::Matrices(u))
+        }
+        CovTensor::Vectors(v) => {
+            let cols = v.dims()[1];
+            let values = to_f64(v.clone())?;
+            if let Some(i) = values.iter().position(|x| !(x.is_finite() && *x > 0.0)) {
+                return Err(ill_defined(cov, i / cols, k, b));
+            }
+            Ok(CovTensor::Vectors(v.clone().sqrt().recip()))
+        }
+    }
+}
+
+/// Precision Cholesky factors from precisions, as scikit-learn does for `precisions_init`:
+/// full/tied the lower factor `chol(P)`, diag/spherical `√p`.
+pub fn precision_cholesky_from_precisions(
+    cov: CovarianceType,
+    precisions: &CovTensor,
+    k: usize,
+    b: usize,
+) -> Result<CovTensor> {
+    match precisions {
+        CovTensor::Matrices(p) => {
+            let l = linalg::cholesky(p.clone());
+            if let Some(row) = linalg::first_bad_factor(l.clone())? {
+                return Err(ill_defined(cov, row, k, b));
+            }
+            Ok(CovTensor::Matrices(l))
+        }
+        CovTensor::Vectors(v) => Ok(CovTensor::Vectors(v.clone().sqrt())),
+    }
+}
+
+/// The E-step's GEMM operands for `b` restarts: `A: [T' + D, B·K]` and `c: [1, B·K]` with
+/// `G(x) A + c = log π_k + log N(x | μ_k, Σ_k)` (module docs). `means: [B·K, D]`,
+/// `log_weights: [B·K]`.
+pub fn estep_operands(
+    cov: CovarianceType,
+    prec_chol: &CovTensor,
+    means: Tensor<2>,
+    log_weights: Tensor<1>,
+    k: usize,
+    packing: &Packing,
+) -> (Tensor<2>, Tensor<2>) {
+    let [bk, d] = means.dims();
+    let b = bk / k;
+    let (w, v, half_logdet) = match (cov, prec_chol) {
+        (CovarianceType::Full | CovarianceType::Tied, CovTensor::Matrices(u)) => {
+            let rows = u.dims()[0];
+            let p = u.clone().matmul(u.clone().swap_dims(1, 2)); // [rows, D, D]
+            let w = p
+                .clone()
+                .reshape([rows, d * d])
+                .select(1, packing.packed.clone())
+                * packing.coef.clone(); // [rows, T]
+            let half_logdet = linalg::diagonal(u.clone()).log().sum_dim(1); // [rows, 1]
+            if cov == CovarianceType::Full {
+                let v = p.matmul(means.clone().unsqueeze_dim::<3>(2)).reshape([bk, d]);
+                (w, v, half_logdet)
+            } else {
+                let t = w.dims()[1];
+                let v = means
+                    .clone()
+                    .reshape([b, k, d])
+                    .matmul(p)
+                    .reshape([bk, d]);
+                let w = w.unsqueeze_dim::<3>(1).expand([b, k, t]).reshape([bk, t]);
+                let half_logdet = half_logdet
+                    .unsqueeze_dim::<3>(1)
+                    .expand([b, k, 1])
+                    .reshape([bk, 1]);
+                (w, v, half_logdet)
+            }
+        }
+        (_, CovTensor::Vectors(u)) => {
+            let p = u.clone().square(); // [BK, D] or [BK, 1]
+            let v = means.clone() * p.clone();
+            let half_logdet = if cov == CovarianceType::Spherical {
+                u.clone().log().mul_scalar(d as f64)
+            } else {
+                u.clone().log().sum_dim(1)
+            };
+            (p, v, half_logdet)
+        }
+        _ => unreachable!("covariance layout always matches its type"),
+    };
+    let mahal_const = (means * v.clone()).sum_dim(1); // μᵀPμ, [BK, 1]
+    let c = half_logdet - mahal_const.mul_scalar(0.5)
+        + log_weights.unsqueeze_dim::<2>(1)
+        - (0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln());
+    let a = Tensor::cat(vec![w.mul_scalar(-0.5), v], 1).transpose(); // [T'+D, BK]
+    (a, c.transpose())
+}
+
+/// Relative round-off floor of the raw-moment variance `E[x²] − μ²`: variances below
+/// `ROUNDOFF · eps · E[x²]` are indistinguishable from zero and are set to zero (before
+/// `reg_covar` is added), as scikit-learn's centred formula would give exactly.
+pub const ROUNDOFF: f64 = 16.0;
+
+/// Zeroes the rows and columns of `raw: [M, D, D]` whose diagonal is below the round-off floor
+/// of the second moments `second: [M, D, D]`.
+fn denoise_matrices(raw: Tensor<3>, second: Tensor<3>, eps: f64) -> Tensor<3> {
+    let floor = linalg::diagonal(second).mul_scalar(ROUNDOFF * eps);
+    let keep = linalg::diagonal(raw.clone())
+        .greater(floor)
+        .float()
+        .cast(raw.dtype());
+    raw * (keep.clone().unsqueeze_dim::<3>(2) * keep.unsqueeze_dim::<3>(1))
+}
+
+/// Zeroes the entries of `raw` below the round-off floor of `second` (same shape).
+fn denoise_vectors(raw: Tensor<2>, second: Tensor<2>, eps: f64) -> Tensor<2> {
+    let keep = raw.clone().greater(second.mul_scalar(ROUNDOFF * eps)).float().cast(raw.dtype());
+    raw * keep
+}
+
+/// Means and covariances from summed moments: `nk: [B·K]` (already floored by `10·eps`),
+/// `s1 = Σ r x: [B·K, D]`, `s2 = Σ r F(x): [B·K, T']`.
+///
+/// full `Σ_k = S2_k/n_k − μ_k μ_kᵀ + reg·I`; tied `Σ = (Σ_k S2_k − Σ_k n_k μ_k μ_kᵀ)/Σ_k n_k + reg·I`;
+/// diag `σ²_k = s2_k/n_k − μ_k² + reg`; spherical `σ²_k = (s2_k/n_k − ‖μ_k‖²)/D + reg`.
+/// Variances below the round-off floor ([`ROUNDOFF`]) count as zero, so a collapsed
+/// component is singular unless `reg_covar` rescues it, exactly as in scikit-learn.
+#[allow(clippy::too_many_arguments)]
+pub fn covariances_from_moments(
+    cov: CovarianceType,
+    nk: Tensor<1>,
+    s1: Tensor<2>,
+    s2: Tensor<2>,
+    k: usize,
+    reg_covar: f64,
+    eps: f64,
+    packing: &Packing,
+) -> (Tensor<2>, CovTensor) {
+    let [bk, d] = s1.dims();
+    let b = bk / k;
+    let nk2 = nk.clone().unsqueeze_dim::<2>(1); // [BK, 1]
+    let means = s1 / nk2.clone();
+    let device = means.device();
+    let reg_eye = Tensor::<2>::eye(d, &device)
+        .cast(means.dtype())
+        .unsqueeze_dim::<3>(0)
+        .mul_scalar(reg_covar);
+    let covs = match cov {
+        CovarianceType::Full => {
+            let second = (s2 / nk2).select(1, packing.unpack.clone()).reshape([bk, d, d]);
+            let outer = means.clone().unsqueeze_dim::<3>(2) * means.clone().unsqueeze_dim::<3>(1);
+            CovTensor::Matrices(denoise_matrices(second.clone() - outer, second, eps) + reg_eye)
+        }
+        CovarianceType::Tied => {
+            let t = s2.dims()[1];
+            let total = s2.reshape([b, k, t]).sum_dim(1).reshape([b, t]);
+            let mass = nk.clone().reshape([b, k]).sum_dim(1).reshape([b, 1, 1]);
+            let second = total.select(1, packing.unpack.clone()).reshape([b, d, d]) / mass.clone();
+            let m3 = means.clone().reshape([b, k, d]);
+            let weighted = m3.clone() * nk.reshape([b, k, 1]);
+            let between = weighted.swap_dims(1, 2).matmul(m3) / mass; // Σ_k n_k μ_k μ_kᵀ / Σ n_k
+            CovTensor::Matrices(denoise_matrices(second.clone() - between, second, eps) + reg_eye)
+        }
+        CovarianceType::Diag => {
+            let second = s2 / nk2;
+            let raw = second.clone() - means.clone().square();
+            CovTensor::Vectors(denoise_vectors(raw, second, eps) + reg_covar)
+        }
+        CovarianceType::Spherical => {
+            let second = s2 / nk2;
+            let raw = second.clone() - means.clone().square().sum_dim(1);
+            CovTensor::Vectors(denoise_vectors(raw, second, eps).div_scalar(d as f64) + reg_covar)
+        }
+    };
+    (means, covs)
+}

@@ -1,0 +1,105 @@
+//! The error type of `mixburn-gmm`: every failure on user input is one of these variants, and
+//! each message says what to do about it.
+
+use thiserror::Error;
+
+/// Errors returned by configuration checks, fitting, scoring and model I/O.
+#[derive(Debug, Error)]
+pub enum GmmError {
+    /// A configuration value is out of range or inconsistent with the others.
+    #[error("invalid parameter `{param}`: {reason}")]
+    InvalidConfig {
+        /// The parameter's name (scikit-learn's spelling).
+        param: &'static str,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+    /// The data has no rows or no columns.
+    #[error("the input has {n_samples} rows and {n_features} columns; a Gaussian mixture needs at least one of each")]
+    EmptyInput {
+        /// Rows received.
+        n_samples: usize,
+        /// Columns received.
+        n_features: usize,
+    },
+    /// Fewer rows than mixture components.
+    #[error("n_samples={n_samples} should be >= n_components={n_components}: pass more rows or ask for fewer components")]
+    TooFewSamples {
+        /// Rows received.
+        n_samples: usize,
+        /// Components requested.
+        n_components: usize,
+    },
+    /// The data contains NaN or an infinity.
+    #[error("the input contains a non-finite value ({value}) at row {row}, column {col}; remove or impute NaN/inf values first")]
+    NonFinite {
+        /// 0-based row.
+        row: usize,
+        /// 0-based column.
+        col: usize,
+        /// The offending value.
+        value: f64,
+    },
+    /// Data of a different width than the model or the initial parameters.
+    #[error("{what}: expected {expected} features (columns), got {got}")]
+    DimensionMismatch {
+        /// Which two things disagree.
+        what: String,
+        /// Width the model was fitted with.
+        expected: usize,
+        /// Width received.
+        got: usize,
+    },
+    /// A covariance matrix is not positive definite, even after `reg_covar`.
+    #[error("Fitting the mixture model failed because component {component}{restart} has an ill-defined empirical covariance (not positive definite; this happens with singleton or collapsed samples). Try to decrease the number of components, increase reg_covar, or scale the input data.")]
+    IllDefinedCovariance {
+        /// 0-based component index.
+        component: usize,
+        /// " (restart r)" when several restarts ran, otherwise empty.
+        restart: String,
+    },
+    /// A backend was requested that this build does not contain or cannot start.
+    #[error("backend `{backend}` is not available: {reason}")]
+    BackendUnavailable {
+        /// The backend's name.
+        backend: String,
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// The device cannot compute in the requested precision (e.g. f64 on a wgpu adapter
+    /// without the shader-f64 extension).
+    #[error("backend `{backend}` does not support {dtype} on this device; use --dtype f32 or another backend")]
+    UnsupportedDtype {
+        /// The backend's name.
+        backend: String,
+        /// The requested dtype.
+        dtype: String,
+    },
+    /// Reading results back from the device failed.
+    #[error("tensor read-back failed: {0}")]
+    Backend(String),
+    /// A saved model is malformed, of another version, or internally inconsistent.
+    #[error("invalid model file: {0}")]
+    ModelFormat(String),
+    /// Reading or writing a model file failed.
+    #[error("cannot access {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, GmmError>;
+
+impl GmmError {
+    /// Shorthand for [`GmmError::InvalidConfig`].
+    pub fn config(param: &'static str, reason: impl Into<String>) -> Self {
+        GmmError::InvalidConfig {
+            param,
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The E-step over row chunks: weighted log-densities by one GEMM per chunk, log-sum-exp over
+//! components, and the responsibilities. No `[N, K, D]` tensor ever exists: a chunk of `n`
+//! rows holds `[n, T' + D]` features and `[n, B·K]` log-densities.
+
+use burn::tensor::Tensor;
+
+use crate::covariance::{self, CovarianceType, Packing};
+use crate::host::chunks;
+use crate::stats::SufficientStats;
+
+/// Rows of a data matrix, centred on the fly, in chunks.
+#[derive(Clone, Debug)]
+pub struct ChunkedData<'a> {
+    x: &'a Tensor<2>,
+    centre: Tensor<2>,
+    chunk: usize,
+    cov: CovarianceType,
+    packing: &'a Packing,
+    cache: Option<Vec<Tensor<2>>>,
+}
+
+impl<'a> ChunkedData<'a> {
+    /// A view of `x: [N, D]` shifted by `-centre` (`[1, D]`), read `chunk` rows at a time.
+    pub fn new(
+        x: &'a Tensor<2>,
+        centre: Tensor<2>,
+        chunk: usize,
+        cov: CovarianceType,
+        packing: &'a Packing,
+    ) -> Self {
+        Self {
+            x,
+            centre,
+            chunk,
+            cov,
+            packing,
+            cache: None,
+        }
+    }
+
+    /// Keeps every chunk's features `G(x)` in memory when they take at most `budget_bytes`,
+    /// so that EM iterations after the first cost two GEMMs per chunk instead of rebuilding
+    /// the quadratic features (memory `N·(T'+D)` values; off when over budget).
+    pub fn with_feature_cache(mut self, budget_bytes: usize) -> Self {
+        let [n, d] = self.x.dims();
+        let width = self.cov.quad_width(d) + d;
+        let bytes = n * width * self.x.dtype().size();
+        if bytes <= budget_bytes {
+            let parts = self.ranges().map(|(s, len)| self.features(s, len)).collect();
+            self.cache = Some(parts);
+        }
+        self
+    }
+
+    /// Number of rows.
+    pub fn n_rows(&self) -> usize {
+        self.x.dims()[0]
+    }
+
+    /// `(start, len)` of every chunk.
+    pub fn ranges(&self) -> impl Iterator<Item = (usize, usize)> {
+        chunks(self.n_rows(), self.chunk)
+    }
+
+    /// Centred rows `[start, start + len)`.
+    pub fn rows(&self, start: usize, len: usize) -> Tensor<2> {
+        let d = self.x.dims()[1];
+        self.x.clone().slice([start..start + len, 0..d]) - self.centre.clone()
+    }
+
+    /// `G(x) = [F(x), x]` of centred rows `[start, start + len)` (a chunk from
+    /// [`ranges`](Self::ranges)).
+    pub fn features(&self, start: usize, len: usize) -> Tensor<2> {
+        match &self.cache {
+            Some(parts) => parts[start / self.chunk.max(1)].clone(),
+            None => self.features_of(self.rows(start, len)),
+        }
+    }
+
+    /// `G(x) = [F(x), x]` of already-centred rows.
+    pub fn features_of(&self, xc: Tensor<2>) -> Tensor<2> {
+        let f = covariance::quad_features(self.cov, xc.clone(), self.packing);
+        Tensor::cat(vec![f, xc], 1)
+    }
+}
+
+/// Weighted log-densities `log π_k + log N(x | μ_k, Σ_k)` as `[n, B, K]`, and their
+/// log-sum-exp over components `log p(x) = m + log Σ_k exp(ℓ_k − m)` as `[n, B, 1]`.
+pub fn log_prob(g: Tensor<2>, a: &Tensor<2>, c: &Tensor<2>, k: usize) -> (Tensor<3>, Tensor<3>) {
+    let n = g.dims()[0];
+    let bk = a.dims()[1];
+    let weighted = (g.matmul(a.clone()) + c.clone()).reshape([n, bk / k, k]);
+    let m = weighted.clone().max_dim(2);
+    let lse = m.clone() + (weighted.clone() - m).exp().sum_dim(2).log();
+    (weighted, lse)
+}
+
+/// One EM pass: E-step on every chunk with operands `(A, c)` and the accumulated sufficient
+/// statistics of the responsibilities (the input of the next M-step).
+pub fn em_pass(data: &ChunkedData<'_>, a: &Tensor<2>, c: &Tensor<2>, k: usize) -> SufficientStats {
+    let bk = a.dims()[1];
+    let mut acc = None;
+    for (start, len) in data.ranges() {
+        let g = data.features(start, len);
+        let (weighted, lse) = log_prob(g.clone(), a, c, k);
+        let resp = (weighted - lse.clone()).exp().reshape([len, bk]);
+        let stats = SufficientStats::from_chunk(resp, g, lse.reshape([len, bk / k]));
+        acc = Some(SufficientStats::accumulate(acc, stats));
+    }
+    acc.expect("at least one row")
+}

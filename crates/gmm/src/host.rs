@@ -1,0 +1,41 @@
+//! Moving small arrays between host memory and a device, in the computation's dtype.
+
+use burn::tensor::{DType, Device, Int, Shape, Tensor, TensorData};
+
+use crate::error::{GmmError, Result};
+
+/// Creates a float tensor of `shape` on `device` in `dtype` from row-major f64 values.
+pub fn tensor_from_f64<const D: usize>(
+    values: Vec<f64>,
+    shape: [usize; D],
+    device: &Device,
+    dtype: DType,
+) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(values, Shape::from(shape)), (device, dtype))
+}
+
+/// Creates an int tensor from i64 values.
+pub fn int_tensor<const D: usize>(values: Vec<i64>, shape: [usize; D], device: &Device) -> Tensor<D, Int> {
+    Tensor::from_data(TensorData::new(values, Shape::from(shape)), device)
+}
+
+/// Reads a float tensor back as row-major f64 values.
+pub fn to_f64<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f64>> {
+    tensor
+        .try_into_vec_as::<f64>()
+        .map_err(|e| GmmError::Backend(e.to_string()))
+}
+
+/// Reads an int tensor back as i64 values.
+pub fn to_i64<const D: usize>(tensor: Tensor<D, Int>) -> Result<Vec<i64>> {
+    tensor
+        .try_into_vec_as::<i64>()
+        .map_err(|e| GmmError::Backend(e.to_string()))
+}
+
+/// Row ranges `[start, start + len)` covering `0..n` in chunks of at most `chunk` rows.
+pub fn chunks(n: usize, chunk: usize) -> impl Iterator<Item = (usize, usize)> {
+    let chunk = chunk.max(1);
+    (0..n).step_by(chunk).map(move |s| (s, chunk.min(n - s)))
+}
+

@@ -1,0 +1,193 @@
+//! Starting parameters of each restart, as scikit-learn's `_initialize_parameters`: starting
+//! responsibilities from `init_params`, one M-step from them (weights `n_k / N`), then any
+//! user-given `weights_init` / `means_init` / `precisions_init` override.
+
+use burn::tensor::{Int, Tensor};
+use rand::rngs::StdRng;
+use rand::seq::index::sample;
+use rand::{Rng, SeedableRng};
+
+use crate::config::{GaussianMixtureConfig, InitMethod};
+use crate::covariance::{self, CovTensor, CovarianceType};
+use crate::error::Result;
+use crate::estep::ChunkedData;
+use crate::host::{int_tensor, tensor_from_f64, to_f64};
+use crate::kmeans::{kmeans_batched, plusplus_indices, KMeansConfig};
+use crate::params::{Layout, Params, WeightNorm};
+use crate::stats::SufficientStats;
+
+/// Starting parameters (in the centred coordinates of `data`) for each seed.
+pub fn initial_params(
+    config: &GaussianMixtureConfig,
+    data: &ChunkedData<'_>,
+    layout: &Layout,
+    seeds: &[u64],
+    centre: &[f64],
+    eps: f64,
+) -> Result<Vec<Params>> {
+    let k = layout.k;
+    let b = seeds.len();
+    let all_given = config.weights_init.is_some()
+        && config.means_init.is_some()
+        && config.precisions_init.is_some();
+    let mut starts = if all_given {
+        vec![
+            Params {
+                weights: vec![],
+                means: vec![],
+                covariances: vec![],
+                precisions_cholesky: vec![],
+            };
+            b
+        ]
+    } else if matches!(
+        config.init_params,
+        InitMethod::KMeansPlusPlus | InitMethod::RandomFromData
+    ) {
+        point_params(config, data, layout, seeds, eps)?
+    } else {
+        let stats = initial_stats(config, data, layout, seeds)?;
+        layout.m_step(&stats, config.reg_covar, eps, WeightNorm::Samples)?
+    };
+    if let Some(w) = &config.weights_init {
+        starts.iter_mut().for_each(|p| p.weights = w.clone());
+    }
+    if let Some(m) = &config.means_init {
+        let d = layout.d;
+        let centred: Vec<f64> = m.iter().enumerate().map(|(i, v)| v - centre[i % d]).collect();
+        starts.iter_mut().for_each(|p| p.means = centred.clone());
+    }
+    if let Some(prec) = &config.precisions_init {
+        let t = CovTensor::from_flat(layout.cov, prec.clone(), 1, k, layout.d, &layout.device, layout.dtype);
+        let chol = covariance::precision_cholesky_from_precisions(layout.cov, &t, k, 1)?.to_flat()?;
+        starts.iter_mut().for_each(|p| {
+            p.precisions_cholesky = chol.clone();
+            p.covariances = vec![];
+        });
+    }
+    Ok(starts)
+}
+
+/// Statistics of the starting responsibilities of every restart, `[B·K]` batched.
+fn initial_stats(
+    config: &GaussianMixtureConfig,
+    data: &ChunkedData<'_>,
+    layout: &Layout,
+    seeds: &[u64],
+) -> Result<SufficientStats> {
+    let (k, b) = (layout.k, seeds.len());
+    let device = &layout.device;
+    match config.init_params {
+        InitMethod::Kmeans => {
+            let mut kc = KMeansConfig::new(k);
+            kc.chunk_size = config.chunk_size;
+            let x = data_rows(data);
+            let runs = kmeans_batched(&x, &kc, seeds)?;
+            let classes = Tensor::<1, Int>::arange(0..k as i64, device).reshape([1, 1, k]);
+            let mut acc = None;
+            for (start, len) in data.ranges() {
+                let labels: Vec<i64> = (start..start + len)
+                    .flat_map(|i| runs.iter().map(move |r| r.labels[i] as i64))
+                    .collect();
+                let labels = int_tensor(labels, [len, b, 1], device);
+                let resp = labels
+                    .expand([len, b, k])
+                    .equal(classes.clone().expand([len, b, k]))
+                    .float()
+                    .cast(layout.dtype)
+                    .reshape([len, b * k]);
+                acc = Some(chunk_stats(acc, resp, data.features(start, len), b));
+            }
+            Ok(acc.expect("rows"))
+        }
+        InitMethod::KMeansPlusPlus | InitMethod::RandomFromData => {
+            unreachable!("point initialisations are built by `point_params`")
+        }
+        InitMethod::Random => {
+            let mut rngs: Vec<StdRng> = seeds.iter().map(|s| StdRng::seed_from_u64(*s)).collect();
+            let mut acc = None;
+            for (start, len) in data.ranges() {
+                let mut resp = vec![0.0; len * b * k];
+                for (r, rng) in rngs.iter_mut().enumerate() {
+                    for i in 0..len {
+                        let row = &mut resp[(i * b + r) * k..(i * b + r + 1) * k];
+                        row.iter_mut().for_each(|v| *v = rng.random::<f64>());
+                        let s: f64 = row.iter().sum();
+                        row.iter_mut().for_each(|v| *v /= s);
+                    }
+                }
+                let resp = tensor_from_f64(resp, [len, b * k], device, layout.dtype);
+                acc = Some(chunk_stats(acc, resp, data.features(start, len), b));
+            }
+            Ok(acc.expect("rows"))
+        }
+    }
+}
+
+/// Starting parameters when the responsibilities are 1 on K chosen rows (`k-means++`,
+/// `random_from_data`): scikit-learn's M-step on them gives means at the rows, weights
+/// `(1 + 10·eps)/N` and zero-spread covariances plus `reg_covar`. They are built directly
+/// rather than from moments, which would cancel in f32; the tied covariance is the data
+/// covariance plus `reg_covar` (a zero-spread shared covariance would be degenerate).
+fn point_params(
+    config: &GaussianMixtureConfig,
+    data: &ChunkedData<'_>,
+    layout: &Layout,
+    seeds: &[u64],
+    eps: f64,
+) -> Result<Vec<Params>> {
+    let (k, d, n) = (layout.k, layout.d, data.n_rows());
+    let reg = config.reg_covar;
+    let mut rngs: Vec<StdRng> = seeds.iter().map(|s| StdRng::seed_from_u64(*s)).collect();
+    let idx: Vec<Vec<usize>> = if config.init_params == InitMethod::KMeansPlusPlus {
+        plusplus_indices(&data_rows(data), k, &mut rngs, config.chunk_size)?
+    } else {
+        rngs.iter_mut().map(|r| sample(r, n, k).into_vec()).collect()
+    };
+    let eye_reg = |scale: f64| -> Vec<f64> {
+        (0..d * d).map(|i| if i % (d + 1) == 0 { scale } else { 0.0 }).collect()
+    };
+    let covariances = match layout.cov {
+        CovarianceType::Full => (0..k).flat_map(|_| eye_reg(reg)).collect(),
+        CovarianceType::Tied => {
+            let mut acc: Option<Tensor<2>> = None;
+            for (start, len) in data.ranges() {
+                let x = data.rows(start, len);
+                let xtx = x.clone().transpose().matmul(x);
+                acc = Some(match acc {
+                    Some(a) => a + xtx,
+                    None => xtx,
+                });
+            }
+            let second = to_f64(acc.expect("rows"))?;
+            second.iter().zip(eye_reg(reg)).map(|(s, r)| s / n as f64 + r).collect()
+        }
+        CovarianceType::Diag => vec![reg; k * d],
+        CovarianceType::Spherical => vec![reg; k],
+    };
+    let rows = to_f64(data_rows(data).select(
+        0,
+        int_tensor(idx.iter().flatten().map(|&i| i as i64).collect(), [seeds.len() * k], &layout.device),
+    ))?;
+    let cov_t = CovTensor::from_flat(layout.cov, covariances.clone(), 1, k, d, &layout.device, layout.dtype);
+    let prec = covariance::precision_cholesky(layout.cov, &cov_t, k, 1)?.to_flat()?;
+    Ok((0..seeds.len())
+        .map(|r| Params {
+            weights: vec![(1.0 + 10.0 * eps) / n as f64; k],
+            means: rows[r * k * d..(r + 1) * k * d].to_vec(),
+            covariances: covariances.clone(),
+            precisions_cholesky: prec.clone(),
+        })
+        .collect())
+}
+
+fn chunk_stats(acc: Option<SufficientStats>, resp: Tensor<2>, g: Tensor<2>, b: usize) -> SufficientStats {
+    let n = g.dims()[0];
+    let zeros = Tensor::zeros([n, b], (&g.device(), g.dtype()));
+    SufficientStats::accumulate(acc, SufficientStats::from_chunk(resp, g, zeros))
+}
+
+/// All centred rows of `data` (k-means works on the centred data; its cost is O(N·D)).
+fn data_rows(data: &ChunkedData<'_>) -> Tensor<2> {
+    data.rows(0, data.n_rows())
+}

@@ -1,0 +1,53 @@
+//! # mixburn-gmm
+//!
+//! Gaussian mixture models as batched tensor programs on any Burn backend:
+//!
+//! `p(x) = Σ_k π_k N(x | μ_k, Σ_k)`, fitted by EM with full, tied, diagonal or spherical
+//! covariances, with scikit-learn's parameters, defaults and numerics (precision-Cholesky
+//! parametrisation, log-sum-exp, `reg_covar` on the diagonal, `n_k + 10·eps`).
+//!
+//! Map (one concept per file):
+//! - [`linalg`]: batched Cholesky, triangular inverse and solve (the project's only ones).
+//! - [`covariance`]: per-covariance-type numerics (quadratic features, E-step GEMM operands,
+//!   covariances from moments, precision factors).
+//! - [`stats`]: mergeable sufficient statistics.
+//! - [`estep`]: chunked E-step (log-densities by GEMM, log-sum-exp, responsibilities).
+//! - [`kmeans`]: batched k-means++ and Lloyd.
+//! - [`init`]: starting parameters; [`em`]: the EM loop; [`params`]: the M-step.
+//! - [`model`]: the fitted [`GaussianMixture`]; [`config`]: [`GaussianMixtureConfig`].
+//! - [`backend`]: backends (`flex`, `ndarray`, `wgpu` features) and precisions.
+//!
+//! ```no_run
+//! use mixburn_gmm::{Backend, GaussianMixtureConfig, CovarianceType, Precision, fit, host};
+//! let device = Backend::Flex.device_for(Precision::F32).unwrap();
+//! let x = host::tensor_from_f64(vec![0.0, 0.1, 5.0, 5.2, 0.2, 0.0, 5.1, 4.9], [4, 2], &device, Precision::F32.dtype());
+//! let config = GaussianMixtureConfig::new(2).with_covariance_type(CovarianceType::Diag).with_seed(0);
+//! let model = fit(&config, &x).unwrap();
+//! println!("{:?} {}", model.weights(), model.score(&x).unwrap());
+//! ```
+
+pub mod backend;
+pub mod config;
+pub mod covariance;
+pub mod em;
+pub mod error;
+pub mod estep;
+pub mod host;
+pub mod init;
+pub mod kmeans;
+pub mod linalg;
+pub mod model;
+pub mod params;
+pub mod stats;
+
+pub use backend::{Backend, Precision};
+/// Burn itself, re-exported so that users name the same `Device` and `Tensor` types.
+pub use burn;
+pub use config::{GaussianMixtureConfig, InitMethod};
+pub use covariance::CovarianceType;
+pub use em::{fit, fit_warm};
+pub use error::{GmmError, Result};
+pub use kmeans::{kmeans, KMeansConfig, KMeansResult};
+pub use model::GaussianMixture;
+pub use params::Params;
+pub use stats::SufficientStats;

@@ -1,0 +1,122 @@
+//! Batched dense linear algebra written with Burn tensor ops (Burn has no Cholesky, triangular
+//! solve or inverse). Every function takes a leading batch dimension `[M, D, D]` and runs the
+//! whole batch in one sequence of tensor ops, so K components × B restarts factorise together.
+//!
+//! These are the only factorisations in the project: the OOD detector and the VAE prior layer
+//! call them too.
+
+use burn::tensor::{Device, Int, Tensor};
+
+use crate::error::Result;
+use crate::host::{int_tensor, to_f64};
+
+/// Lower Cholesky factors `L` with `L Lᵀ = A` for a batch `A: [M, D, D]` of symmetric matrices.
+///
+/// Left-looking (Cholesky–Crout) by columns: for `j = 0..D`,
+/// `c = A[:, j] − L[:, :j] L[j, :j]ᵀ`, `L[j, j] = √c_j`, `L[i, j] = c_i / L[j, j]` for `i > j`.
+/// A matrix that is not positive definite yields NaN or a non-positive diagonal; check with
+/// [`first_bad_factor`].
+pub fn cholesky(a: Tensor<3>) -> Tensor<3> {
+    let [m, d, _] = a.dims();
+    let device = a.device();
+    let dtype = a.dtype();
+    let mut columns: Vec<Tensor<3>> = Vec::with_capacity(d);
+    for j in 0..d {
+        let mut col = a.clone().slice([0..m, 0..d, j..j + 1]);
+        if j > 0 {
+            let left = Tensor::cat(columns.clone(), 2); // [M, D, j]
+            let row_j = left.clone().slice([0..m, j..j + 1, 0..j]); // [M, 1, j]
+            col = col - left.matmul(row_j.swap_dims(1, 2));
+        }
+        let pivot = col.clone().slice([0..m, j..j + 1, 0..1]).sqrt(); // [M, 1, 1]
+        // Rows above the diagonal are zero in a lower factor.
+        let below: Vec<f64> = (0..d).map(|i| if i >= j { 1.0 } else { 0.0 }).collect();
+        let mask = crate::host::tensor_from_f64(below, [1, d, 1], &device, dtype);
+        columns.push(col.div(pivot) * mask);
+    }
+    Tensor::cat(columns, 2)
+}
+
+/// Inverse `X = L⁻¹` of a batch of lower-triangular matrices `L: [M, D, D]` (forward
+/// substitution by rows: `X[i, :] = (e_i − L[i, :i] X[:i, :]) / L[i, i]`).
+pub fn lower_triangular_inverse(l: Tensor<3>) -> Tensor<3> {
+    let [m, d, _] = l.dims();
+    let eye: Tensor<3> = Tensor::<2>::eye(d, &l.device()).cast(l.dtype()).unsqueeze_dim(0);
+    let mut rows: Vec<Tensor<3>> = Vec::with_capacity(d);
+    for i in 0..d {
+        let mut rhs = eye.clone().slice([0..1, i..i + 1, 0..d]).expand([m, 1, d]);
+        if i > 0 {
+            let solved = Tensor::cat(rows.clone(), 1); // [M, i, D]
+            let l_row = l.clone().slice([0..m, i..i + 1, 0..i]); // [M, 1, i]
+            rhs = rhs - l_row.matmul(solved);
+        }
+        let diag = l.clone().slice([0..m, i..i + 1, i..i + 1]);
+        rows.push(rhs.div(diag));
+    }
+    Tensor::cat(rows, 1)
+}
+
+/// Solves `L X = B` for lower-triangular `L: [M, D, D]` and right-hand sides `B: [M, D, R]`.
+pub fn solve_lower(l: Tensor<3>, b: Tensor<3>) -> Tensor<3> {
+    lower_triangular_inverse(l).matmul(b)
+}
+
+/// Upper-triangular precision Cholesky factors `U = (L⁻¹)ᵀ` of covariances `Σ = L Lᵀ`, so that
+/// `Uᵀ Σ U = I` and `Σ⁻¹ = U Uᵀ` (scikit-learn's `precisions_cholesky_`).
+pub fn precision_cholesky(cov: Tensor<3>) -> (Tensor<3>, Tensor<3>) {
+    let l = cholesky(cov);
+    let u = lower_triangular_inverse(l.clone()).swap_dims(1, 2);
+    (l, u)
+}
+
+/// `log |A|` of a batch from its Cholesky factor: `2 Σ_i log L_ii`, shape `[M]`.
+pub fn log_det_from_cholesky(l: Tensor<3>) -> Tensor<1> {
+    diagonal(l).log().sum_dim(1).squeeze_dim::<1>(1).mul_scalar(2.0)
+}
+
+/// The diagonals `[M, D]` of a batch `[M, D, D]`.
+pub fn diagonal(a: Tensor<3>) -> Tensor<2> {
+    let [m, d, _] = a.dims();
+    let device = a.device();
+    let idx: Vec<i64> = (0..d).map(|i| (i * d + i) as i64).collect();
+    a.reshape([m, d * d]).select(1, int_tensor(idx, [d], &device))
+}
+
+/// Index of the first matrix in a batch of Cholesky factors whose diagonal is not finite and
+/// positive (the matrix was not positive definite), or `None` when all are valid.
+pub fn first_bad_factor(l: Tensor<3>) -> Result<Option<usize>> {
+    let [m, d, _] = l.dims();
+    let diag = to_f64(diagonal(l))?;
+    Ok((0..m).find(|&i| {
+        diag[i * d..(i + 1) * d]
+            .iter()
+            .any(|v| !(v.is_finite() && *v > 0.0))
+    }))
+}
+
+/// Indices `[i·D + j]` of the upper triangle `i ≤ j` (row-major), length `D(D+1)/2`: the order
+/// of the packed quadratic features `x_i x_j`.
+pub fn upper_indices(d: usize) -> Vec<(usize, usize)> {
+    (0..d).flat_map(|i| (i..d).map(move |j| (i, j))).collect()
+}
+
+/// Int tensor of flat indices into a `[D, D]` matrix for each packed upper-triangle entry.
+pub fn packed_index(d: usize, device: &Device) -> Tensor<1, Int> {
+    let idx: Vec<i64> = upper_indices(d)
+        .into_iter()
+        .map(|(i, j)| (i * d + j) as i64)
+        .collect();
+    let t = idx.len();
+    int_tensor(idx, [t], device)
+}
+
+/// Int tensor mapping each entry `(i, j)` of a `[D, D]` matrix to its packed position, so that
+/// `packed.select(1, unpack_index)` rebuilds the full symmetric matrix.
+pub fn unpack_index(d: usize, device: &Device) -> Tensor<1, Int> {
+    let mut pos = vec![0i64; d * d];
+    for (t, (i, j)) in upper_indices(d).into_iter().enumerate() {
+        pos[i * d + j] = t as i64;
+        pos[j * d + i] = t as i64;
+    }
+    int_tensor(pos, [d * d], device)
+}

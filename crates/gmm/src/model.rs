@@ -1,0 +1,349 @@
+//! The fitted mixture: parameters, convergence record, scoring, sampling, information
+//! criteria, and a versioned save format that reloads bit-identically.
+
+use std::path::Path;
+
+use burn::tensor::{Device, Int, Tensor};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::Precision;
+use crate::config::GaussianMixtureConfig;
+use crate::covariance::{CovTensor, CovarianceType};
+use crate::em::validate_data;
+use crate::error::{GmmError, Result};
+use crate::estep::{log_prob, ChunkedData};
+use crate::host::{tensor_from_f64, to_f64};
+use crate::linalg;
+use crate::params::{Layout, Params};
+
+/// Name and version written into saved models.
+pub const MODEL_FORMAT: &str = "mixburn-gmm";
+/// Current version of the saved-model format.
+pub const MODEL_FORMAT_VERSION: u32 = 1;
+
+/// Rows per chunk when scoring.
+const SCORE_CHUNK: usize = 8192;
+
+/// A fitted Gaussian mixture. Parameters are kept on the host in f64 (scikit-learn's shapes,
+/// row-major); scoring uploads them to the device of the data it scores.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GaussianMixture {
+    /// Covariance type.
+    pub covariance_type: CovarianceType,
+    /// Components K.
+    pub n_components: usize,
+    /// Features D.
+    pub n_features: usize,
+    /// `reg_covar` used in the fit.
+    pub reg_covar: f64,
+    /// Precision the model was fitted in.
+    pub precision: Precision,
+    /// Weights, means, covariances and precision Cholesky factors.
+    #[serde(flatten)]
+    pub params: Params,
+    /// Whether the lower bound changed by less than `tol` before `max_iter`.
+    pub converged: bool,
+    /// EM iterations run by the best restart.
+    pub n_iter: usize,
+    /// Mean log-likelihood per sample at the last E-step of the best restart.
+    pub lower_bound: f64,
+    /// The lower bound at every iteration of the best restart.
+    pub lower_bounds: Vec<f64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedModel {
+    format: String,
+    version: u32,
+    model: GaussianMixture,
+}
+
+impl GaussianMixture {
+    /// Mixing weights `π`, length K.
+    pub fn weights(&self) -> &[f64] {
+        &self.params.weights
+    }
+    /// Means, row-major K×D.
+    pub fn means(&self) -> &[f64] {
+        &self.params.means
+    }
+    /// Covariances in the covariance type's shape, row-major.
+    pub fn covariances(&self) -> &[f64] {
+        &self.params.covariances
+    }
+    /// Precision Cholesky factors in the covariance type's shape, row-major.
+    pub fn precisions_cholesky(&self) -> &[f64] {
+        &self.params.precisions_cholesky
+    }
+
+    /// Free parameters: covariance parameters + `K·D` means + `K − 1` weights.
+    pub fn n_parameters(&self) -> usize {
+        let (k, d) = (self.n_components, self.n_features);
+        self.covariance_type.n_cov_parameters(k, d) + k * d + k - 1
+    }
+
+    pub(crate) fn check_compatible(&self, config: &GaussianMixtureConfig, d: usize) -> Result<()> {
+        if self.n_features != d {
+            return Err(GmmError::DimensionMismatch {
+                what: "warm start: previous model vs data".into(),
+                expected: self.n_features,
+                got: d,
+            });
+        }
+        if self.n_components != config.n_components || self.covariance_type != config.covariance_type {
+            return Err(GmmError::config(
+                "warm_start",
+                "the previous model has another n_components or covariance_type",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the weighted log-densities `[n, 1, K]` and log-likelihoods `[n, 1, 1]` of
+    /// each chunk of `x`.
+    fn scan<T>(&self, x: &Tensor<2>, mut f: impl FnMut(Tensor<3>, Tensor<3>) -> T) -> Result<Vec<T>> {
+        let (_, d) = validate_data(x)?;
+        if d != self.n_features {
+            return Err(GmmError::DimensionMismatch {
+                what: "data vs model".into(),
+                expected: self.n_features,
+                got: d,
+            });
+        }
+        let (device, dtype) = (x.device(), x.dtype());
+        let layout = Layout::new(self.covariance_type, self.n_components, d, &device, dtype);
+        // Score around the mixture's mean Σ π_k μ_k so that the GEMM form does not cancel.
+        let mut centre = vec![0.0; d];
+        for (k, w) in self.params.weights.iter().enumerate() {
+            for (j, c) in centre.iter_mut().enumerate() {
+                *c += w * self.params.means[k * d + j];
+            }
+        }
+        let centred = self.params.shifted(&centre, -1.0);
+        let (a, c) = layout.upload(&[&centred]);
+        let centre_t = tensor_from_f64(centre, [1, d], &device, dtype);
+        let data = ChunkedData::new(x, centre_t, SCORE_CHUNK, self.covariance_type, &layout.packing);
+        Ok(data
+            .ranges()
+            .map(|(s, len)| {
+                let (w, lse) = log_prob(data.features(s, len), &a, &c, self.n_components);
+                f(w, lse)
+            })
+            .collect())
+    }
+
+    /// Per-sample log-likelihood `log p(x_n) = logsumexp_k(log π_k + log N(x_n | μ_k, Σ_k))`,
+    /// shape `[N]`, on `x`'s device.
+    pub fn score_samples(&self, x: &Tensor<2>) -> Result<Tensor<1>> {
+        let parts = self.scan(x, |_, lse| lse.flatten::<1>(0, 2))?;
+        Ok(Tensor::cat(parts, 0))
+    }
+
+    /// Mean log-likelihood per sample.
+    pub fn score(&self, x: &Tensor<2>) -> Result<f64> {
+        let n = x.dims()[0] as f64;
+        Ok(to_f64(self.score_samples(x)?.sum())?[0] / n)
+    }
+
+    /// Posterior component probabilities `p(k | x_n)`, shape `[N, K]`.
+    pub fn predict_proba(&self, x: &Tensor<2>) -> Result<Tensor<2>> {
+        let k = self.n_components;
+        let parts = self.scan(x, |w, lse| {
+            let n = w.dims()[0];
+            (w - lse).exp().reshape([n, k])
+        })?;
+        Ok(Tensor::cat(parts, 0))
+    }
+
+    /// Most probable component of each row, shape `[N]`.
+    pub fn predict(&self, x: &Tensor<2>) -> Result<Tensor<1, Int>> {
+        let k = self.n_components;
+        let parts = self.scan(x, |w, _| {
+            let n = w.dims()[0];
+            w.reshape([n, k]).argmax(1).flatten::<1>(0, 1)
+        })?;
+        Ok(Tensor::cat(parts, 0))
+    }
+
+    /// Bayesian information criterion `−2 log L + p ln N` on `x`.
+    pub fn bic(&self, x: &Tensor<2>) -> Result<f64> {
+        let n = x.dims()[0] as f64;
+        Ok(-2.0 * self.score(x)? * n + self.n_parameters() as f64 * n.ln())
+    }
+
+    /// Akaike information criterion `−2 log L + 2p` on `x`.
+    pub fn aic(&self, x: &Tensor<2>) -> Result<f64> {
+        let n = x.dims()[0] as f64;
+        Ok(-2.0 * self.score(x)? * n + 2.0 * self.n_parameters() as f64)
+    }
+
+    /// Draws `n` samples as scikit-learn does: counts per component from a multinomial on the
+    /// weights, then `x = μ_k + L_k z` with `Σ_k = L_k L_kᵀ` and `z ~ N(0, I)`, grouped by
+    /// component. Returns the samples `[n, D]` (f64 where `device` supports it) and their components `[n]`.
+    pub fn sample(&self, n: usize, seed: u64, device: &Device) -> Result<(Tensor<2>, Tensor<1, Int>)> {
+        if n < 1 {
+            return Err(GmmError::config("n_samples", "must be >= 1"));
+        }
+        let (k, d) = (self.n_components, self.n_features);
+        if self.params.covariances.len() != self.covariance_type.param_len(k, d) {
+            return Err(GmmError::ModelFormat(
+                "the model has no covariances (it was never fitted)".into(),
+            ));
+        }
+        let dtype = if device.supports_dtype(burn::tensor::DType::F64) {
+            burn::tensor::DType::F64
+        } else {
+            burn::tensor::DType::F32
+        };
+        let mut rng = StdRng::seed_from_u64(seed);
+        let counts = multinomial(&mut rng, n, &self.params.weights);
+        // Cholesky factors of the covariances, through the crate's one factorisation.
+        let factors: Vec<f64> = match CovTensor::from_flat(
+            self.covariance_type,
+            self.params.covariances.clone(),
+            1,
+            k,
+            d,
+            device,
+            dtype,
+        ) {
+            CovTensor::Matrices(c) => {
+                let l = linalg::cholesky(c);
+                if let Some(bad) = linalg::first_bad_factor(l.clone())? {
+                    return Err(GmmError::IllDefinedCovariance {
+                        component: bad,
+                        restart: String::new(),
+                    });
+                }
+                to_f64(l)?
+            }
+            CovTensor::Vectors(v) => to_f64(v.sqrt())?,
+        };
+        let mut xs = Vec::with_capacity(n * d);
+        let mut labels = Vec::with_capacity(n);
+        for (comp, &count) in counts.iter().enumerate() {
+            let mu = &self.params.means[comp * d..(comp + 1) * d];
+            for _ in 0..count {
+                let z: Vec<f64> = (0..d).map(|_| StandardNormal.sample(&mut rng)).collect();
+                for i in 0..d {
+                    let v = match self.covariance_type {
+                        CovarianceType::Full | CovarianceType::Tied => {
+                            let off = if self.covariance_type == CovarianceType::Full { comp * d * d } else { 0 };
+                            (0..=i).map(|j| factors[off + i * d + j] * z[j]).sum::<f64>()
+                        }
+                        CovarianceType::Diag => factors[comp * d + i] * z[i],
+                        CovarianceType::Spherical => factors[comp] * z[i],
+                    };
+                    xs.push(mu[i] + v);
+                }
+                labels.push(comp as i64);
+            }
+        }
+        Ok((
+            tensor_from_f64(xs, [n, d], device, dtype),
+            crate::host::int_tensor(labels, [n], device),
+        ))
+    }
+
+    /// Serialises the model as versioned JSON (floats round-trip exactly).
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string_pretty(&SavedModel {
+            format: MODEL_FORMAT.into(),
+            version: MODEL_FORMAT_VERSION,
+            model: self.clone(),
+        })
+        .map_err(|e| GmmError::ModelFormat(e.to_string()))
+    }
+
+    /// Parses a model written by [`to_json`](Self::to_json), checking format, version and the
+    /// consistency of every array's length.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let saved: SavedModel = serde_json::from_str(text).map_err(|e| {
+            GmmError::ModelFormat(format!("{e}; expected a model written by `mixburn fit`"))
+        })?;
+        if saved.format != MODEL_FORMAT {
+            return Err(GmmError::ModelFormat(format!(
+                "format is `{}`, expected `{MODEL_FORMAT}`",
+                saved.format
+            )));
+        }
+        if saved.version != MODEL_FORMAT_VERSION {
+            return Err(GmmError::ModelFormat(format!(
+                "version {} is not supported (this build reads version {MODEL_FORMAT_VERSION})",
+                saved.version
+            )));
+        }
+        let m = saved.model;
+        let (k, d) = (m.n_components, m.n_features);
+        let len = m.covariance_type.param_len(k, d);
+        let p = &m.params;
+        let ok = k >= 1
+            && d >= 1
+            && p.weights.len() == k
+            && p.means.len() == k * d
+            && p.covariances.len() == len
+            && p.precisions_cholesky.len() == len
+            && p.weights.iter().chain(&p.means).chain(&p.covariances).chain(&p.precisions_cholesky).all(|v| v.is_finite());
+        if !ok {
+            return Err(GmmError::ModelFormat(format!(
+                "array lengths or values do not match n_components={k}, n_features={d}, covariance_type={}",
+                m.covariance_type
+            )));
+        }
+        Ok(m)
+    }
+
+    /// Writes the model to `path` atomically (temporary file in the same directory, then
+    /// rename), so a failure never leaves a half-written model.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = self.to_json()?;
+        let io = |source| GmmError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = path.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+        std::fs::write(&tmp, text).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io(e)
+        })?;
+        std::fs::rename(&tmp, path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io(e)
+        })
+    }
+
+    /// Reads a model saved by [`save`](Self::save).
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| GmmError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_json(&text)
+    }
+}
+
+/// Component counts of `n` draws from a categorical distribution with probabilities `p`.
+fn multinomial(rng: &mut StdRng, n: usize, p: &[f64]) -> Vec<usize> {
+    use rand::Rng;
+    let total: f64 = p.iter().sum();
+    let mut counts = vec![0; p.len()];
+    for _ in 0..n {
+        let u = rng.random::<f64>() * total;
+        let mut acc = 0.0;
+        let mut pick = p.len() - 1;
+        for (i, w) in p.iter().enumerate() {
+            acc += w;
+            if u < acc {
+                pick = i;
+                break;
+            }
+        }
+        counts[pick] += 1;
+    }
+    counts
+}

@@ -1,0 +1,146 @@
+//! Mixture parameters on the host, and the M-step that turns sufficient statistics into them.
+
+use burn::tensor::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::covariance::{self, CovTensor, CovarianceType, Packing};
+use crate::error::Result;
+use crate::host::{tensor_from_f64, to_f64};
+use crate::stats::SufficientStats;
+
+/// One mixture's parameters, row-major f64 (scikit-learn's shapes flattened).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Params {
+    /// `π`, length K.
+    pub weights: Vec<f64>,
+    /// `μ`, K×D.
+    pub means: Vec<f64>,
+    /// `Σ` in the covariance type's shape (empty when only precisions are known).
+    pub covariances: Vec<f64>,
+    /// Precision Cholesky factors in the covariance type's shape.
+    pub precisions_cholesky: Vec<f64>,
+}
+
+impl Params {
+    /// The same parameters with every mean shifted by `-shift` (a length-D vector).
+    pub fn shifted(&self, shift: &[f64], sign: f64) -> Self {
+        let d = shift.len();
+        let mut p = self.clone();
+        for (i, m) in p.means.iter_mut().enumerate() {
+            *m += sign * shift[i % d];
+        }
+        p
+    }
+}
+
+/// How the M-step normalises the weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightNorm {
+    /// `π_k = n_k / Σ_j n_j` (EM iterations).
+    Mass,
+    /// `π_k = n_k / N` (scikit-learn's initialisation).
+    Samples,
+}
+
+/// Shapes and settings the M-step needs.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// Covariance type.
+    pub cov: CovarianceType,
+    /// Components K.
+    pub k: usize,
+    /// Features D.
+    pub d: usize,
+    /// Device of the computation.
+    pub device: Device,
+    /// Float dtype of the computation.
+    pub dtype: DType,
+    /// Pack/unpack indices.
+    pub packing: Packing,
+}
+
+impl Layout {
+    /// A layout for `k` components of `d` features on `device` in `dtype`.
+    pub fn new(cov: CovarianceType, k: usize, d: usize, device: &Device, dtype: DType) -> Self {
+        Self {
+            cov,
+            k,
+            d,
+            device: device.clone(),
+            dtype,
+            packing: Packing::new(d, device, dtype),
+        }
+    }
+
+    /// The E-step operands `(A, c)` of `models` stacked as restarts (see [`crate::covariance`]).
+    pub fn upload(&self, models: &[&Params]) -> (Tensor<2>, Tensor<2>) {
+        let b = models.len();
+        let (k, d) = (self.k, self.d);
+        let cat = |f: &dyn Fn(&Params) -> &Vec<f64>| -> Vec<f64> {
+            models.iter().flat_map(|p| f(p).iter().copied()).collect()
+        };
+        let log_w: Vec<f64> = cat(&|p| &p.weights).into_iter().map(f64::ln).collect();
+        let means = tensor_from_f64(cat(&|p| &p.means), [b * k, d], &self.device, self.dtype);
+        let log_w = tensor_from_f64(log_w, [b * k], &self.device, self.dtype);
+        let prec = CovTensor::from_flat(
+            self.cov,
+            cat(&|p| &p.precisions_cholesky),
+            b,
+            k,
+            d,
+            &self.device,
+            self.dtype,
+        );
+        covariance::estep_operands(self.cov, &prec, means, log_w, k, &self.packing)
+    }
+
+    /// The M-step: parameters of each restart from its statistics, with scikit-learn's
+    /// `n_k + 10·eps` floor for empty components.
+    pub fn m_step(
+        &self,
+        stats: &SufficientStats,
+        reg_covar: f64,
+        eps: f64,
+        norm: WeightNorm,
+    ) -> Result<Vec<Params>> {
+        let (k, d) = (self.k, self.d);
+        let [bk, width] = stats.moments.dims();
+        let b = bk / k;
+        let t = width - d;
+        let nk = stats.nk.clone().add_scalar(10.0 * eps);
+        let s2 = stats.moments.clone().slice([0..bk, 0..t]);
+        let s1 = stats.moments.clone().slice([0..bk, t..width]);
+        let (means, covs) =
+            covariance::covariances_from_moments(
+                self.cov,
+                nk.clone(),
+                s1,
+                s2,
+                k,
+                reg_covar,
+                eps,
+                &self.packing,
+            );
+        let prec = covariance::precision_cholesky(self.cov, &covs, k, b)?;
+        let nk = to_f64(nk)?;
+        let means = to_f64(means)?;
+        let covs = covs.to_flat()?;
+        let prec = prec.to_flat()?;
+        let len = self.cov.param_len(k, d);
+        Ok((0..b)
+            .map(|r| {
+                let w = &nk[r * k..(r + 1) * k];
+                let total = match norm {
+                    WeightNorm::Mass => w.iter().sum::<f64>(),
+                    WeightNorm::Samples => stats.n_samples as f64,
+                };
+                Params {
+                    weights: w.iter().map(|v| v / total).collect(),
+                    means: means[r * k * d..(r + 1) * k * d].to_vec(),
+                    covariances: covs[r * len..(r + 1) * len].to_vec(),
+                    precisions_cholesky: prec[r * len..(r + 1) * len].to_vec(),
+                }
+            })
+            .collect())
+    }
+}
