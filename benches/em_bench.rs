@@ -15,7 +15,10 @@ use mixburn_gmm::{fit, Backend, CovarianceType, GaussianMixtureConfig, Precision
 use serde_json::{json, Value};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 fn flat(v: &Value) -> Vec<f64> {
@@ -31,9 +34,11 @@ fn peak_rss() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
         })
         .map(|kb| kb * 1024)
         .unwrap_or(0)
@@ -42,12 +47,30 @@ fn peak_rss() -> u64 {
 fn run() -> Result<Value, String> {
     let args: Vec<String> = std::env::args().collect();
     let input = PathBuf::from(arg(&args, "--input").ok_or("--input X.npy is required")?);
-    let cov: CovarianceType = arg(&args, "--covariance").unwrap_or("full".into()).parse().map_err(|e| format!("{e}"))?;
-    let iters: usize = arg(&args, "--iters").unwrap_or("5".into()).parse().map_err(|_| "--iters N")?;
-    let repeats: usize = arg(&args, "--repeats").unwrap_or("3".into()).parse().map_err(|_| "--repeats N")?;
-    let chunk: usize = arg(&args, "--chunk-size").unwrap_or("4096".into()).parse().map_err(|_| "--chunk-size N")?;
-    let backend: Backend = arg(&args, "--backend").unwrap_or("flex".into()).parse().map_err(|e| format!("{e}"))?;
-    let precision: Precision = arg(&args, "--dtype").unwrap_or("f32".into()).parse().map_err(|e| format!("{e}"))?;
+    let cov: CovarianceType = arg(&args, "--covariance")
+        .unwrap_or("full".into())
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let iters: usize = arg(&args, "--iters")
+        .unwrap_or("5".into())
+        .parse()
+        .map_err(|_| "--iters N")?;
+    let repeats: usize = arg(&args, "--repeats")
+        .unwrap_or("3".into())
+        .parse()
+        .map_err(|_| "--repeats N")?;
+    let chunk: usize = arg(&args, "--chunk-size")
+        .unwrap_or("4096".into())
+        .parse()
+        .map_err(|_| "--chunk-size N")?;
+    let backend: Backend = arg(&args, "--backend")
+        .unwrap_or("flex".into())
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let precision: Precision = arg(&args, "--dtype")
+        .unwrap_or("f32".into())
+        .parse()
+        .map_err(|e| format!("{e}"))?;
     if iters < 2 {
         return Err("--iters must be >= 2".into());
     }
@@ -56,7 +79,10 @@ fn run() -> Result<Value, String> {
     let (n, d) = (m.rows, m.cols);
     let input_bytes = (n * d * if precision == Precision::F32 { 4 } else { 8 }) as u64;
     let x = tensor_from_f64(m.data, [n, d], &device, precision.dtype());
-    let mut config = GaussianMixtureConfig::new(1).with_covariance_type(cov).with_tol(0.0).with_chunk_size(chunk);
+    let mut config = GaussianMixtureConfig::new(1)
+        .with_covariance_type(cov)
+        .with_tol(0.0)
+        .with_chunk_size(chunk);
     if let Some(init) = arg(&args, "--init") {
         let text = std::fs::read_to_string(&init).map_err(|e| format!("{init}: {e}"))?;
         let v: Value = serde_json::from_str(&text).map_err(|e| format!("{init}: {e}"))?;
@@ -67,7 +93,10 @@ fn run() -> Result<Value, String> {
             .with_means_init(flat(&v["means_init"]))
             .with_precisions_init(flat(&v["precisions_init"]));
     } else {
-        config.n_components = arg(&args, "--k").unwrap_or("16".into()).parse().map_err(|_| "--k N")?;
+        config.n_components = arg(&args, "--k")
+            .unwrap_or("16".into())
+            .parse()
+            .map_err(|_| "--k N")?;
         config = config.with_seed(0);
     }
     // Warm up (kernel compilation on wgpu, allocator pools), then reset the memory high-water

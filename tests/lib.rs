@@ -10,7 +10,9 @@ use serde_json::Value;
 
 /// Reads `fixtures/<name>.json`.
 pub fn fixture(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(format!("{name}.json"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(format!("{name}.json"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("fixture is JSON")
 }
@@ -76,7 +78,11 @@ pub fn rtol(p: Precision) -> f64 {
 /// Norm-wise relative error `‖a − b‖∞ / ‖b‖∞` (absolute when `b` is all zeros).
 pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    let diff = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    let diff = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
     let scale = b.iter().map(|y| y.abs()).fold(0.0, f64::max);
     if scale > 0.0 {
         diff / scale
@@ -93,12 +99,14 @@ impl Report {
     /// Records a failure when `rel_err(a, b) > tol`.
     pub fn close(&mut self, what: &str, a: &[f64], b: &[f64], tol: f64) {
         if a.len() != b.len() {
-            self.0.push(format!("{what}: length {} vs {}", a.len(), b.len()));
+            self.0
+                .push(format!("{what}: length {} vs {}", a.len(), b.len()));
             return;
         }
         let e = rel_err(a, b);
         if !(e <= tol) {
-            self.0.push(format!("{what}: relative error {e:.3e} > {tol:.0e}"));
+            self.0
+                .push(format!("{what}: relative error {e:.3e} > {tol:.0e}"));
         }
     }
     /// Records a failure when `ok` is false.
@@ -109,6 +117,11 @@ impl Report {
     }
     /// Panics with every recorded failure.
     pub fn finish(self) {
-        assert!(self.0.is_empty(), "{} mismatches:\n{}", self.0.len(), self.0.join("\n"));
+        assert!(
+            self.0.is_empty(),
+            "{} mismatches:\n{}",
+            self.0.len(),
+            self.0.join("\n")
+        );
     }
 }

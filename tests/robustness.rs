@@ -39,7 +39,10 @@ fn nan_and_inf_are_rejected_with_their_position() {
 fn empty_data_is_rejected() {
     let (_, precision, device) = targets().remove(0);
     let x = tensor_from_f64(vec![], [0, 3], &device, precision.dtype());
-    assert!(matches!(fit(&GaussianMixtureConfig::new(1), &x), Err(GmmError::EmptyInput { .. })));
+    assert!(matches!(
+        fit(&GaussianMixtureConfig::new(1), &x),
+        Err(GmmError::EmptyInput { .. })
+    ));
 }
 
 #[test]
@@ -47,7 +50,13 @@ fn fewer_rows_than_components_is_rejected() {
     let (_, precision, device) = targets().remove(0);
     let x = tensor_from_f64(vec![0.0, 1.0, 2.0], [3, 1], &device, precision.dtype());
     let err = fit(&GaussianMixtureConfig::new(4), &x).unwrap_err();
-    assert!(matches!(err, GmmError::TooFewSamples { n_samples: 3, n_components: 4 }));
+    assert!(matches!(
+        err,
+        GmmError::TooFewSamples {
+            n_samples: 3,
+            n_components: 4
+        }
+    ));
     assert!(err.to_string().contains("n_components=4"));
 }
 
@@ -58,13 +67,28 @@ fn invalid_configurations_are_rejected_once_with_the_parameter_named() {
     let cases: Vec<(GaussianMixtureConfig, &str)> = vec![
         (GaussianMixtureConfig::new(0), "n_components"),
         (GaussianMixtureConfig::new(2).with_tol(-1.0), "tol"),
-        (GaussianMixtureConfig::new(2).with_reg_covar(f64::NAN), "reg_covar"),
+        (
+            GaussianMixtureConfig::new(2).with_reg_covar(f64::NAN),
+            "reg_covar",
+        ),
         (GaussianMixtureConfig::new(2).with_max_iter(0), "max_iter"),
         (GaussianMixtureConfig::new(2).with_n_init(0), "n_init"),
-        (GaussianMixtureConfig::new(2).with_weights_init(vec![0.5, 0.6]), "weights_init"),
-        (GaussianMixtureConfig::new(2).with_weights_init(vec![1.0]), "weights_init"),
-        (GaussianMixtureConfig::new(2).with_means_init(vec![0.0; 3]), "means_init"),
-        (GaussianMixtureConfig::new(2).with_precisions_init(vec![1.0; 5]), "precisions_init"),
+        (
+            GaussianMixtureConfig::new(2).with_weights_init(vec![0.5, 0.6]),
+            "weights_init",
+        ),
+        (
+            GaussianMixtureConfig::new(2).with_weights_init(vec![1.0]),
+            "weights_init",
+        ),
+        (
+            GaussianMixtureConfig::new(2).with_means_init(vec![0.0; 3]),
+            "means_init",
+        ),
+        (
+            GaussianMixtureConfig::new(2).with_precisions_init(vec![1.0; 5]),
+            "precisions_init",
+        ),
         (
             GaussianMixtureConfig::new(1).with_precisions_init(vec![1.0, 0.5, 0.0, 1.0]),
             "precisions_init",
@@ -90,8 +114,18 @@ fn model_and_data_of_different_widths_are_rejected() {
     let x = matrix(&blobs(), &device, precision);
     let model = fit(&GaussianMixtureConfig::new(2).with_seed(0), &x).unwrap();
     let wide = tensor_from_f64(vec![0.0; 12], [4, 3], &device, precision.dtype());
-    for r in [model.score_samples(&wide).map(|_| ()), model.predict(&wide).map(|_| ())] {
-        assert!(matches!(r, Err(GmmError::DimensionMismatch { expected: 2, got: 3, .. })));
+    for r in [
+        model.score_samples(&wide).map(|_| ()),
+        model.predict(&wide).map(|_| ()),
+    ] {
+        assert!(matches!(
+            r,
+            Err(GmmError::DimensionMismatch {
+                expected: 2,
+                got: 3,
+                ..
+            })
+        ));
     }
 }
 
@@ -106,24 +140,42 @@ fn constant_columns_and_duplicate_rows_fit_thanks_to_reg_covar() {
         }
         let x = tensor_from_f64(v, [40, 2], &device, precision.dtype());
         for cov in COVS {
-            let config = GaussianMixtureConfig::new(2).with_covariance_type(cov).with_seed(1);
-            let model = fit(&config, &x).unwrap_or_else(|e| panic!("{backend}/{precision}/{cov}: {e}"));
+            let config = GaussianMixtureConfig::new(2)
+                .with_covariance_type(cov)
+                .with_seed(1);
+            let model =
+                fit(&config, &x).unwrap_or_else(|e| panic!("{backend}/{precision}/{cov}: {e}"));
             assert!(model.lower_bound.is_finite());
-            assert!(to_f64(model.score_samples(&x).unwrap()).unwrap().iter().all(|v| v.is_finite()));
+            assert!(to_f64(model.score_samples(&x).unwrap())
+                .unwrap()
+                .iter()
+                .all(|v| v.is_finite()));
         }
     }
 }
 
 #[test]
 fn singular_covariance_without_reg_covar_names_the_component() {
-    let (_, _, device) = targets().remove(0);
-    // Two identical points per cluster and reg_covar = 0: the covariances are singular.
-    let x = tensor_from_f64(vec![0.0, 0.0, 0.0, 0.0, 9.0, 9.0, 9.0, 9.0], [4, 2], &device, Precision::F64.dtype());
-    for cov in COVS {
-        let config = GaussianMixtureConfig::new(2).with_covariance_type(cov).with_reg_covar(0.0).with_seed(0);
-        let err = fit(&config, &x).unwrap_err();
-        assert!(matches!(err, GmmError::IllDefinedCovariance { .. }), "{cov}: {err:?}");
-        assert!(err.to_string().contains("increase reg_covar"));
+    for (backend, precision, device) in targets() {
+        // Two identical points per cluster and reg_covar = 0: the covariances are singular.
+        let x = tensor_from_f64(
+            vec![0.0, 0.0, 0.0, 0.0, 9.0, 9.0, 9.0, 9.0],
+            [4, 2],
+            &device,
+            precision.dtype(),
+        );
+        for cov in COVS {
+            let config = GaussianMixtureConfig::new(2)
+                .with_covariance_type(cov)
+                .with_reg_covar(0.0)
+                .with_seed(0);
+            let err = fit(&config, &x).unwrap_err();
+            assert!(
+                matches!(err, GmmError::IllDefinedCovariance { .. }),
+                "{backend}/{precision}/{cov}: {err:?}"
+            );
+            assert!(err.to_string().contains("increase reg_covar"));
+        }
     }
 }
 
@@ -132,7 +184,12 @@ fn em_lower_bound_never_decreases() {
     for (backend, precision, device) in targets() {
         let x = matrix(&fixture("parity_full")["X"], &device, precision);
         for cov in COVS {
-            for init in [InitMethod::Kmeans, InitMethod::KMeansPlusPlus, InitMethod::Random, InitMethod::RandomFromData] {
+            for init in [
+                InitMethod::Kmeans,
+                InitMethod::KMeansPlusPlus,
+                InitMethod::Random,
+                InitMethod::RandomFromData,
+            ] {
                 let config = GaussianMixtureConfig::new(3)
                     .with_covariance_type(cov)
                     .with_init_params(init)
@@ -140,9 +197,17 @@ fn em_lower_bound_never_decreases() {
                     .with_max_iter(15)
                     .with_seed(3);
                 let m = fit(&config, &x).unwrap();
-                let slack = if precision == Precision::F32 { 1e-4 } else { 1e-10 };
+                let slack = if precision == Precision::F32 {
+                    1e-4
+                } else {
+                    1e-10
+                };
                 for w in m.lower_bounds.windows(2) {
-                    assert!(w[1] >= w[0] - slack, "{backend}/{precision}/{cov}/{init}: {:?}", m.lower_bounds);
+                    assert!(
+                        w[1] >= w[0] - slack,
+                        "{backend}/{precision}/{cov}/{init}: {:?}",
+                        m.lower_bounds
+                    );
                 }
                 let total: f64 = m.weights().iter().sum();
                 assert!((total - 1.0).abs() < 1e-5);
@@ -156,9 +221,22 @@ fn batched_restarts_contain_the_single_restart_run() {
     for (backend, precision, device) in targets() {
         let x = matrix(&fixture("parity_full")["X"], &device, precision);
         let one = fit(&GaussianMixtureConfig::new(3).with_seed(7), &x).unwrap();
-        let many = fit(&GaussianMixtureConfig::new(3).with_seed(7).with_n_init(4), &x).unwrap();
-        let slack = if precision == Precision::F32 { 1e-4 } else { 1e-9 };
-        assert!(many.lower_bound >= one.lower_bound - slack, "{backend}/{precision}: {} < {}", many.lower_bound, one.lower_bound);
+        let many = fit(
+            &GaussianMixtureConfig::new(3).with_seed(7).with_n_init(4),
+            &x,
+        )
+        .unwrap();
+        let slack = if precision == Precision::F32 {
+            1e-4
+        } else {
+            1e-9
+        };
+        assert!(
+            many.lower_bound >= one.lower_bound - slack,
+            "{backend}/{precision}: {} < {}",
+            many.lower_bound,
+            one.lower_bound
+        );
     }
 }
 
@@ -166,12 +244,18 @@ fn batched_restarts_contain_the_single_restart_run() {
 fn warm_start_continues_from_the_previous_fit() {
     let (_, precision, device) = targets().remove(0);
     let x = matrix(&fixture("parity_full")["X"], &device, precision);
-    let config = GaussianMixtureConfig::new(3).with_seed(0).with_max_iter(2).with_tol(0.0);
+    let config = GaussianMixtureConfig::new(3)
+        .with_seed(0)
+        .with_max_iter(2)
+        .with_tol(0.0);
     let first = fit(&config, &x).unwrap();
     let warm = config.clone().with_warm_start(true);
     let second = fit_warm(&warm, &x, Some(&first)).unwrap();
     let straight = fit(&config.clone().with_max_iter(4), &x).unwrap();
-    assert!((second.lower_bound - straight.lower_bound).abs() < 1e-6 * straight.lower_bound.abs().max(1.0));
+    assert!(
+        (second.lower_bound - straight.lower_bound).abs()
+            < 1e-6 * straight.lower_bound.abs().max(1.0)
+    );
     assert!(second.lower_bound >= first.lower_bound);
 }
 
@@ -181,7 +265,13 @@ fn saved_models_reload_and_score_bit_identically() {
     for (backend, precision, device) in targets() {
         let x = matrix(&fixture("parity_tied")["X"], &device, precision);
         for cov in COVS {
-            let model = fit(&GaussianMixtureConfig::new(3).with_covariance_type(cov).with_seed(0), &x).unwrap();
+            let model = fit(
+                &GaussianMixtureConfig::new(3)
+                    .with_covariance_type(cov)
+                    .with_seed(0),
+                &x,
+            )
+            .unwrap();
             let path = dir.path().join(format!("{backend}-{precision}-{cov}.json"));
             model.save(&path).unwrap();
             let loaded = GaussianMixture::load(&path).unwrap();
@@ -199,26 +289,44 @@ fn corrupt_or_foreign_model_files_are_rejected() {
     let bad = dir.path().join("bad.json");
     for text in ["", "{", "{\"format\":\"other\",\"version\":1}", "[1,2,3]"] {
         std::fs::write(&bad, text).unwrap();
-        assert!(matches!(GaussianMixture::load(&bad), Err(GmmError::ModelFormat(_))), "{text}");
+        assert!(
+            matches!(GaussianMixture::load(&bad), Err(GmmError::ModelFormat(_))),
+            "{text}"
+        );
     }
     let (_, precision, device) = targets().remove(0);
     let x = matrix(&blobs(), &device, precision);
     let model = fit(&GaussianMixtureConfig::new(2).with_seed(0), &x).unwrap();
     let text = model.to_json().unwrap();
     std::fs::write(&bad, text.replace("\"version\": 1", "\"version\": 99")).unwrap();
-    assert!(GaussianMixture::load(&bad).unwrap_err().to_string().contains("version 99"));
+    assert!(GaussianMixture::load(&bad)
+        .unwrap_err()
+        .to_string()
+        .contains("version 99"));
     let truncated = &text[..text.len() / 2];
     std::fs::write(&bad, truncated).unwrap();
-    assert!(matches!(GaussianMixture::load(&bad), Err(GmmError::ModelFormat(_))));
-    assert!(matches!(GaussianMixture::load(&dir.path().join("missing.json")), Err(GmmError::Io { .. })));
+    assert!(matches!(
+        GaussianMixture::load(&bad),
+        Err(GmmError::ModelFormat(_))
+    ));
+    assert!(matches!(
+        GaussianMixture::load(&dir.path().join("missing.json")),
+        Err(GmmError::Io { .. })
+    ));
 }
 
 #[test]
 fn samples_follow_the_model() {
-    let (_, _, device) = targets().remove(0);
-    let x = matrix(&blobs(), &device, Precision::F64);
+    let (_, precision, device) = targets().remove(0);
+    let x = matrix(&blobs(), &device, precision);
     for cov in COVS {
-        let model = fit(&GaussianMixtureConfig::new(4).with_covariance_type(cov).with_seed(0), &x).unwrap();
+        let model = fit(
+            &GaussianMixtureConfig::new(4)
+                .with_covariance_type(cov)
+                .with_seed(0),
+            &x,
+        )
+        .unwrap();
         let (s, labels) = model.sample(20_000, 5, &device).unwrap();
         let labels = to_i64(labels).unwrap();
         for (k, w) in model.weights().iter().enumerate() {
@@ -228,6 +336,9 @@ fn samples_follow_the_model() {
         // Samples score like the data they imitate.
         let fresh = model.score(&s).unwrap();
         let train = model.score(&x).unwrap();
-        assert!((fresh - train).abs() < 0.1 * train.abs().max(1.0), "{cov}: {fresh} vs {train}");
+        assert!(
+            (fresh - train).abs() < 0.1 * train.abs().max(1.0),
+            "{cov}: {fresh} vs {train}"
+        );
     }
 }

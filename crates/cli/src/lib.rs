@@ -183,7 +183,6 @@ fn device(c: &Compute, default: Precision) -> Result<(Device, Precision), CliErr
     Ok((backend.device_for(precision)?, precision))
 }
 
-
 /// Reads a finite 2-D matrix and uploads it.
 fn load(
     path: &Path,

@@ -29,7 +29,11 @@ fn fails_cleanly(out: &Output, needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "expected failure, got success");
     assert!(!err.contains("panicked"), "panic: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one-line error expected: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one-line error expected: {err}"
+    );
     assert!(err.contains(needle), "`{needle}` not in: {err}");
 }
 
@@ -42,19 +46,56 @@ fn fit_score_predict_sample_round_trip_with_the_documented_fields() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.json");
     let fit = json(&mixburn(&[
-        "fit", "--input", p(&faithful()), "--components", "2", "--covariance", "full",
-        "--init", "k-means++", "--n-init", "2", "--max-iter", "200", "--tol", "1e-4",
-        "--reg-covar", "1e-6", "--seed", "3", "--backend", "flex", "--dtype", "f64",
-        "--output", p(&model),
+        "fit",
+        "--input",
+        p(&faithful()),
+        "--components",
+        "2",
+        "--covariance",
+        "full",
+        "--init",
+        "k-means++",
+        "--n-init",
+        "2",
+        "--max-iter",
+        "200",
+        "--tol",
+        "1e-4",
+        "--reg-covar",
+        "1e-6",
+        "--seed",
+        "3",
+        "--backend",
+        "flex",
+        "--dtype",
+        "f64",
+        "--output",
+        p(&model),
     ]));
-    for key in ["converged", "n_iter", "lower_bound", "log_likelihood", "bic", "aic", "weights"] {
+    for key in [
+        "converged",
+        "n_iter",
+        "lower_bound",
+        "log_likelihood",
+        "bic",
+        "aic",
+        "weights",
+    ] {
         assert!(fit.get(key).is_some(), "fit output lacks `{key}`: {fit}");
     }
     assert_eq!(fit["weights"].as_array().unwrap().len(), 2);
     assert!(fit["converged"].as_bool().unwrap());
 
     let ll = dir.path().join("ll.npy");
-    let score = json(&mixburn(&["score", "--model", p(&model), "--input", p(&faithful()), "--output", p(&ll)]));
+    let score = json(&mixburn(&[
+        "score",
+        "--model",
+        p(&model),
+        "--input",
+        p(&faithful()),
+        "--output",
+        p(&ll),
+    ]));
     assert_eq!(score["n_samples"], 272);
     let mean = score["mean_log_likelihood"].as_f64().unwrap();
     let n = fit["log_likelihood"].as_f64().unwrap() / 272.0;
@@ -64,7 +105,17 @@ fn fit_score_predict_sample_round_trip_with_the_documented_fields() {
 
     let labels = dir.path().join("labels.npy");
     let proba = dir.path().join("proba.npy");
-    json(&mixburn(&["predict", "--model", p(&model), "--input", p(&faithful()), "--output", p(&labels), "--proba", p(&proba)]));
+    json(&mixburn(&[
+        "predict",
+        "--model",
+        p(&model),
+        "--input",
+        p(&faithful()),
+        "--output",
+        p(&labels),
+        "--proba",
+        p(&proba),
+    ]));
     let l = mixburn_data::read_labels(&labels).unwrap();
     assert_eq!(l.len(), 272);
     assert!(l.iter().all(|&v| v == 0 || v == 1));
@@ -72,7 +123,17 @@ fn fit_score_predict_sample_round_trip_with_the_documented_fields() {
     assert_eq!((pr.rows, pr.cols), (272, 2));
 
     let samples = dir.path().join("s.npy");
-    json(&mixburn(&["sample", "--model", p(&model), "-n", "50", "--seed", "1", "--output", p(&samples)]));
+    json(&mixburn(&[
+        "sample",
+        "--model",
+        p(&model),
+        "-n",
+        "50",
+        "--seed",
+        "1",
+        "--output",
+        p(&samples),
+    ]));
     let s = mixburn_data::read_matrix(&samples).unwrap();
     assert_eq!((s.rows, s.cols), (50, 2));
 }
@@ -82,36 +143,123 @@ fn missing_truncated_and_corrupt_inputs_fail_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.json");
     let out = p(&model);
-    fails_cleanly(&mixburn(&["fit", "--input", "/nonexistent/x.npy", "--output", out]), "x.npy");
+    fails_cleanly(
+        &mixburn(&["fit", "--input", "/nonexistent/x.npy", "--output", out]),
+        "x.npy",
+    );
     let garbage = dir.path().join("g.npy");
     std::fs::write(&garbage, b"\x93NUMPY garbage").unwrap();
-    fails_cleanly(&mixburn(&["fit", "--input", p(&garbage), "--output", out]), "g.npy");
+    fails_cleanly(
+        &mixburn(&["fit", "--input", p(&garbage), "--output", out]),
+        "g.npy",
+    );
     let csv = dir.path().join("nan.csv");
     std::fs::write(&csv, "a,b\n1,2\nnan,3\n4,5\n").unwrap();
-    fails_cleanly(&mixburn(&["fit", "--input", p(&csv), "--output", out]), "nan.csv");
+    fails_cleanly(
+        &mixburn(&["fit", "--input", p(&csv), "--output", out]),
+        "nan.csv",
+    );
     let few = dir.path().join("few.csv");
     std::fs::write(&few, "1,2\n3,4\n").unwrap();
-    fails_cleanly(&mixburn(&["fit", "--input", p(&few), "--components", "3", "--output", out]), "n_components=3");
-    fails_cleanly(&mixburn(&["fit", "--input", p(&few), "--components", "0", "--output", out]), "n_components");
-    fails_cleanly(&mixburn(&["fit", "--input", p(&few), "--covariance", "banana", "--output", out]), "covariance");
+    fails_cleanly(
+        &mixburn(&[
+            "fit",
+            "--input",
+            p(&few),
+            "--components",
+            "3",
+            "--output",
+            out,
+        ]),
+        "n_components=3",
+    );
+    fails_cleanly(
+        &mixburn(&[
+            "fit",
+            "--input",
+            p(&few),
+            "--components",
+            "0",
+            "--output",
+            out,
+        ]),
+        "n_components",
+    );
+    fails_cleanly(
+        &mixburn(&[
+            "fit",
+            "--input",
+            p(&few),
+            "--covariance",
+            "banana",
+            "--output",
+            out,
+        ]),
+        "covariance",
+    );
     assert!(!model.exists(), "nothing is written on failure");
 
     // A truncated model file and a model/data width mismatch.
-    json(&mixburn(&["fit", "--input", p(&faithful()), "--components", "2", "--output", out]));
+    json(&mixburn(&[
+        "fit",
+        "--input",
+        p(&faithful()),
+        "--components",
+        "2",
+        "--output",
+        out,
+    ]));
     let text = std::fs::read_to_string(&model).unwrap();
     let cut = dir.path().join("cut.json");
     std::fs::write(&cut, &text[..text.len() / 3]).unwrap();
-    fails_cleanly(&mixburn(&["score", "--model", p(&cut), "--input", p(&faithful())]), "invalid model file");
+    fails_cleanly(
+        &mixburn(&["score", "--model", p(&cut), "--input", p(&faithful())]),
+        "invalid model file",
+    );
     let wide = dir.path().join("wide.csv");
     std::fs::write(&wide, "1,2,3\n4,5,6\n").unwrap();
-    fails_cleanly(&mixburn(&["score", "--model", out, "--input", p(&wide)]), "expected 2 features");
-    fails_cleanly(&mixburn(&["score", "--model", "/nonexistent/m.json", "--input", p(&wide)]), "m.json");
+    fails_cleanly(
+        &mixburn(&["score", "--model", out, "--input", p(&wide)]),
+        "expected 2 features",
+    );
+    fails_cleanly(
+        &mixburn(&[
+            "score",
+            "--model",
+            "/nonexistent/m.json",
+            "--input",
+            p(&wide),
+        ]),
+        "m.json",
+    );
 }
 
 #[test]
 fn unknown_backend_or_dtype_fails_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.json");
-    fails_cleanly(&mixburn(&["fit", "--input", p(&faithful()), "--backend", "tpu", "--output", p(&out)]), "backend");
-    fails_cleanly(&mixburn(&["fit", "--input", p(&faithful()), "--dtype", "f16", "--output", p(&out)]), "dtype");
+    fails_cleanly(
+        &mixburn(&[
+            "fit",
+            "--input",
+            p(&faithful()),
+            "--backend",
+            "tpu",
+            "--output",
+            p(&out),
+        ]),
+        "backend",
+    );
+    fails_cleanly(
+        &mixburn(&[
+            "fit",
+            "--input",
+            p(&faithful()),
+            "--dtype",
+            "f16",
+            "--output",
+            p(&out),
+        ]),
+        "dtype",
+    );
 }

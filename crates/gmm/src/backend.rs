@@ -178,15 +178,30 @@ impl Backend {
     }
 
     /// The device and dtype for a computation, or an error when the device cannot compute in
-    /// `precision` (f64 is an optional extension on wgpu adapters).
+    /// `precision`. f64 is an optional extension on wgpu adapters; where an adapter announces
+    /// it, the transcendental functions the numerics need (`exp`, `log`) are checked as well,
+    /// because some adapters (Mesa's lavapipe through WGSL) return wrong values for them.
     pub fn device_for(self, precision: Precision) -> Result<Device> {
         let device = self.device()?;
+        let unsupported = || GmmError::UnsupportedDtype {
+            backend: self.to_string(),
+            dtype: precision.to_string(),
+        };
         if !device.supports_dtype(precision.dtype()) {
-            return Err(GmmError::UnsupportedDtype {
-                backend: self.to_string(),
-                dtype: precision.to_string(),
-            });
+            return Err(unsupported());
+        }
+        if precision == Precision::F64 && !transcendentals_work(&device)? {
+            return Err(unsupported());
         }
         Ok(device)
     }
+}
+
+/// Whether `exp` and `log` in f64 give correct values on `device` (`exp(log 2.5) = 2.5`,
+/// `log(e) = 1` to 1e-12).
+fn transcendentals_work(device: &Device) -> Result<bool> {
+    let x = crate::host::tensor_from_f64(vec![2.5, std::f64::consts::E], [2], device, DType::F64);
+    let v = crate::host::to_f64(x.clone().log().exp())?;
+    let l = crate::host::to_f64(x.log())?;
+    Ok((v[0] - 2.5).abs() < 1e-12 && (l[1] - 1.0).abs() < 1e-12)
 }

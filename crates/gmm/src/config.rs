@@ -46,7 +46,9 @@ impl FromStr for InitMethod {
             "random_from_data" => Ok(InitMethod::RandomFromData),
             other => Err(GmmError::config(
                 "init_params",
-                format!("unknown init `{other}`; use kmeans, k-means++, random or random-from-data"),
+                format!(
+                    "unknown init `{other}`; use kmeans, k-means++, random or random-from-data"
+                ),
             )),
         }
     }
@@ -268,10 +270,7 @@ impl GaussianMixtureConfig {
                 CovarianceType::Diag | CovarianceType::Spherical
             ) && p.iter().any(|v| *v <= 0.0)
             {
-                return Err(GmmError::config(
-                    "precisions_init",
-                    "must be positive",
-                ));
+                return Err(GmmError::config("precisions_init", "must be positive"));
             }
             if let Some(bad) = self.covariance_type.first_asymmetric(p, k, n_features) {
                 return Err(GmmError::config(

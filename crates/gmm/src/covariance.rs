@@ -182,9 +182,7 @@ pub fn quad_features(cov: CovarianceType, x: Tensor<2>, packing: &Packing) -> Te
     match cov {
         CovarianceType::Full | CovarianceType::Tied => {
             let outer = x.clone().unsqueeze_dim::<3>(2) * x.unsqueeze_dim::<3>(1);
-            outer
-                .reshape([n, d * d])
-                .select(1, packing.packed.clone())
+            outer.reshape([n, d * d]).select(1, packing.packed.clone())
         }
         CovarianceType::Diag => x.square(),
         CovarianceType::Spherical => x.square().sum_dim(1),
@@ -216,7 +214,9 @@ impl CovTensor {
             CovarianceType::Full | CovarianceType::Tied => {
                 CovTensor::Matrices(tensor_from_f64(flat, [rows, d, d], device, dtype))
             }
-            CovarianceType::Diag => CovTensor::Vectors(tensor_from_f64(flat, [rows, d], device, dtype)),
+            CovarianceType::Diag => {
+                CovTensor::Vectors(tensor_from_f64(flat, [rows, d], device, dtype))
+            }
             CovarianceType::Spherical => {
                 CovTensor::Vectors(tensor_from_f64(flat, [rows, 1], device, dtype))
             }
@@ -248,7 +248,12 @@ fn ill_defined(cov: CovarianceType, row: usize, k: usize, b: usize) -> GmmError 
 
 /// Precision Cholesky factors of covariances: full/tied `U = chol(Σ)⁻ᵀ`, diag/spherical
 /// `1/√σ²`. Errors name the first component whose covariance is not positive definite.
-pub fn precision_cholesky(cov: CovarianceType, covariances: &CovTensor, k: usize, b: usize) -> Result<CovTensor> {
+pub fn precision_cholesky(
+    cov: CovarianceType,
+    covariances: &CovTensor,
+    k: usize,
+    b: usize,
+) -> Result<CovTensor> {
     match covariances {
         CovTensor::Matrices(c) => {
             let (l, u) = linalg::precision_cholesky(c.clone());
@@ -312,15 +317,13 @@ pub fn estep_operands(
                 * packing.coef.clone(); // [rows, T]
             let half_logdet = linalg::diagonal(u.clone()).log().sum_dim(1); // [rows, 1]
             if cov == CovarianceType::Full {
-                let v = p.matmul(means.clone().unsqueeze_dim::<3>(2)).reshape([bk, d]);
+                let v = p
+                    .matmul(means.clone().unsqueeze_dim::<3>(2))
+                    .reshape([bk, d]);
                 (w, v, half_logdet)
             } else {
                 let t = w.dims()[1];
-                let v = means
-                    .clone()
-                    .reshape([b, k, d])
-                    .matmul(p)
-                    .reshape([bk, d]);
+                let v = means.clone().reshape([b, k, d]).matmul(p).reshape([bk, d]);
                 let w = w.unsqueeze_dim::<3>(1).expand([b, k, t]).reshape([bk, t]);
                 let half_logdet = half_logdet
                     .unsqueeze_dim::<3>(1)
@@ -342,8 +345,7 @@ pub fn estep_operands(
         _ => unreachable!("covariance layout always matches its type"),
     };
     let mahal_const = (means * v.clone()).sum_dim(1); // μᵀPμ, [BK, 1]
-    let c = half_logdet - mahal_const.mul_scalar(0.5)
-        + log_weights.unsqueeze_dim::<2>(1)
+    let c = half_logdet - mahal_const.mul_scalar(0.5) + log_weights.unsqueeze_dim::<2>(1)
         - (0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln());
     let a = Tensor::cat(vec![w.mul_scalar(-0.5), v], 1).transpose(); // [T'+D, BK]
     (a, c.transpose())
@@ -367,7 +369,11 @@ fn denoise_matrices(raw: Tensor<3>, second: Tensor<3>, eps: f64) -> Tensor<3> {
 
 /// Zeroes the entries of `raw` below the round-off floor of `second` (same shape).
 fn denoise_vectors(raw: Tensor<2>, second: Tensor<2>, eps: f64) -> Tensor<2> {
-    let keep = raw.clone().greater(second.mul_scalar(ROUNDOFF * eps)).float().cast(raw.dtype());
+    let keep = raw
+        .clone()
+        .greater(second.mul_scalar(ROUNDOFF * eps))
+        .float()
+        .cast(raw.dtype());
     raw * keep
 }
 
@@ -400,7 +406,9 @@ pub fn covariances_from_moments(
         .mul_scalar(reg_covar);
     let covs = match cov {
         CovarianceType::Full => {
-            let second = (s2 / nk2).select(1, packing.unpack.clone()).reshape([bk, d, d]);
+            let second = (s2 / nk2)
+                .select(1, packing.unpack.clone())
+                .reshape([bk, d, d]);
             let outer = means.clone().unsqueeze_dim::<3>(2) * means.clone().unsqueeze_dim::<3>(1);
             CovTensor::Matrices(denoise_matrices(second.clone() - outer, second, eps) + reg_eye)
         }

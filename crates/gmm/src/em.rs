@@ -80,8 +80,14 @@ pub fn fit_warm(
     // Centre once (a D-vector): moments accumulate around the data mean, not the origin.
     let centre = to_f64(x.clone().mean_dim(0))?;
     let centre_t = tensor_from_f64(centre.clone(), [1, d], &device, dtype);
-    let data = ChunkedData::new(x, centre_t, config.chunk_size, config.covariance_type, &layout.packing)
-        .with_feature_cache(config.feature_cache_bytes);
+    let data = ChunkedData::new(
+        x,
+        centre_t,
+        config.chunk_size,
+        config.covariance_type,
+        &layout.packing,
+    )
+    .with_feature_cache(config.feature_cache_bytes);
 
     let starts = match warm {
         Some(p) => vec![p.params.shifted(&centre, -1.0)],
@@ -112,7 +118,9 @@ pub fn fit_warm(
         let next = layout.m_step(&stats, config.reg_covar, eps, WeightNorm::Mass)?;
         let mut still = vec![];
         let mut still_ids = vec![];
-        for ((mut run, params), (id, lb)) in active.into_iter().zip(next).zip(ids.into_iter().zip(lower)) {
+        for ((mut run, params), (id, lb)) in
+            active.into_iter().zip(next).zip(ids.into_iter().zip(lower))
+        {
             let change = lb - run.history.last().copied().unwrap_or(f64::NEG_INFINITY);
             run.history.push(lb);
             run.params = params;

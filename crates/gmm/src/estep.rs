@@ -46,7 +46,10 @@ impl<'a> ChunkedData<'a> {
         let width = self.cov.quad_width(d) + d;
         let bytes = n * width * self.x.dtype().size();
         if bytes <= budget_bytes {
-            let parts = self.ranges().map(|(s, len)| self.features(s, len)).collect();
+            let parts = self
+                .ranges()
+                .map(|(s, len)| self.features(s, len))
+                .collect();
             self.cache = Some(parts);
         }
         self

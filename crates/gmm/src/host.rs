@@ -15,7 +15,11 @@ pub fn tensor_from_f64<const D: usize>(
 }
 
 /// Creates an int tensor from i64 values.
-pub fn int_tensor<const D: usize>(values: Vec<i64>, shape: [usize; D], device: &Device) -> Tensor<D, Int> {
+pub fn int_tensor<const D: usize>(
+    values: Vec<i64>,
+    shape: [usize; D],
+    device: &Device,
+) -> Tensor<D, Int> {
     Tensor::from_data(TensorData::new(values, Shape::from(shape)), device)
 }
 
@@ -38,4 +42,3 @@ pub fn chunks(n: usize, chunk: usize) -> impl Iterator<Item = (usize, usize)> {
     let chunk = chunk.max(1);
     (0..n).step_by(chunk).map(move |s| (s, chunk.min(n - s)))
 }
-

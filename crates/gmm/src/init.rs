@@ -54,12 +54,25 @@ pub fn initial_params(
     }
     if let Some(m) = &config.means_init {
         let d = layout.d;
-        let centred: Vec<f64> = m.iter().enumerate().map(|(i, v)| v - centre[i % d]).collect();
+        let centred: Vec<f64> = m
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v - centre[i % d])
+            .collect();
         starts.iter_mut().for_each(|p| p.means = centred.clone());
     }
     if let Some(prec) = &config.precisions_init {
-        let t = CovTensor::from_flat(layout.cov, prec.clone(), 1, k, layout.d, &layout.device, layout.dtype);
-        let chol = covariance::precision_cholesky_from_precisions(layout.cov, &t, k, 1)?.to_flat()?;
+        let t = CovTensor::from_flat(
+            layout.cov,
+            prec.clone(),
+            1,
+            k,
+            layout.d,
+            &layout.device,
+            layout.dtype,
+        );
+        let chol =
+            covariance::precision_cholesky_from_precisions(layout.cov, &t, k, 1)?.to_flat()?;
         starts.iter_mut().for_each(|p| {
             p.precisions_cholesky = chol.clone();
             p.covariances = vec![];
@@ -142,10 +155,14 @@ fn point_params(
     let idx: Vec<Vec<usize>> = if config.init_params == InitMethod::KMeansPlusPlus {
         plusplus_indices(&data_rows(data), k, &mut rngs, config.chunk_size)?
     } else {
-        rngs.iter_mut().map(|r| sample(r, n, k).into_vec()).collect()
+        rngs.iter_mut()
+            .map(|r| sample(r, n, k).into_vec())
+            .collect()
     };
     let eye_reg = |scale: f64| -> Vec<f64> {
-        (0..d * d).map(|i| if i % (d + 1) == 0 { scale } else { 0.0 }).collect()
+        (0..d * d)
+            .map(|i| if i % (d + 1) == 0 { scale } else { 0.0 })
+            .collect()
     };
     let covariances = match layout.cov {
         CovarianceType::Full => (0..k).flat_map(|_| eye_reg(reg)).collect(),
@@ -160,16 +177,32 @@ fn point_params(
                 });
             }
             let second = to_f64(acc.expect("rows"))?;
-            second.iter().zip(eye_reg(reg)).map(|(s, r)| s / n as f64 + r).collect()
+            second
+                .iter()
+                .zip(eye_reg(reg))
+                .map(|(s, r)| s / n as f64 + r)
+                .collect()
         }
         CovarianceType::Diag => vec![reg; k * d],
         CovarianceType::Spherical => vec![reg; k],
     };
     let rows = to_f64(data_rows(data).select(
         0,
-        int_tensor(idx.iter().flatten().map(|&i| i as i64).collect(), [seeds.len() * k], &layout.device),
+        int_tensor(
+            idx.iter().flatten().map(|&i| i as i64).collect(),
+            [seeds.len() * k],
+            &layout.device,
+        ),
     ))?;
-    let cov_t = CovTensor::from_flat(layout.cov, covariances.clone(), 1, k, d, &layout.device, layout.dtype);
+    let cov_t = CovTensor::from_flat(
+        layout.cov,
+        covariances.clone(),
+        1,
+        k,
+        d,
+        &layout.device,
+        layout.dtype,
+    );
     let prec = covariance::precision_cholesky(layout.cov, &cov_t, k, 1)?.to_flat()?;
     Ok((0..seeds.len())
         .map(|r| Params {
@@ -181,7 +214,12 @@ fn point_params(
         .collect())
 }
 
-fn chunk_stats(acc: Option<SufficientStats>, resp: Tensor<2>, g: Tensor<2>, b: usize) -> SufficientStats {
+fn chunk_stats(
+    acc: Option<SufficientStats>,
+    resp: Tensor<2>,
+    g: Tensor<2>,
+    b: usize,
+) -> SufficientStats {
     let n = g.dims()[0];
     let zeros = Tensor::zeros([n, b], (&g.device(), g.dtype()));
     SufficientStats::accumulate(acc, SufficientStats::from_chunk(resp, g, zeros))

@@ -57,7 +57,10 @@ pub struct KMeansResult {
 pub fn kmeans(x: &Tensor<2>, cfg: &KMeansConfig) -> Result<KMeansResult> {
     let [n, _] = x.dims();
     if cfg.n_clusters == 0 || cfg.n_init == 0 {
-        return Err(GmmError::config("n_clusters", "n_clusters and n_init must be >= 1"));
+        return Err(GmmError::config(
+            "n_clusters",
+            "n_clusters and n_init must be >= 1",
+        ));
     }
     if n < cfg.n_clusters {
         return Err(GmmError::TooFewSamples {
@@ -78,7 +81,11 @@ pub fn kmeans(x: &Tensor<2>, cfg: &KMeansConfig) -> Result<KMeansResult> {
 }
 
 /// One k-means run per seed, all batched together; results in seed order.
-pub fn kmeans_batched(x: &Tensor<2>, cfg: &KMeansConfig, seeds: &[u64]) -> Result<Vec<KMeansResult>> {
+pub fn kmeans_batched(
+    x: &Tensor<2>,
+    cfg: &KMeansConfig,
+    seeds: &[u64],
+) -> Result<Vec<KMeansResult>> {
     let [n, d] = x.dims();
     let k = cfg.n_clusters;
     let b = seeds.len();
@@ -98,7 +105,12 @@ pub fn kmeans_batched(x: &Tensor<2>, cfg: &KMeansConfig, seeds: &[u64]) -> Resul
         let counts2 = counts.clone().unsqueeze_dim::<2>(1);
         let empty = counts2.clone().equal_elem(0.0).expand([b * k, d]);
         let updated = (sums / counts2.clamp_min(1.0)).mask_where(empty, centres.clone());
-        let shift = to_f64((updated.clone() - centres).square().reshape([b, k * d]).sum_dim(1))?;
+        let shift = to_f64(
+            (updated.clone() - centres)
+                .square()
+                .reshape([b, k * d])
+                .sum_dim(1),
+        )?;
         centres = updated;
         if shift.iter().all(|s| *s <= tol) {
             break;
@@ -165,7 +177,10 @@ fn lloyd_pass(
         });
         if want_labels {
             labels.extend(to_i64(arg.reshape([len * b]))?);
-            for (r, v) in to_f64(min.reshape([len, b]).sum_dim(0))?.into_iter().enumerate() {
+            for (r, v) in to_f64(min.reshape([len, b]).sum_dim(0))?
+                .into_iter()
+                .enumerate()
+            {
                 inertia[r] += v;
             }
         }
@@ -193,8 +208,10 @@ pub fn plusplus_indices(
     let trials = 2 + (k as f64).ln().floor() as usize;
     let rows_to = |idx: Vec<usize>| {
         let m = idx.len();
-        xc.clone()
-            .select(0, int_tensor(idx.into_iter().map(|i| i as i64).collect(), [m], &device))
+        xc.clone().select(
+            0,
+            int_tensor(idx.into_iter().map(|i| i as i64).collect(), [m], &device),
+        )
     };
     let dist_to = |c: Tensor<2>| -> Result<Vec<f64>> {
         // Distances of all rows to `c`, computed by chunk, as row-major [N, M] on the host.
@@ -205,9 +222,14 @@ pub fn plusplus_indices(
         }
         Ok(out)
     };
-    let mut chosen: Vec<Vec<usize>> = rngs.iter_mut().map(|r| vec![r.random_range(0..n)]).collect();
+    let mut chosen: Vec<Vec<usize>> = rngs
+        .iter_mut()
+        .map(|r| vec![r.random_range(0..n)])
+        .collect();
     let first = dist_to(rows_to(chosen.iter().map(|c| c[0]).collect()))?;
-    let mut closest: Vec<Vec<f64>> = (0..b).map(|r| (0..n).map(|i| first[i * b + r]).collect()).collect();
+    let mut closest: Vec<Vec<f64>> = (0..b)
+        .map(|r| (0..n).map(|i| first[i * b + r]).collect())
+        .collect();
     for _ in 1..k {
         let mut candidates = Vec::with_capacity(b * trials);
         for r in 0..b {

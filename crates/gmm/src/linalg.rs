@@ -29,7 +29,7 @@ pub fn cholesky(a: Tensor<3>) -> Tensor<3> {
             col = col - left.matmul(row_j.swap_dims(1, 2));
         }
         let pivot = col.clone().slice([0..m, j..j + 1, 0..1]).sqrt(); // [M, 1, 1]
-        // Rows above the diagonal are zero in a lower factor.
+                                                                      // Rows above the diagonal are zero in a lower factor.
         let below: Vec<f64> = (0..d).map(|i| if i >= j { 1.0 } else { 0.0 }).collect();
         let mask = crate::host::tensor_from_f64(below, [1, d, 1], &device, dtype);
         columns.push(col.div(pivot) * mask);
@@ -41,7 +41,9 @@ pub fn cholesky(a: Tensor<3>) -> Tensor<3> {
 /// substitution by rows: `X[i, :] = (e_i − L[i, :i] X[:i, :]) / L[i, i]`).
 pub fn lower_triangular_inverse(l: Tensor<3>) -> Tensor<3> {
     let [m, d, _] = l.dims();
-    let eye: Tensor<3> = Tensor::<2>::eye(d, &l.device()).cast(l.dtype()).unsqueeze_dim(0);
+    let eye: Tensor<3> = Tensor::<2>::eye(d, &l.device())
+        .cast(l.dtype())
+        .unsqueeze_dim(0);
     let mut rows: Vec<Tensor<3>> = Vec::with_capacity(d);
     for i in 0..d {
         let mut rhs = eye.clone().slice([0..1, i..i + 1, 0..d]).expand([m, 1, d]);
@@ -71,7 +73,11 @@ pub fn precision_cholesky(cov: Tensor<3>) -> (Tensor<3>, Tensor<3>) {
 
 /// `log |A|` of a batch from its Cholesky factor: `2 Σ_i log L_ii`, shape `[M]`.
 pub fn log_det_from_cholesky(l: Tensor<3>) -> Tensor<1> {
-    diagonal(l).log().sum_dim(1).squeeze_dim::<1>(1).mul_scalar(2.0)
+    diagonal(l)
+        .log()
+        .sum_dim(1)
+        .squeeze_dim::<1>(1)
+        .mul_scalar(2.0)
 }
 
 /// The diagonals `[M, D]` of a batch `[M, D, D]`.
@@ -79,7 +85,8 @@ pub fn diagonal(a: Tensor<3>) -> Tensor<2> {
     let [m, d, _] = a.dims();
     let device = a.device();
     let idx: Vec<i64> = (0..d).map(|i| (i * d + i) as i64).collect();
-    a.reshape([m, d * d]).select(1, int_tensor(idx, [d], &device))
+    a.reshape([m, d * d])
+        .select(1, int_tensor(idx, [d], &device))
 }
 
 /// Index of the first matrix in a batch of Cholesky factors whose diagonal is not finite and
@@ -119,4 +126,105 @@ pub fn unpack_index(d: usize, device: &Device) -> Tensor<1, Int> {
         pos[j * d + i] = t as i64;
     }
     int_tensor(pos, [d * d], device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Backend, Precision};
+    use crate::host::tensor_from_f64;
+
+    fn spd_batch(device: &Device, precision: Precision) -> (Tensor<3>, Vec<f64>) {
+        // A = Bᵀ B + I for two fixed 3×3 matrices B.
+        let b = [
+            [1.0, 2.0, 0.5, -1.0, 0.3, 2.0, 0.0, 1.5, -0.7],
+            [3.0, 0.1, 0.2, 0.4, 2.0, -0.5, 1.0, 1.0, 1.0],
+        ];
+        let mut a = vec![];
+        for m in b {
+            for i in 0..3 {
+                for j in 0..3 {
+                    let s: f64 = (0..3).map(|r| m[r * 3 + i] * m[r * 3 + j]).sum();
+                    a.push(s + if i == j { 1.0 } else { 0.0 });
+                }
+            }
+        }
+        (tensor_from_f64(a.clone(), [2, 3, 3], device, precision.dtype()), a)
+    }
+
+    #[test]
+    fn cholesky_factor_is_lower_and_reconstructs_the_matrix() {
+        let device = Backend::compiled()[0].device_for(Precision::F64).unwrap();
+        let (a, values) = spd_batch(&device, Precision::F64);
+        let l = cholesky(a);
+        let lv = to_f64(l.clone()).unwrap();
+        for m in 0..2 {
+            for i in 0..3 {
+                for j in i + 1..3 {
+                    assert_eq!(lv[m * 9 + i * 3 + j], 0.0, "upper entry ({i},{j}) of {m}");
+                }
+            }
+        }
+        let back = to_f64(l.clone().matmul(l.swap_dims(1, 2))).unwrap();
+        for (x, y) in back.iter().zip(&values) {
+            assert!((x - y).abs() < 1e-12 * y.abs().max(1.0), "{x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn triangular_inverse_times_factor_is_identity() {
+        let device = Backend::compiled()[0].device_for(Precision::F64).unwrap();
+        let (a, _) = spd_batch(&device, Precision::F64);
+        let l = cholesky(a);
+        let prod = to_f64(lower_triangular_inverse(l.clone()).matmul(l)).unwrap();
+        for m in 0..2 {
+            for i in 0..3 {
+                for j in 0..3 {
+                    let want = if i == j { 1.0 } else { 0.0 };
+                    assert!((prod[m * 9 + i * 3 + j] - want).abs() < 1e-12);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn precision_factor_whitens_the_covariance_and_gives_its_log_determinant() {
+        let device = Backend::compiled()[0].device_for(Precision::F64).unwrap();
+        let (a, _) = spd_batch(&device, Precision::F64);
+        let (l, u) = precision_cholesky(a.clone());
+        // Uᵀ Σ U = I
+        let w = to_f64(u.clone().swap_dims(1, 2).matmul(a).matmul(u)).unwrap();
+        for m in 0..2 {
+            for i in 0..3 {
+                for j in 0..3 {
+                    let want = if i == j { 1.0 } else { 0.0 };
+                    assert!((w[m * 9 + i * 3 + j] - want).abs() < 1e-12);
+                }
+            }
+        }
+        let logdet = to_f64(log_det_from_cholesky(l)).unwrap();
+        assert!(logdet.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn indefinite_matrices_are_reported_by_index() {
+        let device = Backend::compiled()[0].device_for(Precision::F64).unwrap();
+        let ok = [2.0, 0.0, 0.0, 2.0];
+        let bad = [1.0, 2.0, 2.0, 1.0]; // eigenvalues 3 and −1
+        let a = tensor_from_f64([ok, ok, bad].concat(), [3, 2, 2], &device, Precision::F64.dtype());
+        assert_eq!(first_bad_factor(cholesky(a)).unwrap(), Some(2));
+        let a = tensor_from_f64([ok, ok].concat(), [2, 2, 2], &device, Precision::F64.dtype());
+        assert_eq!(first_bad_factor(cholesky(a)).unwrap(), None);
+    }
+
+    #[test]
+    fn packing_round_trips_a_symmetric_matrix() {
+        let device = Backend::compiled()[0].device_for(Precision::F64).unwrap();
+        let m = [1.0, 2.0, 3.0, 2.0, 4.0, 5.0, 3.0, 5.0, 6.0];
+        let t = tensor_from_f64(m.to_vec(), [1, 9], &device, Precision::F64.dtype());
+        let packed = t.select(1, packed_index(3, &device));
+        assert_eq!(to_f64(packed.clone()).unwrap(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let back = packed.select(1, unpack_index(3, &device));
+        assert_eq!(to_f64(back).unwrap(), m.to_vec());
+    }
 }

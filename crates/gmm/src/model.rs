@@ -93,7 +93,9 @@ impl GaussianMixture {
                 got: d,
             });
         }
-        if self.n_components != config.n_components || self.covariance_type != config.covariance_type {
+        if self.n_components != config.n_components
+            || self.covariance_type != config.covariance_type
+        {
             return Err(GmmError::config(
                 "warm_start",
                 "the previous model has another n_components or covariance_type",
@@ -104,7 +106,11 @@ impl GaussianMixture {
 
     /// Runs `f` on the weighted log-densities `[n, 1, K]` and log-likelihoods `[n, 1, 1]` of
     /// each chunk of `x`.
-    fn scan<T>(&self, x: &Tensor<2>, mut f: impl FnMut(Tensor<3>, Tensor<3>) -> T) -> Result<Vec<T>> {
+    fn scan<T>(
+        &self,
+        x: &Tensor<2>,
+        mut f: impl FnMut(Tensor<3>, Tensor<3>) -> T,
+    ) -> Result<Vec<T>> {
         let (_, d) = validate_data(x)?;
         if d != self.n_features {
             return Err(GmmError::DimensionMismatch {
@@ -125,7 +131,13 @@ impl GaussianMixture {
         let centred = self.params.shifted(&centre, -1.0);
         let (a, c) = layout.upload(&[&centred]);
         let centre_t = tensor_from_f64(centre, [1, d], &device, dtype);
-        let data = ChunkedData::new(x, centre_t, SCORE_CHUNK, self.covariance_type, &layout.packing);
+        let data = ChunkedData::new(
+            x,
+            centre_t,
+            SCORE_CHUNK,
+            self.covariance_type,
+            &layout.packing,
+        );
         Ok(data
             .ranges()
             .map(|(s, len)| {
@@ -183,7 +195,12 @@ impl GaussianMixture {
     /// Draws `n` samples as scikit-learn does: counts per component from a multinomial on the
     /// weights, then `x = μ_k + L_k z` with `Σ_k = L_k L_kᵀ` and `z ~ N(0, I)`, grouped by
     /// component. Returns the samples `[n, D]` (f64 where `device` supports it) and their components `[n]`.
-    pub fn sample(&self, n: usize, seed: u64, device: &Device) -> Result<(Tensor<2>, Tensor<1, Int>)> {
+    pub fn sample(
+        &self,
+        n: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<(Tensor<2>, Tensor<1, Int>)> {
         if n < 1 {
             return Err(GmmError::config("n_samples", "must be >= 1"));
         }
@@ -231,8 +248,14 @@ impl GaussianMixture {
                 for i in 0..d {
                     let v = match self.covariance_type {
                         CovarianceType::Full | CovarianceType::Tied => {
-                            let off = if self.covariance_type == CovarianceType::Full { comp * d * d } else { 0 };
-                            (0..=i).map(|j| factors[off + i * d + j] * z[j]).sum::<f64>()
+                            let off = if self.covariance_type == CovarianceType::Full {
+                                comp * d * d
+                            } else {
+                                0
+                            };
+                            (0..=i)
+                                .map(|j| factors[off + i * d + j] * z[j])
+                                .sum::<f64>()
                         }
                         CovarianceType::Diag => factors[comp * d + i] * z[i],
                         CovarianceType::Spherical => factors[comp] * z[i],
@@ -286,7 +309,12 @@ impl GaussianMixture {
             && p.means.len() == k * d
             && p.covariances.len() == len
             && p.precisions_cholesky.len() == len
-            && p.weights.iter().chain(&p.means).chain(&p.covariances).chain(&p.precisions_cholesky).all(|v| v.is_finite());
+            && p.weights
+                .iter()
+                .chain(&p.means)
+                .chain(&p.covariances)
+                .chain(&p.precisions_cholesky)
+                .all(|v| v.is_finite());
         if !ok {
             return Err(GmmError::ModelFormat(format!(
                 "array lengths or values do not match n_components={k}, n_features={d}, covariance_type={}",
@@ -304,8 +332,14 @@ impl GaussianMixture {
             path: path.display().to_string(),
             source,
         };
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let name = path.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
         let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
         std::fs::write(&tmp, text).map_err(|e| {
             let _ = std::fs::remove_file(&tmp);

@@ -110,17 +110,16 @@ impl Layout {
         let nk = stats.nk.clone().add_scalar(10.0 * eps);
         let s2 = stats.moments.clone().slice([0..bk, 0..t]);
         let s1 = stats.moments.clone().slice([0..bk, t..width]);
-        let (means, covs) =
-            covariance::covariances_from_moments(
-                self.cov,
-                nk.clone(),
-                s1,
-                s2,
-                k,
-                reg_covar,
-                eps,
-                &self.packing,
-            );
+        let (means, covs) = covariance::covariances_from_moments(
+            self.cov,
+            nk.clone(),
+            s1,
+            s2,
+            k,
+            reg_covar,
+            eps,
+            &self.packing,
+        );
         let prec = covariance::precision_cholesky(self.cov, &covs, k, b)?;
         let nk = to_f64(nk)?;
         let means = to_f64(means)?;
