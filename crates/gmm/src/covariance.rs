@@ -10,11 +10,12 @@
 //! | diag      | `[B·K, D]`                       | `x_d²`                         | D          |
 //! | spherical | `[B·K, 1]`                       | `‖x‖²`                         | 1          |
 //!
-//! With `G(x) = [F(x), x]`, every type's weighted log-density is one GEMM:
-//! `log π_k + log N(x | μ_k, Σ_k) = G(x) A_k + c_k`, where `A_k = [−½ w(P_k); P_k μ_k]`,
+//! With `G(x) = [F(x), x, 1]`, every type's weighted log-density is one GEMM:
+//! `log π_k + log N(x | μ_k, Σ_k) = G(x) A_k`, where `A_k = [−½ w(P_k); P_k μ_k; c_k]`,
 //! `w(P)` packs the precision so that `F(x)·w(P) = xᵀPx`, and
 //! `c_k = −½ D log 2π − ½ μ_kᵀ P_k μ_k + Σ log diag U_k + log π_k`.
-//! The M-step's moments are the transposed GEMM `Rᵀ G` with the responsibilities `R`.
+//! The M-step's moments (and `n_k`, from the constant column) are the transposed GEMM `Rᵀ G`
+//! with the responsibilities `R`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -293,8 +294,8 @@ pub fn precision_cholesky_from_precisions(
     }
 }
 
-/// The E-step's GEMM operands for `b` restarts: `A: [T' + D, B·K]` and `c: [1, B·K]` with
-/// `G(x) A + c = log π_k + log N(x | μ_k, Σ_k)` (module docs). `means: [B·K, D]`,
+/// The E-step's GEMM operand for `b` restarts, `A: [T' + D + 1, B·K]` with
+/// `G(x) A = log π_k + log N(x | μ_k, Σ_k)` (module docs). `means: [B·K, D]`,
 /// `log_weights: [B·K]`.
 pub fn estep_operands(
     cov: CovarianceType,
@@ -303,7 +304,7 @@ pub fn estep_operands(
     log_weights: Tensor<1>,
     k: usize,
     packing: &Packing,
-) -> (Tensor<2>, Tensor<2>) {
+) -> Tensor<2> {
     let [bk, d] = means.dims();
     let b = bk / k;
     let (w, v, half_logdet) = match (cov, prec_chol) {
@@ -347,8 +348,7 @@ pub fn estep_operands(
     let mahal_const = (means * v.clone()).sum_dim(1); // μᵀPμ, [BK, 1]
     let c = half_logdet - mahal_const.mul_scalar(0.5) + log_weights.unsqueeze_dim::<2>(1)
         - (0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln());
-    let a = Tensor::cat(vec![w.mul_scalar(-0.5), v], 1).transpose(); // [T'+D, BK]
-    (a, c.transpose())
+    Tensor::cat(vec![w.mul_scalar(-0.5), v, c], 1).transpose() // [T'+D+1, BK]
 }
 
 /// Relative round-off floor of the raw-moment variance `E[x²] − μ²`: variances below

@@ -112,8 +112,8 @@ pub fn fit_warm(
     let mut ids: Vec<usize> = (0..active.len()).collect();
     for _ in 0..config.max_iter {
         let refs: Vec<&Params> = active.iter().map(|r| &r.params).collect();
-        let (a, c) = layout.upload(&refs);
-        let stats = em_pass(&data, &a, &c, k);
+        let a = layout.upload(&refs);
+        let stats = em_pass(&data, &a, k);
         let lower = stats.mean_log_likelihood()?;
         let next = layout.m_step(&stats, config.reg_covar, eps, WeightNorm::Mass)?;
         let mut still = vec![];

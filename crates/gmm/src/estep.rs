@@ -43,7 +43,7 @@ impl<'a> ChunkedData<'a> {
     /// the quadratic features (memory `N·(T'+D)` values; off when over budget).
     pub fn with_feature_cache(mut self, budget_bytes: usize) -> Self {
         let [n, d] = self.x.dims();
-        let width = self.cov.quad_width(d) + d;
+        let width = self.cov.quad_width(d) + d + 1;
         let bytes = n * width * self.x.dtype().size();
         if bytes <= budget_bytes {
             let parts = self
@@ -71,7 +71,7 @@ impl<'a> ChunkedData<'a> {
         self.x.clone().slice([start..start + len, 0..d]) - self.centre.clone()
     }
 
-    /// `G(x) = [F(x), x]` of centred rows `[start, start + len)` (a chunk from
+    /// `G(x) = [F(x), x, 1]` of centred rows `[start, start + len)` (a chunk from
     /// [`ranges`](Self::ranges)).
     pub fn features(&self, start: usize, len: usize) -> Tensor<2> {
         match &self.cache {
@@ -80,33 +80,41 @@ impl<'a> ChunkedData<'a> {
         }
     }
 
-    /// `G(x) = [F(x), x]` of already-centred rows.
+    /// `G(x) = [F(x), x, 1]` of already-centred rows (the constant column carries the
+    /// per-component constants of the E-step and gives `n_k` in the M-step's GEMM).
     pub fn features_of(&self, xc: Tensor<2>) -> Tensor<2> {
+        let n = xc.dims()[0];
         let f = covariance::quad_features(self.cov, xc.clone(), self.packing);
-        Tensor::cat(vec![f, xc], 1)
+        let ones = Tensor::ones([n, 1], (&xc.device(), xc.dtype()));
+        Tensor::cat(vec![f, xc, ones], 1)
     }
 }
 
-/// Weighted log-densities `log π_k + log N(x | μ_k, Σ_k)` as `[n, B, K]`, and their
-/// log-sum-exp over components `log p(x) = m + log Σ_k exp(ℓ_k − m)` as `[n, B, 1]`.
-pub fn log_prob(g: Tensor<2>, a: &Tensor<2>, c: &Tensor<2>, k: usize) -> (Tensor<3>, Tensor<3>) {
+/// Weighted log-densities `ℓ_k = log π_k + log N(x | μ_k, Σ_k) = G(x) A` as `[n, B, K]`, and
+/// their log-sum-exp over components `log p(x) = m + log Σ_k exp(ℓ_k − m)` as `[n, B, 1]`.
+pub fn log_prob(g: Tensor<2>, a: &Tensor<2>, k: usize) -> (Tensor<3>, Tensor<3>) {
     let n = g.dims()[0];
     let bk = a.dims()[1];
-    let weighted = (g.matmul(a.clone()) + c.clone()).reshape([n, bk / k, k]);
+    let weighted = g.matmul(a.clone()).reshape([n, bk / k, k]);
     let m = weighted.clone().max_dim(2);
     let lse = m.clone() + (weighted.clone() - m).exp().sum_dim(2).log();
     (weighted, lse)
 }
 
-/// One EM pass: E-step on every chunk with operands `(A, c)` and the accumulated sufficient
-/// statistics of the responsibilities (the input of the next M-step).
-pub fn em_pass(data: &ChunkedData<'_>, a: &Tensor<2>, c: &Tensor<2>, k: usize) -> SufficientStats {
+/// One EM pass: E-step on every chunk with operand `A` and the accumulated sufficient
+/// statistics of the responsibilities (the input of the next M-step). Per chunk:
+/// `ℓ = G A`, `e = exp(ℓ − max ℓ)`, `r = e / Σ_k e`, moments `rᵀ G`.
+pub fn em_pass(data: &ChunkedData<'_>, a: &Tensor<2>, k: usize) -> SufficientStats {
     let bk = a.dims()[1];
     let mut acc = None;
     for (start, len) in data.ranges() {
         let g = data.features(start, len);
-        let (weighted, lse) = log_prob(g.clone(), a, c, k);
-        let resp = (weighted - lse.clone()).exp().reshape([len, bk]);
+        let weighted = g.clone().matmul(a.clone()).reshape([len, bk / k, k]);
+        let m = weighted.clone().max_dim(2);
+        let e = (weighted - m.clone()).exp();
+        let s = e.clone().sum_dim(2);
+        let resp = (e / s.clone()).reshape([len, bk]);
+        let lse = m + s.log();
         let stats = SufficientStats::from_chunk(resp, g, lse.reshape([len, bk / k]));
         acc = Some(SufficientStats::accumulate(acc, stats));
     }

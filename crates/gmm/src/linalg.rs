@@ -149,7 +149,10 @@ mod tests {
                 }
             }
         }
-        (tensor_from_f64(a.clone(), [2, 3, 3], device, precision.dtype()), a)
+        (
+            tensor_from_f64(a.clone(), [2, 3, 3], device, precision.dtype()),
+            a,
+        )
     }
 
     #[test]
@@ -211,9 +214,19 @@ mod tests {
         let device = Backend::compiled()[0].device_for(Precision::F64).unwrap();
         let ok = [2.0, 0.0, 0.0, 2.0];
         let bad = [1.0, 2.0, 2.0, 1.0]; // eigenvalues 3 and −1
-        let a = tensor_from_f64([ok, ok, bad].concat(), [3, 2, 2], &device, Precision::F64.dtype());
+        let a = tensor_from_f64(
+            [ok, ok, bad].concat(),
+            [3, 2, 2],
+            &device,
+            Precision::F64.dtype(),
+        );
         assert_eq!(first_bad_factor(cholesky(a)).unwrap(), Some(2));
-        let a = tensor_from_f64([ok, ok].concat(), [2, 2, 2], &device, Precision::F64.dtype());
+        let a = tensor_from_f64(
+            [ok, ok].concat(),
+            [2, 2, 2],
+            &device,
+            Precision::F64.dtype(),
+        );
         assert_eq!(first_bad_factor(cholesky(a)).unwrap(), None);
     }
 
@@ -223,7 +236,10 @@ mod tests {
         let m = [1.0, 2.0, 3.0, 2.0, 4.0, 5.0, 3.0, 5.0, 6.0];
         let t = tensor_from_f64(m.to_vec(), [1, 9], &device, Precision::F64.dtype());
         let packed = t.select(1, packed_index(3, &device));
-        assert_eq!(to_f64(packed.clone()).unwrap(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(
+            to_f64(packed.clone()).unwrap(),
+            vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+        );
         let back = packed.select(1, unpack_index(3, &device));
         assert_eq!(to_f64(back).unwrap(), m.to_vec());
     }

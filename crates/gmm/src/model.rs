@@ -129,7 +129,7 @@ impl GaussianMixture {
             }
         }
         let centred = self.params.shifted(&centre, -1.0);
-        let (a, c) = layout.upload(&[&centred]);
+        let a = layout.upload(&[&centred]);
         let centre_t = tensor_from_f64(centre, [1, d], &device, dtype);
         let data = ChunkedData::new(
             x,
@@ -141,7 +141,7 @@ impl GaussianMixture {
         Ok(data
             .ranges()
             .map(|(s, len)| {
-                let (w, lse) = log_prob(data.features(s, len), &a, &c, self.n_components);
+                let (w, lse) = log_prob(data.features(s, len), &a, self.n_components);
                 f(w, lse)
             })
             .collect())

@@ -72,14 +72,19 @@ impl Layout {
         }
     }
 
-    /// The E-step operands `(A, c)` of `models` stacked as restarts (see [`crate::covariance`]).
-    pub fn upload(&self, models: &[&Params]) -> (Tensor<2>, Tensor<2>) {
+    /// The E-step operand `A` of `models` stacked as restarts (see [`crate::covariance`]).
+    pub fn upload(&self, models: &[&Params]) -> Tensor<2> {
         let b = models.len();
         let (k, d) = (self.k, self.d);
         let cat = |f: &dyn Fn(&Params) -> &Vec<f64>| -> Vec<f64> {
             models.iter().flat_map(|p| f(p).iter().copied()).collect()
         };
-        let log_w: Vec<f64> = cat(&|p| &p.weights).into_iter().map(f64::ln).collect();
+        // A zero weight gives a finite, hugely negative log (an infinity inside a GEMM can turn
+        // into NaN on padded lanes).
+        let log_w: Vec<f64> = cat(&|p| &p.weights)
+            .into_iter()
+            .map(|w| w.ln().max(-1e30))
+            .collect();
         let means = tensor_from_f64(cat(&|p| &p.means), [b * k, d], &self.device, self.dtype);
         let log_w = tensor_from_f64(log_w, [b * k], &self.device, self.dtype);
         let prec = CovTensor::from_flat(
@@ -106,10 +111,10 @@ impl Layout {
         let (k, d) = (self.k, self.d);
         let [bk, width] = stats.moments.dims();
         let b = bk / k;
-        let t = width - d;
+        let t = width - d - 1;
         let nk = stats.nk.clone().add_scalar(10.0 * eps);
         let s2 = stats.moments.clone().slice([0..bk, 0..t]);
-        let s1 = stats.moments.clone().slice([0..bk, t..width]);
+        let s1 = stats.moments.clone().slice([0..bk, t..t + d]);
         let (means, covs) = covariance::covariances_from_moments(
             self.cov,
             nk.clone(),

@@ -14,8 +14,8 @@ use crate::host::to_f64;
 pub struct SufficientStats {
     /// `n_k = Σ_n r_nk`, shape `[B·K]`.
     pub nk: Tensor<1>,
-    /// `Σ_n r_nk G(x_n)` with `G = [F(x), x]`, shape `[B·K, T' + D]`: second moments first,
-    /// then first moments (see [`crate::covariance`]).
+    /// `Σ_n r_nk G(x_n)` with `G = [F(x), x, 1]`, shape `[B·K, T' + D + 1]`: second moments,
+    /// first moments, then `n_k` (see [`crate::covariance`]).
     pub moments: Tensor<2>,
     /// `Σ_n log p(x_n)` per restart, shape `[B]` (zero for statistics that come from an
     /// initialisation rather than an E-step).
@@ -25,12 +25,14 @@ pub struct SufficientStats {
 }
 
 impl SufficientStats {
-    /// Statistics of one chunk: responsibilities `resp: [n, B·K]`, features `g: [n, T'+D]`,
-    /// per-row log-likelihoods `log_lik: [n, B]`.
+    /// Statistics of one chunk: responsibilities `resp: [n, B·K]`, features
+    /// `g = [F(x), x, 1]: [n, T'+D+1]`, per-row log-likelihoods `log_lik: [n, B]`. One GEMM
+    /// `rᵀ G` gives all moments; `n_k` is its last column.
     pub fn from_chunk(resp: Tensor<2>, g: Tensor<2>, log_lik: Tensor<2>) -> Self {
         let n = g.dims()[0];
-        let nk = resp.clone().sum_dim(0).squeeze_dim::<1>(0);
         let moments = resp.transpose().matmul(g);
+        let [bk, w] = moments.dims();
+        let nk = moments.clone().slice([0..bk, w - 1..w]).reshape([bk]);
         Self {
             nk,
             moments,
