@@ -86,8 +86,9 @@ pub struct GaussianMixtureConfig {
     pub seed: Option<u64>,
     /// Rows processed per tensor chunk: memory is O(chunk·(K + D²) + K·D²).
     pub chunk_size: usize,
-    /// Largest size in bytes of the per-row features `[x_i x_j, x]` kept across EM iterations
-    /// (default 512 MiB; 0 recomputes them every iteration, for the smallest memory).
+    /// Largest size in bytes of the data plus its per-row features `[x_i x_j, x, 1]`, above
+    /// which the features are recomputed every EM iteration instead of kept (default 256 MiB;
+    /// 0 always recomputes, for the smallest memory).
     pub feature_cache_bytes: usize,
 }
 
@@ -107,7 +108,7 @@ impl Default for GaussianMixtureConfig {
             warm_start: false,
             seed: None,
             chunk_size: 4096,
-            feature_cache_bytes: 512 << 20,
+            feature_cache_bytes: 256 << 20,
         }
     }
 }

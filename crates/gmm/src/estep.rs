@@ -38,13 +38,15 @@ impl<'a> ChunkedData<'a> {
         }
     }
 
-    /// Keeps every chunk's features `G(x)` in memory when they take at most `budget_bytes`,
-    /// so that EM iterations after the first cost two GEMMs per chunk instead of rebuilding
-    /// the quadratic features (memory `N·(T'+D)` values; off when over budget).
+    /// Keeps every chunk's features `G(x)` in memory when they and the data together take at
+    /// most `budget_bytes`, so that EM iterations after the first cost two GEMMs per chunk
+    /// instead of rebuilding the quadratic features (memory `N·(T'+D+1)` values; off when
+    /// over budget).
     pub fn with_feature_cache(mut self, budget_bytes: usize) -> Self {
         let [n, d] = self.x.dims();
         let width = self.cov.quad_width(d) + d + 1;
-        let bytes = n * width * self.x.dtype().size();
+        let size = self.x.dtype().size();
+        let bytes = n * (width + d) * size;
         if bytes <= budget_bytes {
             let parts = self
                 .ranges()
