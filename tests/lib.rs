@@ -104,7 +104,7 @@ impl Report {
             return;
         }
         let e = rel_err(a, b);
-        if !(e <= tol) {
+        if e.is_nan() || e > tol {
             self.0
                 .push(format!("{what}: relative error {e:.3e} > {tol:.0e}"));
         }

@@ -342,3 +342,26 @@ fn samples_follow_the_model() {
         );
     }
 }
+
+#[test]
+fn chunked_statistics_merge_to_the_single_pass_result() {
+    // Sufficient statistics are summed chunk by chunk; the chunk size (and the feature cache)
+    // must not change the fit beyond round-off.
+    for (backend, precision, device) in targets() {
+        let x = matrix(&fixture("parity_diag_d8")["X"], &device, precision);
+        for cov in COVS {
+            let base = GaussianMixtureConfig::new(4)
+                .with_covariance_type(cov)
+                .with_seed(2)
+                .with_max_iter(10)
+                .with_tol(0.0);
+            let whole = fit(&base.clone().with_chunk_size(100_000), &x).unwrap();
+            let chunked = fit(&base.clone().with_chunk_size(7).with_feature_cache_bytes(0), &x).unwrap();
+            let tol = if precision == Precision::F32 { 1e-3 } else { 1e-10 };
+            let rel = mixburn_tests::rel_err(chunked.means(), whole.means());
+            assert!(rel < tol, "{backend}/{precision}/{cov}: means differ by {rel:e}");
+            let rel = mixburn_tests::rel_err(chunked.covariances(), whole.covariances());
+            assert!(rel < tol, "{backend}/{precision}/{cov}: covariances differ by {rel:e}");
+        }
+    }
+}
