@@ -356,12 +356,26 @@ fn chunked_statistics_merge_to_the_single_pass_result() {
                 .with_max_iter(10)
                 .with_tol(0.0);
             let whole = fit(&base.clone().with_chunk_size(100_000), &x).unwrap();
-            let chunked = fit(&base.clone().with_chunk_size(7).with_feature_cache_bytes(0), &x).unwrap();
-            let tol = if precision == Precision::F32 { 1e-3 } else { 1e-10 };
+            let chunked = fit(
+                &base.clone().with_chunk_size(7).with_feature_cache_bytes(0),
+                &x,
+            )
+            .unwrap();
+            let tol = if precision == Precision::F32 {
+                1e-3
+            } else {
+                1e-10
+            };
             let rel = mixburn_tests::rel_err(chunked.means(), whole.means());
-            assert!(rel < tol, "{backend}/{precision}/{cov}: means differ by {rel:e}");
+            assert!(
+                rel < tol,
+                "{backend}/{precision}/{cov}: means differ by {rel:e}"
+            );
             let rel = mixburn_tests::rel_err(chunked.covariances(), whole.covariances());
-            assert!(rel < tol, "{backend}/{precision}/{cov}: covariances differ by {rel:e}");
+            assert!(
+                rel < tol,
+                "{backend}/{precision}/{cov}: covariances differ by {rel:e}"
+            );
         }
     }
 }
