@@ -154,10 +154,11 @@ impl GaussianMixture {
         Ok(Tensor::cat(parts, 0))
     }
 
-    /// Mean log-likelihood per sample.
+    /// Mean log-likelihood per sample (summed on the host in f64, so it does not depend on
+    /// the device's float type beyond the per-sample values).
     pub fn score(&self, x: &Tensor<2>) -> Result<f64> {
-        let n = x.dims()[0] as f64;
-        Ok(to_f64(self.score_samples(x)?.sum())?[0] / n)
+        let ll = to_f64(self.score_samples(x)?)?;
+        Ok(ll.iter().sum::<f64>() / ll.len() as f64)
     }
 
     /// Posterior component probabilities `p(k | x_n)`, shape `[N, K]`.
