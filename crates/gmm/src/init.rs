@@ -2,7 +2,7 @@
 //! responsibilities from `init_params`, one M-step from them (weights `n_k / N`), then any
 //! user-given `weights_init` / `means_init` / `precisions_init` override.
 
-use burn::tensor::{Int, Tensor};
+use burn::tensor::Tensor;
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
@@ -12,7 +12,7 @@ use crate::covariance::{self, CovTensor, CovarianceType};
 use crate::error::Result;
 use crate::estep::ChunkedData;
 use crate::host::{int_tensor, tensor_from_f64, to_f64};
-use crate::kmeans::{kmeans_batched, plusplus_indices, KMeansConfig};
+use crate::kmeans::{kmeans_batched, one_hot, plusplus_indices, KMeansConfig};
 use crate::params::{Layout, Params, WeightNorm};
 use crate::stats::SufficientStats;
 
@@ -31,15 +31,7 @@ pub fn initial_params(
         && config.means_init.is_some()
         && config.precisions_init.is_some();
     let mut starts = if all_given {
-        vec![
-            Params {
-                weights: vec![],
-                means: vec![],
-                covariances: vec![],
-                precisions_cholesky: vec![],
-            };
-            b
-        ]
+        vec![Params::default(); b]
     } else if matches!(
         config.init_params,
         InitMethod::KMeansPlusPlus | InitMethod::RandomFromData
@@ -96,19 +88,13 @@ fn initial_stats(
             kc.chunk_size = config.chunk_size;
             let x = data_rows(data);
             let runs = kmeans_batched(&x, &kc, seeds)?;
-            let classes = Tensor::<1, Int>::arange(0..k as i64, device).reshape([1, 1, k]);
             let mut acc = None;
             for (start, len) in data.ranges() {
                 let labels: Vec<i64> = (start..start + len)
                     .flat_map(|i| runs.iter().map(move |r| r.labels[i] as i64))
                     .collect();
                 let labels = int_tensor(labels, [len, b, 1], device);
-                let resp = labels
-                    .expand([len, b, k])
-                    .equal(classes.clone().expand([len, b, k]))
-                    .float()
-                    .cast(layout.dtype)
-                    .reshape([len, b * k]);
+                let resp = one_hot(labels, k, layout.dtype);
                 acc = Some(chunk_stats(acc, resp, data.features(start, len), b));
             }
             Ok(acc.expect("rows"))

@@ -128,6 +128,19 @@ pub fn kmeans_batched(
         .collect())
 }
 
+/// One-hot rows `[n, B·K]` (in `dtype`) of cluster labels `[n, B, 1]` with values in `0..K`:
+/// entry `(i, b·K + k)` is 1 where row i of restart b has label k.
+pub fn one_hot(labels: Tensor<3, Int>, k: usize, dtype: burn::tensor::DType) -> Tensor<2> {
+    let [n, b, _] = labels.dims();
+    let classes = Tensor::<1, Int>::arange(0..k as i64, &labels.device()).reshape([1, 1, k]);
+    labels
+        .expand([n, b, k])
+        .equal(classes.expand([n, b, k]))
+        .float()
+        .cast(dtype)
+        .reshape([n, b * k])
+}
+
 /// Squared distances `‖x − c‖² = ‖x‖² − 2 x·c + ‖c‖²` of rows `x: [n, D]` to `c: [M, D]`,
 /// clamped at 0, shape `[n, M]`.
 pub fn squared_distances(x: Tensor<2>, c: Tensor<2>) -> Tensor<2> {
@@ -148,8 +161,6 @@ fn lloyd_pass(
     want_labels: bool,
 ) -> Result<(Tensor<2>, Tensor<1>, (Vec<i64>, Vec<f64>))> {
     let [n, d] = xc.dims();
-    let device = xc.device();
-    let classes = Tensor::<1, Int>::arange(0..k as i64, &device).reshape([1, 1, k]);
     let mut sums: Option<Tensor<2>> = None;
     let mut counts: Option<Tensor<1>> = None;
     let mut labels = Vec::new();
@@ -158,13 +169,7 @@ fn lloyd_pass(
         let x = xc.clone().slice([start..start + len, 0..d]);
         let dist = squared_distances(x.clone(), centres.clone()).reshape([len, b, k]);
         let (min, arg) = dist.min_dim_with_indices(2); // [len, B, 1]
-        let onehot = arg
-            .clone()
-            .expand([len, b, k])
-            .equal(classes.clone().expand([len, b, k]))
-            .float()
-            .cast(x.dtype())
-            .reshape([len, b * k]);
+        let onehot = one_hot(arg.clone(), k, x.dtype());
         let s = onehot.clone().transpose().matmul(x);
         let c = onehot.sum_dim(0).squeeze_dim::<1>(0);
         sums = Some(match sums {

@@ -9,7 +9,7 @@ use crate::host::{tensor_from_f64, to_f64};
 use crate::stats::SufficientStats;
 
 /// One mixture's parameters, row-major f64 (scikit-learn's shapes flattened).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Params {
     /// `π`, length K.
     pub weights: Vec<f64>,
