@@ -4,7 +4,7 @@
 //! prints one JSON line with the seconds per EM iteration, `(t(iters) − t(1)) / (iters − 1)`
 //! (best of `--repeats`), and the peak resident memory of the fits alone (the kernel's
 //! high-water mark is reset after the data is loaded), next to the input's size in bytes.
-//! `--chunk-size ROWS` and `--feature-cache-mb MB` override the fit's defaults.
+//! `--chunk-size ROWS`, `--feature-cache-mb MB` and `--threads N` override the fit's defaults.
 //!
 //! Built in the dev profile, whose dependencies (Burn) are compiled at `opt-level = 3`.
 
@@ -64,6 +64,10 @@ fn run() -> Result<Value, String> {
         .unwrap_or("4096".into())
         .parse()
         .map_err(|_| "--chunk-size N")?;
+    let threads: Option<usize> = match arg(&args, "--threads") {
+        Some(v) => Some(v.parse().map_err(|_| "--threads N")?),
+        None => None,
+    };
     let cache_mb: Option<usize> = match arg(&args, "--feature-cache-mb") {
         Some(v) => Some(v.parse().map_err(|_| "--feature-cache-mb N")?),
         None => None,
@@ -88,6 +92,9 @@ fn run() -> Result<Value, String> {
         .with_covariance_type(cov)
         .with_tol(0.0)
         .with_chunk_size(chunk);
+    if let Some(t) = threads {
+        config = config.with_n_threads(t);
+    }
     if let Some(mb) = cache_mb {
         config = config.with_feature_cache_bytes(mb << 20);
     }
@@ -130,6 +137,7 @@ fn run() -> Result<Value, String> {
         "iters": iters,
         "chunk_size": chunk,
         "feature_cache_bytes": config.feature_cache_bytes,
+        "n_threads": config.n_threads,
         "seconds_per_iter": (many - one).max(0.0) / (iters - 1) as f64,
         "seconds_setup_and_one_iter": one,
         "peak_rss_bytes": peak_rss(),

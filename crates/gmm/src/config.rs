@@ -90,6 +90,9 @@ pub struct GaussianMixtureConfig {
     /// which the features are recomputed every EM iteration instead of kept (default 256 MiB;
     /// 0 always recomputes, for the smallest memory).
     pub feature_cache_bytes: usize,
+    /// Host threads that process runs of chunks concurrently, their statistics merged
+    /// (default: the available cores on CPU backends; 1 keeps a single stream of tensor ops).
+    pub n_threads: usize,
 }
 
 impl Default for GaussianMixtureConfig {
@@ -109,6 +112,9 @@ impl Default for GaussianMixtureConfig {
             seed: None,
             chunk_size: 4096,
             feature_cache_bytes: 256 << 20,
+            n_threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
         }
     }
 }
@@ -167,6 +173,11 @@ impl GaussianMixtureConfig {
         self.feature_cache_bytes = bytes;
         self
     }
+    /// Sets the number of host threads of an EM pass.
+    pub fn with_n_threads(mut self, n: usize) -> Self {
+        self.n_threads = n;
+        self
+    }
     /// Sets the initial weights.
     pub fn with_weights_init(mut self, w: Vec<f64>) -> Self {
         self.weights_init = Some(w);
@@ -211,6 +222,9 @@ impl GaussianMixtureConfig {
         }
         if self.n_init < 1 {
             return Err(GmmError::config("n_init", "must be >= 1, got 0"));
+        }
+        if self.n_threads < 1 {
+            return Err(GmmError::config("n_threads", "must be >= 1, got 0"));
         }
         if self.chunk_size < 1 {
             return Err(GmmError::config("chunk_size", "must be >= 1 row, got 0"));

@@ -113,7 +113,7 @@ pub fn fit_warm(
     for _ in 0..config.max_iter {
         let refs: Vec<&Params> = active.iter().map(|r| &r.params).collect();
         let a = layout.upload(&refs);
-        let stats = em_pass(&data, &a, k);
+        let stats = em_pass(&data, &a, k, config.n_threads);
         let lower = stats.mean_log_likelihood()?;
         let next = layout.m_step(&stats, config.reg_covar, eps, WeightNorm::Mass)?;
         let mut still = vec![];

@@ -106,10 +106,39 @@ pub fn log_prob(g: Tensor<2>, a: &Tensor<2>, k: usize) -> (Tensor<3>, Tensor<3>)
 /// One EM pass: E-step on every chunk with operand `A` and the accumulated sufficient
 /// statistics of the responsibilities (the input of the next M-step). Per chunk:
 /// `ℓ = G A`, `e = exp(ℓ − max ℓ)`, `r = e / Σ_k e`, moments `rᵀ G`.
-pub fn em_pass(data: &ChunkedData<'_>, a: &Tensor<2>, k: usize) -> SufficientStats {
+///
+/// Runs of chunks go to `workers` threads and their statistics are merged (they are additive):
+/// the M-step's GEMM `rᵀ G` has a small output and a long reduction, which one CPU kernel call
+/// does not spread over cores.
+pub fn em_pass(data: &ChunkedData<'_>, a: &Tensor<2>, k: usize, workers: usize) -> SufficientStats {
+    let ranges: Vec<(usize, usize)> = data.ranges().collect();
+    let workers = workers.clamp(1, ranges.len());
+    if workers == 1 {
+        return pass_over(data, a, k, &ranges);
+    }
+    let per = ranges.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = ranges
+            .chunks(per)
+            .map(|part| scope.spawn(move || pass_over(data, a, k, part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("EM worker thread"))
+            .reduce(SufficientStats::merge)
+            .expect("at least one chunk")
+    })
+}
+
+fn pass_over(
+    data: &ChunkedData<'_>,
+    a: &Tensor<2>,
+    k: usize,
+    ranges: &[(usize, usize)],
+) -> SufficientStats {
     let bk = a.dims()[1];
     let mut acc = None;
-    for (start, len) in data.ranges() {
+    for &(start, len) in ranges {
         let g = data.features(start, len);
         let weighted = g.clone().matmul(a.clone()).reshape([len, bk / k, k]);
         let m = weighted.clone().max_dim(2);
