@@ -61,7 +61,7 @@ fn run() -> Result<Value, String> {
         .parse()
         .map_err(|_| "--repeats N")?;
     let chunk: usize = arg(&args, "--chunk-size")
-        .unwrap_or("4096".into())
+        .unwrap_or("1024".into())
         .parse()
         .map_err(|_| "--chunk-size N")?;
     let threads: Option<usize> = match arg(&args, "--threads") {

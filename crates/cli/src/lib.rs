@@ -87,7 +87,7 @@ pub struct FitArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Rows per chunk.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 1024)]
     pub chunk_size: usize,
     /// Where to write the model (JSON).
     #[arg(long)]

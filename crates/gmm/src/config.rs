@@ -110,7 +110,7 @@ impl Default for GaussianMixtureConfig {
             precisions_init: None,
             warm_start: false,
             seed: None,
-            chunk_size: 4096,
+            chunk_size: 1024,
             feature_cache_bytes: 256 << 20,
             n_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
