@@ -11,15 +11,48 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use clap::Parser;
 use mixburn_gmm::host::tensor_from_f64;
 use mixburn_gmm::{fit, Backend, CovarianceType, GaussianMixtureConfig, Precision};
 use serde_json::{json, Value};
 
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
+/// Arguments of `em-bench` (the defaults are the fit's own where they exist).
+#[derive(Debug, Parser)]
+#[command(name = "em-bench")]
+struct Args {
+    /// Data: .npy or .csv.
+    #[arg(long)]
+    input: PathBuf,
+    /// full, tied, diag or spherical.
+    #[arg(long, default_value = "full")]
+    covariance: String,
+    /// EM iterations of the long run (>= 2).
+    #[arg(long, default_value_t = 5)]
+    iters: usize,
+    /// Best of this many runs.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// flex, ndarray or wgpu.
+    #[arg(long, default_value = "flex")]
+    backend: String,
+    /// f32 or f64.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Initial parameters (JSON with weights_init, means_init, precisions_init).
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Components when no --init is given (k-means initialisation, seed 0).
+    #[arg(long, default_value_t = 16)]
+    k: usize,
+    /// Rows per chunk.
+    #[arg(long)]
+    chunk_size: Option<usize>,
+    /// Host threads of an EM pass.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Feature-cache budget in MiB.
+    #[arg(long)]
+    feature_cache_mb: Option<usize>,
 }
 
 fn flat(v: &Value) -> Vec<f64> {
@@ -46,61 +79,35 @@ fn peak_rss() -> u64 {
 }
 
 fn run() -> Result<Value, String> {
-    let args: Vec<String> = std::env::args().collect();
-    let input = PathBuf::from(arg(&args, "--input").ok_or("--input X.npy is required")?);
-    let cov: CovarianceType = arg(&args, "--covariance")
-        .unwrap_or("full".into())
-        .parse()
-        .map_err(|e| format!("{e}"))?;
-    let iters: usize = arg(&args, "--iters")
-        .unwrap_or("5".into())
-        .parse()
-        .map_err(|_| "--iters N")?;
-    let repeats: usize = arg(&args, "--repeats")
-        .unwrap_or("3".into())
-        .parse()
-        .map_err(|_| "--repeats N")?;
-    let chunk: usize = arg(&args, "--chunk-size")
-        .unwrap_or("1024".into())
-        .parse()
-        .map_err(|_| "--chunk-size N")?;
-    let threads: Option<usize> = match arg(&args, "--threads") {
-        Some(v) => Some(v.parse().map_err(|_| "--threads N")?),
-        None => None,
-    };
-    let cache_mb: Option<usize> = match arg(&args, "--feature-cache-mb") {
-        Some(v) => Some(v.parse().map_err(|_| "--feature-cache-mb N")?),
-        None => None,
-    };
-    let backend: Backend = arg(&args, "--backend")
-        .unwrap_or("flex".into())
-        .parse()
-        .map_err(|e| format!("{e}"))?;
-    let precision: Precision = arg(&args, "--dtype")
-        .unwrap_or("f32".into())
-        .parse()
-        .map_err(|e| format!("{e}"))?;
+    let args = Args::parse();
+    let cov: CovarianceType = args.covariance.parse().map_err(|e| format!("{e}"))?;
+    let backend: Backend = args.backend.parse().map_err(|e| format!("{e}"))?;
+    let precision: Precision = args.dtype.parse().map_err(|e| format!("{e}"))?;
+    let (iters, repeats) = (args.iters, args.repeats);
     if iters < 2 {
         return Err("--iters must be >= 2".into());
     }
     let device = backend.device_for(precision).map_err(|e| e.to_string())?;
-    let m = mixburn_data::read_matrix(&input).map_err(|e| e.to_string())?;
+    let m = mixburn_data::read_matrix(&args.input).map_err(|e| e.to_string())?;
     let (n, d) = (m.rows, m.cols);
     let input_bytes = (n * d * if precision == Precision::F32 { 4 } else { 8 }) as u64;
     let x = tensor_from_f64(m.data, [n, d], &device, precision.dtype());
-    let mut config = GaussianMixtureConfig::new(1)
+    let mut config = GaussianMixtureConfig::new(args.k)
         .with_covariance_type(cov)
-        .with_tol(0.0)
-        .with_chunk_size(chunk);
-    if let Some(t) = threads {
+        .with_tol(0.0);
+    if let Some(rows) = args.chunk_size {
+        config = config.with_chunk_size(rows);
+    }
+    if let Some(t) = args.threads {
         config = config.with_n_threads(t);
     }
-    if let Some(mb) = cache_mb {
+    if let Some(mb) = args.feature_cache_mb {
         config = config.with_feature_cache_bytes(mb << 20);
     }
-    if let Some(init) = arg(&args, "--init") {
-        let text = std::fs::read_to_string(&init).map_err(|e| format!("{init}: {e}"))?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| format!("{init}: {e}"))?;
+    if let Some(init) = &args.init {
+        let name = init.display();
+        let text = std::fs::read_to_string(init).map_err(|e| format!("{name}: {e}"))?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
         let w = flat(&v["weights_init"]);
         config.n_components = w.len();
         config = config
@@ -108,10 +115,6 @@ fn run() -> Result<Value, String> {
             .with_means_init(flat(&v["means_init"]))
             .with_precisions_init(flat(&v["precisions_init"]));
     } else {
-        config.n_components = arg(&args, "--k")
-            .unwrap_or("16".into())
-            .parse()
-            .map_err(|_| "--k N")?;
         config = config.with_seed(0);
     }
     // Warm up (kernel compilation on wgpu, allocator pools), then reset the memory high-water
@@ -135,7 +138,7 @@ fn run() -> Result<Value, String> {
         "covariance": cov.to_string(),
         "n": n, "d": d, "k": config.n_components,
         "iters": iters,
-        "chunk_size": chunk,
+        "chunk_size": config.chunk_size,
         "feature_cache_bytes": config.feature_cache_bytes,
         "n_threads": config.n_threads,
         "seconds_per_iter": (many - one).max(0.0) / (iters - 1) as f64,
