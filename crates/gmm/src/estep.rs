@@ -57,6 +57,11 @@ impl<'a> ChunkedData<'a> {
         self
     }
 
+    /// The data as given (not centred).
+    pub fn raw(&self) -> &Tensor<2> {
+        self.x
+    }
+
     /// Number of rows.
     pub fn n_rows(&self) -> usize {
         self.x.dims()[0]

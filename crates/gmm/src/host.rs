@@ -37,6 +37,14 @@ pub fn to_i64<const D: usize>(tensor: Tensor<D, Int>) -> Result<Vec<i64>> {
         .map_err(|e| GmmError::Backend(e.to_string()))
 }
 
+/// Running sum of per-chunk tensors: `acc + t`, or `t` for the first chunk.
+pub fn accumulate<const D: usize>(acc: Option<Tensor<D>>, t: Tensor<D>) -> Tensor<D> {
+    match acc {
+        Some(a) => a + t,
+        None => t,
+    }
+}
+
 /// Row ranges `[start, start + len)` covering `0..n` in chunks of at most `chunk` rows.
 pub fn chunks(n: usize, chunk: usize) -> impl Iterator<Item = (usize, usize)> {
     let chunk = chunk.max(1);

@@ -11,7 +11,7 @@ use crate::config::{GaussianMixtureConfig, InitMethod};
 use crate::covariance::{self, CovTensor, CovarianceType};
 use crate::error::Result;
 use crate::estep::ChunkedData;
-use crate::host::{int_tensor, tensor_from_f64, to_f64};
+use crate::host::{accumulate, int_tensor, tensor_from_f64, to_f64};
 use crate::kmeans::{kmeans_batched, one_hot, plusplus_indices, KMeansConfig};
 use crate::params::{Layout, Params, WeightNorm};
 use crate::stats::SufficientStats;
@@ -25,22 +25,34 @@ pub fn initial_params(
     centre: &[f64],
     eps: f64,
 ) -> Result<Vec<Params>> {
-    let k = layout.k;
-    let b = seeds.len();
     let all_given = config.weights_init.is_some()
         && config.means_init.is_some()
         && config.precisions_init.is_some();
-    let mut starts = if all_given {
-        vec![Params::default(); b]
-    } else if matches!(
-        config.init_params,
-        InitMethod::KMeansPlusPlus | InitMethod::RandomFromData
-    ) {
-        point_params(config, data, layout, seeds, eps)?
+    let m_step =
+        |stats: SufficientStats| layout.m_step(&stats, config.reg_covar, eps, WeightNorm::Samples);
+    let starts = if all_given {
+        vec![Params::default(); seeds.len()]
     } else {
-        let stats = initial_stats(config, data, layout, seeds)?;
-        layout.m_step(&stats, config.reg_covar, eps, WeightNorm::Samples)?
+        match config.init_params {
+            InitMethod::KMeansPlusPlus | InitMethod::RandomFromData => {
+                point_params(config, data, layout, seeds, eps)?
+            }
+            InitMethod::Kmeans => m_step(kmeans_stats(config, data, layout, seeds)?)?,
+            InitMethod::Random => m_step(random_stats(data, layout, seeds)?)?,
+        }
     };
+    override_inits(config, layout, centre, starts)
+}
+
+/// Replaces the starting parameters by the user's `weights_init` / `means_init` /
+/// `precisions_init` where given.
+fn override_inits(
+    config: &GaussianMixtureConfig,
+    layout: &Layout,
+    centre: &[f64],
+    mut starts: Vec<Params>,
+) -> Result<Vec<Params>> {
+    let k = layout.k;
     if let Some(w) = &config.weights_init {
         starts.iter_mut().for_each(|p| p.weights = w.clone());
     }
@@ -73,54 +85,49 @@ pub fn initial_params(
     Ok(starts)
 }
 
-/// Statistics of the starting responsibilities of every restart, `[B·K]` batched.
-fn initial_stats(
+/// Statistics of one-hot responsibilities from one k-means run per restart, `[B·K]` batched.
+fn kmeans_stats(
     config: &GaussianMixtureConfig,
     data: &ChunkedData<'_>,
     layout: &Layout,
     seeds: &[u64],
 ) -> Result<SufficientStats> {
     let (k, b) = (layout.k, seeds.len());
-    let device = &layout.device;
-    match config.init_params {
-        InitMethod::Kmeans => {
-            let mut kc = KMeansConfig::new(k);
-            kc.chunk_size = config.chunk_size;
-            let x = data_rows(data);
-            let runs = kmeans_batched(&x, &kc, seeds)?;
-            let mut acc = None;
-            for (start, len) in data.ranges() {
-                let labels: Vec<i64> = (start..start + len)
-                    .flat_map(|i| runs.iter().map(move |r| r.labels[i] as i64))
-                    .collect();
-                let labels = int_tensor(labels, [len, b, 1], device);
-                let resp = one_hot(labels, k, layout.dtype);
-                acc = Some(chunk_stats(acc, resp, data.features(start, len), b));
-            }
-            Ok(acc.expect("rows"))
-        }
-        InitMethod::KMeansPlusPlus | InitMethod::RandomFromData => {
-            unreachable!("point initialisations are built by `point_params`")
-        }
-        InitMethod::Random => {
-            let mut rngs: Vec<StdRng> = seeds.iter().map(|s| StdRng::seed_from_u64(*s)).collect();
-            let mut acc = None;
-            for (start, len) in data.ranges() {
-                let mut resp = vec![0.0; len * b * k];
-                for (r, rng) in rngs.iter_mut().enumerate() {
-                    for i in 0..len {
-                        let row = &mut resp[(i * b + r) * k..(i * b + r + 1) * k];
-                        row.iter_mut().for_each(|v| *v = rng.random::<f64>());
-                        let s: f64 = row.iter().sum();
-                        row.iter_mut().for_each(|v| *v /= s);
-                    }
-                }
-                let resp = tensor_from_f64(resp, [len, b * k], device, layout.dtype);
-                acc = Some(chunk_stats(acc, resp, data.features(start, len), b));
-            }
-            Ok(acc.expect("rows"))
-        }
+    let mut kc = KMeansConfig::new(k);
+    kc.chunk_size = config.chunk_size;
+    // k-means centres the data itself; its labels do not depend on the shift.
+    let runs = kmeans_batched(data.raw(), &kc, seeds)?;
+    let mut acc = None;
+    for (start, len) in data.ranges() {
+        let labels: Vec<i64> = (start..start + len)
+            .flat_map(|i| runs.iter().map(move |r| r.labels[i] as i64))
+            .collect();
+        let labels = int_tensor(labels, [len, b, 1], &layout.device);
+        let resp = one_hot(labels, k, layout.dtype);
+        acc = Some(chunk_stats(acc, resp, data.features(start, len), b));
     }
+    Ok(acc.expect("rows"))
+}
+
+/// Statistics of row-normalised uniform random responsibilities, one stream per restart.
+fn random_stats(data: &ChunkedData<'_>, layout: &Layout, seeds: &[u64]) -> Result<SufficientStats> {
+    let (k, b) = (layout.k, seeds.len());
+    let mut rngs: Vec<StdRng> = seeds.iter().map(|s| StdRng::seed_from_u64(*s)).collect();
+    let mut acc = None;
+    for (start, len) in data.ranges() {
+        let mut resp = vec![0.0; len * b * k];
+        for (r, rng) in rngs.iter_mut().enumerate() {
+            for i in 0..len {
+                let row = &mut resp[(i * b + r) * k..(i * b + r + 1) * k];
+                row.iter_mut().for_each(|v| *v = rng.random::<f64>());
+                let s: f64 = row.iter().sum();
+                row.iter_mut().for_each(|v| *v /= s);
+            }
+        }
+        let resp = tensor_from_f64(resp, [len, b * k], &layout.device, layout.dtype);
+        acc = Some(chunk_stats(acc, resp, data.features(start, len), b));
+    }
+    Ok(acc.expect("rows"))
 }
 
 /// Starting parameters when the responsibilities are 1 on K chosen rows (`k-means++`,
@@ -138,8 +145,9 @@ fn point_params(
     let (k, d, n) = (layout.k, layout.d, data.n_rows());
     let reg = config.reg_covar;
     let mut rngs: Vec<StdRng> = seeds.iter().map(|s| StdRng::seed_from_u64(*s)).collect();
+    let xc = data.rows(0, n);
     let idx: Vec<Vec<usize>> = if config.init_params == InitMethod::KMeansPlusPlus {
-        plusplus_indices(&data_rows(data), k, &mut rngs, config.chunk_size)?
+        plusplus_indices(&xc, k, &mut rngs, config.chunk_size)?
     } else {
         rngs.iter_mut()
             .map(|r| sample(r, n, k).into_vec())
@@ -156,11 +164,7 @@ fn point_params(
             let mut acc: Option<Tensor<2>> = None;
             for (start, len) in data.ranges() {
                 let x = data.rows(start, len);
-                let xtx = x.clone().transpose().matmul(x);
-                acc = Some(match acc {
-                    Some(a) => a + xtx,
-                    None => xtx,
-                });
+                acc = Some(accumulate(acc, x.clone().transpose().matmul(x)));
             }
             let second = to_f64(acc.expect("rows"))?;
             second
@@ -172,7 +176,7 @@ fn point_params(
         CovarianceType::Diag => vec![reg; k * d],
         CovarianceType::Spherical => vec![reg; k],
     };
-    let rows = to_f64(data_rows(data).select(
+    let rows = to_f64(xc.select(
         0,
         int_tensor(
             idx.iter().flatten().map(|&i| i as i64).collect(),
@@ -209,9 +213,4 @@ fn chunk_stats(
     let n = g.dims()[0];
     let zeros = Tensor::zeros([n, b], (&g.device(), g.dtype()));
     SufficientStats::accumulate(acc, SufficientStats::from_chunk(resp, g, zeros))
-}
-
-/// All centred rows of `data` (k-means works on the centred data; its cost is O(N·D)).
-fn data_rows(data: &ChunkedData<'_>) -> Tensor<2> {
-    data.rows(0, data.n_rows())
 }

@@ -6,7 +6,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::error::{GmmError, Result};
-use crate::host::{chunks, int_tensor, to_f64, to_i64};
+use crate::host::{accumulate, chunks, int_tensor, to_f64, to_i64};
 
 /// Settings of a k-means run.
 #[derive(Clone, Debug, PartialEq)]
@@ -172,14 +172,8 @@ fn lloyd_pass(
         let onehot = one_hot(arg.clone(), k, x.dtype());
         let s = onehot.clone().transpose().matmul(x);
         let c = onehot.sum_dim(0).squeeze_dim::<1>(0);
-        sums = Some(match sums {
-            Some(a) => a + s,
-            None => s,
-        });
-        counts = Some(match counts {
-            Some(a) => a + c,
-            None => c,
-        });
+        sums = Some(accumulate(sums, s));
+        counts = Some(accumulate(counts, c));
         if want_labels {
             labels.extend(to_i64(arg.reshape([len * b]))?);
             for (r, v) in to_f64(min.reshape([len, b]).sum_dim(0))?
