@@ -2,6 +2,9 @@
 //! kept in a library so that tests drive them in-process. Every command returns one JSON
 //! object (printed on stdout) or an error (one line on stderr, non-zero exit).
 
+pub mod ood;
+pub mod vade;
+
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
@@ -21,6 +24,12 @@ pub enum CliError {
     /// Fitting, scoring or model I/O failed.
     #[error(transparent)]
     Gmm(#[from] mixburn_gmm::GmmError),
+    /// OOD detection failed.
+    #[error(transparent)]
+    Ood(#[from] mixburn_ood::OodError),
+    /// VaDE training or sampling failed.
+    #[error(transparent)]
+    Vade(#[from] mixburn_vade::VadeError),
 }
 
 /// Gaussian mixtures on Burn: fit, score, predict, sample.
@@ -43,6 +52,12 @@ pub enum Command {
     Predict(PredictArgs),
     /// Draw samples from a saved model.
     Sample(SampleArgs),
+    /// Out-of-distribution detection on network features (deep Mahalanobis).
+    #[command(subcommand)]
+    Ood(ood::OodCommand),
+    /// VaDE: a VAE with a Gaussian-mixture prior.
+    #[command(subcommand)]
+    Vade(vade::VadeCommand),
 }
 
 /// Where to compute.
@@ -161,6 +176,8 @@ pub fn run(cli: Cli) -> Result<Value, CliError> {
         Command::Score(a) => score(a),
         Command::Predict(a) => predict(a),
         Command::Sample(a) => sample(a),
+        Command::Ood(c) => ood::run(c),
+        Command::Vade(c) => vade::run(c),
     }
 }
 
@@ -174,7 +191,7 @@ where
     run(cli).map_err(|e| e.to_string())
 }
 
-fn device(c: &Compute, default: Precision) -> Result<(Device, Precision), CliError> {
+pub(crate) fn device(c: &Compute, default: Precision) -> Result<(Device, Precision), CliError> {
     let backend: Backend = c.backend.parse()?;
     let precision = match &c.dtype {
         Some(s) => s.parse()?,
@@ -184,7 +201,7 @@ fn device(c: &Compute, default: Precision) -> Result<(Device, Precision), CliErr
 }
 
 /// Reads a finite 2-D matrix and uploads it.
-fn load(
+pub(crate) fn load(
     path: &Path,
     device: &Device,
     precision: Precision,

@@ -104,7 +104,7 @@ pub enum DataError {
 
 impl DataError {
     /// Wraps an I/O error about `path`, turning "not found" into [`DataError::NotFound`].
-    pub(crate) fn io(path: &Path, source: io::Error) -> Self {
+    pub fn io(path: &Path, source: io::Error) -> Self {
         if source.kind() == io::ErrorKind::NotFound {
             DataError::NotFound {
                 path: path.to_path_buf(),

@@ -34,5 +34,6 @@ pub use error::DataError;
 pub use idx::{read_idx, read_idx_u8, read_mnist_dir, IdxArray, MnistSplit, FASHION_MNIST_DIR};
 pub use matrix::{check_finite, read_matrix, ElemType, Matrix};
 pub use npy::{
-    read_labels, read_npy_matrix, write_labels_npy, write_matrix_npy, write_vector_f64_npy,
+    read_labels, read_npy_matrix, read_vector, write_labels_npy, write_matrix_npy,
+    write_vector_f64_npy,
 };

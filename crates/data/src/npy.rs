@@ -463,9 +463,31 @@ fn load(path: &Path) -> Result<(Vec<u8>, Header), DataError> {
 /// trailing bytes, is not 2-D (a 1-D array of length n must be reshaped to
 /// (n, 1)), or holds anything but float32/float64.
 pub fn read_npy_matrix(path: &Path) -> Result<Matrix, DataError> {
+    read_float_array(path, false)
+}
+
+/// Reads a float32/float64 vector (shape `(n,)` or `(n, 1)`) from `.npy`, e.g. one score per
+/// sample.
+///
+/// # Errors
+/// As [`read_npy_matrix`], and [`DataError::Format`] for any other shape.
+pub fn read_vector(path: &Path) -> Result<Vec<f64>, DataError> {
+    Ok(read_float_array(path, true)?.data)
+}
+
+fn read_float_array(path: &Path, vector: bool) -> Result<Matrix, DataError> {
     let (bytes, header) = load(path)?;
     let fail = |reason: String| DataError::format(path, reason);
     let (rows, cols) = match header.shape[..] {
+        [rows, 1] if vector => (rows, 1),
+        [n] if vector => (n, 1),
+        _ if vector => {
+            return Err(fail(format!(
+                "it holds an array of shape {}; expected a vector of shape (n,) with one \
+                 float per sample",
+                header.shape_str()
+            )))
+        }
         [rows, cols] => (rows, cols),
         [n] => {
             return Err(fail(format!(

@@ -10,11 +10,15 @@
 //! - [`linalg`]: batched Cholesky, triangular inverse and solve (the project's only ones).
 //! - [`covariance`]: per-covariance-type numerics (quadratic features, E-step GEMM operands,
 //!   covariances from moments, precision factors).
-//! - [`stats`]: mergeable sufficient statistics.
+//! - [`stats`]: mergeable sufficient statistics; [`scatter`]: mergeable class means with a
+//!   pooled (tied) scatter, for class-conditional Gaussians.
+//! - [`mahalanobis`]: squared Mahalanobis distances to many centres under one shared precision
+//!   (matmul form).
 //! - [`estep`]: chunked E-step (log-densities by GEMM, log-sum-exp, responsibilities).
 //! - [`kmeans`]: batched k-means++ and Lloyd.
 //! - [`init`]: starting parameters; [`em`]: the EM loop; [`params`]: the M-step.
 //! - [`model`]: the fitted [`GaussianMixture`]; [`config`]: [`GaussianMixtureConfig`].
+//! - [`cluster_metrics`]: clustering accuracy (Hungarian), NMI and ARI.
 //! - [`backend`]: backends (`flex`, `ndarray`, `wgpu` features) and precisions.
 //!
 //! ```no_run
@@ -27,6 +31,7 @@
 //! ```
 
 pub mod backend;
+pub mod cluster_metrics;
 pub mod config;
 pub mod covariance;
 pub mod em;
@@ -36,8 +41,10 @@ pub mod host;
 pub mod init;
 pub mod kmeans;
 pub mod linalg;
+pub mod mahalanobis;
 pub mod model;
 pub mod params;
+pub mod scatter;
 pub mod stats;
 
 pub use backend::{Backend, Precision};
@@ -48,6 +55,8 @@ pub use covariance::CovarianceType;
 pub use em::{fit, fit_warm};
 pub use error::{GmmError, Result};
 pub use kmeans::{kmeans, KMeansConfig, KMeansResult};
+pub use mahalanobis::SharedPrecision;
 pub use model::GaussianMixture;
 pub use params::Params;
+pub use scatter::ClassScatter;
 pub use stats::SufficientStats;

@@ -7,7 +7,7 @@
 
 use burn::tensor::{Device, Int, Tensor};
 
-use crate::error::Result;
+use crate::error::{GmmError, Result};
 use crate::host::{int_tensor, to_f64};
 
 /// Lower Cholesky factors `L` with `L Lᵀ = A` for a batch `A: [M, D, D]` of symmetric matrices.
@@ -126,6 +126,92 @@ pub fn unpack_index(d: usize, device: &Device) -> Tensor<1, Int> {
         pos[j * d + i] = t as i64;
     }
     int_tensor(pos, [d * d], device)
+}
+
+/// A factor `W: [D, r]` of the Moore–Penrose pseudo-inverse of a symmetric positive
+/// semi-definite `A: [D, D]`, `A⁺ = W Wᵀ`, and the numerical rank `r`.
+///
+/// From the SVD `A = V S Vᵀ` (Burn's `linalg::svd`, in f64 where the device has it; for a PSD matrix the left and
+/// right singular vectors agree), `W = V_r diag(s_r^{−½})` over the singular values
+/// `s_i > rtol · s_max`. The default `rtol = D · eps(dtype)` is SciPy's `pinvh` default, which
+/// Lee et al.'s reference code uses for the tied precision. Coordinates whose diagonal is zero
+/// (dead units: `A_ii ≤ eps · max A_jj`) are exactly in the null space and are left out of the
+/// SVD (their rows of `W` are zero). The SVD is taken of `A + δI` with
+/// `δ = 10⁻³ · rtol · tr(A)/D` (once more with `10⁻¹` should its QR iteration not converge):
+/// exact zeros otherwise stall Burn's bidiagonal QR, and `δ` moves every kept singular value by
+/// at most a `10⁻³ · rtol` fraction while the null space stays below the cut-off
+/// (`s_max ≥ tr(A)/D`).
+pub fn symmetric_pinv_factor(a: Tensor<2>, rtol: Option<f64>) -> Result<(Tensor<2>, usize)> {
+    let [d, d2] = a.dims();
+    if d != d2 || d == 0 {
+        return Err(GmmError::config(
+            "matrix",
+            format!("pseudo-inverse needs a non-empty square matrix, got {d}x{d2}"),
+        ));
+    }
+    let dtype = a.dtype();
+    let device = a.device();
+    let eps = crate::backend::Precision::of(dtype).eps();
+    let rtol = rtol.unwrap_or(d as f64 * eps);
+    let host = to_f64(a.detach())?;
+    if let Some(i) = host.iter().position(|v| !v.is_finite()) {
+        return Err(GmmError::Backend(format!(
+            "the covariance has a non-finite entry at ({}, {}); check the features",
+            i / d,
+            i % d
+        )));
+    }
+    let diag: Vec<f64> = (0..d).map(|i| host[i * d + i]).collect();
+    let max_diag = diag.iter().cloned().fold(0.0_f64, f64::max);
+    let live: Vec<usize> = (0..d).filter(|&i| diag[i] > eps * max_diag).collect();
+    if live.is_empty() {
+        return Err(GmmError::Backend(
+            "the covariance is zero (every feature is constant); check the features or add a ridge"
+                .into(),
+        ));
+    }
+    let k = live.len();
+    let sub: Vec<f64> = live
+        .iter()
+        .flat_map(|&i| live.iter().map(move |&j| (i, j)))
+        .map(|(i, j)| host[i * d + j])
+        .collect();
+    // The SVD runs on the host over the tensor's data; ask for f64 where the device has it.
+    let svd_dtype = if device.supports_dtype(burn::tensor::DType::F64) {
+        burn::tensor::DType::F64
+    } else {
+        dtype
+    };
+    let try_svd = |jitter: f64| {
+        let mut m = sub.clone();
+        for i in 0..k {
+            m[i * k + i] += jitter;
+        }
+        let t = crate::host::tensor_from_f64(m, [k, k], &device, svd_dtype);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            burn::linalg::svd::<2, 1>(t, 200)
+        }))
+        .ok()
+    };
+    let trace: f64 = live.iter().map(|&i| diag[i]).sum();
+    let scale = rtol * trace / k as f64;
+    let (u, s, _vt) = try_svd(1e-3 * scale)
+        .or_else(|| try_svd(1e-1 * scale))
+        .ok_or_else(|| GmmError::Backend("the SVD of the covariance did not converge".into()))?;
+    let values = to_f64(s)?;
+    let u = to_f64(u)?;
+    let s_max = values.iter().cloned().fold(0.0_f64, f64::max);
+    let rank = values.iter().filter(|&&v| v > rtol * s_max).count();
+    let mut w = vec![0.0; d * rank];
+    for (row, &i) in live.iter().enumerate() {
+        for c in 0..rank {
+            w[i * rank + c] = u[row * k + c] / values[c].sqrt();
+        }
+    }
+    Ok((
+        crate::host::tensor_from_f64(w, [d, rank], &device, dtype),
+        rank,
+    ))
 }
 
 #[cfg(test)]

@@ -1,0 +1,99 @@
+//! `ood-bench`: scoring throughput of the Mahalanobis detector on one backend, for
+//! `ood_numpy.py` (which runs the same formula in NumPy on the same machine).
+//!
+//! `ood-bench --d 512 --classes 10 --n 20000 --backend flex --dtype f32` fits a detector on
+//! synthetic Gaussian class features (seeded) and prints one JSON line with the best-of
+//! `--repeats` scoring time and rows per second (device results read back to the host, as a
+//! pipeline would), plus the fit time.
+
+use std::time::Instant;
+
+use clap::Parser;
+use mixburn_gmm::host::{tensor_from_f64, to_f64};
+use mixburn_gmm::{Backend, Precision};
+use mixburn_ood::{DetectorConfig, MahalanobisDetector};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+use serde_json::json;
+
+/// Arguments of `ood-bench`.
+#[derive(Debug, Parser)]
+#[command(name = "ood-bench")]
+struct Args {
+    /// Feature width D.
+    #[arg(long, default_value_t = 512)]
+    d: usize,
+    /// Number of classes C.
+    #[arg(long, default_value_t = 10)]
+    classes: usize,
+    /// Rows to score.
+    #[arg(long, default_value_t = 20000)]
+    n: usize,
+    /// Training rows per class.
+    #[arg(long, default_value_t = 20)]
+    per_class: usize,
+    /// Rows per scoring chunk.
+    #[arg(long, default_value_t = 4096)]
+    chunk_size: usize,
+    /// Best of this many runs.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// flex, ndarray or wgpu.
+    #[arg(long, default_value = "flex")]
+    backend: String,
+    /// f32 or f64.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+}
+
+fn gaussian(rng: &mut StdRng, n: usize) -> Vec<f64> {
+    (0..n).map(|_| StandardNormal.sample(rng)).collect()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let a = Args::parse();
+    let backend: Backend = a.backend.parse()?;
+    let precision: Precision = a.dtype.parse()?;
+    let device = backend.device_for(precision)?;
+    let dtype = precision.dtype();
+    let mut rng = StdRng::seed_from_u64(0);
+    let (c, d) = (a.classes, a.d);
+    let centres = gaussian(&mut rng, c * d);
+    let n_train = c * a.per_class.max(2);
+    let mut train = gaussian(&mut rng, n_train * d);
+    let labels: Vec<i64> = (0..n_train).map(|i| (i % c) as i64).collect();
+    for (i, row) in train.chunks_mut(d).enumerate() {
+        let k = i % c;
+        for (j, v) in row.iter_mut().enumerate() {
+            *v += 3.0 * centres[k * d + j];
+        }
+    }
+    let z = tensor_from_f64(train, [n_train, d], &device, dtype);
+    let t0 = Instant::now();
+    let config = DetectorConfig::new()
+        .with_chunk_size(a.chunk_size)
+        .with_ridge(1e-3);
+    let det = MahalanobisDetector::fit(&config, &z, &labels)?;
+    let fit_s = t0.elapsed().as_secs_f64();
+    let x = tensor_from_f64(gaussian(&mut rng, a.n * d), [a.n, d], &device, dtype);
+    // Warm-up (kernel compilation on wgpu), then best of `repeats`.
+    let _ = to_f64(det.score(&x.clone().narrow(0, 0, a.n.min(a.chunk_size)))?)?;
+    let mut best = f64::INFINITY;
+    let mut checksum = 0.0;
+    for _ in 0..a.repeats.max(1) {
+        let t = Instant::now();
+        let s = to_f64(det.score(&x)?)?;
+        best = best.min(t.elapsed().as_secs_f64());
+        checksum = s.iter().sum::<f64>() / s.len() as f64;
+    }
+    println!(
+        "{}",
+        json!({
+            "backend": backend.to_string(), "dtype": precision.to_string(), "d": d, "classes": c,
+            "n": a.n, "chunk_size": a.chunk_size, "rank": det.rank(), "fit_seconds": fit_s,
+            "score_seconds": best, "rows_per_second": a.n as f64 / best, "mean_score": checksum,
+        })
+    );
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! `vade-step`: times one VaDE training step (forward + backward + Adam step) with the
+//! Gaussian-mixture prior against the same VAE with a standard normal prior (KL to N(0, I)),
+//! batch 100, the paper's architecture (784-500-500-2000-10, K = 10), on one backend.
+//!
+//! `vade-step --backend flex --dtype f32 --steps 20` prints one JSON line with the median
+//! milliseconds per step of each variant (each step ends with a device sync) and their ratio
+//! `gmm / normal`; the target is a ratio of at most 1.10. It also times the training loop's
+//! loss read-back: milliseconds per step when the losses are read every step, every 10 steps
+//! (what `mixburn vade train` does) or only at the end.
+//!
+//! Built in the dev profile, whose dependencies (Burn) are compiled at `opt-level = 3`.
+
+use std::time::Instant;
+
+use clap::Parser;
+use mixburn_gmm::burn::module::Module;
+use mixburn_gmm::burn::optim::{AdamConfig, ModuleOptimizer};
+use mixburn_gmm::burn::tensor::Tensor;
+use mixburn_gmm::host::tensor_from_f64;
+use mixburn_gmm::{Backend, Precision};
+use mixburn_vade::{train_step, Objective, Vade, VadeConfig};
+use serde_json::json;
+
+/// Arguments of `vade-step`.
+#[derive(Debug, Parser)]
+#[command(name = "vade-step")]
+struct Args {
+    /// flex, ndarray or wgpu.
+    #[arg(long, default_value = "flex")]
+    backend: String,
+    /// f32 or f64.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Timed steps per variant (the median is reported).
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Untimed warm-up steps per variant.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 100)]
+    batch_size: usize,
+    /// Encoder hidden sizes, comma-separated.
+    #[arg(long, default_value = "500,500,2000")]
+    hidden: String,
+    /// Latent dimension.
+    #[arg(long, default_value_t = 10)]
+    latent_dim: usize,
+    /// Mixture components.
+    #[arg(long, default_value_t = 10)]
+    components: usize,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// A deterministic value in [0, 1) (xorshift), for the synthetic batch.
+fn uniform(state: &mut u64) -> f64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    (*state >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let backend: Backend = args.backend.parse()?;
+    let precision: Precision = args.dtype.parse()?;
+    let device = backend.device_for(precision)?;
+    let hidden = args
+        .hidden
+        .split(',')
+        .map(|s| s.trim().parse::<usize>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = VadeConfig::new()
+        .with_hidden(hidden.clone())
+        .with_latent_dim(args.latent_dim)
+        .with_n_components(args.components);
+    let (b, d) = (args.batch_size, args.latent_dim);
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let x: Vec<f64> = (0..b * 784).map(|_| uniform(&mut state)).collect();
+    // Box–Muller standard normals for ε.
+    let eps: Vec<f64> = (0..b * d)
+        .map(|_| {
+            let (u1, u2) = (uniform(&mut state).max(1e-12), uniform(&mut state));
+            (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+        })
+        .collect();
+    let x = tensor_from_f64(x, [b, 784], &device, precision.dtype());
+    let eps = tensor_from_f64(eps, [b, d], &device, precision.dtype());
+    let adam = || -> ModuleOptimizer { AdamConfig::new().with_epsilon(1e-4).init() };
+
+    // Variants: 0 = standard normal prior, 1 = GMM prior, 2 = GMM prior without its Adam step
+    // (frozen prior: separates the prior's forward/backward from its optimizer update).
+    let time_variant = |variant: u8| -> Result<f64, Box<dyn std::error::Error>> {
+        let mut model = config.init(&device, precision)?.train();
+        let (mut net, mut prior) = (adam(), adam());
+        let mut times = Vec::with_capacity(args.steps);
+        for i in 0..args.warmup + args.steps {
+            let start = Instant::now();
+            let objective = if variant == 0 {
+                Objective::StandardNormal(eps.clone())
+            } else {
+                Objective::Elbo(eps.clone())
+            };
+            let prior_step = (variant == 1).then_some((&mut prior, 0.002));
+            let (m, stats) = train_step(model, x.clone(), objective, &mut net, 0.002, prior_step);
+            model = m;
+            // Ends the step: waits for the device and reads the loss values back, as the
+            // training loop does (it batches this read over several steps).
+            let values = stats.into_data();
+            device.sync()?;
+            std::hint::black_box(values);
+            if i >= args.warmup {
+                times.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        Ok(median(times))
+    };
+    let normal_ms = time_variant(0)?;
+    let gmm_ms = time_variant(1)?;
+    let frozen_ms = time_variant(2)?;
+    let ratio = gmm_ms / normal_ms;
+
+    // The training loop's cost of reading the losses back: R GMM-prior steps with a read of
+    // the accumulated `[loss, recon, kl]` every k steps (k = 1, 10, R), one sync at the end.
+    let loop_ms = |every: usize| -> Result<f64, Box<dyn std::error::Error>> {
+        let mut model = config.init(&device, precision)?.train();
+        let (mut net, mut prior) = (adam(), adam());
+        let mut window = Vec::new();
+        let mut run = |model: Vade, i: usize, window: &mut Vec<_>| {
+            let (m, stats) = train_step(
+                model,
+                x.clone(),
+                Objective::Elbo(eps.clone()),
+                &mut net,
+                0.002,
+                Some((&mut prior, 0.002)),
+            );
+            window.push(stats);
+            if window.len() == every || i + 1 == args.warmup + args.steps {
+                let values = Tensor::cat(std::mem::take(window), 0).into_data();
+                std::hint::black_box(values);
+            }
+            m
+        };
+        for i in 0..args.warmup {
+            model = run(model, i, &mut window);
+        }
+        device.sync()?;
+        let start = Instant::now();
+        for i in args.warmup..args.warmup + args.steps {
+            model = run(model, i, &mut window);
+        }
+        device.sync()?;
+        std::hint::black_box(model);
+        Ok(start.elapsed().as_secs_f64() * 1e3 / args.steps as f64)
+    };
+    let readback = json!({
+        "every_step_ms": loop_ms(1)?,
+        "every_10_steps_ms": loop_ms(10)?,
+        "at_end_only_ms": loop_ms(usize::MAX)?,
+    });
+    println!(
+        "{}",
+        json!({
+            "bench": "vade_step",
+            "backend": backend.to_string(),
+            "dtype": precision.to_string(),
+            "batch_size": b,
+            "hidden": hidden,
+            "latent_dim": d,
+            "components": args.components,
+            "steps": args.steps,
+            "gmm_prior_ms": gmm_ms,
+            "normal_prior_ms": normal_ms,
+            "ratio": ratio,
+            "target_ratio": 1.10,
+            "within_target": ratio <= 1.10,
+            "loop_ms_per_step_by_loss_readback": readback,
+            "gmm_prior_frozen_ms": frozen_ms,
+        })
+    );
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! Log-densities of the prior in matmul form: `log_joint`, `log_prob`, (log-)responsibilities.
+//!
+//! With precisions `P_kj = 1/σ²_kj = exp(−max(log_var_kj, floor))`, the Mahalanobis term of every
+//! (sample, component) pair is two GEMMs and a broadcast, never an `[N, K, D]` tensor:
+//!
+//! `Σ_j (z_j − μ_kj)² P_kj = (z²)·Pᵀ − 2 z·(μ∘P)ᵀ + Σ_j μ_kj² P_kj`.
+//!
+//! Both `z` and `μ` are first shifted by the (detached) mean of the component means, which leaves
+//! every value and gradient unchanged (the expression is translation invariant) but keeps the
+//! expanded form from cancelling when the latents sit far from the origin.
+
+use std::f64::consts::PI;
+
+use burn::tensor::Tensor;
+
+use crate::prior::GmmPrior;
+
+/// Row-wise `log Σ_k exp(x_nk)` of `x` `[N, K]`, `[N]`, computed as
+/// `m_n + log Σ_k exp(x_nk − m_n)` with `m_n = max_k x_nk`. The max is detached: the result's
+/// gradient is then exactly `softmax(x)` (the max's contribution cancels analytically). A row
+/// whose max is infinite uses `m_n = 0`, so an all-`−inf` row gives `−inf`, not NaN.
+pub(crate) fn logsumexp_rows(x: Tensor<2>) -> Tensor<1> {
+    let m = x.clone().max_dim(1).detach();
+    let m = m.clone().mask_fill(m.is_inf(), 0.0);
+    let lse = (x - m.clone()).exp().sum_dim(1).log() + m;
+    lse.flatten(0, 1)
+}
+
+/// The operands of the matmul-form Mahalanobis term, computed once per call.
+pub(crate) struct Quadratic {
+    /// Detached mean of the component means `[1, D]`.
+    centre: Tensor<2>,
+    /// `Pᵀ`, `[D, K]`.
+    prec_t: Tensor<2>,
+    /// `(μ_c ∘ P)ᵀ` with centred means, `[D, K]`.
+    mean_prec_t: Tensor<2>,
+    /// `Σ_j μ_c,kj² P_kj`, `[1, K]`.
+    mean_quad: Tensor<2>,
+    /// `Σ_j log σ²_kj` (floored), `[1, K]`.
+    pub(crate) sum_log_var: Tensor<2>,
+}
+
+impl Quadratic {
+    pub(crate) fn new(prior: &GmmPrior) -> Self {
+        let means = prior.means.val();
+        let log_var = prior.log_variances();
+        let centre = means.clone().mean_dim(0).detach();
+        let means = means - centre.clone();
+        let prec = log_var.clone().neg().exp();
+        let mean_prec = means.clone() * prec.clone();
+        let mean_quad = (mean_prec.clone() * means).sum_dim(1).transpose();
+        Self {
+            centre,
+            prec_t: prec.transpose(),
+            mean_prec_t: mean_prec.transpose(),
+            mean_quad,
+            sum_log_var: log_var.sum_dim(1).transpose(),
+        }
+    }
+
+    /// `Σ_j ((x_nj − μ_kj)² + s_nj) / σ²_kj`, `[N, K]` (`s` = 0 when `None`).
+    pub(crate) fn eval(&self, x: Tensor<2>, extra: Option<Tensor<2>>) -> Tensor<2> {
+        let xc = x - self.centre.clone();
+        let sq = xc.clone().square();
+        let sq = match extra {
+            Some(s) => sq + s,
+            None => sq,
+        };
+        sq.matmul(self.prec_t.clone()) - xc.matmul(self.mean_prec_t.clone()).mul_scalar(2.0)
+            + self.mean_quad.clone()
+    }
+}
+
+impl GmmPrior {
+    /// The input cast to the parameters' dtype (a no-op when it already is).
+    pub(crate) fn cast_in(&self, x: Tensor<2>) -> Tensor<2> {
+        x.cast(self.dtype())
+    }
+
+    /// `log π_k + log N(z_n | μ_k, diag σ_k²)`, `[N, K]`:
+    ///
+    /// `log π_k − ½ Σ_j (log 2π + log σ²_kj) − ½ Σ_j (z_nj − μ_kj)² / σ²_kj`,
+    ///
+    /// the last sum as `(z²)·(1/σ²)ᵀ − 2 z·(μ/σ²)ᵀ + Σ_j μ²/σ²` (two matmuls, see the module
+    /// docs). `z` is `[N, D]` (cast to the prior's dtype); a `z` with another number of columns
+    /// than `latent_dim` panics in the matmul.
+    pub fn log_joint(&self, z: Tensor<2>) -> Tensor<2> {
+        let z = self.cast_in(z);
+        let quad = Quadratic::new(self);
+        let d = self.latent_dim() as f64;
+        let k = self.n_components();
+        let constant = self.log_weights().reshape([1, k])
+            - quad
+                .sum_log_var
+                .clone()
+                .add_scalar(d * (2.0 * PI).ln())
+                .mul_scalar(0.5);
+        constant - quad.eval(z, None).mul_scalar(0.5)
+    }
+
+    /// `log p(z_n) = logsumexp_k log_joint(z)_nk`, `[N]`, with the row max subtracted (and
+    /// detached, so the gradient is exactly the responsibilities): no underflow even when every
+    /// component density is far below the smallest float.
+    pub fn log_prob(&self, z: Tensor<2>) -> Tensor<1> {
+        logsumexp_rows(self.log_joint(z))
+    }
+
+    /// `log q(k | z_n) = log_joint(z)_nk − log p(z_n)`, `[N, K]` (a log-softmax over k; finite
+    /// where the responsibility itself underflows to 0).
+    pub fn log_responsibilities(&self, z: Tensor<2>) -> Tensor<2> {
+        let lj = self.log_joint(z);
+        let n = lj.dims()[0];
+        let lse = logsumexp_rows(lj.clone()).reshape([n, 1]);
+        lj - lse
+    }
+
+    /// `q(k | z_n) = softmax_k log_joint(z)_nk`, `[N, K]` (rows sum to 1).
+    pub fn responsibilities(&self, z: Tensor<2>) -> Tensor<2> {
+        self.log_responsibilities(z).exp()
+    }
+}

@@ -1,0 +1,27 @@
+//! The error type of `mixburn-prior`: every failure on user input is one of these variants, and
+//! each message says what to do about it.
+
+/// Errors of the prior layer.
+#[derive(Debug, thiserror::Error)]
+pub enum PriorError {
+    /// A fitted mixture or saved prior does not match this prior's shape.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// The core crate failed.
+    #[error(transparent)]
+    Gmm(#[from] mixburn_gmm::GmmError),
+    /// A configuration value or an argument is out of range (the message names it and says what
+    /// is allowed).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A saved prior could not be read or written, or is not a `GmmPrior` record.
+    #[error("prior record: {0}")]
+    Record(String),
+}
+
+impl PriorError {
+    /// Shorthand for [`PriorError::InvalidArgument`].
+    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
+        PriorError::InvalidArgument(msg.into())
+    }
+}

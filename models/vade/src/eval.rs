@@ -1,0 +1,153 @@
+//! Evaluation: predicted clusters (`argmax_k q(c = k | μ̃)`), ACC / NMI / ARI against the true
+//! labels (from `mixburn_gmm::cluster_metrics`), and the 2-D PCA view of the latent means.
+
+use burn::tensor::Tensor;
+use mixburn_gmm::cluster_metrics::{
+    adjusted_rand_index, clustering_accuracy, normalized_mutual_info,
+};
+use mixburn_gmm::host::to_f64;
+
+use crate::checkpoint::ClusterMetrics;
+use crate::data::Dataset;
+use crate::error::Result;
+use crate::model::Vade;
+
+/// ACC (Hungarian), NMI (arithmetic) and ARI of `predicted` against `truth`.
+pub fn cluster_metrics(truth: &[i64], predicted: &[i64]) -> Result<ClusterMetrics> {
+    Ok(ClusterMetrics {
+        acc: clustering_accuracy(truth, predicted)?,
+        nmi: normalized_mutual_info(truth, predicted)?,
+        ari: adjusted_rand_index(truth, predicted)?,
+    })
+}
+
+/// The outcome of [`evaluate`].
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    /// ACC / NMI / ARI of the predicted clusters.
+    pub metrics: ClusterMetrics,
+    /// Predicted cluster of each image.
+    pub predicted: Vec<i64>,
+    /// Encoder means μ̃, `[N, D]` (no autodiff).
+    pub means: Tensor<2>,
+}
+
+/// Encodes every image (`chunk` rows at a time), predicts `argmax_k γ_k(μ̃)` and scores the
+/// prediction against the data set's labels. `model` should be a validation snapshot
+/// ([`Module::valid`](burn::module::Module::valid)).
+pub fn evaluate(model: &Vade, data: &Dataset, chunk: usize) -> Result<Evaluation> {
+    let means = model.encode_means(&data.images, chunk);
+    let predicted = model.predict_from_means(means.clone())?;
+    let metrics = cluster_metrics(&data.labels, &predicted)?;
+    Ok(Evaluation {
+        metrics,
+        predicted,
+        means,
+    })
+}
+
+/// Projection of the rows of `x` (`[N, D]`, row-major) on their two leading principal axes:
+/// the eigenvectors of the covariance `C = (X − x̄)ᵀ(X − x̄) / N` with the largest eigenvalues
+/// (cyclic Jacobi on the D×D matrix). Returns N points `[(x − x̄)·v₁, (x − x̄)·v₂]`; with D = 1
+/// the second coordinate is 0.
+pub fn pca_2d(x: &[f64], d: usize) -> Vec<[f64; 2]> {
+    if d == 0 {
+        return vec![];
+    }
+    let n = x.len() / d;
+    let mut mean = vec![0.0; d];
+    for row in x.chunks_exact(d) {
+        mean.iter_mut().zip(row).for_each(|(m, v)| *m += v);
+    }
+    mean.iter_mut().for_each(|m| *m /= n.max(1) as f64);
+    let mut cov = vec![0.0; d * d];
+    for row in x.chunks_exact(d) {
+        for i in 0..d {
+            let ci = row[i] - mean[i];
+            for j in i..d {
+                cov[i * d + j] += ci * (row[j] - mean[j]);
+            }
+        }
+    }
+    for i in 0..d {
+        for j in i..d {
+            cov[i * d + j] /= n.max(1) as f64;
+            cov[j * d + i] = cov[i * d + j];
+        }
+    }
+    let (values, vectors) = symmetric_eigen(cov, d);
+    let mut order: Vec<usize> = (0..d).collect();
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+    let axis = |k: usize| -> Vec<f64> {
+        match order.get(k) {
+            Some(&c) => (0..d).map(|r| vectors[r * d + c]).collect(),
+            None => vec![0.0; d],
+        }
+    };
+    let (a1, a2) = (axis(0), axis(1));
+    x.chunks_exact(d)
+        .map(|row| {
+            let (mut p, mut q) = (0.0, 0.0);
+            for j in 0..d {
+                let c = row[j] - mean[j];
+                p += c * a1[j];
+                q += c * a2[j];
+            }
+            [p, q]
+        })
+        .collect()
+}
+
+/// Eigen-decomposition `A = V Λ Vᵀ` of a symmetric `d×d` matrix (row-major) by cyclic Jacobi
+/// rotations. Returns the eigenvalues and `V` (row-major, eigenvectors in columns).
+pub fn symmetric_eigen(mut a: Vec<f64>, d: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut v = vec![0.0; d * d];
+    (0..d).for_each(|i| v[i * d + i] = 1.0);
+    for _sweep in 0..100 {
+        let off: f64 = (0..d)
+            .flat_map(|i| (0..d).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i * d + j] * a[i * d + j])
+            .sum();
+        let scale: f64 = a.iter().map(|x| x * x).sum::<f64>().max(f64::MIN_POSITIVE);
+        if off <= 1e-30 * scale {
+            break;
+        }
+        for p in 0..d {
+            for q in p + 1..d {
+                let apq = a[p * d + q];
+                if apq == 0.0 {
+                    continue;
+                }
+                let theta = (a[q * d + q] - a[p * d + p]) / (2.0 * apq);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let s = t * c;
+                for k in 0..d {
+                    let akp = a[k * d + p];
+                    let akq = a[k * d + q];
+                    a[k * d + p] = c * akp - s * akq;
+                    a[k * d + q] = s * akp + c * akq;
+                }
+                for k in 0..d {
+                    let apk = a[p * d + k];
+                    let aqk = a[q * d + k];
+                    a[p * d + k] = c * apk - s * aqk;
+                    a[q * d + k] = s * apk + c * aqk;
+                }
+                for k in 0..d {
+                    let vkp = v[k * d + p];
+                    let vkq = v[k * d + q];
+                    v[k * d + p] = c * vkp - s * vkq;
+                    v[k * d + q] = s * vkp + c * vkq;
+                }
+            }
+        }
+    }
+    ((0..d).map(|i| a[i * d + i]).collect(), v)
+}
+
+/// Reads the means back to the host, row-major.
+pub fn means_to_host(means: Tensor<2>) -> Result<Vec<f64>> {
+    Ok(to_f64(means)?)
+}

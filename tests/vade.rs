@@ -1,0 +1,576 @@
+//! Cross-crate tests (vade): VaDE training on a few hundred real Fashion-MNIST images with a
+//! tiny network (hidden [32], latent 2, K 3), checkpoints and resume, NaN handling, data
+//! errors, latent-size mismatches, the `mixburn vade` commands, and the losses' formulas.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use mixburn_data::{DataError, FASHION_MNIST_DIR};
+use mixburn_gmm::burn::module::{Module, ModuleVisitor, Param};
+use mixburn_gmm::burn::tensor::{Device, Tensor};
+use mixburn_gmm::host::{tensor_from_f64, to_f64};
+use mixburn_gmm::{Backend, Precision};
+use mixburn_vade::checkpoint::{load_model, read_state};
+use mixburn_vade::eval::{pca_2d, symmetric_eigen};
+use mixburn_vade::model::{bce_with_logits, kl_standard_normal};
+use mixburn_vade::plot::grid_size;
+use mixburn_vade::{
+    epoch_permutation, evaluate, train, Dataset, Phase, TrainOptions, Vade, VadeConfig, VadeError,
+};
+
+/// Images used by the training tests.
+const N: usize = 300;
+
+/// The first `N` training images (pixels in [0, 1]) and labels, read once.
+fn host_images() -> &'static (Vec<f64>, Vec<i64>) {
+    static DATA: OnceLock<(Vec<f64>, Vec<i64>)> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let split = mixburn_data::read_mnist_dir(Path::new(FASHION_MNIST_DIR), true)
+            .expect("Fashion-MNIST is installed (apt-get install dataset-fashion-mnist)");
+        (
+            split.images.data[..N * 784].to_vec(),
+            split.labels[..N].to_vec(),
+        )
+    })
+}
+
+fn device(precision: Precision) -> Device {
+    Backend::Flex.device_for(precision).expect("flex device")
+}
+
+/// The `N` images on flex in `precision`, optionally with `pixels[row, 0] = NaN`.
+fn dataset(precision: Precision, nan_row: Option<usize>) -> Dataset {
+    let (pixels, labels) = host_images();
+    let mut pixels = pixels.clone();
+    if let Some(r) = nan_row {
+        pixels[r * 784] = f64::NAN;
+    }
+    let images = tensor_from_f64(pixels, [N, 784], &device(precision), precision.dtype());
+    Dataset::new(images, labels.clone()).expect("dataset")
+}
+
+/// Tiny architecture, quick schedule.
+fn tiny(pretrain: usize, epochs: usize) -> VadeConfig {
+    VadeConfig::new()
+        .with_hidden(vec![32])
+        .with_latent_dim(2)
+        .with_n_components(3)
+        .with_batch_size(50)
+        .with_pretrain_epochs(pretrain)
+        .with_epochs(epochs)
+        .with_eval_every(0)
+        .with_gmm_n_init(1)
+        .with_seed(7)
+}
+
+fn quiet(resume: bool) -> TrainOptions {
+    TrainOptions {
+        resume,
+        progress: false,
+        backend: "flex".into(),
+        pictures: false,
+    }
+}
+
+/// Every float parameter of a module, in visiting order.
+fn params<M: Module>(m: &M) -> Vec<f64> {
+    struct Collect(Vec<f64>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.0.extend(to_f64(p.val()).expect("read back"));
+        }
+    }
+    let mut c = Collect(vec![]);
+    m.visit(&mut c);
+    c.0
+}
+
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// Width and height from a PNG's IHDR chunk.
+fn png_size(path: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).expect("png written");
+    assert_eq!(
+        &bytes[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{} is a PNG",
+        path.display()
+    );
+    let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    (w, h)
+}
+
+#[test]
+fn training_lowers_the_reconstruction_and_elbo_losses() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(Precision::F32, None);
+    let report = train(&tiny(4, 4), &data, dir.path(), &quiet(false)).expect("training");
+    let losses = |phase: Phase| -> Vec<f64> {
+        report
+            .history
+            .iter()
+            .filter(|r| r.phase == phase)
+            .map(|r| r.loss)
+            .collect()
+    };
+    let (pre, joint) = (losses(Phase::Pretrain), losses(Phase::Joint));
+    assert_eq!((pre.len(), joint.len()), (4, 4));
+    assert!(
+        pre[3] < pre[0],
+        "pre-training BCE per image should fall: {pre:?}"
+    );
+    assert!(
+        joint[3] < joint[0],
+        "−ELBO per image should fall: {joint:?}"
+    );
+    // The BCE of 784 pixels starts near 784·ln 2 ≈ 543; it must fall by more than noise.
+    assert!(pre[3] < 0.95 * pre[0], "{pre:?}");
+    for r in &report.history {
+        assert!((r.loss - (r.recon + r.kl)).abs() < 1e-3 * r.loss.abs().max(1.0));
+    }
+    let m = report.metrics;
+    for v in [m.acc, m.nmi, m.ari] {
+        assert!(v.is_finite() && v <= 1.0, "{m:?}");
+    }
+    assert!(m.acc > 0.0 && m.nmi >= 0.0, "{m:?}");
+    // The reported metrics are those of the returned model's predictions (argmax γ on μ̃).
+    let again = evaluate(&report.model, &data, 64).expect("evaluate");
+    assert_eq!(again.metrics, m);
+    assert_eq!(again.predicted.len(), N);
+    assert!(again.predicted.iter().all(|&c| (0..3).contains(&c)));
+    let log = std::fs::read_to_string(dir.path().join("log.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        4 + 1 + 4,
+        "4 pretrain + gmm_init + 4 joint lines"
+    );
+    assert_eq!(lines[4]["phase"], "gmm_init");
+    assert_eq!(lines[8]["phase"], "joint");
+    assert_eq!(lines[8]["epoch"], 4);
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("metrics.json")).unwrap())
+            .unwrap();
+    assert_eq!(metrics["acc"].as_f64(), Some(m.acc));
+}
+
+#[test]
+fn resuming_from_a_checkpoint_reproduces_the_straight_run() {
+    let data = dataset(Precision::F32, None);
+    let straight = tempfile::tempdir().unwrap();
+    let a = train(&tiny(2, 3), &data, straight.path(), &quiet(false)).expect("straight run");
+
+    let split = tempfile::tempdir().unwrap();
+    let first = train(&tiny(2, 1), &data, split.path(), &quiet(false)).expect("first session");
+    assert_eq!(first.epochs, 1);
+    let state = read_state(split.path()).unwrap();
+    assert_eq!((state.phase, state.epoch), (Phase::Joint, 1));
+    // The checkpoint holds exactly the weights the first session ended with.
+    let saved = load_model(split.path(), &state, Some(2), &device(Precision::F32)).unwrap();
+    assert_eq!(params(&saved), params(&first.model));
+
+    let b = train(&tiny(2, 3), &data, split.path(), &quiet(true)).expect("resumed session");
+    assert_eq!(b.resumed_from, Some((Phase::Joint, 1)));
+    assert_eq!(
+        b.history.len(),
+        2,
+        "the resumed session runs joint epochs 2 and 3 only"
+    );
+    assert_eq!(b.history[0].epoch, 2);
+    let (pa, pb) = (params(&a.model), params(&b.model));
+    let diff = max_abs_diff(&pa, &pb);
+    assert!(
+        diff <= 1e-6,
+        "resumed weights differ from the straight run by {diff}"
+    );
+    // Same batches, noise and optimizer state: the same per-epoch losses.
+    for (ra, rb) in a.history[a.history.len() - 2..].iter().zip(&b.history) {
+        assert!(
+            (ra.loss - rb.loss).abs() <= 1e-6 * ra.loss.abs(),
+            "{ra:?} vs {rb:?}"
+        );
+    }
+    assert_eq!(a.metrics, b.metrics);
+}
+
+#[test]
+fn a_nan_loss_stops_training_naming_epoch_and_batch_and_keeps_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny(1, 1);
+    train(
+        &config,
+        &dataset(Precision::F32, None),
+        dir.path(),
+        &quiet(false),
+    )
+    .expect("clean run");
+    let before = read_state(dir.path()).unwrap();
+    let kept = before.checkpoint_dir(dir.path());
+    let weights = params(&load_model(dir.path(), &before, None, &device(Precision::F32)).unwrap());
+
+    // One NaN pixel in image 123; the second joint epoch visits it in the batch its
+    // position in that epoch's permutation gives.
+    let row = 123;
+    let poisoned = dataset(Precision::F32, Some(row));
+    let err = train(
+        &config.clone().with_epochs(2),
+        &poisoned,
+        dir.path(),
+        &quiet(true),
+    )
+    .expect_err("NaN must stop training");
+    let position = epoch_permutation(config.seed, Phase::Joint, 1, N)
+        .iter()
+        .position(|&i| i == row)
+        .unwrap();
+    match &err {
+        VadeError::NonFiniteLoss {
+            phase,
+            epoch,
+            batch,
+            checkpoint,
+        } => {
+            assert_eq!(phase, "joint");
+            assert_eq!(*epoch, 2);
+            assert_eq!(*batch, position / config.batch_size + 1);
+            assert_eq!(checkpoint.as_deref(), Some(kept.as_path()));
+        }
+        other => panic!("expected NonFiniteLoss, got {other}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains("epoch 2") && msg.contains("is kept"), "{msg}");
+    let after = read_state(dir.path()).unwrap();
+    assert_eq!(
+        (after.phase, after.epoch, &after.dir),
+        (Phase::Joint, 1, &before.dir)
+    );
+    let reloaded = load_model(dir.path(), &after, None, &device(Precision::F32)).unwrap();
+    assert_eq!(
+        params(&reloaded),
+        weights,
+        "the kept checkpoint is untouched"
+    );
+
+    // In pre-training, before any checkpoint exists, the error says so.
+    let fresh = tempfile::tempdir().unwrap();
+    match train(&config, &poisoned, fresh.path(), &quiet(false)) {
+        Err(VadeError::NonFiniteLoss {
+            phase,
+            epoch: 1,
+            checkpoint: None,
+            ..
+        }) => assert_eq!(phase, "pretrain"),
+        other => panic!("expected a pre-training NonFiniteLoss, got {other:?}"),
+    }
+}
+
+/// Copies the four Fashion-MNIST files into a temp dir.
+fn copy_dataset() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(FASHION_MNIST_DIR).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+fn file_named(dir: &Path, prefix: &str) -> PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix}* in {}", dir.display()))
+}
+
+#[test]
+fn missing_or_truncated_idx_files_give_the_data_crates_typed_errors() {
+    let dev = device(Precision::F32);
+    let dir = copy_dataset();
+    std::fs::remove_file(file_named(dir.path(), "t10k-labels")).unwrap();
+    match Dataset::mnist_dir(dir.path(), Some(10), &dev, Precision::F32) {
+        Err(VadeError::Data(DataError::DatasetMissing { path })) => {
+            assert!(
+                path.ends_with("t10k-labels-idx1-ubyte"),
+                "{}",
+                path.display()
+            )
+        }
+        other => panic!("expected DatasetMissing, got {other:?}"),
+    }
+
+    let dir = copy_dataset();
+    let images = file_named(dir.path(), "train-images");
+    let bytes = std::fs::read(&images).unwrap();
+    std::fs::write(&images, &bytes[..bytes.len() / 3]).unwrap();
+    match Dataset::mnist_dir(dir.path(), Some(10), &dev, Precision::F32) {
+        Err(VadeError::Data(DataError::Format { path, reason })) => {
+            assert_eq!(path, images);
+            assert!(reason.contains("truncated"), "{reason}");
+        }
+        other => panic!("expected a Format error, got {other:?}"),
+    }
+    // The same errors reach the command line.
+    let out = tempfile::tempdir().unwrap();
+    let err = mixburn::run_args([
+        "mixburn",
+        "vade",
+        "train",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "--output",
+        out.path().to_str().unwrap(),
+    ])
+    .expect_err("truncated data");
+    assert!(err.contains("truncated"), "{err}");
+}
+
+#[test]
+fn a_saved_model_with_another_latent_size_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(Precision::F32, None);
+    train(&tiny(1, 1), &data, dir.path(), &quiet(false)).expect("run");
+    match train(
+        &tiny(1, 2).with_latent_dim(3),
+        &data,
+        dir.path(),
+        &quiet(true),
+    ) {
+        Err(VadeError::LatentMismatch {
+            saved: 2,
+            requested: 3,
+            ..
+        }) => {}
+        other => panic!("expected LatentMismatch, got {other:?}"),
+    }
+    let state = read_state(dir.path()).unwrap();
+    match load_model(dir.path(), &state, Some(5), &device(Precision::F32)) {
+        Err(e @ VadeError::LatentMismatch { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("latent dimension 2") && msg.contains("5"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected LatentMismatch, got {other:?}"),
+    }
+    let err = mixburn::run_args([
+        "mixburn",
+        "vade",
+        "train",
+        "--limit",
+        "300",
+        "--resume",
+        "--latent-dim",
+        "4",
+        "--output",
+        dir.path().to_str().unwrap(),
+    ])
+    .expect_err("latent mismatch through the CLI");
+    assert!(
+        err.contains("latent dimension 2") && err.contains("--latent-dim 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cli_train_prints_the_metrics_and_sample_writes_a_grid_of_the_expected_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = mixburn::run_args([
+        "mixburn",
+        "vade",
+        "train",
+        "--data",
+        FASHION_MNIST_DIR,
+        "--limit",
+        "300",
+        "--epochs",
+        "2",
+        "--pretrain-epochs",
+        "1",
+        "--latent-dim",
+        "2",
+        "--components",
+        "3",
+        "--hidden",
+        "32",
+        "--batch-size",
+        "50",
+        "--seed",
+        "3",
+        "--quiet",
+        "--output",
+        run.to_str().unwrap(),
+    ])
+    .expect("vade train");
+    for key in ["acc", "nmi", "ari"] {
+        let v = out[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} in {out}"));
+        assert!(v.is_finite() && v <= 1.0, "{key} = {v}");
+    }
+    assert_eq!(out["epochs"], 2);
+    assert_eq!(out["n"], 300);
+    assert_eq!(out["backend"], "flex");
+    assert!(out["seconds"].as_f64().unwrap() > 0.0);
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["acc"], out["acc"]);
+    assert_eq!(png_size(&run.join("latent.png")), (800, 800));
+    assert_eq!(png_size(&run.join("samples.png")), grid_size(3, 10));
+
+    let grid = dir.path().join("grid.png");
+    let s = mixburn::run_args([
+        "mixburn",
+        "vade",
+        "sample",
+        "--model",
+        run.to_str().unwrap(),
+        "--per-component",
+        "4",
+        "--seed",
+        "1",
+        "--output",
+        grid.to_str().unwrap(),
+    ])
+    .expect("vade sample");
+    let expected = grid_size(3, 4);
+    assert_eq!(expected, (4 * 30 + 2, 3 * 30 + 2));
+    assert_eq!(png_size(&grid), expected);
+    assert_eq!(
+        (s["width"].as_u64(), s["height"].as_u64()),
+        (Some(122), Some(92))
+    );
+}
+
+#[test]
+fn f64_training_runs_and_keeps_f64_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = train(
+        &tiny(1, 1),
+        &dataset(Precision::F64, None),
+        dir.path(),
+        &quiet(false),
+    )
+    .expect("f64 run");
+    assert!(report.metrics.acc.is_finite());
+    let dtype = report.model.encoder.head.weight.val().dtype();
+    assert_eq!(Precision::of(dtype), Precision::F64);
+    assert_eq!(
+        Precision::of(report.model.prior.means.val().dtype()),
+        Precision::F64
+    );
+    assert_eq!(read_state(dir.path()).unwrap().precision, Precision::F64);
+}
+
+#[test]
+fn bce_from_logits_and_the_standard_normal_kl_match_their_formulas() {
+    for precision in [Precision::F64, Precision::F32] {
+        let dev = device(precision);
+        let logits = [-40.0, -2.0, 0.0, 0.5, 3.0, 40.0];
+        let x = [0.0, 0.25, 1.0, 0.5, 1.0, 0.0];
+        let t = |v: &[f64]| tensor_from_f64(v.to_vec(), [2, 3], &dev, precision.dtype());
+        let got = to_f64(bce_with_logits(t(&logits), t(&x))).unwrap();
+        // −[x log σ(l) + (1 − x) log σ(−l)], with log σ evaluated branch-wise.
+        let log_sigmoid = |l: f64| {
+            if l >= 0.0 {
+                -(-l).exp().ln_1p()
+            } else {
+                l - l.exp().ln_1p()
+            }
+        };
+        let term = |l: f64, x: f64| -(x * log_sigmoid(l) + (1.0 - x) * log_sigmoid(-l));
+        for r in 0..2 {
+            let want: f64 = (0..3).map(|c| term(logits[r * 3 + c], x[r * 3 + c])).sum();
+            let tol = if precision == Precision::F64 {
+                1e-9
+            } else {
+                1e-4
+            };
+            assert!(
+                (got[r] - want).abs() <= tol * want.abs().max(1.0),
+                "{got:?} vs {want}"
+            );
+        }
+        let mu = [0.5, -1.0, 0.0, 2.0];
+        let lv = [0.0, -1.0, 1.0, 0.3];
+        let t2 = |v: &[f64]| tensor_from_f64(v.to_vec(), [2, 2], &dev, precision.dtype());
+        let kl = to_f64(kl_standard_normal(t2(&mu), t2(&lv))).unwrap();
+        for r in 0..2 {
+            let want: f64 = (0..2)
+                .map(|c| {
+                    let (m, l) = (mu[r * 2 + c], lv[r * 2 + c]);
+                    0.5 * (m * m + l.exp() - 1.0 - l)
+                })
+                .sum();
+            assert!((kl[r] - want).abs() < 1e-5, "{kl:?} vs {want}");
+        }
+    }
+}
+
+#[test]
+fn pca_projects_on_the_leading_principal_axes() {
+    // A full factorial design: a ∈ {−10, −5, 0, 5, 10} along (1, 1, 0)/√2 and b ∈ {−1, 0, 1}
+    // along (0, 0, 1), around (3, −1, 5). Centred a and b are exactly uncorrelated, with
+    // variances 50 and 2/3, so the principal axes are these two directions.
+    let mut x = Vec::new();
+    let mut ab: Vec<(f64, f64)> = Vec::new();
+    for a in [-10.0, -5.0, 0.0, 5.0, 10.0] {
+        for b in [-1.0, 0.0, 1.0] {
+            x.extend([a / 2f64.sqrt() + 3.0, a / 2f64.sqrt() - 1.0, b + 5.0]);
+            ab.push((a, b));
+        }
+    }
+    let p = pca_2d(&x, 3);
+    assert_eq!(p.len(), ab.len());
+    // Axes are defined up to sign.
+    let s0 = p[0][0].signum() * ab[0].0.signum();
+    let s1 = p[0][1].signum() * ab[0].1.signum();
+    for (q, (a, b)) in p.iter().zip(&ab) {
+        assert!((q[0] - s0 * a).abs() < 1e-9, "{q:?} vs ({a}, {b})");
+        assert!((q[1] - s1 * b).abs() < 1e-9, "{q:?} vs ({a}, {b})");
+    }
+    // The Jacobi eigen-decomposition reconstructs its matrix: A = V Λ Vᵀ.
+    let a = vec![4.0, 1.0, 0.5, 1.0, 3.0, -0.2, 0.5, -0.2, 1.0];
+    let (vals, v) = symmetric_eigen(a.clone(), 3);
+    for i in 0..3 {
+        for j in 0..3 {
+            let r: f64 = (0..3).map(|k| v[i * 3 + k] * vals[k] * v[j * 3 + k]).sum();
+            assert!((r - a[i * 3 + j]).abs() < 1e-12);
+        }
+    }
+}
+
+#[test]
+fn the_vade_model_has_the_papers_shape_by_default() {
+    let model: Vade = VadeConfig::new()
+        .init(&device(Precision::F32), Precision::F32)
+        .unwrap();
+    let dims: Vec<[usize; 2]> = model
+        .encoder
+        .hidden
+        .iter()
+        .map(|l| l.weight.val().dims())
+        .collect();
+    assert_eq!(dims, vec![[784, 500], [500, 500], [500, 2000]]);
+    assert_eq!(model.encoder.head.weight.val().dims(), [2000, 20]);
+    let dec: Vec<[usize; 2]> = model
+        .decoder
+        .hidden
+        .iter()
+        .map(|l| l.weight.val().dims())
+        .collect();
+    assert_eq!(dec, vec![[10, 2000], [2000, 500], [500, 500]]);
+    assert_eq!(model.decoder.out.weight.val().dims(), [500, 784]);
+    assert_eq!((model.n_components(), model.latent_dim()), (10, 10));
+}
