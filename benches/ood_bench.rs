@@ -34,7 +34,7 @@ struct Args {
     #[arg(long, default_value_t = 20)]
     per_class: usize,
     /// Rows per scoring chunk.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 1024)]
     chunk_size: usize,
     /// Best of this many runs.
     #[arg(long, default_value_t = 3)]

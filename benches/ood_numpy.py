@@ -4,8 +4,8 @@ NumPy running the same matmul-form formula on the same machine, same shapes and 
 
     python3 benches/ood_numpy.py --d 512 --classes 10,1000 --n 20000 --backends flex,ndarray,wgpu
 
-NumPy: y = (x - o) F; d2 = |y|^2 - 2 y m^T + |m|^2; score = min_c d2 / 2 (chunks of 4096
-rows, float32), i.e. exactly what the detector computes; F is a D x D precision factor.
+NumPy: y = (x - o) F; d2 = |y|^2 - 2 y m^T + |m|^2; score = min_c d2 / 2 (chunks of
+--chunk rows on both sides, float32), i.e. exactly what the detector computes; F is a D x D precision factor.
 Prints a markdown table of rows/s and the ratio mixburn / NumPy.
 """
 
@@ -45,6 +45,7 @@ def main():
     ap.add_argument("--backends", default="flex,ndarray,wgpu")
     ap.add_argument("--dtype", default="f32")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--chunk", type=int, default=1024)
     target = os.environ.get("CARGO_TARGET_DIR", "target")
     ap.add_argument("--rust-bin", default=os.path.join(target, "debug", "ood-bench"))
     a = ap.parse_args()
@@ -52,11 +53,11 @@ def main():
     print(f"| D | classes | backend | mixburn rows/s | NumPy rows/s | ratio |")
     print("|---|---|---|---|---|---|")
     for c in [int(v) for v in a.classes.split(",")]:
-        npr = numpy_rows_per_second(a.n, a.d, c, dtype, 4096, a.repeats)
+        npr = numpy_rows_per_second(a.n, a.d, c, dtype, a.chunk, a.repeats)
         for b in a.backends.split(","):
             out = subprocess.run(
                 [a.rust_bin, "--d", str(a.d), "--classes", str(c), "--n", str(a.n), "--backend", b,
-                 "--dtype", a.dtype, "--repeats", str(a.repeats)],
+                 "--dtype", a.dtype, "--repeats", str(a.repeats), "--chunk-size", str(a.chunk)],
                 capture_output=True, text=True)
             if out.returncode != 0:
                 print(f"| {a.d} | {c} | {b} | failed: {out.stderr.strip()[:80]} | {npr:,.0f} | |")

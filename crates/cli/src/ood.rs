@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use mixburn_gmm::backend::Precision;
 use mixburn_gmm::host::to_f64;
+use mixburn_ood::detector::DEFAULT_CHUNK_SIZE;
 use mixburn_ood::metrics::{evaluate_with, Positive};
 use mixburn_ood::{DetectorConfig, MahalanobisDetector, Method, OodError};
 use serde_json::{json, Value};
@@ -110,7 +111,8 @@ fn score(a: OodScoreArgs) -> Result<Value, CliError> {
     // The detector's own precision unless --dtype overrides it.
     let (params, saved) = MahalanobisDetector::read(&a.detector)?;
     let (device, precision) = device(&a.compute, saved)?;
-    let detector = MahalanobisDetector::from_params(params, precision, 4096, &device)?;
+    let detector =
+        MahalanobisDetector::from_params(params, precision, DEFAULT_CHUNK_SIZE, &device)?;
     let (z, n) = load(&a.features, &device, precision)?;
     let scores = to_f64(detector.score(&z)?)?;
     mixburn_data::write_vector_f64_npy(&a.output, &scores)?;

@@ -66,6 +66,10 @@ impl FromStr for Method {
     }
 }
 
+/// Rows per chunk by default: on the CPU backends 1024-row chunks scored D = 512 features
+/// 10–15 % faster than 4096 (`benches/ood_bench.rs`).
+pub const DEFAULT_CHUNK_SIZE: usize = 1024;
+
 /// Options of [`MahalanobisDetector::fit`].
 #[derive(Config, Debug)]
 pub struct DetectorConfig {
@@ -78,8 +82,8 @@ pub struct DetectorConfig {
     /// Relative cut-off of the pseudo-inverse (default `D · eps`, SciPy's `pinvh`).
     #[config(default = "None")]
     pub pinv_rtol: Option<f64>,
-    /// Rows per chunk when fitting and scoring.
-    #[config(default = 4096)]
+    /// Rows per chunk when fitting and scoring ([`DEFAULT_CHUNK_SIZE`]).
+    #[config(default = 1024)]
     pub chunk_size: usize,
 }
 
@@ -490,11 +494,15 @@ impl MahalanobisDetector {
     /// or `precision` when given).
     pub fn load(path: &Path, device: &Device, precision: Option<Precision>) -> OodResult<Self> {
         let (params, saved) = Self::read(path)?;
-        Self::from_params(params, precision.unwrap_or(saved), 4096, device).map_err(|e| {
-            OodError::Format {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            }
+        Self::from_params(
+            params,
+            precision.unwrap_or(saved),
+            DEFAULT_CHUNK_SIZE,
+            device,
+        )
+        .map_err(|e| OodError::Format {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
         })
     }
 
