@@ -127,17 +127,10 @@ fn score(a: OodScoreArgs) -> Result<Value, CliError> {
 }
 
 fn eval(a: OodEvalArgs) -> Result<Value, CliError> {
-    let positive = match a.positive.to_ascii_lowercase().as_str() {
-        "ood" => Positive::Ood,
-        "id" => Positive::Id,
-        other => {
-            return Err(OodError::Config {
-                what: "positive",
-                reason: format!("`{other}`: use ood or id"),
-            }
-            .into())
-        }
-    };
+    let positive: Positive = a.positive.parse().map_err(|reason| OodError::Config {
+        what: "positive",
+        reason,
+    })?;
     let id = mixburn_data::read_vector(&a.id_scores)?;
     let ood = mixburn_data::read_vector(&a.ood_scores)?;
     let m = evaluate_with(&id, &ood, positive).map_err(OodError::from)?;

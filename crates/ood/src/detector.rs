@@ -18,7 +18,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
 use mixburn_gmm::host::{tensor_from_f64, to_f64};
-use mixburn_gmm::{linalg, ClassScatter, Precision, SharedPrecision};
+use mixburn_gmm::{linalg, ClassScatter, GmmError, Precision, SharedPrecision};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{OodError, Result as OodResult};
@@ -152,25 +152,19 @@ pub fn validate_labels(labels: &[i64], n_rows: usize) -> OodResult<(usize, Vec<u
     Ok((c, labels.iter().map(|&l| l as usize).collect()))
 }
 
-/// Errors on NaN/inf anywhere in `z`, naming the first position.
+/// Errors on empty features or NaN/inf anywhere in `z`, naming the first position (the
+/// core's [`mixburn_gmm::em::validate_data`], with the OOD crate's error names).
 pub fn check_finite(z: &Tensor<2>) -> OodResult<()> {
-    let bad = z.clone().is_nan().bool_or(z.clone().is_inf()).any().int();
-    if mixburn_gmm::host::to_i64(bad)?
-        .first()
-        .copied()
-        .unwrap_or(0)
-        != 0
-    {
-        let d = z.dims()[1];
-        let values = to_f64(z.clone())?;
-        let i = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
-        return Err(OodError::NonFinite {
-            row: i / d.max(1),
-            col: i % d.max(1),
-            value: values[i],
-        });
+    match mixburn_gmm::em::validate_data(z) {
+        Ok(_) => Ok(()),
+        Err(GmmError::NonFinite { row, col, value }) => {
+            Err(OodError::NonFinite { row, col, value })
+        }
+        Err(GmmError::EmptyInput { .. }) => Err(OodError::Empty {
+            what: "the features",
+        }),
+        Err(e) => Err(e.into()),
     }
-    Ok(())
 }
 
 /// Everything a fitted detector needs, on the host (what its file stores).
