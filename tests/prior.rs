@@ -357,7 +357,25 @@ fn kl_terms_match_brute_force_reference_with_vanishing_responsibilities() {
             t,
         );
 
+        // The one-pass form VaDE trains with: γ = q(c | z) at the sample, then the KL.
         let zt = upload(&z, n, &device, precision);
+        let (kl_z, gamma_z) = prior.kl_vade_from_sample(zt.clone(), mut_.clone(), lvt.clone());
+        let gamma_ref = p.responsibilities(&z);
+        close_each(
+            &mut report,
+            &format!("{tag} kl_vade_from_sample gamma"),
+            &to_f64(gamma_z).unwrap(),
+            &gamma_ref,
+            t,
+        );
+        close_each(
+            &mut report,
+            &format!("{tag} kl_vade_from_sample kl"),
+            &to_f64(kl_z).unwrap(),
+            &p.kl_vade(&mu, &log_var, &gamma_ref),
+            t,
+        );
+
         let mc = to_f64(prior.kl_monte_carlo(zt, mut_, lvt)).unwrap();
         close_each(
             &mut report,
@@ -390,6 +408,8 @@ enum Loss {
     /// `Σ_n KL_vade(μ̃, log σ̃², γ = q(c | z))` with `z` the reparameterised sample (γ not
     /// detached), as VaDE trains.
     KlVade,
+    /// The same through the one-pass `kl_vade_from_sample`.
+    KlVadeFromSample,
     /// `Σ_n KL_mc(z, μ̃, log σ̃²)` at the reparameterised sample.
     KlMonteCarlo,
 }
@@ -408,6 +428,7 @@ fn loss(
             let gamma = prior.responsibilities(z);
             prior.kl_vade(mu, log_var, gamma).sum()
         }
+        Loss::KlVadeFromSample => prior.kl_vade_from_sample(z, mu, log_var).0.sum(),
         Loss::KlMonteCarlo => prior.kl_monte_carlo(z, mu, log_var).sum(),
     }
 }
@@ -464,7 +485,12 @@ fn autodiff_gradients_match_central_finite_differences_in_f64() {
         .copied()
         .collect();
     let mut report = Report::default();
-    for which in [Loss::LogProb, Loss::KlVade, Loss::KlMonteCarlo] {
+    for which in [
+        Loss::LogProb,
+        Loss::KlVade,
+        Loss::KlVadeFromSample,
+        Loss::KlMonteCarlo,
+    ] {
         let prior = p.prior(&ad, Precision::F64);
         let mu = upload(&enc.mu, n, &ad, Precision::F64).require_grad();
         let lv = upload(&enc.log_var, n, &ad, Precision::F64).require_grad();

@@ -26,24 +26,28 @@ pub(crate) fn logsumexp_rows(x: Tensor<2>) -> Tensor<1> {
     lse.flatten(0, 1)
 }
 
-/// The operands of the matmul-form Mahalanobis term, computed once per call.
-pub(crate) struct Quadratic {
+/// Everything the densities and the KL need from the parameters, computed once per call (one
+/// pass over the `[K, D]` parameters, shared by `log_joint` and the KL when both are needed).
+pub(crate) struct Terms {
     /// Detached mean of the component means `[1, D]`.
     centre: Tensor<2>,
     /// `Pᵀ`, `[D, K]`.
     prec_t: Tensor<2>,
-    /// `(μ_c ∘ P)ᵀ` with centred means, `[D, K]`.
-    mean_prec_t: Tensor<2>,
+    /// `2 (μ_c ∘ P)ᵀ` with centred means, `[D, K]`.
+    two_mean_prec_t: Tensor<2>,
     /// `Σ_j μ_c,kj² P_kj`, `[1, K]`.
     mean_quad: Tensor<2>,
     /// `Σ_j log σ²_kj` (floored), `[1, K]`.
     pub(crate) sum_log_var: Tensor<2>,
+    /// `log π_k`, `[1, K]`.
+    pub(crate) log_weights: Tensor<2>,
 }
 
-impl Quadratic {
+impl Terms {
     pub(crate) fn new(prior: &GmmPrior) -> Self {
         let means = prior.means.val();
         let log_var = prior.log_variances();
+        let k = means.dims()[0];
         let centre = means.clone().mean_dim(0).detach();
         let means = means - centre.clone();
         let prec = log_var.clone().neg().exp();
@@ -52,23 +56,43 @@ impl Quadratic {
         Self {
             centre,
             prec_t: prec.transpose(),
-            mean_prec_t: mean_prec.transpose(),
+            two_mean_prec_t: mean_prec.mul_scalar(2.0).transpose(),
             mean_quad,
             sum_log_var: log_var.sum_dim(1).transpose(),
+            log_weights: prior.log_weights().reshape([1, k]),
         }
     }
 
     /// `Σ_j ((x_nj − μ_kj)² + s_nj) / σ²_kj`, `[N, K]` (`s` = 0 when `None`).
-    pub(crate) fn eval(&self, x: Tensor<2>, extra: Option<Tensor<2>>) -> Tensor<2> {
+    pub(crate) fn quadratic(&self, x: Tensor<2>, extra: Option<Tensor<2>>) -> Tensor<2> {
         let xc = x - self.centre.clone();
         let sq = xc.clone().square();
         let sq = match extra {
             Some(s) => sq + s,
             None => sq,
         };
-        sq.matmul(self.prec_t.clone()) - xc.matmul(self.mean_prec_t.clone()).mul_scalar(2.0)
+        sq.matmul(self.prec_t.clone()) - xc.matmul(self.two_mean_prec_t.clone())
             + self.mean_quad.clone()
     }
+
+    /// `log π_k + log N(z_n | μ_k, diag σ_k²)`, `[N, K]` (see [`GmmPrior::log_joint`]).
+    pub(crate) fn log_joint(&self, z: Tensor<2>) -> Tensor<2> {
+        let d = self.centre.dims()[1] as f64;
+        let constant = self.log_weights.clone()
+            - self
+                .sum_log_var
+                .clone()
+                .add_scalar(d * (2.0 * PI).ln())
+                .mul_scalar(0.5);
+        constant - self.quadratic(z, None).mul_scalar(0.5)
+    }
+}
+
+/// `log q(k | z_n) = x_nk − logsumexp_k x_nk` of a `[N, K]` log-joint (a log-softmax over k).
+pub(crate) fn log_softmax_rows(lj: Tensor<2>) -> Tensor<2> {
+    let n = lj.dims()[0];
+    let lse = logsumexp_rows(lj.clone()).reshape([n, 1]);
+    lj - lse
 }
 
 impl GmmPrior {
@@ -85,17 +109,7 @@ impl GmmPrior {
     /// docs). `z` is `[N, D]` (cast to the prior's dtype); a `z` with another number of columns
     /// than `latent_dim` panics in the matmul.
     pub fn log_joint(&self, z: Tensor<2>) -> Tensor<2> {
-        let z = self.cast_in(z);
-        let quad = Quadratic::new(self);
-        let d = self.latent_dim() as f64;
-        let k = self.n_components();
-        let constant = self.log_weights().reshape([1, k])
-            - quad
-                .sum_log_var
-                .clone()
-                .add_scalar(d * (2.0 * PI).ln())
-                .mul_scalar(0.5);
-        constant - quad.eval(z, None).mul_scalar(0.5)
+        Terms::new(self).log_joint(self.cast_in(z))
     }
 
     /// `log p(z_n) = logsumexp_k log_joint(z)_nk`, `[N]`, with the row max subtracted (and
@@ -108,10 +122,7 @@ impl GmmPrior {
     /// `log q(k | z_n) = log_joint(z)_nk − log p(z_n)`, `[N, K]` (a log-softmax over k; finite
     /// where the responsibility itself underflows to 0).
     pub fn log_responsibilities(&self, z: Tensor<2>) -> Tensor<2> {
-        let lj = self.log_joint(z);
-        let n = lj.dims()[0];
-        let lse = logsumexp_rows(lj.clone()).reshape([n, 1]);
-        lj - lse
+        log_softmax_rows(self.log_joint(z))
     }
 
     /// `q(k | z_n) = softmax_k log_joint(z)_nk`, `[N, K]` (rows sum to 1).

@@ -5,7 +5,7 @@ use std::f64::consts::PI;
 
 use burn::tensor::{DType, Tensor};
 
-use crate::density::Quadratic;
+use crate::density::{log_softmax_rows, Terms};
 use crate::prior::GmmPrior;
 
 /// The smallest positive normal number of a float dtype: responsibilities below it are treated
@@ -52,6 +52,33 @@ impl GmmPrior {
         self.kl_vade_parts(mu, log_var, gamma, log_gamma)
     }
 
+    /// VaDE's KL with the responsibilities taken at a sample `z` of `q(z | x)`:
+    /// `γ = q(c | z)` ([`responsibilities`](Self::responsibilities)`(z)`) and
+    /// `KL_n = `[`kl_vade`](Self::kl_vade)`(μ̃, log σ̃², γ)`, in one pass: the prior's
+    /// precisions, weights and normaliser are built once and shared, and `log γ` comes from the
+    /// log-softmax directly (no `exp` then `log`). This is what a VaDE training step computes
+    /// (γ not detached); it launches about a fifth fewer kernels than the two calls, which is
+    /// what a GPU step at batch 100 is bound by. Returns the KL `[N]` and `γ` `[N, K]`.
+    pub fn kl_vade_from_sample(
+        &self,
+        z: Tensor<2>,
+        mu: Tensor<2>,
+        log_var: Tensor<2>,
+    ) -> (Tensor<1>, Tensor<2>) {
+        let terms = Terms::new(self);
+        let log_gamma = log_softmax_rows(terms.log_joint(self.cast_in(z)));
+        let gamma = log_gamma.clone().exp();
+        let log_gamma = log_gamma.clamp_min(tiny(gamma.dtype()).ln());
+        let kl = kl_vade_with(
+            &terms,
+            self.cast_in(mu),
+            self.cast_in(log_var),
+            gamma.clone(),
+            log_gamma,
+        );
+        (kl, gamma)
+    }
+
     fn kl_vade_parts(
         &self,
         mu: Tensor<2>,
@@ -60,14 +87,7 @@ impl GmmPrior {
         log_gamma: Tensor<2>,
     ) -> Tensor<1> {
         let (mu, log_var) = (self.cast_in(mu), self.cast_in(log_var));
-        let k = self.n_components();
-        let quad = Quadratic::new(self);
-        // Σ_j [log σ²_cj + (σ̃²_j + (μ̃_j − μ_cj)²)/σ²_cj], [N, K].
-        let inner = quad.eval(mu, Some(log_var.clone().exp())) + quad.sum_log_var.clone();
-        // ½ inner − log π_c + log γ_c, weighted by γ_c.
-        let per_component = inner.mul_scalar(0.5) - self.log_weights().reshape([1, k]) + log_gamma;
-        let entropy = log_var.add_scalar(1.0).sum_dim(1).mul_scalar(0.5);
-        ((gamma * per_component).sum_dim(1) - entropy).flatten(0, 1)
+        kl_vade_with(&Terms::new(self), mu, log_var, gamma, log_gamma)
     }
 
     /// Single-sample Monte-Carlo KL at `z` `[N, D]`:
@@ -84,4 +104,21 @@ impl GmmPrior {
             .flatten(0, 1);
         log_q - self.log_prob(z)
     }
+}
+
+/// `Σ_c γ_c [½ Σ_j (log σ²_cj + (σ̃²_j + (μ̃_j − μ_cj)²)/σ²_cj) − log π_c + log γ_c]
+/// − ½ Σ_j (1 + log σ̃²_j)`, `[N]` (the formula of [`GmmPrior::kl_vade`]).
+fn kl_vade_with(
+    terms: &Terms,
+    mu: Tensor<2>,
+    log_var: Tensor<2>,
+    gamma: Tensor<2>,
+    log_gamma: Tensor<2>,
+) -> Tensor<1> {
+    // Σ_j [log σ²_cj + (σ̃²_j + (μ̃_j − μ_cj)²)/σ²_cj], [N, K].
+    let inner = terms.quadratic(mu, Some(log_var.clone().exp())) + terms.sum_log_var.clone();
+    // ½ inner − log π_c + log γ_c, weighted by γ_c.
+    let per_component = inner.mul_scalar(0.5) - terms.log_weights.clone() + log_gamma;
+    let entropy = log_var.add_scalar(1.0).sum_dim(1).mul_scalar(0.5);
+    ((gamma * per_component).sum_dim(1) - entropy).flatten(0, 1)
 }

@@ -355,13 +355,14 @@ impl Vade {
 
     /// VaDE's negative ELBO, mean over the batch: `Σ_j BCE(x_j, decoder(z)_j) +
     /// KL_vade(μ̃, log σ̃², γ)` with one sample `z = μ̃ + σ̃ ε` and `γ = q(c | z)` from the prior
-    /// (not detached, as in the reference code).
+    /// (not detached, as in the reference code), both from
+    /// [`GmmPrior::kl_vade_from_sample`](mixburn_prior::GmmPrior::kl_vade_from_sample).
     pub fn elbo_loss(&self, x: Tensor<2>, eps: Tensor<2>) -> Loss {
         let (mu, log_var) = self.encoder.forward(x.clone());
         let z = Self::reparameterise(mu.clone(), log_var.clone(), eps);
         let recon = bce_with_logits(self.decoder.logits(z.clone()), x).mean();
-        let gamma = self.prior.responsibilities(z);
-        let kl = self.prior.kl_vade(mu, log_var, gamma).mean();
+        let (kl, _gamma) = self.prior.kl_vade_from_sample(z, mu, log_var);
+        let kl = kl.mean();
         Loss {
             loss: recon.clone() + kl.clone(),
             recon,
