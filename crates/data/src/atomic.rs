@@ -26,15 +26,15 @@ impl Drop for TempGuard {
     }
 }
 
-/// Creates a fresh temporary file in `dir` whose name derives from `name`.
-fn create_temp(dir: &Path, name: &std::ffi::OsStr) -> io::Result<(File, PathBuf)> {
+/// Creates a fresh temporary file `.<name>.tmp-<pid>-<n><suffix>` in `dir`.
+fn create_temp(dir: &Path, name: &std::ffi::OsStr, suffix: &str) -> io::Result<(File, PathBuf)> {
     let pid = std::process::id();
     let mut last_err = None;
     for _ in 0..100 {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let mut tmp_name = std::ffi::OsString::from(".");
         tmp_name.push(name);
-        tmp_name.push(format!(".tmp-{pid}-{n}"));
+        tmp_name.push(format!(".tmp-{pid}-{n}{suffix}"));
         let tmp_path = dir.join(tmp_name);
         match OpenOptions::new()
             .write(true)
@@ -64,21 +64,9 @@ pub fn write_atomic(
     path: &Path,
     f: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<(), DataError> {
-    let io_err = |source: io::Error| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let name = path.file_name().ok_or_else(|| {
-        io_err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the path does not end in a file name",
-        ))
-    })?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let (file, tmp_path) = create_temp(dir, name).map_err(io_err)?;
+    let io_err = |source: io::Error| write_err(path, source);
+    let (dir, name) = dir_and_name(path)?;
+    let (file, tmp_path) = create_temp(dir, name, "").map_err(io_err)?;
     let mut guard = TempGuard {
         path: tmp_path,
         armed: true,
@@ -88,6 +76,62 @@ pub fn write_atomic(
     let file = writer.into_inner().map_err(|e| io_err(e.into_error()))?;
     drop(file);
     fs::rename(&guard.path, path).map_err(io_err)?;
+    guard.armed = false;
+    Ok(())
+}
+
+/// An I/O error while writing `path` (a missing directory included: not "file not found").
+fn write_err(path: &Path, source: io::Error) -> DataError {
+    DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The directory (`.` for a bare file name) and the file name of `path`.
+fn dir_and_name(path: &Path) -> Result<(&Path, &std::ffi::OsStr), DataError> {
+    let name = path.file_name().ok_or_else(|| {
+        write_err(
+            path,
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the path does not end in a file name",
+            ),
+        )
+    })?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Ok((dir, name))
+}
+
+/// Writes `path` atomically with a writer that opens the file itself (an image encoder that
+/// picks its format from the extension): `write` gets a fresh temporary path next to `path`,
+/// `.<file name>.tmp-<pid>-<n>.<extension>`, which is renamed over `path` only after `write`
+/// succeeded.
+///
+/// On any error (or a panic in `write`) the temporary file is removed and `path` is left
+/// untouched.
+///
+/// # Errors
+/// `write`'s own error, or [`DataError::Io`] naming `path` (converted into `E`) when `path`
+/// has no file name, the temporary file cannot be created or the rename fails.
+pub fn write_atomic_path<E: From<DataError>>(
+    path: &Path,
+    extension: &str,
+    write: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<(), E> {
+    let (dir, name) = dir_and_name(path)?;
+    let (file, tmp_path) =
+        create_temp(dir, name, &format!(".{extension}")).map_err(|e| write_err(path, e))?;
+    drop(file);
+    let mut guard = TempGuard {
+        path: tmp_path,
+        armed: true,
+    };
+    write(&guard.path)?;
+    fs::rename(&guard.path, path).map_err(|e| write_err(path, e))?;
     guard.armed = false;
     Ok(())
 }

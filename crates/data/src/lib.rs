@@ -28,7 +28,7 @@ mod idx;
 mod matrix;
 mod npy;
 
-pub use atomic::write_atomic;
+pub use atomic::{write_atomic, write_atomic_path};
 pub use csv::read_csv_matrix;
 pub use error::DataError;
 pub use idx::{read_idx, read_idx_u8, read_mnist_dir, IdxArray, MnistSplit, FASHION_MNIST_DIR};

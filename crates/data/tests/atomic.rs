@@ -75,3 +75,48 @@ fn writing_into_a_missing_directory_is_an_io_error() {
     assert!(matches!(err, DataError::Io { .. }), "{err:?}");
     assert!(err.to_string().starts_with("cannot read/write"), "{err}");
 }
+
+#[test]
+fn path_writer_gets_a_temporary_path_with_the_extension_and_replaces_on_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("picture.png");
+    fs::write(&p, b"old").unwrap();
+    let mut seen = None;
+    mixburn_data::write_atomic_path::<DataError>(&p, "png", |tmp| {
+        seen = Some(tmp.to_path_buf());
+        assert_eq!(tmp.parent(), p.parent(), "next to the destination");
+        assert_eq!(tmp.extension().and_then(|e| e.to_str()), Some("png"));
+        fs::write(tmp, b"new").map_err(|e| DataError::Io {
+            path: tmp.to_path_buf(),
+            source: e,
+        })
+    })
+    .unwrap();
+    assert!(!seen.unwrap().exists());
+    assert_eq!(fs::read(&p).unwrap(), b"new");
+    assert_eq!(entries(dir.path()), vec!["picture.png".to_string()]);
+}
+
+#[test]
+fn path_writer_failure_keeps_the_old_file_and_removes_the_temporary_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("picture.png");
+    fs::write(&p, b"old").unwrap();
+    let err = mixburn_data::write_atomic_path::<DataError>(&p, "png", |tmp| {
+        fs::write(tmp, b"half").unwrap();
+        Err(DataError::Io {
+            path: tmp.to_path_buf(),
+            source: io::Error::other("encoder failed"),
+        })
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("encoder failed"), "{err}");
+    assert_eq!(fs::read(&p).unwrap(), b"old");
+    assert_eq!(entries(dir.path()), vec!["picture.png".to_string()]);
+
+    // A missing directory is an I/O error naming the destination; nothing is written.
+    let q = dir.path().join("no/such/dir/picture.png");
+    let err = mixburn_data::write_atomic_path::<DataError>(&q, "png", |_| Ok(())).unwrap_err();
+    assert!(matches!(err, DataError::Io { .. }), "{err:?}");
+    assert!(err.to_string().contains("picture.png"), "{err}");
+}

@@ -66,7 +66,7 @@ impl SharedPrecision {
 
     /// `y = (x − o) F`, `[n, r]`.
     pub fn project(&self, x: Tensor<2>) -> Tensor<2> {
-        (x - self.origin.clone()).matmul(self.factor.clone())
+        project(x, self.origin.clone(), self.factor.clone())
     }
 
     /// `d_c²(x)` for a chunk `x: [n, D]`, `[n, C]`, clamped at 0 against round-off.
@@ -76,4 +76,16 @@ impl SharedPrecision {
         let cross = y.matmul(self.centres_t.clone()); // [n, C]
         (norm + self.centres_sq.clone() - cross.mul_scalar(2.0)).clamp_min(0.0)
     }
+}
+
+/// `y = (x − o) F`, `[n, r]`, for `x` `[n, D]`, an origin `o` `[1, D]` and a precision factor
+/// `F` `[D, r]` (`P = F Fᵀ`).
+pub fn project(x: Tensor<2>, origin: Tensor<2>, factor: Tensor<2>) -> Tensor<2> {
+    (x - origin).matmul(factor)
+}
+
+/// The squared Mahalanobis distance to a single centre `o` under `P = F Fᵀ`:
+/// `d²(x) = (x − o) P (x − o)ᵀ = ‖(x − o) F‖²`, `[n, 1]` (one GEMM, no `D×D` product).
+pub fn sq_distance_to(x: Tensor<2>, origin: Tensor<2>, factor: Tensor<2>) -> Tensor<2> {
+    project(x, origin, factor).square().sum_dim(1)
 }

@@ -144,8 +144,11 @@ impl MahalanobisHead {
     /// `d_0²(z)` under the background Gaussian, `[n, 1]` (relative Mahalanobis only).
     pub fn background_sq_distance(&self, z: Tensor<2>) -> Option<Tensor<2>> {
         self.background.as_ref().map(|b| {
-            let y = (self.prepare(z) - b.origin.val()).matmul(b.factor.val());
-            y.square().sum_dim(1)
+            mixburn_gmm::mahalanobis::sq_distance_to(
+                self.prepare(z),
+                b.origin.val(),
+                b.factor.val(),
+            )
         })
     }
 

@@ -2,7 +2,7 @@
 //! histograms ID vs. OOD. Each picture is drawn into a temporary file next to its destination
 //! and renamed over it, so a failed run never leaves a half-written picture.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use plotters::coord::Shift;
@@ -75,40 +75,20 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> ClassifierError {
     }
 }
 
-/// Draws with `draw` into a temporary PNG next to `path`, then renames it over `path`.
+/// Draws with `draw` into a temporary PNG next to `path`, then renames it over `path`
+/// ([`mixburn_data::write_atomic_path`]).
 fn atomic_png(
     path: &Path,
     size: (u32, u32),
     draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<()>,
 ) -> Result<()> {
     register_font()?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| plot_err(path, "the path does not end in a file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}.png",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+    mixburn_data::write_atomic_path(path, "png", |tmp| {
+        let root = BitMapBackend::new(tmp, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
         draw(&root)?;
-        root.present().map_err(|e| plot_err(path, e))?;
-        drop(root);
-        std::fs::rename(&tmp, path).map_err(|source| ClassifierError::Io {
-            path: path.display().to_string(),
-            source,
-        })
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+        root.present().map_err(|e| plot_err(path, e))
+    })
 }
 
 fn grid(n: usize) -> (usize, usize) {

@@ -46,41 +46,22 @@ pub fn ensure_font() -> Result<()> {
     })
 }
 
-/// A temporary PNG path next to `path` (the `.png` extension selects the encoder).
-fn temp_png(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "picture".into());
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    dir.join(format!(".{name}.tmp-{}.png", std::process::id()))
-}
-
-/// Draws into a temporary PNG with `draw`, then renames it over `path`.
+/// Draws into a temporary PNG next to `path` with `draw`, then renames it over `path`
+/// ([`mixburn_data::write_atomic_path`]).
 fn write_png_atomic(
     path: &Path,
     size: (u32, u32),
     draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<()>,
 ) -> Result<()> {
-    let tmp = temp_png(path);
     let plot_err = |e: &dyn std::fmt::Display| VadeError::Plot {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
-    let result = (|| {
-        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+    mixburn_data::write_atomic_path(path, "png", |tmp| {
+        let root = BitMapBackend::new(tmp, size).into_drawing_area();
         draw(&root)?;
-        root.present().map_err(|e| plot_err(&e))?;
-        drop(root);
-        std::fs::rename(&tmp, path).map_err(|e| VadeError::io(path, e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+        root.present().map_err(|e| plot_err(&e))
+    })
 }
 
 /// Writes a grid PNG: row `r` holds the `cols` images `images[r][c]` (each `IMAGE_SIDE`²
