@@ -57,8 +57,9 @@ impl GmmPrior {
     /// `KL_n = `[`kl_vade`](Self::kl_vade)`(μ̃, log σ̃², γ)`, in one pass: the prior's
     /// precisions, weights and normaliser are built once and shared, and `log γ` comes from the
     /// log-softmax directly (no `exp` then `log`). This is what a VaDE training step computes
-    /// (γ not detached); it launches about a fifth fewer kernels than the two calls, which is
-    /// what a GPU step at batch 100 is bound by. Returns the KL `[N]` and `γ` `[N, K]`.
+    /// (γ not detached); it has about a fifth fewer tensor operations than the two calls
+    /// (counted, not timed: a GPU step at batch 100 is bound by their launches). Returns the KL
+    /// `[N]` and `γ` `[N, K]`.
     pub fn kl_vade_from_sample(
         &self,
         z: Tensor<2>,
