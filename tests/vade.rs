@@ -11,11 +11,13 @@ use mixburn_gmm::burn::tensor::{Device, Tensor};
 use mixburn_gmm::host::{tensor_from_f64, to_f64};
 use mixburn_gmm::{Backend, Precision};
 use mixburn_vade::checkpoint::{load_model, read_state};
+use mixburn_vade::checkpoint::{write_json, CheckpointState, ClusterMetrics, STATE_FORMAT};
 use mixburn_vade::eval::{pca_2d, symmetric_eigen};
 use mixburn_vade::model::{bce_with_logits, kl_standard_normal};
 use mixburn_vade::plot::grid_size;
 use mixburn_vade::{
-    epoch_permutation, evaluate, train, Dataset, Phase, TrainOptions, Vade, VadeConfig, VadeError,
+    epoch_permutation, evaluate, summarize, train, Dataset, Phase, Spread, Stage, TrainOptions,
+    Vade, VadeConfig, VadeError,
 };
 
 /// Images used by the training tests.
@@ -451,6 +453,27 @@ fn cli_train_prints_the_metrics_and_sample_writes_a_grid_of_the_expected_size() 
         (s["width"].as_u64(), s["height"].as_u64()),
         (Some(122), Some(92))
     );
+
+    let table = dir.path().join("table.md");
+    let r = mixburn::run_args([
+        "mixburn",
+        "vade",
+        "report",
+        run.to_str().unwrap(),
+        "--markdown",
+        table.to_str().unwrap(),
+    ])
+    .expect("vade report");
+    let stages = r["stages"].as_array().expect("stages");
+    assert_eq!(stages.len(), 2, "GMM init and the final epoch: {r}");
+    assert_eq!(stages[0]["stage"], "gmm_init");
+    assert_eq!(stages[0]["acc"]["mean"], out["gmm_init"]["acc"]);
+    assert_eq!(stages[1]["stage"]["joint"], 2);
+    assert_eq!(stages[1]["acc"]["mean"], out["acc"]);
+    assert_eq!(stages[1]["acc"]["sd"], 0.0);
+    assert_eq!(r["runs"][0]["finished"], true);
+    let md = std::fs::read_to_string(&table).expect("markdown written");
+    assert!(md.contains("| joint epoch 2 |"), "{md}");
 }
 
 #[test]
@@ -573,4 +596,150 @@ fn the_vade_model_has_the_papers_shape_by_default() {
     assert_eq!(dec, vec![[10, 2000], [2000, 500], [500, 500]]);
     assert_eq!(model.decoder.out.weight.val().dims(), [500, 784]);
     assert_eq!((model.n_components(), model.latent_dim()), (10, 10));
+}
+
+/// A run directory with `state.json` (seed, epochs done) and the given `log.jsonl` lines, as
+/// `mixburn vade train` writes them.
+fn fake_run(
+    root: &Path,
+    config: VadeConfig,
+    joint_done: usize,
+    final_metrics: Option<ClusterMetrics>,
+    log: &[serde_json::Value],
+) -> PathBuf {
+    let dir = root.join(format!("seed{}", config.seed));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = CheckpointState {
+        format: STATE_FORMAT,
+        seed: config.seed,
+        config,
+        precision: Precision::F32,
+        phase: Phase::Joint,
+        epoch: joint_done,
+        lr: 0.002,
+        prior_lr: 0.002,
+        n: 70_000,
+        dir: format!("checkpoint-joint-{joint_done:04}"),
+        loss: Some(1.0),
+        gmm_init_metrics: None,
+        metrics: final_metrics,
+        seconds: 0.0,
+    };
+    write_json(&dir.join("state.json"), &state).unwrap();
+    let text: String = log.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(dir.join("log.jsonl"), text).unwrap();
+    dir
+}
+
+fn m(acc: f64, nmi: f64, ari: f64) -> ClusterMetrics {
+    ClusterMetrics { acc, nmi, ari }
+}
+
+#[test]
+fn report_gives_mean_and_sample_sd_at_the_stages_every_run_has_evaluated() {
+    use serde_json::json;
+    let root = tempfile::tempdir().unwrap();
+    let config = |seed| tiny(2, 20).with_eval_every(10).with_seed(seed);
+    // Seed 0 finished: 2 pre-training epochs, the GMM fit, 20 joint epochs (evaluated at 10 by
+    // the log, at 20 by the final evaluation in state.json).
+    let mut log0 = vec![
+        json!({"phase": "pretrain", "epoch": 1, "loss": 1.0, "seconds": 10.0}),
+        json!({"phase": "pretrain", "epoch": 2, "loss": 1.0, "seconds": 10.0}),
+        json!({"phase": "gmm_init", "metrics": m(0.5, 0.6, 0.3), "seconds": 5.0}),
+    ];
+    for e in 1..=20 {
+        let mut rec = json!({"phase": "joint", "epoch": e, "loss": 1.0, "seconds": 1.0});
+        if e == 10 {
+            rec["metrics"] = serde_json::to_value(m(0.55, 0.62, 0.35)).unwrap();
+        }
+        log0.push(rec);
+    }
+    // Seed 1 still training: checkpoint at joint epoch 15; epoch 3 logged twice (resumed from
+    // an older checkpoint: the last record counts), epoch 16 logged but not saved (ignored).
+    let mut log1 = vec![
+        json!({"phase": "pretrain", "epoch": 1, "loss": 1.0, "seconds": 20.0}),
+        json!({"phase": "pretrain", "epoch": 2, "loss": 1.0, "seconds": 20.0}),
+        json!({"phase": "gmm_init", "metrics": m(0.6, 0.6, 0.4), "seconds": 5.0}),
+    ];
+    for e in [1, 2, 3, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16] {
+        let mut rec = json!({"phase": "joint", "epoch": e, "loss": 1.0, "seconds": 2.0});
+        if e == 3 && log1.len() == 5 {
+            rec["seconds"] = json!(100.0);
+        }
+        if e == 10 {
+            rec["metrics"] = serde_json::to_value(m(0.65, 0.66, 0.45)).unwrap();
+        }
+        log1.push(rec);
+    }
+    let r0 = fake_run(root.path(), config(0), 20, Some(m(0.6, 0.7, 0.4)), &log0);
+    let r1 = fake_run(root.path(), config(1), 15, Some(m(0.65, 0.66, 0.45)), &log1);
+
+    let s = summarize(&[r0.clone(), r1.clone()]).expect("summary");
+    assert!(s.runs[0].finished && !s.runs[1].finished);
+    assert_eq!((s.runs[1].pretrain_epochs, s.runs[1].joint_epochs), (2, 15));
+    let stages: Vec<Stage> = s.stages.iter().map(|st| st.stage).collect();
+    assert_eq!(stages, vec![Stage::GmmInit, Stage::Joint(10)]);
+    let at10 = &s.stages[1];
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    assert!(close(at10.acc.mean, 0.6) && close(at10.nmi.mean, 0.64) && close(at10.ari.mean, 0.4));
+    // Sample sd of two values a, b is |a − b| / √2.
+    assert!(close(at10.acc.sd, 0.1 / 2f64.sqrt()), "{:?}", at10.acc);
+    assert!(close(at10.acc.min, 0.55) && close(at10.acc.max, 0.65));
+    // Seconds to epoch 10: seed 0: 20 + 5 + 10; seed 1: 40 + 5 + 10·2 (the repeated epoch once).
+    assert!(
+        close(at10.seconds.mean, (35.0 + 65.0) / 2.0),
+        "{:?}",
+        at10.seconds
+    );
+    assert_eq!(at10.per_run, vec![m(0.55, 0.62, 0.35), m(0.65, 0.66, 0.45)]);
+    // The finished run alone also reports its final evaluation from state.json.
+    let alone = summarize(std::slice::from_ref(&r0)).expect("one run");
+    let last = alone.stages.last().unwrap();
+    assert_eq!(last.stage, Stage::Joint(20));
+    assert_eq!((last.acc.mean, last.acc.sd), (0.6, 0.0));
+    assert!(close(last.seconds.mean, 45.0));
+    assert!(alone
+        .markdown()
+        .contains("| joint epoch 20 | 0.600 ± 0.000 | 0.700 ± 0.000 | 0.400 ± 0.000 |"));
+    assert_eq!(Spread::of(&[2.0]).sd, 0.0);
+}
+
+#[test]
+fn report_refuses_repeated_seeds_other_configurations_and_damaged_logs() {
+    use serde_json::json;
+    let root = tempfile::tempdir().unwrap();
+    let gmm = json!({"phase": "gmm_init", "metrics": m(0.5, 0.5, 0.5), "seconds": 1.0});
+    let a = fake_run(
+        root.path(),
+        tiny(1, 5).with_seed(0),
+        0,
+        None,
+        std::slice::from_ref(&gmm),
+    );
+    let other = tempfile::tempdir().unwrap();
+    let same_seed = fake_run(
+        other.path(),
+        tiny(1, 9).with_seed(0),
+        0,
+        None,
+        std::slice::from_ref(&gmm),
+    );
+    let err = summarize(&[a.clone(), same_seed]).unwrap_err();
+    assert!(err.to_string().contains("both have seed 0"), "{err}");
+    let wider = fake_run(
+        root.path(),
+        tiny(1, 5).with_seed(1).with_hidden(vec![64]),
+        0,
+        None,
+        &[gmm],
+    );
+    let err = summarize(&[a.clone(), wider]).unwrap_err();
+    assert!(err.to_string().contains("differ in `hidden`"), "{err}");
+    assert!(summarize(&[]).is_err());
+    std::fs::write(a.join("log.jsonl"), "{\"phase\": \"joint\", \"epo").unwrap();
+    let err = summarize(&[a]).unwrap_err();
+    assert!(
+        matches!(err, VadeError::Io { .. }) && err.to_string().contains("line 1"),
+        "{err}"
+    );
 }

@@ -12,6 +12,7 @@
 //!   ([`checkpoint`]), `log.jsonl`, `metrics.json`, and the pictures ([`plot`]).
 //! - [`eval`]: predicted clusters `argmax_k q(c = k | μ̃)` and ACC / NMI / ARI.
 //! - [`sample`]: images generated from each prior component, as a grid PNG.
+//! - [`report`]: several runs (seeds) summarised as mean ± sd of ACC / NMI / ARI per stage.
 //!
 //! ```no_run
 //! use mixburn_gmm::{Backend, Precision};
@@ -30,6 +31,7 @@ pub mod error;
 pub mod eval;
 pub mod model;
 pub mod plot;
+pub mod report;
 pub mod sample;
 pub mod train;
 
@@ -39,6 +41,7 @@ pub use error::VadeError;
 pub use eval::{cluster_metrics, evaluate, Evaluation};
 pub use mixburn_prior::{GmmPrior, GmmPriorConfig};
 pub use model::{Loss, Vade, VadeConfig};
+pub use report::{read_run, summarize, RunProgress, Spread, Stage, StageSummary, Summary};
 pub use sample::{sample_grid, write_samples, GridInfo};
 pub use train::{
     epoch_permutation, train, train_step, EpochRecord, Objective, TrainOptions, TrainReport,
