@@ -474,6 +474,52 @@ fn cli_train_prints_the_metrics_and_sample_writes_a_grid_of_the_expected_size() 
     assert_eq!(r["runs"][0]["finished"], true);
     let md = std::fs::read_to_string(&table).expect("markdown written");
     assert!(md.contains("| joint epoch 2 |"), "{md}");
+
+    // `vade evaluate` on the same images reproduces the final evaluation and exports μ̃ and the
+    // clusters.
+    let (means, clusters) = (
+        dir.path().join("means.npy"),
+        dir.path().join("clusters.npy"),
+    );
+    let picture = dir.path().join("latent.png");
+    let evaluate = |run: &Path| {
+        mixburn::run_args([
+            "mixburn",
+            "vade",
+            "evaluate",
+            "--model",
+            run.to_str().unwrap(),
+            "--data",
+            FASHION_MNIST_DIR,
+            "--limit",
+            "300",
+            "--means",
+            means.to_str().unwrap(),
+            "--clusters",
+            clusters.to_str().unwrap(),
+            "--latent-png",
+            picture.to_str().unwrap(),
+        ])
+    };
+    let e = evaluate(&run).expect("vade evaluate");
+    for key in ["acc", "nmi", "ari"] {
+        assert_eq!(e[key], out[key], "{key}: {e} vs {out}");
+    }
+    assert_eq!((e["epoch"].as_u64(), e["n"].as_u64()), (Some(2), Some(300)));
+    let mu = mixburn_data::read_npy_matrix(&means).expect("means.npy");
+    assert_eq!((mu.rows, mu.cols), (300, 2));
+    let predicted = mixburn_data::read_labels(&clusters).expect("clusters.npy");
+    assert_eq!(predicted.len(), 300);
+    assert!(predicted.iter().all(|&c| (0..3).contains(&c)));
+    assert_eq!(png_size(&picture), (800, 800));
+    // A run still pre-training has no fitted prior, so no clusters: refused, saying so.
+    let state_path = run.join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    state["phase"] = "pretrain".into();
+    std::fs::write(&state_path, state.to_string()).unwrap();
+    let err = evaluate(&run).unwrap_err();
+    assert!(err.contains("still pre-training"), "{err}");
 }
 
 #[test]

@@ -1,11 +1,12 @@
-//! `mixburn vade train|sample`: VaDE (a VAE with a Gaussian-mixture prior) on Fashion-MNIST.
+//! `mixburn vade train|sample|report|evaluate`: VaDE (a VAE with a Gaussian-mixture prior) on Fashion-MNIST.
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use mixburn_gmm::backend::{Backend, Precision};
 use mixburn_vade::{
-    read_state, sample_grid, summarize, train, Dataset, TrainOptions, VadeConfig, VadeError,
+    evaluate_run, read_state, sample_grid, summarize, train, Dataset, TrainOptions, VadeConfig,
+    VadeError,
 };
 use serde_json::{json, Value};
 
@@ -23,6 +24,9 @@ pub enum VadeCommand {
     /// Summarise runs of one configuration (seeds): mean ± sd of ACC / NMI / ARI and the
     /// training time at every stage all runs have evaluated (finished or still training).
     Report(VadeReportArgs),
+    /// Evaluate a saved run (its latest checkpoint) on the images: ACC / NMI / ARI (JSON), and
+    /// optionally the latent means, the predicted clusters and the latent-space picture.
+    Evaluate(VadeEvaluateArgs),
 }
 
 /// `mixburn vade train`.
@@ -119,12 +123,39 @@ pub struct VadeReportArgs {
     pub markdown: Option<PathBuf>,
 }
 
+/// `mixburn vade evaluate`.
+#[derive(Debug, Args)]
+pub struct VadeEvaluateArgs {
+    /// A run directory written by `mixburn vade train` (joint phase begun or finished).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Directory with the four MNIST-format IDX files.
+    #[arg(long, default_value = mixburn_data::FASHION_MNIST_DIR)]
+    pub data: PathBuf,
+    /// Use only the first N images (of train followed by test).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Burn backend: flex, ndarray or wgpu.
+    #[arg(long, default_value = "flex")]
+    pub backend: String,
+    /// Write the encoder means μ̃ as an `[N, latent]` float32 .npy file.
+    #[arg(long)]
+    pub means: Option<PathBuf>,
+    /// Write the predicted cluster of each image (argmax_k q(c = k | μ̃)) as an int64 .npy file.
+    #[arg(long)]
+    pub clusters: Option<PathBuf>,
+    /// Draw μ̃ on its two leading principal axes, coloured by predicted cluster, to this PNG.
+    #[arg(long)]
+    pub latent_png: Option<PathBuf>,
+}
+
 /// Runs a VaDE subcommand.
 pub fn run(cmd: VadeCommand) -> Result<Value, CliError> {
     match cmd {
         VadeCommand::Train(a) => train_cmd(*a),
         VadeCommand::Sample(a) => sample_cmd(a),
         VadeCommand::Report(a) => report_cmd(a),
+        VadeCommand::Evaluate(a) => evaluate_cmd(a),
     }
 }
 
@@ -239,4 +270,50 @@ fn report_cmd(a: VadeReportArgs) -> Result<Value, CliError> {
             .map_err(VadeError::from)?;
     }
     serde_json::to_value(&summary).map_err(|e| VadeError::io("summary", e).into())
+}
+
+fn evaluate_cmd(a: VadeEvaluateArgs) -> Result<Value, CliError> {
+    let backend: Backend = a.backend.parse()?;
+    let precision = read_state(&a.model)?.precision;
+    let device = backend.device_for(precision)?;
+    let data = Dataset::mnist_dir(&a.data, a.limit, &device, precision)?;
+    let chunk = VadeConfig::new().eval_chunk;
+    let (state, ev) = evaluate_run(&a.model, &data, chunk, &device)?;
+    let d = state.config.latent_dim;
+    if a.means.is_some() || a.latent_png.is_some() {
+        let means = mixburn_vade::eval::means_to_host(ev.means.clone())?;
+        if let Some(path) = &a.means {
+            let m = mixburn_data::Matrix::new(
+                means.len() / d,
+                d,
+                means.clone(),
+                mixburn_data::ElemType::F32,
+            )
+            .map_err(VadeError::from)?;
+            mixburn_data::write_matrix_npy(path, &m).map_err(VadeError::from)?;
+        }
+        if let Some(path) = &a.latent_png {
+            let points = mixburn_vade::eval::pca_2d(&means, d);
+            mixburn_vade::plot::write_latent_png(
+                path,
+                &points,
+                &ev.predicted,
+                "VaDE latent means (PCA), coloured by predicted cluster",
+                20_000,
+            )?;
+        }
+    }
+    if let Some(path) = &a.clusters {
+        mixburn_data::write_labels_npy(path, &ev.predicted).map_err(VadeError::from)?;
+    }
+    Ok(json!({
+        "acc": ev.metrics.acc,
+        "nmi": ev.metrics.nmi,
+        "ari": ev.metrics.ari,
+        "phase": state.phase,
+        "epoch": state.epoch,
+        "n": data.len(),
+        "latent_dim": d,
+        "seed": state.config.seed,
+    }))
 }

@@ -1,15 +1,17 @@
 //! Evaluation: predicted clusters (`argmax_k q(c = k | μ̃)`), ACC / NMI / ARI against the true
 //! labels (from `mixburn_gmm::cluster_metrics`), and the 2-D PCA view of the latent means.
 
-use burn::tensor::Tensor;
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor};
 use mixburn_gmm::cluster_metrics::{
     adjusted_rand_index, clustering_accuracy, normalized_mutual_info,
 };
 use mixburn_gmm::host::to_f64;
 
-use crate::checkpoint::ClusterMetrics;
+use crate::checkpoint::{load_model, read_state, CheckpointState, ClusterMetrics, Phase};
 use crate::data::Dataset;
-use crate::error::Result;
+use crate::error::{Result, VadeError};
 use crate::model::Vade;
 
 /// ACC (Hungarian), NMI (arithmetic) and ARI of `predicted` against `truth`.
@@ -44,6 +46,49 @@ pub fn evaluate(model: &Vade, data: &Dataset, chunk: usize) -> Result<Evaluation
         predicted,
         means,
     })
+}
+
+/// A saved run evaluated on `data`: the model of the checkpoint `state.json` points at, loaded on
+/// `device`, then [`evaluate`]d. Returns the run's state with the evaluation.
+///
+/// # Errors
+/// [`VadeError::NoCheckpoint`] / [`VadeError::Checkpoint`] for a missing or damaged run;
+/// [`VadeError::Config`] when the run is still pre-training (its prior is not fitted yet, so
+/// it has no clusters: wait for the GMM initialisation) or when the images are not the size
+/// the model was trained on.
+pub fn evaluate_run(
+    run_dir: &Path,
+    data: &Dataset,
+    chunk: usize,
+    device: &Device,
+) -> Result<(CheckpointState, Evaluation)> {
+    let state = read_state(run_dir)?;
+    if state.phase == Phase::Pretrain {
+        return Err(VadeError::config(
+            "model",
+            format!(
+                "{} is still pre-training the autoencoder (epoch {} of {}); its prior is \
+                 fitted after pre-training, evaluate it from then on",
+                run_dir.display(),
+                state.epoch,
+                state.config.pretrain_epochs
+            ),
+        ));
+    }
+    let [_, width] = data.images.dims();
+    if width != state.config.input_dim {
+        return Err(VadeError::config(
+            "data",
+            format!(
+                "the images have {width} pixels, the model in {} was trained on {}",
+                run_dir.display(),
+                state.config.input_dim
+            ),
+        ));
+    }
+    let model = load_model(run_dir, &state, None, device)?;
+    let evaluation = evaluate(&model, data, chunk)?;
+    Ok((state, evaluation))
 }
 
 /// Projection of the rows of `x` (`[N, D]`, row-major) on their two leading principal axes:

@@ -10,7 +10,8 @@
 //! - [`data`]: [`Dataset`], the images on the device (`mixburn_data::read_mnist_dir`).
 //! - [`train`](mod@train): pre-training → GMM fit on μ̃ → joint training, with checkpoints
 //!   ([`checkpoint`]), `log.jsonl`, `metrics.json`, and the pictures ([`plot`]).
-//! - [`eval`]: predicted clusters `argmax_k q(c = k | μ̃)` and ACC / NMI / ARI.
+//! - [`eval`]: predicted clusters `argmax_k q(c = k | μ̃)` and ACC / NMI / ARI, of a model or
+//!   of a saved run.
 //! - [`sample`]: images generated from each prior component, as a grid PNG.
 //! - [`report`]: several runs (seeds) summarised as mean ± sd of ACC / NMI / ARI per stage.
 //!
@@ -38,7 +39,7 @@ pub mod train;
 pub use checkpoint::{read_state, CheckpointState, ClusterMetrics, Phase};
 pub use data::Dataset;
 pub use error::VadeError;
-pub use eval::{cluster_metrics, evaluate, Evaluation};
+pub use eval::{cluster_metrics, evaluate, evaluate_run, Evaluation};
 pub use mixburn_prior::{GmmPrior, GmmPriorConfig};
 pub use model::{Loss, Vade, VadeConfig};
 pub use report::{read_run, summarize, RunProgress, Spread, Stage, StageSummary, Summary};
