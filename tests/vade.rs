@@ -428,6 +428,13 @@ fn cli_train_prints_the_metrics_and_sample_writes_a_grid_of_the_expected_size() 
     let metrics: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics["acc"], out["acc"]);
+    let log = std::fs::read_to_string(run.join("log.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(last["epoch"], 2, "the last line is the last epoch: {last}");
+    assert_eq!(
+        last["metrics"]["acc"], out["acc"],
+        "the final evaluation is logged"
+    );
     assert_eq!(png_size(&run.join("latent.png")), (800, 800));
     assert_eq!(png_size(&run.join("samples.png")), grid_size(3, 10));
 

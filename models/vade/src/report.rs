@@ -1,8 +1,9 @@
 //! Several runs of one configuration (seeds) summarised: ACC / NMI / ARI as mean and spread at
 //! every stage all runs have evaluated, and the training time to reach it.
 //!
-//! A run's evaluations come from its `log.jsonl` (the GMM initialisation, then every
-//! `eval_every` joint epochs) and, once finished, its `state.json` (the final evaluation). The
+//! A run's evaluations come from its `log.jsonl` (the GMM initialisation, every `eval_every`
+//! joint epochs and the last one; runs written before the last epoch's evaluation was logged
+//! have it in `state.json` only, which is read as well). The
 //! learning-rate schedule depends only on the epoch, so a 300-epoch run evaluated at epoch 100
 //! is exactly the run `--epochs 100` would have given: runs that are still training can be
 //! summarised at the epochs they have reached.

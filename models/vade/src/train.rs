@@ -575,6 +575,8 @@ pub fn train(
         net_opt = load_optimizer(run_dir, &state, OPTIM_NET_FILE, net_opt)?;
         prior_opt = load_optimizer(run_dir, &state, OPTIM_PRIOR_FILE, prior_opt)?;
     }
+    // The last epoch's evaluation (logged with it) is the final one.
+    let mut final_evaluation = None;
     for epoch in state.epoch..config.epochs {
         let lr = config.decayed(config.lr, epoch);
         let prior_lr = config.decayed(config.prior_lr, epoch);
@@ -586,12 +588,15 @@ pub fn train(
         let (m, mut record) = run_epoch(&ctx, Phase::Joint, epoch, config.epochs, model, optim)?;
         model = m;
         let last = epoch + 1 == config.epochs;
-        if config.eval_every > 0 && (epoch + 1) % config.eval_every == 0 && !last {
+        if last || (config.eval_every > 0 && (epoch + 1) % config.eval_every == 0) {
             let t = Instant::now();
-            let metrics = evaluate(&model.valid(), data, config.eval_chunk)?.metrics;
-            record.metrics = Some(metrics);
-            state.metrics = Some(metrics);
+            let evaluation = evaluate(&model.valid(), data, config.eval_chunk)?;
+            record.metrics = Some(evaluation.metrics);
+            state.metrics = Some(evaluation.metrics);
             record.seconds += t.elapsed().as_secs_f64();
+            if last {
+                final_evaluation = Some(evaluation);
+            }
         }
         state.epoch = epoch + 1;
         state.lr = lr;
@@ -614,7 +619,11 @@ pub fn train(
 
     let model = model.valid();
     let start = Instant::now();
-    let evaluation = evaluate(&model, data, config.eval_chunk)?;
+    let evaluation = match final_evaluation {
+        Some(e) => e,
+        // A finished run resumed without more epochs: evaluate it again.
+        None => evaluate(&model, data, config.eval_chunk)?,
+    };
     state.metrics = Some(evaluation.metrics);
     if options.pictures {
         let means = to_f64(evaluation.means.clone())?;
