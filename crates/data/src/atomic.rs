@@ -1,5 +1,7 @@
 //! Atomic file replacement: write a temporary file next to the destination,
 //! then rename it over the destination, so readers never see a half-written file.
+//! A symbolic link is followed (its target is replaced, the link stays); a device or pipe
+//! (`/dev/stdout`, a FIFO) is written in place, since it cannot be replaced.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -65,6 +67,16 @@ pub fn write_atomic(
     f: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<(), DataError> {
     let io_err = |source: io::Error| write_err(path, source);
+    let target = match destination(path) {
+        Destination::Stream => {
+            let mut writer =
+                BufWriter::new(OpenOptions::new().write(true).open(path).map_err(io_err)?);
+            f(&mut writer).map_err(io_err)?;
+            return writer.flush().map_err(io_err);
+        }
+        Destination::File(target) => target,
+    };
+    let path = target.as_path();
     let (dir, name) = dir_and_name(path)?;
     let (file, tmp_path) = create_temp(dir, name, "").map_err(io_err)?;
     let mut guard = TempGuard {
@@ -78,6 +90,28 @@ pub fn write_atomic(
     fs::rename(&guard.path, path).map_err(io_err)?;
     guard.armed = false;
     Ok(())
+}
+
+/// Where a write to a path goes.
+enum Destination {
+    /// A regular file (new or existing) at this path: written by temporary file and rename.
+    /// For a symbolic link to a file this is the link's target, so the link stays a link.
+    File(PathBuf),
+    /// An existing device, pipe or socket (`/dev/stdout`, a FIFO): written in place, since
+    /// renaming a file over it would replace it.
+    Stream,
+}
+
+/// Classifies `path` (see [`Destination`]); a path that does not exist, or whose type cannot
+/// be read, is a new regular file.
+fn destination(path: &Path) -> Destination {
+    match fs::metadata(path) {
+        Ok(m) if !m.is_file() && !m.is_dir() => Destination::Stream,
+        Ok(_) if fs::symlink_metadata(path).is_ok_and(|l| l.file_type().is_symlink()) => {
+            Destination::File(fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()))
+        }
+        _ => Destination::File(path.to_path_buf()),
+    }
 }
 
 /// An I/O error while writing `path` (a missing directory included: not "file not found").
@@ -122,6 +156,30 @@ pub fn write_atomic_path<E: From<DataError>>(
     extension: &str,
     write: impl FnOnce(&Path) -> Result<(), E>,
 ) -> Result<(), E> {
+    let target = match destination(path) {
+        Destination::Stream => {
+            // The writer needs a path with the extension: write a temporary file, then copy it
+            // into the stream.
+            let dir = std::env::temp_dir();
+            let (file, tmp_path) = create_temp(&dir, "mixburn".as_ref(), &format!(".{extension}"))
+                .map_err(|e| write_err(path, e))?;
+            drop(file);
+            let guard = TempGuard {
+                path: tmp_path,
+                armed: true,
+            };
+            write(&guard.path)?;
+            let bytes = fs::read(&guard.path).map_err(|e| write_err(path, e))?;
+            let mut out = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| write_err(path, e))?;
+            out.write_all(&bytes).map_err(|e| write_err(path, e))?;
+            return Ok(());
+        }
+        Destination::File(target) => target,
+    };
+    let path = target.as_path();
     let (dir, name) = dir_and_name(path)?;
     let (file, tmp_path) =
         create_temp(dir, name, &format!(".{extension}")).map_err(|e| write_err(path, e))?;

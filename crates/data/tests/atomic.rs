@@ -3,7 +3,9 @@
 use std::fs;
 use std::io;
 
-use mixburn_data::{write_atomic, write_matrix_npy, DataError, ElemType, Matrix};
+use mixburn_data::{
+    write_atomic, write_atomic_path, write_matrix_npy, DataError, ElemType, Matrix,
+};
 
 fn entries(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
@@ -119,4 +121,72 @@ fn path_writer_failure_keeps_the_old_file_and_removes_the_temporary_one() {
     let err = mixburn_data::write_atomic_path::<DataError>(&q, "png", |_| Ok(())).unwrap_err();
     assert!(matches!(err, DataError::Io { .. }), "{err:?}");
     assert!(err.to_string().contains("picture.png"), "{err}");
+}
+
+#[test]
+fn atomic_write_through_a_symlink_replaces_the_target_and_keeps_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("target.txt");
+    let link = dir.path().join("link.txt");
+    fs::write(&target, "old").unwrap();
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    write_atomic(&link, |w| w.write_all(b"new")).unwrap();
+    assert!(fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(fs::read_to_string(&target).unwrap(), "new");
+    write_atomic_path(&link, "txt", |p| {
+        fs::write(p, "from path").map_err(|e| DataError::Io {
+            path: p.to_path_buf(),
+            source: e,
+        })
+    })
+    .unwrap();
+    assert!(fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(fs::read_to_string(&target).unwrap(), "from path");
+    assert_eq!(entries(dir.path()), vec!["link.txt", "target.txt"]);
+}
+
+/// Reads everything written to the FIFO at `path` while `write` runs; checks that the path is
+/// still a FIFO afterwards (before waiting for the reader, which a replaced FIFO would block).
+fn through_fifo(path: &std::path::Path, write: impl FnOnce()) -> Vec<u8> {
+    use std::os::unix::fs::FileTypeExt;
+    let p = path.to_path_buf();
+    let reader = std::thread::spawn(move || fs::read(p).unwrap());
+    write();
+    assert!(
+        fs::metadata(path).unwrap().file_type().is_fifo(),
+        "the FIFO was replaced"
+    );
+    reader.join().unwrap()
+}
+
+#[test]
+fn atomic_write_to_a_pipe_writes_into_it_instead_of_replacing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    let got = through_fifo(&fifo, || {
+        write_atomic(&fifo, |w| w.write_all(b"streamed")).unwrap()
+    });
+    assert_eq!(got, b"streamed");
+    let got = through_fifo(&fifo, || {
+        write_atomic_path(&fifo, "txt", |p| {
+            fs::write(p, "via a file").map_err(|e| DataError::Io {
+                path: p.to_path_buf(),
+                source: e,
+            })
+        })
+        .unwrap()
+    });
+    assert_eq!(got, b"via a file");
+    assert_eq!(entries(dir.path()), vec!["pipe"]);
 }
