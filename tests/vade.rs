@@ -16,8 +16,8 @@ use mixburn_vade::eval::{pca_2d, symmetric_eigen};
 use mixburn_vade::model::{bce_with_logits, kl_standard_normal};
 use mixburn_vade::plot::grid_size;
 use mixburn_vade::{
-    epoch_permutation, evaluate, summarize, train, Dataset, Phase, Spread, Stage, TrainOptions,
-    Vade, VadeConfig, VadeError,
+    epoch_permutation, evaluate, mean_neg_elbo, summarize, train, Dataset, Phase, Spread, Stage,
+    TrainOptions, Vade, VadeConfig, VadeError,
 };
 
 /// Images used by the training tests.
@@ -513,6 +513,15 @@ fn cli_train_prints_the_metrics_and_sample_writes_a_grid_of_the_expected_size() 
         assert_eq!(e[key], out[key], "{key}: {e} vs {out}");
     }
     assert_eq!((e["epoch"].as_u64(), e["n"].as_u64()), (Some(2), Some(300)));
+    let (ne, re, kl) = (
+        e["neg_elbo"].as_f64().unwrap(),
+        e["recon"].as_f64().unwrap(),
+        e["kl"].as_f64().unwrap(),
+    );
+    assert!(
+        ne.is_finite() && (ne - (re + kl)).abs() < 1e-6 * ne.abs(),
+        "{e}"
+    );
     let mu = mixburn_data::read_npy_matrix(&means).expect("means.npy");
     assert_eq!((mu.rows, mu.cols), (300, 2));
     let predicted = mixburn_data::read_labels(&clusters).expect("clusters.npy");
@@ -794,5 +803,43 @@ fn report_refuses_repeated_seeds_other_configurations_and_damaged_logs() {
     assert!(
         matches!(err, VadeError::Io { .. }) && err.to_string().contains("line 1"),
         "{err}"
+    );
+}
+
+#[test]
+fn the_evaluated_neg_elbo_does_not_depend_on_the_chunk_size_and_is_reproducible() {
+    let data = dataset(Precision::F32, None);
+    let config = tiny(1, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let report = train(&config, &data, dir.path(), &quiet(false)).expect("train");
+    let model = report.model;
+    let whole = mean_neg_elbo(&model, &data, N, 0).expect("one chunk");
+    let chunked = mean_neg_elbo(&model, &data, 70, 0).expect("chunks of 70");
+    let rel = |a: f64, b: f64| (a - b).abs() / a.abs().max(1e-12);
+    assert!(
+        rel(whole.neg_elbo, chunked.neg_elbo) < 1e-5,
+        "{whole:?} vs {chunked:?}"
+    );
+    assert!(rel(whole.kl, chunked.kl) < 1e-4, "{whole:?} vs {chunked:?}");
+    assert!(rel(whole.neg_elbo, whole.recon + whole.kl) < 1e-6);
+    assert_eq!(
+        mean_neg_elbo(&model, &data, 70, 0).unwrap(),
+        chunked,
+        "same seed, same value"
+    );
+    let other = mean_neg_elbo(&model, &data, 70, 1).unwrap();
+    assert_ne!(other, chunked, "another seed draws other noise");
+    // One draw of noise per image: the two seeds agree to the Monte-Carlo error of the recon
+    // term, which is small next to the loss itself.
+    assert!(
+        rel(whole.neg_elbo, other.neg_elbo) < 0.05,
+        "{whole:?} vs {other:?}"
+    );
+    // The training loss of the last epoch estimates the same quantity (on other noise, and
+    // averaged over the epoch's changing weights).
+    let logged = report.history.last().unwrap().loss;
+    assert!(
+        rel(whole.neg_elbo, logged) < 0.1,
+        "{whole:?} vs logged {logged}"
     );
 }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use mixburn_gmm::backend::{Backend, Precision};
 use mixburn_vade::{
-    evaluate_run, read_state, sample_grid, summarize, train, Dataset, TrainOptions, VadeConfig,
-    VadeError,
+    evaluate_run, mean_neg_elbo, read_state, sample_grid, summarize, train, Dataset, TrainOptions,
+    VadeConfig, VadeError,
 };
 use serde_json::{json, Value};
 
@@ -24,8 +24,9 @@ pub enum VadeCommand {
     /// Summarise runs of one configuration (seeds): mean ± sd of ACC / NMI / ARI and the
     /// training time at every stage all runs have evaluated (finished or still training).
     Report(VadeReportArgs),
-    /// Evaluate a saved run (its latest checkpoint) on the images: ACC / NMI / ARI (JSON), and
-    /// optionally the latent means, the predicted clusters and the latent-space picture.
+    /// Evaluate a saved run (its latest checkpoint) on the images: ACC / NMI / ARI and the
+    /// negative ELBO (JSON), and optionally the latent means, the predicted clusters and the
+    /// latent-space picture.
     Evaluate(VadeEvaluateArgs),
 }
 
@@ -147,6 +148,10 @@ pub struct VadeEvaluateArgs {
     /// Draw μ̃ on its two leading principal axes, coloured by predicted cluster, to this PNG.
     #[arg(long)]
     pub latent_png: Option<PathBuf>,
+    /// Seed of the noise ε of the reported negative ELBO (`neg_elbo`, `recon`, `kl`: means per
+    /// image, one draw of ε each; lower is better, and needs no labels).
+    #[arg(long, default_value_t = 0)]
+    pub elbo_seed: u64,
 }
 
 /// Runs a VaDE subcommand.
@@ -278,7 +283,9 @@ fn evaluate_cmd(a: VadeEvaluateArgs) -> Result<Value, CliError> {
     let device = backend.device_for(precision)?;
     let data = Dataset::mnist_dir(&a.data, a.limit, &device, precision)?;
     let chunk = VadeConfig::new().eval_chunk;
-    let (state, ev) = evaluate_run(&a.model, &data, chunk, &device)?;
+    let run = evaluate_run(&a.model, &data, chunk, &device)?;
+    let elbo = mean_neg_elbo(&run.model, &data, chunk, a.elbo_seed)?;
+    let (state, ev) = (run.state, run.evaluation);
     let d = state.config.latent_dim;
     if a.means.is_some() || a.latent_png.is_some() {
         let means = mixburn_vade::eval::means_to_host(ev.means.clone())?;
@@ -310,6 +317,9 @@ fn evaluate_cmd(a: VadeEvaluateArgs) -> Result<Value, CliError> {
         "acc": ev.metrics.acc,
         "nmi": ev.metrics.nmi,
         "ari": ev.metrics.ari,
+        "neg_elbo": elbo.neg_elbo,
+        "recon": elbo.recon,
+        "kl": elbo.kl,
         "phase": state.phase,
         "epoch": state.epoch,
         "n": data.len(),

@@ -8,6 +8,7 @@ use mixburn_gmm::cluster_metrics::{
     adjusted_rand_index, clustering_accuracy, normalized_mutual_info,
 };
 use mixburn_gmm::host::to_f64;
+use serde::Serialize;
 
 use crate::checkpoint::{load_model, read_state, CheckpointState, ClusterMetrics, Phase};
 use crate::data::Dataset;
@@ -48,8 +49,57 @@ pub fn evaluate(model: &Vade, data: &Dataset, chunk: usize) -> Result<Evaluation
     })
 }
 
+/// The negative ELBO and its two terms, averaged over the images.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct ElboTerms {
+    /// `recon + kl` (lower is better).
+    pub neg_elbo: f64,
+    /// Mean `Σ_j BCE(x_j, decoder(z)_j)`.
+    pub recon: f64,
+    /// Mean VaDE KL term.
+    pub kl: f64,
+}
+
+/// VaDE's negative ELBO averaged over all images, with one draw of ε per image from the stream
+/// seeded by `seed`: `(1/N) Σ_i [Σ_j BCE(x_ij, decoder(z_i)_j) + KL_vade(μ̃_i, log σ̃²_i)]`,
+/// `z_i = μ̃_i + σ̃_i ε_i` ([`Vade::elbo_loss`], `chunk` rows at a time; the result does not
+/// depend on `chunk`). It needs no labels, so it can choose between runs of different seeds,
+/// as scikit-learn's `n_init` keeps the restart with the best lower bound.
+pub fn mean_neg_elbo(model: &Vade, data: &Dataset, chunk: usize, seed: u64) -> Result<ElboTerms> {
+    let [n, _] = data.images.dims();
+    let d = model.latent_dim();
+    let eps =
+        crate::train::evaluation_noise(seed, n, d, &data.images.device(), data.images.dtype());
+    let mut sums = [0.0f64; 3];
+    for (s, len) in mixburn_gmm::host::chunks(n, chunk) {
+        let x = data.images.clone().narrow(0, s, len);
+        let loss = model.elbo_loss(x, eps.clone().narrow(0, s, len));
+        let stats = to_f64(loss.stats())?;
+        for (acc, v) in sums.iter_mut().zip(stats) {
+            *acc += v * len as f64;
+        }
+    }
+    let mean = |v: f64| v / n.max(1) as f64;
+    Ok(ElboTerms {
+        neg_elbo: mean(sums[0]),
+        recon: mean(sums[1]),
+        kl: mean(sums[2]),
+    })
+}
+
+/// What [`evaluate_run`] returns.
+#[derive(Debug)]
+pub struct RunEvaluation {
+    /// The run's state (configuration, phase, epochs done).
+    pub state: CheckpointState,
+    /// The model of its latest checkpoint (no autodiff).
+    pub model: Vade,
+    /// Its evaluation on the data.
+    pub evaluation: Evaluation,
+}
+
 /// A saved run evaluated on `data`: the model of the checkpoint `state.json` points at, loaded on
-/// `device`, then [`evaluate`]d. Returns the run's state with the evaluation.
+/// `device`, then [`evaluate`]d.
 ///
 /// # Errors
 /// [`VadeError::NoCheckpoint`] / [`VadeError::Checkpoint`] for a missing or damaged run;
@@ -61,7 +111,7 @@ pub fn evaluate_run(
     data: &Dataset,
     chunk: usize,
     device: &Device,
-) -> Result<(CheckpointState, Evaluation)> {
+) -> Result<RunEvaluation> {
     let state = read_state(run_dir)?;
     if state.phase == Phase::Pretrain {
         return Err(VadeError::config(
@@ -88,7 +138,11 @@ pub fn evaluate_run(
     }
     let model = load_model(run_dir, &state, None, device)?;
     let evaluation = evaluate(&model, data, chunk)?;
-    Ok((state, evaluation))
+    Ok(RunEvaluation {
+        state,
+        model,
+        evaluation,
+    })
 }
 
 /// Projection of the rows of `x` (`[N, D]`, row-major) on their two leading principal axes:

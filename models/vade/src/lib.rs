@@ -39,7 +39,9 @@ pub mod train;
 pub use checkpoint::{read_state, CheckpointState, ClusterMetrics, Phase};
 pub use data::Dataset;
 pub use error::VadeError;
-pub use eval::{cluster_metrics, evaluate, evaluate_run, Evaluation};
+pub use eval::{
+    cluster_metrics, evaluate, evaluate_run, mean_neg_elbo, ElboTerms, Evaluation, RunEvaluation,
+};
 pub use mixburn_prior::{GmmPrior, GmmPriorConfig};
 pub use model::{Loss, Vade, VadeConfig};
 pub use report::{read_run, summarize, RunProgress, Spread, Stage, StageSummary, Summary};

@@ -167,7 +167,24 @@ fn epoch_noise(
     device: &Device,
     dtype: DType,
 ) -> Tensor<2> {
-    let mut rng = StdRng::seed_from_u64(stream_seed(seed, 3, epoch));
+    standard_normal(stream_seed(seed, 3, epoch), n, d, device, dtype)
+}
+
+/// Standard normal noise for evaluating the ELBO ([`crate::eval::mean_neg_elbo`]), `[n, d]`,
+/// seeded by `seed` (a stream apart from the training noise).
+pub(crate) fn evaluation_noise(
+    seed: u64,
+    n: usize,
+    d: usize,
+    device: &Device,
+    dtype: DType,
+) -> Tensor<2> {
+    standard_normal(stream_seed(seed, 4, 0), n, d, device, dtype)
+}
+
+/// `[n, d]` standard normal values from the stream `stream`, drawn on the host.
+fn standard_normal(stream: u64, n: usize, d: usize, device: &Device, dtype: DType) -> Tensor<2> {
+    let mut rng = StdRng::seed_from_u64(stream);
     let eps: Vec<f32> = (0..n * d)
         .map(|_| {
             let v: f32 = StandardNormal.sample(&mut rng);
