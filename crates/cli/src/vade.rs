@@ -287,28 +287,14 @@ fn evaluate_cmd(a: VadeEvaluateArgs) -> Result<Value, CliError> {
     let elbo = mean_neg_elbo(&run.model, &data, chunk, a.elbo_seed)?;
     let (state, ev) = (run.state, run.evaluation);
     let d = state.config.latent_dim;
-    if a.means.is_some() || a.latent_png.is_some() {
+    if let Some(path) = &a.means {
         let means = mixburn_vade::eval::means_to_host(ev.means.clone())?;
-        if let Some(path) = &a.means {
-            let m = mixburn_data::Matrix::new(
-                means.len() / d,
-                d,
-                means.clone(),
-                mixburn_data::ElemType::F32,
-            )
+        let m = mixburn_data::Matrix::new(means.len() / d, d, means, mixburn_data::ElemType::F32)
             .map_err(VadeError::from)?;
-            mixburn_data::write_matrix_npy(path, &m).map_err(VadeError::from)?;
-        }
-        if let Some(path) = &a.latent_png {
-            let points = mixburn_vade::eval::pca_2d(&means, d);
-            mixburn_vade::plot::write_latent_png(
-                path,
-                &points,
-                &ev.predicted,
-                "VaDE latent means (PCA), coloured by predicted cluster",
-                20_000,
-            )?;
-        }
+        mixburn_data::write_matrix_npy(path, &m).map_err(VadeError::from)?;
+    }
+    if let Some(path) = &a.latent_png {
+        mixburn_vade::eval::write_latent_picture(path, &ev, d)?;
     }
     if let Some(path) = &a.clusters {
         mixburn_data::write_labels_npy(path, &ev.predicted).map_err(VadeError::from)?;

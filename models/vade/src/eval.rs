@@ -145,6 +145,19 @@ pub fn evaluate_run(
     })
 }
 
+/// Draws `evaluation`'s latent means on their two leading principal axes ([`pca_2d`]),
+/// coloured by predicted cluster (at most 20 000 points), to the PNG `path`.
+pub fn write_latent_picture(path: &Path, evaluation: &Evaluation, latent_dim: usize) -> Result<()> {
+    let means = means_to_host(evaluation.means.clone())?;
+    crate::plot::write_latent_png(
+        path,
+        &pca_2d(&means, latent_dim),
+        &evaluation.predicted,
+        "VaDE latent means (PCA), coloured by predicted cluster",
+        20_000,
+    )
+}
+
 /// Projection of the rows of `x` (`[N, D]`, row-major) on their two leading principal axes:
 /// the eigenvectors of the covariance `C = (X − x̄)ᵀ(X − x̄) / N` with the largest eigenvalues
 /// (cyclic Jacobi on the D×D matrix). Returns N points `[(x − x̄)·v₁, (x − x̄)·v₂]`; with D = 1

@@ -46,7 +46,7 @@ use crate::checkpoint::{
 };
 use crate::data::Dataset;
 use crate::error::{Result, VadeError};
-use crate::eval::{cluster_metrics, evaluate, pca_2d};
+use crate::eval::{cluster_metrics, evaluate};
 use crate::model::{cast_params, Loss, Vade, VadeConfig};
 
 /// Per-epoch log file in the run directory.
@@ -643,14 +643,10 @@ pub fn train(
     };
     state.metrics = Some(evaluation.metrics);
     if options.pictures {
-        let means = to_f64(evaluation.means.clone())?;
-        let points = pca_2d(&means, config.latent_dim);
-        crate::plot::write_latent_png(
+        crate::eval::write_latent_picture(
             &run_dir.join(LATENT_PNG),
-            &points,
-            &evaluation.predicted,
-            "VaDE latent means (PCA), coloured by predicted cluster",
-            20_000,
+            &evaluation,
+            config.latent_dim,
         )?;
         if config.input_dim == crate::plot::IMAGE_SIDE * crate::plot::IMAGE_SIDE {
             crate::sample::write_samples(&model, 10, config.seed, &run_dir.join(SAMPLES_PNG))?;
