@@ -12,7 +12,9 @@ use mixburn_data::{ElemType, Matrix};
 use mixburn_gmm::backend::{Backend, Precision};
 use mixburn_gmm::burn::tensor::{Device, Tensor};
 use mixburn_gmm::host::{tensor_from_f64, to_f64, to_i64};
-use mixburn_gmm::{CovarianceType, GaussianMixture, GaussianMixtureConfig, InitMethod};
+use mixburn_gmm::{
+    select_n_components, Criterion, Folds, GaussianMixture, GaussianMixtureConfig, InitMethod,
+};
 use serde_json::{json, Value};
 
 /// Errors of the command line: data files, the mixture library, or arguments.
@@ -46,6 +48,8 @@ pub struct Cli {
 pub enum Command {
     /// Fit a Gaussian mixture by EM and save it.
     Fit(FitArgs),
+    /// Choose the number of components by BIC, AIC or cross-validated log-likelihood.
+    Select(SelectArgs),
     /// Per-sample log-likelihoods of data under a saved model.
     Score(ScoreArgs),
     /// Most probable component of each row (and optionally the probabilities).
@@ -71,15 +75,9 @@ pub struct Compute {
     pub dtype: Option<String>,
 }
 
-/// `mixburn fit`.
-#[derive(Debug, Args)]
-pub struct FitArgs {
-    /// Training data: .npy (f32/f64, 2-D) or .csv (optional header).
-    #[arg(long)]
-    pub input: PathBuf,
-    /// Number of components K.
-    #[arg(long, default_value_t = 1)]
-    pub components: usize,
+/// EM settings shared by `fit` and `select` (scikit-learn's names and defaults).
+#[derive(Debug, Args, Clone)]
+pub struct EmOptions {
     /// full, tied, diag or spherical.
     #[arg(long, default_value = "full")]
     pub covariance: String,
@@ -104,12 +102,92 @@ pub struct FitArgs {
     /// Rows per chunk.
     #[arg(long, default_value_t = 1024)]
     pub chunk_size: usize,
-    /// Where to write the model (JSON).
-    #[arg(long)]
-    pub output: PathBuf,
     /// Backend and precision.
     #[command(flatten)]
     pub compute: Compute,
+}
+
+impl EmOptions {
+    /// The configuration of a fit with `k` components.
+    fn config(&self, k: usize) -> Result<GaussianMixtureConfig, CliError> {
+        Ok(GaussianMixtureConfig {
+            n_components: k,
+            covariance_type: self.covariance.parse()?,
+            tol: self.tol,
+            reg_covar: self.reg_covar,
+            max_iter: self.max_iter,
+            n_init: self.n_init,
+            init_params: self.init.parse::<InitMethod>()?,
+            seed: Some(self.seed),
+            chunk_size: self.chunk_size,
+            ..GaussianMixtureConfig::default()
+        })
+    }
+}
+
+/// `mixburn fit`.
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    /// Training data: .npy (f32/f64, 2-D) or .csv (optional header).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Number of components K.
+    #[arg(long, default_value_t = 1)]
+    pub components: usize,
+    /// Where to write the model (JSON).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// EM settings, backend and precision.
+    #[command(flatten)]
+    pub em: EmOptions,
+}
+
+/// `mixburn select`.
+#[derive(Debug, Args)]
+pub struct SelectArgs {
+    /// Training data: .npy (f32/f64, 2-D) or .csv (optional header).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Candidate numbers of components: a range `1..8` (inclusive) or a list `2,4,8`.
+    #[arg(long, default_value = "1..8")]
+    pub components: String,
+    /// bic, aic, or cv (mean held-out log-likelihood over --folds folds).
+    #[arg(long, default_value = "bic")]
+    pub criterion: String,
+    /// Folds of the cross-validation (K-fold, rows shuffled with --seed).
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+    /// Where to write the chosen model, fitted to all rows (JSON).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// EM settings, backend and precision.
+    #[command(flatten)]
+    pub em: EmOptions,
+}
+
+/// Parses `1..8` (inclusive) or `2,4,8` into the candidate numbers of components.
+pub fn parse_components(s: &str) -> Result<Vec<usize>, CliError> {
+    let bad = || {
+        mixburn_gmm::GmmError::config(
+            "n_components",
+            format!("`{s}` is not a range like 1..8 or a list like 2,4,8 of positive integers"),
+        )
+    };
+    let num = |t: &str| t.trim().parse::<usize>().ok().filter(|&k| k > 0);
+    let ks: Vec<usize> = match s.split_once("..") {
+        Some((a, b)) => {
+            let (a, b) = (num(a).ok_or_else(bad)?, num(b).ok_or_else(bad)?);
+            if a > b {
+                return Err(bad().into());
+            }
+            (a..=b).collect()
+        }
+        None => s
+            .split(',')
+            .map(|t| num(t).ok_or_else(bad))
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(ks)
 }
 
 /// `mixburn score`.
@@ -173,6 +251,7 @@ pub struct SampleArgs {
 pub fn run(cli: Cli) -> Result<Value, CliError> {
     match cli.command {
         Command::Fit(a) => fit(a),
+        Command::Select(a) => select(a),
         Command::Score(a) => score(a),
         Command::Predict(a) => predict(a),
         Command::Sample(a) => sample(a),
@@ -216,21 +295,8 @@ pub(crate) fn load(
 }
 
 fn fit(a: FitArgs) -> Result<Value, CliError> {
-    let (device, precision) = device(&a.compute, Precision::F32)?;
-    let covariance: CovarianceType = a.covariance.parse()?;
-    let init: InitMethod = a.init.parse()?;
-    let config = GaussianMixtureConfig {
-        n_components: a.components,
-        covariance_type: covariance,
-        tol: a.tol,
-        reg_covar: a.reg_covar,
-        max_iter: a.max_iter,
-        n_init: a.n_init,
-        init_params: init,
-        seed: Some(a.seed),
-        chunk_size: a.chunk_size,
-        ..GaussianMixtureConfig::default()
-    };
+    let (device, precision) = device(&a.em.compute, Precision::F32)?;
+    let config = a.em.config(a.components)?;
     let (x, n) = load(&a.input, &device, precision)?;
     let model = mixburn_gmm::fit(&config, &x)?;
     let mean_ll = model.score(&x)?;
@@ -250,10 +316,45 @@ fn fit(a: FitArgs) -> Result<Value, CliError> {
         "n_features": model.n_features,
         "n_components": model.n_components,
         "covariance_type": model.covariance_type.to_string(),
-        "backend": a.compute.backend,
+        "backend": a.em.compute.backend,
         "dtype": precision.to_string(),
         "weights": model.weights(),
         "output": a.output.display().to_string(),
+    }))
+}
+
+fn select(a: SelectArgs) -> Result<Value, CliError> {
+    let (device, precision) = device(&a.em.compute, Precision::F32)?;
+    let ks = parse_components(&a.components)?;
+    let (x, n) = load(&a.input, &device, precision)?;
+    let criterion = match a.criterion.to_ascii_lowercase().as_str() {
+        "bic" => Criterion::Bic,
+        "aic" => Criterion::Aic,
+        "cv" | "cross-validation" | "held-out" => {
+            Criterion::CrossValidation(Folds::kfold(n, a.folds, Some(a.em.seed))?)
+        }
+        other => {
+            return Err(mixburn_gmm::GmmError::config(
+                "criterion",
+                format!("unknown criterion `{other}`; use bic, aic or cv"),
+            )
+            .into())
+        }
+    };
+    let selection = select_n_components(&a.em.config(ks[0])?, &ks, &x, &criterion)?;
+    if let Some(out) = &a.output {
+        selection.model.save(out)?;
+    }
+    Ok(json!({
+        "criterion": selection.criterion,
+        "best_n_components": selection.best_n_components(),
+        "candidates": selection.candidates,
+        "n_folds": matches!(criterion, Criterion::CrossValidation(_)).then_some(a.folds),
+        "n_samples": n,
+        "covariance_type": selection.model.covariance_type.to_string(),
+        "backend": a.em.compute.backend,
+        "dtype": precision.to_string(),
+        "output": a.output.as_ref().map(|p| p.display().to_string()),
     }))
 }
 

@@ -263,3 +263,100 @@ fn unknown_backend_or_dtype_fails_cleanly() {
         "dtype",
     );
 }
+
+#[test]
+fn select_prints_every_candidate_and_saves_the_chosen_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("best.json");
+    for criterion in ["bic", "aic", "cv"] {
+        let out = json(&mixburn(&[
+            "select",
+            "--input",
+            p(&faithful()),
+            "--components",
+            "1..4",
+            "--criterion",
+            criterion,
+            "--folds",
+            "4",
+            "--dtype",
+            "f64",
+            "--output",
+            p(&model),
+        ]));
+        let candidates = out["candidates"].as_array().unwrap();
+        let ks: Vec<u64> = candidates
+            .iter()
+            .map(|c| c["n_components"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ks, [1, 2, 3, 4], "{criterion}");
+        // The printed choice is the best of the printed scores.
+        let key = match criterion {
+            "cv" => "held_out_mean",
+            other => other,
+        };
+        let score = |c: &serde_json::Value| {
+            let v = c[key].as_f64().unwrap();
+            if criterion == "cv" {
+                -v
+            } else {
+                v
+            }
+        };
+        let best = candidates
+            .iter()
+            .min_by(|a, b| score(a).total_cmp(&score(b)))
+            .unwrap();
+        assert_eq!(
+            out["best_n_components"], best["n_components"],
+            "{criterion}"
+        );
+        if criterion == "cv" {
+            assert_eq!(out["n_folds"], 4);
+            assert_eq!(best["held_out"].as_array().unwrap().len(), 4);
+        }
+        // The saved model is the chosen K and scores like the printed fit to all rows.
+        let scored = json(&mixburn(&[
+            "score",
+            "--model",
+            p(&model),
+            "--input",
+            p(&faithful()),
+        ]));
+        let ll = best["mean_log_likelihood"].as_f64().unwrap();
+        assert!(
+            (scored["mean_log_likelihood"].as_f64().unwrap() - ll).abs() < 1e-9 * ll.abs(),
+            "{criterion}: {scored} vs {best}"
+        );
+    }
+    // Old Faithful has two clusters: BIC says so.
+    let out = json(&mixburn(&[
+        "select",
+        "--input",
+        p(&faithful()),
+        "--components",
+        "1..4",
+        "--dtype",
+        "f64",
+    ]));
+    assert_eq!(out["best_n_components"], 2, "{out}");
+}
+
+#[test]
+fn select_refuses_bad_candidates_criteria_and_folds() {
+    let f = faithful();
+    for (args, needle) in [
+        (vec!["--components", "4..2"], "is not a range"),
+        (vec!["--components", "0,2"], "positive integers"),
+        (vec!["--components", "a"], "is not a range"),
+        (vec!["--criterion", "dic"], "use bic, aic or cv"),
+        (
+            vec!["--criterion", "cv", "--folds", "1"],
+            "at least 2 folds",
+        ),
+    ] {
+        let mut all = vec!["select", "--input", p(&f)];
+        all.extend(args);
+        fails_cleanly(&mixburn(&all), needle);
+    }
+}

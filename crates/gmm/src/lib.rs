@@ -18,6 +18,7 @@
 //! - [`kmeans`]: batched k-means++ and Lloyd.
 //! - [`init`]: starting parameters; [`em`]: the EM loop; [`params`]: the M-step.
 //! - [`model`]: the fitted [`GaussianMixture`]; [`config`]: [`GaussianMixtureConfig`].
+//! - [`select`]: choosing K by BIC, AIC or held-out (cross-validated) log-likelihood.
 //! - [`cluster_metrics`]: clustering accuracy (Hungarian), NMI and ARI.
 //! - [`backend`]: backends (`flex`, `ndarray`, `wgpu` features) and precisions.
 //!
@@ -45,6 +46,7 @@ pub mod mahalanobis;
 pub mod model;
 pub mod params;
 pub mod scatter;
+pub mod select;
 pub mod stats;
 
 pub use backend::{Backend, Precision};
@@ -59,4 +61,5 @@ pub use mahalanobis::SharedPrecision;
 pub use model::GaussianMixture;
 pub use params::Params;
 pub use scatter::ClassScatter;
+pub use select::{select_n_components, Candidate, Criterion, Folds, Selection};
 pub use stats::SufficientStats;
