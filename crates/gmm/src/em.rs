@@ -13,7 +13,7 @@ use crate::estep::{em_pass, ChunkedData};
 use crate::host::{tensor_from_f64, to_f64, to_i64};
 use crate::init::initial_params;
 use crate::model::GaussianMixture;
-use crate::params::{Layout, Params, WeightNorm};
+use crate::params::{Layout, WeightNorm};
 
 /// Checks the shape and finiteness of `x: [N, D]`; returns `(N, D)`.
 pub fn validate_data(x: &Tensor<2>) -> Result<(usize, usize)> {
@@ -37,11 +37,73 @@ pub fn validate_data(x: &Tensor<2>) -> Result<(usize, usize)> {
     Ok((n, d))
 }
 
-/// One restart's progress.
-struct Run {
-    params: Params,
-    history: Vec<f64>,
-    converged: bool,
+/// One restart's progress through [`iterate`].
+pub(crate) struct Run<P> {
+    /// The restart's current parameters.
+    pub params: P,
+    /// Its lower bound at every iteration.
+    pub history: Vec<f64>,
+    /// Whether the bound changed by less than `tol` before `max_iter`.
+    pub converged: bool,
+}
+
+/// The iteration loop shared by every mixture estimator (EM, the variational mixture): the
+/// restarts start from `starts`; each iteration `step` takes the active restarts' parameters
+/// (one batched pass over the rows) and returns each one's next parameters with its lower
+/// bound; a restart whose bound changed by less than `tol` leaves the batch. Returns the
+/// restart with the highest final bound (ties: the earliest, scikit-learn's rule).
+pub(crate) fn iterate<P>(
+    starts: Vec<P>,
+    max_iter: usize,
+    tol: f64,
+    mut step: impl FnMut(&[&P]) -> Result<Vec<(P, f64)>>,
+) -> Result<Run<P>> {
+    let mut active: Vec<Run<P>> = starts
+        .into_iter()
+        .map(|params| Run {
+            params,
+            history: vec![],
+            converged: false,
+        })
+        .collect();
+    let mut done: Vec<(usize, Run<P>)> = vec![];
+    let mut ids: Vec<usize> = (0..active.len()).collect();
+    for _ in 0..max_iter {
+        let refs: Vec<&P> = active.iter().map(|r| &r.params).collect();
+        let next = step(&refs)?;
+        let mut still = vec![];
+        let mut still_ids = vec![];
+        for ((mut run, (params, lb)), id) in active.into_iter().zip(next).zip(ids) {
+            let change = lb - run.history.last().copied().unwrap_or(f64::NEG_INFINITY);
+            run.history.push(lb);
+            run.params = params;
+            if change.abs() < tol {
+                run.converged = true;
+                done.push((id, run));
+            } else {
+                still.push(run);
+                still_ids.push(id);
+            }
+        }
+        active = still;
+        ids = still_ids;
+        if active.is_empty() {
+            break;
+        }
+    }
+    done.extend(ids.into_iter().zip(active));
+    done.sort_by_key(|(id, _)| *id);
+    let mut best: Option<Run<P>> = None;
+    for (_, run) in done {
+        let lb = run.history.last().copied().unwrap_or(f64::NEG_INFINITY);
+        if best
+            .as_ref()
+            .is_none_or(|b| lb > b.history.last().copied().unwrap_or(f64::NEG_INFINITY))
+        {
+            best = Some(run);
+        }
+    }
+    best.ok_or_else(|| GmmError::config("n_init", "at least one restart is needed"))
 }
 
 /// Fits a Gaussian mixture to `x: [N, D]` by EM on `x`'s device, in `x`'s dtype.
@@ -100,58 +162,13 @@ pub fn fit_warm(
             initial_params(config, &data, &layout, &seeds, &centre, eps)?
         }
     };
-    let mut active: Vec<Run> = starts
-        .into_iter()
-        .map(|params| Run {
-            params,
-            history: vec![],
-            converged: false,
-        })
-        .collect();
-    let mut done: Vec<(usize, Run)> = vec![];
-    let mut ids: Vec<usize> = (0..active.len()).collect();
-    for _ in 0..config.max_iter {
-        let refs: Vec<&Params> = active.iter().map(|r| &r.params).collect();
-        let a = layout.upload(&refs);
+    let best = iterate(starts, config.max_iter, config.tol, |params| {
+        let a = layout.upload(params);
         let stats = em_pass(&data, &a, k, config.n_threads);
         let lower = stats.mean_log_likelihood()?;
         let next = layout.m_step(&stats, config.reg_covar, eps, WeightNorm::Mass)?;
-        let mut still = vec![];
-        let mut still_ids = vec![];
-        for ((mut run, params), (id, lb)) in
-            active.into_iter().zip(next).zip(ids.into_iter().zip(lower))
-        {
-            let change = lb - run.history.last().copied().unwrap_or(f64::NEG_INFINITY);
-            run.history.push(lb);
-            run.params = params;
-            if change.abs() < config.tol {
-                run.converged = true;
-                done.push((id, run));
-            } else {
-                still.push(run);
-                still_ids.push(id);
-            }
-        }
-        active = still;
-        ids = still_ids;
-        if active.is_empty() {
-            break;
-        }
-    }
-    done.extend(ids.into_iter().zip(active));
-    done.sort_by_key(|(id, _)| *id);
-    // Highest final lower bound wins; ties keep the earliest restart (scikit-learn's rule).
-    let mut best: Option<Run> = None;
-    for (_, run) in done {
-        let lb = *run.history.last().expect("max_iter >= 1");
-        if best
-            .as_ref()
-            .is_none_or(|b| lb > *b.history.last().expect("history"))
-        {
-            best = Some(run);
-        }
-    }
-    let best = best.expect("n_init >= 1");
+        Ok(next.into_iter().zip(lower).collect())
+    })?;
     Ok(GaussianMixture {
         covariance_type: config.covariance_type,
         n_components: k,
@@ -161,7 +178,7 @@ pub fn fit_warm(
         params: best.params.shifted(&centre, 1.0),
         converged: best.converged,
         n_iter: best.history.len(),
-        lower_bound: *best.history.last().expect("history"),
+        lower_bound: best.history.last().copied().unwrap_or(f64::NEG_INFINITY),
         lower_bounds: best.history,
     })
 }

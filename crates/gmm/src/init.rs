@@ -1,6 +1,10 @@
 //! Starting parameters of each restart, as scikit-learn's `_initialize_parameters`: starting
 //! responsibilities from `init_params`, one M-step from them (weights `n_k / N`), then any
 //! user-given `weights_init` / `means_init` / `precisions_init` override.
+//!
+//! [`initial_stats`] and [`stats_from_responsibilities`] stop one step earlier, at the
+//! sufficient statistics of the starting responsibilities, for estimators whose first step
+//! from them is another M-step (the variational mixture, [`crate::bayesian`]).
 
 use burn::tensor::Tensor;
 use rand::rngs::StdRng;
@@ -42,6 +46,60 @@ pub fn initial_params(
         }
     };
     override_inits(config, layout, centre, starts)
+}
+
+/// Sufficient statistics (in the centred coordinates of `data`, restarts batched `[B·K]`) of
+/// each seed's starting responsibilities from `config.init_params`: one-hot k-means labels,
+/// row-normalised uniform random rows, or 1 on the K rows chosen by k-means++ seeding or
+/// uniformly (`random_from_data`; those statistics are `n_k = 1` and the chosen row's
+/// features, built directly from the rows).
+pub fn initial_stats(
+    config: &GaussianMixtureConfig,
+    data: &ChunkedData<'_>,
+    layout: &Layout,
+    seeds: &[u64],
+) -> Result<SufficientStats> {
+    match config.init_params {
+        InitMethod::Kmeans => kmeans_stats(config, data, layout, seeds),
+        InitMethod::Random => random_stats(data, layout, seeds),
+        InitMethod::KMeansPlusPlus | InitMethod::RandomFromData => {
+            let idx = point_indices(config, data, seeds)?;
+            let (k, b) = (layout.k, seeds.len());
+            let rows = data.rows(0, data.n_rows()).select(
+                0,
+                int_tensor(
+                    idx.iter().flatten().map(|&i| i as i64).collect(),
+                    [b * k],
+                    &layout.device,
+                ),
+            );
+            let moments = data.features_of(rows);
+            Ok(SufficientStats {
+                nk: Tensor::ones([b * k], (&layout.device, layout.dtype)),
+                moments,
+                log_likelihood: Tensor::zeros([b], (&layout.device, layout.dtype)),
+                n_samples: data.n_rows(),
+            })
+        }
+    }
+}
+
+/// Sufficient statistics of given responsibilities `resp` (row-major `N×K'`, one restart;
+/// `K' = resp.len() / N`, so a column of ones gives the moments of the whole data), chunk by
+/// chunk, on `layout`'s device: the responsibilities-to-statistics step of an initialisation.
+pub fn stats_from_responsibilities(
+    data: &ChunkedData<'_>,
+    layout: &Layout,
+    resp: &[f64],
+) -> SufficientStats {
+    let k = resp.len() / data.n_rows().max(1);
+    let mut acc = None;
+    for (start, len) in data.ranges() {
+        let r = resp[start * k..(start + len) * k].to_vec();
+        let r = tensor_from_f64(r, [len, k], &layout.device, layout.dtype);
+        acc = Some(chunk_stats(acc, r, data.features(start, len), 1));
+    }
+    acc.expect("rows")
 }
 
 /// Replaces the starting parameters by the user's `weights_init` / `means_init` /
@@ -144,15 +202,8 @@ fn point_params(
 ) -> Result<Vec<Params>> {
     let (k, d, n) = (layout.k, layout.d, data.n_rows());
     let reg = config.reg_covar;
-    let mut rngs: Vec<StdRng> = seeds.iter().map(|s| StdRng::seed_from_u64(*s)).collect();
     let xc = data.rows(0, n);
-    let idx: Vec<Vec<usize>> = if config.init_params == InitMethod::KMeansPlusPlus {
-        plusplus_indices(&xc, k, &mut rngs, config.chunk_size)?
-    } else {
-        rngs.iter_mut()
-            .map(|r| sample(r, n, k).into_vec())
-            .collect()
-    };
+    let idx = point_indices(config, data, seeds)?;
     let eye_reg = |scale: f64| -> Vec<f64> {
         (0..d * d)
             .map(|i| if i % (d + 1) == 0 { scale } else { 0.0 })
@@ -202,6 +253,24 @@ fn point_params(
             precisions_cholesky: prec.clone(),
         })
         .collect())
+}
+
+/// The K rows of each restart chosen by k-means++ seeding or uniformly without replacement
+/// (`random_from_data`), one random stream per seed.
+fn point_indices(
+    config: &GaussianMixtureConfig,
+    data: &ChunkedData<'_>,
+    seeds: &[u64],
+) -> Result<Vec<Vec<usize>>> {
+    let (k, n) = (config.n_components, data.n_rows());
+    let mut rngs: Vec<StdRng> = seeds.iter().map(|s| StdRng::seed_from_u64(*s)).collect();
+    Ok(if config.init_params == InitMethod::KMeansPlusPlus {
+        plusplus_indices(&data.rows(0, n), k, &mut rngs, config.chunk_size)?
+    } else {
+        rngs.iter_mut()
+            .map(|r| sample(r, n, k).into_vec())
+            .collect()
+    })
 }
 
 fn chunk_stats(

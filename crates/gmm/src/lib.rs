@@ -17,6 +17,8 @@
 //! - [`estep`]: chunked E-step (log-densities by GEMM, log-sum-exp, responsibilities).
 //! - [`kmeans`]: batched k-means++ and Lloyd.
 //! - [`init`]: starting parameters; [`em`]: the EM loop; [`params`]: the M-step.
+//! - [`bayesian`]: the variational Bayesian mixture ([`BayesianGaussianMixture`], Dirichlet
+//!   process / distribution weight priors); [`special`]: digamma, `ln Γ`, `ln B` on the host.
 //! - [`model`]: the fitted [`GaussianMixture`]; [`config`]: [`GaussianMixtureConfig`].
 //! - [`select`]: choosing K by BIC, AIC or held-out (cross-validated) log-likelihood.
 //! - [`cluster_metrics`]: clustering accuracy (Hungarian), NMI and ARI.
@@ -32,6 +34,7 @@
 //! ```
 
 pub mod backend;
+pub mod bayesian;
 pub mod cluster_metrics;
 pub mod config;
 pub mod covariance;
@@ -47,9 +50,14 @@ pub mod model;
 pub mod params;
 pub mod scatter;
 pub mod select;
+pub mod special;
 pub mod stats;
 
 pub use backend::{Backend, Precision};
+pub use bayesian::{
+    fit_bayesian, BayesianGaussianMixture, BayesianGaussianMixtureConfig, BayesianPriors,
+    VariationalParams, WeightConcentrationPriorType,
+};
 /// Burn itself, re-exported so that users name the same `Device` and `Tensor` types.
 pub use burn;
 pub use config::{GaussianMixtureConfig, InitMethod};

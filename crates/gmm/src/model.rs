@@ -106,45 +106,15 @@ impl GaussianMixture {
 
     /// Runs `f` on the weighted log-densities `[n, 1, K]` and log-likelihoods `[n, 1, 1]` of
     /// each chunk of `x`.
-    fn scan<T>(
-        &self,
-        x: &Tensor<2>,
-        mut f: impl FnMut(Tensor<3>, Tensor<3>) -> T,
-    ) -> Result<Vec<T>> {
-        let (_, d) = validate_data(x)?;
-        if d != self.n_features {
-            return Err(GmmError::DimensionMismatch {
-                what: "data vs model".into(),
-                expected: self.n_features,
-                got: d,
-            });
-        }
-        let (device, dtype) = (x.device(), x.dtype());
-        let layout = Layout::new(self.covariance_type, self.n_components, d, &device, dtype);
-        // Score around the mixture's mean Σ π_k μ_k so that the GEMM form does not cancel.
-        let mut centre = vec![0.0; d];
-        for (k, w) in self.params.weights.iter().enumerate() {
-            for (j, c) in centre.iter_mut().enumerate() {
-                *c += w * self.params.means[k * d + j];
-            }
-        }
-        let centred = self.params.shifted(&centre, -1.0);
-        let a = layout.upload(&[&centred]);
-        let centre_t = tensor_from_f64(centre, [1, d], &device, dtype);
-        let data = ChunkedData::new(
+    fn scan<T>(&self, x: &Tensor<2>, f: impl FnMut(Tensor<3>, Tensor<3>) -> T) -> Result<Vec<T>> {
+        scan_chunks(
             x,
-            centre_t,
-            SCORE_CHUNK,
             self.covariance_type,
-            &layout.packing,
-        );
-        Ok(data
-            .ranges()
-            .map(|(s, len)| {
-                let (w, lse) = log_prob(data.features(s, len), &a, self.n_components);
-                f(w, lse)
-            })
-            .collect())
+            self.n_features,
+            &self.params,
+            |layout, centred| layout.upload(&[centred]),
+            f,
+        )
     }
 
     /// Per-sample log-likelihood `log p(x_n) = logsumexp_k(log π_k + log N(x_n | μ_k, Σ_k))`,
@@ -328,38 +298,89 @@ impl GaussianMixture {
     /// Writes the model to `path` atomically (temporary file in the same directory, then
     /// rename), so a failure never leaves a half-written model.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = self.to_json()?;
-        let io = |source| GmmError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = path
-            .file_name()
-            .map(|s| s.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-        std::fs::write(&tmp, text).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io(e)
-        })?;
-        std::fs::rename(&tmp, path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io(e)
-        })
+        write_atomic(path, &self.to_json()?)
     }
 
     /// Reads a model saved by [`save`](Self::save).
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| GmmError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_json(&text)
+        Self::from_json(&read_text(path)?)
     }
+}
+
+/// Runs `f` on the log-densities `[n, 1, K]` and their log-sum-exp `[n, 1, 1]` of each chunk
+/// of `x` under the mixture `params` with `n_features` features: checks `x`, centres the rows
+/// and `params` on the mixture's mean `Σ_k π_k μ_k` (so the GEMM form does not cancel), builds
+/// the E-step operand of the centred parameters with `operand`, then one GEMM per chunk. Shared
+/// by every fitted mixture's scoring.
+pub(crate) fn scan_chunks<T>(
+    x: &Tensor<2>,
+    cov: CovarianceType,
+    n_features: usize,
+    params: &Params,
+    operand: impl FnOnce(&Layout, &Params) -> Tensor<2>,
+    mut f: impl FnMut(Tensor<3>, Tensor<3>) -> T,
+) -> Result<Vec<T>> {
+    let (_, d) = validate_data(x)?;
+    if d != n_features {
+        return Err(GmmError::DimensionMismatch {
+            what: "data vs model".into(),
+            expected: n_features,
+            got: d,
+        });
+    }
+    let k = params.weights.len();
+    let (device, dtype) = (x.device(), x.dtype());
+    let layout = Layout::new(cov, k, d, &device, dtype);
+    let mut centre = vec![0.0; d];
+    for (c, w) in params.weights.iter().enumerate() {
+        for (j, m) in centre.iter_mut().enumerate() {
+            *m += w * params.means[c * d + j];
+        }
+    }
+    let a = operand(&layout, &params.shifted(&centre, -1.0));
+    let centre_t = tensor_from_f64(centre, [1, d], &device, dtype);
+    let data = ChunkedData::new(x, centre_t, SCORE_CHUNK, cov, &layout.packing);
+    Ok(data
+        .ranges()
+        .map(|(s, len)| {
+            let (w, lse) = log_prob(data.features(s, len), &a, k);
+            f(w, lse)
+        })
+        .collect())
+}
+
+/// Writes `text` to `path` atomically (temporary file in the same directory, then rename), so
+/// a failure never leaves a half-written file.
+pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let io = |source| GmmError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, text).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
+}
+
+/// Reads the text of a model file.
+pub(crate) fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| GmmError::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Component counts of `n` draws from a categorical distribution with probabilities `p`.

@@ -74,19 +74,27 @@ impl Layout {
 
     /// The E-step operand `A` of `models` stacked as restarts (see [`crate::covariance`]).
     pub fn upload(&self, models: &[&Params]) -> Tensor<2> {
+        // A zero weight gives a finite, hugely negative log (an infinity inside a GEMM can turn
+        // into NaN on padded lanes).
+        let log_w: Vec<f64> = models
+            .iter()
+            .flat_map(|p| p.weights.iter().map(|w| w.ln().max(-1e30)))
+            .collect();
+        self.upload_log_weights(models, log_w)
+    }
+
+    /// As [`upload`](Self::upload), with the constant column's per-component term given
+    /// directly as `log_weights` (`B·K` values, restart-major) instead of `log π_k`; the
+    /// models' `weights` are not read. The term need not be a normalised log-weight: the
+    /// variational mixture puts `E[log π_k]` and its expected log-determinant terms there.
+    pub fn upload_log_weights(&self, models: &[&Params], log_weights: Vec<f64>) -> Tensor<2> {
         let b = models.len();
         let (k, d) = (self.k, self.d);
         let cat = |f: &dyn Fn(&Params) -> &Vec<f64>| -> Vec<f64> {
             models.iter().flat_map(|p| f(p).iter().copied()).collect()
         };
-        // A zero weight gives a finite, hugely negative log (an infinity inside a GEMM can turn
-        // into NaN on padded lanes).
-        let log_w: Vec<f64> = cat(&|p| &p.weights)
-            .into_iter()
-            .map(|w| w.ln().max(-1e30))
-            .collect();
         let means = tensor_from_f64(cat(&|p| &p.means), [b * k, d], &self.device, self.dtype);
-        let log_w = tensor_from_f64(log_w, [b * k], &self.device, self.dtype);
+        let log_w = tensor_from_f64(log_weights, [b * k], &self.device, self.dtype);
         let prec = CovTensor::from_flat(
             self.cov,
             cat(&|p| &p.precisions_cholesky),
