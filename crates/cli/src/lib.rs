@@ -2,6 +2,7 @@
 //! kept in a library so that tests drive them in-process. Every command returns one JSON
 //! object (printed on stdout) or an error (one line on stderr, non-zero exit).
 
+pub mod bayesian;
 pub mod ood;
 pub mod vade;
 
@@ -10,10 +11,12 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 use mixburn_data::{ElemType, Matrix};
 use mixburn_gmm::backend::{Backend, Precision};
-use mixburn_gmm::burn::tensor::{Device, Tensor};
+use mixburn_gmm::bayesian::BAYESIAN_MODEL_FORMAT;
+use mixburn_gmm::burn::tensor::{Device, Int, Tensor};
 use mixburn_gmm::host::{tensor_from_f64, to_f64, to_i64};
 use mixburn_gmm::{
-    select_n_components, Criterion, Folds, GaussianMixture, GaussianMixtureConfig, InitMethod,
+    select_n_components, BayesianGaussianMixture, Criterion, Folds, GaussianMixture,
+    GaussianMixtureConfig, InitMethod,
 };
 use serde_json::{json, Value};
 
@@ -50,6 +53,8 @@ pub enum Command {
     Fit(FitArgs),
     /// Choose the number of components by BIC, AIC or cross-validated log-likelihood.
     Select(SelectArgs),
+    /// Fit a variational Bayesian mixture (Dirichlet-process or Dirichlet weight prior).
+    FitBayesian(bayesian::FitBayesianArgs),
     /// Per-sample log-likelihoods of data under a saved model.
     Score(ScoreArgs),
     /// Most probable component of each row (and optionally the probabilities).
@@ -109,7 +114,7 @@ pub struct EmOptions {
 
 impl EmOptions {
     /// The configuration of a fit with `k` components.
-    fn config(&self, k: usize) -> Result<GaussianMixtureConfig, CliError> {
+    pub(crate) fn config(&self, k: usize) -> Result<GaussianMixtureConfig, CliError> {
         Ok(GaussianMixtureConfig {
             n_components: k,
             covariance_type: self.covariance.parse()?,
@@ -252,6 +257,7 @@ pub fn run(cli: Cli) -> Result<Value, CliError> {
     match cli.command {
         Command::Fit(a) => fit(a),
         Command::Select(a) => select(a),
+        Command::FitBayesian(a) => bayesian::run(a),
         Command::Score(a) => score(a),
         Command::Predict(a) => predict(a),
         Command::Sample(a) => sample(a),
@@ -358,13 +364,67 @@ fn select(a: SelectArgs) -> Result<Value, CliError> {
     }))
 }
 
+/// A model file of either estimator, told apart by its `format` field.
+enum Fitted {
+    Em(GaussianMixture),
+    Bayesian(BayesianGaussianMixture),
+}
+
+impl Fitted {
+    fn load(path: &Path) -> Result<Self, CliError> {
+        let text = std::fs::read_to_string(path).map_err(|source| mixburn_gmm::GmmError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let format = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["format"].as_str().map(str::to_owned));
+        Ok(match format.as_deref() {
+            Some(BAYESIAN_MODEL_FORMAT) => {
+                Fitted::Bayesian(BayesianGaussianMixture::from_json(&text)?)
+            }
+            _ => Fitted::Em(GaussianMixture::from_json(&text)?),
+        })
+    }
+    fn precision(&self) -> Precision {
+        match self {
+            Fitted::Em(m) => m.precision,
+            Fitted::Bayesian(m) => m.precision,
+        }
+    }
+    fn n_components(&self) -> usize {
+        match self {
+            Fitted::Em(m) => m.n_components,
+            Fitted::Bayesian(m) => m.n_components,
+        }
+    }
+    fn score_samples(&self, x: &Tensor<2>) -> Result<Tensor<1>, CliError> {
+        Ok(match self {
+            Fitted::Em(m) => m.score_samples(x)?,
+            Fitted::Bayesian(m) => m.score_samples(x)?,
+        })
+    }
+    fn predict(&self, x: &Tensor<2>) -> Result<Tensor<1, Int>, CliError> {
+        Ok(match self {
+            Fitted::Em(m) => m.predict(x)?,
+            Fitted::Bayesian(m) => m.predict(x)?,
+        })
+    }
+    fn predict_proba(&self, x: &Tensor<2>) -> Result<Tensor<2>, CliError> {
+        Ok(match self {
+            Fitted::Em(m) => m.predict_proba(x)?,
+            Fitted::Bayesian(m) => m.predict_proba(x)?,
+        })
+    }
+}
+
 fn model_and_data(
     model: &Path,
     input: &Path,
     compute: &Compute,
-) -> Result<(GaussianMixture, Tensor<2>, usize), CliError> {
-    let model = GaussianMixture::load(model)?;
-    let (device, precision) = device(compute, model.precision)?;
+) -> Result<(Fitted, Tensor<2>, usize), CliError> {
+    let model = Fitted::load(model)?;
+    let (device, precision) = device(compute, model.precision())?;
     let (x, n) = load(input, &device, precision)?;
     Ok((model, x, n))
 }
@@ -384,11 +444,11 @@ fn predict(a: PredictArgs) -> Result<Value, CliError> {
     let labels = to_i64(model.predict(&x)?)?;
     if let Some(p) = &a.proba {
         let proba = to_f64(model.predict_proba(&x)?)?;
-        let m = Matrix::new(n, model.n_components, proba, ElemType::F64)?;
+        let m = Matrix::new(n, model.n_components(), proba, ElemType::F64)?;
         mixburn_data::write_matrix_npy(p, &m)?;
     }
     mixburn_data::write_labels_npy(&a.output, &labels)?;
-    let mut counts = vec![0usize; model.n_components];
+    let mut counts = vec![0usize; model.n_components()];
     labels.iter().for_each(|&l| counts[l as usize] += 1);
     Ok(json!({ "n_samples": n, "counts": counts }))
 }

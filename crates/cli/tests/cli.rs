@@ -360,3 +360,82 @@ fn select_refuses_bad_candidates_criteria_and_folds() {
         fails_cleanly(&mixburn(&all), needle);
     }
 }
+
+#[test]
+fn fit_bayesian_prunes_components_and_its_model_scores_and_predicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("bgm.json");
+    let labels = dir.path().join("labels.npy");
+    let fit = json(&mixburn(&[
+        "fit-bayesian",
+        "--input",
+        p(&faithful()),
+        "--components",
+        "6",
+        "--n-init",
+        "2",
+        "--dtype",
+        "f64",
+        "--output",
+        p(&model),
+    ]));
+    let weights: Vec<f64> = fit["weights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_f64().unwrap())
+        .collect();
+    assert_eq!(weights.len(), 6);
+    assert!((weights.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{fit}");
+    let effective = fit["n_effective_components"].as_u64().unwrap() as usize;
+    assert_eq!(
+        effective,
+        weights.iter().filter(|&&w| w > 0.01).count(),
+        "{fit}"
+    );
+    // Old Faithful has two clusters: the Dirichlet process keeps few of the six components.
+    assert!((2..=4).contains(&effective), "{fit}");
+    assert_eq!(fit["weight_concentration_prior_type"], "dirichlet_process");
+    // `score` and `predict` read the variational model file.
+    let scored = json(&mixburn(&[
+        "score",
+        "--model",
+        p(&model),
+        "--input",
+        p(&faithful()),
+    ]));
+    let ll = fit["mean_log_likelihood"].as_f64().unwrap();
+    assert!(
+        (scored["mean_log_likelihood"].as_f64().unwrap() - ll).abs() < 1e-9 * ll.abs(),
+        "{scored} vs {fit}"
+    );
+    let predicted = json(&mixburn(&[
+        "predict",
+        "--model",
+        p(&model),
+        "--input",
+        p(&faithful()),
+        "--output",
+        p(&labels),
+    ]));
+    let counts: Vec<u64> = predicted["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .collect();
+    assert_eq!(counts.len(), 6);
+    assert_eq!(counts.iter().sum::<u64>(), 272, "{predicted}");
+    fails_cleanly(
+        &mixburn(&[
+            "fit-bayesian",
+            "--input",
+            p(&faithful()),
+            "--weight-prior",
+            "pitman-yor",
+            "--output",
+            p(&model),
+        ]),
+        "dirichlet_process or dirichlet_distribution",
+    );
+}
