@@ -5,7 +5,11 @@ Usage (from the repository root):
 
     python3 benches/sklearn_em.py [--n 100000] [--d 32] [--k 16] [--iters 5]
         [--covariance full,diag] [--rust-bin PATH] [--backends flex] [--dtype f32]
-        [--out-dir /tmp/mixburn-bench]
+        [--estimator gmm|bayesian] [--out-dir /tmp/mixburn-bench]
+
+With --estimator bayesian the two sides are BayesianGaussianMixture and mixburn's variational
+mixture (`em-bench --estimator bayesian`), each from its own k-means initialisation (the same
+in both timed runs of a side, so it cancels out of the per-iteration time).
 
 Steps:
   1. generate float32 data (numpy seed 0, K well-separated-ish clusters) -> <out-dir>/x_<n>_<d>.npy
@@ -32,6 +36,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # $CARGO_TARGET_DIR wins over <repo>/target, as with cargo itself.
 DEFAULT_RUST_BIN = Path(os.environ.get("CARGO_TARGET_DIR") or REPO_ROOT / "target") / "debug" / "em-bench"
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+# gmm: GaussianMixture vs mixburn's EM from the same initial parameters; bayesian:
+# BayesianGaussianMixture vs mixburn's variational mixture, both from their own k-means.
+ESTIMATORS = ("gmm", "bayesian")
 DTYPES = {"f32": "float32", "f64": "float64"}
 
 
@@ -115,27 +122,40 @@ def worker_main(argv):
     p.add_argument("--covariance", required=True)
     p.add_argument("--max-iter", type=int, required=True)
     p.add_argument("--dtype", choices=DTYPES, required=True)
+    p.add_argument("--estimator", choices=ESTIMATORS, default="gmm")
     a = p.parse_args(argv)
 
     np, _ = require_libs()
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.mixture import GaussianMixture
+    from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
 
     x = np.load(a.input).astype(DTYPES[a.dtype], copy=False)
     init = json.loads(Path(a.init).read_text())
-    gm = GaussianMixture(
-        n_components=len(init["weights_init"]),
-        covariance_type=a.covariance,
-        tol=0.0,
-        max_iter=a.max_iter,
-        n_init=1,
-        weights_init=np.asarray(init["weights_init"]),
-        means_init=np.asarray(init["means_init"]),
-        precisions_init=np.asarray(init["precisions_init"]),
-        random_state=0,
-    )
+    if a.estimator == "bayesian":
+        # No initial parameters to give: k-means initialisation (random_state=0) in every run,
+        # so it cancels out of t(max_iter=iters) - t(max_iter=1).
+        gm = BayesianGaussianMixture(
+            n_components=len(init["weights_init"]),
+            covariance_type=a.covariance,
+            tol=0.0,
+            max_iter=a.max_iter,
+            n_init=1,
+            random_state=0,
+        )
+    else:
+        gm = GaussianMixture(
+            n_components=len(init["weights_init"]),
+            covariance_type=a.covariance,
+            tol=0.0,
+            max_iter=a.max_iter,
+            n_init=1,
+            weights_init=np.asarray(init["weights_init"]),
+            means_init=np.asarray(init["means_init"]),
+            precisions_init=np.asarray(init["precisions_init"]),
+            random_state=0,
+        )
     rss_before = peak_rss_bytes()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -172,14 +192,14 @@ def run_json_line(cmd):
     return None, "no JSON line on stdout"
 
 
-def time_sklearn(x_path, init_path, cov, iters, dtype, repeats):
+def time_sklearn(x_path, init_path, cov, iters, dtype, repeats, estimator):
     def best_of(max_iter):
         runs = []
         for _ in range(repeats):
             cmd = [
                 sys.executable, str(Path(__file__).resolve()), "--_worker",
                 "--input", str(x_path), "--init", str(init_path), "--covariance", cov,
-                "--max-iter", str(max_iter), "--dtype", dtype,
+                "--max-iter", str(max_iter), "--dtype", dtype, "--estimator", estimator,
             ]
             res, err = run_json_line(cmd)
             if err:
@@ -250,6 +270,8 @@ def parse_args(argv):
     p.add_argument("--sklearn-dtype", choices=DTYPES, default="f32",
                    help="dtype scikit-learn fits in (default f32, as the issue measures it)")
     p.add_argument("--repeats", type=int, default=3, help="best of this many runs (default 3)")
+    p.add_argument("--estimator", choices=ESTIMATORS, default="gmm",
+                   help="gmm (GaussianMixture, default) or bayesian (BayesianGaussianMixture)")
     p.add_argument("--out-dir", type=Path, default=Path("/tmp/mixburn-bench"))
     a = p.parse_args(argv)
     if a.iters < 2:
@@ -284,18 +306,21 @@ def main(argv):
     for cov, init in make_inits(np, x, a.k, a.covariance).items():
         init_paths[cov] = a.out_dir / f"init_{cov}.json"
         init_paths[cov].write_text(json.dumps(init))
-    print(f"data: {x_path} ({a.n} x {a.d} float32, {x.nbytes / 2**20:.1f} MiB), k={a.k}, iters={a.iters}")
+    print(f"data: {x_path} ({a.n} x {a.d} float32, {x.nbytes / 2**20:.1f} MiB), k={a.k}, iters={a.iters}, "
+          f"estimator={a.estimator}")
 
     rows = []
     for cov in a.covariance:
         print(f"[{cov}] scikit-learn {sklearn.__version__} ({a.sklearn_dtype}) ...", flush=True)
-        sk = time_sklearn(x_path, init_paths[cov], cov, a.iters, a.sklearn_dtype, a.repeats)
+        sk = time_sklearn(x_path, init_paths[cov], cov, a.iters, a.sklearn_dtype, a.repeats,
+                          a.estimator)
         runs = []
         if rust_bin is not None:
             for backend in a.backends:
                 print(f"[{cov}] mixburn {backend} ({a.dtype}) ...", flush=True)
                 cmd = [str(rust_bin), "--input", str(x_path), "--covariance", cov, "--iters", str(a.iters),
-                       "--backend", backend, "--dtype", a.dtype, "--init", str(init_paths[cov])]
+                       "--backend", backend, "--dtype", a.dtype, "--init", str(init_paths[cov]),
+                       "--estimator", a.estimator]
                 res, err = run_json_line(cmd)
                 if err:
                     notes.append(f"{cov}/{backend}: {err}")
