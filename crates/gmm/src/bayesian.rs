@@ -38,7 +38,7 @@ use crate::estep::{em_pass, ChunkedData};
 use crate::host::{tensor_from_f64, to_f64};
 use crate::init::{initial_stats, stats_from_responsibilities};
 use crate::linalg;
-use crate::model::{read_text, scan_chunks, write_atomic};
+use crate::model::{read_text, write_atomic, Scorer};
 use crate::params::{Layout, Params};
 use crate::special::{betaln, digamma, lgamma};
 use crate::stats::SufficientStats;
@@ -1004,53 +1004,40 @@ impl BayesianGaussianMixture {
         self.weights().iter().filter(|&&w| w > threshold).count()
     }
 
-    /// Runs `f` on the log-densities `[n, 1, K]` and their log-sum-exp `[n, 1, 1]` of each
-    /// chunk of `x` (one GEMM per chunk, around the mixture's mean `Σ π_k m_k`).
-    fn scan<T>(&self, x: &Tensor<2>, f: impl FnMut(Tensor<3>, Tensor<3>) -> T) -> Result<Vec<T>> {
-        let constants = self
-            .posterior
-            .estep_constants(self.priors.weight_concentration_prior_type, self.n_features);
-        scan_chunks(
-            x,
-            self.covariance_type,
-            self.n_features,
-            &self.posterior.params,
-            |layout, centred| layout.upload_log_weights(&[centred], constants),
-            f,
-        )
+    /// The chunked scorer of this mixture: the Gaussian log-densities under
+    /// `precisions_cholesky` with [`VariationalParams::estep_constants`] in the constant
+    /// column.
+    fn scorer(&self) -> Scorer<'_> {
+        Scorer {
+            cov: self.covariance_type,
+            n_features: self.n_features,
+            params: &self.posterior.params,
+            log_weights: Some(
+                self.posterior
+                    .estep_constants(self.priors.weight_concentration_prior_type, self.n_features),
+            ),
+        }
     }
 
     /// Per-sample `log Σ_k exp(E[log π_k] + E[log N(x_n | μ_k, Λ_k⁻¹)] + const)`, as
     /// scikit-learn's `BayesianGaussianMixture.score_samples`, shape `[N]`, on `x`'s device.
     pub fn score_samples(&self, x: &Tensor<2>) -> Result<Tensor<1>> {
-        let parts = self.scan(x, |_, lse| lse.flatten::<1>(0, 2))?;
-        Ok(Tensor::cat(parts, 0))
+        self.scorer().score_samples(x)
     }
 
     /// Mean of [`score_samples`](Self::score_samples) (summed on the host in f64).
     pub fn score(&self, x: &Tensor<2>) -> Result<f64> {
-        let ll = to_f64(self.score_samples(x)?)?;
-        Ok(ll.iter().sum::<f64>() / ll.len() as f64)
+        self.scorer().score(x)
     }
 
     /// Responsibilities `r_nk` under the posterior, shape `[N, K]`.
     pub fn predict_proba(&self, x: &Tensor<2>) -> Result<Tensor<2>> {
-        let k = self.n_components;
-        let parts = self.scan(x, |w, lse| {
-            let n = w.dims()[0];
-            (w - lse).exp().reshape([n, k])
-        })?;
-        Ok(Tensor::cat(parts, 0))
+        self.scorer().predict_proba(x)
     }
 
     /// Most responsible component of each row, shape `[N]`.
     pub fn predict(&self, x: &Tensor<2>) -> Result<Tensor<1, Int>> {
-        let k = self.n_components;
-        let parts = self.scan(x, |w, _| {
-            let n = w.dims()[0];
-            w.reshape([n, k]).argmax(1).flatten::<1>(0, 1)
-        })?;
-        Ok(Tensor::cat(parts, 0))
+        self.scorer().predict(x)
     }
 
     /// Serialises the model as versioned JSON (floats round-trip exactly).

@@ -104,51 +104,36 @@ impl GaussianMixture {
         Ok(())
     }
 
-    /// Runs `f` on the weighted log-densities `[n, 1, K]` and log-likelihoods `[n, 1, 1]` of
-    /// each chunk of `x`.
-    fn scan<T>(&self, x: &Tensor<2>, f: impl FnMut(Tensor<3>, Tensor<3>) -> T) -> Result<Vec<T>> {
-        scan_chunks(
-            x,
-            self.covariance_type,
-            self.n_features,
-            &self.params,
-            |layout, centred| layout.upload(&[centred]),
-            f,
-        )
+    /// The chunked scorer of this mixture.
+    fn scorer(&self) -> Scorer<'_> {
+        Scorer {
+            cov: self.covariance_type,
+            n_features: self.n_features,
+            params: &self.params,
+            log_weights: None,
+        }
     }
 
     /// Per-sample log-likelihood `log p(x_n) = logsumexp_k(log π_k + log N(x_n | μ_k, Σ_k))`,
     /// shape `[N]`, on `x`'s device.
     pub fn score_samples(&self, x: &Tensor<2>) -> Result<Tensor<1>> {
-        let parts = self.scan(x, |_, lse| lse.flatten::<1>(0, 2))?;
-        Ok(Tensor::cat(parts, 0))
+        self.scorer().score_samples(x)
     }
 
     /// Mean log-likelihood per sample (summed on the host in f64, so it does not depend on
     /// the device's float type beyond the per-sample values).
     pub fn score(&self, x: &Tensor<2>) -> Result<f64> {
-        let ll = to_f64(self.score_samples(x)?)?;
-        Ok(ll.iter().sum::<f64>() / ll.len() as f64)
+        self.scorer().score(x)
     }
 
     /// Posterior component probabilities `p(k | x_n)`, shape `[N, K]`.
     pub fn predict_proba(&self, x: &Tensor<2>) -> Result<Tensor<2>> {
-        let k = self.n_components;
-        let parts = self.scan(x, |w, lse| {
-            let n = w.dims()[0];
-            (w - lse).exp().reshape([n, k])
-        })?;
-        Ok(Tensor::cat(parts, 0))
+        self.scorer().predict_proba(x)
     }
 
     /// Most probable component of each row, shape `[N]`.
     pub fn predict(&self, x: &Tensor<2>) -> Result<Tensor<1, Int>> {
-        let k = self.n_components;
-        let parts = self.scan(x, |w, _| {
-            let n = w.dims()[0];
-            w.reshape([n, k]).argmax(1).flatten::<1>(0, 1)
-        })?;
-        Ok(Tensor::cat(parts, 0))
+        self.scorer().predict(x)
     }
 
     /// Bayesian information criterion `−2 log L + p ln N` on `x`.
@@ -307,46 +292,95 @@ impl GaussianMixture {
     }
 }
 
-/// Runs `f` on the log-densities `[n, 1, K]` and their log-sum-exp `[n, 1, 1]` of each chunk
-/// of `x` under the mixture `params` with `n_features` features: checks `x`, centres the rows
-/// and `params` on the mixture's mean `Σ_k π_k μ_k` (so the GEMM form does not cancel), builds
-/// the E-step operand of the centred parameters with `operand`, then one GEMM per chunk. Shared
-/// by every fitted mixture's scoring.
-pub(crate) fn scan_chunks<T>(
-    x: &Tensor<2>,
-    cov: CovarianceType,
-    n_features: usize,
-    params: &Params,
-    operand: impl FnOnce(&Layout, &Params) -> Tensor<2>,
-    mut f: impl FnMut(Tensor<3>, Tensor<3>) -> T,
-) -> Result<Vec<T>> {
-    let (_, d) = validate_data(x)?;
-    if d != n_features {
-        return Err(GmmError::DimensionMismatch {
-            what: "data vs model".into(),
-            expected: n_features,
-            got: d,
-        });
-    }
-    let k = params.weights.len();
-    let (device, dtype) = (x.device(), x.dtype());
-    let layout = Layout::new(cov, k, d, &device, dtype);
-    let mut centre = vec![0.0; d];
-    for (c, w) in params.weights.iter().enumerate() {
-        for (j, m) in centre.iter_mut().enumerate() {
-            *m += w * params.means[c * d + j];
+/// Chunked scoring of a fitted mixture, shared by every estimator: each chunk's weighted
+/// log-densities `ℓ = G(x) A` (one GEMM) and their log-sum-exp, with the rows and the
+/// parameters centred on the mixture's mean `Σ_k π_k μ_k` so that the GEMM form does not
+/// cancel. The constant column carries `log π_k`, or `log_weights` where given (the
+/// variational mixture's `E[log π_k]` and expected log-determinant terms).
+pub(crate) struct Scorer<'a> {
+    /// Covariance type.
+    pub cov: CovarianceType,
+    /// Features D the mixture was fitted with.
+    pub n_features: usize,
+    /// Weights (for the centre), means and precision factors.
+    pub params: &'a Params,
+    /// The constant column's per-component term instead of `log π_k`.
+    pub log_weights: Option<Vec<f64>>,
+}
+
+impl Scorer<'_> {
+    /// Runs `f` on the log-densities `[n, 1, K]` and their log-sum-exp `[n, 1, 1]` of each
+    /// chunk of `x` (checked: finite, `n_features` columns).
+    fn scan<T>(
+        &self,
+        x: &Tensor<2>,
+        mut f: impl FnMut(Tensor<3>, Tensor<3>) -> T,
+    ) -> Result<Vec<T>> {
+        let (_, d) = validate_data(x)?;
+        if d != self.n_features {
+            return Err(GmmError::DimensionMismatch {
+                what: "data vs model".into(),
+                expected: self.n_features,
+                got: d,
+            });
         }
+        let p = self.params;
+        let k = p.weights.len();
+        let (device, dtype) = (x.device(), x.dtype());
+        let layout = Layout::new(self.cov, k, d, &device, dtype);
+        let mut centre = vec![0.0; d];
+        for (c, w) in p.weights.iter().enumerate() {
+            for (j, m) in centre.iter_mut().enumerate() {
+                *m += w * p.means[c * d + j];
+            }
+        }
+        let centred = p.shifted(&centre, -1.0);
+        let a = match &self.log_weights {
+            Some(lw) => layout.upload_log_weights(&[&centred], lw.clone()),
+            None => layout.upload(&[&centred]),
+        };
+        let centre_t = tensor_from_f64(centre, [1, d], &device, dtype);
+        let data = ChunkedData::new(x, centre_t, SCORE_CHUNK, self.cov, &layout.packing);
+        Ok(data
+            .ranges()
+            .map(|(s, len)| {
+                let (w, lse) = log_prob(data.features(s, len), &a, k);
+                f(w, lse)
+            })
+            .collect())
     }
-    let a = operand(&layout, &params.shifted(&centre, -1.0));
-    let centre_t = tensor_from_f64(centre, [1, d], &device, dtype);
-    let data = ChunkedData::new(x, centre_t, SCORE_CHUNK, cov, &layout.packing);
-    Ok(data
-        .ranges()
-        .map(|(s, len)| {
-            let (w, lse) = log_prob(data.features(s, len), &a, k);
-            f(w, lse)
-        })
-        .collect())
+
+    /// `log Σ_k exp ℓ_nk` per row, shape `[N]`.
+    pub fn score_samples(&self, x: &Tensor<2>) -> Result<Tensor<1>> {
+        let parts = self.scan(x, |_, lse| lse.flatten::<1>(0, 2))?;
+        Ok(Tensor::cat(parts, 0))
+    }
+
+    /// Mean of [`score_samples`](Self::score_samples), summed on the host in f64.
+    pub fn score(&self, x: &Tensor<2>) -> Result<f64> {
+        let ll = to_f64(self.score_samples(x)?)?;
+        Ok(ll.iter().sum::<f64>() / ll.len() as f64)
+    }
+
+    /// `exp(ℓ_nk − log Σ_j exp ℓ_nj)`, shape `[N, K]`.
+    pub fn predict_proba(&self, x: &Tensor<2>) -> Result<Tensor<2>> {
+        let k = self.params.weights.len();
+        let parts = self.scan(x, |w, lse| {
+            let n = w.dims()[0];
+            (w - lse).exp().reshape([n, k])
+        })?;
+        Ok(Tensor::cat(parts, 0))
+    }
+
+    /// `argmax_k ℓ_nk`, shape `[N]`.
+    pub fn predict(&self, x: &Tensor<2>) -> Result<Tensor<1, Int>> {
+        let k = self.params.weights.len();
+        let parts = self.scan(x, |w, _| {
+            let n = w.dims()[0];
+            w.reshape([n, k]).argmax(1).flatten::<1>(0, 1)
+        })?;
+        Ok(Tensor::cat(parts, 0))
+    }
 }
 
 /// Writes `text` to `path` atomically (temporary file in the same directory, then rename), so
