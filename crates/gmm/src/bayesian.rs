@@ -726,9 +726,9 @@ fn variational_update(
 }
 
 /// The variational M-step of every restart from its statistics: `n_k + 10·eps`, the
-/// responsibility means and scatters by [`covariance::covariances_from_moments`] (the EM
-/// M-step's), [`variational_update`] on the host, then the precision factors of all restarts
-/// in one batched [`covariance::precision_cholesky`].
+/// responsibility means and scatters by [`Layout::gaussian_parameters`] (the EM M-step's),
+/// [`variational_update`] on the host, then the precision factors of all restarts in one
+/// batched [`covariance::precision_cholesky`].
 fn variational_m_step(
     layout: &Layout,
     stats: &SufficientStats,
@@ -737,22 +737,8 @@ fn variational_m_step(
     eps: f64,
 ) -> Result<Vec<VariationalParams>> {
     let (k, d, cov) = (layout.k, layout.d, layout.cov);
-    let [bk, width] = stats.moments.dims();
-    let b = bk / k;
-    let t = width - d - 1;
-    let nk = stats.nk.clone().add_scalar(10.0 * eps);
-    let s2 = stats.moments.clone().slice([0..bk, 0..t]);
-    let s1 = stats.moments.clone().slice([0..bk, t..t + d]);
-    let (xk, sk) = covariance::covariances_from_moments(
-        cov,
-        nk.clone(),
-        s1,
-        s2,
-        k,
-        reg_covar,
-        eps,
-        &layout.packing,
-    );
+    let b = stats.nk.dims()[0] / k;
+    let (nk, xk, sk) = layout.gaussian_parameters(stats, reg_covar, eps);
     let (nk, xk, sk) = (to_f64(nk)?, to_f64(xk)?, sk.to_flat()?);
     let len = cov.param_len(k, d);
     let mut posts: Vec<VariationalParams> = (0..b)

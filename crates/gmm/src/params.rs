@@ -107,6 +107,34 @@ impl Layout {
         covariance::estep_operands(self.cov, &prec, means, log_w, k, &self.packing)
     }
 
+    /// scikit-learn's `_estimate_gaussian_parameters` of every restart's statistics:
+    /// `n_k + 10·eps` (`[B·K]`, the floor for empty components), the responsibility means
+    /// `x̄_k = Σ_n r_nk x_n / n_k` (`[B·K, D]`) and covariances `S_k` with `reg_covar` on the
+    /// diagonal (the covariance type's shape).
+    pub fn gaussian_parameters(
+        &self,
+        stats: &SufficientStats,
+        reg_covar: f64,
+        eps: f64,
+    ) -> (Tensor<1>, Tensor<2>, CovTensor) {
+        let [bk, width] = stats.moments.dims();
+        let t = width - self.d - 1;
+        let nk = stats.nk.clone().add_scalar(10.0 * eps);
+        let s2 = stats.moments.clone().slice([0..bk, 0..t]);
+        let s1 = stats.moments.clone().slice([0..bk, t..t + self.d]);
+        let (means, covs) = covariance::covariances_from_moments(
+            self.cov,
+            nk.clone(),
+            s1,
+            s2,
+            self.k,
+            reg_covar,
+            eps,
+            &self.packing,
+        );
+        (nk, means, covs)
+    }
+
     /// The M-step: parameters of each restart from its statistics, with scikit-learn's
     /// `n_k + 10·eps` floor for empty components.
     pub fn m_step(
@@ -117,22 +145,8 @@ impl Layout {
         norm: WeightNorm,
     ) -> Result<Vec<Params>> {
         let (k, d) = (self.k, self.d);
-        let [bk, width] = stats.moments.dims();
-        let b = bk / k;
-        let t = width - d - 1;
-        let nk = stats.nk.clone().add_scalar(10.0 * eps);
-        let s2 = stats.moments.clone().slice([0..bk, 0..t]);
-        let s1 = stats.moments.clone().slice([0..bk, t..t + d]);
-        let (means, covs) = covariance::covariances_from_moments(
-            self.cov,
-            nk.clone(),
-            s1,
-            s2,
-            k,
-            reg_covar,
-            eps,
-            &self.packing,
-        );
+        let b = stats.nk.dims()[0] / k;
+        let (nk, means, covs) = self.gaussian_parameters(stats, reg_covar, eps);
         let prec = covariance::precision_cholesky(self.cov, &covs, k, b)?;
         let nk = to_f64(nk)?;
         let means = to_f64(means)?;
