@@ -410,6 +410,23 @@ impl Fitted {
             Fitted::Bayesian(m) => m.predict(x)?,
         })
     }
+    fn n_features(&self) -> usize {
+        match self {
+            Fitted::Em(m) => m.n_features,
+            Fitted::Bayesian(m) => m.n_features,
+        }
+    }
+    fn sample(
+        &self,
+        n: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<(Tensor<2>, Tensor<1, Int>), CliError> {
+        Ok(match self {
+            Fitted::Em(m) => m.sample(n, seed, device)?,
+            Fitted::Bayesian(m) => m.sample(n, seed, device)?,
+        })
+    }
     fn predict_proba(&self, x: &Tensor<2>) -> Result<Tensor<2>, CliError> {
         Ok(match self {
             Fitted::Em(m) => m.predict_proba(x)?,
@@ -454,16 +471,16 @@ fn predict(a: PredictArgs) -> Result<Value, CliError> {
 }
 
 fn sample(a: SampleArgs) -> Result<Value, CliError> {
-    let model = GaussianMixture::load(&a.model)?;
+    let model = Fitted::load(&a.model)?;
     let backend = *Backend::compiled()
         .first()
         .ok_or_else(|| mixburn_gmm::GmmError::config("backend", "this build has no backend"))?;
     let device = backend.device()?;
     let (x, y) = model.sample(a.n, a.seed, &device)?;
-    let m = Matrix::new(a.n, model.n_features, to_f64(x)?, ElemType::F64)?;
+    let m = Matrix::new(a.n, model.n_features(), to_f64(x)?, ElemType::F64)?;
     mixburn_data::write_matrix_npy(&a.output, &m)?;
     if let Some(l) = &a.labels {
         mixburn_data::write_labels_npy(l, &to_i64(y)?)?;
     }
-    Ok(json!({ "n_samples": a.n, "n_features": model.n_features }))
+    Ok(json!({ "n_samples": a.n, "n_features": model.n_features() }))
 }

@@ -426,6 +426,36 @@ fn fit_bayesian_prunes_components_and_its_model_scores_and_predicts() {
         .collect();
     assert_eq!(counts.len(), 6);
     assert_eq!(counts.iter().sum::<u64>(), 272, "{predicted}");
+    // `sample` draws from the variational model's point estimates: the sample mean is close to
+    // the mixture mean Σ_k E[π_k] m_k (4000 draws; eruptions ~1.1 min sd, waiting ~13.6 min sd).
+    let samples = dir.path().join("samples.npy");
+    let drawn = json(&mixburn(&[
+        "sample",
+        "--model",
+        p(&model),
+        "-n",
+        "4000",
+        "--output",
+        p(&samples),
+    ]));
+    assert_eq!(drawn["n_features"], 2);
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&model).unwrap()).unwrap();
+    let means: Vec<f64> = saved["model"]["means"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let x = mixburn_data::read_matrix(&samples).unwrap();
+    for (j, tol) in [(0, 0.1), (1, 1.0)] {
+        let want: f64 = (0..6).map(|c| weights[c] * means[c * 2 + j]).sum();
+        let got = (0..x.rows).map(|i| x.data[i * 2 + j]).sum::<f64>() / x.rows as f64;
+        assert!(
+            (got - want).abs() < tol,
+            "feature {j}: sample mean {got}, mixture mean {want}"
+        );
+    }
     fails_cleanly(
         &mixburn(&[
             "fit-bayesian",

@@ -24,7 +24,7 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -38,7 +38,7 @@ use crate::estep::{em_pass, ChunkedData};
 use crate::host::{tensor_from_f64, to_f64};
 use crate::init::{initial_stats, stats_from_responsibilities};
 use crate::linalg;
-use crate::model::{read_text, write_atomic, Scorer};
+use crate::model::{read_text, write_atomic, GaussianMixture, Scorer};
 use crate::params::{Layout, Params};
 use crate::special::{betaln, digamma, lgamma};
 use crate::stats::SufficientStats;
@@ -1024,6 +1024,31 @@ impl BayesianGaussianMixture {
     /// Most responsible component of each row, shape `[N]`.
     pub fn predict(&self, x: &Tensor<2>) -> Result<Tensor<1, Int>> {
         self.scorer().predict(x)
+    }
+
+    /// Draws `n` samples as scikit-learn's `BayesianGaussianMixture.sample` (inherited from
+    /// its `BaseMixture`): component counts from a multinomial on `weights` (`E[π]`), then
+    /// `x = m_k + L_k z` with `covariances_k = L_k L_kᵀ` (the posterior's point estimates),
+    /// through [`GaussianMixture::sample`]. Returns the samples `[n, D]` and their components.
+    pub fn sample(
+        &self,
+        n: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<(Tensor<2>, Tensor<1, Int>)> {
+        GaussianMixture {
+            covariance_type: self.covariance_type,
+            n_components: self.n_components,
+            n_features: self.n_features,
+            reg_covar: self.reg_covar,
+            precision: self.precision,
+            params: self.posterior.params.clone(),
+            converged: self.converged,
+            n_iter: self.n_iter,
+            lower_bound: self.lower_bound,
+            lower_bounds: vec![],
+        }
+        .sample(n, seed, device)
     }
 
     /// Serialises the model as versioned JSON (floats round-trip exactly).
