@@ -6,6 +6,7 @@ use burn::tensor::Tensor;
 
 use crate::covariance::{self, CovarianceType, Packing};
 use crate::host::chunks;
+use crate::kmeans::Centred;
 use crate::stats::SufficientStats;
 
 /// Rows of a data matrix, centred on the fly, in chunks.
@@ -70,6 +71,11 @@ impl<'a> ChunkedData<'a> {
     /// `(start, len)` of every chunk.
     pub fn ranges(&self) -> impl Iterator<Item = (usize, usize)> {
         chunks(self.n_rows(), self.chunk)
+    }
+
+    /// The rows as a centred view for k-means (chunks or selections, no whole copy).
+    pub fn centred(&self) -> Centred<'a> {
+        Centred::new(self.x, self.centre.clone())
     }
 
     /// Centred rows `[start, start + len)`.

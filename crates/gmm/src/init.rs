@@ -65,15 +65,8 @@ pub fn initial_stats(
         InitMethod::KMeansPlusPlus | InitMethod::RandomFromData => {
             let idx = point_indices(config, data, seeds)?;
             let (k, b) = (layout.k, seeds.len());
-            let rows = data.rows(0, data.n_rows()).select(
-                0,
-                int_tensor(
-                    idx.iter().flatten().map(|&i| i as i64).collect(),
-                    [b * k],
-                    &layout.device,
-                ),
-            );
-            let moments = data.features_of(rows);
+            let flat: Vec<usize> = idx.into_iter().flatten().collect();
+            let moments = data.features_of(data.centred().select(&flat));
             Ok(SufficientStats {
                 nk: Tensor::ones([b * k], (&layout.device, layout.dtype)),
                 moments,
@@ -202,7 +195,6 @@ fn point_params(
 ) -> Result<Vec<Params>> {
     let (k, d, n) = (layout.k, layout.d, data.n_rows());
     let reg = config.reg_covar;
-    let xc = data.rows(0, n);
     let idx = point_indices(config, data, seeds)?;
     let eye_reg = |scale: f64| -> Vec<f64> {
         (0..d * d)
@@ -227,14 +219,8 @@ fn point_params(
         CovarianceType::Diag => vec![reg; k * d],
         CovarianceType::Spherical => vec![reg; k],
     };
-    let rows = to_f64(xc.select(
-        0,
-        int_tensor(
-            idx.iter().flatten().map(|&i| i as i64).collect(),
-            [seeds.len() * k],
-            &layout.device,
-        ),
-    ))?;
+    let flat: Vec<usize> = idx.into_iter().flatten().collect();
+    let rows = to_f64(data.centred().select(&flat))?;
     let cov_t = CovTensor::from_flat(
         layout.cov,
         covariances.clone(),
@@ -265,7 +251,7 @@ fn point_indices(
     let (k, n) = (config.n_components, data.n_rows());
     let mut rngs: Vec<StdRng> = seeds.iter().map(|s| StdRng::seed_from_u64(*s)).collect();
     Ok(if config.init_params == InitMethod::KMeansPlusPlus {
-        plusplus_indices(&data.rows(0, n), k, &mut rngs, config.chunk_size)?
+        plusplus_indices(&data.centred(), k, &mut rngs, config.chunk_size)?
     } else {
         rngs.iter_mut()
             .map(|r| sample(r, n, k).into_vec())

@@ -40,6 +40,44 @@ impl KMeansConfig {
     }
 }
 
+/// The rows of `x` shifted by `−centre` (`[1, D]`), produced a chunk or a selection at a time,
+/// so that k-means never holds a centred copy of the whole data (the matmul form of the
+/// distances needs centred rows to stay accurate in f32).
+#[derive(Clone, Debug)]
+pub struct Centred<'a> {
+    x: &'a Tensor<2>,
+    centre: Tensor<2>,
+}
+
+impl<'a> Centred<'a> {
+    /// `x: [N, D]` seen as `x − centre`.
+    pub fn new(x: &'a Tensor<2>, centre: Tensor<2>) -> Self {
+        Self { x, centre }
+    }
+
+    /// `[N, D]`.
+    pub fn dims(&self) -> [usize; 2] {
+        self.x.dims()
+    }
+
+    /// Centred rows `[start, start + len)`.
+    pub fn rows(&self, start: usize, len: usize) -> Tensor<2> {
+        let d = self.x.dims()[1];
+        self.x.clone().slice([start..start + len, 0..d]) - self.centre.clone()
+    }
+
+    /// Centred rows `idx`, in that order.
+    pub fn select(&self, idx: &[usize]) -> Tensor<2> {
+        let m = idx.len();
+        let idx = int_tensor(
+            idx.iter().map(|&i| i as i64).collect(),
+            [m],
+            &self.x.device(),
+        );
+        self.x.clone().select(0, idx) - self.centre.clone()
+    }
+}
+
 /// A k-means solution.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KMeansResult {
@@ -89,15 +127,19 @@ pub fn kmeans_batched(
     let [n, d] = x.dims();
     let k = cfg.n_clusters;
     let b = seeds.len();
-    // Centre the data so that the matmul form of the distances does not cancel in f32.
+    // Centre the data (chunk by chunk) so that the matmul form of the distances does not
+    // cancel in f32.
     let centre = x.clone().mean_dim(0);
-    let xc = x.clone() - centre.clone();
-    let var_mean = to_f64(xc.clone().square().mean_dim(0).mean())?[0];
-    let tol = cfg.tol * var_mean;
+    let xc = Centred::new(x, centre.clone());
+    let mut sq_sum = 0.0;
+    for (start, len) in chunks(n, cfg.chunk_size) {
+        sq_sum += to_f64(xc.rows(start, len).square().sum())?[0];
+    }
+    let tol = cfg.tol * sq_sum / (n * d) as f64;
     let mut rngs: Vec<StdRng> = seeds.iter().map(|s| StdRng::seed_from_u64(*s)).collect();
     let idx = plusplus_indices(&xc, k, &mut rngs, cfg.chunk_size)?;
-    let flat: Vec<i64> = idx.iter().flatten().map(|&i| i as i64).collect();
-    let mut centres = xc.clone().select(0, int_tensor(flat, [b * k], &x.device())); // [BK, D]
+    let flat: Vec<usize> = idx.into_iter().flatten().collect();
+    let mut centres = xc.select(&flat); // [BK, D]
     let mut n_iter = 0;
     for it in 0..cfg.max_iter {
         n_iter = it + 1;
@@ -153,20 +195,20 @@ pub fn squared_distances(x: Tensor<2>, c: Tensor<2>) -> Tensor<2> {
 /// the labels (row-major `[N, B]`) and the inertia per restart.
 #[allow(clippy::type_complexity)]
 fn lloyd_pass(
-    xc: &Tensor<2>,
+    xc: &Centred<'_>,
     centres: &Tensor<2>,
     b: usize,
     k: usize,
     chunk: usize,
     want_labels: bool,
 ) -> Result<(Tensor<2>, Tensor<1>, (Vec<i64>, Vec<f64>))> {
-    let [n, d] = xc.dims();
+    let [n, _] = xc.dims();
     let mut sums: Option<Tensor<2>> = None;
     let mut counts: Option<Tensor<1>> = None;
     let mut labels = Vec::new();
     let mut inertia = vec![0.0; b];
     for (start, len) in chunks(n, chunk) {
-        let x = xc.clone().slice([start..start + len, 0..d]);
+        let x = xc.rows(start, len);
         let dist = squared_distances(x.clone(), centres.clone()).reshape([len, b, k]);
         let (min, arg) = dist.min_dim_with_indices(2); // [len, B, 1]
         let onehot = one_hot(arg.clone(), k, x.dtype());
@@ -196,28 +238,20 @@ fn lloyd_pass(
 /// probability ∝ squared distance to the nearest chosen centre. Returns K row indices per
 /// restart.
 pub fn plusplus_indices(
-    xc: &Tensor<2>,
+    xc: &Centred<'_>,
     k: usize,
     rngs: &mut [StdRng],
     chunk: usize,
 ) -> Result<Vec<Vec<usize>>> {
-    let [n, d] = xc.dims();
+    let [n, _] = xc.dims();
     let b = rngs.len();
-    let device = xc.device();
     let trials = 2 + (k as f64).ln().floor() as usize;
-    let rows_to = |idx: Vec<usize>| {
-        let m = idx.len();
-        xc.clone().select(
-            0,
-            int_tensor(idx.into_iter().map(|i| i as i64).collect(), [m], &device),
-        )
-    };
+    let rows_to = |idx: Vec<usize>| xc.select(&idx);
     let dist_to = |c: Tensor<2>| -> Result<Vec<f64>> {
         // Distances of all rows to `c`, computed by chunk, as row-major [N, M] on the host.
         let mut out = Vec::new();
         for (start, len) in chunks(n, chunk) {
-            let x = xc.clone().slice([start..start + len, 0..d]);
-            out.extend(to_f64(squared_distances(x, c.clone()))?);
+            out.extend(to_f64(squared_distances(xc.rows(start, len), c.clone()))?);
         }
         Ok(out)
     };
