@@ -133,15 +133,10 @@ fn run() -> Result<Value, String> {
             ))
         }
     };
+    // The same settings (tol 0, chunks, threads, cache), from k-means with seed 0.
     let bayes = BayesianGaussianMixtureConfig {
-        n_components: config.n_components,
-        covariance_type: cov,
-        tol: 0.0,
         seed: Some(0),
-        chunk_size: config.chunk_size,
-        feature_cache_bytes: config.feature_cache_bytes,
-        n_threads: config.n_threads,
-        ..BayesianGaussianMixtureConfig::default()
+        ..BayesianGaussianMixtureConfig::from_shared(&config)
     };
     let run_fit = |max_iter: usize| -> Result<(), String> {
         if bayesian {

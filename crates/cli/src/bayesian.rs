@@ -45,23 +45,13 @@ pub struct FitBayesianArgs {
 /// Fits, saves and summarises a variational Bayesian mixture.
 pub fn run(a: FitBayesianArgs) -> Result<Value, CliError> {
     let (device, precision) = device(&a.em.compute, Precision::F32)?;
-    let shared = a.em.config(a.components)?;
     let prior_type: WeightConcentrationPriorType = a.weight_prior.parse()?;
     let config = BayesianGaussianMixtureConfig {
-        n_components: shared.n_components,
-        covariance_type: shared.covariance_type,
-        tol: shared.tol,
-        reg_covar: shared.reg_covar,
-        max_iter: shared.max_iter,
-        n_init: shared.n_init,
-        init_params: shared.init_params,
         weight_concentration_prior_type: prior_type,
         weight_concentration_prior: a.weight_concentration_prior,
         mean_precision_prior: a.mean_precision_prior,
         degrees_of_freedom_prior: a.degrees_of_freedom_prior,
-        seed: shared.seed,
-        chunk_size: shared.chunk_size,
-        ..BayesianGaussianMixtureConfig::default()
+        ..BayesianGaussianMixtureConfig::from_shared(&a.em.config(a.components)?)
     };
     let (x, n) = load(&a.input, &device, precision)?;
     let model = fit_bayesian(&config, &x)?;

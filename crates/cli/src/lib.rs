@@ -372,10 +372,7 @@ enum Fitted {
 
 impl Fitted {
     fn load(path: &Path) -> Result<Self, CliError> {
-        let text = std::fs::read_to_string(path).map_err(|source| mixburn_gmm::GmmError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = mixburn_gmm::model::read_text(path)?;
         let format = serde_json::from_str::<Value>(&text)
             .ok()
             .and_then(|v| v["format"].as_str().map(str::to_owned));

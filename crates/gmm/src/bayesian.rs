@@ -25,8 +25,6 @@ use std::path::Path;
 use std::str::FromStr;
 
 use burn::tensor::{Device, Int, Tensor};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Precision;
@@ -36,9 +34,11 @@ use crate::em::{iterate, validate_data};
 use crate::error::{GmmError, Result};
 use crate::estep::{em_pass, ChunkedData};
 use crate::host::{tensor_from_f64, to_f64};
-use crate::init::{initial_stats, stats_from_responsibilities};
+use crate::init::{initial_stats, restart_seeds, stats_from_responsibilities};
 use crate::linalg;
-use crate::model::{read_text, write_atomic, GaussianMixture, Scorer};
+use crate::model::{
+    from_envelope_json, read_text, to_envelope_json, write_atomic, GaussianMixture, Scorer,
+};
 use crate::params::{Layout, Params};
 use crate::special::{betaln, digamma, lgamma};
 use crate::stats::SufficientStats;
@@ -138,7 +138,16 @@ pub struct BayesianGaussianMixtureConfig {
 
 impl Default for BayesianGaussianMixtureConfig {
     fn default() -> Self {
-        let g = GaussianMixtureConfig::default();
+        Self::from_shared(&GaussianMixtureConfig::default())
+    }
+}
+
+impl BayesianGaussianMixtureConfig {
+    /// The settings shared with [`GaussianMixtureConfig`] taken from `g` (K, covariance type,
+    /// tol, reg_covar, max_iter, n_init, init_params, seed, chunk size, feature cache, threads),
+    /// with scikit-learn's default priors; `g`'s initial parameters and `warm_start` have no
+    /// counterpart here and are not read. The inverse of `shared`.
+    pub fn from_shared(g: &GaussianMixtureConfig) -> Self {
         Self {
             n_components: g.n_components,
             covariance_type: g.covariance_type,
@@ -160,9 +169,7 @@ impl Default for BayesianGaussianMixtureConfig {
             n_threads: g.n_threads,
         }
     }
-}
 
-impl BayesianGaussianMixtureConfig {
     /// A default configuration with at most `n_components` components.
     pub fn new(n_components: usize) -> Self {
         Self {
@@ -315,7 +322,7 @@ impl BayesianGaussianMixtureConfig {
         }
         if let Some(p) = &self.covariance_prior {
             let cov = self.covariance_type;
-            let want = prior_len(cov, d);
+            let want = cov.param_len(1, d);
             if p.len() != want {
                 return Err(GmmError::config(
                     "covariance_prior",
@@ -380,16 +387,6 @@ impl BayesianGaussianMixtureConfig {
             }
         }
         Ok(())
-    }
-}
-
-/// Number of values of `covariance_prior` for a covariance type (full/tied D², diag D,
-/// spherical 1).
-fn prior_len(cov: CovarianceType, d: usize) -> usize {
-    match cov {
-        CovarianceType::Full | CovarianceType::Tied => d * d,
-        CovarianceType::Diag => d,
-        CovarianceType::Spherical => 1,
     }
 }
 
@@ -878,12 +875,8 @@ pub fn fit_bayesian(
     let start = match &config.resp_init {
         Some(resp) => stats_from_responsibilities(&data, &layout, resp),
         None => {
-            let mut rng = match config.seed {
-                Some(s) => StdRng::seed_from_u64(s),
-                None => StdRng::from_os_rng(),
-            };
-            let seeds: Vec<u64> = (0..config.n_init).map(|_| rng.random()).collect();
-            initial_stats(&config.shared(), &data, &layout, &seeds)?
+            let shared = config.shared();
+            initial_stats(&shared, &data, &layout, &restart_seeds(&shared))?
         }
     };
     let starts = variational_m_step(&layout, &start, &priors, config.reg_covar, eps)?;
@@ -959,13 +952,6 @@ pub struct BayesianGaussianMixture {
     pub lower_bound: f64,
     /// The lower bound after every iteration of the best restart.
     pub lower_bounds: Vec<f64>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SavedBayesianModel {
-    format: String,
-    version: u32,
-    model: BayesianGaussianMixture,
 }
 
 impl BayesianGaussianMixture {
@@ -1053,36 +1039,19 @@ impl BayesianGaussianMixture {
 
     /// Serialises the model as versioned JSON (floats round-trip exactly).
     pub fn to_json(&self) -> Result<String> {
-        serde_json::to_string_pretty(&SavedBayesianModel {
-            format: BAYESIAN_MODEL_FORMAT.into(),
-            version: BAYESIAN_MODEL_FORMAT_VERSION,
-            model: self.clone(),
-        })
-        .map_err(|e| GmmError::ModelFormat(e.to_string()))
+        to_envelope_json(BAYESIAN_MODEL_FORMAT, BAYESIAN_MODEL_FORMAT_VERSION, self)
     }
 
     /// Parses a model written by [`to_json`](Self::to_json), checking format, version, every
     /// array's length and the ranges the scores need (finite values, concentrations and `β_k`
     /// positive, `ν > D − 1`).
     pub fn from_json(text: &str) -> Result<Self> {
-        let saved: SavedBayesianModel = serde_json::from_str(text).map_err(|e| {
-            GmmError::ModelFormat(format!(
-                "{e}; expected a variational Bayesian mixture written by BayesianGaussianMixture::save"
-            ))
-        })?;
-        if saved.format != BAYESIAN_MODEL_FORMAT {
-            return Err(GmmError::ModelFormat(format!(
-                "format is `{}`, expected `{BAYESIAN_MODEL_FORMAT}`",
-                saved.format
-            )));
-        }
-        if saved.version != BAYESIAN_MODEL_FORMAT_VERSION {
-            return Err(GmmError::ModelFormat(format!(
-                "version {} is not supported (this build reads version {BAYESIAN_MODEL_FORMAT_VERSION})",
-                saved.version
-            )));
-        }
-        let m = saved.model;
+        let m: Self = from_envelope_json(
+            text,
+            BAYESIAN_MODEL_FORMAT,
+            BAYESIAN_MODEL_FORMAT_VERSION,
+            "a variational Bayesian mixture written by BayesianGaussianMixture::save",
+        )?;
         let (k, d, cov) = (m.n_components, m.n_features, m.covariance_type);
         let len = cov.param_len(k, d);
         let p = &m.posterior.params;
@@ -1104,7 +1073,7 @@ impl BayesianGaussianMixture {
             && post.mean_precision.len() == k
             && post.degrees_of_freedom.len() == dofs
             && pr.mean_prior.len() == d
-            && pr.covariance_prior.len() == prior_len(cov, d)
+            && pr.covariance_prior.len() == cov.param_len(1, d)
             && p.weights
                 .iter()
                 .chain(&p.means)

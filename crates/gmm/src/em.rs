@@ -3,15 +3,13 @@
 //! iteration (E-step of iteration t and the sufficient statistics of its M-step).
 
 use burn::tensor::Tensor;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 use crate::backend::Precision;
 use crate::config::GaussianMixtureConfig;
 use crate::error::{GmmError, Result};
 use crate::estep::{em_pass, ChunkedData};
 use crate::host::{tensor_from_f64, to_f64, to_i64};
-use crate::init::initial_params;
+use crate::init::{initial_params, restart_seeds};
 use crate::model::GaussianMixture;
 use crate::params::{Layout, WeightNorm};
 
@@ -153,14 +151,7 @@ pub fn fit_warm(
 
     let starts = match warm {
         Some(p) => vec![p.params.shifted(&centre, -1.0)],
-        None => {
-            let mut rng = match config.seed {
-                Some(s) => StdRng::seed_from_u64(s),
-                None => StdRng::from_os_rng(),
-            };
-            let seeds: Vec<u64> = (0..config.n_init).map(|_| rng.random()).collect();
-            initial_params(config, &data, &layout, &seeds, &centre, eps)?
-        }
+        None => initial_params(config, &data, &layout, &restart_seeds(config), &centre, eps)?,
     };
     let best = iterate(starts, config.max_iter, config.tol, |params| {
         let a = layout.upload(params);

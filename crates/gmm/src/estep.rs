@@ -12,8 +12,7 @@ use crate::stats::SufficientStats;
 /// Rows of a data matrix, centred on the fly, in chunks.
 #[derive(Clone, Debug)]
 pub struct ChunkedData<'a> {
-    x: &'a Tensor<2>,
-    centre: Tensor<2>,
+    rows: Centred<'a>,
     chunk: usize,
     cov: CovarianceType,
     packing: &'a Packing,
@@ -30,8 +29,7 @@ impl<'a> ChunkedData<'a> {
         packing: &'a Packing,
     ) -> Self {
         Self {
-            x,
-            centre,
+            rows: Centred::new(x, centre),
             chunk,
             cov,
             packing,
@@ -44,9 +42,9 @@ impl<'a> ChunkedData<'a> {
     /// instead of rebuilding the quadratic features (memory `N·(T'+D+1)` values; off when
     /// over budget).
     pub fn with_feature_cache(mut self, budget_bytes: usize) -> Self {
-        let [n, d] = self.x.dims();
+        let [n, d] = self.rows.dims();
         let width = self.cov.quad_width(d) + d + 1;
-        let size = self.x.dtype().size();
+        let size = self.rows.raw().dtype().size();
         let bytes = n * (width + d) * size;
         if bytes <= budget_bytes {
             let parts = self
@@ -60,12 +58,12 @@ impl<'a> ChunkedData<'a> {
 
     /// The data as given (not centred).
     pub fn raw(&self) -> &Tensor<2> {
-        self.x
+        self.rows.raw()
     }
 
     /// Number of rows.
     pub fn n_rows(&self) -> usize {
-        self.x.dims()[0]
+        self.rows.dims()[0]
     }
 
     /// `(start, len)` of every chunk.
@@ -75,13 +73,12 @@ impl<'a> ChunkedData<'a> {
 
     /// The rows as a centred view for k-means (chunks or selections, no whole copy).
     pub fn centred(&self) -> Centred<'a> {
-        Centred::new(self.x, self.centre.clone())
+        self.rows.clone()
     }
 
     /// Centred rows `[start, start + len)`.
     pub fn rows(&self, start: usize, len: usize) -> Tensor<2> {
-        let d = self.x.dims()[1];
-        self.x.clone().slice([start..start + len, 0..d]) - self.centre.clone()
+        self.rows.rows(start, len)
     }
 
     /// `G(x) = [F(x), x, 1]` of centred rows `[start, start + len)` (a chunk from

@@ -48,6 +48,16 @@ pub fn initial_params(
     override_inits(config, layout, centre, starts)
 }
 
+/// One seed per restart (`n_init` of them), drawn from `config.seed` (`random_state`), or from
+/// the OS when it is `None`.
+pub fn restart_seeds(config: &GaussianMixtureConfig) -> Vec<u64> {
+    let mut rng = match config.seed {
+        Some(s) => StdRng::seed_from_u64(s),
+        None => StdRng::from_os_rng(),
+    };
+    (0..config.n_init).map(|_| rng.random()).collect()
+}
+
 /// Sufficient statistics (in the centred coordinates of `data`, restarts batched `[B·K]`) of
 /// each seed's starting responsibilities from `config.init_params`: one-hot k-means labels,
 /// row-normalised uniform random rows, or 1 on the K rows chosen by k-means++ seeding or

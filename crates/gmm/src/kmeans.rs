@@ -55,6 +55,11 @@ impl<'a> Centred<'a> {
         Self { x, centre }
     }
 
+    /// The data as given (not centred).
+    pub fn raw(&self) -> &'a Tensor<2> {
+        self.x
+    }
+
     /// `[N, D]`.
     pub fn dims(&self) -> [usize; 2] {
         self.x.dims()

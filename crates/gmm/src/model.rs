@@ -7,6 +7,7 @@ use burn::tensor::{Device, Int, Tensor};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Precision;
@@ -54,11 +55,51 @@ pub struct GaussianMixture {
     pub lower_bounds: Vec<f64>,
 }
 
+/// The versioned envelope every saved model is written in: `{format, version, model}`.
 #[derive(Serialize, Deserialize)]
-struct SavedModel {
+struct Envelope<M> {
     format: String,
     version: u32,
-    model: GaussianMixture,
+    model: M,
+}
+
+/// `model` inside its envelope as pretty JSON (floats round-trip exactly).
+pub(crate) fn to_envelope_json<M: Serialize>(
+    format: &str,
+    version: u32,
+    model: &M,
+) -> Result<String> {
+    serde_json::to_string_pretty(&Envelope {
+        format: format.into(),
+        version,
+        model,
+    })
+    .map_err(|e| GmmError::ModelFormat(e.to_string()))
+}
+
+/// The model inside an envelope written by [`to_envelope_json`], after checking its format
+/// name and version; `expected` says in the parse error what the file should have been.
+pub(crate) fn from_envelope_json<M: DeserializeOwned>(
+    text: &str,
+    format: &str,
+    version: u32,
+    expected: &str,
+) -> Result<M> {
+    let saved: Envelope<M> = serde_json::from_str(text)
+        .map_err(|e| GmmError::ModelFormat(format!("{e}; expected {expected}")))?;
+    if saved.format != format {
+        return Err(GmmError::ModelFormat(format!(
+            "format is `{}`, expected `{format}`",
+            saved.format
+        )));
+    }
+    if saved.version != version {
+        return Err(GmmError::ModelFormat(format!(
+            "version {} is not supported (this build reads version {version})",
+            saved.version
+        )));
+    }
+    Ok(saved.model)
 }
 
 impl GaussianMixture {
@@ -229,33 +270,18 @@ impl GaussianMixture {
 
     /// Serialises the model as versioned JSON (floats round-trip exactly).
     pub fn to_json(&self) -> Result<String> {
-        serde_json::to_string_pretty(&SavedModel {
-            format: MODEL_FORMAT.into(),
-            version: MODEL_FORMAT_VERSION,
-            model: self.clone(),
-        })
-        .map_err(|e| GmmError::ModelFormat(e.to_string()))
+        to_envelope_json(MODEL_FORMAT, MODEL_FORMAT_VERSION, self)
     }
 
     /// Parses a model written by [`to_json`](Self::to_json), checking format, version and the
     /// consistency of every array's length.
     pub fn from_json(text: &str) -> Result<Self> {
-        let saved: SavedModel = serde_json::from_str(text).map_err(|e| {
-            GmmError::ModelFormat(format!("{e}; expected a model written by `mixburn fit`"))
-        })?;
-        if saved.format != MODEL_FORMAT {
-            return Err(GmmError::ModelFormat(format!(
-                "format is `{}`, expected `{MODEL_FORMAT}`",
-                saved.format
-            )));
-        }
-        if saved.version != MODEL_FORMAT_VERSION {
-            return Err(GmmError::ModelFormat(format!(
-                "version {} is not supported (this build reads version {MODEL_FORMAT_VERSION})",
-                saved.version
-            )));
-        }
-        let m = saved.model;
+        let m: Self = from_envelope_json(
+            text,
+            MODEL_FORMAT,
+            MODEL_FORMAT_VERSION,
+            "a model written by `mixburn fit`",
+        )?;
         let (k, d) = (m.n_components, m.n_features);
         let len = m.covariance_type.param_len(k, d);
         let p = &m.params;
@@ -409,8 +435,8 @@ pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<()> {
     })
 }
 
-/// Reads the text of a model file.
-pub(crate) fn read_text(path: &Path) -> Result<String> {
+/// Reads the text of a model file (an I/O failure is [`GmmError::Io`] naming the file).
+pub fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|source| GmmError::Io {
         path: path.display().to_string(),
         source,
