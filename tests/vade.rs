@@ -533,6 +533,9 @@ fn cli_train_prints_the_metrics_and_sample_writes_a_grid_of_the_expected_size() 
     let mut state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
     state["phase"] = "pretrain".into();
+    // The checkpoint directory a pre-training state names (a state naming another is refused
+    // as tampered before its phase is looked at).
+    state["dir"] = "checkpoint-pretrain-0002".into();
     std::fs::write(&state_path, state.to_string()).unwrap();
     let err = evaluate(&run).unwrap_err();
     assert!(err.contains("still pre-training"), "{err}");

@@ -32,7 +32,7 @@ pub struct FitBayesianArgs {
     #[arg(long)]
     pub degrees_of_freedom_prior: Option<f64>,
     /// Weight above which a component counts as effective in the printed summary.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, value_parser = parse_weight)]
     pub weight_threshold: f64,
     /// Where to write the model (JSON; `score` and `predict` read it).
     #[arg(long)]
@@ -42,8 +42,17 @@ pub struct FitBayesianArgs {
     pub em: EmOptions,
 }
 
+/// A mixing weight in `[0, 1]` (NaN, infinities and values outside refused at parse time).
+fn parse_weight(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not a weight in [0, 1]")),
+    }
+}
+
 /// Fits, saves and summarises a variational Bayesian mixture.
 pub fn run(a: FitBayesianArgs) -> Result<Value, CliError> {
+    mixburn_data::check_outputs(&[&a.output])?;
     let (device, precision) = device(&a.em.compute, Precision::F32)?;
     let prior_type: WeightConcentrationPriorType = a.weight_prior.parse()?;
     let config = BayesianGaussianMixtureConfig {

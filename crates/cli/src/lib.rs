@@ -170,6 +170,9 @@ pub struct SelectArgs {
     pub em: EmOptions,
 }
 
+/// Most candidate numbers of components `select` takes in one call.
+pub const MAX_CANDIDATES: usize = 1024;
+
 /// Parses `1..8` (inclusive) or `2,4,8` into the candidate numbers of components.
 pub fn parse_components(s: &str) -> Result<Vec<usize>, CliError> {
     let bad = || {
@@ -184,6 +187,17 @@ pub fn parse_components(s: &str) -> Result<Vec<usize>, CliError> {
             let (a, b) = (num(a).ok_or_else(bad)?, num(b).ok_or_else(bad)?);
             if a > b {
                 return Err(bad().into());
+            }
+            if b - a >= MAX_CANDIDATES {
+                return Err(mixburn_gmm::GmmError::config(
+                    "n_components",
+                    format!(
+                        "`{s}` asks for {} candidates; give at most {MAX_CANDIDATES} \
+                         (every candidate is a fit of its own)",
+                        (b - a).saturating_add(1)
+                    ),
+                )
+                .into());
             }
             (a..=b).collect()
         }
@@ -293,6 +307,9 @@ pub(crate) fn load(
 ) -> Result<(Tensor<2>, usize), CliError> {
     let m = mixburn_data::read_matrix(path)?;
     mixburn_data::check_finite(&m, path)?;
+    if precision == Precision::F32 {
+        mixburn_data::check_fits_f32(&m, path)?;
+    }
     let n = m.rows;
     Ok((
         tensor_from_f64(m.data, [m.rows, m.cols], device, precision.dtype()),
@@ -301,6 +318,7 @@ pub(crate) fn load(
 }
 
 fn fit(a: FitArgs) -> Result<Value, CliError> {
+    mixburn_data::check_outputs(&[&a.output])?;
     let (device, precision) = device(&a.em.compute, Precision::F32)?;
     let config = a.em.config(a.components)?;
     let (x, n) = load(&a.input, &device, precision)?;
@@ -330,6 +348,7 @@ fn fit(a: FitArgs) -> Result<Value, CliError> {
 }
 
 fn select(a: SelectArgs) -> Result<Value, CliError> {
+    mixburn_data::check_outputs(&a.output.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
     let (device, precision) = device(&a.em.compute, Precision::F32)?;
     let ks = parse_components(&a.components)?;
     let (x, n) = load(&a.input, &device, precision)?;
@@ -444,6 +463,7 @@ fn model_and_data(
 }
 
 fn score(a: ScoreArgs) -> Result<Value, CliError> {
+    mixburn_data::check_outputs(&a.output.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
     let (model, x, n) = model_and_data(&a.model, &a.input, &a.compute)?;
     let ll = to_f64(model.score_samples(&x)?)?;
     let mean = ll.iter().sum::<f64>() / n as f64;
@@ -454,6 +474,9 @@ fn score(a: ScoreArgs) -> Result<Value, CliError> {
 }
 
 fn predict(a: PredictArgs) -> Result<Value, CliError> {
+    let mut outputs = vec![a.output.as_path()];
+    outputs.extend(a.proba.as_deref());
+    mixburn_data::check_outputs(&outputs)?;
     let (model, x, n) = model_and_data(&a.model, &a.input, &a.compute)?;
     let labels = to_i64(model.predict(&x)?)?;
     if let Some(p) = &a.proba {
@@ -468,6 +491,9 @@ fn predict(a: PredictArgs) -> Result<Value, CliError> {
 }
 
 fn sample(a: SampleArgs) -> Result<Value, CliError> {
+    let mut outputs = vec![a.output.as_path()];
+    outputs.extend(a.labels.as_deref());
+    mixburn_data::check_outputs(&outputs)?;
     let model = Fitted::load(&a.model)?;
     let backend = *Backend::compiled()
         .first()

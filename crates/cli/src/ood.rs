@@ -87,6 +87,7 @@ pub fn run(cmd: OodCommand) -> Result<Value, CliError> {
 }
 
 fn fit(a: OodFitArgs) -> Result<Value, CliError> {
+    mixburn_data::check_outputs(&[&a.output])?;
     let method: Method = a.method.parse()?;
     let (device, precision) = device(&a.compute, Precision::F32)?;
     let labels = mixburn_data::read_labels(&a.labels)?;
@@ -108,6 +109,7 @@ fn fit(a: OodFitArgs) -> Result<Value, CliError> {
 }
 
 fn score(a: OodScoreArgs) -> Result<Value, CliError> {
+    mixburn_data::check_outputs(&[&a.output])?;
     // The detector's own precision unless --dtype overrides it.
     let (params, saved) = MahalanobisDetector::read(&a.detector)?;
     let (device, precision) = device(&a.compute, saved)?;

@@ -1,6 +1,6 @@
 //! `mixburn vade train|sample|report|evaluate`: VaDE (a VAE with a Gaussian-mixture prior) on Fashion-MNIST.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use mixburn_gmm::backend::{Backend, Precision};
@@ -278,6 +278,12 @@ fn report_cmd(a: VadeReportArgs) -> Result<Value, CliError> {
 }
 
 fn evaluate_cmd(a: VadeEvaluateArgs) -> Result<Value, CliError> {
+    let outputs: Vec<&Path> = [&a.means, &a.latent_png, &a.clusters]
+        .into_iter()
+        .flatten()
+        .map(PathBuf::as_path)
+        .collect();
+    mixburn_data::check_outputs(&outputs)?;
     let backend: Backend = a.backend.parse()?;
     let precision = read_state(&a.model)?.precision;
     let device = backend.device_for(precision)?;

@@ -28,15 +28,22 @@ impl Drop for TempGuard {
     }
 }
 
-/// Creates a fresh temporary file `.<name>.tmp-<pid>-<n><suffix>` in `dir`.
+/// Creates a fresh temporary file `.<name>.tmp-<pid>-<random><suffix>` in `dir`, exclusively
+/// (`O_CREAT | O_EXCL`: an existing file or a planted link at that name is never opened). The
+/// random part (from std's per-process random hash keys) makes the names unpredictable, so
+/// another user cannot occupy them in advance.
 fn create_temp(dir: &Path, name: &std::ffi::OsStr, suffix: &str) -> io::Result<(File, PathBuf)> {
+    use std::hash::{BuildHasher, Hasher};
     let pid = std::process::id();
+    let keys = std::collections::hash_map::RandomState::new();
     let mut last_err = None;
     for _ in 0..100 {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mut h = keys.build_hasher();
+        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        let n = h.finish();
         let mut tmp_name = std::ffi::OsString::from(".");
         tmp_name.push(name);
-        tmp_name.push(format!(".tmp-{pid}-{n}{suffix}"));
+        tmp_name.push(format!(".tmp-{pid}-{n:016x}{suffix}"));
         let tmp_path = dir.join(tmp_name);
         match OpenOptions::new()
             .write(true)
@@ -191,5 +198,33 @@ pub fn write_atomic_path<E: From<DataError>>(
     write(&guard.path)?;
     fs::rename(&guard.path, path).map_err(|e| write_err(path, e))?;
     guard.armed = false;
+    Ok(())
+}
+
+/// Checks, before any work or any write, that each of `paths` can be written by
+/// [`write_atomic`]: its directory exists and takes a new file (a temporary is created and
+/// removed), it is not a directory, and no path is given twice. A command with several outputs
+/// calls this first, so that a bad last output does not leave the earlier ones replaced.
+///
+/// # Errors
+/// [`DataError::Io`] naming the first path that cannot be written, and why.
+pub fn check_outputs(paths: &[&Path]) -> Result<(), DataError> {
+    for (i, path) in paths.iter().enumerate() {
+        let invalid = |msg: &str| write_err(path, io::Error::new(io::ErrorKind::InvalidInput, msg));
+        if paths[..i].iter().any(|p| p == path) {
+            return Err(invalid("the same path is given for two outputs"));
+        }
+        if fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+            return Err(invalid("is a directory; give a file path"));
+        }
+        let target = match destination(path) {
+            Destination::Stream => continue,
+            Destination::File(target) => target,
+        };
+        let (dir, name) = dir_and_name(&target)?;
+        let (file, tmp_path) = create_temp(dir, name, "").map_err(|e| write_err(path, e))?;
+        drop(file);
+        let _ = fs::remove_file(tmp_path);
+    }
     Ok(())
 }

@@ -34,8 +34,9 @@ fn separator_hint(cell: &str) -> &'static str {
 ///
 /// * Cells are separated by `,`; whitespace and double quotes around a cell are
 ///   ignored; `nan` and `inf` are accepted (see [`check_finite`](crate::check_finite)).
-/// * The first row is a header (skipped) when any of its cells is not a number.
-///   A header whose cells all look numeric is read as data.
+/// * The first row is a header (skipped) when none of its cells is a number; a first row
+///   that mixes numbers and text is an error. A header whose cells all look numeric is read
+///   as data.
 /// * Blank lines and lines starting with `#` (as written by `numpy.savetxt`)
 ///   are skipped. `\r\n` line endings and a UTF-8 byte-order mark are accepted.
 ///
@@ -79,11 +80,25 @@ pub fn read_csv_matrix(path: &Path) -> Result<Matrix, DataError> {
         let cells: Vec<&str> = line.split(',').collect();
 
         if cols.is_none() && !header_seen {
-            // First row: a header when any cell is not a number.
-            if cells.iter().any(|c| parse_cell(c).is_none()) {
+            // First row: a header when no cell is a number. A row that mixes numbers and
+            // text is neither, and is refused rather than silently skipped.
+            let numeric = cells.iter().filter(|c| parse_cell(c).is_some()).count();
+            if numeric == 0 {
                 header_seen = true;
                 cols = Some((cells.len(), line_no));
                 continue;
+            }
+            if let Some(j) = cells.iter().position(|c| parse_cell(c).is_none()) {
+                return Err(csv_err(
+                    line_no,
+                    format!(
+                        "the first row mixes numbers and text (column {} is '{}'); a header \
+                         row names every column, a data row has a number in every column{}",
+                        j + 1,
+                        cells[j].trim(),
+                        separator_hint(line)
+                    ),
+                ));
             }
         }
         match cols {

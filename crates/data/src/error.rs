@@ -87,6 +87,23 @@ pub enum DataError {
         col: usize,
     },
 
+    /// A finite value too large in magnitude for the single precision it is computed in.
+    #[error(
+        "{}: the value {value:e} at row {row}, column {col} (0-based) is finite but beyond \
+         float32's range (±3.4e38); compute in float64 (--dtype f64) or rescale the data",
+        path.display()
+    )]
+    OverflowsF32 {
+        /// The file the matrix came from.
+        path: PathBuf,
+        /// 0-based row.
+        row: usize,
+        /// 0-based column.
+        col: usize,
+        /// The value.
+        value: f64,
+    },
+
     /// A file of an MNIST-format dataset directory is missing (neither the
     /// plain nor the `.gz` file exists).
     #[error(
@@ -126,7 +143,7 @@ impl DataError {
     }
 }
 
-/// Reads a whole file, mapping a missing file to [`DataError::NotFound`].
+/// Reads a whole regular file, mapping a missing file to [`DataError::NotFound`].
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
-    std::fs::read(path).map_err(|e| DataError::io(path, e))
+    crate::input::read_input(path)
 }

@@ -4,7 +4,6 @@
 //! Layout: two zero bytes, a type byte, the number of dimensions `k`, then `k`
 //! big-endian `u32` dimensions, then the values in row-major order, big endian.
 
-use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -118,7 +117,7 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Reads and validates an IDX file: its type, dims and raw (big-endian) data bytes.
 fn read_raw(path: &Path) -> Result<(IdxType, Vec<usize>, Vec<u8>), DataError> {
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let (file, _) = crate::input::open_input(path)?;
     let mut buffered = BufReader::new(file);
     let head = buffered.fill_buf().map_err(|e| DataError::io(path, e))?;
     let gz = head.starts_with(&[0x1f, 0x8b]) || extension_lower(path).as_deref() == Some("gz");

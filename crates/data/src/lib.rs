@@ -25,14 +25,16 @@ mod atomic;
 mod csv;
 mod error;
 mod idx;
+mod input;
 mod matrix;
 mod npy;
 
-pub use atomic::{write_atomic, write_atomic_path};
+pub use atomic::{check_outputs, write_atomic, write_atomic_path};
 pub use csv::read_csv_matrix;
 pub use error::DataError;
 pub use idx::{read_idx, read_idx_u8, read_mnist_dir, IdxArray, MnistSplit, FASHION_MNIST_DIR};
-pub use matrix::{check_finite, read_matrix, ElemType, Matrix};
+pub use input::{open_input, read_input, read_input_text};
+pub use matrix::{check_finite, check_fits_f32, read_matrix, ElemType, Matrix};
 pub use npy::{
     read_labels, read_npy_matrix, read_vector, write_labels_npy, write_matrix_npy,
     write_vector_f64_npy,

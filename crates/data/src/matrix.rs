@@ -146,3 +146,21 @@ pub fn check_finite(m: &Matrix, path: &Path) -> Result<(), DataError> {
         }
     }
 }
+
+/// Checks that every value of `m` (read from `path`) is within float32's finite range, for data
+/// that will be computed in single precision: a finite float64 beyond ±3.4e38 would become an
+/// infinity there.
+///
+/// # Errors
+/// [`DataError::OverflowsF32`] locating (0-based row and column) the first such value.
+pub fn check_fits_f32(m: &Matrix, path: &Path) -> Result<(), DataError> {
+    match m.data.iter().position(|v| v.abs() > f32::MAX as f64) {
+        None => Ok(()),
+        Some(k) => Err(DataError::OverflowsF32 {
+            path: path.to_path_buf(),
+            row: k.checked_div(m.cols).unwrap_or(0),
+            col: k.checked_rem(m.cols).unwrap_or(0),
+            value: m.data[k],
+        }),
+    }
+}

@@ -190,3 +190,41 @@ fn atomic_write_to_a_pipe_writes_into_it_instead_of_replacing_it() {
     assert_eq!(got, b"via a file");
     assert_eq!(entries(dir.path()), vec!["pipe"]);
 }
+
+#[test]
+fn links_planted_at_the_temporary_names_are_never_followed() {
+    // Another user who can write the directory plants links at the temporary names a
+    // predictable writer would pick (`.NAME.tmp<pid>`, `.NAME.tmp-<pid>-<n>`); the writer
+    // creates its temporary exclusively under an unpredictable name and writes through none.
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim.txt");
+    fs::write(&victim, "precious").unwrap();
+    let pid = std::process::id();
+    std::os::unix::fs::symlink(&victim, dir.path().join(format!(".out.bin.tmp{pid}"))).unwrap();
+    for n in 0..2000 {
+        let name = format!(".out.bin.tmp-{pid}-{n}");
+        std::os::unix::fs::symlink(&victim, dir.path().join(name)).unwrap();
+    }
+    let out = dir.path().join("out.bin");
+    write_atomic(&out, |w| w.write_all(b"model")).unwrap();
+    assert_eq!(fs::read_to_string(&out).unwrap(), "model");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(!fs::symlink_metadata(&out).unwrap().file_type().is_symlink());
+}
+
+#[test]
+fn output_checks_refuse_missing_directories_directories_and_repeated_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.npy");
+    let missing = dir.path().join("no/such/b.npy");
+    assert!(mixburn_data::check_outputs(&[&a]).is_ok());
+    assert!(!a.exists(), "a check writes nothing");
+    let err = mixburn_data::check_outputs(&[&a, &missing]).unwrap_err();
+    assert!(err.to_string().contains("no/such/b.npy"), "{err}");
+    let err = mixburn_data::check_outputs(&[dir.path()]).unwrap_err();
+    assert!(err.to_string().contains("directory"), "{err}");
+    let err = mixburn_data::check_outputs(&[&a, &a]).unwrap_err();
+    assert!(err.to_string().contains("two outputs"), "{err}");
+    assert!(mixburn_data::check_outputs(&[std::path::Path::new("/dev/null")]).is_ok());
+    assert_eq!(entries(dir.path()), Vec::<String>::new());
+}

@@ -861,6 +861,7 @@ pub fn fit_bayesian(
     let device = x.device();
     let dtype = x.dtype();
     let precision = Precision::of(dtype);
+    config.shared().check_precision(precision)?;
     let eps = precision.eps();
     let cov = config.covariance_type;
     let layout = Layout::new(cov, k, d, &device, dtype);

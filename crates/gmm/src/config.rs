@@ -54,6 +54,10 @@ impl FromStr for InitMethod {
     }
 }
 
+/// Largest number of values one batched fit may hold at once: `n_init` restarts × (K
+/// covariances of D² — one for tied — plus K log-densities per chunk row): 2^30, 8 GiB in f64.
+pub const MAX_BATCH_VALUES: usize = 1 << 30;
+
 /// Configuration of [`crate::GaussianMixture`] fits. Field names and defaults follow
 /// scikit-learn's `GaussianMixture`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -199,6 +203,22 @@ impl GaussianMixtureConfig {
         self
     }
 
+    /// Checks that `reg_covar` is representable in the precision of the fit: a value beyond
+    /// float32's range would become an infinity on the device, and every covariance with it.
+    pub fn check_precision(&self, precision: crate::Precision) -> Result<()> {
+        if precision == crate::Precision::F32 && self.reg_covar > f32::MAX as f64 {
+            return Err(GmmError::config(
+                "reg_covar",
+                format!(
+                    "{:e} is beyond float32's range (3.4e38); fit in f64 (--dtype f64) or use \
+                     a value in scale with the data's variances",
+                    self.reg_covar
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks every parameter against data with `n_features` columns. Called once by `fit`.
     pub fn validate(&self, n_features: usize) -> Result<()> {
         let k = self.n_components;
@@ -222,6 +242,30 @@ impl GaussianMixtureConfig {
         }
         if self.n_init < 1 {
             return Err(GmmError::config("n_init", "must be >= 1, got 0"));
+        }
+        // The batch holds every restart's covariances and, per chunk, every restart's
+        // log-densities: n_init·(rows·D² + K·chunk) values.
+        let batch_values = n_features
+            .checked_mul(n_features)
+            .and_then(|dd| dd.checked_mul(self.covariance_type.rows_per_model(k)))
+            .and_then(|cov| cov.checked_add(k.checked_mul(self.chunk_size)?))
+            .and_then(|per| per.checked_mul(self.n_init))
+            .filter(|&v| v <= MAX_BATCH_VALUES);
+        if batch_values.is_none() {
+            return Err(GmmError::config(
+                if self.n_init > 1 {
+                    "n_init"
+                } else {
+                    "n_components"
+                },
+                format!(
+                    "n_init={} restarts × n_components={k} of n_features={n_features} need more \
+                     than {MAX_BATCH_VALUES} values at once (covariances and a chunk's \
+                     log-densities); use fewer restarts or components (or a diagonal \
+                     covariance type)",
+                    self.n_init
+                ),
+            ));
         }
         if self.n_threads < 1 {
             return Err(GmmError::config("n_threads", "must be >= 1, got 0"));

@@ -135,6 +135,7 @@ pub fn fit_warm(
     let device = x.device();
     let dtype = x.dtype();
     let precision = Precision::of(dtype);
+    config.check_precision(precision)?;
     let eps = precision.eps();
     let layout = Layout::new(config.covariance_type, k, d, &device, dtype);
     // Centre once (a D-vector): moments accumulate around the data mean, not the origin.

@@ -198,10 +198,8 @@ impl GaussianMixture {
         seed: u64,
         device: &Device,
     ) -> Result<(Tensor<2>, Tensor<1, Int>)> {
-        if n < 1 {
-            return Err(GmmError::config("n_samples", "must be >= 1"));
-        }
         let (k, d) = (self.n_components, self.n_features);
+        check_sample_size(n, d)?;
         if self.params.covariances.len() != self.covariance_type.param_len(k, d) {
             return Err(GmmError::ModelFormat(
                 "the model has no covariances (it was never fitted)".into(),
@@ -227,10 +225,11 @@ impl GaussianMixture {
             CovTensor::Matrices(c) => {
                 let l = linalg::cholesky(c);
                 if let Some(bad) = linalg::first_bad_factor(l.clone())? {
-                    return Err(GmmError::IllDefinedCovariance {
-                        component: bad,
-                        restart: String::new(),
-                    });
+                    return Err(GmmError::ModelFormat(format!(
+                        "the covariance of component {bad} is not positive definite, so the \
+                         model cannot be sampled; the model file is damaged or was not written \
+                         by a fit: fit it again"
+                    )));
                 }
                 to_f64(l)?
             }
@@ -409,38 +408,55 @@ impl Scorer<'_> {
     }
 }
 
-/// Writes `text` to `path` atomically (temporary file in the same directory, then rename), so
-/// a failure never leaves a half-written file.
+/// Writes `text` to `path` through the project's one atomic writer
+/// ([`mixburn_data::write_atomic`]: an exclusive temporary beside the destination, links
+/// followed to their target, devices and pipes written in place), so a failure never leaves a
+/// half-written file and no planted link at a temporary name is ever followed.
 pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let io = |source| GmmError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, text).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
+    mixburn_data::write_atomic(path, |w| w.write_all(text.as_bytes())).map_err(|e| match e {
+        mixburn_data::DataError::Io { source, .. } => GmmError::Io {
+            path: path.display().to_string(),
+            source,
+        },
+        other => GmmError::ModelFormat(other.to_string()),
     })
 }
 
-/// Reads the text of a model file (an I/O failure is [`GmmError::Io`] naming the file).
+/// Reads the text of a model file: a regular file only, its size known before it is read
+/// (an I/O failure is [`GmmError::Io`] naming the file).
 pub fn read_text(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| GmmError::Io {
-        path: path.display().to_string(),
-        source,
+    mixburn_data::read_input_text(path).map_err(|e| match e {
+        mixburn_data::DataError::Io { source, .. } => GmmError::Io {
+            path: path.display().to_string(),
+            source,
+        },
+        mixburn_data::DataError::NotFound { .. } => GmmError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        },
+        other => GmmError::ModelFormat(other.to_string()),
     })
+}
+
+/// Most values (`n_samples × n_features`) one call of `sample` draws: 2^28, 2 GiB in f64.
+pub const MAX_SAMPLE_VALUES: usize = 1 << 28;
+
+/// Checks `n` draws of `d` features against [`MAX_SAMPLE_VALUES`] before anything is drawn.
+pub(crate) fn check_sample_size(n: usize, d: usize) -> Result<()> {
+    if n < 1 {
+        return Err(GmmError::config("n_samples", "must be >= 1"));
+    }
+    if n.checked_mul(d).is_none_or(|v| v > MAX_SAMPLE_VALUES) {
+        return Err(GmmError::config(
+            "n_samples",
+            format!(
+                "{n} samples of {d} features are more than {MAX_SAMPLE_VALUES} values; draw \
+                 at most {} samples per call",
+                MAX_SAMPLE_VALUES / d.max(1)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Component counts of `n` draws from a categorical distribution with probabilities `p`.

@@ -130,7 +130,19 @@ pub fn validate_labels(labels: &[i64], n_rows: usize) -> OodResult<(usize, Vec<u
             reason: format!("found the negative label {neg}"),
         });
     }
-    let c = labels.iter().copied().max().unwrap_or(0) as usize + 1;
+    let max = labels.iter().copied().max().unwrap_or(0);
+    if max >= labels.len() as i64 {
+        // Classes 0..=max each need a sample: more classes than rows cannot all be present
+        // (and the count array is never sized from an untrusted label).
+        return Err(OodError::BadLabels {
+            reason: format!(
+                "the largest label is {max} but there are only {} rows; labels must be the \
+                 classes 0..C-1, each with samples",
+                labels.len()
+            ),
+        });
+    }
+    let c = max as usize + 1;
     let mut counts = vec![0usize; c];
     for &l in labels {
         counts[l as usize] += 1;

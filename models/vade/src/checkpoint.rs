@@ -13,9 +13,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::ModuleOptimizer;
-use burn::tensor::Device;
+use burn::tensor::{DType, Device, Tensor};
 use mixburn_gmm::Precision;
 use serde::{Deserialize, Serialize};
 
@@ -101,6 +101,29 @@ impl CheckpointState {
     pub fn checkpoint_dir(&self, run_dir: &Path) -> PathBuf {
         run_dir.join(&self.dir)
     }
+
+    /// The name this program gives the checkpoint of `phase`, `epoch`:
+    /// `checkpoint-<phase>-<epoch, 4 digits>`.
+    pub fn dir_name(phase: Phase, epoch: usize) -> String {
+        format!("checkpoint-{phase}-{epoch:04}")
+    }
+}
+
+/// Whether `name` is a checkpoint directory name this program writes
+/// (`checkpoint-pretrain-0007`, `checkpoint-joint-0300`): one path component, nothing else.
+/// Everything read from a run directory is untrusted, and a name that is not one of these is
+/// never joined to the run directory, let alone removed.
+pub fn is_checkpoint_name(name: &str) -> bool {
+    ["pretrain", "joint"].iter().any(|phase| {
+        name.strip_prefix("checkpoint-")
+            .and_then(|rest| rest.strip_prefix(phase))
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|digits| {
+                digits.len() >= 4
+                    && digits.len() <= 20
+                    && digits.bytes().all(|b| b.is_ascii_digit())
+            })
+    })
 }
 
 /// Reads `RUN_DIR/state.json`.
@@ -134,6 +157,23 @@ pub fn read_state(run_dir: &Path) -> Result<CheckpointState> {
             ),
         });
     }
+    if state.dir != CheckpointState::dir_name(state.phase, state.epoch) {
+        return Err(VadeError::Checkpoint {
+            path,
+            reason: format!(
+                "its checkpoint directory {:?} is not the one this program writes for {} epoch {} \
+                 ({:?}); the file was edited or damaged",
+                state.dir,
+                state.phase,
+                state.epoch,
+                CheckpointState::dir_name(state.phase, state.epoch)
+            ),
+        });
+    }
+    state.config.validate().map_err(|e| VadeError::Checkpoint {
+        path: path.clone(),
+        reason: format!("its configuration is invalid: {e}"),
+    })?;
     Ok(state)
 }
 
@@ -146,7 +186,7 @@ pub fn write_checkpoint(
     optim_net: Option<&ModuleOptimizer>,
     optim_prior: Option<&ModuleOptimizer>,
 ) -> Result<()> {
-    let name = format!("checkpoint-{}-{:04}", state.phase, state.epoch);
+    let name = CheckpointState::dir_name(state.phase, state.epoch);
     let tmp = run_dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let io = |p: &Path, e: &dyn std::fmt::Display| VadeError::io(p, e);
     if tmp.exists() {
@@ -172,9 +212,12 @@ pub fn write_checkpoint(
     fs::rename(&tmp, &target).map_err(|e| io(&target, &e))?;
     state.dir = name.clone();
     write_json(&run_dir.join(STATE_FILE), state)?;
-    if let Some(prev) = previous {
-        if prev != name {
-            let _ = fs::remove_dir_all(run_dir.join(prev));
+    // Only a checkpoint directory of this run, by the name this program gives it, and a real
+    // directory (not a link to one elsewhere) is ever removed.
+    if let Some(prev) = previous.filter(|p| *p != name && is_checkpoint_name(p)) {
+        let prev = run_dir.join(prev);
+        if fs::symlink_metadata(&prev).is_ok_and(|m| m.file_type().is_dir()) {
+            let _ = fs::remove_dir_all(prev);
         }
     }
     Ok(())
@@ -225,6 +268,16 @@ pub fn load_model(
             path: path.clone(),
             reason: e.to_string(),
         })?;
+    if let Some(found) = first_other_dtype(&model, state.precision.dtype()) {
+        return Err(VadeError::Checkpoint {
+            path,
+            reason: format!(
+                "its weights are {found:?} but the run state says {}; the state file was \
+                 edited or belongs to another run",
+                state.precision
+            ),
+        });
+    }
     let (k, d) = (model.prior.n_components(), model.prior.latent_dim());
     if d != model.latent_dim() || k != state.config.n_components {
         return Err(VadeError::Checkpoint {
@@ -238,6 +291,29 @@ pub fn load_model(
         });
     }
     Ok(model)
+}
+
+/// The first float parameter of `model` whose dtype is not `expected` (a weights file of
+/// another precision than its run state says).
+fn first_other_dtype(model: &Vade, expected: DType) -> Option<DType> {
+    struct Dtypes {
+        expected: DType,
+        other: Option<DType>,
+    }
+    impl ModuleVisitor for Dtypes {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let dtype = param.val().dtype();
+            if dtype != self.expected && self.other.is_none() {
+                self.other = Some(dtype);
+            }
+        }
+    }
+    let mut v = Dtypes {
+        expected,
+        other: None,
+    };
+    model.visit(&mut v);
+    v.other
 }
 
 /// Loads an optimizer state file of the checkpoint into `optim` (left as is when the file is

@@ -57,10 +57,21 @@ impl Dataset {
         }
         let mut pixels: Vec<f32> = Vec::new();
         let mut labels: Vec<i64> = Vec::new();
-        let mut width = 0;
+        let mut width: Option<usize> = None;
         for train in [true, false] {
             let split = mixburn_data::read_mnist_dir(dir, train)?;
-            width = split.images.cols;
+            if let Some(w) = width.filter(|&w| w != split.images.cols) {
+                return Err(VadeError::config(
+                    "data",
+                    format!(
+                        "the training images of {} have {w} pixels each but the test images \
+                         have {}: both IDX image files must hold images of one size",
+                        dir.display(),
+                        split.images.cols
+                    ),
+                ));
+            }
+            let width = *width.get_or_insert(split.images.cols);
             let keep = match limit {
                 Some(l) => split.images.rows.min(l - labels.len().min(l)),
                 None => split.images.rows,
@@ -69,6 +80,7 @@ impl Dataset {
             labels.extend_from_slice(&split.labels[..keep]);
         }
         let n = labels.len();
+        let width = width.unwrap_or(0);
         let images = Tensor::from_data(
             TensorData::new(pixels, [n, width]),
             (device, precision.dtype()),

@@ -13,6 +13,10 @@ use rand::{Rng, SeedableRng};
 
 use crate::error::VadeError;
 
+/// Largest number of weights (encoder, decoder and prior) a configuration may ask for:
+/// 2^30, 4 GiB in f32.
+pub const MAX_PARAMETERS: usize = 1 << 30;
+
 /// Architecture and training schedule of a VaDE run (Jiang et al. 2017; defaults follow the
 /// reference code slim1017/VaDE for MNIST).
 #[derive(Config, Debug, PartialEq)]
@@ -109,6 +113,35 @@ impl VadeConfig {
                     self.hidden
                 ),
             ));
+        }
+        // Sizes come from options and from run files: bound the network before allocating it.
+        let mut widths = vec![self.input_dim];
+        widths.extend(&self.hidden);
+        widths.push(2 * self.latent_dim.min(usize::MAX / 2));
+        let n_weights = widths
+            .windows(2)
+            .try_fold(0usize, |acc, w| {
+                w[0].checked_add(1)?.checked_mul(w[1])?.checked_add(acc)
+            })
+            .and_then(|enc| enc.checked_mul(2))
+            .and_then(|both| {
+                self.n_components
+                    .checked_mul(self.latent_dim)?
+                    .checked_mul(2)?
+                    .checked_add(both)
+            });
+        match n_weights {
+            Some(n) if n <= MAX_PARAMETERS => {}
+            _ => {
+                return Err(VadeError::config(
+                    "hidden",
+                    format!(
+                        "input {}, hidden {:?}, latent {} and {} components make a network of \
+                         more than {MAX_PARAMETERS} weights; use smaller layers",
+                        self.input_dim, self.hidden, self.latent_dim, self.n_components
+                    ),
+                ))
+            }
         }
         for (field, v) in [
             ("lr", self.lr),

@@ -23,6 +23,9 @@ pub struct GridInfo {
     pub per_component: usize,
 }
 
+/// Most images per component in one grid (a row of the PNG is 28 pixels × this wide).
+pub const MAX_PER_COMPONENT: usize = 1024;
+
 /// Writes the grid PNG of `model`: row `k` holds `per_component` images
 /// `sigmoid(decoder(z))`, `z ~ N(μ_k, diag σ_k²)` (`prior.sample_component(k, ·, seed + k)`).
 ///
@@ -34,8 +37,11 @@ pub fn write_samples(
     seed: u64,
     output: &Path,
 ) -> Result<GridInfo> {
-    if per_component == 0 {
-        return Err(VadeError::config("per_component", "must be at least 1"));
+    if per_component == 0 || per_component > MAX_PER_COMPONENT {
+        return Err(VadeError::config(
+            "per_component",
+            format!("{per_component}: give 1 to {MAX_PER_COMPONENT} images per component"),
+        ));
     }
     let [_, pixels] = model.decoder.out.weight.val().dims();
     if pixels != IMAGE_SIDE * IMAGE_SIDE {

@@ -1,0 +1,415 @@
+//! Hostile files and options (issue 12), through the `mixburn` binary: outputs that are
+//! devices, pipes or links are written through, never replaced; inputs that are not regular
+//! files are refused without blocking; sizes from options are bounded before anything is
+//! allocated; a command with several outputs checks them all before writing any; and each
+//! message names the input that is wrong. Every case fails cleanly: one line, no panic.
+
+use std::fs;
+use std::os::unix::fs::{symlink, FileTypeExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn mixburn(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mixburn"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the mixburn binary runs");
+    // No case may hang: give each 120 s, then kill it and fail.
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("mixburn {args:?} did not finish within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn faithful() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/faithful.csv")
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn succeeds(out: &Output) {
+    assert!(
+        out.status.success(),
+        "mixburn failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Asserts a clean failure: non-zero exit, one line on stderr, no panic, `needle` in it.
+fn fails_cleanly(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, got success");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one-line error: {err}");
+    assert!(err.contains(needle), "`{needle}` not in: {err}");
+}
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(status.success());
+}
+
+fn fit_to(output: &Path) -> Output {
+    mixburn(&[
+        "fit",
+        "--input",
+        p(&faithful()),
+        "--components",
+        "2",
+        "--output",
+        p(output),
+    ])
+}
+
+#[test]
+fn model_outputs_write_through_links_and_into_pipes_without_replacing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // A symbolic link: the target gets the model, the link stays a link.
+    let target = dir.path().join("target.model");
+    fs::write(&target, b"old").unwrap();
+    let link = dir.path().join("link.model");
+    symlink(&target, &link).unwrap();
+    succeeds(&fit_to(&link));
+    assert!(fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(fs::metadata(&target).unwrap().len() > 3);
+
+    // A FIFO: written in place (a reader drains it), still a FIFO afterwards.
+    let fifo = dir.path().join("pipe");
+    mkfifo(&fifo);
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::read(&fifo).unwrap())
+    };
+    succeeds(&fit_to(&fifo));
+    let bytes = reader.join().unwrap();
+    assert!(!bytes.is_empty());
+    assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
+
+    // A character device: written in place, still the device.
+    succeeds(&fit_to(Path::new("/dev/null")));
+    assert!(fs::metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+
+    // No temporary file is left beside the outputs.
+    let names: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
+}
+
+#[test]
+fn inputs_that_are_not_regular_files_are_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.model");
+    // A FIFO with no writer would block an open() forever.
+    let fifo = dir.path().join("x.csv");
+    mkfifo(&fifo);
+    for input in [fifo.clone(), dir.path().join("zero.npy")] {
+        if input != fifo {
+            symlink("/dev/zero", &input).unwrap();
+        }
+        let res = mixburn(&[
+            "fit",
+            "--input",
+            p(&input),
+            "--components",
+            "2",
+            "--output",
+            p(&out),
+        ]);
+        fails_cleanly(&res, "not a regular file");
+    }
+    let as_dir = dir.path().join("d.csv");
+    fs::create_dir(&as_dir).unwrap();
+    let res = mixburn(&["fit", "--input", p(&as_dir), "--output", p(&out)]);
+    fails_cleanly(&res, "directory");
+    assert!(!out.exists());
+}
+
+#[test]
+fn sizes_from_options_are_bounded_before_anything_is_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.model");
+    succeeds(&fit_to(&model));
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "select".into(),
+                "--components".into(),
+                "1..18446744073709551615".into(),
+            ],
+            "candidates",
+        ),
+        (
+            vec!["sample".into(), "-n".into(), "1000000000000".into()],
+            "n_samples",
+        ),
+        (
+            vec![
+                "fit".into(),
+                "--n-init".into(),
+                "1000000".into(),
+                "--components".into(),
+                "2".into(),
+            ],
+            "n_init",
+        ),
+        (
+            vec![
+                "fit".into(),
+                "--components".into(),
+                "4611686018427387904".into(),
+            ],
+            "n_components",
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut all: Vec<String> = args.clone();
+        match args[0].as_str() {
+            "sample" => all.extend([
+                "--model".into(),
+                p(&model).into(),
+                "--output".into(),
+                p(&dir.path().join("s.npy")).into(),
+            ]),
+            _ => all.extend([
+                "--input".into(),
+                p(&faithful()).into(),
+                "--output".into(),
+                p(&dir.path().join("o.model")).into(),
+            ]),
+        }
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        fails_cleanly(&mixburn(&refs), needle);
+    }
+}
+
+#[test]
+fn a_bad_later_output_leaves_the_earlier_outputs_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.model");
+    succeeds(&fit_to(&model));
+    let proba = dir.path().join("P.npy");
+    fs::write(&proba, b"keep me").unwrap();
+    let bad = dir.path().join("no/such/dir/l.npy");
+    let res = mixburn(&[
+        "predict",
+        "--model",
+        p(&model),
+        "--input",
+        p(&faithful()),
+        "--proba",
+        p(&proba),
+        "--output",
+        p(&bad),
+    ]);
+    fails_cleanly(&res, "no/such/dir/l.npy");
+    assert_eq!(fs::read(&proba).unwrap(), b"keep me");
+
+    let samples = dir.path().join("S.npy");
+    fs::write(&samples, b"keep me too").unwrap();
+    let res = mixburn(&[
+        "sample",
+        "--model",
+        p(&model),
+        "-n",
+        "10",
+        "--output",
+        p(&samples),
+        "--labels",
+        p(&bad),
+    ]);
+    fails_cleanly(&res, "no/such/dir/l.npy");
+    assert_eq!(fs::read(&samples).unwrap(), b"keep me too");
+
+    // The same path for two outputs is refused too.
+    let res = mixburn(&[
+        "predict",
+        "--model",
+        p(&model),
+        "--input",
+        p(&faithful()),
+        "--proba",
+        p(&proba),
+        "--output",
+        p(&proba),
+    ]);
+    fails_cleanly(&res, "two outputs");
+    assert_eq!(fs::read(&proba).unwrap(), b"keep me");
+}
+
+#[test]
+fn messages_name_the_input_that_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.model");
+    // Finite data beyond float32's range, fitted in f32.
+    let big = dir.path().join("big.csv");
+    fs::write(&big, "1,2\n3,1e39\n5,6\n7,8\n").unwrap();
+    let res = mixburn(&["fit", "--input", p(&big), "--output", p(&out)]);
+    fails_cleanly(&res, "beyond float32's range");
+    assert!(String::from_utf8_lossy(&res.stderr).contains("row 1, column 1"));
+    // In f64 the same data fit.
+    succeeds(&mixburn(&[
+        "fit",
+        "--input",
+        p(&big),
+        "--dtype",
+        "f64",
+        "--output",
+        p(&out),
+    ]));
+
+    // A malformed first row is not taken for a header.
+    let bad = dir.path().join("bad.csv");
+    fs::write(&bad, "1.5,2.x\n3,4\n5,6\n").unwrap();
+    let res = mixburn(&["fit", "--input", p(&bad), "--output", p(&out)]);
+    fails_cleanly(&res, "line 1");
+    assert!(String::from_utf8_lossy(&res.stderr).contains("'2.x'"));
+
+    // A NaN threshold is refused when the options are read, before any fit.
+    let never = dir.path().join("never.model");
+    let res = mixburn(&[
+        "fit-bayesian",
+        "--input",
+        p(&faithful()),
+        "--weight-threshold",
+        "nan",
+        "--output",
+        p(&never),
+    ]);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(!res.status.success() && !err.contains("panicked"), "{err}");
+    assert!(err.contains("`nan` is not a weight in [0, 1]"), "{err}");
+    assert!(!never.exists());
+}
+
+/// Writes a `.npy` file with NumPy's v1 header: `descr`, `shape`, little-endian `data`.
+fn npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(data);
+    fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn ood_fit_bounds_labels_and_names_float32_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let feats = dir.path().join("z.npy");
+    let values: Vec<f64> = (0..8).map(|i| i as f64 * 0.37 + (i % 3) as f64).collect();
+    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    npy(&feats, "<f8", &[4, 2], &data);
+    let out = dir.path().join("det.model");
+    for huge in [1_000_000_000_000i64, i64::MAX] {
+        let labels = dir.path().join("y.npy");
+        let l: Vec<u8> = [0i64, 0, 1, huge]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        npy(&labels, "<i8", &[4], &l);
+        let res = mixburn(&[
+            "ood",
+            "fit",
+            "--features",
+            p(&feats),
+            "--labels",
+            p(&labels),
+            "--output",
+            p(&out),
+        ]);
+        fails_cleanly(&res, "largest label");
+    }
+    // Finite f64 features beyond float32's range, fitted in f32: named, not "constant".
+    let mut big = values.clone();
+    big[5] = 1e300;
+    let data: Vec<u8> = big.iter().flat_map(|v| v.to_le_bytes()).collect();
+    npy(&feats, "<f8", &[4, 2], &data);
+    let labels = dir.path().join("y.npy");
+    let l: Vec<u8> = [0i64, 0, 1, 1]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    npy(&labels, "<i8", &[4], &l);
+    let res = mixburn(&[
+        "ood",
+        "fit",
+        "--features",
+        p(&feats),
+        "--labels",
+        p(&labels),
+        "--output",
+        p(&out),
+    ]);
+    fails_cleanly(&res, "beyond float32's range");
+    assert!(!out.exists());
+}
+
+#[test]
+fn reg_covar_beyond_float32_is_refused_in_f32_and_not_advised_to_grow() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.model");
+    let res = mixburn(&[
+        "fit",
+        "--input",
+        p(&faithful()),
+        "--reg-covar",
+        "1e308",
+        "--output",
+        p(&out),
+    ]);
+    fails_cleanly(&res, "reg_covar");
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("beyond float32") && !err.contains("increase reg_covar"),
+        "{err}"
+    );
+}
+
+#[test]
+fn vade_evaluate_checks_every_output_before_reading_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let means = dir.path().join("mu.npy");
+    fs::write(&means, b"keep").unwrap();
+    let res = mixburn(&[
+        "vade",
+        "evaluate",
+        "--model",
+        p(&dir.path().join("no-run")),
+        "--means",
+        p(&means),
+        "--clusters",
+        p(&dir.path().join("missing/c.npy")),
+    ]);
+    fails_cleanly(&res, "missing/c.npy");
+    assert_eq!(fs::read(&means).unwrap(), b"keep");
+}
