@@ -6,10 +6,11 @@
 //! results; a budget too small for one row names the smallest that works.
 
 use mixburn_gmm::burn::tensor::{Device, Tensor};
+use mixburn_gmm::form::{cost, PassShape};
 use mixburn_gmm::host::{tensor_from_f64, to_f64};
 use mixburn_gmm::{
-    fit, fit_bayesian, BayesianGaussianMixtureConfig, CovarianceType, EstepForm,
-    GaussianMixture, GaussianMixtureConfig, GmmError, InitMethod, Precision,
+    fit, fit_bayesian, BayesianGaussianMixtureConfig, CovarianceType, EstepForm, GaussianMixture,
+    GaussianMixtureConfig, GmmError, InitMethod, Precision,
 };
 use mixburn_tests::{fixture, flat, targets, wide_data, Report};
 
@@ -35,7 +36,10 @@ fn canonical(m: &GaussianMixture, d: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>, Ve
     order.sort_by(|&i, &j| m.means()[i * d].total_cmp(&m.means()[j * d]));
     let per = |v: &[f64], len: usize| -> Vec<f64> {
         if v.len() == k * len {
-            order.iter().flat_map(|&c| v[c * len..(c + 1) * len].to_vec()).collect()
+            order
+                .iter()
+                .flat_map(|&c| v[c * len..(c + 1) * len].to_vec())
+                .collect()
         } else {
             v.to_vec()
         }
@@ -108,9 +112,8 @@ fn quadratic_and_whitened_forms_agree_for_em() {
                     tol,
                 );
                 // Scoring in either form gives the same per-row values.
-                let score = |form| {
-                    to_f64(a.score_samples_with(&x, 1 << 30, form).unwrap()).unwrap()
-                };
+                let score =
+                    |form| to_f64(a.score_samples_with(&x, 1 << 30, form).unwrap()).unwrap();
                 report.close(
                     &format!("{tag} score_samples"),
                     &score(EstepForm::Whitened),
@@ -221,10 +224,25 @@ fn check_wide_parity(name: &str) {
                 let tag = format!("d{d} {cov}/{form}/{backend}/{precision}");
                 let m = fit(&parity_config(&fx, cov).with_estep_form(form), &x)
                     .unwrap_or_else(|e| panic!("{tag}: {e}"));
-                report.close(&format!("{tag} weights"), m.weights(), &flat(&exp["weights"]), tol);
-                report.close(&format!("{tag} means"), m.means(), &flat(&exp["means"]), tol);
+                report.close(
+                    &format!("{tag} weights"),
+                    m.weights(),
+                    &flat(&exp["weights"]),
+                    tol,
+                );
+                report.close(
+                    &format!("{tag} means"),
+                    m.means(),
+                    &flat(&exp["means"]),
+                    tol,
+                );
                 let (diag, block) = summary(m.covariances(), d);
-                report.close(&format!("{tag} cov diag"), &diag, &flat(&exp["covariance_diag"]), tol);
+                report.close(
+                    &format!("{tag} cov diag"),
+                    &diag,
+                    &flat(&exp["covariance_diag"]),
+                    tol,
+                );
                 report.close(
                     &format!("{tag} cov block"),
                     &block,
@@ -301,7 +319,13 @@ fn d512_config(fx: &serde_json::Value, values: &[f64]) -> GaussianMixtureConfig 
         .with_means_init(means)
         .with_precisions_init(
             (0..k * d * d)
-                .map(|i| if i % (d * d) % (d + 1) == 0 { scale } else { 0.0 })
+                .map(|i| {
+                    if i % (d * d) % (d + 1) == 0 {
+                        scale
+                    } else {
+                        0.0
+                    }
+                })
                 .collect(),
         )
 }
@@ -345,8 +369,18 @@ fn f32_fit_at_d512_reaches_sklearn_f32_log_likelihood() {
                 &[exp["score"].as_f64().unwrap()],
                 1e-4,
             );
-            report.close(&format!("{tag} weights"), m.weights(), &flat(&exp["weights"]), 1e-4);
-            report.close(&format!("{tag} means"), m.means(), &flat(&exp["means"]), 1e-4);
+            report.close(
+                &format!("{tag} weights"),
+                m.weights(),
+                &flat(&exp["weights"]),
+                1e-4,
+            );
+            report.close(
+                &format!("{tag} means"),
+                m.means(),
+                &flat(&exp["means"]),
+                1e-4,
+            );
         }
     }
     report.finish();
@@ -407,7 +441,24 @@ fn chunk_rows_shrink_with_the_budget_and_results_do_not_change() {
                 .with_n_threads(1)
                 .with_feature_cache_bytes(0)
                 .with_seed(0);
-            let budgets = [1usize << 30, 2 << 20, 256 << 10];
+            // Budgets for 600 (all), 150 and 37 rows of f64 per chunk.
+            let shape = PassShape {
+                cov,
+                n,
+                d,
+                k,
+                b: 1,
+                workers: 1,
+                value_bytes: 8,
+            };
+            let c = cost(form, &shape);
+            let budgets = [1usize << 30, 150, 37].map(|rows: usize| {
+                if rows > n {
+                    rows
+                } else {
+                    c.fixed_bytes + rows * c.bytes_per_row
+                }
+            });
             let rows: Vec<usize> = budgets
                 .iter()
                 .map(|&b| {
@@ -419,8 +470,8 @@ fn chunk_rows_shrink_with_the_budget_and_results_do_not_change() {
                 })
                 .collect();
             report.check(
-                &format!("{cov}/{form}: chunk rows {rows:?} do not shrink with the budget"),
-                rows.windows(2).all(|w| w[1] < w[0]),
+                &format!("{cov}/{form}: chunk rows {rows:?} are not [600, 150, 37]"),
+                rows == [600, 150, 37],
             );
             for (backend, precision, device) in targets() {
                 let tag = format!("{cov}/{form}/{backend}/{precision}");

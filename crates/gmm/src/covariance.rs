@@ -394,7 +394,11 @@ pub fn whitened_operands(
     let tied = cov == CovarianceType::Tied;
     let half_logdet = linalg::diagonal(u.clone()).log().sum_dim(1).reshape([r]); // log det U
     let (centres, half_logdet) = if tied {
-        let c = means.clone().reshape([b, k, d]).matmul(u.clone()).reshape([bk, d]);
+        let c = means
+            .clone()
+            .reshape([b, k, d])
+            .matmul(u.clone())
+            .reshape([bk, d]);
         let h = half_logdet.reshape([b, 1]).expand([b, k]).reshape([bk]);
         (c, h)
     } else {

@@ -15,10 +15,11 @@
 //!
 //! **Choosing** (`EstepForm::Auto`): each form's bytes per row and fixed bytes give its rows
 //! per chunk under the memory budget ([`crate::budget`]); of the forms that fit, the one with
-//! the lower estimated time per row wins, `GEMM flops + ELEMENTWISE_COST × elementwise values`
-//! per row (the quadratic form's feature building counts only when its features are not
-//! cached). The weight `ELEMENTWISE_COST` was measured with `em-bench --form` on flex, f32
-//! (see [`ELEMENTWISE_COST`]).
+//! the lower estimated time per row wins, `GEMM flops × shape factor + ELEMENTWISE_COST ×
+//! elementwise values` per row (the quadratic form's feature building counts only when its
+//! features are not cached). The weights were measured with `em-bench --form` on flex, f32;
+//! the crossover rule they give is in [`QUADRATIC_GEMM_COST`]: **whitened from D ≈ 96 when
+//! the quadratic features are cached, from D ≈ 16 when they are not; quadratic below**.
 
 use std::fmt;
 use std::str::FromStr;
@@ -69,13 +70,20 @@ impl FromStr for EstepForm {
 
 /// GEMM flops that one elementwise value (read, op, write; gathers included) costs on a CPU
 /// backend, the weight of the elementwise terms in the time estimate.
-///
-/// Measured with `em-bench --form quadratic|whitened` (flex, f32, full, K = 4, one restart,
-/// 2 threads; notes in the README's benchmark section): the quadratic form (features
-/// recomputed each pass) and the whitened form cross over between D = 64 and D = 128, which
-/// this weight reproduces; with the quadratic features cached the quadratic form stays ahead
-/// up to the cache's size.
 pub const ELEMENTWISE_COST: f64 = 24.0;
+
+/// Cost factor of the quadratic form's GEMM flops relative to the whitened form's: its GEMMs
+/// have only `B·K` output columns (`G A`) or rows (`Rᵀ G`), a shape flex runs at a fraction of
+/// the rate of the whitened form's wide `X [U_1 … U_R]` and batched `D × D` scatters.
+///
+/// Both constants were fitted to `em-bench --form quadratic|whitened` (flex, f32, full,
+/// N = 2000, 2 threads; K = 4 and 16; the table is in the README's "How the numerics are laid
+/// out"). The crossover they give: with the quadratic features cached (`N·(D(D+1)/2 + 2D + 1)`
+/// values within `feature_cache_bytes`), the whitened form is the faster from D ≈ 96 (K = 4
+/// and 16 alike; measured: between 64 and 96 at K = 4, above 96 at K = 16); with the features
+/// recomputed each pass (large N), from D ≈ 16 (measured: whitened 8× faster at D = 32).
+/// Below that the quadratic form's halved flops win (D = 32, K = 16: quadratic, measured 2.6×).
+pub const QUADRATIC_GEMM_COST: f64 = 3.0;
 
 /// What a pass over the rows looks like: covariance type, rows, features, components,
 /// restarts, worker threads, bytes per value.
@@ -106,6 +114,8 @@ pub struct FormCost {
     pub fixed_bytes: usize,
     /// GEMM flops per row (E-step and M-step statistics).
     pub gemm_flops_per_row: f64,
+    /// GEMM flops per row weighted by the shape's rate ([`QUADRATIC_GEMM_COST`]).
+    pub gemm_cost_per_row: f64,
     /// Elementwise values per row that the quadratic feature cache can save (its features).
     pub feature_values_per_row: f64,
     /// Other elementwise values per row.
@@ -120,7 +130,7 @@ impl FormCost {
         } else {
             self.feature_values_per_row
         };
-        self.gemm_flops_per_row + ELEMENTWISE_COST * (features + self.other_values_per_row)
+        self.gemm_cost_per_row + ELEMENTWISE_COST * (features + self.other_values_per_row)
     }
 }
 
@@ -144,7 +154,7 @@ pub fn cost(form: EstepForm, s: &PassShape) -> FormCost {
         CovarianceType::Full | CovarianceType::Tied => 3.0 * r * d * d, // Σ, U, P
         _ => 3.0 * bk * d,
     };
-    let (per_row, fixed, gemm, feat, other) = match effective(form, s.cov) {
+    let (per_row, fixed, gemm, feat, other, rate) = match effective(form, s.cov) {
         EstepForm::Whitened => {
             // Y = X U [R·D]; the differences, their squares, the shifted rows and the weighted
             // shifted rows [B·K·D] each, plus a copy for the batched GEMM's layout; the
@@ -152,7 +162,7 @@ pub fn cost(form: EstepForm, s: &PassShape) -> FormCost {
             let per_row = r * d + 6.0 * bk * d + 6.0 * bk + d;
             let fixed = params + 2.0 * r * d * d + workers * (r * d * d + bk * d);
             let gemm = 2.0 * r * d * d + 2.0 * bk * d * d;
-            (per_row, fixed, gemm, 0.0, 8.0 * bk * d + 6.0 * bk)
+            (per_row, fixed, gemm, 0.0, 8.0 * bk * d + 6.0 * bk, 1.0)
         }
         _ => {
             // The outer products [D·D] (full/tied), the packed features [T'] and G [W]; the
@@ -165,13 +175,21 @@ pub fn cost(form: EstepForm, s: &PassShape) -> FormCost {
             let per_row = outer + t + w + 6.0 * bk + d;
             let fixed = params + w * bk * (1.0 + workers) + t * 2.0;
             let gemm = 4.0 * w * bk;
-            (per_row, fixed, gemm, outer + t + w, 6.0 * bk)
+            (
+                per_row,
+                fixed,
+                gemm,
+                outer + t + w,
+                6.0 * bk,
+                QUADRATIC_GEMM_COST,
+            )
         }
     };
     FormCost {
         bytes_per_row: (per_row * size * workers).ceil() as usize,
         fixed_bytes: (fixed * size).ceil() as usize,
         gemm_flops_per_row: gemm,
+        gemm_cost_per_row: gemm * rate,
         feature_values_per_row: feat,
         other_values_per_row: other,
     }
@@ -292,18 +310,47 @@ mod tests {
     #[test]
     fn auto_picks_quadratic_at_small_d_and_whitened_at_large_d() {
         let gib = 1 << 30;
-        let small = plan(EstepForm::Auto, &shape(CovarianceType::Full, 8, 4), gib, None, 0);
+        let small = plan(
+            EstepForm::Auto,
+            &shape(CovarianceType::Full, 8, 4),
+            gib,
+            None,
+            0,
+        );
         assert_eq!(small.unwrap().form, EstepForm::Quadratic);
-        let large = plan(EstepForm::Auto, &shape(CovarianceType::Full, 1024, 4), gib, None, 0);
+        // D = 32, K = 16 with the features cached (the README's benchmark shape): quadratic.
+        let cached = PassShape {
+            n: 2000,
+            ..shape(CovarianceType::Full, 32, 16)
+        };
+        let p = plan(EstepForm::Auto, &cached, gib, None, 256 << 20).unwrap();
+        assert_eq!(p.form, EstepForm::Quadratic);
+        let large = plan(
+            EstepForm::Auto,
+            &shape(CovarianceType::Full, 1024, 4),
+            gib,
+            None,
+            0,
+        );
         assert_eq!(large.unwrap().form, EstepForm::Whitened);
-        let diag = plan(EstepForm::Whitened, &shape(CovarianceType::Diag, 1024, 4), gib, None, 0);
+        let diag = plan(
+            EstepForm::Whitened,
+            &shape(CovarianceType::Diag, 1024, 4),
+            gib,
+            None,
+            0,
+        );
         assert_eq!(diag.unwrap().form, EstepForm::Quadratic);
     }
 
     #[test]
     fn chunk_rows_shrink_with_the_budget() {
         let s = shape(CovarianceType::Full, 256, 4);
-        let rows = |b| plan(EstepForm::Whitened, &s, b, None, 0).unwrap().chunk_rows;
+        let rows = |b| {
+            plan(EstepForm::Whitened, &s, b, None, 0)
+                .unwrap()
+                .chunk_rows
+        };
         assert!(rows(64 << 20) < rows(1 << 30) || rows(1 << 30) == budget::MAX_CHUNK_ROWS);
         assert!(rows(16 << 20) < rows(64 << 20));
         assert!(plan(EstepForm::Whitened, &s, 1000, None, 0).is_err());

@@ -126,7 +126,12 @@ pub fn stats_from_responsibilities(
 /// Rows per chunk of the initialisation's k-means and k-means++ passes (distances to the
 /// `B·K` centres or `B·(2 + ln K)` candidates, their one-hot labels and the rows), from
 /// `chunk_size` or the memory budget.
-pub fn kmeans_chunk_rows(config: &GaussianMixtureConfig, n: usize, d: usize, size: usize) -> Result<usize> {
+pub fn kmeans_chunk_rows(
+    config: &GaussianMixtureConfig,
+    n: usize,
+    d: usize,
+    size: usize,
+) -> Result<usize> {
     let (k, b) = (config.n_components, config.n_init.max(1));
     let trials = 2 + (k as f64).ln().floor() as usize;
     let per_row = (3 * b * k.max(trials) + 2 * d) * size;

@@ -62,12 +62,12 @@ pub use bayesian::{
     fit_bayesian, BayesianGaussianMixture, BayesianGaussianMixtureConfig, BayesianPriors,
     VariationalParams, WeightConcentrationPriorType,
 };
+pub use budget::{chunk_rows_for, parse_bytes, DEFAULT_MAX_MEMORY_BYTES};
 /// Burn itself, re-exported so that users name the same `Device` and `Tensor` types.
 pub use burn;
 pub use config::{GaussianMixtureConfig, InitMethod};
 pub use covariance::CovarianceType;
 pub use em::{fit, fit_warm};
-pub use budget::{chunk_rows_for, parse_bytes, DEFAULT_MAX_MEMORY_BYTES};
 pub use error::{GmmError, Result};
 pub use form::EstepForm;
 pub use kmeans::{kmeans, KMeansConfig, KMeansResult};

@@ -11,11 +11,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Precision;
+use crate::budget::DEFAULT_MAX_MEMORY_BYTES;
 use crate::config::GaussianMixtureConfig;
 use crate::covariance::{CovTensor, CovarianceType};
 use crate::em::validate_data;
 use crate::error::{GmmError, Result};
-use crate::budget::DEFAULT_MAX_MEMORY_BYTES;
 use crate::estep::{log_prob, ChunkedData};
 use crate::form::{self, EstepForm, PassShape};
 use crate::host::{tensor_from_f64, to_f64};
@@ -26,7 +26,6 @@ use crate::params::{Layout, Params};
 pub const MODEL_FORMAT: &str = "mixburn-gmm";
 /// Current version of the saved-model format.
 pub const MODEL_FORMAT_VERSION: u32 = 1;
-
 
 /// A fitted Gaussian mixture. Parameters are kept on the host in f64 (scikit-learn's shapes,
 /// row-major); scoring uploads them to the device of the data it scores.

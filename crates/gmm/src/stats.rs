@@ -33,16 +33,13 @@ impl Moments {
     fn merge(self, other: Self) -> Self {
         match (self, other) {
             (Moments::Quadratic(a), Moments::Quadratic(b)) => Moments::Quadratic(a + b),
-            (
-                Moments::Shifted { shift, s1, s2 },
+            (Moments::Shifted { shift, s1, s2 }, Moments::Shifted { s1: t1, s2: t2, .. }) => {
                 Moments::Shifted {
-                    s1: t1, s2: t2, ..
-                },
-            ) => Moments::Shifted {
-                shift,
-                s1: s1 + t1,
-                s2: s2 + t2,
-            },
+                    shift,
+                    s1: s1 + t1,
+                    s2: s2 + t2,
+                }
+            }
             _ => unreachable!("the statistics of one pass all have the same form"),
         }
     }
@@ -126,7 +123,12 @@ impl SufficientStats {
 
     /// The same statistics with `Σ_n Σ_k r_nk ℓ_nk` from an E-step's responsibilities
     /// `resp: [n, B·K]` and weighted log-densities `weighted: [n, B·K]` (`k` per restart).
-    pub fn with_weighted_log_density(mut self, resp: Tensor<2>, weighted: Tensor<2>, k: usize) -> Self {
+    pub fn with_weighted_log_density(
+        mut self,
+        resp: Tensor<2>,
+        weighted: Tensor<2>,
+        k: usize,
+    ) -> Self {
         let [n, bk] = resp.dims();
         // Where r = 0 exactly, ℓ may be hugely negative: 0·ℓ is still 0.
         self.weighted_log_density = (resp * weighted)
