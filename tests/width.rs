@@ -200,7 +200,7 @@ fn summary(m: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
     (diag, block)
 }
 
-fn check_wide_parity(name: &str) {
+fn check_wide_parity(name: &str, forms: &[EstepForm]) {
     let fx = fixture(name);
     let (n, d, k) = (
         fx["n"].as_u64().unwrap() as usize,
@@ -220,7 +220,7 @@ fn check_wide_parity(name: &str) {
                 Precision::F64 => 1e-8,
                 Precision::F32 => 1e-3,
             };
-            for form in FORMS {
+            for &form in forms {
                 let tag = format!("d{d} {cov}/{form}/{backend}/{precision}");
                 let m = fit(&parity_config(&fx, cov).with_estep_form(form), &x)
                     .unwrap_or_else(|e| panic!("{tag}: {e}"));
@@ -291,12 +291,15 @@ fn rel_ll_tol(p: Precision) -> f64 {
 
 #[test]
 fn parity_with_sklearn_at_d64_in_both_forms() {
-    check_wide_parity("width_parity_d64");
+    check_wide_parity("width_parity_d64", &FORMS);
 }
 
 #[test]
-fn parity_with_sklearn_at_d256_in_both_forms() {
-    check_wide_parity("width_parity_d256");
+fn parity_with_sklearn_at_d256_in_the_form_chosen_by_cost() {
+    // Auto chooses the whitened form here; the quadratic form's agreement with it is
+    // `quadratic_and_whitened_forms_agree_*` and the D = 64 case (at D = 256 its features
+    // cost 33 000 values a row, too slow for a test on every backend).
+    check_wide_parity("width_parity_d256", &[EstepForm::Auto]);
 }
 
 /// The configuration of `width_f32_d512.json`: 8 iterations from two data rows with
