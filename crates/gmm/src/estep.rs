@@ -154,6 +154,8 @@ impl<'a> ChunkedData<'a> {
 }
 
 /// The E-step's parameters on the device, in the form of the pass.
+// One value per pass or chunk, moved rather than copied in bulk: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Operand {
     /// `A: [T' + D + 1, B·K]` with `G(x) A = ℓ` (see [`crate::covariance`]).

@@ -12,6 +12,8 @@ use crate::error::Result;
 use crate::host::to_f64;
 
 /// The responsibility-weighted moments of B restarts × K components.
+// One value per pass or chunk, moved rather than copied in bulk: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Moments {
     /// `Σ_n r_nk G(x_n)` with `G = [F(x), x, 1]`, shape `[B·K, T' + D + 1]`: second moments,
