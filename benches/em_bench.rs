@@ -4,7 +4,11 @@
 //! prints one JSON line with the seconds per EM iteration, `(t(iters) − t(1)) / (iters − 1)`
 //! (best of `--repeats`), and the peak resident memory of the fits alone (the kernel's
 //! high-water mark is reset after the data is loaded), next to the input's size in bytes.
-//! `--chunk-size ROWS`, `--feature-cache-mb MB` and `--threads N` override the fit's defaults.
+//! `--chunk-size ROWS`, `--feature-cache-mb MB`, `--threads N`, `--max-memory 2GiB` and
+//! `--form auto|quadratic|whitened` override the fit's defaults. Without `--input`, the data
+//! are generated in process (`--n` rows, `--d` features, `--k` clusters: centres N(0, 3²),
+//! per-axis scales U(0.5, 1.5), seed 0, the recipe of `sklearn_em.py`), for quick sweeps
+//! over D; the output then also has `"form"`, the form the fit ran.
 //!
 //! Built in the dev profile, whose dependencies (Burn) are compiled at `opt-level = 3`.
 
@@ -14,18 +18,33 @@ use std::time::Instant;
 use clap::Parser;
 use mixburn_gmm::host::tensor_from_f64;
 use mixburn_gmm::{
-    fit, fit_bayesian, Backend, BayesianGaussianMixtureConfig, CovarianceType,
-    GaussianMixtureConfig, Precision,
+    fit, fit_bayesian, parse_bytes, Backend, BayesianGaussianMixtureConfig, CovarianceType,
+    EstepForm, GaussianMixtureConfig, Precision,
 };
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
 use serde_json::{json, Value};
 
 /// Arguments of `em-bench` (the defaults are the fit's own where they exist).
 #[derive(Debug, Parser)]
 #[command(name = "em-bench")]
 struct Args {
-    /// Data: .npy or .csv.
+    /// Data: .npy or .csv (default: generated, see --n and --d).
     #[arg(long)]
-    input: PathBuf,
+    input: Option<PathBuf>,
+    /// Rows of generated data.
+    #[arg(long, default_value_t = 2000)]
+    n: usize,
+    /// Features of generated data.
+    #[arg(long, default_value_t = 32)]
+    d: usize,
+    /// E-step form: auto, quadratic or whitened.
+    #[arg(long, default_value = "auto")]
+    form: String,
+    /// Memory budget (2GiB, 512MB, bytes).
+    #[arg(long)]
+    max_memory: Option<String>,
     /// full, tied, diag or spherical.
     #[arg(long, default_value = "full")]
     covariance: String,
@@ -62,6 +81,26 @@ struct Args {
     feature_cache_mb: Option<usize>,
 }
 
+/// `n` rows of `d` features from `k` Gaussian clusters (centres N(0, 3²), per-axis scales
+/// U(0.5, 1.5), labels uniform), seed 0: `sklearn_em.py`'s recipe with Rust's generator.
+fn generate(n: usize, d: usize, k: usize) -> Vec<f64> {
+    let mut rng = StdRng::seed_from_u64(0);
+    let k = k.max(1);
+    let centres: Vec<f64> = (0..k * d)
+        .map(|_| 3.0 * rng.sample::<f64, _>(StandardNormal))
+        .collect();
+    let scales: Vec<f64> = (0..k * d).map(|_| rng.random_range(0.5..1.5)).collect();
+    let mut x = Vec::with_capacity(n * d);
+    for _ in 0..n {
+        let c = rng.random_range(0..k);
+        for j in 0..d {
+            let z: f64 = rng.sample(StandardNormal);
+            x.push(centres[c * d + j] + z * scales[c * d + j]);
+        }
+    }
+    x
+}
+
 fn flat(v: &Value) -> Vec<f64> {
     match v {
         Value::Array(a) => a.iter().flat_map(flat).collect(),
@@ -95,13 +134,23 @@ fn run() -> Result<Value, String> {
         return Err("--iters must be >= 2".into());
     }
     let device = backend.device_for(precision).map_err(|e| e.to_string())?;
-    let m = mixburn_data::read_matrix(&args.input).map_err(|e| e.to_string())?;
-    let (n, d) = (m.rows, m.cols);
+    let (values, n, d) = match &args.input {
+        Some(path) => {
+            let m = mixburn_data::read_matrix(path).map_err(|e| e.to_string())?;
+            (m.data, m.rows, m.cols)
+        }
+        None => (generate(args.n, args.d, args.k), args.n, args.d),
+    };
     let input_bytes = (n * d * if precision == Precision::F32 { 4 } else { 8 }) as u64;
-    let x = tensor_from_f64(m.data, [n, d], &device, precision.dtype());
+    let x = tensor_from_f64(values, [n, d], &device, precision.dtype());
+    let form: EstepForm = args.form.parse().map_err(|e| format!("{e}"))?;
     let mut config = GaussianMixtureConfig::new(args.k)
         .with_covariance_type(cov)
-        .with_tol(0.0);
+        .with_tol(0.0)
+        .with_estep_form(form);
+    if let Some(m) = &args.max_memory {
+        config = config.with_max_memory_bytes(parse_bytes(m).map_err(|e| e.to_string())?);
+    }
     if let Some(rows) = args.chunk_size {
         config = config.with_chunk_size(rows);
     }
@@ -116,11 +165,27 @@ fn run() -> Result<Value, String> {
         let text = std::fs::read_to_string(init).map_err(|e| format!("{name}: {e}"))?;
         let v: Value = serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
         let w = flat(&v["weights_init"]);
-        config.n_components = w.len();
+        let k = w.len();
+        config.n_components = k;
+        // `"precisions_identity": true` stands for identity precisions in the covariance
+        // type's shape (sklearn_em.py writes that instead of K·D² numbers).
+        let precisions = if v["precisions_identity"].as_bool() == Some(true) {
+            let eye: Vec<f64> = (0..d * d)
+                .map(|i| if i % (d + 1) == 0 { 1.0 } else { 0.0 })
+                .collect();
+            match cov {
+                CovarianceType::Full => eye.repeat(k),
+                CovarianceType::Tied => eye,
+                CovarianceType::Diag => vec![1.0; k * d],
+                CovarianceType::Spherical => vec![1.0; k],
+            }
+        } else {
+            flat(&v["precisions_init"])
+        };
         config = config
             .with_weights_init(w)
             .with_means_init(flat(&v["means_init"]))
-            .with_precisions_init(flat(&v["precisions_init"]));
+            .with_precisions_init(precisions);
     } else {
         config = config.with_seed(0);
     }
@@ -165,6 +230,9 @@ fn run() -> Result<Value, String> {
     };
     let one = time(1)?;
     let many = time(iters)?;
+    let plan = config
+        .plan(n, d, precision.dtype().size())
+        .map_err(|e| e.to_string())?;
     Ok(json!({
         "backend": backend.to_string(),
         "dtype": precision.to_string(),
@@ -172,7 +240,9 @@ fn run() -> Result<Value, String> {
         "estimator": args.estimator,
         "n": n, "d": d, "k": config.n_components,
         "iters": iters,
-        "chunk_size": config.chunk_size,
+        "chunk_size": plan.chunk_rows,
+        "form": plan.form.to_string(),
+        "max_memory_bytes": config.max_memory_bytes,
         "feature_cache_bytes": config.feature_cache_bytes,
         "n_threads": config.n_threads,
         "seconds_per_iter": (many - one).max(0.0) / (iters - 1) as f64,

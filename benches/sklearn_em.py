@@ -5,7 +5,13 @@ Usage (from the repository root):
 
     python3 benches/sklearn_em.py [--n 100000] [--d 32] [--k 16] [--iters 5]
         [--covariance full,diag] [--rust-bin PATH] [--backends flex] [--dtype f32]
-        [--estimator gmm|bayesian] [--out-dir /tmp/mixburn-bench]
+        [--estimator gmm|bayesian] [--form auto] [--max-memory 1GiB]
+        [--out-dir /tmp/mixburn-bench]
+
+--d and --k take comma lists (the issue's width sweep is
+`--d 16,64,256,512,1024,2048 --k 4,16 --covariance full,tied,diag --backends flex,ndarray`);
+every (D, K) pair runs in turn, each on its own generated data. --form and --max-memory are
+passed to em-bench (the E-step form for full/tied, and the memory budget).
 
 With --estimator bayesian the two sides are BayesianGaussianMixture and mixburn's variational
 mixture (`em-bench --estimator bayesian`), each from its own k-means initialisation (the same
@@ -14,7 +20,8 @@ in both timed runs of a side, so it cancels out of the per-iteration time).
 Steps:
   1. generate float32 data (numpy seed 0, K well-separated-ish clusters) -> <out-dir>/x_<n>_<d>.npy
   2. generate deterministic initial parameters per covariance type (means = K data rows
-     chosen with seed 1, uniform weights, identity precisions) -> <out-dir>/init_<cov>.json
+     chosen with seed 1, uniform weights, identity precisions, written as
+     "precisions_identity": true rather than K*D*D numbers) -> <out-dir>/init_<d>_<k>_<cov>.json
   3. time scikit-learn per EM iteration: (t(max_iter=iters) - t(max_iter=1)) / (iters - 1),
      each t the best of --repeats runs; every run is a fresh subprocess so that its peak RSS
      (getrusage ru_maxrss) is its own
@@ -61,6 +68,16 @@ def peak_rss_bytes():
     return rss if sys.platform == "darwin" else rss * 1024
 
 
+def int_list(text):
+    try:
+        items = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of integers; got {text!r}")
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma list of integers; got {text!r}")
+    return items
+
+
 def comma_list(choices=None):
     def parse(text):
         items = [s.strip() for s in text.split(",") if s.strip()]
@@ -96,7 +113,8 @@ def identity_precisions(np, cov, k, d):
 
 
 def make_inits(np, x, k, covariances):
-    """Same means/weights for every covariance type; only the precision shape differs."""
+    """Same means/weights for every covariance type; identity precisions (the shape follows
+    the covariance type), flagged rather than written out (K·D² numbers at D = 2048)."""
     n, d = x.shape
     rows = np.random.default_rng(1).choice(n, size=k, replace=False)
     means = x[rows].astype(np.float64)
@@ -105,10 +123,17 @@ def make_inits(np, x, k, covariances):
         cov: {
             "weights_init": weights.tolist(),
             "means_init": means.tolist(),
-            "precisions_init": identity_precisions(np, cov, k, d).tolist(),
+            "precisions_identity": True,
         }
         for cov in covariances
     }
+
+
+def init_precisions(np, init, cov, k, d):
+    """`precisions_init` of an init file: given, or identity where flagged."""
+    if init.get("precisions_identity"):
+        return identity_precisions(np, cov, k, d).copy()
+    return np.asarray(init["precisions_init"])
 
 
 # --------------------------------------------------------------------------- #
@@ -153,7 +178,9 @@ def worker_main(argv):
             n_init=1,
             weights_init=np.asarray(init["weights_init"]),
             means_init=np.asarray(init["means_init"]),
-            precisions_init=np.asarray(init["precisions_init"]),
+            precisions_init=init_precisions(
+                np, init, a.covariance, len(init["weights_init"]), x.shape[1]
+            ).astype(x.dtype),
             random_state=0,
         )
     rss_before = peak_rss_bytes()
@@ -237,11 +264,11 @@ def rss_cell(rss, input_bytes):
 
 
 def print_table(rows):
-    header = ("covariance", "backend", "dtype", "sklearn s/iter", "mixburn s/iter", "speed-up",
+    header = ("d", "k", "covariance", "backend", "dtype", "sklearn s/iter", "mixburn s/iter", "speed-up",
               "sklearn peak RSS (x input)", "mixburn peak RSS (x input)")
     cells = [
         (
-            r["covariance"], r["backend"], r["dtype"],
+            r["d"], r["k"], r["covariance"], r["backend"], r["dtype"],
             fmt(r["sklearn_seconds_per_iter"], ".4f"),
             fmt(r["mixburn_seconds_per_iter"], ".4f"),
             fmt(r["speedup"], ".2f") + ("x" if r["speedup"] is not None else ""),
@@ -258,8 +285,11 @@ def print_table(rows):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=100_000, help="rows (default 100000)")
-    p.add_argument("--d", type=int, default=32, help="dimensions (default 32)")
-    p.add_argument("--k", type=int, default=16, help="components (default 16)")
+    p.add_argument("--d", type=int_list, default=[32], help="comma list of dimensions (default 32)")
+    p.add_argument("--k", type=int_list, default=[16], help="comma list of components (default 16)")
+    p.add_argument("--form", choices=("auto", "quadratic", "whitened"), default=None,
+                   help="em-bench --form (default: em-bench's, auto)")
+    p.add_argument("--max-memory", default=None, help="em-bench --max-memory (e.g. 2GiB)")
     p.add_argument("--iters", type=int, default=5, help="EM iterations, >= 2 (default 5)")
     p.add_argument("--covariance", type=comma_list(COVARIANCE_TYPES), default=["full", "diag"],
                    help="comma list of full,tied,diag,spherical (default full,diag)")
@@ -276,9 +306,66 @@ def parse_args(argv):
     a = p.parse_args(argv)
     if a.iters < 2:
         p.error("--iters must be >= 2 (setup time is subtracted using a max_iter=1 fit)")
-    if min(a.n, a.d, a.k, a.repeats) < 1 or a.k > a.n:
+    if min(a.n, min(a.d), min(a.k), a.repeats) < 1 or max(a.k) > a.n:
         p.error("--n, --d, --k, --repeats must be positive and --k <= --n")
     return a
+
+
+def sweep_point(np, sklearn, a, d, k, rust_bin, notes):
+    """Both sides at one (D, K): data, initial parameters, then every covariance type."""
+    x = make_data(np, a.n, d, k)
+    x_path = a.out_dir / f"x_{a.n}_{d}_{k}.npy"
+    np.save(x_path, x)
+    init_paths = {}
+    for cov, init in make_inits(np, x, k, a.covariance).items():
+        init_paths[cov] = a.out_dir / f"init_{d}_{k}_{cov}.json"
+        init_paths[cov].write_text(json.dumps(init))
+    print(f"data: {x_path} ({a.n} x {d} float32, {x.nbytes / 2**20:.1f} MiB), k={k}, iters={a.iters}, "
+          f"estimator={a.estimator}")
+
+    rows = []
+    for cov in a.covariance:
+        print(f"[d={d} k={k} {cov}] scikit-learn {sklearn.__version__} ({a.sklearn_dtype}) ...", flush=True)
+        sk = time_sklearn(x_path, init_paths[cov], cov, a.iters, a.sklearn_dtype, a.repeats,
+                          a.estimator)
+        runs = []
+        if rust_bin is not None:
+            for backend in a.backends:
+                print(f"[d={d} k={k} {cov}] mixburn {backend} ({a.dtype}) ...", flush=True)
+                cmd = [str(rust_bin), "--input", str(x_path), "--covariance", cov, "--iters", str(a.iters),
+                       "--backend", backend, "--dtype", a.dtype, "--init", str(init_paths[cov]),
+                       "--estimator", a.estimator]
+                if a.form:
+                    cmd += ["--form", a.form]
+                if a.max_memory:
+                    cmd += ["--max-memory", a.max_memory]
+                res, err = run_json_line(cmd)
+                if err:
+                    notes.append(f"d={d}/k={k}/{cov}/{backend}: {err}")
+                runs.append((backend, res or {}))
+        else:
+            runs.append(("-", {}))
+        for backend, res in runs:
+            mb = res.get("seconds_per_iter")
+            rows.append({
+                "d": d,
+                "k": k,
+                "covariance": cov,
+                "backend": backend,
+                "dtype": a.dtype,
+                "sklearn_dtype": a.sklearn_dtype,
+                "sklearn_seconds_per_iter": sk["seconds_per_iter"],
+                "mixburn_seconds_per_iter": mb,
+                "speedup": sk["seconds_per_iter"] / mb if mb else None,
+                "sklearn_peak_rss_bytes": sk["peak_rss_bytes"],
+                "sklearn_input_bytes": sk["input_bytes"],
+                "mixburn_peak_rss_bytes": res.get("peak_rss_bytes"),
+                "mixburn_input_bytes": res.get("input_bytes"),
+                "sklearn": sk,
+                "mixburn": res or None,
+            })
+    return rows
+
 
 
 def main(argv):
@@ -299,51 +386,10 @@ def main(argv):
         sys.exit(f"error: --rust-bin {rust_bin} does not exist")
 
     a.out_dir.mkdir(parents=True, exist_ok=True)
-    x = make_data(np, a.n, a.d, a.k)
-    x_path = a.out_dir / f"x_{a.n}_{a.d}.npy"
-    np.save(x_path, x)
-    init_paths = {}
-    for cov, init in make_inits(np, x, a.k, a.covariance).items():
-        init_paths[cov] = a.out_dir / f"init_{cov}.json"
-        init_paths[cov].write_text(json.dumps(init))
-    print(f"data: {x_path} ({a.n} x {a.d} float32, {x.nbytes / 2**20:.1f} MiB), k={a.k}, iters={a.iters}, "
-          f"estimator={a.estimator}")
-
     rows = []
-    for cov in a.covariance:
-        print(f"[{cov}] scikit-learn {sklearn.__version__} ({a.sklearn_dtype}) ...", flush=True)
-        sk = time_sklearn(x_path, init_paths[cov], cov, a.iters, a.sklearn_dtype, a.repeats,
-                          a.estimator)
-        runs = []
-        if rust_bin is not None:
-            for backend in a.backends:
-                print(f"[{cov}] mixburn {backend} ({a.dtype}) ...", flush=True)
-                cmd = [str(rust_bin), "--input", str(x_path), "--covariance", cov, "--iters", str(a.iters),
-                       "--backend", backend, "--dtype", a.dtype, "--init", str(init_paths[cov]),
-                       "--estimator", a.estimator]
-                res, err = run_json_line(cmd)
-                if err:
-                    notes.append(f"{cov}/{backend}: {err}")
-                runs.append((backend, res or {}))
-        else:
-            runs.append(("-", {}))
-        for backend, res in runs:
-            mb = res.get("seconds_per_iter")
-            rows.append({
-                "covariance": cov,
-                "backend": backend,
-                "dtype": a.dtype,
-                "sklearn_dtype": a.sklearn_dtype,
-                "sklearn_seconds_per_iter": sk["seconds_per_iter"],
-                "mixburn_seconds_per_iter": mb,
-                "speedup": sk["seconds_per_iter"] / mb if mb else None,
-                "sklearn_peak_rss_bytes": sk["peak_rss_bytes"],
-                "sklearn_input_bytes": sk["input_bytes"],
-                "mixburn_peak_rss_bytes": res.get("peak_rss_bytes"),
-                "mixburn_input_bytes": res.get("input_bytes"),
-                "sklearn": sk,
-                "mixburn": res or None,
-            })
+    for d in a.d:
+        for k in a.k:
+            rows.extend(sweep_point(np, sklearn, a, d, k, rust_bin, notes))
 
     print()
     print_table(rows)
@@ -358,7 +404,7 @@ def main(argv):
     report = {
         "config": {"n": a.n, "d": a.d, "k": a.k, "iters": a.iters, "covariance": a.covariance,
                    "backends": a.backends, "dtype": a.dtype, "sklearn_dtype": a.sklearn_dtype,
-                   "repeats": a.repeats, "input": str(x_path), "rust_bin": str(rust_bin) if rust_bin else None},
+                   "repeats": a.repeats, "form": a.form, "max_memory": a.max_memory, "rust_bin": str(rust_bin) if rust_bin else None},
         "versions": {"python": sys.version.split()[0], "numpy": np.__version__, "sklearn": sklearn.__version__,
                      "sklearn_threadpools": threads},
         "host": {"cpu_count": os.cpu_count(), "platform": sys.platform},

@@ -125,3 +125,37 @@ impl Report {
         );
     }
 }
+
+/// splitmix64's output function of the counter `x`.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Uniform `i` of stream `stream` on [0, 1): the top 53 bits of splitmix64(stream·2³² + i).
+fn uniform(stream: u64, i: u64) -> f64 {
+    (splitmix64((stream << 32).wrapping_add(i)) >> 11) as f64 * 2f64.powi(-53)
+}
+
+/// `√3 (u₁ + u₂ + u₃ + u₄ − 2)` from uniforms `4i … 4i+3` of `stream` (mean 0, variance 1).
+fn normalish(stream: u64, i: u64) -> f64 {
+    let u = |j| uniform(stream, 4 * i + j);
+    ((u(0) + u(1)) + (u(2) + u(3)) - 2.0) * 3f64.sqrt()
+}
+
+/// `n × d` rows (row-major, rounded to f32) from `k` clusters, row i from cluster i mod k:
+/// centres `centre_scale · normalish`, per-axis scales `0.5 + uniform`. The same values as
+/// `wide_data` in `fixtures/make_width_fixtures.py` (only exact f64 arithmetic).
+pub fn wide_data(n: usize, d: usize, k: usize, centre_scale: f64) -> Vec<f64> {
+    let centre = |c: usize, j: usize| centre_scale * normalish(1, (c * d + j) as u64);
+    let scale = |c: usize, j: usize| 0.5 + uniform(2, (c * d + j) as u64);
+    (0..n * d)
+        .map(|i| {
+            let (row, j) = (i / d, i % d);
+            let c = row % k;
+            (centre(c, j) + scale(c, j) * normalish(3, i as u64)) as f32 as f64
+        })
+        .collect()
+}

@@ -104,9 +104,16 @@ pub struct EmOptions {
     /// Random seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Rows per chunk.
-    #[arg(long, default_value_t = 1024)]
-    pub chunk_size: usize,
+    /// Rows per chunk (default: derived from --max-memory).
+    #[arg(long)]
+    pub chunk_size: Option<usize>,
+    /// Memory budget of the fit's intermediates beyond the data: 2GiB, 512MB, 64KiB or bytes.
+    #[arg(long, default_value = "1GiB")]
+    pub max_memory: String,
+    /// E-step form for full and tied covariances: auto (the cheaper that fits the budget),
+    /// quadratic (features [x_i x_j, x, 1]) or whitened (linear in D per row).
+    #[arg(long, default_value = "auto")]
+    pub estep_form: String,
     /// Backend and precision.
     #[command(flatten)]
     pub compute: Compute,
@@ -125,6 +132,8 @@ impl EmOptions {
             init_params: self.init.parse::<InitMethod>()?,
             seed: Some(self.seed),
             chunk_size: self.chunk_size,
+            max_memory_bytes: mixburn_gmm::parse_bytes(&self.max_memory)?,
+            estep_form: self.estep_form.parse::<mixburn_gmm::EstepForm>()?,
             ..GaussianMixtureConfig::default()
         })
     }

@@ -127,8 +127,13 @@ pub struct BayesianGaussianMixtureConfig {
     pub resp_init: Option<Vec<f64>>,
     /// Seed of every random choice (`random_state`); `None` draws one from the OS.
     pub seed: Option<u64>,
-    /// Rows processed per tensor chunk.
-    pub chunk_size: usize,
+    /// Rows processed per tensor chunk, overriding the budget's (see
+    /// [`GaussianMixtureConfig::chunk_size`]).
+    pub chunk_size: Option<usize>,
+    /// Memory budget in bytes (see [`GaussianMixtureConfig::max_memory_bytes`]).
+    pub max_memory_bytes: usize,
+    /// Form of the E-step for full and tied covariances (see [`crate::form`]).
+    pub estep_form: crate::form::EstepForm,
     /// Byte budget for keeping the per-row features between iterations (see
     /// [`GaussianMixtureConfig::feature_cache_bytes`]).
     pub feature_cache_bytes: usize,
@@ -165,6 +170,8 @@ impl BayesianGaussianMixtureConfig {
             resp_init: None,
             seed: g.seed,
             chunk_size: g.chunk_size,
+            max_memory_bytes: g.max_memory_bytes,
+            estep_form: g.estep_form,
             feature_cache_bytes: g.feature_cache_bytes,
             n_threads: g.n_threads,
         }
@@ -247,9 +254,19 @@ impl BayesianGaussianMixtureConfig {
         self.seed = Some(seed);
         self
     }
-    /// Sets the rows per chunk.
+    /// Sets the rows per chunk (overriding the budget's).
     pub fn with_chunk_size(mut self, rows: usize) -> Self {
-        self.chunk_size = rows;
+        self.chunk_size = Some(rows);
+        self
+    }
+    /// Sets the memory budget in bytes.
+    pub fn with_max_memory_bytes(mut self, bytes: usize) -> Self {
+        self.max_memory_bytes = bytes;
+        self
+    }
+    /// Sets the form of the E-step for full and tied covariances.
+    pub fn with_estep_form(mut self, form: crate::form::EstepForm) -> Self {
+        self.estep_form = form;
         self
     }
     /// Sets the feature-cache budget in bytes (0 disables the cache).
@@ -276,6 +293,8 @@ impl BayesianGaussianMixtureConfig {
             init_params: self.init_params,
             seed: self.seed,
             chunk_size: self.chunk_size,
+            max_memory_bytes: self.max_memory_bytes,
+            estep_form: self.estep_form,
             feature_cache_bytes: self.feature_cache_bytes,
             n_threads: self.n_threads,
             ..GaussianMixtureConfig::default()
@@ -570,33 +589,13 @@ impl VariationalParams {
     }
 }
 
-/// `Σ_n Σ_k r_nk log r_nk` of each restart of an E-step pass, without a pass of its own.
-///
-/// With `ℓ_nk = G(x_n) A[:, k]` the E-step's log-densities and `lse_n = log Σ_k exp ℓ_nk`,
-/// `log r_nk = ℓ_nk − lse_n` and `Σ_k r_nk = 1`, so
-/// `Σ_nk r_nk log r_nk = Σ_nk r_nk ℓ_nk − Σ_n lse_n = Σ_k ⟨M_k, A[:, k]⟩ − Σ_n lse_n`,
-/// where `M_k = Σ_n r_nk G(x_n)` are the pass's moments and `Σ_n lse_n` its
-/// `log_likelihood`. Evaluated on the host in f64 from the `[B·K, W]` moments and the
-/// `[W, B·K]` operand.
-fn responsibility_entropy(stats: &SufficientStats, a: &Tensor<2>, k: usize) -> Result<Vec<f64>> {
-    let [bk, w] = stats.moments.dims();
-    let moments = to_f64(stats.moments.clone())?;
-    let op = to_f64(a.clone())?;
+/// `Σ_n Σ_k r_nk log r_nk` of each restart of an E-step pass, without a pass of its own:
+/// `log r_nk = ℓ_nk − lse_n` and `Σ_k r_nk = 1`, so `Σ_nk r_nk log r_nk = Σ_nk r_nk ℓ_nk −
+/// Σ_n lse_n`, both accumulated by the pass (`weighted_log_density`, `log_likelihood`).
+fn responsibility_entropy(stats: &SufficientStats) -> Result<Vec<f64>> {
+    let weighted = to_f64(stats.weighted_log_density.clone())?;
     let lse = to_f64(stats.log_likelihood.clone())?;
-    Ok(lse
-        .iter()
-        .enumerate()
-        .map(|(r, l)| {
-            let weighted: f64 = (r * k..(r + 1) * k)
-                .map(|col| {
-                    (0..w)
-                        .map(|i| moments[col * w + i] * op[i * bk + col])
-                        .sum::<f64>()
-                })
-                .sum();
-            weighted - l
-        })
-        .collect())
+    Ok(weighted.iter().zip(&lse).map(|(w, l)| w - l).collect())
 }
 
 /// The variational M-step of one restart on the host (scikit-learn's `_estimate_weights`,
@@ -779,20 +778,12 @@ fn resolve_priors(
     let needs_data = config.mean_prior.is_none() || config.covariance_prior.is_none();
     let (data_mean, data_cov) = if needs_data {
         let stats = stats_from_responsibilities(data, layout, &vec![1.0; n]);
-        let width = stats.moments.dims()[1];
-        let t = width - d - 1;
-        let s2 = stats.moments.clone().slice([0..1, 0..t]);
-        let s1 = stats.moments.clone().slice([0..1, t..t + d]);
-        let (mean, c) = covariance::covariances_from_moments(
-            cov,
-            stats.nk.clone(),
-            s1,
-            s2,
-            1,
-            0.0,
-            eps,
-            &layout.packing,
-        );
+        // The whole data as one component.
+        let one = Layout {
+            k: 1,
+            ..layout.clone()
+        };
+        let (mean, c) = one.moments_parameters(&stats, stats.nk.clone(), 0.0, eps);
         let ddof = n as f64 / (n as f64 - 1.0);
         let c: Vec<f64> = c.to_flat()?.into_iter().map(|v| v * ddof).collect();
         (to_f64(mean)?, c)
@@ -864,21 +855,20 @@ pub fn fit_bayesian(
     config.shared().check_precision(precision)?;
     let eps = precision.eps();
     let cov = config.covariance_type;
-    let layout = Layout::new(cov, k, d, &device, dtype);
+    let shared = config.shared();
+    let plan = shared.plan(n, d, dtype.size())?;
+    let layout = Layout::new(cov, k, d, &device, dtype).with_form(plan.form);
     // Centre once (a D-vector): moments accumulate around the data mean, not the origin.
     let centre = to_f64(x.clone().mean_dim(0))?;
     let centre_t = tensor_from_f64(centre.clone(), [1, d], &device, dtype);
-    let data = ChunkedData::new(x, centre_t, config.chunk_size, cov, &layout.packing)
-        .with_feature_cache(config.feature_cache_bytes);
+    let data = ChunkedData::new(x, centre_t, plan.chunk_rows, &layout)
+        .with_feature_cache(plan.cache_bytes);
     let priors = resolve_priors(config, &data, &layout, &centre, eps)?;
     let prior_type = config.weight_concentration_prior_type;
 
     let start = match &config.resp_init {
         Some(resp) => stats_from_responsibilities(&data, &layout, resp),
-        None => {
-            let shared = config.shared();
-            initial_stats(&shared, &data, &layout, &restart_seeds(&shared))?
-        }
+        None => initial_stats(&shared, &data, &layout, &restart_seeds(&shared))?,
     };
     let starts = variational_m_step(&layout, &start, &priors, config.reg_covar, eps)?;
     let best = iterate(starts, config.max_iter, config.tol, |posts| {
@@ -887,9 +877,9 @@ pub fn fit_bayesian(
             .iter()
             .flat_map(|p| p.estep_constants(prior_type, d))
             .collect();
-        let a = layout.upload_log_weights(&refs, constants);
-        let stats = em_pass(&data, &a, k, config.n_threads);
-        let entropy = responsibility_entropy(&stats, &a, k)?;
+        let op = layout.upload_log_weights(&refs, constants);
+        let stats = em_pass(&data, &op, k, config.n_threads);
+        let entropy = responsibility_entropy(&stats)?;
         let next = variational_m_step(&layout, &stats, &priors, config.reg_covar, eps)?;
         Ok(next
             .into_iter()
@@ -989,6 +979,8 @@ impl BayesianGaussianMixture {
                 self.posterior
                     .estep_constants(self.priors.weight_concentration_prior_type, self.n_features),
             ),
+            max_memory_bytes: crate::budget::DEFAULT_MAX_MEMORY_BYTES,
+            form: crate::form::EstepForm::Auto,
         }
     }
 

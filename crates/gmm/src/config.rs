@@ -6,8 +6,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::budget::DEFAULT_MAX_MEMORY_BYTES;
 use crate::covariance::CovarianceType;
 use crate::error::{GmmError, Result};
+use crate::form::EstepForm;
 
 /// How the starting responsibilities are chosen (scikit-learn's `init_params`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,11 +90,21 @@ pub struct GaussianMixtureConfig {
     pub warm_start: bool,
     /// Seed of every random choice (`random_state`); `None` draws one from the OS.
     pub seed: Option<u64>,
-    /// Rows processed per tensor chunk: memory is O(chunk·(K + D²) + K·D²).
-    pub chunk_size: usize,
+    /// Rows processed per tensor chunk, overriding the rows derived from `max_memory_bytes`
+    /// (default `None`: derived, see [`crate::budget`]).
+    pub chunk_size: Option<usize>,
+    /// The memory budget in bytes of every pass's intermediates beyond the data (chunks,
+    /// parameters `K·D²` per restart, operands, accumulators, the feature cache): the rows
+    /// per chunk of EM, k-means and the initialisation follow from it (default 1 GiB). A
+    /// budget too small for one row is an error naming the smallest that works.
+    pub max_memory_bytes: usize,
+    /// Form of the E-step and M-step statistics for full and tied covariances (default auto:
+    /// the cheaper that fits the budget, see [`crate::form`]).
+    pub estep_form: EstepForm,
     /// Largest size in bytes of the data plus its per-row features `[x_i x_j, x, 1]`, above
     /// which the features are recomputed every EM iteration instead of kept (default 256 MiB;
-    /// 0 always recomputes, for the smallest memory).
+    /// 0 always recomputes, for the smallest memory; also capped by what `max_memory_bytes`
+    /// leaves; the whitened form has no features).
     pub feature_cache_bytes: usize,
     /// Host threads that process runs of chunks concurrently, their statistics merged
     /// (default: the available cores on CPU backends; 1 keeps a single stream of tensor ops).
@@ -114,7 +126,9 @@ impl Default for GaussianMixtureConfig {
             precisions_init: None,
             warm_start: false,
             seed: None,
-            chunk_size: 1024,
+            chunk_size: None,
+            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
+            estep_form: EstepForm::Auto,
             feature_cache_bytes: 256 << 20,
             n_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -167,9 +181,19 @@ impl GaussianMixtureConfig {
         self.seed = Some(seed);
         self
     }
-    /// Sets the rows per chunk.
+    /// Sets the rows per chunk (overriding the budget's).
     pub fn with_chunk_size(mut self, rows: usize) -> Self {
-        self.chunk_size = rows;
+        self.chunk_size = Some(rows);
+        self
+    }
+    /// Sets the memory budget in bytes.
+    pub fn with_max_memory_bytes(mut self, bytes: usize) -> Self {
+        self.max_memory_bytes = bytes;
+        self
+    }
+    /// Sets the form of the E-step for full and tied covariances.
+    pub fn with_estep_form(mut self, form: EstepForm) -> Self {
+        self.estep_form = form;
         self
     }
     /// Sets the feature-cache budget in bytes (0 disables the cache).
@@ -219,6 +243,33 @@ impl GaussianMixtureConfig {
         Ok(())
     }
 
+    /// The form and rows per chunk of this fit's passes over `n_samples` rows of
+    /// `n_features` columns of `value_bytes`-byte floats, under `max_memory_bytes`, with
+    /// `n_init` restarts batched (one for a warm start) and `n_threads` workers.
+    pub fn plan(
+        &self,
+        n_samples: usize,
+        n_features: usize,
+        value_bytes: usize,
+    ) -> Result<crate::form::Plan> {
+        let shape = crate::form::PassShape {
+            cov: self.covariance_type,
+            n: n_samples,
+            d: n_features,
+            k: self.n_components,
+            b: if self.warm_start { 1 } else { self.n_init },
+            workers: self.n_threads,
+            value_bytes,
+        };
+        crate::form::plan(
+            self.estep_form,
+            &shape,
+            self.max_memory_bytes,
+            self.chunk_size,
+            self.feature_cache_bytes,
+        )
+    }
+
     /// Checks every parameter against data with `n_features` columns. Called once by `fit`.
     pub fn validate(&self, n_features: usize) -> Result<()> {
         let k = self.n_components;
@@ -248,7 +299,7 @@ impl GaussianMixtureConfig {
         let batch_values = n_features
             .checked_mul(n_features)
             .and_then(|dd| dd.checked_mul(self.covariance_type.rows_per_model(k)))
-            .and_then(|cov| cov.checked_add(k.checked_mul(self.chunk_size)?))
+            .and_then(|cov| cov.checked_add(k.checked_mul(self.chunk_size.unwrap_or(1024))?))
             .and_then(|per| per.checked_mul(self.n_init))
             .filter(|&v| v <= MAX_BATCH_VALUES);
         if batch_values.is_none() {
@@ -270,7 +321,7 @@ impl GaussianMixtureConfig {
         if self.n_threads < 1 {
             return Err(GmmError::config("n_threads", "must be >= 1, got 0"));
         }
-        if self.chunk_size < 1 {
+        if self.chunk_size == Some(0) {
             return Err(GmmError::config("chunk_size", "must be >= 1 row, got 0"));
         }
         if let Some(w) = &self.weights_init {

@@ -16,6 +16,11 @@
 //! `c_k = −½ D log 2π − ½ μ_kᵀ P_k μ_k + Σ log diag U_k + log π_k`.
 //! The M-step's moments (and `n_k`, from the constant column) are the transposed GEMM `Rᵀ G`
 //! with the responsibilities `R`.
+//!
+//! Full and tied covariances also have the whitened form ([`crate::form`]):
+//! [`whitened_operands`] for the E-step and [`covariances_from_scatter`] for the M-step from
+//! scatters around a per-component shift. The denoising floor, the regularisation and the
+//! precision factors ([`precision_cholesky`], one batched Cholesky) are shared by both forms.
 
 use std::fmt;
 use std::str::FromStr;
@@ -351,6 +356,73 @@ pub fn estep_operands(
     Tensor::cat(vec![w.mul_scalar(-0.5), v, c], 1).transpose() // [T'+D+1, BK]
 }
 
+/// The whitened E-step's operands of `b` restarts (full and tied covariances; see
+/// [`crate::form`]): `ℓ_k = c_k − ½‖x U_k − μ_k U_k‖²` with `c_k = log π_k + log det U_k −
+/// (D/2) log 2π` (or the given per-component term in place of `log π_k`).
+#[derive(Clone, Debug)]
+pub struct Whitening {
+    /// The precision-Cholesky factors side by side, `[D, R·D]` (`R = B·K` full, `B` tied),
+    /// so that one GEMM `X U` whitens a chunk against every factor.
+    pub factors: Tensor<2>,
+    /// `μ_k U_k`, `[B·K, D]`.
+    pub centres: Tensor<2>,
+    /// `c_k`, `[1, B·K]`.
+    pub constants: Tensor<2>,
+    /// The means `μ_k`, `[B·K, D]`: the M-step's scatter accumulates around them.
+    pub shift: Tensor<2>,
+    /// Components K.
+    pub k: usize,
+    /// Whether one factor is shared by a restart's components (tied).
+    pub tied: bool,
+}
+
+/// [`Whitening`] operands from precision-Cholesky factors `[R, D, D]`, means `[B·K, D]` and
+/// the per-component term `log_weights: [B·K]`.
+pub fn whitened_operands(
+    cov: CovarianceType,
+    prec_chol: &CovTensor,
+    means: Tensor<2>,
+    log_weights: Tensor<1>,
+    k: usize,
+) -> Whitening {
+    let [bk, d] = means.dims();
+    let b = bk / k;
+    let CovTensor::Matrices(u) = prec_chol else {
+        unreachable!("the whitened form is only used for full and tied covariances")
+    };
+    let r = u.dims()[0];
+    let tied = cov == CovarianceType::Tied;
+    let half_logdet = linalg::diagonal(u.clone()).log().sum_dim(1).reshape([r]); // log det U
+    let (centres, half_logdet) = if tied {
+        let c = means
+            .clone()
+            .reshape([b, k, d])
+            .matmul(u.clone())
+            .reshape([bk, d]);
+        let h = half_logdet.reshape([b, 1]).expand([b, k]).reshape([bk]);
+        (c, h)
+    } else {
+        let c = means
+            .clone()
+            .unsqueeze_dim::<3>(1)
+            .matmul(u.clone())
+            .reshape([bk, d]);
+        (c, half_logdet)
+    };
+    let constants = (half_logdet + log_weights)
+        .sub_scalar(0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln())
+        .reshape([1, bk]);
+    let factors = u.clone().swap_dims(0, 1).reshape([d, r * d]);
+    Whitening {
+        factors,
+        centres,
+        constants,
+        shift: means,
+        k,
+        tied,
+    }
+}
+
 /// Relative round-off floor of the raw-moment variance `E[x²] − μ²`: variances below
 /// `ROUNDOFF · eps · E[x²]` are indistinguishable from zero and are set to zero (before
 /// `reg_covar` is added), as scikit-learn's centred formula would give exactly.
@@ -434,4 +506,52 @@ pub fn covariances_from_moments(
         }
     };
     (means, covs)
+}
+
+/// Means and covariances (full or tied) from scatters around a per-component shift `s_k`:
+/// `nk: [B·K]` (floored by `10·eps`), `shift: [B·K, D]`, `s1 = Σ_n r_nk (x_n − s_k): [B·K, D]`,
+/// `s2 = Σ_n r_nk (x_n − s_k)(x_n − s_k)ᵀ`, `[B·K, D, D]` (full) or summed over each
+/// restart's components `[B, D, D]` (tied).
+///
+/// With `δ_k = s1_k / n_k`: `μ_k = s_k + δ_k`; full `Σ_k = S2_k/n_k − δ_k δ_kᵀ + reg·I`;
+/// tied `Σ = (S2 − Σ_k n_k δ_k δ_kᵀ)/Σ_k n_k + reg·I`. When `s_k` is near `μ_k` (the previous
+/// iteration's mean) the subtraction is of a small term, so f32 keeps the covariance as a
+/// per-component centred formula does; the same round-off floor as
+/// [`covariances_from_moments`] applies.
+#[allow(clippy::too_many_arguments)]
+pub fn covariances_from_scatter(
+    cov: CovarianceType,
+    nk: Tensor<1>,
+    shift: Tensor<2>,
+    s1: Tensor<2>,
+    s2: Tensor<3>,
+    k: usize,
+    reg_covar: f64,
+    eps: f64,
+) -> (Tensor<2>, CovTensor) {
+    let [bk, d] = s1.dims();
+    let b = bk / k;
+    let offset = s1 / nk.clone().unsqueeze_dim::<2>(1); // δ_k, [BK, D]
+    let means = shift + offset.clone();
+    let reg_eye = Tensor::<2>::eye(d, &means.device())
+        .cast(means.dtype())
+        .unsqueeze_dim::<3>(0)
+        .mul_scalar(reg_covar);
+    let covs = match cov {
+        CovarianceType::Full => {
+            let second = s2 / nk.reshape([bk, 1, 1]);
+            let outer = offset.clone().unsqueeze_dim::<3>(2) * offset.unsqueeze_dim::<3>(1);
+            denoise_matrices(second.clone() - outer, second, eps) + reg_eye
+        }
+        CovarianceType::Tied => {
+            let mass = nk.clone().reshape([b, k]).sum_dim(1).reshape([b, 1, 1]);
+            let second = s2 / mass.clone();
+            let o3 = offset.reshape([b, k, d]);
+            let weighted = o3.clone() * nk.reshape([b, k, 1]);
+            let between = weighted.swap_dims(1, 2).matmul(o3) / mass;
+            denoise_matrices(second.clone() - between, second, eps) + reg_eye
+        }
+        _ => unreachable!("the whitened form is only used for full and tied covariances"),
+    };
+    (means, CovTensor::Matrices(covs))
 }

@@ -137,26 +137,21 @@ pub fn fit_warm(
     let precision = Precision::of(dtype);
     config.check_precision(precision)?;
     let eps = precision.eps();
-    let layout = Layout::new(config.covariance_type, k, d, &device, dtype);
+    let plan = config.plan(n, d, dtype.size())?;
+    let layout = Layout::new(config.covariance_type, k, d, &device, dtype).with_form(plan.form);
     // Centre once (a D-vector): moments accumulate around the data mean, not the origin.
     let centre = to_f64(x.clone().mean_dim(0))?;
     let centre_t = tensor_from_f64(centre.clone(), [1, d], &device, dtype);
-    let data = ChunkedData::new(
-        x,
-        centre_t,
-        config.chunk_size,
-        config.covariance_type,
-        &layout.packing,
-    )
-    .with_feature_cache(config.feature_cache_bytes);
+    let data = ChunkedData::new(x, centre_t, plan.chunk_rows, &layout)
+        .with_feature_cache(plan.cache_bytes);
 
     let starts = match warm {
         Some(p) => vec![p.params.shifted(&centre, -1.0)],
         None => initial_params(config, &data, &layout, &restart_seeds(config), &centre, eps)?,
     };
     let best = iterate(starts, config.max_iter, config.tol, |params| {
-        let a = layout.upload(params);
-        let stats = em_pass(&data, &a, k, config.n_threads);
+        let op = layout.upload(params);
+        let stats = em_pass(&data, &op, k, config.n_threads);
         let lower = stats.mean_log_likelihood()?;
         let next = layout.m_step(&stats, config.reg_covar, eps, WeightNorm::Mass)?;
         Ok(next.into_iter().zip(lower).collect())

@@ -81,6 +81,24 @@ pub enum GmmError {
     /// A saved model is malformed, of another version, or internally inconsistent.
     #[error("invalid model file: {0}")]
     ModelFormat(String),
+    /// The memory budget cannot hold even one row of a pass.
+    #[error("max_memory_bytes = {budget} bytes ({budget_human}) is too small for {what}: its parameters and per-pass state take {fixed} bytes and one row {per_row} bytes; the smallest budget that works is {smallest} bytes ({smallest_human})")]
+    MemoryBudget {
+        /// The budget given.
+        budget: usize,
+        /// The budget, human-readable.
+        budget_human: String,
+        /// Which pass.
+        what: String,
+        /// Bytes that do not depend on the rows (parameters, operands, accumulators).
+        fixed: usize,
+        /// Bytes per row of a chunk (all worker threads together).
+        per_row: usize,
+        /// `fixed + per_row`.
+        smallest: usize,
+        /// The smallest budget, human-readable.
+        smallest_human: String,
+    },
     /// Reading or writing a model file failed.
     #[error("cannot access {path}: {source}")]
     Io {

@@ -1,12 +1,17 @@
-//! The E-step over row chunks: weighted log-densities by one GEMM per chunk, log-sum-exp over
-//! components, and the responsibilities. No `[N, K, D]` tensor ever exists: a chunk of `n`
-//! rows holds `[n, T' + D]` features and `[n, B·K]` log-densities.
+//! The E-step over row chunks: weighted log-densities per chunk in the pass's form
+//! ([`crate::form`]: one GEMM against the quadratic features, or one GEMM whitening the rows
+//! against the precision factors side by side), log-sum-exp over components, and the
+//! responsibilities. No `[N, K, D]` tensor ever exists: a chunk of `n` rows holds `[n, T' + D]`
+//! features (quadratic) or `[n, B·K, D]` whitened rows (whitened) and `[n, B·K]`
+//! log-densities, with `n` from the memory budget ([`crate::budget`]).
 
 use burn::tensor::Tensor;
 
-use crate::covariance::{self, CovarianceType, Packing};
+use crate::covariance::{self, CovarianceType, Packing, Whitening};
+use crate::form::EstepForm;
 use crate::host::chunks;
 use crate::kmeans::Centred;
+use crate::params::Layout;
 use crate::stats::SufficientStats;
 
 /// Rows of a data matrix, centred on the fly, in chunks.
@@ -15,24 +20,21 @@ pub struct ChunkedData<'a> {
     rows: Centred<'a>,
     chunk: usize,
     cov: CovarianceType,
+    form: EstepForm,
     packing: &'a Packing,
     cache: Option<Vec<Tensor<2>>>,
 }
 
 impl<'a> ChunkedData<'a> {
-    /// A view of `x: [N, D]` shifted by `-centre` (`[1, D]`), read `chunk` rows at a time.
-    pub fn new(
-        x: &'a Tensor<2>,
-        centre: Tensor<2>,
-        chunk: usize,
-        cov: CovarianceType,
-        packing: &'a Packing,
-    ) -> Self {
+    /// A view of `x: [N, D]` shifted by `-centre` (`[1, D]`), read `chunk` rows at a time, in
+    /// `layout`'s covariance type and form.
+    pub fn new(x: &'a Tensor<2>, centre: Tensor<2>, chunk: usize, layout: &'a Layout) -> Self {
         Self {
             rows: Centred::new(x, centre),
-            chunk,
-            cov,
-            packing,
+            chunk: chunk.max(1),
+            cov: layout.cov,
+            form: layout.form,
+            packing: &layout.packing,
             cache: None,
         }
     }
@@ -40,8 +42,11 @@ impl<'a> ChunkedData<'a> {
     /// Keeps every chunk's features `G(x)` in memory when they and the data together take at
     /// most `budget_bytes`, so that EM iterations after the first cost two GEMMs per chunk
     /// instead of rebuilding the quadratic features (memory `N·(T'+D+1)` values; off when
-    /// over budget).
+    /// over budget, and in the whitened form, which has no features).
     pub fn with_feature_cache(mut self, budget_bytes: usize) -> Self {
+        if self.form == EstepForm::Whitened {
+            return self;
+        }
         let [n, d] = self.rows.dims();
         let width = self.cov.quad_width(d) + d + 1;
         let size = self.rows.raw().dtype().size();
@@ -64,6 +69,16 @@ impl<'a> ChunkedData<'a> {
     /// Number of rows.
     pub fn n_rows(&self) -> usize {
         self.rows.dims()[0]
+    }
+
+    /// Rows per chunk.
+    pub fn chunk_rows(&self) -> usize {
+        self.chunk
+    }
+
+    /// The form of this pass's statistics.
+    pub fn form(&self) -> EstepForm {
+        self.form
     }
 
     /// `(start, len)` of every chunk.
@@ -98,37 +113,134 @@ impl<'a> ChunkedData<'a> {
         let ones = Tensor::ones([n, 1], (&xc.device(), xc.dtype()));
         Tensor::cat(vec![f, xc, ones], 1)
     }
+
+    /// Statistics of given responsibilities `resp: [len, B·K]` of rows `[start, start + len)`
+    /// in this pass's form; the shifted form accumulates around `shift: [B·K, D]` (zeros,
+    /// the data mean, when `None`). `Σ log p` and `Σ r ℓ` are zero (no E-step).
+    pub fn stats_of(
+        &self,
+        start: usize,
+        len: usize,
+        resp: Tensor<2>,
+        k: usize,
+        shift: Option<&Tensor<2>>,
+    ) -> SufficientStats {
+        let bk = resp.dims()[1];
+        let zeros = Tensor::zeros([len, bk / k], (&resp.device(), resp.dtype()));
+        match self.form {
+            EstepForm::Whitened => {
+                let d = self.rows.dims()[1];
+                let own;
+                let shift = match shift {
+                    Some(s) => s,
+                    None => {
+                        own = Tensor::zeros([bk, d], (&resp.device(), resp.dtype()));
+                        &own
+                    }
+                };
+                let tied = self.cov == CovarianceType::Tied;
+                SufficientStats::from_shifted_chunk(
+                    resp,
+                    self.rows(start, len),
+                    shift,
+                    tied,
+                    k,
+                    zeros,
+                )
+            }
+            _ => SufficientStats::from_chunk(resp, self.features(start, len), zeros),
+        }
+    }
 }
 
-/// Weighted log-densities `ℓ_k = log π_k + log N(x | μ_k, Σ_k) = G(x) A` as `[n, B, K]`, and
-/// their log-sum-exp over components `log p(x) = m + log Σ_k exp(ℓ_k − m)` as `[n, B, 1]`.
-pub fn log_prob(g: Tensor<2>, a: &Tensor<2>, k: usize) -> (Tensor<3>, Tensor<3>) {
-    let n = g.dims()[0];
-    let bk = a.dims()[1];
-    let weighted = g.matmul(a.clone()).reshape([n, bk / k, k]);
+/// The E-step's parameters on the device, in the form of the pass.
+// One value per pass or chunk, moved rather than copied in bulk: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum Operand {
+    /// `A: [T' + D + 1, B·K]` with `G(x) A = ℓ` (see [`crate::covariance`]).
+    Quadratic(Tensor<2>),
+    /// The precision factors side by side and the whitened means.
+    Whitened(Whitening),
+}
+
+impl Operand {
+    /// Total components `B·K`.
+    pub fn n_columns(&self) -> usize {
+        match self {
+            Operand::Quadratic(a) => a.dims()[1],
+            Operand::Whitened(w) => w.shift.dims()[0],
+        }
+    }
+
+    /// Weighted log-densities `ℓ_k = log π_k + log N(x | μ_k, Σ_k)`, `[len, B·K]`, of rows
+    /// `[start, start + len)` of `data`; also the rows' features (quadratic) or centred rows
+    /// (whitened), which the statistics of the chunk reuse.
+    fn weighted(&self, data: &ChunkedData<'_>, start: usize, len: usize) -> (Tensor<2>, Tensor<2>) {
+        match self {
+            Operand::Quadratic(a) => {
+                let g = data.features(start, len);
+                (g.clone().matmul(a.clone()), g)
+            }
+            Operand::Whitened(w) => {
+                let x = data.rows(start, len);
+                (whitened_log_density(w, x.clone()), x)
+            }
+        }
+    }
+}
+
+/// `ℓ = c − ½‖x U_k − μ_k U_k‖²` of centred rows `x: [n, D]`, `[n, B·K]`: one GEMM against
+/// the factors side by side, then differences and squares per component.
+pub fn whitened_log_density(w: &Whitening, x: Tensor<2>) -> Tensor<2> {
+    let n = x.dims()[0];
+    let [bk, d] = w.centres.dims();
+    let y = x.matmul(w.factors.clone()); // [n, R·D]
+    let diff = if w.tied {
+        let b = bk / w.k;
+        y.reshape([n, b, 1, d]) - w.centres.clone().reshape([1, b, w.k, d])
+    } else {
+        y.reshape([n, bk, 1, d]) - w.centres.clone().reshape([1, bk, 1, d])
+    };
+    let maha = diff.square().sum_dim(3).reshape([n, bk]);
+    w.constants.clone() - maha.mul_scalar(0.5)
+}
+
+/// Weighted log-densities `[n, B, K]` of rows `[start, start + len)` and their log-sum-exp
+/// over components `log p(x) = m + log Σ_k exp(ℓ_k − m)`, `[n, B, 1]`.
+pub fn log_prob(
+    data: &ChunkedData<'_>,
+    op: &Operand,
+    k: usize,
+    start: usize,
+    len: usize,
+) -> (Tensor<3>, Tensor<3>) {
+    let bk = op.n_columns();
+    let weighted = op.weighted(data, start, len).0.reshape([len, bk / k, k]);
     let m = weighted.clone().max_dim(2);
     let lse = m.clone() + (weighted.clone() - m).exp().sum_dim(2).log();
     (weighted, lse)
 }
 
-/// One EM pass: E-step on every chunk with operand `A` and the accumulated sufficient
+/// One EM pass: E-step on every chunk with operand `op` and the accumulated sufficient
 /// statistics of the responsibilities (the input of the next M-step). Per chunk:
-/// `ℓ = G A`, `e = exp(ℓ − max ℓ)`, `r = e / Σ_k e`, moments `rᵀ G`.
+/// `ℓ` (one GEMM), `e = exp(ℓ − max ℓ)`, `r = e / Σ_k e`, then the moments in the operand's
+/// form (`rᵀ G`, or the scatter around the operand's means).
 ///
 /// Runs of chunks go to `workers` threads and their statistics are merged (they are additive):
-/// the M-step's GEMM `rᵀ G` has a small output and a long reduction, which one CPU kernel call
+/// the M-step's GEMM has a small output and a long reduction, which one CPU kernel call
 /// does not spread over cores.
-pub fn em_pass(data: &ChunkedData<'_>, a: &Tensor<2>, k: usize, workers: usize) -> SufficientStats {
+pub fn em_pass(data: &ChunkedData<'_>, op: &Operand, k: usize, workers: usize) -> SufficientStats {
     let ranges: Vec<(usize, usize)> = data.ranges().collect();
     let workers = workers.clamp(1, ranges.len());
     if workers == 1 {
-        return pass_over(data, a, k, &ranges);
+        return pass_over(data, op, k, &ranges);
     }
     let per = ranges.len().div_ceil(workers);
     std::thread::scope(|scope| {
         let handles: Vec<_> = ranges
             .chunks(per)
-            .map(|part| scope.spawn(move || pass_over(data, a, k, part)))
+            .map(|part| scope.spawn(move || pass_over(data, op, k, part)))
             .collect();
         handles
             .into_iter()
@@ -140,21 +252,27 @@ pub fn em_pass(data: &ChunkedData<'_>, a: &Tensor<2>, k: usize, workers: usize) 
 
 fn pass_over(
     data: &ChunkedData<'_>,
-    a: &Tensor<2>,
+    op: &Operand,
     k: usize,
     ranges: &[(usize, usize)],
 ) -> SufficientStats {
-    let bk = a.dims()[1];
+    let bk = op.n_columns();
     let mut acc = None;
     for &(start, len) in ranges {
-        let g = data.features(start, len);
-        let weighted = g.clone().matmul(a.clone()).reshape([len, bk / k, k]);
+        let (flat, rows) = op.weighted(data, start, len);
+        let weighted = flat.clone().reshape([len, bk / k, k]);
         let m = weighted.clone().max_dim(2);
         let e = (weighted - m.clone()).exp();
         let s = e.clone().sum_dim(2);
         let resp = (e / s.clone()).reshape([len, bk]);
-        let lse = m + s.log();
-        let stats = SufficientStats::from_chunk(resp, g, lse.reshape([len, bk / k]));
+        let lse = (m + s.log()).reshape([len, bk / k]);
+        let stats = match op {
+            Operand::Quadratic(_) => SufficientStats::from_chunk(resp.clone(), rows, lse),
+            Operand::Whitened(w) => {
+                SufficientStats::from_shifted_chunk(resp.clone(), rows, &w.shift, w.tied, k, lse)
+            }
+        }
+        .with_weighted_log_density(resp, flat, k);
         acc = Some(SufficientStats::accumulate(acc, stats));
     }
     acc.expect("at least one row")

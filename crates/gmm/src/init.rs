@@ -11,14 +11,16 @@ use rand::rngs::StdRng;
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 
+use crate::budget;
 use crate::config::{GaussianMixtureConfig, InitMethod};
 use crate::covariance::{self, CovTensor, CovarianceType};
 use crate::error::Result;
 use crate::estep::ChunkedData;
+use crate::form::EstepForm;
 use crate::host::{accumulate, int_tensor, tensor_from_f64, to_f64};
 use crate::kmeans::{kmeans_batched, one_hot, plusplus_indices, KMeansConfig};
 use crate::params::{Layout, Params, WeightNorm};
-use crate::stats::SufficientStats;
+use crate::stats::{Moments, SufficientStats};
 
 /// Starting parameters (in the centred coordinates of `data`) for each seed.
 pub fn initial_params(
@@ -76,11 +78,26 @@ pub fn initial_stats(
             let idx = point_indices(config, data, seeds)?;
             let (k, b) = (layout.k, seeds.len());
             let flat: Vec<usize> = idx.into_iter().flatten().collect();
-            let moments = data.features_of(data.centred().select(&flat));
+            let rows = data.centred().select(&flat);
+            let moments = match data.form() {
+                // Around the chosen rows themselves: zero first and second moments.
+                EstepForm::Whitened => {
+                    let d = layout.d;
+                    let r = b * layout.cov.rows_per_model(k);
+                    Moments::Shifted {
+                        s1: rows.zeros_like(),
+                        s2: Tensor::zeros([r, d, d], (&layout.device, layout.dtype)),
+                        shift: rows,
+                    }
+                }
+                _ => Moments::Quadratic(data.features_of(rows)),
+            };
+            let zeros = Tensor::zeros([b], (&layout.device, layout.dtype));
             Ok(SufficientStats {
                 nk: Tensor::ones([b * k], (&layout.device, layout.dtype)),
                 moments,
-                log_likelihood: Tensor::zeros([b], (&layout.device, layout.dtype)),
+                log_likelihood: zeros.clone(),
+                weighted_log_density: zeros,
                 n_samples: data.n_rows(),
             })
         }
@@ -100,9 +117,33 @@ pub fn stats_from_responsibilities(
     for (start, len) in data.ranges() {
         let r = resp[start * k..(start + len) * k].to_vec();
         let r = tensor_from_f64(r, [len, k], &layout.device, layout.dtype);
-        acc = Some(chunk_stats(acc, r, data.features(start, len), 1));
+        let stats = data.stats_of(start, len, r, k, None);
+        acc = Some(SufficientStats::accumulate(acc, stats));
     }
     acc.expect("rows")
+}
+
+/// Rows per chunk of the initialisation's k-means and k-means++ passes (distances to the
+/// `B·K` centres or `B·(2 + ln K)` candidates, their one-hot labels and the rows), from
+/// `chunk_size` or the memory budget.
+pub fn kmeans_chunk_rows(
+    config: &GaussianMixtureConfig,
+    n: usize,
+    d: usize,
+    size: usize,
+) -> Result<usize> {
+    let (k, b) = (config.n_components, config.n_init.max(1));
+    let trials = 2 + (k as f64).ln().floor() as usize;
+    let per_row = (3 * b * k.max(trials) + 2 * d) * size;
+    let fixed = 3 * b * k * d * size;
+    budget::plan_rows(
+        config.chunk_size,
+        config.max_memory_bytes,
+        per_row,
+        fixed,
+        n,
+        &format!("k-means (D = {d}, K = {k}, {b} restart(s))"),
+    )
 }
 
 /// Replaces the starting parameters by the user's `weights_init` / `means_init` /
@@ -155,9 +196,14 @@ fn kmeans_stats(
 ) -> Result<SufficientStats> {
     let (k, b) = (layout.k, seeds.len());
     let mut kc = KMeansConfig::new(k);
-    kc.chunk_size = config.chunk_size;
+    let size = layout.dtype.size();
+    kc.chunk_size = kmeans_chunk_rows(config, data.n_rows(), layout.d, size)?;
     // k-means centres the data itself; its labels do not depend on the shift.
     let runs = kmeans_batched(data.raw(), &kc, seeds)?;
+    // The shifted form accumulates around each cluster's centre (centred coordinates).
+    let centres: Vec<f64> = runs.iter().flat_map(|r| r.centers.clone()).collect();
+    let shift = tensor_from_f64(centres, [b * k, layout.d], &layout.device, layout.dtype)
+        - data.centred().centre().clone();
     let mut acc = None;
     for (start, len) in data.ranges() {
         let labels: Vec<i64> = (start..start + len)
@@ -165,7 +211,8 @@ fn kmeans_stats(
             .collect();
         let labels = int_tensor(labels, [len, b, 1], &layout.device);
         let resp = one_hot(labels, k, layout.dtype);
-        acc = Some(chunk_stats(acc, resp, data.features(start, len), b));
+        let stats = data.stats_of(start, len, resp, k, Some(&shift));
+        acc = Some(SufficientStats::accumulate(acc, stats));
     }
     Ok(acc.expect("rows"))
 }
@@ -186,7 +233,8 @@ fn random_stats(data: &ChunkedData<'_>, layout: &Layout, seeds: &[u64]) -> Resul
             }
         }
         let resp = tensor_from_f64(resp, [len, b * k], &layout.device, layout.dtype);
-        acc = Some(chunk_stats(acc, resp, data.features(start, len), b));
+        let stats = data.stats_of(start, len, resp, k, None);
+        acc = Some(SufficientStats::accumulate(acc, stats));
     }
     Ok(acc.expect("rows"))
 }
@@ -261,21 +309,12 @@ fn point_indices(
     let (k, n) = (config.n_components, data.n_rows());
     let mut rngs: Vec<StdRng> = seeds.iter().map(|s| StdRng::seed_from_u64(*s)).collect();
     Ok(if config.init_params == InitMethod::KMeansPlusPlus {
-        plusplus_indices(&data.centred(), k, &mut rngs, config.chunk_size)?
+        let size = data.raw().dtype().size();
+        let rows = kmeans_chunk_rows(config, n, data.raw().dims()[1], size)?;
+        plusplus_indices(&data.centred(), k, &mut rngs, rows)?
     } else {
         rngs.iter_mut()
             .map(|r| sample(r, n, k).into_vec())
             .collect()
     })
-}
-
-fn chunk_stats(
-    acc: Option<SufficientStats>,
-    resp: Tensor<2>,
-    g: Tensor<2>,
-    b: usize,
-) -> SufficientStats {
-    let n = g.dims()[0];
-    let zeros = Tensor::zeros([n, b], (&g.device(), g.dtype()));
-    SufficientStats::accumulate(acc, SufficientStats::from_chunk(resp, g, zeros))
 }

@@ -60,6 +60,11 @@ impl<'a> Centred<'a> {
         self.x
     }
 
+    /// The centre subtracted from every row, `[1, D]`.
+    pub fn centre(&self) -> &Tensor<2> {
+        &self.centre
+    }
+
     /// `[N, D]`.
     pub fn dims(&self) -> [usize; 2] {
         self.x.dims()

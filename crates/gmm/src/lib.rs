@@ -15,6 +15,8 @@
 //! - [`mahalanobis`]: squared Mahalanobis distances to many centres under one shared precision
 //!   (matmul form).
 //! - [`estep`]: chunked E-step (log-densities by GEMM, log-sum-exp, responsibilities).
+//! - [`form`]: the quadratic and whitened forms of the E-step for full/tied covariances, their
+//!   costs and the choice between them; [`budget`]: the memory budget and rows per chunk.
 //! - [`kmeans`]: batched k-means++ and Lloyd.
 //! - [`init`]: starting parameters; [`em`]: the EM loop; [`params`]: the M-step.
 //! - [`bayesian`]: the variational Bayesian mixture ([`BayesianGaussianMixture`], Dirichlet
@@ -35,12 +37,14 @@
 
 pub mod backend;
 pub mod bayesian;
+pub mod budget;
 pub mod cluster_metrics;
 pub mod config;
 pub mod covariance;
 pub mod em;
 pub mod error;
 pub mod estep;
+pub mod form;
 pub mod host;
 pub mod init;
 pub mod kmeans;
@@ -58,12 +62,14 @@ pub use bayesian::{
     fit_bayesian, BayesianGaussianMixture, BayesianGaussianMixtureConfig, BayesianPriors,
     VariationalParams, WeightConcentrationPriorType,
 };
+pub use budget::{chunk_rows_for, parse_bytes, DEFAULT_MAX_MEMORY_BYTES};
 /// Burn itself, re-exported so that users name the same `Device` and `Tensor` types.
 pub use burn;
 pub use config::{GaussianMixtureConfig, InitMethod};
 pub use covariance::CovarianceType;
 pub use em::{fit, fit_warm};
 pub use error::{GmmError, Result};
+pub use form::EstepForm;
 pub use kmeans::{kmeans, KMeansConfig, KMeansResult};
 pub use mahalanobis::SharedPrecision;
 pub use model::GaussianMixture;

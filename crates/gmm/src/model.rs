@@ -11,11 +11,13 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Precision;
+use crate::budget::DEFAULT_MAX_MEMORY_BYTES;
 use crate::config::GaussianMixtureConfig;
 use crate::covariance::{CovTensor, CovarianceType};
 use crate::em::validate_data;
 use crate::error::{GmmError, Result};
 use crate::estep::{log_prob, ChunkedData};
+use crate::form::{self, EstepForm, PassShape};
 use crate::host::{tensor_from_f64, to_f64};
 use crate::linalg;
 use crate::params::{Layout, Params};
@@ -24,9 +26,6 @@ use crate::params::{Layout, Params};
 pub const MODEL_FORMAT: &str = "mixburn-gmm";
 /// Current version of the saved-model format.
 pub const MODEL_FORMAT_VERSION: u32 = 1;
-
-/// Rows per chunk when scoring.
-const SCORE_CHUNK: usize = 8192;
 
 /// A fitted Gaussian mixture. Parameters are kept on the host in f64 (scikit-learn's shapes,
 /// row-major); scoring uploads them to the device of the data it scores.
@@ -152,7 +151,26 @@ impl GaussianMixture {
             n_features: self.n_features,
             params: &self.params,
             log_weights: None,
+            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
+            form: EstepForm::Auto,
         }
+    }
+
+    /// As [`score_samples`](Self::score_samples), under a memory budget of `max_memory_bytes`
+    /// (the rows per chunk follow from it; the default is
+    /// [`DEFAULT_MAX_MEMORY_BYTES`]) in the E-step form `form`.
+    pub fn score_samples_with(
+        &self,
+        x: &Tensor<2>,
+        max_memory_bytes: usize,
+        form: EstepForm,
+    ) -> Result<Tensor<1>> {
+        Scorer {
+            max_memory_bytes,
+            form,
+            ..self.scorer()
+        }
+        .score_samples(x)
     }
 
     /// Per-sample log-likelihood `log p(x_n) = logsumexp_k(log π_k + log N(x_n | μ_k, Σ_k))`,
@@ -318,10 +336,11 @@ impl GaussianMixture {
 }
 
 /// Chunked scoring of a fitted mixture, shared by every estimator: each chunk's weighted
-/// log-densities `ℓ = G(x) A` (one GEMM) and their log-sum-exp, with the rows and the
-/// parameters centred on the mixture's mean `Σ_k π_k μ_k` so that the GEMM form does not
-/// cancel. The constant column carries `log π_k`, or `log_weights` where given (the
-/// variational mixture's `E[log π_k]` and expected log-determinant terms).
+/// log-densities `ℓ` (one GEMM, in the form [`crate::form::plan`] chooses for one restart
+/// under the budget) and their log-sum-exp, with the rows and the parameters centred on the
+/// mixture's mean `Σ_k π_k μ_k` so that the GEMM form does not cancel. The constant term
+/// carries `log π_k`, or `log_weights` where given (the variational mixture's `E[log π_k]`
+/// and expected log-determinant terms).
 pub(crate) struct Scorer<'a> {
     /// Covariance type.
     pub cov: CovarianceType,
@@ -331,6 +350,10 @@ pub(crate) struct Scorer<'a> {
     pub params: &'a Params,
     /// The constant column's per-component term instead of `log π_k`.
     pub log_weights: Option<Vec<f64>>,
+    /// Memory budget of a chunk's intermediates and the parameters.
+    pub max_memory_bytes: usize,
+    /// Form of the log-densities (auto: by cost).
+    pub form: EstepForm,
 }
 
 impl Scorer<'_> {
@@ -352,7 +375,17 @@ impl Scorer<'_> {
         let p = self.params;
         let k = p.weights.len();
         let (device, dtype) = (x.device(), x.dtype());
-        let layout = Layout::new(self.cov, k, d, &device, dtype);
+        let shape = PassShape {
+            cov: self.cov,
+            n: x.dims()[0],
+            d,
+            k,
+            b: 1,
+            workers: 1,
+            value_bytes: dtype.size(),
+        };
+        let plan = form::plan(self.form, &shape, self.max_memory_bytes, None, 0)?;
+        let layout = Layout::new(self.cov, k, d, &device, dtype).with_form(plan.form);
         let mut centre = vec![0.0; d];
         for (c, w) in p.weights.iter().enumerate() {
             for (j, m) in centre.iter_mut().enumerate() {
@@ -360,16 +393,16 @@ impl Scorer<'_> {
             }
         }
         let centred = p.shifted(&centre, -1.0);
-        let a = match &self.log_weights {
+        let op = match &self.log_weights {
             Some(lw) => layout.upload_log_weights(&[&centred], lw.clone()),
             None => layout.upload(&[&centred]),
         };
         let centre_t = tensor_from_f64(centre, [1, d], &device, dtype);
-        let data = ChunkedData::new(x, centre_t, SCORE_CHUNK, self.cov, &layout.packing);
+        let data = ChunkedData::new(x, centre_t, plan.chunk_rows, &layout);
         Ok(data
             .ranges()
             .map(|(s, len)| {
-                let (w, lse) = log_prob(data.features(s, len), &a, k);
+                let (w, lse) = log_prob(&data, &op, k, s, len);
                 f(w, lse)
             })
             .collect())

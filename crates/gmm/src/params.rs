@@ -5,8 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::covariance::{self, CovTensor, CovarianceType, Packing};
 use crate::error::Result;
+use crate::estep::Operand;
+use crate::form::{self, EstepForm};
 use crate::host::{tensor_from_f64, to_f64};
-use crate::stats::SufficientStats;
+use crate::stats::{Moments, SufficientStats};
 
 /// One mixture's parameters, row-major f64 (scikit-learn's shapes flattened).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -57,6 +59,8 @@ pub struct Layout {
     pub dtype: DType,
     /// Pack/unpack indices.
     pub packing: Packing,
+    /// Form of the E-step and of the statistics (quadratic or whitened, never auto).
+    pub form: EstepForm,
 }
 
 impl Layout {
@@ -69,11 +73,23 @@ impl Layout {
             device: device.clone(),
             dtype,
             packing: Packing::new(d, device, dtype),
+            form: EstepForm::Quadratic,
         }
     }
 
-    /// The E-step operand `A` of `models` stacked as restarts (see [`crate::covariance`]).
-    pub fn upload(&self, models: &[&Params]) -> Tensor<2> {
+    /// The same layout in `form` (diag and spherical stay quadratic; `Auto` means quadratic
+    /// here: resolve it with [`crate::form::plan`] first).
+    pub fn with_form(mut self, form: EstepForm) -> Self {
+        self.form = match form::effective(form, self.cov) {
+            EstepForm::Whitened => EstepForm::Whitened,
+            _ => EstepForm::Quadratic,
+        };
+        self
+    }
+
+    /// The E-step operand of `models` stacked as restarts, in this layout's form (see
+    /// [`crate::covariance`]).
+    pub fn upload(&self, models: &[&Params]) -> Operand {
         // A zero weight gives a finite, hugely negative log (an infinity inside a GEMM can turn
         // into NaN on padded lanes).
         let log_w: Vec<f64> = models
@@ -87,7 +103,7 @@ impl Layout {
     /// directly as `log_weights` (`B·K` values, restart-major) instead of `log π_k`; the
     /// models' `weights` are not read. The term need not be a normalised log-weight: the
     /// variational mixture puts `E[log π_k]` and its expected log-determinant terms there.
-    pub fn upload_log_weights(&self, models: &[&Params], log_weights: Vec<f64>) -> Tensor<2> {
+    pub fn upload_log_weights(&self, models: &[&Params], log_weights: Vec<f64>) -> Operand {
         let b = models.len();
         let (k, d) = (self.k, self.d);
         let cat = |f: &dyn Fn(&Params) -> &Vec<f64>| -> Vec<f64> {
@@ -104,7 +120,19 @@ impl Layout {
             &self.device,
             self.dtype,
         );
-        covariance::estep_operands(self.cov, &prec, means, log_w, k, &self.packing)
+        match self.form {
+            EstepForm::Whitened => Operand::Whitened(covariance::whitened_operands(
+                self.cov, &prec, means, log_w, k,
+            )),
+            _ => Operand::Quadratic(covariance::estep_operands(
+                self.cov,
+                &prec,
+                means,
+                log_w,
+                k,
+                &self.packing,
+            )),
+        }
     }
 
     /// scikit-learn's `_estimate_gaussian_parameters` of every restart's statistics:
@@ -117,22 +145,48 @@ impl Layout {
         reg_covar: f64,
         eps: f64,
     ) -> (Tensor<1>, Tensor<2>, CovTensor) {
-        let [bk, width] = stats.moments.dims();
-        let t = width - self.d - 1;
         let nk = stats.nk.clone().add_scalar(10.0 * eps);
-        let s2 = stats.moments.clone().slice([0..bk, 0..t]);
-        let s1 = stats.moments.clone().slice([0..bk, t..t + self.d]);
-        let (means, covs) = covariance::covariances_from_moments(
-            self.cov,
-            nk.clone(),
-            s1,
-            s2,
-            self.k,
-            reg_covar,
-            eps,
-            &self.packing,
-        );
+        let (means, covs) = self.moments_parameters(stats, nk.clone(), reg_covar, eps);
         (nk, means, covs)
+    }
+
+    /// Means `[B·K, D]` and covariances (with `reg_covar`) of `stats` with the masses `nk`,
+    /// from whichever form the moments are in.
+    pub fn moments_parameters(
+        &self,
+        stats: &SufficientStats,
+        nk: Tensor<1>,
+        reg_covar: f64,
+        eps: f64,
+    ) -> (Tensor<2>, CovTensor) {
+        match &stats.moments {
+            Moments::Quadratic(moments) => {
+                let [bk, width] = moments.dims();
+                let t = width - self.d - 1;
+                let s2 = moments.clone().slice([0..bk, 0..t]);
+                let s1 = moments.clone().slice([0..bk, t..t + self.d]);
+                covariance::covariances_from_moments(
+                    self.cov,
+                    nk,
+                    s1,
+                    s2,
+                    self.k,
+                    reg_covar,
+                    eps,
+                    &self.packing,
+                )
+            }
+            Moments::Shifted { shift, s1, s2 } => covariance::covariances_from_scatter(
+                self.cov,
+                nk,
+                shift.clone(),
+                s1.clone(),
+                s2.clone(),
+                self.k,
+                reg_covar,
+                eps,
+            ),
+        }
     }
 
     /// The M-step: parameters of each restart from its statistics, with scikit-learn's

@@ -2,51 +2,152 @@
 //!
 //! They are additive: statistics of two disjoint row sets [`merge`](SufficientStats::merge) into
 //! the statistics of their union, so a fit can stream data larger than memory, or split it
-//! across devices and add the parts.
+//! across devices and add the parts. Their moments take one of two forms, matching the
+//! E-step's ([`crate::form`]): raw moments of the quadratic features, or scatters around a
+//! per-component shift.
 
 use burn::tensor::Tensor;
 
 use crate::error::Result;
 use crate::host::to_f64;
 
+/// The responsibility-weighted moments of B restarts × K components.
+// One value per pass or chunk, moved rather than copied in bulk: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum Moments {
+    /// `Σ_n r_nk G(x_n)` with `G = [F(x), x, 1]`, shape `[B·K, T' + D + 1]`: second moments,
+    /// first moments, then `n_k` (see [`crate::covariance`]).
+    Quadratic(Tensor<2>),
+    /// Moments around a per-component shift `s_k` (full and tied covariances).
+    Shifted {
+        /// `s_k`, `[B·K, D]` (the same for every chunk of a pass).
+        shift: Tensor<2>,
+        /// `Σ_n r_nk (x_n − s_k)`, `[B·K, D]`.
+        s1: Tensor<2>,
+        /// `Σ_n r_nk (x_n − s_k)(x_n − s_k)ᵀ`: `[B·K, D, D]` (full), or summed over each
+        /// restart's components, `[B, D, D]` (tied).
+        s2: Tensor<3>,
+    },
+}
+
+impl Moments {
+    fn merge(self, other: Self) -> Self {
+        match (self, other) {
+            (Moments::Quadratic(a), Moments::Quadratic(b)) => Moments::Quadratic(a + b),
+            (Moments::Shifted { shift, s1, s2 }, Moments::Shifted { s1: t1, s2: t2, .. }) => {
+                Moments::Shifted {
+                    shift,
+                    s1: s1 + t1,
+                    s2: s2 + t2,
+                }
+            }
+            _ => unreachable!("the statistics of one pass all have the same form"),
+        }
+    }
+}
+
 /// Responsibility-weighted moments for B restarts × K components.
 #[derive(Clone, Debug)]
 pub struct SufficientStats {
     /// `n_k = Σ_n r_nk`, shape `[B·K]`.
     pub nk: Tensor<1>,
-    /// `Σ_n r_nk G(x_n)` with `G = [F(x), x, 1]`, shape `[B·K, T' + D + 1]`: second moments,
-    /// first moments, then `n_k` (see [`crate::covariance`]).
-    pub moments: Tensor<2>,
+    /// The moments, in the form of the pass that made them.
+    pub moments: Moments,
     /// `Σ_n log p(x_n)` per restart, shape `[B]` (zero for statistics that come from an
     /// initialisation rather than an E-step).
     pub log_likelihood: Tensor<1>,
+    /// `Σ_n Σ_k r_nk ℓ_nk` per restart with the E-step's weighted log-densities `ℓ`, shape
+    /// `[B]` (zero without an E-step): with `log_likelihood` it gives `Σ r log r`.
+    pub weighted_log_density: Tensor<1>,
     /// Number of rows these statistics summarise.
     pub n_samples: usize,
 }
 
 impl SufficientStats {
-    /// Statistics of one chunk: responsibilities `resp: [n, B·K]`, features
-    /// `g = [F(x), x, 1]: [n, T'+D+1]`, per-row log-likelihoods `log_lik: [n, B]`. One GEMM
-    /// `rᵀ G` gives all moments; `n_k` is its last column.
+    /// Statistics of one chunk in the quadratic form: responsibilities `resp: [n, B·K]`,
+    /// features `g = [F(x), x, 1]: [n, T'+D+1]`, per-row log-likelihoods `log_lik: [n, B]`.
+    /// One GEMM `rᵀ G` gives all moments; `n_k` is its last column. `Σ r ℓ` is zero (see
+    /// [`with_weighted_log_density`](Self::with_weighted_log_density)).
     pub fn from_chunk(resp: Tensor<2>, g: Tensor<2>, log_lik: Tensor<2>) -> Self {
         let n = g.dims()[0];
         let moments = resp.transpose().matmul(g);
         let [bk, w] = moments.dims();
         let nk = moments.clone().slice([0..bk, w - 1..w]).reshape([bk]);
+        let log_likelihood = log_lik.sum_dim(0).squeeze_dim::<1>(0);
         Self {
             nk,
-            moments,
-            log_likelihood: log_lik.sum_dim(0).squeeze_dim::<1>(0),
+            weighted_log_density: log_likelihood.zeros_like(),
+            moments: Moments::Quadratic(moments),
+            log_likelihood,
             n_samples: n,
         }
+    }
+
+    /// Statistics of one chunk in the shifted form: responsibilities `resp: [n, B·K]`, rows
+    /// `x: [n, D]`, the shift `s_k: [B·K, D]`, per-row log-likelihoods `log_lik: [n, B]`.
+    /// The scatter `Σ_n r_nk (x_n − s_k)(x_n − s_k)ᵀ` is one batched GEMM over the
+    /// components (full) or over the restarts with the components along the reduction (tied).
+    pub fn from_shifted_chunk(
+        resp: Tensor<2>,
+        x: Tensor<2>,
+        shift: &Tensor<2>,
+        tied: bool,
+        k: usize,
+        log_lik: Tensor<2>,
+    ) -> Self {
+        let [n, d] = x.dims();
+        let bk = shift.dims()[0];
+        let b = bk / k;
+        let z = (x.unsqueeze_dim::<3>(0) - shift.clone().unsqueeze_dim::<3>(1)).reshape([bk, n, d]);
+        let rz = z.clone() * resp.clone().transpose().unsqueeze_dim::<3>(2); // [BK, n, D]
+        let s1 = rz.clone().sum_dim(1).reshape([bk, d]);
+        let s2 = if tied {
+            rz.reshape([b, k * n, d])
+                .swap_dims(1, 2)
+                .matmul(z.reshape([b, k * n, d]))
+        } else {
+            rz.swap_dims(1, 2).matmul(z)
+        };
+        let log_likelihood = log_lik.sum_dim(0).squeeze_dim::<1>(0);
+        Self {
+            nk: resp.sum_dim(0).reshape([bk]),
+            weighted_log_density: log_likelihood.zeros_like(),
+            moments: Moments::Shifted {
+                shift: shift.clone(),
+                s1,
+                s2,
+            },
+            log_likelihood,
+            n_samples: n,
+        }
+    }
+
+    /// The same statistics with `Σ_n Σ_k r_nk ℓ_nk` from an E-step's responsibilities
+    /// `resp: [n, B·K]` and weighted log-densities `weighted: [n, B·K]` (`k` per restart).
+    pub fn with_weighted_log_density(
+        mut self,
+        resp: Tensor<2>,
+        weighted: Tensor<2>,
+        k: usize,
+    ) -> Self {
+        let [n, bk] = resp.dims();
+        // Where r = 0 exactly, ℓ may be hugely negative: 0·ℓ is still 0.
+        self.weighted_log_density = (resp * weighted)
+            .reshape([n, bk / k, k])
+            .sum_dim(2)
+            .sum_dim(0)
+            .reshape([bk / k]);
+        self
     }
 
     /// Statistics of the union of two disjoint row sets (elementwise sums).
     pub fn merge(self, other: Self) -> Self {
         Self {
             nk: self.nk + other.nk,
-            moments: self.moments + other.moments,
+            moments: self.moments.merge(other.moments),
             log_likelihood: self.log_likelihood + other.log_likelihood,
+            weighted_log_density: self.weighted_log_density + other.weighted_log_density,
             n_samples: self.n_samples + other.n_samples,
         }
     }

@@ -1,0 +1,142 @@
+//! The one memory budget of every pass over the rows (EM, the variational mixture, k-means,
+//! scoring, prediction, `select`): the rows per chunk follow from it,
+//! `rows = (budget − fixed) / bytes_per_row`, where `fixed` is what a pass holds whatever
+//! its chunk (the parameters, `K·D²` per restart for full covariances, operands and
+//! accumulators) and `bytes_per_row` the intermediates of one row (all worker threads
+//! together). The data themselves are the caller's and are not counted.
+
+use crate::error::{GmmError, Result};
+
+/// Default budget of a pass's intermediates: 1 GiB.
+pub const DEFAULT_MAX_MEMORY_BYTES: usize = 1 << 30;
+
+/// Rows per chunk where the budget allows more: beyond this, larger chunks stop paying (the
+/// GEMMs are already long) and fewer chunks leave worker threads idle.
+pub const MAX_CHUNK_ROWS: usize = 1024;
+
+/// Rows per chunk under `budget` bytes: `(budget − fixed_bytes) / bytes_per_row`, at least 1.
+/// A budget below `fixed_bytes + bytes_per_row` is an error naming that smallest budget.
+///
+/// ```
+/// use mixburn_gmm::budget::chunk_rows_for;
+/// assert_eq!(chunk_rows_for(1000, 100, 200).unwrap(), 8);
+/// assert!(chunk_rows_for(250, 100, 200).unwrap_err().to_string().contains("300 bytes"));
+/// ```
+pub fn chunk_rows_for(budget: usize, bytes_per_row: usize, fixed_bytes: usize) -> Result<usize> {
+    chunk_rows_named(budget, bytes_per_row, fixed_bytes, "this pass")
+}
+
+/// As [`chunk_rows_for`], with `what` (e.g. "EM, full covariances, D = 512, K = 8") in the
+/// error message.
+pub fn chunk_rows_named(
+    budget: usize,
+    bytes_per_row: usize,
+    fixed_bytes: usize,
+    what: &str,
+) -> Result<usize> {
+    let per_row = bytes_per_row.max(1);
+    let smallest = fixed_bytes.saturating_add(per_row);
+    if budget < smallest {
+        return Err(GmmError::MemoryBudget {
+            budget,
+            budget_human: format_bytes(budget),
+            what: what.to_string(),
+            fixed: fixed_bytes,
+            per_row,
+            smallest,
+            smallest_human: format_bytes(smallest),
+        });
+    }
+    Ok((budget - fixed_bytes) / per_row)
+}
+
+/// Rows per chunk of a pass: `explicit` where given (the `chunk_size` override), else the
+/// budget's rows capped at [`MAX_CHUNK_ROWS`] and at the data's `n_rows`; the budget is
+/// checked either way.
+pub fn plan_rows(
+    explicit: Option<usize>,
+    budget: usize,
+    bytes_per_row: usize,
+    fixed_bytes: usize,
+    n_rows: usize,
+    what: &str,
+) -> Result<usize> {
+    let fit = chunk_rows_named(budget, bytes_per_row, fixed_bytes, what)?;
+    Ok(match explicit {
+        Some(rows) => rows.max(1),
+        None => fit.min(MAX_CHUNK_ROWS).min(n_rows.max(1)),
+    })
+}
+
+/// `1073741824` → `"1.00 GiB"`.
+pub fn format_bytes(n: usize) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.2} {}", UNITS[u])
+}
+
+/// Parses a size: plain bytes (`1048576`), or a number with a unit `B`, `KB`/`MB`/`GB`/`TB`
+/// (powers of 1000) or `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024), case-insensitive, spaces
+/// allowed: `2GiB`, `512 MB`, `1.5GiB`.
+pub fn parse_bytes(text: &str) -> Result<usize> {
+    let bad = || {
+        GmmError::config(
+            "max_memory_bytes",
+            format!("`{text}` is not a size like 2GiB, 512MB, 64KiB or 1048576"),
+        )
+    };
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "tb" | "t" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(bad()),
+    };
+    let bytes = value * scale;
+    if !bytes.is_finite() || bytes < 0.0 || bytes >= usize::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes.round() as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_and_decimal_units() {
+        assert_eq!(parse_bytes("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_bytes("512 MB").unwrap(), 512_000_000);
+        assert_eq!(parse_bytes("64kib").unwrap(), 65536);
+        assert_eq!(parse_bytes("1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_bytes("1.5KiB").unwrap(), 1536);
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn too_small_budget_names_the_smallest_that_works() {
+        let e = chunk_rows_for(100, 64, 50).unwrap_err().to_string();
+        assert!(e.contains("smallest budget that works is 114 bytes"), "{e}");
+        assert_eq!(chunk_rows_for(114, 64, 50).unwrap(), 1);
+    }
+}

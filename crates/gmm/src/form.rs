@@ -1,0 +1,358 @@
+//! The two algebraic forms of the E-step and of the M-step's statistics for full and tied
+//! covariances, their costs, and the choice between them ([`plan`]).
+//!
+//! - **Quadratic** ([`crate::covariance`]): per row the features `G(x) = [x_i x_j (i ≤ j), x, 1]`,
+//!   `D(D+1)/2 + D + 1` wide; the E-step is one GEMM `G A` and the moments one GEMM `Rᵀ G`.
+//!   It uses the symmetry (about `2·D²` GEMM flops per row and component for both steps), but
+//!   building `G` costs `D²` values per row in memory and time.
+//! - **Whitened** ([`crate::covariance::whitened_operands`]): `Y = X_c [U_1 … U_R]` (one GEMM
+//!   against the precision-Cholesky factors side by side), `ℓ_k = log π_k + log det U_k −
+//!   ½‖X_c U_k − μ_k U_k‖² − (D/2) log 2π`, and the scatter `Σ_n r_nk (x_n − s_k)(x_n − s_k)ᵀ`
+//!   around a per-component shift `s_k` (the means of the E-step's parameters) as a batched
+//!   GEMM. `4·D²` GEMM flops per row and component (full), but only `O(K·D)` values per row.
+//!
+//! Diag and spherical covariances always use the quadratic form (it is linear in D there).
+//!
+//! **Choosing** (`EstepForm::Auto`): each form's bytes per row and fixed bytes give its rows
+//! per chunk under the memory budget ([`crate::budget`]); of the forms that fit, the one with
+//! the lower estimated time per row wins, `GEMM flops × shape factor + ELEMENTWISE_COST ×
+//! elementwise values` per row (the quadratic form's feature building counts only when its
+//! features are not cached). The weights were measured with `em-bench --form` on flex, f32;
+//! the crossover rule they give is in [`QUADRATIC_GEMM_COST`]: **whitened from D ≈ 96 when
+//! the quadratic features are cached, from D ≈ 16 when they are not; quadratic below**.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::budget;
+use crate::covariance::CovarianceType;
+use crate::error::{GmmError, Result};
+
+/// Which form of the E-step and M-step statistics a fit uses (full and tied covariances).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EstepForm {
+    /// The cheaper form that fits the memory budget, by [`plan`]'s cost estimate.
+    #[default]
+    Auto,
+    /// Quadratic features `[x_i x_j, x, 1]`, one GEMM (`D(D+1)/2` values per row).
+    Quadratic,
+    /// Whitening against the precision-Cholesky factors (linear in D per row and component).
+    Whitened,
+}
+
+impl fmt::Display for EstepForm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EstepForm::Auto => "auto",
+            EstepForm::Quadratic => "quadratic",
+            EstepForm::Whitened => "whitened",
+        })
+    }
+}
+
+impl FromStr for EstepForm {
+    type Err = GmmError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(EstepForm::Auto),
+            "quadratic" => Ok(EstepForm::Quadratic),
+            "whitened" => Ok(EstepForm::Whitened),
+            other => Err(GmmError::config(
+                "estep_form",
+                format!("unknown form `{other}`; use auto, quadratic or whitened"),
+            )),
+        }
+    }
+}
+
+/// GEMM flops that one elementwise value (read, op, write; gathers included) costs on a CPU
+/// backend, the weight of the elementwise terms in the time estimate.
+pub const ELEMENTWISE_COST: f64 = 24.0;
+
+/// Cost factor of the quadratic form's GEMM flops relative to the whitened form's: its GEMMs
+/// have only `B·K` output columns (`G A`) or rows (`Rᵀ G`), a shape flex runs at a fraction of
+/// the rate of the whitened form's wide `X [U_1 … U_R]` and batched `D × D` scatters.
+///
+/// Both constants were fitted to `em-bench --form quadratic|whitened` (flex, f32, full,
+/// N = 2000, 2 threads; K = 4 and 16; the table is in the README's "How the numerics are laid
+/// out"). The crossover they give: with the quadratic features cached (`N·(D(D+1)/2 + 2D + 1)`
+/// values within `feature_cache_bytes`), the whitened form is the faster from D ≈ 96 (K = 4
+/// and 16 alike; measured: between 64 and 96 at K = 4, above 96 at K = 16); with the features
+/// recomputed each pass (large N), from D ≈ 16 (measured: whitened 8× faster at D = 32).
+/// Below that the quadratic form's halved flops win (D = 32, K = 16: quadratic, measured 2.6×).
+pub const QUADRATIC_GEMM_COST: f64 = 3.0;
+
+/// What a pass over the rows looks like: covariance type, rows, features, components,
+/// restarts, worker threads, bytes per value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PassShape {
+    /// Covariance type.
+    pub cov: CovarianceType,
+    /// Rows N.
+    pub n: usize,
+    /// Features D.
+    pub d: usize,
+    /// Components K.
+    pub k: usize,
+    /// Restarts B batched on the component axis.
+    pub b: usize,
+    /// Threads that each hold a chunk's intermediates at the same time.
+    pub workers: usize,
+    /// Bytes per float value (4 for f32, 8 for f64).
+    pub value_bytes: usize,
+}
+
+/// Cost of one form for one [`PassShape`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FormCost {
+    /// Bytes of intermediates per row of a chunk, all workers together.
+    pub bytes_per_row: usize,
+    /// Bytes held whatever the chunk: parameters (`K·D²` per restart), operands, accumulators.
+    pub fixed_bytes: usize,
+    /// GEMM flops per row (E-step and M-step statistics).
+    pub gemm_flops_per_row: f64,
+    /// GEMM flops per row weighted by the shape's rate ([`QUADRATIC_GEMM_COST`]).
+    pub gemm_cost_per_row: f64,
+    /// Elementwise values per row that the quadratic feature cache can save (its features).
+    pub feature_values_per_row: f64,
+    /// Other elementwise values per row.
+    pub other_values_per_row: f64,
+}
+
+impl FormCost {
+    /// Estimated cost per row in GEMM-flop units, with or without the feature building.
+    pub fn time_per_row(&self, features_cached: bool) -> f64 {
+        let features = if features_cached {
+            0.0
+        } else {
+            self.feature_values_per_row
+        };
+        self.gemm_cost_per_row + ELEMENTWISE_COST * (features + self.other_values_per_row)
+    }
+}
+
+/// The form that actually runs for `cov`: diag and spherical are always quadratic.
+pub fn effective(form: EstepForm, cov: CovarianceType) -> EstepForm {
+    match cov {
+        CovarianceType::Diag | CovarianceType::Spherical => EstepForm::Quadratic,
+        _ => form,
+    }
+}
+
+/// Bytes per row, fixed bytes and flops per row of `form` (quadratic or whitened) for `s`.
+pub fn cost(form: EstepForm, s: &PassShape) -> FormCost {
+    let (d, bk) = (s.d as f64, (s.b * s.k) as f64);
+    let r = (s.b * s.cov.rows_per_model(s.k)) as f64; // precision factors: B·K full, B tied
+    let t = s.cov.quad_width(s.d) as f64;
+    let w = t + d + 1.0;
+    let size = s.value_bytes as f64;
+    let workers = s.workers.max(1) as f64;
+    let params = match s.cov {
+        CovarianceType::Full | CovarianceType::Tied => 3.0 * r * d * d, // Σ, U, P
+        _ => 3.0 * bk * d,
+    };
+    let (per_row, fixed, gemm, feat, other, rate) = match effective(form, s.cov) {
+        EstepForm::Whitened => {
+            // Y = X U [R·D]; the differences, their squares, the shifted rows and the weighted
+            // shifted rows [B·K·D] each, plus a copy for the batched GEMM's layout; the
+            // log-densities and responsibilities [B·K].
+            let per_row = r * d + 6.0 * bk * d + 6.0 * bk + d;
+            let fixed = params + 2.0 * r * d * d + workers * (r * d * d + bk * d);
+            let gemm = 2.0 * r * d * d + 2.0 * bk * d * d;
+            (per_row, fixed, gemm, 0.0, 8.0 * bk * d + 6.0 * bk, 1.0)
+        }
+        _ => {
+            // The outer products [D·D] (full/tied), the packed features [T'] and G [W]; the
+            // log-densities and responsibilities [B·K].
+            let outer = if s.cov.quad_width(s.d) > s.d {
+                d * d
+            } else {
+                0.0
+            };
+            let per_row = outer + t + w + 6.0 * bk + d;
+            let fixed = params + w * bk * (1.0 + workers) + t * 2.0;
+            let gemm = 4.0 * w * bk;
+            (
+                per_row,
+                fixed,
+                gemm,
+                outer + t + w,
+                6.0 * bk,
+                QUADRATIC_GEMM_COST,
+            )
+        }
+    };
+    FormCost {
+        bytes_per_row: (per_row * size * workers).ceil() as usize,
+        fixed_bytes: (fixed * size).ceil() as usize,
+        gemm_flops_per_row: gemm,
+        gemm_cost_per_row: gemm * rate,
+        feature_values_per_row: feat,
+        other_values_per_row: other,
+    }
+}
+
+/// A pass's resolved form and rows per chunk, and how many bytes the quadratic feature cache
+/// may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Quadratic or whitened (never `Auto`).
+    pub form: EstepForm,
+    /// Rows per chunk.
+    pub chunk_rows: usize,
+    /// Budget left for keeping the quadratic features between iterations.
+    pub cache_bytes: usize,
+}
+
+/// Chooses the form and the rows per chunk of a pass of shape `s` under `budget` bytes.
+///
+/// `requested` forces a form (`Auto` chooses); `explicit_rows` overrides the rows (the budget
+/// is still checked for one row); `feature_cache_bytes` caps the quadratic feature cache,
+/// which also has to fit in what the budget leaves after one chunk. Auto takes the form
+/// with the lower [`FormCost::time_per_row`] among those whose one row fits; the quadratic
+/// form's feature building is free when all N rows' features fit the cache.
+pub fn plan(
+    requested: EstepForm,
+    s: &PassShape,
+    budget: usize,
+    explicit_rows: Option<usize>,
+    feature_cache_bytes: usize,
+) -> Result<Plan> {
+    let what = |form: EstepForm| {
+        format!(
+            "the {form} E-step ({} covariances, D = {}, K = {}, {} restart(s), {} thread(s))",
+            s.cov, s.d, s.k, s.b, s.workers
+        )
+    };
+    let resolve = |form: EstepForm| -> Result<Plan> {
+        let c = cost(form, s);
+        let rows = budget::plan_rows(
+            explicit_rows,
+            budget,
+            c.bytes_per_row,
+            c.fixed_bytes,
+            s.n,
+            &what(form),
+        )?;
+        let used = c
+            .fixed_bytes
+            .saturating_add(rows.saturating_mul(c.bytes_per_row));
+        Ok(Plan {
+            form,
+            chunk_rows: rows,
+            cache_bytes: budget.saturating_sub(used).min(feature_cache_bytes),
+        })
+    };
+    let cached = |p: &Plan| {
+        let w = s.cov.quad_width(s.d) + 2 * s.d + 1;
+        s.n.saturating_mul(w).saturating_mul(s.value_bytes) <= p.cache_bytes
+    };
+    match effective(requested, s.cov) {
+        EstepForm::Auto => {
+            let quad = resolve(EstepForm::Quadratic);
+            let white = resolve(EstepForm::Whitened);
+            match (quad, white) {
+                (Ok(q), Ok(w)) => {
+                    let tq = cost(EstepForm::Quadratic, s).time_per_row(cached(&q));
+                    let tw = cost(EstepForm::Whitened, s).time_per_row(false);
+                    Ok(if tw < tq { w } else { q })
+                }
+                (Ok(q), Err(_)) => Ok(q),
+                (Err(_), Ok(w)) => Ok(w),
+                (Err(eq), Err(ew)) => Err(smaller_requirement(eq, ew)),
+            }
+        }
+        form => resolve(form),
+    }
+}
+
+/// Of two budget errors, the one asking for less.
+fn smaller_requirement(a: GmmError, b: GmmError) -> GmmError {
+    let need = |e: &GmmError| match e {
+        GmmError::MemoryBudget { smallest, .. } => *smallest,
+        _ => usize::MAX,
+    };
+    if need(&b) < need(&a) {
+        b
+    } else {
+        a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(cov: CovarianceType, d: usize, k: usize) -> PassShape {
+        PassShape {
+            cov,
+            n: 100_000,
+            d,
+            k,
+            b: 1,
+            workers: 2,
+            value_bytes: 4,
+        }
+    }
+
+    #[test]
+    fn whitened_is_linear_in_d_per_row_and_quadratic_is_not() {
+        let s = |d| shape(CovarianceType::Full, d, 8);
+        let q = |d| cost(EstepForm::Quadratic, &s(d)).bytes_per_row as f64;
+        let w = |d| cost(EstepForm::Whitened, &s(d)).bytes_per_row as f64;
+        assert!(q(1024) / q(512) > 3.5);
+        assert!(w(1024) / w(512) < 2.1);
+    }
+
+    #[test]
+    fn auto_picks_quadratic_at_small_d_and_whitened_at_large_d() {
+        let gib = 1 << 30;
+        let small = plan(
+            EstepForm::Auto,
+            &shape(CovarianceType::Full, 8, 4),
+            gib,
+            None,
+            0,
+        );
+        assert_eq!(small.unwrap().form, EstepForm::Quadratic);
+        // D = 32, K = 16 with the features cached (the README's benchmark shape): quadratic.
+        let cached = PassShape {
+            n: 2000,
+            ..shape(CovarianceType::Full, 32, 16)
+        };
+        let p = plan(EstepForm::Auto, &cached, gib, None, 256 << 20).unwrap();
+        assert_eq!(p.form, EstepForm::Quadratic);
+        let large = plan(
+            EstepForm::Auto,
+            &shape(CovarianceType::Full, 1024, 4),
+            gib,
+            None,
+            0,
+        );
+        assert_eq!(large.unwrap().form, EstepForm::Whitened);
+        let diag = plan(
+            EstepForm::Whitened,
+            &shape(CovarianceType::Diag, 1024, 4),
+            gib,
+            None,
+            0,
+        );
+        assert_eq!(diag.unwrap().form, EstepForm::Quadratic);
+    }
+
+    #[test]
+    fn chunk_rows_shrink_with_the_budget() {
+        let s = shape(CovarianceType::Full, 256, 4);
+        let rows = |b| {
+            plan(EstepForm::Whitened, &s, b, None, 0)
+                .unwrap()
+                .chunk_rows
+        };
+        assert!(rows(64 << 20) < rows(1 << 30) || rows(1 << 30) == budget::MAX_CHUNK_ROWS);
+        assert!(rows(16 << 20) < rows(64 << 20));
+        assert!(plan(EstepForm::Whitened, &s, 1000, None, 0).is_err());
+    }
+}
