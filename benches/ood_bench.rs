@@ -70,6 +70,10 @@ struct Args {
     /// Fit mode: rows to score for the comparison with NumPy.
     #[arg(long, default_value_t = 1000)]
     score_rows: usize,
+    /// Fit mode: also time what the fit did before the Cholesky fast path and the binary
+    /// files (the SVD pseudo-inverse factor, and writing the detector as JSON).
+    #[arg(long)]
+    old_path: bool,
 }
 
 /// `--mode fit`: a detector fit from `.npy` files as `mixburn ood fit` runs it, timed by phase.
@@ -111,12 +115,30 @@ fn fit_mode(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     // Read one value back so the statistics' lazy work is inside this phase.
     let _ = to_f64(stats.scatter.clone().slice([0..1, 0..1]))?;
     let stats_s = t.elapsed().as_secs_f64();
+    let svd_s = if a.old_path {
+        let t = Instant::now();
+        let (f, _) =
+            mixburn_gmm::linalg::symmetric_pinv_factor_by_svd(stats.tied_covariance(), None)?;
+        let _ = to_f64(f)?;
+        Some(t.elapsed().as_secs_f64())
+    } else {
+        None
+    };
     let t = Instant::now();
     let det = MahalanobisDetector::from_statistics(&config, stats)?;
     let factor_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     det.save(&output)?;
     let save_s = t.elapsed().as_secs_f64();
+    let (json_s, json_bytes) = if a.old_path {
+        let t = Instant::now();
+        let text = det.to_json()?;
+        let path = output.with_extension("json");
+        mixburn_data::write_atomic(&path, |w| w.write_all(text.as_bytes()))?;
+        (Some(t.elapsed().as_secs_f64()), Some(text.len()))
+    } else {
+        (None, None)
+    };
     let rows = a.score_rows.min(n);
     let scores = to_f64(det.score(&z.narrow(0, 0, rows))?)?;
     if let Some(p) = &a.scores {
@@ -130,6 +152,7 @@ fn fit_mode(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
             "read_seconds": read_s, "statistics_seconds": stats_s,
             "factor_seconds": factor_s, "save_seconds": save_s,
             "fit_seconds": stats_s + factor_s,
+            "svd_factor_seconds": svd_s, "json_save_seconds": json_s, "json_bytes": json_bytes,
             "file_bytes": std::fs::metadata(&output)?.len(),
             "mean_score": scores.iter().sum::<f64>() / rows as f64,
         })

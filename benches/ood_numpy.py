@@ -117,7 +117,7 @@ def fit_mode(a):
         det = os.path.join(a.dir, f"detector_{b}.safetensors")
         r, rss, wall = timed([a.rust_bin, "--mode", "fit", "--features", fx, "--labels", fy,
                               "--output", det, "--scores", rs, "--backend", b, "--dtype", a.dtype,
-                              "--chunk-size", str(a.chunk)])
+                              "--chunk-size", str(a.chunk)] + (["--old-path"] if a.old_path else []))
         got = np.load(rs)
         diff = float(np.max(np.abs(got - ref) / np.maximum(np.abs(ref), 1e-12)))
         print(f"| mixburn {b} {a.dtype} | {r['read_seconds']:.2f} | {r['statistics_seconds']:.2f} | "
@@ -125,6 +125,10 @@ def fit_mode(a):
               f"{wall:.2f} | {rss:.0f} | {npr['fit_seconds'] / r['fit_seconds']:.2f}x | "
               f"{diff:.1e} |", flush=True)
         print(f"\ndetector file: {r['file_bytes'] / 2**20:.1f} MiB", flush=True)
+        if a.old_path:
+            print(f"before this change ({b}): SVD factor {r['svd_factor_seconds']:.2f} s, "
+                  f"JSON detector file {r['json_bytes'] / 2**20:.1f} MiB written in "
+                  f"{r['json_save_seconds']:.2f} s", flush=True)
 
 
 def main():
@@ -134,6 +138,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", default="score", choices=["score", "fit"])
     ap.add_argument("--dir", default="/tmp/mixburn-ood-fit")
+    ap.add_argument("--old-path", action="store_true",
+                    help="fit mode: also time the SVD factor and the JSON file (before this change)")
     ap.add_argument("--d", type=int, default=512)
     ap.add_argument("--classes", default="10,1000")
     ap.add_argument("--n", type=int, default=20000)

@@ -149,6 +149,16 @@ pub fn unpack_index(d: usize, device: &Device) -> Tensor<1, Int> {
 /// precision as the SVD at a fraction of its cost. Otherwise (rank-deficient or near the
 /// cut-off) the SVD above runs.
 pub fn symmetric_pinv_factor(a: Tensor<2>, rtol: Option<f64>) -> Result<(Tensor<2>, usize)> {
+    pinv_factor(a, rtol, true)
+}
+
+/// [`symmetric_pinv_factor`] always by the SVD (no Cholesky fast path): the reference the
+/// fast path is checked and benchmarked against.
+pub fn symmetric_pinv_factor_by_svd(a: Tensor<2>, rtol: Option<f64>) -> Result<(Tensor<2>, usize)> {
+    pinv_factor(a, rtol, false)
+}
+
+fn pinv_factor(a: Tensor<2>, rtol: Option<f64>, fast: bool) -> Result<(Tensor<2>, usize)> {
     let [d, d2] = a.dims();
     if d != d2 || d == 0 {
         return Err(GmmError::config(
@@ -189,7 +199,12 @@ pub fn symmetric_pinv_factor(a: Tensor<2>, rtol: Option<f64>) -> Result<(Tensor<
     } else {
         dtype
     };
-    if let Some(w) = inverse_factor_if_well_conditioned(&sub, k, rtol, &device, svd_dtype)? {
+    let fast = if fast {
+        inverse_factor_if_well_conditioned(&sub, k, rtol, &device, svd_dtype)?
+    } else {
+        None
+    };
+    if let Some(w) = fast {
         let w = if k == d {
             w.cast(dtype)
         } else {
