@@ -84,6 +84,17 @@ pub enum WeightConcentrationPriorType {
     DirichletDistribution,
 }
 
+impl WeightConcentrationPriorType {
+    /// Rows of the posterior's `weight_concentration`: the Beta sticks' `[a_k], [b_k]` (2) or
+    /// the Dirichlet's `[α_k]` (1).
+    pub fn n_sticks(self) -> usize {
+        match self {
+            WeightConcentrationPriorType::DirichletProcess => 2,
+            WeightConcentrationPriorType::DirichletDistribution => 1,
+        }
+    }
+}
+
 impl fmt::Display for WeightConcentrationPriorType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -1078,10 +1089,7 @@ impl BayesianGaussianMixture {
         validate::check_mixture(cov, k, d, &self.posterior.params, self.precision)?;
         let post = &self.posterior;
         let pr = &self.priors;
-        let sticks = match pr.weight_concentration_prior_type {
-            WeightConcentrationPriorType::DirichletProcess => 2,
-            WeightConcentrationPriorType::DirichletDistribution => 1,
-        };
+        let sticks = pr.weight_concentration_prior_type.n_sticks();
         let dofs = if cov == CovarianceType::Tied { 1 } else { k };
         let bad = |what: String| {
             Err(GmmError::ModelFormat(format!(
@@ -1176,19 +1184,11 @@ impl BayesianGaussianMixture {
     /// [`crate::model_file`]), atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let (k, d, cov) = (self.n_components, self.n_features, self.covariance_type);
-        let p = &self.posterior.params;
         let post = &self.posterior;
         let pr = &self.priors;
         let wc: Vec<f64> = post.weight_concentration.concat();
         ModelWriter::new(BAYESIAN_MODEL_FORMAT, self.precision)
-            .floats("weights", vec![k], &p.weights)
-            .floats("means", vec![k, d], &p.means)
-            .floats("covariances", cov.param_shape(k, d), &p.covariances)
-            .floats(
-                "precisions_cholesky",
-                cov.param_shape(k, d),
-                &p.precisions_cholesky,
-            )
+            .mixture(cov, &post.params, self.lower_bound, &self.lower_bounds)
             .floats(
                 "weight_concentration",
                 vec![post.weight_concentration.len(), k],
@@ -1205,12 +1205,6 @@ impl BayesianGaussianMixture {
                 "covariance_prior",
                 Self::prior_shape(cov, d),
                 &pr.covariance_prior,
-            )
-            .floats("lower_bound", vec![], &[self.lower_bound])
-            .floats(
-                "lower_bounds",
-                vec![self.lower_bounds.len()],
-                &self.lower_bounds,
             )
             .save(
                 path,
@@ -1236,19 +1230,9 @@ impl BayesianGaussianMixture {
     fn from_binary(mut b: BinaryModel) -> Result<Self> {
         let c: SavedConfig = b.config()?;
         let (k, d, cov) = (c.n_components, c.n_features, c.covariance_type);
-        validate::check_sizes(cov, k, d)?;
-        let shape = cov.param_shape(k, d);
-        let sticks = match c.weight_concentration_prior_type {
-            WeightConcentrationPriorType::DirichletProcess => 2,
-            WeightConcentrationPriorType::DirichletDistribution => 1,
-        };
+        let (params, lower_bound, lower_bounds) = b.mixture(cov, k, d)?;
+        let sticks = c.weight_concentration_prior_type.n_sticks();
         let dofs = if cov == CovarianceType::Tied { 1 } else { k };
-        let params = Params {
-            weights: b.floats("weights", &[k])?,
-            means: b.floats("means", &[k, d])?,
-            covariances: b.floats("covariances", &shape)?,
-            precisions_cholesky: b.floats("precisions_cholesky", &shape)?,
-        };
         let wc = b.floats("weight_concentration", &[sticks, k])?;
         let posterior = VariationalParams {
             params,
@@ -1264,9 +1248,6 @@ impl BayesianGaussianMixture {
             degrees_of_freedom_prior: c.degrees_of_freedom_prior,
             covariance_prior: b.floats("covariance_prior", &Self::prior_shape(cov, d))?,
         };
-        let lower_bound = b.floats("lower_bound", &[])?[0];
-        let n = b.len_1d("lower_bounds")?;
-        let lower_bounds = b.floats("lower_bounds", &[n])?;
         b.finish()?;
         let m = Self {
             covariance_type: cov,

@@ -285,22 +285,8 @@ impl GaussianMixture {
     /// scalar fields as the `config` metadata; see [`crate::model_file`]), atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let (k, d, cov) = (self.n_components, self.n_features, self.covariance_type);
-        let p = &self.params;
         ModelWriter::new(MODEL_FORMAT, self.precision)
-            .floats("weights", vec![k], &p.weights)
-            .floats("means", vec![k, d], &p.means)
-            .floats("covariances", cov.param_shape(k, d), &p.covariances)
-            .floats(
-                "precisions_cholesky",
-                cov.param_shape(k, d),
-                &p.precisions_cholesky,
-            )
-            .floats("lower_bound", vec![], &[self.lower_bound])
-            .floats(
-                "lower_bounds",
-                vec![self.lower_bounds.len()],
-                &self.lower_bounds,
-            )
+            .mixture(cov, &self.params, self.lower_bound, &self.lower_bounds)
             .save(
                 path,
                 &SavedConfig {
@@ -321,17 +307,7 @@ impl GaussianMixture {
     fn from_binary(mut b: BinaryModel) -> Result<Self> {
         let c: SavedConfig = b.config()?;
         let (k, d, cov) = (c.n_components, c.n_features, c.covariance_type);
-        validate::check_sizes(cov, k, d)?;
-        let shape = cov.param_shape(k, d);
-        let params = Params {
-            weights: b.floats("weights", &[k])?,
-            means: b.floats("means", &[k, d])?,
-            covariances: b.floats("covariances", &shape)?,
-            precisions_cholesky: b.floats("precisions_cholesky", &shape)?,
-        };
-        let lower_bound = b.floats("lower_bound", &[])?[0];
-        let n = b.len_1d("lower_bounds")?;
-        let lower_bounds = b.floats("lower_bounds", &[n])?;
+        let (params, lower_bound, lower_bounds) = b.mixture(cov, k, d)?;
         b.finish()?;
         let m = Self {
             covariance_type: cov,

@@ -21,7 +21,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Precision;
+use crate::covariance::CovarianceType;
 use crate::error::{GmmError, Result};
+use crate::params::Params;
+use crate::validate;
 
 /// Version of the JSON envelope (read, and written by the `to_json` methods).
 pub const JSON_VERSION: u32 = 1;
@@ -278,6 +281,28 @@ impl BinaryModel {
         }
     }
 
+    /// The arrays every mixture kind has ([`ModelWriter::mixture`]) for `k` components of
+    /// `d` features, sizes checked before any shape is compared with them: the parameters,
+    /// `lower_bound` and `lower_bounds`.
+    pub fn mixture(
+        &mut self,
+        cov: CovarianceType,
+        k: usize,
+        d: usize,
+    ) -> Result<(Params, f64, Vec<f64>)> {
+        validate::check_sizes(cov, k, d)?;
+        let shape = cov.param_shape(k, d);
+        let params = Params {
+            weights: self.floats("weights", &[k])?,
+            means: self.floats("means", &[k, d])?,
+            covariances: self.floats("covariances", &shape)?,
+            precisions_cholesky: self.floats("precisions_cholesky", &shape)?,
+        };
+        let lower_bound = self.floats("lower_bound", &[])?[0];
+        let n = self.len_1d("lower_bounds")?;
+        Ok((params, lower_bound, self.floats("lower_bounds", &[n])?))
+    }
+
     /// Whether the file has an array `name`.
     pub fn has(&self, name: &str) -> bool {
         self.arrays.contains_key(name)
@@ -319,6 +344,29 @@ impl ModelWriter {
             .arrays
             .insert(name.into(), Array::float(shape, values, self.prefer_f32));
         self
+    }
+
+    /// The arrays every mixture kind has: `weights` `[K]`, `means` `[K, D]`, `covariances`
+    /// and `precisions_cholesky` in scikit-learn's shapes for `cov`, `lower_bound` `[]` and
+    /// `lower_bounds` `[n_iter]`.
+    pub fn mixture(
+        self,
+        cov: CovarianceType,
+        p: &Params,
+        lower_bound: f64,
+        lower_bounds: &[f64],
+    ) -> Self {
+        let (k, d) = (p.weights.len(), p.means.len() / p.weights.len().max(1));
+        self.floats("weights", vec![k], &p.weights)
+            .floats("means", vec![k, d], &p.means)
+            .floats("covariances", cov.param_shape(k, d), &p.covariances)
+            .floats(
+                "precisions_cholesky",
+                cov.param_shape(k, d),
+                &p.precisions_cholesky,
+            )
+            .floats("lower_bound", vec![], &[lower_bound])
+            .floats("lower_bounds", vec![lower_bounds.len()], lower_bounds)
     }
 
     /// Adds an integer array.
