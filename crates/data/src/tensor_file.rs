@@ -369,7 +369,7 @@ mod tests {
         f.metadata.insert("format".into(), "test".into());
         f.arrays.insert(
             "a".into(),
-            Array::float(vec![2, 3], &[1.0, 2.5, -3.0, 0.0, 1e-3, 7.0], true),
+            Array::float(vec![2, 3], &[1.0, 2.5, -3.0, 0.0, 0.125, 7.0], true),
         );
         f.arrays
             .insert("b".into(), Array::float(vec![2], &[0.1, 0.2], true));
@@ -447,7 +447,7 @@ mod tests {
         });
         refused(&overlap, &path, "offsets");
         let outside = with_header(&bytes, |h| {
-            h["n"]["data_offsets"] = serde_json::json!([0, 1 << 40])
+            h["n"]["data_offsets"] = serde_json::json!([0, 1u64 << 40])
         });
         refused(&outside, &path, "offsets");
         let shape = with_header(&bytes, |h| h["a"]["shape"] = serde_json::json!([3, 3]));
