@@ -1137,8 +1137,8 @@ impl BayesianGaussianMixture {
         if ![pr.weight_concentration_prior, pr.mean_precision_prior]
             .iter()
             .all(positive)
-            || !(pr.degrees_of_freedom_prior.is_finite()
-                && pr.degrees_of_freedom_prior > d as f64 - 1.0)
+            || !pr.degrees_of_freedom_prior.is_finite()
+            || pr.degrees_of_freedom_prior <= d as f64 - 1.0
         {
             return bad(
                 "the prior scalars must be finite and positive (ν₀ > n_features − 1)".into(),

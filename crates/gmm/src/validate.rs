@@ -151,7 +151,7 @@ pub fn check_precision_factor(
 ) -> Result<()> {
     for i in 0..d {
         let uii = u[i * d + i];
-        if !(uii > 0.0) {
+        if uii.is_nan() || uii <= 0.0 {
             return Err(bad(format!(
                 "{what} has a non-positive diagonal entry ({uii}) at ({i}, {i}); the factor is not invertible"
             )));
@@ -205,7 +205,7 @@ pub fn check_precision_factor(
             .sum::<f64>()
             / d as f64)
             .sqrt();
-        if !(err <= tol.max(1e-12)) {
+        if err.is_nan() || err > tol.max(1e-12) {
             return Err(bad(format!(
                 "{what} does not match the covariance: ‖Uᵀ Σ U v − v‖/‖v‖ = {err:e} (tolerance {tol:e}); the factor is not the Cholesky factor of the covariance's inverse"
             )));
@@ -249,15 +249,16 @@ pub fn check_mixture(
         CovarianceType::Diag | CovarianceType::Spherical => {
             let tol = 1e3 * precision.eps();
             for (i, (&s, &u)) in p.covariances.iter().zip(&p.precisions_cholesky).enumerate() {
-                if !(s > 0.0) {
+                if s.is_nan() || s <= 0.0 {
                     return Err(bad(format!("covariance value {i} is not positive ({s})")));
                 }
-                if !(u > 0.0) {
+                if u.is_nan() || u <= 0.0 {
                     return Err(bad(format!(
                         "precision-Cholesky value {i} is not positive ({u}); the factor is not invertible"
                     )));
                 }
-                if !((u * u * s - 1.0).abs() <= tol) {
+                let dev = (u * u * s - 1.0).abs();
+                if dev.is_nan() || dev > tol {
                     return Err(bad(format!(
                         "precision-Cholesky value {i} ({u}) does not match its covariance ({s}): u²·σ² = {}, expected 1",
                         u * u * s

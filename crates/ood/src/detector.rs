@@ -300,7 +300,8 @@ impl DetectorParams {
             let want: f64 = (0..c)
                 .map(|k| self.counts[k] / n * self.means[k * d + j])
                 .sum();
-            if !((self.origin[j] - want).abs() <= tol) {
+            let dev = (self.origin[j] - want).abs();
+            if dev.is_nan() || dev > tol {
                 return Err(bad(format!(
                     "origin value {j} ({}) is not the count-weighted mean of the class means ({want})",
                     self.origin[j]
