@@ -300,7 +300,7 @@ fn saved_variational_models_reload_and_score_bit_identically() {
                 .unwrap();
                 let path = dir
                     .path()
-                    .join(format!("{backend}-{precision}-{cov}-{prior}.json"));
+                    .join(format!("{backend}-{precision}-{cov}-{prior}.safetensors"));
                 model.save(&path).unwrap();
                 let loaded = BayesianGaussianMixture::load(&path).unwrap();
                 assert_eq!(loaded, model);
@@ -333,7 +333,8 @@ fn corrupt_or_foreign_variational_model_files_are_rejected() {
     std::fs::write(&bad, json.to_string()).unwrap();
     let err = BayesianGaussianMixture::load(&bad).unwrap_err();
     assert!(
-        err.to_string().contains("do not match n_components=2"),
+        err.to_string()
+            .contains("mean_precision has 1 values, expected 2"),
         "{err}"
     );
     assert!(matches!(

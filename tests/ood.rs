@@ -291,24 +291,39 @@ fn saved_detector_files_reload_and_corrupt_ones_are_rejected() {
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("det.json");
+    let path = dir.path().join("det.safetensors");
     det.save(&path).unwrap();
     let back = MahalanobisDetector::load(&path, &device, None).unwrap();
     assert_eq!(
         to_f64(back.score(&test).unwrap()).unwrap(),
         to_f64(det.score(&test).unwrap()).unwrap()
     );
-    let text = std::fs::read_to_string(&path).unwrap();
-    for cut in [0, 1, text.len() / 2, text.len() - 1] {
-        std::fs::write(&path, &text[..cut]).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    for cut in [0, 1, 8, bytes.len() / 2, bytes.len() - 1] {
+        std::fs::write(&path, &bytes[..cut]).unwrap();
         let err = MahalanobisDetector::load(&path, &device, None).unwrap_err();
         assert!(matches!(err, OodError::Format { .. }), "{cut}: {err}");
     }
-    std::fs::write(&path, text.replace("mixburn-ood-mahalanobis", "other")).unwrap();
-    assert!(matches!(
-        MahalanobisDetector::load(&path, &device, None),
-        Err(OodError::Format { .. })
-    ));
+    // Another model kind under the same length of name.
+    let text = String::from_utf8_lossy(&bytes)
+        .replace("mixburn-ood-mahalanobis", "mixburn-ood-mahalanobiX");
+    let mut other = bytes.clone();
+    let at = text.find("mixburn-ood-mahalanobiX").unwrap();
+    other[at + 22] = b'X';
+    std::fs::write(&path, &other).unwrap();
+    let err = MahalanobisDetector::load(&path, &device, None).unwrap_err();
+    assert!(
+        matches!(&err, OodError::Format { reason, .. } if reason.contains("another kind")),
+        "{err}"
+    );
+    // The version-1 JSON file of the same detector still loads and scores the same.
+    let json = dir.path().join("det.json");
+    std::fs::write(&json, det.to_json().unwrap()).unwrap();
+    let old = MahalanobisDetector::load(&json, &device, None).unwrap();
+    assert_eq!(
+        to_f64(old.score(&test).unwrap()).unwrap(),
+        to_f64(det.score(&test).unwrap()).unwrap()
+    );
     let missing =
         MahalanobisDetector::load(&dir.path().join("nope.json"), &device, None).unwrap_err();
     assert!(missing.to_string().contains("not found"), "{missing}");
@@ -479,7 +494,7 @@ fn cli_fits_scores_and_evaluates_from_npy_files() {
         "--method",
         "relative",
         "--output",
-        &p("det.json"),
+        &p("det.safetensors"),
     ])
     .unwrap();
     assert_eq!(fit["n_classes"], 3);
@@ -489,7 +504,7 @@ fn cli_fits_scores_and_evaluates_from_npy_files() {
         "ood",
         "score",
         "--detector",
-        &p("det.json"),
+        &p("det.safetensors"),
         "--features",
         &p("t.npy"),
         "--output",
@@ -560,7 +575,7 @@ fn cli_fits_scores_and_evaluates_from_npy_files() {
         "ood",
         "score",
         "--detector",
-        &p("det.json"),
+        &p("det.safetensors"),
         "--features",
         &p("n.npy"),
         "--output",

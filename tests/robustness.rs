@@ -272,7 +272,9 @@ fn saved_models_reload_and_score_bit_identically() {
                 &x,
             )
             .unwrap();
-            let path = dir.path().join(format!("{backend}-{precision}-{cov}.json"));
+            let path = dir
+                .path()
+                .join(format!("{backend}-{precision}-{cov}.safetensors"));
             model.save(&path).unwrap();
             let loaded = GaussianMixture::load(&path).unwrap();
             assert_eq!(loaded, model);

@@ -34,7 +34,7 @@ pub struct FitBayesianArgs {
     /// Weight above which a component counts as effective in the printed summary.
     #[arg(long, default_value_t = 0.01, value_parser = parse_weight)]
     pub weight_threshold: f64,
-    /// Where to write the model (JSON; `score` and `predict` read it).
+    /// Where to write the model (safetensors; `score`, `predict` and `sample` read it).
     #[arg(long)]
     pub output: PathBuf,
     /// EM settings, backend and precision.

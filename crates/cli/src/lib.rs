@@ -13,7 +13,9 @@ use mixburn_data::{ElemType, Matrix};
 use mixburn_gmm::backend::{Backend, Precision};
 use mixburn_gmm::bayesian::BAYESIAN_MODEL_FORMAT;
 use mixburn_gmm::burn::tensor::{Device, Int, Tensor};
+use mixburn_gmm::ensure_finite;
 use mixburn_gmm::host::{tensor_from_f64, to_f64, to_i64};
+use mixburn_gmm::model_file::{at_path, read_model};
 use mixburn_gmm::{
     select_n_components, BayesianGaussianMixture, Criterion, Folds, GaussianMixture,
     GaussianMixtureConfig, InitMethod,
@@ -148,7 +150,7 @@ pub struct FitArgs {
     /// Number of components K.
     #[arg(long, default_value_t = 1)]
     pub components: usize,
-    /// Where to write the model (JSON).
+    /// Where to write the model (safetensors, e.g. model.safetensors).
     #[arg(long)]
     pub output: PathBuf,
     /// EM settings, backend and precision.
@@ -171,7 +173,7 @@ pub struct SelectArgs {
     /// Folds of the cross-validation (K-fold, rows shuffled with --seed).
     #[arg(long, default_value_t = 5)]
     pub folds: usize,
-    /// Where to write the chosen model, fitted to all rows (JSON).
+    /// Where to write the chosen model, fitted to all rows (safetensors).
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// EM settings, backend and precision.
@@ -392,7 +394,8 @@ fn select(a: SelectArgs) -> Result<Value, CliError> {
     }))
 }
 
-/// A model file of either estimator, told apart by its `format` field.
+/// A model file of either estimator (safetensors or version-1 JSON), told apart by the
+/// format it declares.
 enum Fitted {
     Em(GaussianMixture),
     Bayesian(BayesianGaussianMixture),
@@ -400,16 +403,14 @@ enum Fitted {
 
 impl Fitted {
     fn load(path: &Path) -> Result<Self, CliError> {
-        let text = mixburn_gmm::model::read_text(path)?;
-        let format = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v["format"].as_str().map(str::to_owned));
-        Ok(match format.as_deref() {
-            Some(BAYESIAN_MODEL_FORMAT) => {
-                Fitted::Bayesian(BayesianGaussianMixture::from_json(&text)?)
-            }
-            _ => Fitted::Em(GaussianMixture::from_json(&text)?),
-        })
+        let model = read_model(path).and_then(|content| {
+            Ok(if content.format() == BAYESIAN_MODEL_FORMAT {
+                Fitted::Bayesian(BayesianGaussianMixture::from_content(content)?)
+            } else {
+                Fitted::Em(GaussianMixture::from_content(content)?)
+            })
+        });
+        Ok(model.map_err(|e| at_path(path, e))?)
     }
     fn precision(&self) -> Precision {
         match self {
@@ -429,10 +430,10 @@ impl Fitted {
             Fitted::Bayesian(m) => m.score_samples(x)?,
         })
     }
-    fn predict(&self, x: &Tensor<2>) -> Result<Tensor<1, Int>, CliError> {
+    fn predict_with_score(&self, x: &Tensor<2>) -> Result<(Tensor<1, Int>, Tensor<1>), CliError> {
         Ok(match self {
-            Fitted::Em(m) => m.predict(x)?,
-            Fitted::Bayesian(m) => m.predict(x)?,
+            Fitted::Em(m) => m.predict_with_score(x)?,
+            Fitted::Bayesian(m) => m.predict_with_score(x)?,
         })
     }
     fn n_features(&self) -> usize {
@@ -475,6 +476,7 @@ fn score(a: ScoreArgs) -> Result<Value, CliError> {
     mixburn_data::check_outputs(&a.output.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
     let (model, x, n) = model_and_data(&a.model, &a.input, &a.compute)?;
     let ll = to_f64(model.score_samples(&x)?)?;
+    ensure_finite(&ll, "per-sample log-likelihoods")?;
     let mean = ll.iter().sum::<f64>() / n as f64;
     if let Some(out) = &a.output {
         mixburn_data::write_vector_f64_npy(out, &ll)?;
@@ -487,9 +489,12 @@ fn predict(a: PredictArgs) -> Result<Value, CliError> {
     outputs.extend(a.proba.as_deref());
     mixburn_data::check_outputs(&outputs)?;
     let (model, x, n) = model_and_data(&a.model, &a.input, &a.compute)?;
-    let labels = to_i64(model.predict(&x)?)?;
+    let (labels, ll) = model.predict_with_score(&x)?;
+    ensure_finite(&to_f64(ll)?, "per-sample log-likelihoods (of the labels)")?;
+    let labels = to_i64(labels)?;
     if let Some(p) = &a.proba {
         let proba = to_f64(model.predict_proba(&x)?)?;
+        ensure_finite(&proba, "component probabilities")?;
         let m = Matrix::new(n, model.n_components(), proba, ElemType::F64)?;
         mixburn_data::write_matrix_npy(p, &m)?;
     }
@@ -509,7 +514,9 @@ fn sample(a: SampleArgs) -> Result<Value, CliError> {
         .ok_or_else(|| mixburn_gmm::GmmError::config("backend", "this build has no backend"))?;
     let device = backend.device()?;
     let (x, y) = model.sample(a.n, a.seed, &device)?;
-    let m = Matrix::new(a.n, model.n_features(), to_f64(x)?, ElemType::F64)?;
+    let x = to_f64(x)?;
+    ensure_finite(&x, "samples")?;
+    let m = Matrix::new(a.n, model.n_features(), x, ElemType::F64)?;
     mixburn_data::write_matrix_npy(&a.output, &m)?;
     if let Some(l) = &a.labels {
         mixburn_data::write_labels_npy(l, &to_i64(y)?)?;

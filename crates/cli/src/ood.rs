@@ -38,7 +38,7 @@ pub struct OodFitArgs {
     /// Ridge added to the covariance diagonal before the pseudo-inverse.
     #[arg(long, default_value_t = 0.0)]
     pub ridge: f64,
-    /// Where to write the detector (JSON).
+    /// Where to write the detector (safetensors, e.g. detector.safetensors).
     #[arg(long)]
     pub output: PathBuf,
     /// Backend and precision.
@@ -117,6 +117,7 @@ fn score(a: OodScoreArgs) -> Result<Value, CliError> {
         MahalanobisDetector::from_params(params, precision, DEFAULT_CHUNK_SIZE, &device)?;
     let (z, n) = load(&a.features, &device, precision)?;
     let scores = to_f64(detector.score(&z)?)?;
+    mixburn_gmm::ensure_finite(&scores, "OOD scores")?;
     mixburn_data::write_vector_f64_npy(&a.output, &scores)?;
     let mean = scores.iter().sum::<f64>() / n as f64;
     Ok(json!({

@@ -44,7 +44,7 @@ fn p(path: &Path) -> &str {
 #[test]
 fn fit_score_predict_sample_round_trip_with_the_documented_fields() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("m.json");
+    let model = dir.path().join("m.safetensors");
     let fit = json(&mixburn(&[
         "fit",
         "--input",
@@ -141,7 +141,7 @@ fn fit_score_predict_sample_round_trip_with_the_documented_fields() {
 #[test]
 fn missing_truncated_and_corrupt_inputs_fail_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("m.json");
+    let model = dir.path().join("m.safetensors");
     let out = p(&model);
     fails_cleanly(
         &mixburn(&["fit", "--input", "/nonexistent/x.npy", "--output", out]),
@@ -209,9 +209,9 @@ fn missing_truncated_and_corrupt_inputs_fail_with_one_line() {
         "--output",
         out,
     ]));
-    let text = std::fs::read_to_string(&model).unwrap();
-    let cut = dir.path().join("cut.json");
-    std::fs::write(&cut, &text[..text.len() / 3]).unwrap();
+    let bytes = std::fs::read(&model).unwrap();
+    let cut = dir.path().join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
     fails_cleanly(
         &mixburn(&["score", "--model", p(&cut), "--input", p(&faithful())]),
         "invalid model file",
@@ -237,7 +237,7 @@ fn missing_truncated_and_corrupt_inputs_fail_with_one_line() {
 #[test]
 fn unknown_backend_or_dtype_fails_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("m.json");
+    let out = dir.path().join("m.safetensors");
     fails_cleanly(
         &mixburn(&[
             "fit",
@@ -267,7 +267,7 @@ fn unknown_backend_or_dtype_fails_cleanly() {
 #[test]
 fn select_prints_every_candidate_and_saves_the_chosen_fit() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("best.json");
+    let model = dir.path().join("best.safetensors");
     for criterion in ["bic", "aic", "cv"] {
         let out = json(&mixburn(&[
             "select",
@@ -364,7 +364,7 @@ fn select_refuses_bad_candidates_criteria_and_folds() {
 #[test]
 fn fit_bayesian_prunes_components_and_its_model_scores_and_predicts() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("bgm.json");
+    let model = dir.path().join("bgm.safetensors");
     let labels = dir.path().join("labels.npy");
     let fit = json(&mixburn(&[
         "fit-bayesian",
@@ -439,14 +439,9 @@ fn fit_bayesian_prunes_components_and_its_model_scores_and_predicts() {
         p(&samples),
     ]));
     assert_eq!(drawn["n_features"], 2);
-    let saved: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&model).unwrap()).unwrap();
-    let means: Vec<f64> = saved["model"]["means"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let saved = mixburn_data::read_safetensors(&model).unwrap();
+    assert_eq!(saved.metadata["format"], "mixburn-bgm");
+    let means: Vec<f64> = saved.arrays["means"].to_f64().unwrap();
     let x = mixburn_data::read_matrix(&samples).unwrap();
     for (j, tol) in [(0, 0.1), (1, 1.0)] {
         let want: f64 = (0..6).map(|c| weights[c] * means[c * 2 + j]).sum();

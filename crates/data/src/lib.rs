@@ -9,6 +9,7 @@
 //! | `.npy` 1-D integer labels | [`read_labels`] | [`write_labels_npy`] |
 //! | `.csv` numbers | [`read_matrix`], [`read_csv_matrix`] | |
 //! | IDX (MNIST), optionally `.gz` | [`read_idx`], [`read_idx_u8`], [`read_mnist_dir`] | |
+//! | `.safetensors` named f32/f64/i64 arrays + metadata (model files) | [`read_safetensors`] | [`write_safetensors`] |
 //!
 //! Matrices are held as a row-major [`Matrix`] of `f64` that remembers the
 //! element type of its file ([`ElemType`]). Every writer goes through
@@ -28,6 +29,7 @@ mod idx;
 mod input;
 mod matrix;
 mod npy;
+mod tensor_file;
 
 pub use atomic::{check_outputs, write_atomic, write_atomic_path};
 pub use csv::read_csv_matrix;
@@ -38,4 +40,8 @@ pub use matrix::{check_finite, check_fits_f32, read_matrix, ElemType, Matrix};
 pub use npy::{
     read_labels, read_npy_matrix, read_vector, write_labels_npy, write_matrix_npy,
     write_vector_f64_npy,
+};
+pub use tensor_file::{
+    is_safetensors, parse_safetensors, read_safetensors, write_safetensors,
+    Array, ArrayData, TensorFile,
 };

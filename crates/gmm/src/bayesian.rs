@@ -36,17 +36,41 @@ use crate::estep::{em_pass, ChunkedData};
 use crate::host::{tensor_from_f64, to_f64};
 use crate::init::{initial_stats, restart_seeds, stats_from_responsibilities};
 use crate::linalg;
-use crate::model::{
-    from_envelope_json, read_text, to_envelope_json, write_atomic, GaussianMixture, Scorer,
+use crate::model::{GaussianMixture, Scorer};
+use crate::model_file::{
+    at_path, from_envelope_json, read_model, to_envelope_json, BinaryModel, ModelContent,
+    ModelWriter,
 };
 use crate::params::{Layout, Params};
 use crate::special::{betaln, digamma, lgamma};
 use crate::stats::SufficientStats;
+use crate::validate;
 
 /// Name written into saved variational models.
 pub const BAYESIAN_MODEL_FORMAT: &str = "mixburn-bgm";
-/// Current version of the saved variational-model format.
-pub const BAYESIAN_MODEL_FORMAT_VERSION: u32 = 1;
+/// Version of the files [`BayesianGaussianMixture::save`] writes (safetensors; version-1 JSON
+/// files still load).
+pub const BAYESIAN_MODEL_FORMAT_VERSION: u32 = crate::model_file::BINARY_VERSION;
+/// What a `mixburn-bgm` file is, for error messages.
+const EXPECTED: &str =
+    "a variational Bayesian mixture written by `mixburn fit-bayesian` or BayesianGaussianMixture::save";
+
+/// The scalar fields of a saved variational mixture (its safetensors `config` metadata).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedConfig {
+    covariance_type: CovarianceType,
+    n_components: usize,
+    n_features: usize,
+    reg_covar: f64,
+    precision: Precision,
+    weight_concentration_prior_type: WeightConcentrationPriorType,
+    weight_concentration_prior: f64,
+    mean_precision_prior: f64,
+    degrees_of_freedom_prior: f64,
+    converged: bool,
+    n_iter: usize,
+}
 
 /// The prior on the weights (scikit-learn's `weight_concentration_prior_type`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -58,6 +82,17 @@ pub enum WeightConcentrationPriorType {
     DirichletProcess,
     /// Symmetric Dirichlet distribution `π ~ Dir(α, …, α)`.
     DirichletDistribution,
+}
+
+impl WeightConcentrationPriorType {
+    /// Rows of the posterior's `weight_concentration`: the Beta sticks' `[a_k], [b_k]` (2) or
+    /// the Dirichlet's `[α_k]` (1).
+    pub fn n_sticks(self) -> usize {
+        match self {
+            WeightConcentrationPriorType::DirichletProcess => 2,
+            WeightConcentrationPriorType::DirichletDistribution => 1,
+        }
+    }
 }
 
 impl fmt::Display for WeightConcentrationPriorType {
@@ -896,7 +931,7 @@ pub fn fit_bayesian(
         .iter_mut()
         .zip(&centre)
         .for_each(|(m, c)| *m += c);
-    Ok(BayesianGaussianMixture {
+    let model = BayesianGaussianMixture {
         covariance_type: cov,
         n_components: k,
         n_features: d,
@@ -908,7 +943,9 @@ pub fn fit_bayesian(
         n_iter: best.history.len(),
         lower_bound: best.history.last().copied().unwrap_or(f64::NEG_INFINITY),
         lower_bounds: best.history,
-    })
+    };
+    model.validate()?;
+    Ok(model)
 }
 
 /// A fitted variational Bayesian Gaussian mixture. The posterior is kept on the host in f64
@@ -1005,6 +1042,11 @@ impl BayesianGaussianMixture {
         self.scorer().predict(x)
     }
 
+    /// [`predict`](Self::predict) and [`score_samples`](Self::score_samples) in one pass.
+    pub fn predict_with_score(&self, x: &Tensor<2>) -> Result<(Tensor<1, Int>, Tensor<1>)> {
+        self.scorer().predict_with_score(x)
+    }
+
     /// Draws `n` samples as scikit-learn's `BayesianGaussianMixture.sample` (inherited from
     /// its `BaseMixture`): component counts from a multinomial on `weights` (`E[π]`), then
     /// `x = m_k + L_k z` with `covariances_k = L_k L_kᵀ` (the posterior's point estimates),
@@ -1030,78 +1072,208 @@ impl BayesianGaussianMixture {
         .sample(n, seed, device)
     }
 
-    /// Serialises the model as versioned JSON (floats round-trip exactly).
-    pub fn to_json(&self) -> Result<String> {
-        to_envelope_json(BAYESIAN_MODEL_FORMAT, BAYESIAN_MODEL_FORMAT_VERSION, self)
+    /// Checks the model as strictly as a fit's result: the mixture parameters
+    /// ([`validate::check_mixture`]), every array's length against `n_components`,
+    /// `n_features` and the covariance type (sizes checked first), and the ranges the scores
+    /// need (finite values, concentrations and `β_k` positive, `ν > D − 1`, positive prior
+    /// scalars). Run at the end of every fit and on every load.
+    pub fn validate(&self) -> Result<()> {
+        let (k, d, cov) = (self.n_components, self.n_features, self.covariance_type);
+        validate::check_mixture(cov, k, d, &self.posterior.params, self.precision)?;
+        let post = &self.posterior;
+        let pr = &self.priors;
+        let sticks = pr.weight_concentration_prior_type.n_sticks();
+        let dofs = if cov == CovarianceType::Tied { 1 } else { k };
+        let bad = |what: String| {
+            Err(GmmError::ModelFormat(format!(
+                "{what} (n_components={k}, n_features={d}, covariance_type={cov}, weight_concentration_prior_type={})",
+                pr.weight_concentration_prior_type
+            )))
+        };
+        if post.weight_concentration.len() != sticks
+            || post.weight_concentration.iter().any(|v| v.len() != k)
+        {
+            return bad(format!(
+                "weight_concentration does not have {sticks} rows of {k} values"
+            ));
+        }
+        validate::check_len("mean_precision", &post.mean_precision, k)?;
+        validate::check_len("degrees_of_freedom", &post.degrees_of_freedom, dofs)?;
+        validate::check_len("mean_prior", &pr.mean_prior, d)?;
+        validate::check_len(
+            "covariance_prior",
+            &pr.covariance_prior,
+            cov.param_len(1, d),
+        )?;
+        validate::check_finite_values("mean_prior", &pr.mean_prior)?;
+        validate::check_finite_values("covariance_prior", &pr.covariance_prior)?;
+        let positive = |v: &f64| v.is_finite() && *v > 0.0;
+        if !post
+            .weight_concentration
+            .iter()
+            .flatten()
+            .chain(&post.mean_precision)
+            .all(positive)
+        {
+            return bad("weight_concentration and mean_precision must be finite and > 0".into());
+        }
+        if !post
+            .degrees_of_freedom
+            .iter()
+            .all(|v| v.is_finite() && *v > d as f64 - 1.0)
+        {
+            return bad(format!(
+                "degrees_of_freedom must be finite and > n_features − 1 = {}",
+                d - 1
+            ));
+        }
+        if ![pr.weight_concentration_prior, pr.mean_precision_prior]
+            .iter()
+            .all(positive)
+            || !pr.degrees_of_freedom_prior.is_finite()
+            || pr.degrees_of_freedom_prior <= d as f64 - 1.0
+        {
+            return bad(
+                "the prior scalars must be finite and positive (ν₀ > n_features − 1)".into(),
+            );
+        }
+        if !(self.reg_covar >= 0.0 && self.reg_covar.is_finite()) {
+            return bad(format!("reg_covar is {}", self.reg_covar));
+        }
+        validate::check_finite_values("lower_bounds", &self.lower_bounds)?;
+        if self.lower_bound.is_nan() {
+            return bad("lower_bound is NaN".into());
+        }
+        Ok(())
     }
 
-    /// Parses a model written by [`to_json`](Self::to_json), checking format, version, every
-    /// array's length and the ranges the scores need (finite values, concentrations and `β_k`
-    /// positive, `ν > D − 1`).
+    /// Serialises the model as version-1 JSON (floats round-trip exactly);
+    /// [`save`](Self::save) writes the binary format.
+    pub fn to_json(&self) -> Result<String> {
+        to_envelope_json(BAYESIAN_MODEL_FORMAT, self)
+    }
+
+    /// Parses a version-1 JSON model, checking format, version and every parameter
+    /// ([`validate`](Self::validate)).
     pub fn from_json(text: &str) -> Result<Self> {
-        let m: Self = from_envelope_json(
-            text,
-            BAYESIAN_MODEL_FORMAT,
-            BAYESIAN_MODEL_FORMAT_VERSION,
-            "a variational Bayesian mixture written by BayesianGaussianMixture::save",
-        )?;
-        let (k, d, cov) = (m.n_components, m.n_features, m.covariance_type);
-        let len = cov.param_len(k, d);
-        let p = &m.posterior.params;
-        let post = &m.posterior;
-        let pr = &m.priors;
-        let sticks = match pr.weight_concentration_prior_type {
-            WeightConcentrationPriorType::DirichletProcess => 2,
-            WeightConcentrationPriorType::DirichletDistribution => 1,
-        };
-        let dofs = if cov == CovarianceType::Tied { 1 } else { k };
-        let ok = k >= 1
-            && d >= 1
-            && p.weights.len() == k
-            && p.means.len() == k * d
-            && p.covariances.len() == len
-            && p.precisions_cholesky.len() == len
-            && post.weight_concentration.len() == sticks
-            && post.weight_concentration.iter().all(|v| v.len() == k)
-            && post.mean_precision.len() == k
-            && post.degrees_of_freedom.len() == dofs
-            && pr.mean_prior.len() == d
-            && pr.covariance_prior.len() == cov.param_len(1, d)
-            && p.weights
-                .iter()
-                .chain(&p.means)
-                .chain(&p.covariances)
-                .chain(&p.precisions_cholesky)
-                .chain(&pr.mean_prior)
-                .chain(&pr.covariance_prior)
-                .all(|v| v.is_finite())
-            && post
-                .weight_concentration
-                .iter()
-                .flatten()
-                .chain(&post.mean_precision)
-                .all(|v| v.is_finite() && *v > 0.0)
-            && post
-                .degrees_of_freedom
-                .iter()
-                .all(|v| v.is_finite() && *v > d as f64 - 1.0);
-        if !ok {
-            return Err(GmmError::ModelFormat(format!(
-                "array lengths or values do not match n_components={k}, n_features={d}, covariance_type={cov}, weight_concentration_prior_type={}",
-                pr.weight_concentration_prior_type
-            )));
-        }
+        let m: Self = from_envelope_json(text, BAYESIAN_MODEL_FORMAT, EXPECTED)?;
+        m.validate()?;
         Ok(m)
     }
 
-    /// Writes the model to `path` atomically (temporary file, then rename).
-    pub fn save(&self, path: &Path) -> Result<()> {
-        write_atomic(path, &self.to_json()?)
+    /// Shape of the covariance prior `Ψ₀`: full/tied `[D, D]`, diag `[D]`, spherical `[]`.
+    fn prior_shape(cov: CovarianceType, d: usize) -> Vec<usize> {
+        match cov {
+            CovarianceType::Full | CovarianceType::Tied => vec![d, d],
+            CovarianceType::Diag => vec![d],
+            CovarianceType::Spherical => vec![],
+        }
     }
 
-    /// Reads a model saved by [`save`](Self::save).
+    /// Writes the model to `path` as safetensors (scikit-learn's fitted arrays `weights`,
+    /// `means`, `covariances`, `precisions_cholesky`, `weight_concentration`,
+    /// `mean_precision`, `degrees_of_freedom`, `mean_prior`, `covariance_prior`,
+    /// `lower_bound`, `lower_bounds`; the scalar fields as the `config` metadata; see
+    /// [`crate::model_file`]), atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let (k, d, cov) = (self.n_components, self.n_features, self.covariance_type);
+        let post = &self.posterior;
+        let pr = &self.priors;
+        let wc: Vec<f64> = post.weight_concentration.concat();
+        ModelWriter::new(BAYESIAN_MODEL_FORMAT, self.precision)
+            .mixture(cov, &post.params, self.lower_bound, &self.lower_bounds)
+            .floats(
+                "weight_concentration",
+                vec![post.weight_concentration.len(), k],
+                &wc,
+            )
+            .floats("mean_precision", vec![k], &post.mean_precision)
+            .floats(
+                "degrees_of_freedom",
+                vec![post.degrees_of_freedom.len()],
+                &post.degrees_of_freedom,
+            )
+            .floats("mean_prior", vec![d], &pr.mean_prior)
+            .floats(
+                "covariance_prior",
+                Self::prior_shape(cov, d),
+                &pr.covariance_prior,
+            )
+            .save(
+                path,
+                &SavedConfig {
+                    covariance_type: cov,
+                    n_components: k,
+                    n_features: d,
+                    reg_covar: self.reg_covar,
+                    precision: self.precision,
+                    weight_concentration_prior_type: pr.weight_concentration_prior_type,
+                    weight_concentration_prior: pr.weight_concentration_prior,
+                    mean_precision_prior: pr.mean_precision_prior,
+                    degrees_of_freedom_prior: pr.degrees_of_freedom_prior,
+                    converged: self.converged,
+                    n_iter: self.n_iter,
+                },
+            )
+            .map_err(|e| at_path(path, e))
+    }
+
+    /// The model of a version-2 (safetensors) file: sizes checked before the arrays' shapes
+    /// are compared with them, then [`validate`](Self::validate).
+    fn from_binary(mut b: BinaryModel) -> Result<Self> {
+        let c: SavedConfig = b.config()?;
+        let (k, d, cov) = (c.n_components, c.n_features, c.covariance_type);
+        let (params, lower_bound, lower_bounds) = b.mixture(cov, k, d)?;
+        let sticks = c.weight_concentration_prior_type.n_sticks();
+        let dofs = if cov == CovarianceType::Tied { 1 } else { k };
+        let wc = b.floats("weight_concentration", &[sticks, k])?;
+        let posterior = VariationalParams {
+            params,
+            weight_concentration: wc.chunks(k).map(<[f64]>::to_vec).collect(),
+            mean_precision: b.floats("mean_precision", &[k])?,
+            degrees_of_freedom: b.floats("degrees_of_freedom", &[dofs])?,
+        };
+        let priors = BayesianPriors {
+            weight_concentration_prior_type: c.weight_concentration_prior_type,
+            weight_concentration_prior: c.weight_concentration_prior,
+            mean_precision_prior: c.mean_precision_prior,
+            mean_prior: b.floats("mean_prior", &[d])?,
+            degrees_of_freedom_prior: c.degrees_of_freedom_prior,
+            covariance_prior: b.floats("covariance_prior", &Self::prior_shape(cov, d))?,
+        };
+        b.finish()?;
+        let m = Self {
+            covariance_type: cov,
+            n_components: k,
+            n_features: d,
+            reg_covar: c.reg_covar,
+            precision: c.precision,
+            priors,
+            posterior,
+            converged: c.converged,
+            n_iter: c.n_iter,
+            lower_bound,
+            lower_bounds,
+        };
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// The model in a file, either version: its parsed content after the format checks.
+    pub fn from_content(content: ModelContent) -> Result<Self> {
+        content.check(BAYESIAN_MODEL_FORMAT, EXPECTED)?;
+        match content {
+            ModelContent::Json { text, .. } => Self::from_json(&text),
+            ModelContent::Binary(b) => Self::from_binary(b),
+        }
+    }
+
+    /// Reads a model saved by [`save`](Self::save), or a version-1 JSON file (told apart by
+    /// content), and validates it as strictly as a fit's result; errors name the file.
     pub fn load(path: &Path) -> Result<Self> {
-        Self::from_json(&read_text(path)?)
+        read_model(path)
+            .and_then(Self::from_content)
+            .map_err(|e| at_path(path, e))
     }
 }
 

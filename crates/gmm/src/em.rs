@@ -156,7 +156,7 @@ pub fn fit_warm(
         let next = layout.m_step(&stats, config.reg_covar, eps, WeightNorm::Mass)?;
         Ok(next.into_iter().zip(lower).collect())
     })?;
-    Ok(GaussianMixture {
+    let model = GaussianMixture {
         covariance_type: config.covariance_type,
         n_components: k,
         n_features: d,
@@ -167,5 +167,7 @@ pub fn fit_warm(
         n_iter: best.history.len(),
         lower_bound: best.history.last().copied().unwrap_or(f64::NEG_INFINITY),
         lower_bounds: best.history,
-    })
+    };
+    model.validate()?;
+    Ok(model)
 }

@@ -99,6 +99,17 @@ pub enum GmmError {
         /// The smallest budget, human-readable.
         smallest_human: String,
     },
+    /// A computed result (scores, probabilities, samples) is NaN or infinite: it is an error,
+    /// never an output.
+    #[error("the computed {what} has a non-finite value ({value}) at index {index}: the model or the data are outside what this precision can represent; check the model file and the data's scale, or use --dtype f64")]
+    NonFiniteResult {
+        /// What was computed.
+        what: String,
+        /// The first non-finite value's position (row-major).
+        index: usize,
+        /// The value.
+        value: f64,
+    },
     /// Reading or writing a model file failed.
     #[error("cannot access {path}: {source}")]
     Io {

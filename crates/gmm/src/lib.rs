@@ -22,6 +22,8 @@
 //! - [`bayesian`]: the variational Bayesian mixture ([`BayesianGaussianMixture`], Dirichlet
 //!   process / distribution weight priors); [`special`]: digamma, `ln Γ`, `ln B` on the host.
 //! - [`model`]: the fitted [`GaussianMixture`]; [`config`]: [`GaussianMixtureConfig`].
+//! - [`model_file`]: saved-model files for every model kind (safetensors, version-1 JSON);
+//!   [`validate`]: the checks of fitted parameters run after every fit and on every load.
 //! - [`select`]: choosing K by BIC, AIC or held-out (cross-validated) log-likelihood.
 //! - [`cluster_metrics`]: clustering accuracy (Hungarian), NMI and ARI.
 //! - [`backend`]: backends (`flex`, `ndarray`, `wgpu` features) and precisions.
@@ -51,11 +53,13 @@ pub mod kmeans;
 pub mod linalg;
 pub mod mahalanobis;
 pub mod model;
+pub mod model_file;
 pub mod params;
 pub mod scatter;
 pub mod select;
 pub mod special;
 pub mod stats;
+pub mod validate;
 
 pub use backend::{Backend, Precision};
 pub use bayesian::{
@@ -77,3 +81,4 @@ pub use params::Params;
 pub use scatter::ClassScatter;
 pub use select::{select_n_components, Candidate, Criterion, Folds, Selection};
 pub use stats::SufficientStats;
+pub use validate::ensure_finite;

@@ -7,7 +7,6 @@ use burn::tensor::{Device, Int, Tensor};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Precision;
@@ -20,12 +19,33 @@ use crate::estep::{log_prob, ChunkedData};
 use crate::form::{self, EstepForm, PassShape};
 use crate::host::{tensor_from_f64, to_f64};
 use crate::linalg;
+use crate::model_file::{
+    at_path, from_envelope_json, read_model, to_envelope_json, BinaryModel, ModelContent,
+    ModelWriter,
+};
 use crate::params::{Layout, Params};
+use crate::validate;
 
-/// Name and version written into saved models.
+/// Name written into saved models.
 pub const MODEL_FORMAT: &str = "mixburn-gmm";
-/// Current version of the saved-model format.
-pub const MODEL_FORMAT_VERSION: u32 = 1;
+/// Version of the files [`GaussianMixture::save`] writes (safetensors; version-1 JSON files
+/// still load).
+pub const MODEL_FORMAT_VERSION: u32 = crate::model_file::BINARY_VERSION;
+/// What a `mixburn-gmm` file is, for error messages.
+const EXPECTED: &str = "a Gaussian mixture written by `mixburn fit` or GaussianMixture::save";
+
+/// The scalar fields of a saved mixture (the `config` metadata of its safetensors file).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedConfig {
+    covariance_type: CovarianceType,
+    n_components: usize,
+    n_features: usize,
+    reg_covar: f64,
+    precision: Precision,
+    converged: bool,
+    n_iter: usize,
+}
 
 /// A fitted Gaussian mixture. Parameters are kept on the host in f64 (scikit-learn's shapes,
 /// row-major); scoring uploads them to the device of the data it scores.
@@ -52,53 +72,6 @@ pub struct GaussianMixture {
     pub lower_bound: f64,
     /// The lower bound at every iteration of the best restart.
     pub lower_bounds: Vec<f64>,
-}
-
-/// The versioned envelope every saved model is written in: `{format, version, model}`.
-#[derive(Serialize, Deserialize)]
-struct Envelope<M> {
-    format: String,
-    version: u32,
-    model: M,
-}
-
-/// `model` inside its envelope as pretty JSON (floats round-trip exactly).
-pub(crate) fn to_envelope_json<M: Serialize>(
-    format: &str,
-    version: u32,
-    model: &M,
-) -> Result<String> {
-    serde_json::to_string_pretty(&Envelope {
-        format: format.into(),
-        version,
-        model,
-    })
-    .map_err(|e| GmmError::ModelFormat(e.to_string()))
-}
-
-/// The model inside an envelope written by [`to_envelope_json`], after checking its format
-/// name and version; `expected` says in the parse error what the file should have been.
-pub(crate) fn from_envelope_json<M: DeserializeOwned>(
-    text: &str,
-    format: &str,
-    version: u32,
-    expected: &str,
-) -> Result<M> {
-    let saved: Envelope<M> = serde_json::from_str(text)
-        .map_err(|e| GmmError::ModelFormat(format!("{e}; expected {expected}")))?;
-    if saved.format != format {
-        return Err(GmmError::ModelFormat(format!(
-            "format is `{}`, expected `{format}`",
-            saved.format
-        )));
-    }
-    if saved.version != version {
-        return Err(GmmError::ModelFormat(format!(
-            "version {} is not supported (this build reads version {version})",
-            saved.version
-        )));
-    }
-    Ok(saved.model)
 }
 
 impl GaussianMixture {
@@ -195,6 +168,12 @@ impl GaussianMixture {
         self.scorer().predict(x)
     }
 
+    /// [`predict`](Self::predict) and [`score_samples`](Self::score_samples) in one pass
+    /// (a caller checks the log-likelihoods are finite before trusting the labels).
+    pub fn predict_with_score(&self, x: &Tensor<2>) -> Result<(Tensor<1, Int>, Tensor<1>)> {
+        self.scorer().predict_with_score(x)
+    }
+
     /// Bayesian information criterion `−2 log L + p ln N` on `x`.
     pub fn bic(&self, x: &Tensor<2>) -> Result<f64> {
         let n = x.dims()[0] as f64;
@@ -285,53 +264,99 @@ impl GaussianMixture {
         ))
     }
 
-    /// Serialises the model as versioned JSON (floats round-trip exactly).
-    pub fn to_json(&self) -> Result<String> {
-        to_envelope_json(MODEL_FORMAT, MODEL_FORMAT_VERSION, self)
-    }
-
-    /// Parses a model written by [`to_json`](Self::to_json), checking format, version and the
-    /// consistency of every array's length.
-    pub fn from_json(text: &str) -> Result<Self> {
-        let m: Self = from_envelope_json(
-            text,
-            MODEL_FORMAT,
-            MODEL_FORMAT_VERSION,
-            "a model written by `mixburn fit`",
-        )?;
-        let (k, d) = (m.n_components, m.n_features);
-        let len = m.covariance_type.param_len(k, d);
-        let p = &m.params;
-        let ok = k >= 1
-            && d >= 1
-            && p.weights.len() == k
-            && p.means.len() == k * d
-            && p.covariances.len() == len
-            && p.precisions_cholesky.len() == len
-            && p.weights
-                .iter()
-                .chain(&p.means)
-                .chain(&p.covariances)
-                .chain(&p.precisions_cholesky)
-                .all(|v| v.is_finite());
-        if !ok {
+    /// Checks the parameters as strictly as a fit's result ([`validate::check_mixture`]:
+    /// sizes, weights, means, covariances and precision factors), plus `reg_covar ≥ 0` and
+    /// finite lower bounds. Run at the end of every fit and on every load.
+    pub fn validate(&self) -> Result<()> {
+        let (k, d) = (self.n_components, self.n_features);
+        validate::check_mixture(self.covariance_type, k, d, &self.params, self.precision)?;
+        if !(self.reg_covar >= 0.0 && self.reg_covar.is_finite()) {
             return Err(GmmError::ModelFormat(format!(
-                "array lengths or values do not match n_components={k}, n_features={d}, covariance_type={}",
-                m.covariance_type
+                "reg_covar is {}, expected a finite value >= 0",
+                self.reg_covar
             )));
         }
+        validate::check_finite_values("lower_bounds", &self.lower_bounds)?;
+        if self.lower_bound.is_nan() {
+            return Err(GmmError::ModelFormat("lower_bound is NaN".into()));
+        }
+        Ok(())
+    }
+
+    /// Serialises the model as version-1 JSON (floats round-trip exactly). [`save`](Self::save)
+    /// writes the binary format; this stays for tools that want text.
+    pub fn to_json(&self) -> Result<String> {
+        to_envelope_json(MODEL_FORMAT, self)
+    }
+
+    /// Parses a version-1 JSON model, checking format, version and every parameter
+    /// ([`validate`](Self::validate)).
+    pub fn from_json(text: &str) -> Result<Self> {
+        let m: Self = from_envelope_json(text, MODEL_FORMAT, EXPECTED)?;
+        m.validate()?;
         Ok(m)
     }
 
-    /// Writes the model to `path` atomically (temporary file in the same directory, then
-    /// rename), so a failure never leaves a half-written model.
+    /// Writes the model to `path` as safetensors (arrays `weights`, `means`, `covariances`,
+    /// `precisions_cholesky` in scikit-learn's shapes, `lower_bound`, `lower_bounds`; the
+    /// scalar fields as the `config` metadata; see [`crate::model_file`]), atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        write_atomic(path, &self.to_json()?)
+        let (k, d, cov) = (self.n_components, self.n_features, self.covariance_type);
+        ModelWriter::new(MODEL_FORMAT, self.precision)
+            .mixture(cov, &self.params, self.lower_bound, &self.lower_bounds)
+            .save(
+                path,
+                &SavedConfig {
+                    covariance_type: cov,
+                    n_components: k,
+                    n_features: d,
+                    reg_covar: self.reg_covar,
+                    precision: self.precision,
+                    converged: self.converged,
+                    n_iter: self.n_iter,
+                },
+            )
+            .map_err(|e| at_path(path, e))
     }
 
-    /// Reads a model saved by [`save`](Self::save).
+    /// The model of a version-2 (safetensors) file: sizes checked before the arrays' shapes
+    /// are compared with them, then [`validate`](Self::validate).
+    fn from_binary(mut b: BinaryModel) -> Result<Self> {
+        let c: SavedConfig = b.config()?;
+        let (k, d, cov) = (c.n_components, c.n_features, c.covariance_type);
+        let (params, lower_bound, lower_bounds) = b.mixture(cov, k, d)?;
+        b.finish()?;
+        let m = Self {
+            covariance_type: cov,
+            n_components: k,
+            n_features: d,
+            reg_covar: c.reg_covar,
+            precision: c.precision,
+            params,
+            converged: c.converged,
+            n_iter: c.n_iter,
+            lower_bound,
+            lower_bounds,
+        };
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// The model in a file, either version: its parsed content after the format checks.
+    pub fn from_content(content: ModelContent) -> Result<Self> {
+        content.check(MODEL_FORMAT, EXPECTED)?;
+        match content {
+            ModelContent::Json { text, .. } => Self::from_json(&text),
+            ModelContent::Binary(b) => Self::from_binary(b),
+        }
+    }
+
+    /// Reads a model saved by [`save`](Self::save), or a version-1 JSON file (told apart by
+    /// content), and validates it as strictly as a fit's result; errors name the file.
     pub fn load(path: &Path) -> Result<Self> {
-        Self::from_json(&read_text(path)?)
+        read_model(path)
+            .and_then(Self::from_content)
+            .map_err(|e| at_path(path, e))
     }
 }
 
@@ -430,6 +455,20 @@ impl Scorer<'_> {
         Ok(Tensor::cat(parts, 0))
     }
 
+    /// `argmax_k ℓ_nk` and `log Σ_k exp ℓ_nk` per row, shapes `[N]`, in one pass.
+    pub fn predict_with_score(&self, x: &Tensor<2>) -> Result<(Tensor<1, Int>, Tensor<1>)> {
+        let k = self.params.weights.len();
+        let parts = self.scan(x, |w, lse| {
+            let n = w.dims()[0];
+            (
+                w.reshape([n, k]).argmax(1).flatten::<1>(0, 1),
+                lse.flatten::<1>(0, 2),
+            )
+        })?;
+        let (labels, ll): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+        Ok((Tensor::cat(labels, 0), Tensor::cat(ll, 0)))
+    }
+
     /// `argmax_k ℓ_nk`, shape `[N]`.
     pub fn predict(&self, x: &Tensor<2>) -> Result<Tensor<1, Int>> {
         let k = self.params.weights.len();
@@ -439,36 +478,6 @@ impl Scorer<'_> {
         })?;
         Ok(Tensor::cat(parts, 0))
     }
-}
-
-/// Writes `text` to `path` through the project's one atomic writer
-/// ([`mixburn_data::write_atomic`]: an exclusive temporary beside the destination, links
-/// followed to their target, devices and pipes written in place), so a failure never leaves a
-/// half-written file and no planted link at a temporary name is ever followed.
-pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    mixburn_data::write_atomic(path, |w| w.write_all(text.as_bytes())).map_err(|e| match e {
-        mixburn_data::DataError::Io { source, .. } => GmmError::Io {
-            path: path.display().to_string(),
-            source,
-        },
-        other => GmmError::ModelFormat(other.to_string()),
-    })
-}
-
-/// Reads the text of a model file: a regular file only, its size known before it is read
-/// (an I/O failure is [`GmmError::Io`] naming the file).
-pub fn read_text(path: &Path) -> Result<String> {
-    mixburn_data::read_input_text(path).map_err(|e| match e {
-        mixburn_data::DataError::Io { source, .. } => GmmError::Io {
-            path: path.display().to_string(),
-            source,
-        },
-        mixburn_data::DataError::NotFound { .. } => GmmError::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        },
-        other => GmmError::ModelFormat(other.to_string()),
-    })
 }
 
 /// Most values (`n_samples × n_features`) one call of `sample` draws: 2^28, 2 GiB in f64.

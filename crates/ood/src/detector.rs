@@ -18,6 +18,8 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
 use mixburn_gmm::host::{tensor_from_f64, to_f64};
+use mixburn_gmm::model_file::{self, ModelContent, ModelWriter};
+use mixburn_gmm::validate::{check_finite_values, checked_size};
 use mixburn_gmm::{linalg, ClassScatter, GmmError, Precision, SharedPrecision};
 use serde::{Deserialize, Serialize};
 
@@ -202,15 +204,167 @@ pub struct DetectorParams {
     pub ridge: f64,
 }
 
-const FORMAT: &str = "mixburn-ood-mahalanobis";
-const VERSION: u32 = 1;
+impl DetectorParams {
+    /// Checks the parameters as strictly as a fit's result: sizes within limits (checked
+    /// before any arithmetic uses them) and consistent with `n_features`, the class count and
+    /// the ranks; class counts whole numbers ≥ 2; means, origin and factors finite, no factor
+    /// column zero, no squared norm overflowing; the origin the count-weighted mean of the
+    /// class means; the background factor present exactly for the relative score; the ridge
+    /// finite and ≥ 0. Run by every fit and every load ([`MahalanobisDetector::from_params`]).
+    pub fn validate(&self) -> OodResult<()> {
+        let bad = |reason: String| OodError::Config {
+            what: "detector parameters",
+            reason,
+        };
+        let gmm = |e: GmmError| match e {
+            GmmError::ModelFormat(r) => bad(r),
+            other => OodError::Gmm(other),
+        };
+        let (d, r, c) = (self.n_features, self.rank, self.counts.len());
+        if d == 0 || c == 0 {
+            return Err(bad(format!(
+                "n_features = {d} and {c} classes; both must be at least 1"
+            )));
+        }
+        if r == 0 || r > d {
+            return Err(bad(format!("rank {r} is outside 1..={d} (n_features)")));
+        }
+        let cd = checked_size("classes × n_features", &[c, d]).map_err(gmm)?;
+        let dr = checked_size("n_features × rank", &[d, r]).map_err(gmm)?;
+        let len = |what: &str, v: &[f64], want: usize| {
+            if v.len() == want {
+                Ok(())
+            } else {
+                Err(bad(format!(
+                    "{what} has {} values, expected {want}",
+                    v.len()
+                )))
+            }
+        };
+        len("means", &self.means, cd)?;
+        len("origin", &self.origin, d)?;
+        len("factor", &self.factor, dr)?;
+        if let Some(i) = self
+            .counts
+            .iter()
+            .position(|&m| !(m.is_finite() && m >= 2.0 && m.fract() == 0.0 && m < 2f64.powi(53)))
+        {
+            return Err(bad(format!(
+                "class {i} has the count {}; counts are whole numbers >= 2",
+                self.counts[i]
+            )));
+        }
+        check_finite_values("means", &self.means).map_err(gmm)?;
+        check_finite_values("origin", &self.origin).map_err(gmm)?;
+        if !(self.ridge >= 0.0 && self.ridge.is_finite()) {
+            return Err(bad(format!(
+                "ridge is {}, expected finite and >= 0",
+                self.ridge
+            )));
+        }
+        let factor_ok = |what: &str, f: &[f64], r: usize| -> OodResult<()> {
+            check_finite_values(what, f).map_err(gmm)?;
+            let mut col = vec![0.0f64; r];
+            for row in f.chunks(r) {
+                for (s, v) in col.iter_mut().zip(row) {
+                    *s += v * v;
+                }
+            }
+            if let Some(j) = col.iter().position(|s| !s.is_finite()) {
+                return Err(bad(format!(
+                    "{what} column {j} is too large: its squared norm overflows"
+                )));
+            }
+            if let Some(j) = col.iter().position(|&s| s <= 0.0) {
+                return Err(bad(format!("{what} column {j} is zero")));
+            }
+            Ok(())
+        };
+        factor_ok("factor", &self.factor, r)?;
+        match (&self.background, self.method) {
+            (Some((f0, r0)), Method::Relative) => {
+                if *r0 == 0 || *r0 > d {
+                    return Err(bad(format!("background rank {r0} is outside 1..={d}")));
+                }
+                len("background factor", f0, d * r0)?;
+                factor_ok("background factor", f0, *r0)?;
+            }
+            (None, Method::Relative) => {
+                return Err(bad(
+                    "a relative detector needs its background Gaussian".into()
+                ))
+            }
+            (Some(_), m) => return Err(bad(format!("a {m} detector has no background Gaussian"))),
+            (None, _) => {}
+        }
+        if let Some(i) = self.means.iter().position(|v| (v * v).is_infinite()) {
+            return Err(bad(format!(
+                "mean value {i} is too large ({})",
+                self.means[i]
+            )));
+        }
+        // μ₀ = Σ_c n_c μ_c / N, to the rounding of an f32 fit (parameters do not record the
+        // precision they were computed in; a detector may be loaded in another).
+        let n: f64 = self.counts.iter().sum();
+        let scale = self.means.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        let tol = 16.0 * (c as f64 + 1.0) * f32::EPSILON as f64 * scale + f64::MIN_POSITIVE;
+        for j in 0..d {
+            let want: f64 = (0..c)
+                .map(|k| self.counts[k] / n * self.means[k * d + j])
+                .sum();
+            let dev = (self.origin[j] - want).abs();
+            if dev.is_nan() || dev > tol {
+                return Err(bad(format!(
+                    "origin value {j} ({}) is not the count-weighted mean of the class means ({want})",
+                    self.origin[j]
+                )));
+            }
+        }
+        Ok(())
+    }
+}
 
+/// Name written into saved detectors.
+const FORMAT: &str = "mixburn-ood-mahalanobis";
+/// What a detector file is, for error messages.
+const EXPECTED: &str = "a detector written by `mixburn ood fit` or MahalanobisDetector::save";
+
+/// A version-1 JSON detector file (still read; [`MahalanobisDetector::to_json`] writes it).
 #[derive(Serialize, Deserialize)]
 struct DetectorFile {
     format: String,
     version: u32,
     precision: Precision,
     detector: DetectorParams,
+}
+
+/// The scalar fields of a saved detector (the `config` metadata of its safetensors file).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedConfig {
+    method: Method,
+    n_features: usize,
+    n_classes: usize,
+    rank: usize,
+    background_rank: Option<usize>,
+    ridge: f64,
+    precision: Precision,
+}
+
+/// A model-file error about the detector file `path`.
+fn file_error(path: &Path, e: GmmError) -> OodError {
+    match e {
+        GmmError::ModelFormat(reason) => OodError::Format {
+            path: path.to_path_buf(),
+            reason,
+        },
+        GmmError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            OodError::Data(mixburn_data::DataError::NotFound {
+                path: path.to_path_buf(),
+            })
+        }
+        other => OodError::Gmm(other),
+    }
 }
 
 /// A fitted class-conditional Gaussian detector (module docs).
@@ -315,20 +469,9 @@ impl MahalanobisDetector {
         chunk_size: usize,
         device: &Device,
     ) -> OodResult<Self> {
+        params.validate()?;
         let (d, r) = (params.n_features, params.rank);
         let c = params.counts.len();
-        if params.means.len() != c * d
-            || params.origin.len() != d
-            || params.factor.len() != d * r
-            || d == 0
-            || c == 0
-            || r == 0
-        {
-            return Err(OodError::Config {
-                what: "detector parameters",
-                reason: "array lengths do not match n_features, rank and the class count".into(),
-            });
-        }
         let dtype = precision.dtype();
         let up = |v: &[f64], shape: [usize; 2]| tensor_from_f64(v.to_vec(), shape, device, dtype);
         let origin = up(&params.origin, [1, d]);
@@ -337,28 +480,10 @@ impl MahalanobisDetector {
             up(&params.factor, [d, r]),
             up(&params.means, [c, d]),
         );
-        let background = match &params.background {
-            Some((f0, r0)) => {
-                if f0.len() != d * r0 || *r0 == 0 {
-                    return Err(OodError::Config {
-                        what: "detector parameters",
-                        reason: "background factor length does not match its rank".into(),
-                    });
-                }
-                Some(SharedPrecision::new(
-                    origin.clone(),
-                    up(f0, [d, *r0]),
-                    origin.clone(),
-                ))
-            }
-            None if params.method == Method::Relative => {
-                return Err(OodError::Config {
-                    what: "detector parameters",
-                    reason: "a relative detector needs its background Gaussian".into(),
-                })
-            }
-            None => None,
-        };
+        let background = params
+            .background
+            .as_ref()
+            .map(|(f0, r0)| SharedPrecision::new(origin.clone(), up(f0, [d, *r0]), origin.clone()));
         let head = MahalanobisHead::from_operands(
             &class,
             background.as_ref(),
@@ -475,11 +600,12 @@ impl MahalanobisDetector {
         Ok(self.sq_distances(z)?.argmin(1).reshape([n]))
     }
 
-    /// The detector as JSON (`format`, `version`, `precision`, parameters).
+    /// The detector as version-1 JSON (`format`, `version`, `precision`, parameters);
+    /// [`save`](Self::save) writes the binary format.
     pub fn to_json(&self) -> OodResult<String> {
         serde_json::to_string(&DetectorFile {
             format: FORMAT.into(),
-            version: VERSION,
+            version: model_file::JSON_VERSION,
             precision: self.precision,
             detector: self.params.clone(),
         })
@@ -489,15 +615,36 @@ impl MahalanobisDetector {
         })
     }
 
-    /// Writes the detector to `path` atomically (temporary file, then rename).
+    /// Writes the detector to `path` as safetensors, atomically: arrays `counts` (I64, `[C]`),
+    /// `means` (`[C, D]`), `origin` (`[D]`), `factor` (`[D, r]`) and, for the relative score,
+    /// `background_factor` (`[D, r₀]`), in f32 for an f32 detector; the scalar fields as the
+    /// `config` metadata (see [`mixburn_gmm::model_file`]).
     pub fn save(&self, path: &Path) -> OodResult<()> {
-        let text = self.to_json()?;
-        mixburn_data::write_atomic(path, |w| w.write_all(text.as_bytes()))?;
-        Ok(())
+        let p = &self.params;
+        let (d, c, r) = (p.n_features, p.counts.len(), p.rank);
+        let counts = p.counts.iter().map(|&m| m as i64).collect();
+        let mut w = ModelWriter::new(FORMAT, self.precision)
+            .ints("counts", vec![c], counts)
+            .floats("means", vec![c, d], &p.means)
+            .floats("origin", vec![d], &p.origin)
+            .floats("factor", vec![d, r], &p.factor);
+        if let Some((f0, r0)) = &p.background {
+            w = w.floats("background_factor", vec![d, *r0], f0);
+        }
+        let config = SavedConfig {
+            method: p.method,
+            n_features: d,
+            n_classes: c,
+            rank: r,
+            background_rank: p.background.as_ref().map(|(_, r0)| *r0),
+            ridge: p.ridge,
+            precision: self.precision,
+        };
+        w.save(path, &config).map_err(|e| file_error(path, e))
     }
 
-    /// Reads a detector written by [`save`](Self::save) onto `device` (in the saved precision,
-    /// or `precision` when given).
+    /// Reads a detector written by [`save`](Self::save) (or a version-1 JSON file) onto
+    /// `device` (in the saved precision, or `precision` when given).
     pub fn load(path: &Path, device: &Device, precision: Option<Precision>) -> OodResult<Self> {
         let (params, saved) = Self::read(path)?;
         Self::from_params(
@@ -512,39 +659,63 @@ impl MahalanobisDetector {
         })
     }
 
-    /// Reads and checks a detector file: its parameters and the precision it was fitted in.
+    /// Reads and checks a detector file (either version, told apart by content) as strictly
+    /// as a fit's result ([`DetectorParams::validate`]): its parameters and the precision it
+    /// was fitted in.
     pub fn read(path: &Path) -> OodResult<(DetectorParams, Precision)> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| mixburn_data::DataError::io(path, source))?;
-        let bad = |reason: String| OodError::Format {
-            path: path.to_path_buf(),
-            reason,
+        let content = model_file::read_model(path)
+            .and_then(|c| c.check(FORMAT, EXPECTED).map(|()| c))
+            .map_err(|e| file_error(path, e))?;
+        let (params, precision) = match content {
+            ModelContent::Json { text, .. } => {
+                let file: DetectorFile = serde_json::from_str(&text)
+                    .map_err(|e| file_error(path, GmmError::ModelFormat(e.to_string())))?;
+                (file.detector, file.precision)
+            }
+            ModelContent::Binary(b) => Self::from_binary(b).map_err(|e| file_error(path, e))?,
         };
-        let file: DetectorFile = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        if file.format != FORMAT {
-            return Err(bad(format!(
-                "format is `{}`, expected `{FORMAT}`",
-                file.format
-            )));
-        }
-        if file.version != VERSION {
-            return Err(bad(format!(
-                "version {} is not supported (expected {VERSION})",
-                file.version
-            )));
-        }
-        let p = &file.detector;
-        let background = p.background.iter().flat_map(|(f, _)| f.iter());
-        let all_finite = p
-            .means
-            .iter()
-            .chain(&p.factor)
-            .chain(&p.origin)
-            .chain(background)
-            .all(|v| v.is_finite());
-        if !all_finite {
-            return Err(bad("non-finite parameters".into()));
-        }
-        Ok((file.detector, file.precision))
+        params.validate().map_err(|e| OodError::Format {
+            path: path.to_path_buf(),
+            reason: match e {
+                OodError::Config { reason, .. } => reason,
+                other => other.to_string(),
+            },
+        })?;
+        Ok((params, precision))
+    }
+
+    /// The parameters of a version-2 file, sizes checked before any array is compared with
+    /// them.
+    fn from_binary(
+        mut b: model_file::BinaryModel,
+    ) -> mixburn_gmm::Result<(DetectorParams, Precision)> {
+        let c: SavedConfig = b.config()?;
+        let (d, k, r) = (c.n_features, c.n_classes, c.rank);
+        checked_size("classes × n_features", &[k, d])?;
+        checked_size("n_features × rank", &[d, r])?;
+        let counts = b.ints("counts", &[k])?;
+        let means = b.floats("means", &[k, d])?;
+        let origin = b.floats("origin", &[d])?;
+        let factor = b.floats("factor", &[d, r])?;
+        let background = match c.background_rank {
+            Some(r0) => {
+                checked_size("n_features × background rank", &[d, r0])?;
+                Some((b.floats("background_factor", &[d, r0])?, r0))
+            }
+            None => None,
+        };
+        b.finish()?;
+        let params = DetectorParams {
+            method: c.method,
+            n_features: d,
+            counts: counts.into_iter().map(|m| m as f64).collect(),
+            means,
+            origin,
+            factor,
+            rank: r,
+            background,
+            ridge: c.ridge,
+        };
+        Ok((params, c.precision))
     }
 }
