@@ -20,6 +20,8 @@
 //! - [`bayesian`]: the variational Bayesian mixture ([`BayesianGaussianMixture`], Dirichlet
 //!   process / distribution weight priors); [`special`]: digamma, `ln Γ`, `ln B` on the host.
 //! - [`model`]: the fitted [`GaussianMixture`]; [`config`]: [`GaussianMixtureConfig`].
+//! - [`fitted`]: the [`Mixture`] trait both fitted estimators implement, and
+//!   [`FittedMixture`], a model file of either.
 //! - [`select`]: choosing K by BIC, AIC or held-out (cross-validated) log-likelihood.
 //! - [`cluster_metrics`]: clustering accuracy (Hungarian), NMI and ARI.
 //! - [`backend`]: backends (`flex`, `ndarray`, `wgpu` features) and precisions.
@@ -41,6 +43,7 @@ pub mod covariance;
 pub mod em;
 pub mod error;
 pub mod estep;
+pub mod fitted;
 pub mod host;
 pub mod init;
 pub mod kmeans;
@@ -64,6 +67,7 @@ pub use config::{GaussianMixtureConfig, InitMethod};
 pub use covariance::CovarianceType;
 pub use em::{fit, fit_warm};
 pub use error::{GmmError, Result};
+pub use fitted::{FittedMixture, Mixture};
 pub use kmeans::{kmeans, KMeansConfig, KMeansResult};
 pub use mahalanobis::SharedPrecision;
 pub use model::GaussianMixture;
