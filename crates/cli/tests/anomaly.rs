@@ -8,6 +8,22 @@ use mixburn_data::{ElemType, Matrix};
 mod common;
 use common::{fails_cleanly, faithful, json, mixburn, p};
 
+/// `mixburn anomaly score --detector det --input input --output output` and `extra`.
+fn score(det: &Path, input: &Path, output: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "anomaly",
+        "score",
+        "--detector",
+        p(det),
+        "--input",
+        p(input),
+        "--output",
+        p(output),
+    ];
+    args.extend_from_slice(extra);
+    mixburn(&args)
+}
+
 /// Old Faithful split: the first 200 rows to train on, the other 72 as normal test rows, and
 /// 20 points far from both clusters as anomalies; written as .npy in `dir`.
 fn data(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
@@ -81,22 +97,19 @@ fn fit_score_and_ood_eval_round_trip_with_the_documented_fields() {
         dir.path().join("closest.npy"),
         dir.path().join("share.npy"),
     );
-    let s = json(&mixburn(&[
-        "anomaly",
-        "score",
-        "--detector",
-        p(&det),
-        "--input",
-        p(&normal),
-        "--output",
-        p(&id),
-        "--flags",
-        p(&flags),
-        "--closest",
-        p(&closest),
-        "--closest-share",
-        p(&share),
-    ]));
+    let s = json(&score(
+        &det,
+        &normal,
+        &id,
+        &[
+            "--flags",
+            p(&flags),
+            "--closest",
+            p(&closest),
+            "--closest-share",
+            p(&share),
+        ],
+    ));
     assert_eq!(s["n_samples"], 72);
     let scores = mixburn_data::read_vector(&id).unwrap();
     assert_eq!(scores.len(), 72);
@@ -113,16 +126,7 @@ fn fit_score_and_ood_eval_round_trip_with_the_documented_fields() {
         assert!((0.5..=1.0).contains(&r), "responsibility {r}");
         assert!((cs - (scores[i] - r.ln())).abs() < 1e-9);
     }
-    let a = json(&mixburn(&[
-        "anomaly",
-        "score",
-        "--detector",
-        p(&det),
-        "--input",
-        p(&anomalies),
-        "--output",
-        p(&ood),
-    ]));
+    let a = json(&score(&det, &anomalies, &ood, &[]));
     assert_eq!(a["n_flagged"], 20, "every far point is flagged: {a}");
     let eval = json(&mixburn(&[
         "ood",
@@ -151,16 +155,7 @@ fn fit_score_and_ood_eval_round_trip_with_the_documented_fields() {
         p(&bdet),
     ]));
     assert_eq!(b["estimator"], "bayesian");
-    json(&mixburn(&[
-        "anomaly",
-        "score",
-        "--detector",
-        p(&bdet),
-        "--input",
-        p(&anomalies),
-        "--output",
-        p(&ood),
-    ]));
+    json(&score(&bdet, &anomalies, &ood, &[]));
 }
 
 #[test]
@@ -206,19 +201,7 @@ fn bad_input_fails_with_one_line_and_leaves_outputs_untouched() {
         p(&model),
     ]));
     let scores = dir.path().join("scores.npy");
-    fails_cleanly(
-        &mixburn(&[
-            "anomaly",
-            "score",
-            "--detector",
-            p(&model),
-            "--input",
-            p(&normal),
-            "--output",
-            p(&scores),
-        ]),
-        "mixture model file",
-    );
+    fails_cleanly(&score(&model, &normal, &scores, &[]), "mixture model file");
     // Data of another width.
     let wide = dir.path().join("wide.npy");
     mixburn_data::write_matrix_npy(
@@ -226,53 +209,21 @@ fn bad_input_fails_with_one_line_and_leaves_outputs_untouched() {
         &Matrix::new(2, 3, vec![0.0; 6], ElemType::F64).unwrap(),
     )
     .unwrap();
-    fails_cleanly(
-        &mixburn(&[
-            "anomaly",
-            "score",
-            "--detector",
-            p(&det),
-            "--input",
-            p(&wide),
-            "--output",
-            p(&scores),
-        ]),
-        "fitted on 2 features",
-    );
+    fails_cleanly(&score(&det, &wide, &scores, &[]), "fitted on 2 features");
     // A NaN row is refused by number unless asked to score it +inf.
     let nan = dir.path().join("nan.npy");
     let mut v = vec![3.0, 70.0, 2.0, 55.0, 4.0, 80.0];
     v[3] = f64::NAN;
     mixburn_data::write_matrix_npy(&nan, &Matrix::new(3, 2, v, ElemType::F64).unwrap()).unwrap();
-    fails_cleanly(
-        &mixburn(&[
-            "anomaly",
-            "score",
-            "--detector",
-            p(&det),
-            "--input",
-            p(&nan),
-            "--output",
-            p(&scores),
-        ]),
-        "row 1",
-    );
+    fails_cleanly(&score(&det, &nan, &scores, &[]), "row 1");
     assert!(!scores.exists());
     let flags = dir.path().join("flags.npy");
-    json(&mixburn(&[
-        "anomaly",
-        "score",
-        "--detector",
-        p(&det),
-        "--input",
-        p(&nan),
-        "--output",
-        p(&scores),
-        "--flags",
-        p(&flags),
-        "--nan-policy",
-        "inf",
-    ]));
+    json(&score(
+        &det,
+        &nan,
+        &scores,
+        &["--flags", p(&flags), "--nan-policy", "inf"],
+    ));
     let s = mixburn_data::read_vector(&scores).unwrap();
     assert!(s[0].is_finite() && s[1] == f64::INFINITY && s[2].is_finite());
     assert_eq!(mixburn_data::read_labels(&flags).unwrap()[1], 1);
@@ -281,47 +232,13 @@ fn bad_input_fails_with_one_line_and_leaves_outputs_untouched() {
     let before = std::fs::read(&scores).unwrap();
     let missing = dir.path().join("no/such/dir/flags.npy");
     fails_cleanly(
-        &mixburn(&[
-            "anomaly",
-            "score",
-            "--detector",
-            p(&det),
-            "--input",
-            p(&normal),
-            "--output",
-            p(&scores),
-            "--flags",
-            p(&missing),
-        ]),
+        &score(&det, &normal, &scores, &["--flags", p(&missing)]),
         "does not exist",
     );
     assert_eq!(std::fs::read(&scores).unwrap(), before);
+    fails_cleanly(&score(&det, &normal, &normal, &[]), "is one of the inputs");
     fails_cleanly(
-        &mixburn(&[
-            "anomaly",
-            "score",
-            "--detector",
-            p(&det),
-            "--input",
-            p(&normal),
-            "--output",
-            p(&normal),
-        ]),
-        "is one of the inputs",
-    );
-    fails_cleanly(
-        &mixburn(&[
-            "anomaly",
-            "score",
-            "--detector",
-            p(&det),
-            "--input",
-            p(&normal),
-            "--output",
-            p(&scores),
-            "--flags",
-            p(&scores),
-        ]),
+        &score(&det, &normal, &scores, &["--flags", p(&scores)]),
         "another output",
     );
     fails_cleanly(
