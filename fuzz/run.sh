@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-120}"
-for target in npy csv idx; do
+for target in npy csv idx safetensors; do
   mkdir -p "corpus/$target"
   cargo +nightly fuzz run -O "$target" "corpus/$target" -- -max_total_time="$secs" -max_len=4096 -rss_limit_mb=2048
 done

@@ -185,3 +185,124 @@ fn a_sample_grid_larger_than_its_bound_is_refused_before_drawing() {
     }
     assert!(!out.exists());
 }
+
+/// A small xorshift generator: the mutations are reproducible without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// `rounds` mutants of `valid` (bytes flipped or set, cut short, a run duplicated, a digit
+/// or an interesting byte planted), each written to `path` and handed to `check`, which must
+/// return without panicking.
+fn fuzz_file(valid: &[u8], path: &Path, rounds: usize, seed: u64, mut check: impl FnMut(&Path)) {
+    let mut rng = Rng(seed | 1);
+    for _ in 0..rounds {
+        let mut b = valid.to_vec();
+        for _ in 0..1 + rng.below(4) {
+            let i = rng.below(b.len());
+            match rng.below(6) {
+                0 => b[i] ^= 1 << rng.below(8),
+                1 => b[i] = [0u8, 0xff, b'9', b'-', b'e', b'{', b'"', 0x7f][rng.below(8)],
+                2 => b.truncate(i),
+                3 => {
+                    let end = (i + 1 + rng.below(64)).min(b.len());
+                    let run = b[i..end].to_vec();
+                    b.splice(i..i, run);
+                }
+                4 => b.insert(i, b"0123456789"[rng.below(10)]),
+                _ => {
+                    if b.len() > 8 {
+                        // The safetensors header length.
+                        let len = rng.next() % (b.len() as u64 * 2);
+                        b[..8].copy_from_slice(&len.to_le_bytes());
+                    }
+                }
+            }
+            if b.is_empty() {
+                break;
+            }
+        }
+        fs::write(path, &b).unwrap();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(path)));
+        assert!(caught.is_ok(), "a mutant of {} panicked", path.display());
+    }
+}
+
+#[test]
+fn mutated_model_detector_and_run_files_are_refused_or_valid_never_a_panic() {
+    use mixburn_gmm::{fit, GaussianMixture, GaussianMixtureConfig};
+    use mixburn_ood::{DetectorConfig, MahalanobisDetector};
+    let device = Backend::Flex.device_for(Precision::F64).unwrap();
+    let n = 60;
+    let values: Vec<f64> = (0..n * 3)
+        .map(|i| ((i * 7919 % 101) as f64) / 10.0 + if i % 2 == 0 { 5.0 } else { 0.0 })
+        .collect();
+    let x = tensor_from_f64(values, [n, 3], &device, Precision::F64.dtype());
+    let dir = tempfile::tempdir().unwrap();
+
+    // Mixture model files: whatever loads scores to finite values (or refuses to score).
+    let model = fit(&GaussianMixtureConfig::new(2).with_seed(0), &x).unwrap();
+    let good = dir.path().join("good.model");
+    model.save(&good).unwrap();
+    let valid = fs::read(&good).unwrap();
+    fuzz_file(&valid, &dir.path().join("m"), 400, 1, |p| {
+        if let Ok(m) = GaussianMixture::load(p) {
+            if let Ok(ll) = m.score_samples(&x) {
+                let ll = mixburn_gmm::host::to_f64(ll).unwrap();
+                assert!(ll.iter().all(|v| v.is_finite()), "a loaded mutant scored non-finite");
+            }
+        }
+    });
+    // The version-1 JSON encoding of the same model.
+    let json = model.to_json().unwrap().into_bytes();
+    fuzz_file(&json, &dir.path().join("j"), 300, 2, |p| {
+        let _ = GaussianMixture::load(p);
+    });
+
+    // OOD detector files.
+    let labels: Vec<i64> = (0..n as i64).map(|i| i % 2).collect();
+    let det = MahalanobisDetector::fit(&DetectorConfig::new(), &x, &labels).unwrap();
+    let good = dir.path().join("good.det");
+    det.save(&good).unwrap();
+    let valid = fs::read(&good).unwrap();
+    fuzz_file(&valid, &dir.path().join("d"), 400, 3, |p| {
+        if let Ok(d) = MahalanobisDetector::load(p, &device, None) {
+            if let Ok(s) = d.score(&x) {
+                let s = mixburn_gmm::host::to_f64(s).unwrap();
+                assert!(s.iter().all(|v| v.is_finite()), "a loaded mutant scored non-finite");
+            }
+        }
+    });
+
+    // Anomaly detector files.
+    let rule = mixburn_anomaly::ThresholdRule::Contamination { contamination: 0.1 };
+    let a = mixburn_anomaly::AnomalyDetector::with_rule(model.clone(), &x, rule).unwrap();
+    let good = dir.path().join("good.anomaly");
+    a.save(&good).unwrap();
+    let valid = fs::read(&good).unwrap();
+    fuzz_file(&valid, &dir.path().join("a"), 300, 4, |p| {
+        let _ = mixburn_anomaly::AnomalyDetector::load(p);
+    });
+
+    // VaDE run states.
+    let run = dir.path().join("run");
+    train(&tiny(), &images(), &run, &quiet(false)).expect("run");
+    let valid = fs::read(run.join(STATE_FILE)).unwrap();
+    let state_path = run.join(STATE_FILE);
+    fuzz_file(&valid, &state_path, 300, 5, |_| {
+        if let Ok(state) = read_state(&run) {
+            let device = Backend::Flex.device_for(state.precision).unwrap();
+            let _ = load_model(&run, &state, None, &device);
+        }
+    });
+}

@@ -2,6 +2,7 @@
 //! kept in a library so that tests drive them in-process. Every command returns one JSON
 //! object (printed on stdout) or an error (one line on stderr, non-zero exit).
 
+pub mod anomaly;
 pub mod bayesian;
 pub mod ood;
 pub mod vade;
@@ -37,6 +38,17 @@ pub enum CliError {
     /// VaDE training or sampling failed.
     #[error(transparent)]
     Vade(#[from] mixburn_vade::VadeError),
+    /// Anomaly detection failed.
+    #[error(transparent)]
+    Anomaly(#[from] mixburn_anomaly::AnomalyError),
+    /// An output path cannot be written (checked before anything is computed).
+    #[error("output {}: {reason}", path.display())]
+    Output {
+        /// The output.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Gaussian mixtures on Burn: fit, score, predict, sample.
@@ -69,6 +81,9 @@ pub enum Command {
     /// VaDE: a VAE with a Gaussian-mixture prior.
     #[command(subcommand)]
     Vade(vade::VadeCommand),
+    /// Anomaly detection by mixture likelihood: fit a detector, score and flag rows.
+    #[command(subcommand)]
+    Anomaly(anomaly::AnomalyCommand),
 }
 
 /// Where to compute.
@@ -288,6 +303,7 @@ pub fn run(cli: Cli) -> Result<Value, CliError> {
         Command::Sample(a) => sample(a),
         Command::Ood(c) => ood::run(c),
         Command::Vade(c) => vade::run(c),
+        Command::Anomaly(c) => anomaly::run(c),
     }
 }
 

@@ -1,45 +1,8 @@
 //! The `mixburn` command-line contract: JSON field names, output files, and one-line errors
 //! with a non-zero exit (never a panic) for missing, truncated or corrupt inputs.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn mixburn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mixburn"))
-        .args(args)
-        .output()
-        .expect("the mixburn binary runs")
-}
-
-fn faithful() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/faithful.csv")
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "mixburn failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
-}
-
-/// Asserts a clean failure: non-zero exit, one line on stderr, no panic message.
-fn fails_cleanly(out: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one-line error expected: {err}"
-    );
-    assert!(err.contains(needle), "`{needle}` not in: {err}");
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+mod common;
+use common::{fails_cleanly, faithful, json, mixburn, p};
 
 #[test]
 fn fit_score_predict_sample_round_trip_with_the_documented_fields() {

@@ -24,6 +24,8 @@
 //! - [`model`]: the fitted [`GaussianMixture`]; [`config`]: [`GaussianMixtureConfig`].
 //! - [`model_file`]: saved-model files for every model kind (safetensors, version-1 JSON);
 //!   [`validate`]: the checks of fitted parameters run after every fit and on every load.
+//! - [`fitted`]: the [`Mixture`] trait both fitted estimators implement, and
+//!   [`FittedMixture`], a model file of either.
 //! - [`select`]: choosing K by BIC, AIC or held-out (cross-validated) log-likelihood.
 //! - [`cluster_metrics`]: clustering accuracy (Hungarian), NMI and ARI.
 //! - [`backend`]: backends (`flex`, `ndarray`, `wgpu` features) and precisions.
@@ -47,6 +49,7 @@ pub mod em;
 pub mod error;
 pub mod estep;
 pub mod form;
+pub mod fitted;
 pub mod host;
 pub mod init;
 pub mod kmeans;
@@ -74,6 +77,7 @@ pub use covariance::CovarianceType;
 pub use em::{fit, fit_warm};
 pub use error::{GmmError, Result};
 pub use form::EstepForm;
+pub use fitted::{FittedMixture, Mixture};
 pub use kmeans::{kmeans, KMeansConfig, KMeansResult};
 pub use mahalanobis::SharedPrecision;
 pub use model::GaussianMixture;

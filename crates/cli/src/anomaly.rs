@@ -1,0 +1,319 @@
+//! `mixburn anomaly fit|score`: anomaly detection by mixture likelihood (`mixburn-anomaly`).
+//! Scores are `−log p(x)` (higher = more anomalous) and feed `mixburn ood eval` as they are.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use mixburn_anomaly::{
+    AnomalyConfig, AnomalyDetector, AnomalyError, Components, NanPolicy, ThresholdRule,
+};
+use mixburn_data::{ElemType, Matrix};
+use mixburn_gmm::backend::Precision;
+use mixburn_gmm::host::to_f64;
+use mixburn_gmm::{fit_bayesian, BayesianGaussianMixtureConfig, FittedMixture, Mixture};
+use serde_json::{json, Value};
+
+use crate::{device, load, parse_components, CliError, Compute, EmOptions};
+
+/// Anomaly subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AnomalyCommand {
+    /// Fit a mixture to normal rows and set the threshold on −log p(x).
+    Fit(AnomalyFitArgs),
+    /// Write one anomaly score −log p(x) per row (higher = more anomalous), and flags.
+    Score(AnomalyScoreArgs),
+}
+
+/// `mixburn anomaly fit`.
+#[derive(Debug, Args)]
+pub struct AnomalyFitArgs {
+    /// Training rows (normal data): .npy (f32/f64, 2-D) or .csv.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Number of components K, or `auto` (the lowest BIC over --candidates).
+    #[arg(long)]
+    pub components: String,
+    /// Candidate K for `--components auto`: a range `1..8` (inclusive) or a list `2,4,8`.
+    #[arg(long, default_value = "1..8")]
+    pub candidates: String,
+    /// em (GaussianMixture) or bayesian (variational; --components is its upper bound K).
+    #[arg(long, default_value = "em")]
+    pub estimator: String,
+    /// Expected fraction of anomalies in the training rows, in (0, 0.5]: the threshold is
+    /// the 100·(1 − c) percentile of their scores (pyod's rule).
+    #[arg(long, default_value_t = mixburn_anomaly::DEFAULT_CONTAMINATION, allow_negative_numbers = true)]
+    pub contamination: f64,
+    /// Clean validation rows (normal only) to set the threshold on instead, with
+    /// --false-alarm-rate.
+    #[arg(long, requires = "false_alarm_rate")]
+    pub validation: Option<PathBuf>,
+    /// Fraction of the validation rows flagged, in (0, 1).
+    #[arg(long, requires = "validation")]
+    pub false_alarm_rate: Option<f64>,
+    /// Where to write the detector (JSON).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// EM settings, backend and precision.
+    #[command(flatten)]
+    pub em: EmOptions,
+}
+
+/// `mixburn anomaly score`.
+#[derive(Debug, Args)]
+pub struct AnomalyScoreArgs {
+    /// A detector written by `mixburn anomaly fit`.
+    #[arg(long)]
+    pub detector: PathBuf,
+    /// Rows to score.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write the scores (.npy float64, one per row).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Where to write the flags (.npy int64, 1 = anomaly: score > threshold).
+    #[arg(long)]
+    pub flags: Option<PathBuf>,
+    /// Where to write each row's most responsible component (.npy int64; −1 for a row
+    /// scored +inf).
+    #[arg(long)]
+    pub closest: Option<PathBuf>,
+    /// Where to write that component's responsibility and −log weighted density (.npy
+    /// float64, N×2).
+    #[arg(long)]
+    pub closest_share: Option<PathBuf>,
+    /// Rows with NaN or inf: `error` (refuse, naming the row) or `inf` (score them +inf).
+    #[arg(long, default_value = "error")]
+    pub nan_policy: String,
+    /// Backend and precision (default: the detector's precision).
+    #[command(flatten)]
+    pub compute: Compute,
+}
+
+/// Runs an anomaly subcommand.
+pub fn run(cmd: AnomalyCommand) -> Result<Value, CliError> {
+    match cmd {
+        AnomalyCommand::Fit(a) => fit(a),
+        AnomalyCommand::Score(a) => score(a),
+    }
+}
+
+/// Checks, before anything is computed or written, that every output can be written: its
+/// directory exists, it is not a directory, no two outputs are the same file and no output
+/// is one of the inputs.
+fn check_outputs(outputs: &[&Path], inputs: &[&Path]) -> Result<(), CliError> {
+    let bad = |path: &Path, reason: String| CliError::Output {
+        path: path.to_path_buf(),
+        reason,
+    };
+    // The file an output names: its directory resolved, links followed where it exists.
+    let resolve = |p: &Path| -> Option<PathBuf> {
+        std::fs::canonicalize(p).ok().or_else(|| {
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+            let dir = std::fs::canonicalize(dir.unwrap_or(Path::new("."))).ok()?;
+            Some(dir.join(p.file_name()?))
+        })
+    };
+    let mut seen: Vec<(PathBuf, &Path)> = vec![];
+    for &out in outputs {
+        if out.is_dir() {
+            return Err(bad(out, "is a directory; give a file name".into()));
+        }
+        let dir = out.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir {
+            if !dir.is_dir() {
+                return Err(bad(
+                    out,
+                    format!("its directory {} does not exist", dir.display()),
+                ));
+            }
+        }
+        let Some(file) = resolve(out) else {
+            return Err(bad(out, "does not name a file".into()));
+        };
+        if let Some((_, other)) = seen.iter().find(|(f, _)| *f == file) {
+            return Err(bad(
+                out,
+                format!("is also given as another output ({})", other.display()),
+            ));
+        }
+        if inputs.iter().any(|i| resolve(i).as_ref() == Some(&file)) {
+            return Err(bad(out, "is one of the inputs; write elsewhere".into()));
+        }
+        seen.push((file, out));
+    }
+    Ok(())
+}
+
+fn fit(a: AnomalyFitArgs) -> Result<Value, CliError> {
+    let rule = match a.false_alarm_rate {
+        Some(rate) => ThresholdRule::FalseAlarmRate { rate },
+        None => ThresholdRule::Contamination {
+            contamination: a.contamination,
+        },
+    };
+    rule.validate()?;
+    // The contamination is checked even when a validation set sets the threshold.
+    ThresholdRule::Contamination {
+        contamination: a.contamination,
+    }
+    .validate()?;
+    let auto = a.components.trim().eq_ignore_ascii_case("auto");
+    let components = if auto {
+        Components::Auto(parse_components(&a.candidates)?)
+    } else {
+        let k = a
+            .components
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&k| k > 0)
+            .ok_or_else(|| AnomalyError::Config {
+                what: "components",
+                reason: format!("`{}` is not a positive integer or `auto`", a.components),
+            })?;
+        Components::Fixed(k)
+    };
+    let bayesian = match a.estimator.to_ascii_lowercase().as_str() {
+        "em" | "gmm" => false,
+        "bayesian" | "variational" => true,
+        other => {
+            return Err(AnomalyError::Config {
+                what: "estimator",
+                reason: format!("unknown estimator `{other}`; use em or bayesian"),
+            }
+            .into())
+        }
+    };
+    if bayesian && auto {
+        return Err(AnomalyError::Config {
+            what: "components",
+            reason: "`auto` chooses K by BIC for EM; the variational mixture prunes components itself: give its upper bound K".into(),
+        }
+        .into());
+    }
+    let mut inputs = vec![a.input.as_path()];
+    inputs.extend(a.validation.as_deref());
+    check_outputs(&[&a.output], &inputs)?;
+
+    let (device, precision) = device(&a.em.compute, Precision::F32)?;
+    let first_k = match &components {
+        Components::Fixed(k) => *k,
+        Components::Auto(ks) => ks[0],
+    };
+    let config = AnomalyConfig::new(components)
+        .with_mixture(a.em.config(first_k)?)
+        .with_contamination(a.contamination);
+    let (x, n) = load(&a.input, &device, precision)?;
+    let (mixture, candidates): (FittedMixture, _) = if bayesian {
+        let c = BayesianGaussianMixtureConfig::from_shared(&a.em.config(first_k)?);
+        (fit_bayesian(&c, &x)?.into(), None)
+    } else {
+        let (m, c) = AnomalyDetector::fit_mixture(&config, &x)?;
+        (m.into(), c)
+    };
+    let (det, n_validation, n_flagged_validation) = match &a.validation {
+        Some(v) => {
+            let (xv, nv) = load(v, &device, precision)?;
+            let det = AnomalyDetector::with_rule(mixture, &xv, rule)?;
+            let flagged = count(&det.flags(&to_f64(det.score(&xv)?)?));
+            (det, Some(nv), Some(flagged))
+        }
+        None => (AnomalyDetector::with_rule(mixture, &x, rule)?, None, None),
+    };
+    let train_scores = to_f64(det.score(&x)?)?;
+    let n_flagged = count(&det.flags(&train_scores));
+    let mean_score = train_scores.iter().sum::<f64>() / n as f64;
+    det.save(&a.output)?;
+    let m = det.mixture();
+    Ok(json!({
+        "threshold": det.threshold(),
+        "threshold_rule": det.rule(),
+        "contamination": det.contamination(),
+        "false_alarm_rate": a.false_alarm_rate,
+        "n_flagged": n_flagged,
+        "flagged_fraction": n_flagged as f64 / n as f64,
+        "n_samples": n,
+        "n_validation": n_validation,
+        "n_flagged_validation": n_flagged_validation,
+        "mean_score": mean_score,
+        "n_components": m.n_components(),
+        "n_features": m.n_features(),
+        "estimator": if bayesian { "bayesian" } else { "em" },
+        "covariance_type": m.covariance_type().to_string(),
+        "candidates": candidates,
+        "weights": &m.params().weights,
+        "backend": a.em.compute.backend,
+        "dtype": precision.to_string(),
+        "output": a.output.display().to_string(),
+    }))
+}
+
+fn count(flags: &[bool]) -> usize {
+    flags.iter().filter(|&&f| f).count()
+}
+
+fn score(a: AnomalyScoreArgs) -> Result<Value, CliError> {
+    let policy: NanPolicy = a.nan_policy.parse()?;
+    let mut outputs = vec![a.output.as_path()];
+    outputs.extend(a.flags.as_deref());
+    outputs.extend(a.closest.as_deref());
+    outputs.extend(a.closest_share.as_deref());
+    check_outputs(&outputs, &[&a.input, &a.detector])?;
+    let det = AnomalyDetector::load(&a.detector)?;
+    let (device, precision) = device(&a.compute, det.precision())?;
+    let m = mixburn_data::read_matrix(&a.input)?;
+    let n = m.rows;
+    let x =
+        mixburn_gmm::host::tensor_from_f64(m.data, [m.rows, m.cols], &device, precision.dtype());
+    let explain = a.closest.is_some() || a.closest_share.is_some();
+    let (scores, components, shares) = if explain {
+        let e = det.explain(&x, policy)?;
+        let shares: Vec<f64> = e
+            .responsibility
+            .iter()
+            .zip(&e.component_score)
+            .flat_map(|(&r, &s)| [r, s])
+            .collect();
+        (e.score, Some(e.component), Some(shares))
+    } else {
+        (to_f64(det.score_with(&x, policy)?)?, None, None)
+    };
+    let flags = det.flags(&scores);
+    let n_flagged = count(&flags);
+    let n_infinite = scores.iter().filter(|s| s.is_infinite()).count();
+    let finite: Vec<f64> = scores.iter().copied().filter(|s| s.is_finite()).collect();
+    let mean_score = (!finite.is_empty()).then(|| finite.iter().sum::<f64>() / finite.len() as f64);
+    let flagged_by_component = components.as_ref().map(|c| {
+        let mut counts = vec![0usize; det.n_components()];
+        for (&k, &f) in c.iter().zip(&flags) {
+            if f && k >= 0 {
+                counts[k as usize] += 1;
+            }
+        }
+        counts
+    });
+    // Everything is computed: write the outputs.
+    mixburn_data::write_vector_f64_npy(&a.output, &scores)?;
+    if let Some(p) = &a.flags {
+        let v: Vec<i64> = flags.iter().map(|&f| i64::from(f)).collect();
+        mixburn_data::write_labels_npy(p, &v)?;
+    }
+    if let (Some(p), Some(c)) = (&a.closest, &components) {
+        mixburn_data::write_labels_npy(p, c)?;
+    }
+    if let (Some(p), Some(s)) = (&a.closest_share, shares) {
+        mixburn_data::write_matrix_npy(p, &Matrix::new(n, 2, s, ElemType::F64)?)?;
+    }
+    Ok(json!({
+        "n_samples": n,
+        "n_flagged": n_flagged,
+        "flagged_fraction": n_flagged as f64 / n as f64,
+        "n_scored_inf": n_infinite,
+        "threshold": det.threshold(),
+        "mean_score": mean_score,
+        "flagged_by_component": flagged_by_component,
+        "higher_means": "more anomalous",
+        "dtype": precision.to_string(),
+        "output": a.output.display().to_string(),
+    }))
+}
