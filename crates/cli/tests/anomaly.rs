@@ -121,10 +121,10 @@ fn fit_score_and_ood_eval_round_trip_with_the_documented_fields() {
     assert!(c.iter().all(|&k| k == 0 || k == 1));
     let sh = mixburn_data::read_matrix(&share).unwrap();
     assert_eq!((sh.rows, sh.cols), (72, 2));
-    for i in 0..72 {
-        let (r, cs) = (sh.data[2 * i], sh.data[2 * i + 1]);
+    for (row, &s) in sh.data.chunks(2).zip(&scores) {
+        let (r, cs) = (row[0], row[1]);
         assert!((0.5..=1.0).contains(&r), "responsibility {r}");
-        assert!((cs - (scores[i] - r.ln())).abs() < 1e-9);
+        assert!((cs - (s - r.ln())).abs() < 1e-9);
     }
     let a = json(&score(&det, &anomalies, &ood, &[]));
     assert_eq!(a["n_flagged"], 20, "every far point is flagged: {a}");
