@@ -259,7 +259,10 @@ fn mutated_model_detector_and_run_files_are_refused_or_valid_never_a_panic() {
         if let Ok(m) = GaussianMixture::load(p) {
             if let Ok(ll) = m.score_samples(&x) {
                 let ll = mixburn_gmm::host::to_f64(ll).unwrap();
-                assert!(ll.iter().all(|v| v.is_finite()), "a loaded mutant scored non-finite");
+                assert!(
+                    ll.iter().all(|v| v.is_finite()),
+                    "a loaded mutant scored non-finite"
+                );
             }
         }
     });
@@ -279,7 +282,10 @@ fn mutated_model_detector_and_run_files_are_refused_or_valid_never_a_panic() {
         if let Ok(d) = MahalanobisDetector::load(p, &device, None) {
             if let Ok(s) = d.score(&x) {
                 let s = mixburn_gmm::host::to_f64(s).unwrap();
-                assert!(s.iter().all(|v| v.is_finite()), "a loaded mutant scored non-finite");
+                assert!(
+                    s.iter().all(|v| v.is_finite()),
+                    "a loaded mutant scored non-finite"
+                );
             }
         }
     });

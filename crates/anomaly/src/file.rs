@@ -96,7 +96,21 @@ impl AnomalyDetector {
         if len > MAX_FILE_BYTES {
             return Err(bad(format!("{len} bytes is larger than any detector")));
         }
-        let text = mixburn_data::read_input_text(path)?;
+        let bytes = mixburn_data::read_input(path)?;
+        if mixburn_data::is_safetensors(&bytes) {
+            // A binary model or OOD detector file, not a detector of this kind: say which.
+            let format = mixburn_data::parse_safetensors(&bytes, path)
+                .ok()
+                .and_then(|f| f.metadata.get("format").cloned());
+            return Err(bad(match format.as_deref() {
+                Some(f @ ("mixburn-gmm" | "mixburn-bgm")) => {
+                    format!("it is a mixture model file (format `{f}`), not an anomaly detector")
+                }
+                Some(f) => format!("format is `{f}`, expected `{ANOMALY_FORMAT}`"),
+                None => format!("a safetensors file without a format; expected `{ANOMALY_FORMAT}`"),
+            }));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| bad(format!("is not UTF-8 text ({e})")))?;
         Self::from_json(&text).map_err(bad)
     }
 }

@@ -42,6 +42,6 @@ pub use npy::{
     write_vector_f64_npy,
 };
 pub use tensor_file::{
-    is_safetensors, parse_safetensors, read_safetensors, write_safetensors,
-    Array, ArrayData, TensorFile,
+    is_safetensors, parse_safetensors, read_safetensors, write_safetensors, Array, ArrayData,
+    TensorFile,
 };
