@@ -428,3 +428,52 @@ fn data_of_another_width_and_non_finite_rows_are_refused_or_scored_inf_on_reques
     let s = to_f64(det.score_with(&t, NanPolicy::Inf).unwrap()).unwrap();
     assert_eq!(s, e.score);
 }
+
+#[test]
+fn detector_files_are_safetensors_that_reload_bit_identically_and_refuse_tampering() {
+    let device = Backend::Flex.device_for(Precision::F64).unwrap();
+    let case = &fixture("anomaly_parity")["cases"][0];
+    let x = matrix(&case["X_train"], &device, Precision::F64);
+    let det = AnomalyDetector::with_contamination(mixture(case, Precision::F64), &x, 0.1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("det.safetensors");
+    det.save(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(mixburn_data::is_safetensors(&bytes), "a safetensors file");
+    let back = AnomalyDetector::load(&path).unwrap();
+    assert_eq!(back.threshold().to_bits(), det.threshold().to_bits());
+    let (a, b) = (
+        to_f64(det.score(&x).unwrap()).unwrap(),
+        to_f64(back.score(&x).unwrap()).unwrap(),
+    );
+    assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()));
+    // The file is also the mixture's model file.
+    let m = GaussianMixture::load(&path).unwrap();
+    assert_eq!(m.weights(), mixture(case, Precision::F64).weights());
+    // Its detector metadata is checked as the JSON encoding's fields are.
+    let file = mixburn_data::read_safetensors(&path).unwrap();
+    let good: Value = serde_json::from_str(&file.metadata["anomaly"]).unwrap();
+    for (edit, needle) in [
+        (serde_json::json!({"version": 7}), "version"),
+        (serde_json::json!({"threshold": null}), "threshold"),
+        (
+            serde_json::json!({"threshold_rule": {"rule": "contamination", "contamination": 0.9}}),
+            "contamination",
+        ),
+        (serde_json::json!({"format": "other"}), "format"),
+    ] {
+        let mut v = good.clone();
+        for (k, val) in edit.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        let mut f = file.clone();
+        f.metadata.insert("anomaly".into(), v.to_string());
+        let bad = dir.path().join("bad.safetensors");
+        mixburn_data::write_safetensors(&bad, &f).unwrap();
+        let err = AnomalyDetector::load(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains(needle) && err.contains("bad.safetensors"),
+            "`{needle}` not in {err}"
+        );
+    }
+}

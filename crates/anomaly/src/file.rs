@@ -1,11 +1,13 @@
-//! The detector's file: a versioned JSON envelope
-//! `{format: "mixburn-anomaly", version, threshold, threshold_rule, mixture}` whose `mixture`
-//! is the mixture's own model file (`Mixture::to_json`, either estimator). This one
-//! `to_json` / `from_json` pair is the only place that knows the layout, so the format can
-//! change (e.g. to safetensors arrays, as the model files) here alone.
+//! The detector's file. Written as safetensors: the mixture's own model file (its arrays and
+//! `config`, either estimator, loadable by `mixburn score` as that mixture) with one more
+//! metadata entry, `anomaly` = `{format: "mixburn-anomaly", version: 2, threshold,
+//! threshold_rule}`. Version-1 detector files, a JSON envelope
+//! `{format, version: 1, threshold, threshold_rule, mixture}` embedding the mixture's JSON
+//! model file ([`to_json`](AnomalyDetector::to_json)), still load. This file is the only
+//! place that knows either layout.
 //!
 //! Loading validates as strictly as a fit's result: the format name and version, the
-//! embedded mixture by its estimator's own `from_json` (lengths, finite values, ranges), the
+//! mixture by its estimator's own checks (lengths, finite values, ranges, factors), the
 //! threshold finite and the rule's parameter in range. A file of another kind (a mixture
 //! model, an OOD detector) is refused with what it is.
 
@@ -20,8 +22,12 @@ use crate::threshold::ThresholdRule;
 
 /// Format name of detector files.
 pub const ANOMALY_FORMAT: &str = "mixburn-anomaly";
-/// Current version of the detector file.
+/// Version of the JSON detector files ([`AnomalyDetector::to_json`]), still read.
 pub const ANOMALY_FORMAT_VERSION: u64 = 1;
+/// Version of the safetensors detector files [`AnomalyDetector::save`] writes.
+pub const ANOMALY_BINARY_VERSION: u64 = 2;
+/// The metadata entry of a safetensors detector file that makes it a detector.
+const ANOMALY_METADATA_KEY: &str = "anomaly";
 
 /// Largest detector file read, 16 GiB (a full mixture with K = 64 at D = 2048 is about
 /// 10 GB of JSON); a larger file is refused before it is read.
@@ -47,29 +53,7 @@ impl AnomalyDetector {
     /// reason says what is wrong (the file name is added by [`load`](Self::load)).
     pub fn from_json(text: &str) -> std::result::Result<Self, String> {
         let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-        match v["format"].as_str() {
-            Some(ANOMALY_FORMAT) => {}
-            Some(f @ ("mixburn-gmm" | "mixburn-bgm")) => {
-                return Err(format!(
-                    "it is a mixture model file (format `{f}`), not an anomaly detector"
-                ))
-            }
-            Some(f) => return Err(format!("format is `{f}`, expected `{ANOMALY_FORMAT}`")),
-            None => return Err(format!("no `format` field; expected `{ANOMALY_FORMAT}`")),
-        }
-        match v["version"].as_u64() {
-            Some(ANOMALY_FORMAT_VERSION) => {}
-            other => {
-                return Err(format!(
-                    "version {other:?} is not supported (this build reads version {ANOMALY_FORMAT_VERSION})"
-                ))
-            }
-        }
-        let threshold = v["threshold"]
-            .as_f64()
-            .ok_or("`threshold` is missing or not a number")?;
-        let rule: ThresholdRule = serde_json::from_value(v["threshold_rule"].clone())
-            .map_err(|e| format!("`threshold_rule`: {e}"))?;
+        let (threshold, rule) = header(&v, ANOMALY_FORMAT_VERSION)?;
         if !v["mixture"].is_object() {
             return Err("`mixture` is missing".into());
         }
@@ -78,10 +62,17 @@ impl AnomalyDetector {
         AnomalyDetector::from_parts(mixture, threshold, rule).map_err(|e| e.to_string())
     }
 
-    /// Writes the detector to `path` atomically (`mixburn_data::write_atomic`).
+    /// Writes the detector to `path` as safetensors (module docs), atomically through the
+    /// mixture's own model-file writer.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = self.to_json()?;
-        mixburn_data::write_atomic(path, |w| w.write_all(text.as_bytes()))?;
+        let v = json!({
+            "format": ANOMALY_FORMAT,
+            "version": ANOMALY_BINARY_VERSION,
+            "threshold": self.threshold,
+            "threshold_rule": self.rule,
+        });
+        self.mixture
+            .save_with_metadata(path, &[(ANOMALY_METADATA_KEY.into(), v.to_string())])?;
         Ok(())
     }
 
@@ -98,10 +89,20 @@ impl AnomalyDetector {
         }
         let bytes = mixburn_data::read_input(path)?;
         if mixburn_data::is_safetensors(&bytes) {
+            let file = mixburn_data::parse_safetensors(&bytes, path)?;
+            if let Some(text) = file.metadata.get(ANOMALY_METADATA_KEY) {
+                let v: Value = serde_json::from_str(text)
+                    .map_err(|e| bad(format!("its `anomaly` metadata is not JSON: {e}")))?;
+                let (threshold, rule) = header(&v, ANOMALY_BINARY_VERSION).map_err(bad)?;
+                let mixture = FittedMixture::from_content(
+                    mixburn_gmm::model_file::ModelContent::from_safetensors(file)?,
+                )
+                .map_err(|e| bad(format!("the mixture: {e}")))?;
+                return AnomalyDetector::from_parts(mixture, threshold, rule)
+                    .map_err(|e| bad(e.to_string()));
+            }
             // A binary model or OOD detector file, not a detector of this kind: say which.
-            let format = mixburn_data::parse_safetensors(&bytes, path)
-                .ok()
-                .and_then(|f| f.metadata.get("format").cloned());
+            let format = file.metadata.get("format").cloned();
             return Err(bad(match format.as_deref() {
                 Some(f @ ("mixburn-gmm" | "mixburn-bgm")) => {
                     format!("it is a mixture model file (format `{f}`), not an anomaly detector")
@@ -113,4 +114,33 @@ impl AnomalyDetector {
         let text = String::from_utf8(bytes).map_err(|e| bad(format!("is not UTF-8 text ({e})")))?;
         Self::from_json(&text).map_err(bad)
     }
+}
+
+/// The detector's own fields of a file of `version`: the format name and version checked,
+/// the threshold and its rule read (checked by [`AnomalyDetector::from_parts`]).
+fn header(v: &Value, version: u64) -> std::result::Result<(f64, ThresholdRule), String> {
+    match v["format"].as_str() {
+        Some(ANOMALY_FORMAT) => {}
+        Some(f @ ("mixburn-gmm" | "mixburn-bgm")) => {
+            return Err(format!(
+                "it is a mixture model file (format `{f}`), not an anomaly detector"
+            ))
+        }
+        Some(f) => return Err(format!("format is `{f}`, expected `{ANOMALY_FORMAT}`")),
+        None => return Err(format!("no `format` field; expected `{ANOMALY_FORMAT}`")),
+    }
+    match v["version"].as_u64() {
+        Some(found) if found == version => {}
+        other => {
+            return Err(format!(
+                "version {other:?} is not supported here (this encoding has version {version})"
+            ))
+        }
+    }
+    let threshold = v["threshold"]
+        .as_f64()
+        .ok_or("`threshold` is missing or not a number")?;
+    let rule: ThresholdRule = serde_json::from_value(v["threshold_rule"].clone())
+        .map_err(|e| format!("`threshold_rule`: {e}"))?;
+    Ok((threshold, rule))
 }

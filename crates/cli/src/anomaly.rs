@@ -50,7 +50,7 @@ pub struct AnomalyFitArgs {
     /// Fraction of the validation rows flagged, in (0, 1).
     #[arg(long, requires = "validation")]
     pub false_alarm_rate: Option<f64>,
-    /// Where to write the detector (JSON).
+    /// Where to write the detector (safetensors: the mixture's model file plus the threshold).
     #[arg(long)]
     pub output: PathBuf,
     /// EM settings, backend and precision.

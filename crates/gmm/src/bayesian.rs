@@ -1176,11 +1176,18 @@ impl BayesianGaussianMixture {
     /// `lower_bound`, `lower_bounds`; the scalar fields as the `config` metadata; see
     /// [`crate::model_file`]), atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
+        self.save_with_metadata(path, &[])
+    }
+
+    /// As [`save`](Self::save), with `extra` metadata entries in the file (for files that
+    /// wrap the model, such as an anomaly detector's).
+    pub fn save_with_metadata(&self, path: &Path, extra: &[(String, String)]) -> Result<()> {
         let (k, d, cov) = (self.n_components, self.n_features, self.covariance_type);
         let post = &self.posterior;
         let pr = &self.priors;
         let wc: Vec<f64> = post.weight_concentration.concat();
         ModelWriter::new(BAYESIAN_MODEL_FORMAT, self.precision)
+            .metadata(extra)
             .mixture(cov, &post.params, self.lower_bound, &self.lower_bounds)
             .floats(
                 "weight_concentration",

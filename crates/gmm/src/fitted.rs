@@ -53,6 +53,9 @@ pub trait Mixture {
     fn sample(&self, n: usize, seed: u64, device: &Device) -> Result<(Tensor<2>, Tensor<1, Int>)>;
     /// The model as versioned JSON (its own model-file format).
     fn to_json(&self) -> Result<String>;
+    /// Saves the model file (safetensors) with `extra` metadata entries besides its own,
+    /// for files that wrap the model (an anomaly detector's).
+    fn save_with_metadata(&self, path: &Path, extra: &[(String, String)]) -> Result<()>;
 }
 
 /// `ln π_k`, floored as the E-step's operand floors it (a zero weight stays finite).
@@ -109,6 +112,9 @@ macro_rules! delegate_mixture {
             }
             fn to_json(&self) -> Result<String> {
                 <$ty>::to_json(self)
+            }
+            fn save_with_metadata(&self, path: &Path, extra: &[(String, String)]) -> Result<()> {
+                <$ty>::save_with_metadata(self, path, extra)
             }
         }
     };
@@ -222,5 +228,8 @@ impl Mixture for FittedMixture {
     }
     fn to_json(&self) -> Result<String> {
         self.as_mixture().to_json()
+    }
+    fn save_with_metadata(&self, path: &Path, extra: &[(String, String)]) -> Result<()> {
+        self.as_mixture().save_with_metadata(path, extra)
     }
 }

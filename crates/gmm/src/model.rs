@@ -301,8 +301,15 @@ impl GaussianMixture {
     /// `precisions_cholesky` in scikit-learn's shapes, `lower_bound`, `lower_bounds`; the
     /// scalar fields as the `config` metadata; see [`crate::model_file`]), atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
+        self.save_with_metadata(path, &[])
+    }
+
+    /// As [`save`](Self::save), with `extra` metadata entries in the file (for files that
+    /// wrap the model, such as an anomaly detector's).
+    pub fn save_with_metadata(&self, path: &Path, extra: &[(String, String)]) -> Result<()> {
         let (k, d, cov) = (self.n_components, self.n_features, self.covariance_type);
         ModelWriter::new(MODEL_FORMAT, self.precision)
+            .metadata(extra)
             .mixture(cov, &self.params, self.lower_bound, &self.lower_bounds)
             .save(
                 path,

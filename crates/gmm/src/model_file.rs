@@ -118,6 +118,30 @@ pub enum ModelContent {
 }
 
 impl ModelContent {
+    /// The content of a parsed safetensors file: its `format`, `version` and `config`
+    /// metadata (each required) and its arrays.
+    pub fn from_safetensors(file: mixburn_data::TensorFile) -> Result<Self> {
+        let meta = |key: &str| {
+            file.metadata.get(key).cloned().ok_or_else(|| {
+                GmmError::ModelFormat(format!(
+                    "the safetensors metadata has no `{key}`; this is not a mixburn model file"
+                ))
+            })
+        };
+        let format = meta("format")?;
+        let version = meta("version")?;
+        let version: u32 = version
+            .parse()
+            .map_err(|_| GmmError::ModelFormat(format!("version `{version}` is not a number")))?;
+        let config = meta("config")?;
+        Ok(ModelContent::Binary(BinaryModel {
+            format,
+            version,
+            config,
+            arrays: file.arrays,
+        }))
+    }
+
     /// The format name the file declares (the model kind).
     pub fn format(&self) -> &str {
         match self {
@@ -152,25 +176,7 @@ pub fn read_model(path: &Path) -> Result<ModelContent> {
     let bytes = mixburn_data::read_input(path).map_err(data_error)?;
     if mixburn_data::is_safetensors(&bytes) || !starts_like_json(&bytes) {
         let file = mixburn_data::parse_safetensors(&bytes, path).map_err(data_error)?;
-        let meta = |key: &str| {
-            file.metadata.get(key).cloned().ok_or_else(|| {
-                GmmError::ModelFormat(format!(
-                    "the safetensors metadata has no `{key}`; this is not a mixburn model file"
-                ))
-            })
-        };
-        let format = meta("format")?;
-        let version = meta("version")?;
-        let version: u32 = version
-            .parse()
-            .map_err(|_| GmmError::ModelFormat(format!("version `{version}` is not a number")))?;
-        let config = meta("config")?;
-        return Ok(ModelContent::Binary(BinaryModel {
-            format,
-            version,
-            config,
-            arrays: file.arrays,
-        }));
+        return ModelContent::from_safetensors(file);
     }
     let text = String::from_utf8(bytes)
         .map_err(|_| GmmError::ModelFormat("the JSON model file is not UTF-8".into()))?;
@@ -367,6 +373,15 @@ impl ModelWriter {
             )
             .floats("lower_bound", vec![], &[lower_bound])
             .floats("lower_bounds", vec![lower_bounds.len()], lower_bounds)
+    }
+
+    /// Adds metadata entries besides the ones every file has (a file that wraps the model,
+    /// such as an anomaly detector's, says what it adds here).
+    pub fn metadata(mut self, extra: &[(String, String)]) -> Self {
+        for (key, value) in extra {
+            self.file.metadata.insert(key.clone(), value.clone());
+        }
+        self
     }
 
     /// Adds an integer array.
