@@ -5,11 +5,17 @@
 //! | format | read | write |
 //! |--------|------|-------|
 //! | `.npy` 2-D float32/float64 | [`read_matrix`], [`read_npy_matrix`] | [`write_matrix_npy`] |
-//! | `.npy` 1-D float64 | | [`write_vector_f64_npy`] |
-//! | `.npy` 1-D integer labels | [`read_labels`] | [`write_labels_npy`] |
+//! | `.npy` 1-D float64 | [`read_vector`] | [`write_vector_f64_npy`], [`write_vector_npy_streamed`] |
+//! | `.npy` 1-D integer labels | [`read_labels`] | [`write_labels_npy`], [`write_vector_npy_streamed`] |
+//! | `.npy` or one `.safetensors` tensor, 2-D float32/float64, out of core | [`RowFile`] | |
+//! | `.npy` 1-D (or `(n, 1)`) float or integer vector, out of core | [`VectorFile`] | |
 //! | `.csv` numbers | [`read_matrix`], [`read_csv_matrix`] | |
 //! | IDX (MNIST), optionally `.gz` | [`read_idx`], [`read_idx_u8`], [`read_mnist_dir`] | |
 //! | `.safetensors` named f32/f64/i64 arrays + metadata (model files) | [`read_safetensors`] | [`write_safetensors`] |
+//!
+//! Files larger than memory are read through [`RowFile`] and [`VectorFile`], which map the
+//! file and decode only the rows asked for, and written with [`write_vector_npy_streamed`],
+//! which takes the values block by block.
 //!
 //! Matrices are held as a row-major [`Matrix`] of `f64` that remembers the
 //! element type of its file ([`ElemType`]). Every writer goes through
@@ -29,6 +35,7 @@ mod idx;
 mod input;
 mod matrix;
 mod npy;
+mod rows;
 mod tensor_file;
 
 pub use atomic::{check_outputs, write_atomic, write_atomic_path};
@@ -39,8 +46,9 @@ pub use input::{open_input, read_input, read_input_text};
 pub use matrix::{check_finite, check_fits_f32, read_matrix, ElemType, Matrix};
 pub use npy::{
     read_labels, read_npy_matrix, read_vector, write_labels_npy, write_matrix_npy,
-    write_vector_f64_npy,
+    write_vector_f64_npy, write_vector_npy_streamed, VectorKind, VectorSink,
 };
+pub use rows::{RowFile, VectorFile};
 pub use tensor_file::{
     is_safetensors, parse_safetensors, read_safetensors, write_safetensors, Array, ArrayData,
     TensorFile,

@@ -7,7 +7,7 @@
 //! arrays; `npyz` still parses the dtype string (`'<f8'`, `'>i4'`, ...).
 //! Every problem becomes a [`DataError`].
 
-use std::io;
+use std::io::{self, Write};
 use std::path::Path;
 
 use npyz::{DType, Endianness, TypeChar, TypeStr, WriterBuilder};
@@ -16,10 +16,10 @@ use crate::atomic::write_atomic;
 use crate::error::{read_file, DataError};
 use crate::matrix::{ElemType, Matrix};
 
-const MAGIC: &[u8] = b"\x93NUMPY";
+pub(crate) const MAGIC: &[u8] = b"\x93NUMPY";
 
 /// How to re-save a float matrix so that this crate can read it.
-const MATRIX_HINT: &str =
+pub(crate) const MATRIX_HINT: &str =
     "expected a 2-D float32 or float64 .npy array; save it with numpy.save(path, x.astype('float32'))";
 
 /// How to re-save labels so that this crate can read them.
@@ -27,25 +27,25 @@ const LABELS_HINT: &str =
     "expected a 1-D integer .npy array of labels; save it with numpy.save(path, y.ravel().astype('int64'))";
 
 /// The parts of an npy header this crate uses.
-struct Header {
+pub(crate) struct Header {
     /// Element type as written in the file.
-    ty: TypeStr,
+    pub(crate) ty: TypeStr,
     /// Whether the first axis varies fastest.
-    fortran_order: bool,
+    pub(crate) fortran_order: bool,
     /// Dimensions.
-    shape: Vec<usize>,
+    pub(crate) shape: Vec<usize>,
     /// Offset of the first data byte.
-    data_start: usize,
+    pub(crate) data_start: usize,
 }
 
 impl Header {
     /// The shape as numpy prints it, e.g. `(3, 4)` or `(5,)`.
-    fn shape_str(&self) -> String {
+    pub(crate) fn shape_str(&self) -> String {
         shape_str(&self.shape)
     }
 
     /// Numpy name and descr of the dtype, e.g. `int64 ('<i8')`.
-    fn dtype_str(&self) -> String {
+    pub(crate) fn dtype_str(&self) -> String {
         format!("{} ('{}')", numpy_name(&self.ty), self.ty)
     }
 }
@@ -261,7 +261,7 @@ impl LiteralParser<'_> {
 }
 
 /// Parses the npy preamble and header dict. Errors are reasons for [`DataError::Format`].
-fn parse_header(bytes: &[u8]) -> Result<Header, String> {
+pub(crate) fn parse_header(bytes: &[u8]) -> Result<Header, String> {
     const RESAVE: &str = "re-create it with numpy.save";
     if !bytes.starts_with(MAGIC) {
         if MAGIC.starts_with(bytes) {
@@ -442,7 +442,7 @@ fn decode<const N: usize, T>(
 }
 
 /// Whether a type string is big endian (`|` counts as little: single bytes).
-fn is_big_endian(ty: &TypeStr) -> bool {
+pub(crate) fn is_big_endian(ty: &TypeStr) -> bool {
     ty.endianness() == Endianness::Big
 }
 
@@ -475,57 +475,69 @@ pub fn read_vector(path: &Path) -> Result<Vec<f64>, DataError> {
     Ok(read_float_array(path, true)?.data)
 }
 
-fn read_float_array(path: &Path, vector: bool) -> Result<Matrix, DataError> {
-    let (bytes, header) = load(path)?;
-    let fail = |reason: String| DataError::format(path, reason);
+/// The `(rows, cols, element type)` of a float array with `header`: a 2-D float32/float64
+/// matrix, or with `vector` a float vector of shape `(n,)` or `(n, 1)`. Checks that
+/// `rows * cols` does not overflow. Errors are reasons for [`DataError::Format`].
+pub(crate) fn float_layout(
+    header: &Header,
+    vector: bool,
+) -> Result<(usize, usize, ElemType), String> {
     let (rows, cols) = match header.shape[..] {
         [rows, 1] if vector => (rows, 1),
         [n] if vector => (n, 1),
         _ if vector => {
-            return Err(fail(format!(
+            return Err(format!(
                 "it holds an array of shape {}; expected a vector of shape (n,) with one \
                  float per sample",
                 header.shape_str()
-            )))
+            ))
         }
         [rows, cols] => (rows, cols),
         [n] => {
-            return Err(fail(format!(
+            return Err(format!(
                 "it holds a 1-D array of length {n}, but a data matrix must be 2-D \
                  (samples x features); if it is one feature per sample, save it with shape \
                  ({n}, 1): numpy.save(path, x.reshape(-1, 1).astype('float32'))"
-            )))
+            ))
         }
         [] => {
-            return Err(fail(format!(
+            return Err(format!(
                 "it holds a 0-D scalar; {MATRIX_HINT} of shape (samples, features)"
-            )))
+            ))
         }
         _ => {
-            return Err(fail(format!(
+            return Err(format!(
                 "it holds a {}-D array of shape {}; {MATRIX_HINT} of shape (samples, features), \
                  e.g. numpy.save(path, x.reshape(len(x), -1).astype('float32'))",
                 header.shape.len(),
                 header.shape_str()
-            )))
+            ))
         }
     };
     let dtype = match (header.ty.type_char(), header.ty.size_field()) {
         (TypeChar::Float, 4) => ElemType::F32,
         (TypeChar::Float, 8) => ElemType::F64,
         _ => {
-            return Err(fail(format!(
+            return Err(format!(
                 "it holds {} values; {MATRIX_HINT}",
                 header.dtype_str()
-            )))
+            ))
         }
     };
-    let count = rows.checked_mul(cols).ok_or_else(|| {
-        fail(format!(
+    if rows.checked_mul(cols).is_none() {
+        return Err(format!(
             "corrupt .npy header: shape {} is too large; re-create the file with numpy.save",
             header.shape_str()
-        ))
-    })?;
+        ));
+    }
+    Ok((rows, cols, dtype))
+}
+
+fn read_float_array(path: &Path, vector: bool) -> Result<Matrix, DataError> {
+    let (bytes, header) = load(path)?;
+    let fail = |reason: String| DataError::format(path, reason);
+    let (rows, cols, dtype) = float_layout(&header, vector).map_err(fail)?;
+    let count = rows * cols;
     let data = data_bytes(&bytes, &header, count).map_err(fail)?;
     let big = is_big_endian(&header.ty);
     let values: Vec<f64> = match dtype {
@@ -673,6 +685,217 @@ pub fn write_vector_f64_npy(path: &Path, v: &[f64]) -> Result<(), DataError> {
 /// [`DataError::Io`] when the file cannot be written.
 pub fn write_labels_npy(path: &Path, labels: &[i64]) -> Result<(), DataError> {
     write_npy(path, "<i8", &[labels.len() as u64], labels.iter().copied())
+}
+
+/// The element type of a vector written by [`write_vector_npy_streamed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VectorKind {
+    /// Little-endian float64 (`'<f8'`, as [`write_vector_f64_npy`] writes).
+    F64,
+    /// Little-endian int64 (`'<i8'`, as [`write_labels_npy`] writes).
+    I64,
+}
+
+impl VectorKind {
+    fn descr(self) -> &'static str {
+        match self {
+            VectorKind::F64 => "<f8",
+            VectorKind::I64 => "<i8",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            VectorKind::F64 => "float64",
+            VectorKind::I64 => "int64",
+        }
+    }
+}
+
+/// The header `npyz` writes for a C-order 1-D array of `len` values of type `descr` (the same
+/// bytes [`write_npy`] starts its file with).
+fn vector_header<T: npyz::Serialize>(descr: &str, len: usize) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let writer = npyz::WriteOptions::<T>::new()
+        .dtype(le_dtype(descr))
+        .shape(&[len as u64])
+        .writer(&mut out)
+        .begin_nd()?;
+    // The header is written by `begin_nd`; dropping the writer without values only fails its
+    // item-count check, which `Drop` ignores (nothing more is written).
+    drop(writer);
+    Ok(out)
+}
+
+/// Where [`write_vector_npy_streamed`]'s `fill` pushes the values, block by block.
+pub struct VectorSink<'a> {
+    w: &'a mut dyn Write,
+    path: &'a Path,
+    kind: VectorKind,
+    len: usize,
+    written: usize,
+    buf: Vec<u8>,
+    /// The first error of a push, kept so that a `fill` that ignores it still fails the write.
+    failed: Option<DataError>,
+}
+
+impl VectorSink<'_> {
+    /// Values pushed so far.
+    pub fn written(&self) -> usize {
+        self.written
+    }
+
+    /// Values still expected.
+    pub fn remaining(&self) -> usize {
+        self.len - self.written
+    }
+
+    fn push<T: Copy, const N: usize>(
+        &mut self,
+        kind: VectorKind,
+        v: &[T],
+        bytes: fn(T) -> [u8; N],
+    ) -> Result<(), DataError> {
+        if let Some(e) = &self.failed {
+            return Err(DataError::format(
+                self.path,
+                format!("an earlier write of this file failed ({e})"),
+            ));
+        }
+        let result = self.push_inner(kind, v, bytes);
+        if let Err(e) = &result {
+            // Keep a copy of the failure (io::Error is not Clone: keep its message).
+            self.failed = Some(DataError::format(self.path, e.to_string()));
+        }
+        result
+    }
+
+    fn push_inner<T: Copy, const N: usize>(
+        &mut self,
+        kind: VectorKind,
+        v: &[T],
+        bytes: fn(T) -> [u8; N],
+    ) -> Result<(), DataError> {
+        if kind != self.kind {
+            return Err(DataError::format(
+                self.path,
+                format!(
+                    "{} values were pushed into a {} vector (a bug in the caller)",
+                    kind.name(),
+                    self.kind.name()
+                ),
+            ));
+        }
+        if v.len() > self.remaining() {
+            return Err(DataError::format(
+                self.path,
+                format!(
+                    "more values were produced than the {} the file was started with (a bug in \
+                     the caller); the file was not written",
+                    self.len
+                ),
+            ));
+        }
+        for block in v.chunks(8192) {
+            self.buf.clear();
+            for &x in block {
+                self.buf.extend_from_slice(&bytes(x));
+            }
+            self.w.write_all(&self.buf).map_err(|e| DataError::Io {
+                path: self.path.to_path_buf(),
+                source: e,
+            })?;
+        }
+        self.written += v.len();
+        Ok(())
+    }
+
+    /// Appends float64 values (a [`VectorKind::F64`] file only).
+    ///
+    /// # Errors
+    /// [`DataError::Format`] for an int64 file or when more than the announced number of
+    /// values would be written; [`DataError::Io`] when writing fails. After an error every
+    /// later push fails too, and so does the whole write.
+    pub fn push_f64(&mut self, v: &[f64]) -> Result<(), DataError> {
+        self.push(VectorKind::F64, v, f64::to_le_bytes)
+    }
+
+    /// Appends int64 values (a [`VectorKind::I64`] file only). Errors as [`Self::push_f64`].
+    ///
+    /// # Errors
+    /// As [`Self::push_f64`].
+    pub fn push_i64(&mut self, v: &[i64]) -> Result<(), DataError> {
+        self.push(VectorKind::I64, v, i64::to_le_bytes)
+    }
+}
+
+/// Writes a 1-D `.npy` (float64 `'<f8'` or int64 `'<i8'`) of `len` values with bounded memory:
+/// the header first, then the values block by block as `fill` pushes them into the
+/// [`VectorSink`]. The file is byte for byte what [`write_vector_f64_npy`] /
+/// [`write_labels_npy`] write for the same values, and it is written through [`write_atomic`]
+/// (a temporary file renamed over `path`; a device or pipe is written in place).
+///
+/// `fill` must push exactly `len` values in total. If it pushes fewer or more, if a push
+/// fails, or if `fill` returns an error, the destination is left untouched (except a device or
+/// pipe, which may have received part of the data) and the error is returned: `fill`'s own
+/// error as it is, the others as [`DataError`] converted into `E`.
+///
+/// # Errors
+/// `fill`'s error; [`DataError::Format`] for a wrong number of values or a push of the other
+/// kind; [`DataError::Io`] when the file cannot be written.
+pub fn write_vector_npy_streamed<E: From<DataError>>(
+    path: &Path,
+    kind: VectorKind,
+    len: usize,
+    fill: impl FnOnce(&mut VectorSink<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    let header = match kind {
+        VectorKind::F64 => vector_header::<f64>(kind.descr(), len),
+        VectorKind::I64 => vector_header::<i64>(kind.descr(), len),
+    }
+    .map_err(|e| E::from(DataError::io(path, e)))?;
+    // The closure of `write_atomic` can only fail with an io::Error: the real error is kept
+    // here and the closure fails with a marker, so that the temporary file is removed.
+    let mut failure: Option<E> = None;
+    let result = write_atomic(path, |w| {
+        w.write_all(&header)?;
+        let mut sink = VectorSink {
+            w,
+            path,
+            kind,
+            len,
+            written: 0,
+            buf: Vec::with_capacity(8192 * 8),
+            failed: None,
+        };
+        let err = match fill(&mut sink) {
+            Err(e) => Some(e),
+            Ok(()) => match sink.failed.take() {
+                Some(e) => Some(E::from(e)),
+                None if sink.written != len => Some(E::from(DataError::format(
+                    path,
+                    format!(
+                        "only {} of the {len} values were produced (a bug in the caller); \
+                         the file was not written",
+                        sink.written
+                    ),
+                ))),
+                None => None,
+            },
+        };
+        match err {
+            Some(e) => {
+                failure = Some(e);
+                Err(io::Error::other("the values could not be produced"))
+            }
+            None => Ok(()),
+        }
+    });
+    match (failure, result) {
+        (Some(e), _) => Err(e),
+        (None, Err(e)) => Err(E::from(e)),
+        (None, Ok(())) => Ok(()),
+    }
 }
 
 #[cfg(test)]

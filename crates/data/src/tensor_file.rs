@@ -310,7 +310,7 @@ pub fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<TensorFile, DataEr
 }
 
 /// What a `safetensors` crate error means for the user.
-fn describe(e: SafeTensorError) -> String {
+pub(crate) fn describe(e: SafeTensorError) -> String {
     match e {
         SafeTensorError::InvalidHeader(e) => format!("the header is not UTF-8 ({e})"),
         SafeTensorError::InvalidHeaderDeserialization(e) | SafeTensorError::JsonError(e) => {
