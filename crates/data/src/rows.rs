@@ -16,13 +16,14 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 use npyz::TypeChar;
-use safetensors::{Dtype, SafeTensors};
+use safetensors::tensor::{Metadata, TensorInfo};
+use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
 use crate::error::DataError;
 use crate::input::open_input;
 use crate::matrix::{extension_lower, ElemType, Matrix};
 use crate::npy::{float_layout, is_big_endian, parse_header, Header, MAGIC};
-use crate::tensor_file::is_safetensors;
+use crate::tensor_file::{describe, is_safetensors};
 
 /// How to re-save a float matrix as safetensors so that [`RowFile`] can read it.
 const SAFETENSORS_HINT: &str = "expected a 2-D F32 or F64 tensor (samples x features); save it \
@@ -136,9 +137,11 @@ impl RowFile {
     /// header promises and the rows the file holds), another shape or dtype, a tensor that is
     /// missing or ambiguous (listing the tensors), or a tensor name given for an npy file.
     pub fn open(path: &Path, tensor: Option<&str>) -> Result<RowFile, DataError> {
+        // The magic decides; the extension only picks the more precise message for a damaged
+        // safetensors file.
         let map = map(path)?;
         let ext = extension_lower(path);
-        if looks_like_npy(&map) || (ext.as_deref() == Some("npy") && !is_safetensors(&map)) {
+        if looks_like_npy(&map) {
             if let Some(name) = tensor {
                 return Err(DataError::format(
                     path,
@@ -154,9 +157,9 @@ impl RowFile {
             return Self::open_safetensors(map, path, tensor);
         }
         let csv = if ext.as_deref() == Some("csv") {
-            "this is a CSV file, which"
+            "This is a CSV file, which"
         } else {
-            "a CSV file"
+            "A CSV file"
         };
         Err(DataError::format(
             path,
@@ -221,72 +224,90 @@ impl RowFile {
             )));
         }
         // Validates the table: offsets in order and contiguous, every shape matching its byte
-        // range without overflow, and the data ending exactly at the end of the file.
-        let (header_len, meta) =
-            SafeTensors::read_metadata(&map).map_err(|e| bad(crate::tensor_file::describe(e)))?;
-        let mut names: Vec<(String, &safetensors::tensor::TensorInfo)> =
-            meta.tensors().into_iter().collect();
-        names.sort_by(|a, b| a.0.cmp(&b.0));
-        let describe = |info: &safetensors::tensor::TensorInfo| {
-            format!("{:?} of shape {:?}", info.dtype, info.shape)
+        // range without overflow, and the data ending exactly at the end of the file. When
+        // only the last check fails, the table is used to say which tensor is cut and by how
+        // much (the error is returned after the tensor's own check).
+        let (header_len, meta, incomplete) = match SafeTensors::read_metadata(&map) {
+            Ok((header_len, meta)) => (header_len, meta, None),
+            Err(SafeTensorError::MetadataIncompleteBuffer) => {
+                let header_len = n as usize; // n <= available, a usize
+                let meta: Metadata = map
+                    .get(8..8 + header_len)
+                    .and_then(|h| serde_json::from_slice(h).ok())
+                    .ok_or_else(|| bad(describe(SafeTensorError::MetadataIncompleteBuffer)))?;
+                let need = meta
+                    .tensors()
+                    .values()
+                    .map(|info| info.data_offsets.1)
+                    .max()
+                    .unwrap_or(0);
+                let have = map.len() - 8 - header_len;
+                let reason = if have < need {
+                    format!(
+                        "the header promises {need} data bytes but only {have} follow it; the \
+                         file was probably cut off while copying or saving, re-create it"
+                    )
+                } else {
+                    format!(
+                        "{} unexpected bytes follow the data (trailing garbage or a damaged \
+                         file); re-create it",
+                        have - need
+                    )
+                };
+                (header_len, meta, Some(bad(reason)))
+            }
+            Err(e) => return Err(bad(describe(e))),
         };
-        let listing = || {
-            names
+        let mut names: Vec<(String, &TensorInfo)> = meta.tensors().into_iter().collect();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        let describe = |info: &TensorInfo| format!("{:?} of shape {:?}", info.dtype, info.shape);
+        let listing = if names.is_empty() {
+            "none".to_string()
+        } else {
+            let all: Vec<String> = names
                 .iter()
                 .map(|(name, info)| format!("`{name}` ({})", describe(info)))
-                .collect::<Vec<_>>()
-                .join(", ")
+                .collect();
+            all.join(", ")
         };
-        let is_matrix = |info: &safetensors::tensor::TensorInfo| {
+        let is_matrix = |info: &TensorInfo| {
             info.shape.len() == 2 && matches!(info.dtype, Dtype::F32 | Dtype::F64)
         };
-        let (name, info) = match tensor {
-            Some(want) => match names.iter().find(|(name, _)| name == want) {
+        let (name, info) = if let Some(want) = tensor {
+            match names.iter().find(|(name, _)| name == want) {
                 Some((name, info)) => (name.clone(), *info),
                 None => {
                     return Err(DataError::format(
                         path,
+                        format!("has no tensor named `{want}`; its tensors are: {listing}"),
+                    ))
+                }
+            }
+        } else {
+            let matrices: Vec<_> = names.iter().filter(|(_, info)| is_matrix(info)).collect();
+            match matrices[..] {
+                [(name, info)] => (name.clone(), *info),
+                [] => {
+                    return Err(DataError::format(
+                        path,
                         format!(
-                            "has no tensor named `{want}`; its tensors are: {}",
-                            if names.is_empty() {
-                                "none".to_string()
-                            } else {
-                                listing()
-                            }
+                            "holds no 2-D F32 or F64 tensor (its tensors: {listing}); \
+                             {SAFETENSORS_HINT}"
                         ),
                     ))
                 }
-            },
-            None => {
-                let matrices: Vec<_> = names.iter().filter(|(_, info)| is_matrix(info)).collect();
-                match matrices[..] {
-                    [(name, info)] => (name.clone(), *info),
-                    [] => {
-                        return Err(DataError::format(
-                            path,
-                            format!(
-                            "holds no 2-D F32 or F64 tensor (its tensors: {}); {SAFETENSORS_HINT}",
-                            if names.is_empty() {
-                                "none".to_string()
-                            } else {
-                                listing()
-                            }
+                _ => {
+                    let list: Vec<String> = matrices
+                        .iter()
+                        .map(|(name, _)| format!("`{name}`"))
+                        .collect();
+                    return Err(DataError::format(
+                        path,
+                        format!(
+                            "holds several 2-D float tensors ({}); name the one to read",
+                            list.join(", ")
                         ),
-                        ))
-                    }
-                    _ => {
-                        let list: Vec<String> = matrices
-                            .iter()
-                            .map(|(name, _)| format!("`{name}`"))
-                            .collect();
-                        return Err(DataError::format(
-                            path,
-                            format!(
-                                "holds several 2-D float tensors ({}); name the one to read",
-                                list.join(", ")
-                            ),
-                        ));
-                    }
+                    ));
                 }
             }
         };
@@ -332,7 +353,10 @@ impl RowFile {
             &what,
             "re-create it with safetensors",
         )?;
-        // The tensor's byte range must be exactly its values (read_metadata checks it too).
+        if let Some(e) = incomplete {
+            return Err(e);
+        }
+        // The tensor's byte range must be exactly its values (validated by read_metadata).
         if file.value_bytes(file.elem_size()) != end - begin {
             return Err(bad(format!(
                 "tensor `{name}`'s data offsets do not match its shape and dtype"

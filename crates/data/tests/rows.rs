@@ -358,6 +358,12 @@ fn other_shapes_dtypes_and_formats_are_refused_with_a_hint() {
     assert!(reason.contains(".safetensors"), "{reason}");
     let p = write(dir.path(), "empty.npy", b"");
     format_reason(RowFile::open(&p, None).unwrap_err());
+    let p = write(dir.path(), "text.npy", b"1,2\n3,4\n");
+    let reason = format_reason(RowFile::open(&p, None).unwrap_err());
+    assert!(reason.contains("neither"), "{reason}");
+    let p = write(dir.path(), "short.npy", b"\x93NUM");
+    let reason = format_reason(RowFile::open(&p, None).unwrap_err());
+    assert!(reason.contains("truncated"), "{reason}");
     let p = write(dir.path(), "empty.bin", b"");
     format_reason(RowFile::open(&p, None).unwrap_err());
 }
@@ -466,7 +472,24 @@ fn truncated_safetensors_are_refused() {
     let mut longer = bytes.clone();
     longer.extend([0; 8]);
     let q = write(dir.path(), "long.safetensors", &longer);
-    format_reason(RowFile::open(&q, Some("x")).unwrap_err());
+    let reason = format_reason(RowFile::open(&q, Some("x")).unwrap_err());
+    assert!(reason.contains("8 unexpected bytes"), "{reason}");
+
+    // `x` (F32) is written last: a file cut inside it names the rows promised and held.
+    write_safetensors(&p, &tensors(false)).unwrap();
+    let bytes = fs::read(&p).unwrap();
+    let q = write(dir.path(), "cut.safetensors", &bytes[..bytes.len() - 12]);
+    let reason = format_reason(RowFile::open(&q, None).unwrap_err());
+    assert!(
+        reason.contains("4 rows") && reason.contains("3 complete rows"),
+        "{reason}"
+    );
+    // Cut inside another tensor's data, `x` itself complete: still refused.
+    write_safetensors(&p, &tensors(true)).unwrap();
+    let bytes = fs::read(&p).unwrap();
+    let q = write(dir.path(), "cut.safetensors", &bytes[..bytes.len() - 4]);
+    let reason = format_reason(RowFile::open(&q, Some("y")).unwrap_err());
+    assert!(reason.contains("promises"), "{reason}");
 }
 
 #[test]
