@@ -356,7 +356,8 @@ fn f32_fit_at_d512_reaches_sklearn_f32_log_likelihood() {
             &format!("auto chose {} at D = 512", plan.form),
             plan.form == EstepForm::Whitened,
         );
-        for form in [EstepForm::Auto] {
+        {
+            let form = EstepForm::Auto;
             let tag = format!("d512 {form}/{backend}/{precision}");
             let m = fit(&config.clone().with_estep_form(form), &x)
                 .unwrap_or_else(|e| panic!("{tag}: {e}"));

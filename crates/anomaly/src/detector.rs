@@ -16,7 +16,7 @@
 use burn::tensor::{Bool, Device, Tensor};
 use mixburn_gmm::host::{to_f64, to_i64};
 use mixburn_gmm::{
-    select_n_components, Candidate, Criterion, FittedMixture, GaussianMixture,
+    select_n_components, Candidate, Criterion, FitData, FittedMixture, GaussianMixture,
     GaussianMixtureConfig, Mixture, Precision,
 };
 use serde::Serialize;
@@ -131,11 +131,13 @@ impl AnomalyDetector {
     }
 
     /// The mixture [`fit`](Self::fit) uses: EM with K fixed, or the K of the candidates with
-    /// the lowest BIC (then every candidate's scores are returned too).
-    pub fn fit_mixture(
+    /// the lowest BIC (then every candidate's scores are returned too). `x` is a tensor, or
+    /// rows with sample weights ([`FitData`]).
+    pub fn fit_mixture<'a>(
         config: &AnomalyConfig,
-        x: &Tensor<2>,
+        x: impl Into<FitData<'a>>,
     ) -> Result<(GaussianMixture, Option<Vec<Candidate>>)> {
+        let x: FitData<'a> = x.into();
         Ok(match &config.components {
             Components::Fixed(k) => {
                 let c = GaussianMixtureConfig {

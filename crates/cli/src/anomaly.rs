@@ -13,7 +13,8 @@ use mixburn_gmm::host::to_f64;
 use mixburn_gmm::{fit_bayesian, BayesianGaussianMixtureConfig, FittedMixture, Mixture};
 use serde_json::{json, Value};
 
-use crate::{device, load, parse_components, CliError, Compute, EmOptions};
+use crate::input::{read_sample_weight, Input};
+use crate::{device, parse_components, CliError, Compute, EmOptions};
 
 /// Anomaly subcommands.
 #[derive(Debug, Subcommand)]
@@ -203,24 +204,47 @@ fn fit(a: AnomalyFitArgs) -> Result<Value, CliError> {
     let config = AnomalyConfig::new(components)
         .with_mixture(a.em.config(first_k)?)
         .with_contamination(a.contamination);
-    let (x, n) = load(&a.input, &device, precision)?;
+    let budget = a.em.compute.max_memory_bytes()?;
+    let open = |p: &Path| a.em.compute.open_input(p, &device, precision);
+    // Held, or streamed from the file when larger than the budget (the scores, one per row,
+    // are held either way: the threshold is a percentile of them).
+    let x = open(&a.input)?;
+    let n = x.n_rows();
+    // Sample weights weight the mixture's fit; the threshold's contamination counts rows.
+    let weights = match &a.em.sample_weight {
+        Some(p) => Some(read_sample_weight(p, n)?),
+        None => None,
+    };
+    let data = x.data(weights.as_deref());
     let (mixture, candidates): (FittedMixture, _) = if bayesian {
         let c = BayesianGaussianMixtureConfig::from_shared(&a.em.config(first_k)?);
-        (fit_bayesian(&c, &x)?.into(), None)
+        let m = fit_bayesian(&c, data).map_err(|e| x.name_error(e))?;
+        (m.into(), None)
     } else {
-        let (m, c) = AnomalyDetector::fit_mixture(&config, &x)?;
+        let (m, c) = AnomalyDetector::fit_mixture(&config, data).map_err(|e| match e {
+            AnomalyError::Gmm(g) => x.name_error(g),
+            e => e.into(),
+        })?;
         (m.into(), c)
     };
-    let (det, n_validation, n_flagged_validation) = match &a.validation {
+    // The threshold from the scores of the training (or validation) rows, chunk by chunk.
+    let provisional = AnomalyDetector::from_parts(mixture.clone(), 0.0, rule)?;
+    let (rule_scores, n_validation) = match &a.validation {
         Some(v) => {
-            let (xv, nv) = load(v, &device, precision)?;
-            let det = AnomalyDetector::with_rule(mixture, &xv, rule)?;
-            let flagged = count(&det.flags(&to_f64(det.score(&xv)?)?));
-            (det, Some(nv), Some(flagged))
+            let xv = open(v)?;
+            (
+                scores_of(&provisional, &xv, NanPolicy::Error, budget)?,
+                Some(xv.n_rows()),
+            )
         }
-        None => (AnomalyDetector::with_rule(mixture, &x, rule)?, None, None),
+        None => (scores_of(&provisional, &x, NanPolicy::Error, budget)?, None),
     };
-    let train_scores = to_f64(det.score(&x)?)?;
+    let det = AnomalyDetector::from_parts(mixture, rule.threshold(&rule_scores)?, rule)?;
+    let n_flagged_validation = n_validation.map(|_| count(&det.flags(&rule_scores)));
+    let train_scores = match n_validation {
+        Some(_) => scores_of(&det, &x, NanPolicy::Error, budget)?,
+        None => rule_scores,
+    };
     let n_flagged = count(&det.flags(&train_scores));
     let mean_score = train_scores.iter().sum::<f64>() / n as f64;
     det.save(&a.output)?;
@@ -248,6 +272,37 @@ fn fit(a: AnomalyFitArgs) -> Result<Value, CliError> {
     }))
 }
 
+/// `−log p(x)` of every row of `input` under `det`, a chunk at a time (rows numbered from
+/// the input's first in errors).
+fn scores_of(
+    det: &AnomalyDetector,
+    input: &Input,
+    policy: NanPolicy,
+    budget: usize,
+) -> Result<Vec<f64>, CliError> {
+    let mut out = Vec::with_capacity(input.n_rows());
+    for chunk in input.chunks(input.scan_rows(budget)) {
+        let (start, rows) = chunk?;
+        let s = det
+            .score_with(&rows, policy)
+            .map_err(|e| at_row(e, start))?;
+        out.extend(to_f64(s)?);
+    }
+    Ok(out)
+}
+
+/// An error about row `r` of a chunk, renumbered from the input's first row.
+fn at_row(e: AnomalyError, start: usize) -> AnomalyError {
+    match e {
+        AnomalyError::NonFiniteRow { row, col, value } => AnomalyError::NonFiniteRow {
+            row: row + start,
+            col,
+            value,
+        },
+        e => e,
+    }
+}
+
 fn count(flags: &[bool]) -> usize {
     flags.iter().filter(|&&f| f).count()
 }
@@ -261,22 +316,36 @@ fn score(a: AnomalyScoreArgs) -> Result<Value, CliError> {
     check_outputs(&outputs, &[&a.input, &a.detector])?;
     let det = AnomalyDetector::load(&a.detector)?;
     let (device, precision) = device(&a.compute, det.precision())?;
-    let m = mixburn_data::read_matrix(&a.input)?;
-    let n = m.rows;
-    let x =
-        mixburn_gmm::host::tensor_from_f64(m.data, [m.rows, m.cols], &device, precision.dtype());
+    let budget = a.compute.max_memory_bytes()?;
+    // Held, or streamed from the file when larger than the budget; the outputs (a few values
+    // per row) are held and written at the end. Non-finite values follow --nan-policy.
+    let x = Input::open_checked(
+        &a.input,
+        a.compute.tensor.as_deref(),
+        &device,
+        precision,
+        budget,
+        false,
+    )?;
+    let n = x.n_rows();
     let explain = a.closest.is_some() || a.closest_share.is_some();
     let (scores, components, shares) = if explain {
-        let e = det.explain(&x, policy)?;
-        let shares: Vec<f64> = e
-            .responsibility
-            .iter()
-            .zip(&e.component_score)
-            .flat_map(|(&r, &s)| [r, s])
-            .collect();
-        (e.score, Some(e.component), Some(shares))
+        let (mut scores, mut components, mut shares) = (vec![], vec![], vec![]);
+        for chunk in x.chunks(x.scan_rows(budget)) {
+            let (start, rows) = chunk?;
+            let e = det.explain(&rows, policy).map_err(|e| at_row(e, start))?;
+            shares.extend(
+                e.responsibility
+                    .iter()
+                    .zip(&e.component_score)
+                    .flat_map(|(&r, &s)| [r, s]),
+            );
+            scores.extend(e.score);
+            components.extend(e.component);
+        }
+        (scores, Some(components), Some(shares))
     } else {
-        (to_f64(det.score_with(&x, policy)?)?, None, None)
+        (scores_of(&det, &x, policy, budget)?, None, None)
     };
     let flags = det.flags(&scores);
     let n_flagged = count(&flags);

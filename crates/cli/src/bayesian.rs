@@ -5,10 +5,12 @@ use std::path::PathBuf;
 
 use clap::Args;
 use mixburn_gmm::backend::Precision;
-use mixburn_gmm::{fit_bayesian, BayesianGaussianMixtureConfig, WeightConcentrationPriorType};
+use mixburn_gmm::{
+    fit_bayesian, BayesianGaussianMixtureConfig, Mixture, WeightConcentrationPriorType,
+};
 use serde_json::{json, Value};
 
-use crate::{device, load, CliError, EmOptions};
+use crate::{device, fit_input, CliError, EmOptions};
 
 /// `mixburn fit-bayesian`.
 #[derive(Debug, Args)]
@@ -62,9 +64,12 @@ pub fn run(a: FitBayesianArgs) -> Result<Value, CliError> {
         degrees_of_freedom_prior: a.degrees_of_freedom_prior,
         ..BayesianGaussianMixtureConfig::from_shared(&a.em.config(a.components)?)
     };
-    let (x, n) = load(&a.input, &device, precision)?;
-    let model = fit_bayesian(&config, &x)?;
-    let mean_ll = model.score(&x)?;
+    let (input, weights) = fit_input(&a.input, &a.em, &device, precision)?;
+    let n = input.n_rows();
+    let data = input.data(weights.as_deref());
+    let model = fit_bayesian(&config, data).map_err(|e| input.name_error(e))?;
+    let (ll, total_weight) = model.weighted_log_likelihood(data, config.max_memory_bytes)?;
+    let mean_ll = ll / total_weight;
     model.save(&a.output)?;
     Ok(json!({
         "converged": model.converged,
@@ -76,6 +81,8 @@ pub fn run(a: FitBayesianArgs) -> Result<Value, CliError> {
         "weights": model.weights(),
         "weight_concentration_prior_type": prior_type.to_string(),
         "n_samples": n,
+        "total_weight": total_weight,
+        "streamed": input.is_streamed(),
         "n_features": model.n_features,
         "n_components": model.n_components,
         "covariance_type": model.covariance_type.to_string(),

@@ -4,23 +4,26 @@
 
 pub mod anomaly;
 pub mod bayesian;
+mod input;
 pub mod ood;
+mod progress;
 pub mod vade;
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
-use mixburn_data::{ElemType, Matrix};
+use mixburn_data::{write_vector_npy_streamed, ElemType, Matrix, VectorKind, VectorSink};
 use mixburn_gmm::backend::{Backend, Precision};
-use mixburn_gmm::bayesian::BAYESIAN_MODEL_FORMAT;
-use mixburn_gmm::burn::tensor::{Device, Int, Tensor};
+use mixburn_gmm::burn::tensor::Device;
 use mixburn_gmm::ensure_finite;
-use mixburn_gmm::host::{tensor_from_f64, to_f64, to_i64};
+use mixburn_gmm::host::{to_f64, to_i64};
 use mixburn_gmm::model_file::{at_path, read_model};
 use mixburn_gmm::{
-    select_n_components, BayesianGaussianMixture, Criterion, Folds, GaussianMixture,
-    GaussianMixtureConfig, InitMethod,
+    select_n_components, Criterion, FittedMixture, Folds, GaussianMixtureConfig, InitMethod,
+    Mixture, ScoredChunk,
 };
+
+use crate::input::{read_sample_weight, Input};
 use serde_json::{json, Value};
 
 /// Errors of the command line: data files, the mixture library, or arguments.
@@ -95,6 +98,36 @@ pub struct Compute {
     /// Precision: f32 or f64 (default: f32 for fit; the model's precision for other commands).
     #[arg(long)]
     pub dtype: Option<String>,
+    /// Memory budget of the computation's intermediates: 2GiB, 256MiB, 64KiB or bytes. An
+    /// .npy or .safetensors input larger than it is read a chunk at a time from the file.
+    #[arg(long, default_value = "1GiB")]
+    pub max_memory: String,
+    /// The tensor of a .safetensors input (default: its only 2-D float tensor).
+    #[arg(long)]
+    pub tensor: Option<String>,
+}
+
+impl Compute {
+    /// The memory budget in bytes.
+    pub(crate) fn max_memory_bytes(&self) -> Result<usize, CliError> {
+        Ok(mixburn_gmm::parse_bytes(&self.max_memory)?)
+    }
+
+    /// Opens a data input under this budget (held, or streamed from its file).
+    pub(crate) fn open_input(
+        &self,
+        path: &Path,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Input, CliError> {
+        Input::open(
+            path,
+            self.tensor.as_deref(),
+            device,
+            precision,
+            self.max_memory_bytes()?,
+        )
+    }
 }
 
 /// EM settings shared by `fit` and `select` (scikit-learn's names and defaults).
@@ -124,9 +157,10 @@ pub struct EmOptions {
     /// Rows per chunk (default: derived from --max-memory).
     #[arg(long)]
     pub chunk_size: Option<usize>,
-    /// Memory budget of the fit's intermediates beyond the data: 2GiB, 512MB, 64KiB or bytes.
-    #[arg(long, default_value = "1GiB")]
-    pub max_memory: String,
+    /// Per-row sample weights (.npy, N floats or integers, >= 0): a row of weight 3 counts
+    /// as the row repeated 3 times.
+    #[arg(long)]
+    pub sample_weight: Option<PathBuf>,
     /// E-step form for full and tied covariances: auto (the cheaper that fits the budget),
     /// quadratic (features [x_i x_j, x, 1]) or whitened (linear in D per row).
     #[arg(long, default_value = "auto")]
@@ -149,7 +183,7 @@ impl EmOptions {
             init_params: self.init.parse::<InitMethod>()?,
             seed: Some(self.seed),
             chunk_size: self.chunk_size,
-            max_memory_bytes: mixburn_gmm::parse_bytes(&self.max_memory)?,
+            max_memory_bytes: self.compute.max_memory_bytes()?,
             estep_form: self.estep_form.parse::<mixburn_gmm::EstepForm>()?,
             ..GaussianMixtureConfig::default()
         })
@@ -307,6 +341,12 @@ pub fn run(cli: Cli) -> Result<Value, CliError> {
     }
 }
 
+/// Shows the progress of long passes on stderr when it is a terminal (returns the bar to
+/// clear at the end; `None`, and quiet, otherwise).
+pub fn progress_bar() -> Option<indicatif::ProgressBar> {
+    progress::install()
+}
+
 /// Parses `args` (including the program name) and runs them.
 pub fn run_args<I, T>(args: I) -> Result<Value, String>
 where
@@ -326,33 +366,32 @@ pub(crate) fn device(c: &Compute, default: Precision) -> Result<(Device, Precisi
     Ok((backend.device_for(precision)?, precision))
 }
 
-/// Reads a finite 2-D matrix and uploads it.
-pub(crate) fn load(
+/// Opens a fit's input and reads its sample weights.
+pub(crate) fn fit_input(
     path: &Path,
+    em: &EmOptions,
     device: &Device,
     precision: Precision,
-) -> Result<(Tensor<2>, usize), CliError> {
-    let m = mixburn_data::read_matrix(path)?;
-    mixburn_data::check_finite(&m, path)?;
-    if precision == Precision::F32 {
-        mixburn_data::check_fits_f32(&m, path)?;
-    }
-    let n = m.rows;
-    Ok((
-        tensor_from_f64(m.data, [m.rows, m.cols], device, precision.dtype()),
-        n,
-    ))
+) -> Result<(Input, Option<Vec<f64>>), CliError> {
+    let input = em.compute.open_input(path, device, precision)?;
+    let weights = match &em.sample_weight {
+        Some(p) => Some(read_sample_weight(p, input.n_rows())?),
+        None => None,
+    };
+    Ok((input, weights))
 }
 
 fn fit(a: FitArgs) -> Result<Value, CliError> {
     mixburn_data::check_outputs(&[&a.output])?;
     let (device, precision) = device(&a.em.compute, Precision::F32)?;
     let config = a.em.config(a.components)?;
-    let (x, n) = load(&a.input, &device, precision)?;
-    let model = mixburn_gmm::fit(&config, &x)?;
-    let mean_ll = model.score(&x)?;
+    let (input, weights) = fit_input(&a.input, &a.em, &device, precision)?;
+    let n = input.n_rows();
+    let data = input.data(weights.as_deref());
+    let model = mixburn_gmm::fit(&config, data).map_err(|e| input.name_error(e))?;
+    let (ll, total_weight) = model.weighted_log_likelihood(data, config.max_memory_bytes)?;
+    let mean_ll = ll / total_weight;
     let p = model.n_parameters() as f64;
-    let ll = mean_ll * n as f64;
     model.save(&a.output)?;
     Ok(json!({
         "converged": model.converged,
@@ -360,10 +399,12 @@ fn fit(a: FitArgs) -> Result<Value, CliError> {
         "lower_bound": model.lower_bound,
         "log_likelihood": ll,
         "mean_log_likelihood": mean_ll,
-        "bic": -2.0 * ll + p * (n as f64).ln(),
+        "bic": -2.0 * ll + p * total_weight.ln(),
         "aic": -2.0 * ll + 2.0 * p,
         "n_parameters": model.n_parameters(),
         "n_samples": n,
+        "total_weight": total_weight,
+        "streamed": input.is_streamed(),
         "n_features": model.n_features,
         "n_components": model.n_components,
         "covariance_type": model.covariance_type.to_string(),
@@ -378,7 +419,8 @@ fn select(a: SelectArgs) -> Result<Value, CliError> {
     mixburn_data::check_outputs(&a.output.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
     let (device, precision) = device(&a.em.compute, Precision::F32)?;
     let ks = parse_components(&a.components)?;
-    let (x, n) = load(&a.input, &device, precision)?;
+    let (input, weights) = fit_input(&a.input, &a.em, &device, precision)?;
+    let n = input.n_rows();
     let criterion = match a.criterion.to_ascii_lowercase().as_str() {
         "bic" => Criterion::Bic,
         "aic" => Criterion::Aic,
@@ -393,7 +435,9 @@ fn select(a: SelectArgs) -> Result<Value, CliError> {
             .into())
         }
     };
-    let selection = select_n_components(&a.em.config(ks[0])?, &ks, &x, &criterion)?;
+    let data = input.data(weights.as_deref());
+    let selection = select_n_components(&a.em.config(ks[0])?, &ks, data, &criterion)
+        .map_err(|e| input.name_error(e))?;
     if let Some(out) = &a.output {
         selection.model.save(out)?;
     }
@@ -403,6 +447,7 @@ fn select(a: SelectArgs) -> Result<Value, CliError> {
         "candidates": selection.candidates,
         "n_folds": matches!(criterion, Criterion::CrossValidation(_)).then_some(a.folds),
         "n_samples": n,
+        "streamed": input.is_streamed(),
         "covariance_type": selection.model.covariance_type.to_string(),
         "backend": a.em.compute.backend,
         "dtype": precision.to_string(),
@@ -412,68 +457,13 @@ fn select(a: SelectArgs) -> Result<Value, CliError> {
 
 /// A model file of either estimator (safetensors or version-1 JSON), told apart by the
 /// format it declares.
-enum Fitted {
-    Em(GaussianMixture),
-    Bayesian(BayesianGaussianMixture),
-}
+struct Fitted;
 
 impl Fitted {
-    fn load(path: &Path) -> Result<Self, CliError> {
-        let model = read_model(path).and_then(|content| {
-            Ok(if content.format() == BAYESIAN_MODEL_FORMAT {
-                Fitted::Bayesian(BayesianGaussianMixture::from_content(content)?)
-            } else {
-                Fitted::Em(GaussianMixture::from_content(content)?)
-            })
-        });
-        Ok(model.map_err(|e| at_path(path, e))?)
-    }
-    fn precision(&self) -> Precision {
-        match self {
-            Fitted::Em(m) => m.precision,
-            Fitted::Bayesian(m) => m.precision,
-        }
-    }
-    fn n_components(&self) -> usize {
-        match self {
-            Fitted::Em(m) => m.n_components,
-            Fitted::Bayesian(m) => m.n_components,
-        }
-    }
-    fn score_samples(&self, x: &Tensor<2>) -> Result<Tensor<1>, CliError> {
-        Ok(match self {
-            Fitted::Em(m) => m.score_samples(x)?,
-            Fitted::Bayesian(m) => m.score_samples(x)?,
-        })
-    }
-    fn predict_with_score(&self, x: &Tensor<2>) -> Result<(Tensor<1, Int>, Tensor<1>), CliError> {
-        Ok(match self {
-            Fitted::Em(m) => m.predict_with_score(x)?,
-            Fitted::Bayesian(m) => m.predict_with_score(x)?,
-        })
-    }
-    fn n_features(&self) -> usize {
-        match self {
-            Fitted::Em(m) => m.n_features,
-            Fitted::Bayesian(m) => m.n_features,
-        }
-    }
-    fn sample(
-        &self,
-        n: usize,
-        seed: u64,
-        device: &Device,
-    ) -> Result<(Tensor<2>, Tensor<1, Int>), CliError> {
-        Ok(match self {
-            Fitted::Em(m) => m.sample(n, seed, device)?,
-            Fitted::Bayesian(m) => m.sample(n, seed, device)?,
-        })
-    }
-    fn predict_proba(&self, x: &Tensor<2>) -> Result<Tensor<2>, CliError> {
-        Ok(match self {
-            Fitted::Em(m) => m.predict_proba(x)?,
-            Fitted::Bayesian(m) => m.predict_proba(x)?,
-        })
+    fn load(path: &Path) -> Result<FittedMixture, CliError> {
+        Ok(read_model(path)
+            .and_then(FittedMixture::from_content)
+            .map_err(|e| at_path(path, e))?)
     }
 }
 
@@ -481,42 +471,100 @@ fn model_and_data(
     model: &Path,
     input: &Path,
     compute: &Compute,
-) -> Result<(Fitted, Tensor<2>, usize), CliError> {
+) -> Result<(FittedMixture, Input), CliError> {
     let model = Fitted::load(model)?;
     let (device, precision) = device(compute, model.precision())?;
-    let (x, n) = load(input, &device, precision)?;
-    Ok((model, x, n))
+    let input = compute.open_input(input, &device, precision)?;
+    Ok((model, input))
+}
+
+/// `values` (rows from `start`) are finite, or the error names the first bad row.
+pub(crate) fn finite_from(values: &[f64], start: usize, what: &str) -> mixburn_gmm::Result<()> {
+    ensure_finite(values, what).map_err(|e| match e {
+        mixburn_gmm::GmmError::NonFiniteResult { what, index, value } => {
+            mixburn_gmm::GmmError::NonFiniteResult {
+                what,
+                index: index + start,
+                value,
+            }
+        }
+        e => e,
+    })
 }
 
 fn score(a: ScoreArgs) -> Result<Value, CliError> {
     mixburn_data::check_outputs(&a.output.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
-    let (model, x, n) = model_and_data(&a.model, &a.input, &a.compute)?;
-    let ll = to_f64(model.score_samples(&x)?)?;
-    ensure_finite(&ll, "per-sample log-likelihoods")?;
-    let mean = ll.iter().sum::<f64>() / n as f64;
-    if let Some(out) = &a.output {
-        mixburn_data::write_vector_f64_npy(out, &ll)?;
-    }
-    Ok(json!({ "mean_log_likelihood": mean, "n_samples": n }))
+    let (model, input) = model_and_data(&a.model, &a.input, &a.compute)?;
+    let model = model.as_mixture();
+    let n = input.n_rows();
+    let budget = a.compute.max_memory_bytes()?;
+    let what = "per-sample log-likelihoods";
+    let mut sum = 0.0;
+    // Each chunk's scores, checked, summed and (with --output) written as they come: the
+    // output is written atomically, so an error leaves it as it was.
+    let mut each = |c: ScoredChunk, sink: Option<&mut VectorSink<'_>>| -> mixburn_gmm::Result<()> {
+        let ll = to_f64(c.log_likelihood)?;
+        finite_from(&ll, c.start, what)?;
+        sum += ll.iter().sum::<f64>();
+        if let Some(sink) = sink {
+            sink.push_f64(&ll)?;
+        }
+        Ok(())
+    };
+    let scored = match &a.output {
+        Some(out) => write_vector_npy_streamed(out, VectorKind::F64, n, |sink| {
+            model
+                .score_chunks(input.rows(), budget, &mut |c| each(c, Some(&mut *sink)))
+                .map_err(CliError::from)
+        }),
+        None => model
+            .score_chunks(input.rows(), budget, &mut |c| each(c, None))
+            .map_err(CliError::from),
+    };
+    scored.map_err(|e| match e {
+        CliError::Gmm(g) => input.name_error(g),
+        e => e,
+    })?;
+    Ok(json!({ "mean_log_likelihood": sum / n as f64, "n_samples": n }))
 }
 
 fn predict(a: PredictArgs) -> Result<Value, CliError> {
     let mut outputs = vec![a.output.as_path()];
     outputs.extend(a.proba.as_deref());
     mixburn_data::check_outputs(&outputs)?;
-    let (model, x, n) = model_and_data(&a.model, &a.input, &a.compute)?;
-    let (labels, ll) = model.predict_with_score(&x)?;
-    ensure_finite(&to_f64(ll)?, "per-sample log-likelihoods (of the labels)")?;
-    let labels = to_i64(labels)?;
-    if let Some(p) = &a.proba {
-        let proba = to_f64(model.predict_proba(&x)?)?;
-        ensure_finite(&proba, "component probabilities")?;
-        let m = Matrix::new(n, model.n_components(), proba, ElemType::F64)?;
-        mixburn_data::write_matrix_npy(p, &m)?;
-    }
-    mixburn_data::write_labels_npy(&a.output, &labels)?;
-    let mut counts = vec![0usize; model.n_components()];
-    labels.iter().for_each(|&l| counts[l as usize] += 1);
+    let (model, input) = model_and_data(&a.model, &a.input, &a.compute)?;
+    let model = model.as_mixture();
+    let (n, k) = (input.n_rows(), model.n_components());
+    let budget = a.compute.max_memory_bytes()?;
+    let mut counts = vec![0usize; k];
+    // N×K probabilities are held (K values per row); the labels are written as they come.
+    let mut proba = Vec::new();
+    let want_proba = a.proba.is_some();
+    write_vector_npy_streamed(&a.output, VectorKind::I64, n, |sink| {
+        model
+            .score_chunks(input.rows(), budget, &mut |c| {
+                finite_from(
+                    &to_f64(c.log_likelihood.clone())?,
+                    c.start,
+                    "per-sample log-likelihoods (of the labels)",
+                )?;
+                let labels = to_i64(c.labels())?;
+                labels.iter().for_each(|&l| counts[l as usize] += 1);
+                if want_proba {
+                    let p = to_f64(c.proba())?;
+                    finite_from(&p, c.start * k, "component probabilities")?;
+                    proba.extend(p);
+                }
+                sink.push_i64(&labels)?;
+                Ok(())
+            })
+            .map_err(|e| input.name_error(e))?;
+        if let Some(p) = &a.proba {
+            let m = Matrix::new(n, k, std::mem::take(&mut proba), ElemType::F64)?;
+            mixburn_data::write_matrix_npy(p, &m)?;
+        }
+        Ok::<(), CliError>(())
+    })?;
     Ok(json!({ "n_samples": n, "counts": counts }))
 }
 
@@ -525,6 +573,7 @@ fn sample(a: SampleArgs) -> Result<Value, CliError> {
     outputs.extend(a.labels.as_deref());
     mixburn_data::check_outputs(&outputs)?;
     let model = Fitted::load(&a.model)?;
+    let model = model.as_mixture();
     let backend = *Backend::compiled()
         .first()
         .ok_or_else(|| mixburn_gmm::GmmError::config("backend", "this build has no backend"))?;

@@ -7,7 +7,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = mixburn::Cli::parse();
-    match mixburn::run(cli) {
+    let bar = mixburn::progress_bar();
+    let result = mixburn::run(cli);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match result {
         Ok(json) => {
             // A closed pipe (e.g. `| head`) is not an error of ours: stop quietly.
             let mut out = std::io::stdout().lock();

@@ -10,7 +10,10 @@ use mixburn_ood::metrics::{evaluate_with, Positive};
 use mixburn_ood::{DetectorConfig, MahalanobisDetector, Method, OodError};
 use serde_json::{json, Value};
 
-use crate::{device, load, CliError, Compute};
+use mixburn_data::{write_vector_npy_streamed, VectorKind};
+
+use crate::input::read_sample_weight;
+use crate::{device, finite_from, CliError, Compute};
 
 /// OOD subcommands.
 #[derive(Debug, Subcommand)]
@@ -41,6 +44,10 @@ pub struct OodFitArgs {
     /// Where to write the detector (safetensors, e.g. detector.safetensors).
     #[arg(long)]
     pub output: PathBuf,
+    /// Per-row sample weights (.npy, N floats or integers, >= 0): weighted class means and
+    /// pooled covariance.
+    #[arg(long)]
+    pub sample_weight: Option<PathBuf>,
     /// Backend and precision.
     #[command(flatten)]
     pub compute: Compute,
@@ -91,11 +98,16 @@ fn fit(a: OodFitArgs) -> Result<Value, CliError> {
     let method: Method = a.method.parse()?;
     let (device, precision) = device(&a.compute, Precision::F32)?;
     let labels = mixburn_data::read_labels(&a.labels)?;
-    let (z, n) = load(&a.features, &device, precision)?;
+    let z = a.compute.open_input(&a.features, &device, precision)?;
+    let n = z.n_rows();
+    let weights = match &a.sample_weight {
+        Some(p) => Some(read_sample_weight(p, n)?),
+        None => None,
+    };
     let config = DetectorConfig::new()
         .with_method(method)
         .with_ridge(a.ridge);
-    let detector = MahalanobisDetector::fit(&config, &z, &labels)?;
+    let detector = MahalanobisDetector::fit_source(&config, z.rows(), &labels, weights.as_deref())?;
     detector.save(&a.output)?;
     Ok(json!({
         "method": method.to_string(),
@@ -115,11 +127,37 @@ fn score(a: OodScoreArgs) -> Result<Value, CliError> {
     let (device, precision) = device(&a.compute, saved)?;
     let detector =
         MahalanobisDetector::from_params(params, precision, DEFAULT_CHUNK_SIZE, &device)?;
-    let (z, n) = load(&a.features, &device, precision)?;
-    let scores = to_f64(detector.score(&z)?)?;
-    mixburn_gmm::ensure_finite(&scores, "OOD scores")?;
-    mixburn_data::write_vector_f64_npy(&a.output, &scores)?;
-    let mean = scores.iter().sum::<f64>() / n as f64;
+    let c = &a.compute;
+    let z = c.open_input(&a.features, &device, precision)?;
+    let n = z.n_rows();
+    // Scored and written a chunk at a time (atomically: an error leaves the output as it was).
+    let rows = z.rows();
+    let chunk = mixburn_gmm::source::scan_rows(
+        rows.dims()[1],
+        precision.dtype().size(),
+        c.max_memory_bytes()?,
+    );
+    let mut sum = 0.0;
+    write_vector_npy_streamed(&a.output, VectorKind::F64, n, |sink| {
+        for (start, len) in mixburn_gmm::host::chunks(n, chunk) {
+            let scores = detector
+                .score(&rows.rows(start, len)?)
+                .map_err(|e| match e {
+                    OodError::NonFinite { row, col, value } => OodError::NonFinite {
+                        row: row + start,
+                        col,
+                        value,
+                    },
+                    e => e,
+                })?;
+            let scores = to_f64(scores)?;
+            finite_from(&scores, start, "OOD scores")?;
+            sum += scores.iter().sum::<f64>();
+            sink.push_f64(&scores)?;
+        }
+        Ok::<(), CliError>(())
+    })?;
+    let mean = sum / n as f64;
     Ok(json!({
         "method": detector.method().to_string(),
         "n_samples": n,

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Precision;
 use crate::config::{GaussianMixtureConfig, InitMethod};
 use crate::covariance::{self, CovTensor, CovarianceType};
-use crate::em::{iterate, validate_data};
+use crate::em::iterate;
 use crate::error::{GmmError, Result};
 use crate::estep::{em_pass, ChunkedData};
 use crate::host::{tensor_from_f64, to_f64};
@@ -42,6 +42,7 @@ use crate::model_file::{
     ModelWriter,
 };
 use crate::params::{Layout, Params};
+use crate::source::FitData;
 use crate::special::{betaln, digamma, lgamma};
 use crate::stats::SufficientStats;
 use crate::validate;
@@ -812,14 +813,22 @@ fn resolve_priors(
     let cov = config.covariance_type;
     let needs_data = config.mean_prior.is_none() || config.covariance_prior.is_none();
     let (data_mean, data_cov) = if needs_data {
-        let stats = stats_from_responsibilities(data, layout, &vec![1.0; n]);
+        let stats = stats_from_responsibilities(data, layout, &vec![1.0; n])?;
         // The whole data as one component.
         let one = Layout {
             k: 1,
             ..layout.clone()
         };
         let (mean, c) = one.moments_parameters(&stats, stats.nk.clone(), 0.0, eps);
-        let ddof = n as f64 / (n as f64 - 1.0);
+        // Σ w_n rows (N without weights), as the rows repeated that many times would give.
+        let w = data.total_weight();
+        if config.covariance_prior.is_none() && w <= 1.0 {
+            return Err(GmmError::config(
+                "sample_weight",
+                format!("the weights sum to {w}; the data covariance of the default covariance_prior needs a total weight > 1 (or give covariance_prior)"),
+            ));
+        }
+        let ddof = w / (w - 1.0);
         let c: Vec<f64> = c.to_flat()?.into_iter().map(|v| v * ddof).collect();
         (to_f64(mean)?, c)
     } else {
@@ -865,11 +874,14 @@ fn resolve_priors(
 /// the pass plus [`VariationalParams::lower_bound_terms`] of the new posterior); a restart
 /// stops when the lower bound changes by less than `tol`. The highest final lower bound wins
 /// (ties: the earliest restart).
-pub fn fit_bayesian(
+pub fn fit_bayesian<'a>(
     config: &BayesianGaussianMixtureConfig,
-    x: &Tensor<2>,
+    x: impl Into<FitData<'a>>,
 ) -> Result<BayesianGaussianMixture> {
-    let (n, d) = validate_data(x)?;
+    let x = x.into();
+    let (device, dtype) = (x.rows.device(), x.rows.dtype());
+    let prep = x.prepare(config.max_memory_bytes)?;
+    let (n, d, centre) = (prep.n, prep.d, prep.centre);
     config.validate(n, d)?;
     let k = config.n_components;
     if n < k {
@@ -884,8 +896,6 @@ pub fn fit_bayesian(
             "a Bayesian Gaussian mixture needs at least 2 rows (the default priors use the data covariance), got 1",
         ));
     }
-    let device = x.device();
-    let dtype = x.dtype();
     let precision = Precision::of(dtype);
     config.shared().check_precision(precision)?;
     let eps = precision.eps();
@@ -893,16 +903,15 @@ pub fn fit_bayesian(
     let shared = config.shared();
     let plan = shared.plan(n, d, dtype.size())?;
     let layout = Layout::new(cov, k, d, &device, dtype).with_form(plan.form);
-    // Centre once (a D-vector): moments accumulate around the data mean, not the origin.
-    let centre = to_f64(x.clone().mean_dim(0))?;
     let centre_t = tensor_from_f64(centre.clone(), [1, d], &device, dtype);
-    let data = ChunkedData::new(x, centre_t, plan.chunk_rows, &layout)
-        .with_feature_cache(plan.cache_bytes);
+    let data = ChunkedData::new(x.rows, centre_t, plan.chunk_rows, &layout)
+        .with_weights(x.sample_weight, prep.total_weight)
+        .with_feature_cache(plan.cache_bytes)?;
     let priors = resolve_priors(config, &data, &layout, &centre, eps)?;
     let prior_type = config.weight_concentration_prior_type;
 
     let start = match &config.resp_init {
-        Some(resp) => stats_from_responsibilities(&data, &layout, resp),
+        Some(resp) => stats_from_responsibilities(&data, &layout, resp)?,
         None => initial_stats(&shared, &data, &layout, &restart_seeds(&shared))?,
     };
     let starts = variational_m_step(&layout, &start, &priors, config.reg_covar, eps)?;
@@ -913,7 +922,7 @@ pub fn fit_bayesian(
             .flat_map(|p| p.estep_constants(prior_type, d))
             .collect();
         let op = layout.upload_log_weights(&refs, constants);
-        let stats = em_pass(&data, &op, k, config.n_threads);
+        let stats = em_pass(&data, &op, k, config.n_threads)?;
         let entropy = responsibility_entropy(&stats)?;
         let next = variational_m_step(&layout, &stats, &priors, config.reg_covar, eps)?;
         Ok(next
@@ -1007,7 +1016,7 @@ impl BayesianGaussianMixture {
     /// The chunked scorer of this mixture: the Gaussian log-densities under
     /// `precisions_cholesky` with [`VariationalParams::estep_constants`] in the constant
     /// column.
-    fn scorer(&self) -> Scorer<'_> {
+    pub(crate) fn scorer(&self) -> Scorer<'_> {
         Scorer {
             cov: self.covariance_type,
             n_features: self.n_features,

@@ -8,10 +8,11 @@ use crate::backend::Precision;
 use crate::config::GaussianMixtureConfig;
 use crate::error::{GmmError, Result};
 use crate::estep::{em_pass, ChunkedData};
-use crate::host::{tensor_from_f64, to_f64, to_i64};
+use crate::host::tensor_from_f64;
 use crate::init::{initial_params, restart_seeds};
 use crate::model::GaussianMixture;
 use crate::params::{Layout, WeightNorm};
+use crate::source::{check_finite, FitData};
 
 /// Checks the shape and finiteness of `x: [N, D]`; returns `(N, D)`.
 pub fn validate_data(x: &Tensor<2>) -> Result<(usize, usize)> {
@@ -22,16 +23,7 @@ pub fn validate_data(x: &Tensor<2>) -> Result<(usize, usize)> {
             n_features: d,
         });
     }
-    let bad = to_i64(x.clone().is_finite().bool_not().any().int())?;
-    if bad.first().copied().unwrap_or(0) != 0 {
-        let values = to_f64(x.clone())?;
-        let i = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
-        return Err(GmmError::NonFinite {
-            row: i / d,
-            col: i % d,
-            value: values[i],
-        });
-    }
+    check_finite(x, 0)?;
     Ok((n, d))
 }
 
@@ -66,9 +58,11 @@ pub(crate) fn iterate<P>(
         .collect();
     let mut done: Vec<(usize, Run<P>)> = vec![];
     let mut ids: Vec<usize> = (0..active.len()).collect();
-    for _ in 0..max_iter {
+    for it in 0..max_iter {
         let refs: Vec<&P> = active.iter().map(|r| &r.params).collect();
         let next = step(&refs)?;
+        let bounds: Vec<f64> = next.iter().map(|(_, lb)| *lb).collect();
+        crate::progress::iteration(it + 1, &bounds);
         let mut still = vec![];
         let mut still_ids = vec![];
         for ((mut run, (params, lb)), id) in active.into_iter().zip(next).zip(ids) {
@@ -104,19 +98,26 @@ pub(crate) fn iterate<P>(
     best.ok_or_else(|| GmmError::config("n_init", "at least one restart is needed"))
 }
 
-/// Fits a Gaussian mixture to `x: [N, D]` by EM on `x`'s device, in `x`'s dtype.
-pub fn fit(config: &GaussianMixtureConfig, x: &Tensor<2>) -> Result<GaussianMixture> {
+/// Fits a Gaussian mixture to `x: [N, D]` by EM on `x`'s device, in `x`'s dtype: a tensor,
+/// or any [`FitData`] (rows read from a file a chunk at a time, sample weights).
+pub fn fit<'a>(
+    config: &GaussianMixtureConfig,
+    x: impl Into<FitData<'a>>,
+) -> Result<GaussianMixture> {
     fit_warm(config, x, None)
 }
 
 /// As [`fit`]; with `config.warm_start` and a `previous` model, EM starts from the previous
 /// parameters (one restart) instead of a fresh initialisation.
-pub fn fit_warm(
+pub fn fit_warm<'a>(
     config: &GaussianMixtureConfig,
-    x: &Tensor<2>,
+    x: impl Into<FitData<'a>>,
     previous: Option<&GaussianMixture>,
 ) -> Result<GaussianMixture> {
-    let (n, d) = validate_data(x)?;
+    let x = x.into();
+    let (device, dtype) = (x.rows.device(), x.rows.dtype());
+    let prep = x.prepare(config.max_memory_bytes)?;
+    let (n, d, centre) = (prep.n, prep.d, prep.centre);
     config.validate(d)?;
     let k = config.n_components;
     if n < k {
@@ -132,18 +133,15 @@ pub fn fit_warm(
         }
         _ => None,
     };
-    let device = x.device();
-    let dtype = x.dtype();
     let precision = Precision::of(dtype);
     config.check_precision(precision)?;
     let eps = precision.eps();
     let plan = config.plan(n, d, dtype.size())?;
     let layout = Layout::new(config.covariance_type, k, d, &device, dtype).with_form(plan.form);
-    // Centre once (a D-vector): moments accumulate around the data mean, not the origin.
-    let centre = to_f64(x.clone().mean_dim(0))?;
     let centre_t = tensor_from_f64(centre.clone(), [1, d], &device, dtype);
-    let data = ChunkedData::new(x, centre_t, plan.chunk_rows, &layout)
-        .with_feature_cache(plan.cache_bytes);
+    let data = ChunkedData::new(x.rows, centre_t, plan.chunk_rows, &layout)
+        .with_weights(x.sample_weight, prep.total_weight)
+        .with_feature_cache(plan.cache_bytes)?;
 
     let starts = match warm {
         Some(p) => vec![p.params.shifted(&centre, -1.0)],
@@ -151,7 +149,7 @@ pub fn fit_warm(
     };
     let best = iterate(starts, config.max_iter, config.tol, |params| {
         let op = layout.upload(params);
-        let stats = em_pass(&data, &op, k, config.n_threads);
+        let stats = em_pass(&data, &op, k, config.n_threads)?;
         let lower = stats.mean_log_likelihood()?;
         let next = layout.m_step(&stats, config.reg_covar, eps, WeightNorm::Mass)?;
         Ok(next.into_iter().zip(lower).collect())

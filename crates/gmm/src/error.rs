@@ -110,6 +110,9 @@ pub enum GmmError {
         /// The value.
         value: f64,
     },
+    /// Reading rows from a data file failed (a streamed input).
+    #[error(transparent)]
+    Data(#[from] mixburn_data::DataError),
     /// Reading or writing a model file failed.
     #[error("cannot access {path}: {source}")]
     Io {

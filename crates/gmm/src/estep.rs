@@ -8,14 +8,17 @@
 use burn::tensor::Tensor;
 
 use crate::covariance::{self, CovarianceType, Packing, Whitening};
+use crate::error::Result;
 use crate::form::EstepForm;
 use crate::host::chunks;
 use crate::kmeans::Centred;
 use crate::params::Layout;
+use crate::source::RowSource;
 use crate::stats::SufficientStats;
 
-/// Rows of a data matrix, centred on the fly, in chunks.
-#[derive(Clone, Debug)]
+/// Rows of a data matrix (any [`RowSource`]: resident or read from a file), centred on the fly,
+/// in chunks, with their sample weights.
+#[derive(Clone)]
 pub struct ChunkedData<'a> {
     rows: Centred<'a>,
     chunk: usize,
@@ -23,13 +26,15 @@ pub struct ChunkedData<'a> {
     form: EstepForm,
     packing: &'a Packing,
     cache: Option<Vec<Tensor<2>>>,
+    total_weight: f64,
 }
 
 impl<'a> ChunkedData<'a> {
     /// A view of `x: [N, D]` shifted by `-centre` (`[1, D]`), read `chunk` rows at a time, in
     /// `layout`'s covariance type and form.
-    pub fn new(x: &'a Tensor<2>, centre: Tensor<2>, chunk: usize, layout: &'a Layout) -> Self {
+    pub fn new(x: &'a dyn RowSource, centre: Tensor<2>, chunk: usize, layout: &'a Layout) -> Self {
         Self {
+            total_weight: x.dims()[0] as f64,
             rows: Centred::new(x, centre),
             chunk: chunk.max(1),
             cov: layout.cov,
@@ -39,13 +44,22 @@ impl<'a> ChunkedData<'a> {
         }
     }
 
+    /// The same rows with sample weights `w` (length N, checked) summing to `total`.
+    pub fn with_weights(mut self, w: Option<&'a [f64]>, total: f64) -> Self {
+        self.rows = self.rows.with_weights(w);
+        if w.is_some() {
+            self.total_weight = total;
+        }
+        self
+    }
+
     /// Keeps every chunk's features `G(x)` in memory when they and the data together take at
     /// most `budget_bytes`, so that EM iterations after the first cost two GEMMs per chunk
     /// instead of rebuilding the quadratic features (memory `N·(T'+D+1)` values; off when
     /// over budget, and in the whitened form, which has no features).
-    pub fn with_feature_cache(mut self, budget_bytes: usize) -> Self {
+    pub fn with_feature_cache(mut self, budget_bytes: usize) -> Result<Self> {
         if self.form == EstepForm::Whitened {
-            return self;
+            return Ok(self);
         }
         let [n, d] = self.rows.dims();
         let width = self.cov.quad_width(d) + d + 1;
@@ -55,20 +69,35 @@ impl<'a> ChunkedData<'a> {
             let parts = self
                 .ranges()
                 .map(|(s, len)| self.features(s, len))
-                .collect();
+                .collect::<Result<_>>()?;
             self.cache = Some(parts);
         }
-        self
+        Ok(self)
     }
 
     /// The data as given (not centred).
-    pub fn raw(&self) -> &Tensor<2> {
+    pub fn raw(&self) -> &'a dyn RowSource {
         self.rows.raw()
     }
 
     /// Number of rows.
     pub fn n_rows(&self) -> usize {
         self.rows.dims()[0]
+    }
+
+    /// `Σ_n w_n` (N without weights).
+    pub fn total_weight(&self) -> f64 {
+        self.total_weight
+    }
+
+    /// The sample weights, if any.
+    pub fn weights(&self) -> Option<&'a [f64]> {
+        self.rows.weights()
+    }
+
+    /// Weights of rows `[start, start + len)` as a column `[len, 1]` (`None`: all 1).
+    pub fn weight_column(&self, start: usize, len: usize) -> Option<Tensor<2>> {
+        self.rows.weight_column(start, len)
     }
 
     /// Rows per chunk.
@@ -86,22 +115,22 @@ impl<'a> ChunkedData<'a> {
         chunks(self.n_rows(), self.chunk)
     }
 
-    /// The rows as a centred view for k-means (chunks or selections, no whole copy).
+    /// The rows as a centred (weighted) view for k-means (chunks or selections, no whole copy).
     pub fn centred(&self) -> Centred<'a> {
         self.rows.clone()
     }
 
     /// Centred rows `[start, start + len)`.
-    pub fn rows(&self, start: usize, len: usize) -> Tensor<2> {
+    pub fn rows(&self, start: usize, len: usize) -> Result<Tensor<2>> {
         self.rows.rows(start, len)
     }
 
     /// `G(x) = [F(x), x, 1]` of centred rows `[start, start + len)` (a chunk from
     /// [`ranges`](Self::ranges)).
-    pub fn features(&self, start: usize, len: usize) -> Tensor<2> {
+    pub fn features(&self, start: usize, len: usize) -> Result<Tensor<2>> {
         match &self.cache {
-            Some(parts) => parts[start / self.chunk.max(1)].clone(),
-            None => self.features_of(self.rows(start, len)),
+            Some(parts) => Ok(parts[start / self.chunk.max(1)].clone()),
+            None => Ok(self.features_of(self.rows(start, len)?)),
         }
     }
 
@@ -115,8 +144,9 @@ impl<'a> ChunkedData<'a> {
     }
 
     /// Statistics of given responsibilities `resp: [len, B·K]` of rows `[start, start + len)`
-    /// in this pass's form; the shifted form accumulates around `shift: [B·K, D]` (zeros,
-    /// the data mean, when `None`). `Σ log p` and `Σ r ℓ` are zero (no E-step).
+    /// (times the rows' sample weights) in this pass's form; the shifted form accumulates
+    /// around `shift: [B·K, D]` (zeros, the data mean, when `None`). `Σ log p` and `Σ r ℓ` are
+    /// zero (no E-step).
     pub fn stats_of(
         &self,
         start: usize,
@@ -124,10 +154,11 @@ impl<'a> ChunkedData<'a> {
         resp: Tensor<2>,
         k: usize,
         shift: Option<&Tensor<2>>,
-    ) -> SufficientStats {
+    ) -> Result<SufficientStats> {
         let bk = resp.dims()[1];
         let zeros = Tensor::zeros([len, bk / k], (&resp.device(), resp.dtype()));
-        match self.form {
+        let (resp, mass) = self.weighted_resp(resp, start, len)?;
+        let stats = match self.form {
             EstepForm::Whitened => {
                 let d = self.rows.dims()[1];
                 let own;
@@ -141,15 +172,27 @@ impl<'a> ChunkedData<'a> {
                 let tied = self.cov == CovarianceType::Tied;
                 SufficientStats::from_shifted_chunk(
                     resp,
-                    self.rows(start, len),
+                    self.rows(start, len)?,
                     shift,
                     tied,
                     k,
                     zeros,
                 )
             }
-            _ => SufficientStats::from_chunk(resp, self.features(start, len), zeros),
-        }
+            _ => SufficientStats::from_chunk(resp, self.features(start, len)?, zeros),
+        };
+        Ok(stats.with_n_samples(mass))
+    }
+
+    /// `resp` times the sample weights of rows `[start, start + len)`, and their total weight.
+    fn weighted_resp(&self, resp: Tensor<2>, start: usize, len: usize) -> Result<(Tensor<2>, f64)> {
+        Ok(match self.weights() {
+            Some(w) => {
+                let col = self.weight_column(start, len).expect("weights");
+                (resp * col, w[start..start + len].iter().sum())
+            }
+            None => (resp, len as f64),
+        })
     }
 }
 
@@ -176,17 +219,22 @@ impl Operand {
     /// Weighted log-densities `ℓ_k = log π_k + log N(x | μ_k, Σ_k)`, `[len, B·K]`, of rows
     /// `[start, start + len)` of `data`; also the rows' features (quadratic) or centred rows
     /// (whitened), which the statistics of the chunk reuse.
-    fn weighted(&self, data: &ChunkedData<'_>, start: usize, len: usize) -> (Tensor<2>, Tensor<2>) {
-        match self {
+    fn weighted(
+        &self,
+        data: &ChunkedData<'_>,
+        start: usize,
+        len: usize,
+    ) -> Result<(Tensor<2>, Tensor<2>)> {
+        Ok(match self {
             Operand::Quadratic(a) => {
-                let g = data.features(start, len);
+                let g = data.features(start, len)?;
                 (g.clone().matmul(a.clone()), g)
             }
             Operand::Whitened(w) => {
-                let x = data.rows(start, len);
+                let x = data.rows(start, len)?;
                 (whitened_log_density(w, x.clone()), x)
             }
-        }
+        })
     }
 }
 
@@ -214,24 +262,31 @@ pub fn log_prob(
     k: usize,
     start: usize,
     len: usize,
-) -> (Tensor<3>, Tensor<3>) {
+) -> Result<(Tensor<3>, Tensor<3>)> {
     let bk = op.n_columns();
-    let weighted = op.weighted(data, start, len).0.reshape([len, bk / k, k]);
+    let weighted = op.weighted(data, start, len)?.0.reshape([len, bk / k, k]);
     let m = weighted.clone().max_dim(2);
     let lse = m.clone() + (weighted.clone() - m).exp().sum_dim(2).log();
-    (weighted, lse)
+    Ok((weighted, lse))
 }
 
 /// One EM pass: E-step on every chunk with operand `op` and the accumulated sufficient
 /// statistics of the responsibilities (the input of the next M-step). Per chunk:
 /// `ℓ` (one GEMM), `e = exp(ℓ − max ℓ)`, `r = e / Σ_k e`, then the moments in the operand's
-/// form (`rᵀ G`, or the scatter around the operand's means).
+/// form (`rᵀ G`, or the scatter around the operand's means); with sample weights, each row's
+/// `r` and `log p(x)` count `w_n` times.
 ///
 /// Runs of chunks go to `workers` threads and their statistics are merged (they are additive):
 /// the M-step's GEMM has a small output and a long reduction, which one CPU kernel call
 /// does not spread over cores.
-pub fn em_pass(data: &ChunkedData<'_>, op: &Operand, k: usize, workers: usize) -> SufficientStats {
+pub fn em_pass(
+    data: &ChunkedData<'_>,
+    op: &Operand,
+    k: usize,
+    workers: usize,
+) -> Result<SufficientStats> {
     let ranges: Vec<(usize, usize)> = data.ranges().collect();
+    crate::progress::pass("EM", data.n_rows());
     let workers = workers.clamp(1, ranges.len());
     if workers == 1 {
         return pass_over(data, op, k, &ranges);
@@ -242,11 +297,12 @@ pub fn em_pass(data: &ChunkedData<'_>, op: &Operand, k: usize, workers: usize) -
             .chunks(per)
             .map(|part| scope.spawn(move || pass_over(data, op, k, part)))
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("EM worker thread"))
-            .reduce(SufficientStats::merge)
-            .expect("at least one chunk")
+        let mut acc = None;
+        for h in handles {
+            let stats = h.join().expect("EM worker thread")?;
+            acc = Some(SufficientStats::accumulate(acc, stats));
+        }
+        Ok(acc.expect("at least one chunk"))
     })
 }
 
@@ -255,25 +311,31 @@ fn pass_over(
     op: &Operand,
     k: usize,
     ranges: &[(usize, usize)],
-) -> SufficientStats {
+) -> Result<SufficientStats> {
     let bk = op.n_columns();
     let mut acc = None;
     for &(start, len) in ranges {
-        let (flat, rows) = op.weighted(data, start, len);
+        let (flat, rows) = op.weighted(data, start, len)?;
         let weighted = flat.clone().reshape([len, bk / k, k]);
         let m = weighted.clone().max_dim(2);
         let e = (weighted - m.clone()).exp();
         let s = e.clone().sum_dim(2);
         let resp = (e / s.clone()).reshape([len, bk]);
-        let lse = (m + s.log()).reshape([len, bk / k]);
+        let mut lse = (m + s.log()).reshape([len, bk / k]);
+        let (resp, mass) = data.weighted_resp(resp, start, len)?;
+        if let Some(w) = data.weight_column(start, len) {
+            lse = lse * w;
+        }
         let stats = match op {
             Operand::Quadratic(_) => SufficientStats::from_chunk(resp.clone(), rows, lse),
             Operand::Whitened(w) => {
                 SufficientStats::from_shifted_chunk(resp.clone(), rows, &w.shift, w.tied, k, lse)
             }
         }
-        .with_weighted_log_density(resp, flat, k);
+        .with_weighted_log_density(resp, flat, k)
+        .with_n_samples(mass);
         acc = Some(SufficientStats::accumulate(acc, stats));
+        crate::progress::rows(len);
     }
-    acc.expect("at least one row")
+    Ok(acc.expect("at least one row"))
 }

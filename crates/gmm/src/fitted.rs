@@ -22,8 +22,10 @@ use crate::backend::Precision;
 use crate::bayesian::{BayesianGaussianMixture, BAYESIAN_MODEL_FORMAT};
 use crate::covariance::CovarianceType;
 use crate::error::{GmmError, Result};
-use crate::model::{GaussianMixture, MODEL_FORMAT};
+use crate::host::to_f64;
+use crate::model::{GaussianMixture, ScoredChunk, MODEL_FORMAT};
 use crate::params::Params;
+use crate::source::{FitData, RowSource};
 
 /// A fitted Gaussian mixture of either estimator (module docs).
 pub trait Mixture {
@@ -49,6 +51,42 @@ pub trait Mixture {
     fn predict_proba(&self, x: &Tensor<2>) -> Result<Tensor<2>>;
     /// `argmax_k ℓ_k`, shape `[N]`.
     fn predict(&self, x: &Tensor<2>) -> Result<Tensor<1, Int>>;
+    /// Scores the rows of any source (a tensor, or a file read a chunk at a time) in chunks
+    /// whose intermediates fit `max_memory_bytes`, calling `f` on each in order
+    /// ([`ScoredChunk`]: `ℓ`, `log p`, labels, responsibilities), so that scoring data larger
+    /// than memory needs one chunk at a time.
+    fn score_chunks(
+        &self,
+        x: &dyn RowSource,
+        max_memory_bytes: usize,
+        f: &mut dyn FnMut(ScoredChunk) -> Result<()>,
+    ) -> Result<()>;
+    /// `(Σ_n w_n log p(x_n), Σ_n w_n)` of rows with sample weights (all 1 when `None`), chunk
+    /// by chunk ([`score_chunks`](Self::score_chunks)), summed on the host in f64 in row order.
+    fn weighted_log_likelihood(
+        &self,
+        data: FitData<'_>,
+        max_memory_bytes: usize,
+    ) -> Result<(f64, f64)> {
+        let (mut total, mut weight) = (0.0, 0.0);
+        self.score_chunks(data.rows, max_memory_bytes, &mut |c| {
+            let ll = to_f64(c.log_likelihood)?;
+            match data.sample_weight {
+                Some(w) => {
+                    for (i, v) in ll.iter().enumerate() {
+                        total += w[c.start + i] * v;
+                        weight += w[c.start + i];
+                    }
+                }
+                None => {
+                    total += ll.iter().sum::<f64>();
+                    weight += ll.len() as f64;
+                }
+            }
+            Ok(())
+        })?;
+        Ok((total, weight))
+    }
     /// `n` samples `[n, D]` and their components `[n]`.
     fn sample(&self, n: usize, seed: u64, device: &Device) -> Result<(Tensor<2>, Tensor<1, Int>)>;
     /// The model as versioned JSON (its own model-file format).
@@ -101,6 +139,18 @@ macro_rules! delegate_mixture {
             }
             fn predict(&self, x: &Tensor<2>) -> Result<Tensor<1, Int>> {
                 <$ty>::predict(self, x)
+            }
+            fn score_chunks(
+                &self,
+                x: &dyn RowSource,
+                max_memory_bytes: usize,
+                f: &mut dyn FnMut(ScoredChunk) -> Result<()>,
+            ) -> Result<()> {
+                let scorer = crate::model::Scorer {
+                    max_memory_bytes,
+                    ..self.scorer()
+                };
+                scorer.scan_source(x, f)
             }
             fn sample(
                 &self,
@@ -222,6 +272,14 @@ impl Mixture for FittedMixture {
     }
     fn predict(&self, x: &Tensor<2>) -> Result<Tensor<1, Int>> {
         self.as_mixture().predict(x)
+    }
+    fn score_chunks(
+        &self,
+        x: &dyn RowSource,
+        max_memory_bytes: usize,
+        f: &mut dyn FnMut(ScoredChunk) -> Result<()>,
+    ) -> Result<()> {
+        self.as_mixture().score_chunks(x, max_memory_bytes, f)
     }
     fn sample(&self, n: usize, seed: u64, device: &Device) -> Result<(Tensor<2>, Tensor<1, Int>)> {
         self.as_mixture().sample(n, seed, device)

@@ -8,17 +8,17 @@
 
 use burn::tensor::Tensor;
 use rand::rngs::StdRng;
-use rand::seq::index::sample;
+use rand::seq::index::{sample, sample_weighted};
 use rand::{Rng, SeedableRng};
 
 use crate::budget;
 use crate::config::{GaussianMixtureConfig, InitMethod};
 use crate::covariance::{self, CovTensor, CovarianceType};
-use crate::error::Result;
+use crate::error::{GmmError, Result};
 use crate::estep::ChunkedData;
 use crate::form::EstepForm;
-use crate::host::{accumulate, int_tensor, tensor_from_f64, to_f64};
-use crate::kmeans::{kmeans_batched, one_hot, plusplus_indices, KMeansConfig};
+use crate::host::{accumulate, tensor_from_f64, to_f64};
+use crate::kmeans::{assign, kmeans_centred, one_hot, plusplus_indices, KMeansConfig};
 use crate::params::{Layout, Params, WeightNorm};
 use crate::stats::{Moments, SufficientStats};
 
@@ -78,7 +78,7 @@ pub fn initial_stats(
             let idx = point_indices(config, data, seeds)?;
             let (k, b) = (layout.k, seeds.len());
             let flat: Vec<usize> = idx.into_iter().flatten().collect();
-            let rows = data.centred().select(&flat);
+            let rows = data.centred().select(&flat)?;
             let moments = match data.form() {
                 // Around the chosen rows themselves: zero first and second moments.
                 EstepForm::Whitened => {
@@ -98,7 +98,7 @@ pub fn initial_stats(
                 moments,
                 log_likelihood: zeros.clone(),
                 weighted_log_density: zeros,
-                n_samples: data.n_rows(),
+                n_samples: data.total_weight(),
             })
         }
     }
@@ -111,16 +111,16 @@ pub fn stats_from_responsibilities(
     data: &ChunkedData<'_>,
     layout: &Layout,
     resp: &[f64],
-) -> SufficientStats {
+) -> Result<SufficientStats> {
     let k = resp.len() / data.n_rows().max(1);
     let mut acc = None;
     for (start, len) in data.ranges() {
         let r = resp[start * k..(start + len) * k].to_vec();
         let r = tensor_from_f64(r, [len, k], &layout.device, layout.dtype);
-        let stats = data.stats_of(start, len, r, k, None);
+        let stats = data.stats_of(start, len, r, k, None)?;
         acc = Some(SufficientStats::accumulate(acc, stats));
     }
-    acc.expect("rows")
+    Ok(acc.expect("rows"))
 }
 
 /// Rows per chunk of the initialisation's k-means and k-means++ passes (distances to the
@@ -198,20 +198,16 @@ fn kmeans_stats(
     let mut kc = KMeansConfig::new(k);
     let size = layout.dtype.size();
     kc.chunk_size = kmeans_chunk_rows(config, data.n_rows(), layout.d, size)?;
-    // k-means centres the data itself; its labels do not depend on the shift.
-    let runs = kmeans_batched(data.raw(), &kc, seeds)?;
+    // k-means on the centred (weighted) rows, a chunk at a time; each row's label is its
+    // closest final centre, found again chunk by chunk rather than held for every row.
+    let (centres, _) = kmeans_centred(&data.centred(), &kc, seeds)?;
     // The shifted form accumulates around each cluster's centre (centred coordinates).
-    let centres: Vec<f64> = runs.iter().flat_map(|r| r.centers.clone()).collect();
-    let shift = tensor_from_f64(centres, [b * k, layout.d], &layout.device, layout.dtype)
-        - data.centred().centre().clone();
+    let shift = centres.clone();
     let mut acc = None;
     for (start, len) in data.ranges() {
-        let labels: Vec<i64> = (start..start + len)
-            .flat_map(|i| runs.iter().map(move |r| r.labels[i] as i64))
-            .collect();
-        let labels = int_tensor(labels, [len, b, 1], &layout.device);
+        let (_, labels) = assign(data.rows(start, len)?, &centres, b, k);
         let resp = one_hot(labels, k, layout.dtype);
-        let stats = data.stats_of(start, len, resp, k, Some(&shift));
+        let stats = data.stats_of(start, len, resp, k, Some(&shift))?;
         acc = Some(SufficientStats::accumulate(acc, stats));
     }
     Ok(acc.expect("rows"))
@@ -233,7 +229,7 @@ fn random_stats(data: &ChunkedData<'_>, layout: &Layout, seeds: &[u64]) -> Resul
             }
         }
         let resp = tensor_from_f64(resp, [len, b * k], &layout.device, layout.dtype);
-        let stats = data.stats_of(start, len, resp, k, None);
+        let stats = data.stats_of(start, len, resp, k, None)?;
         acc = Some(SufficientStats::accumulate(acc, stats));
     }
     Ok(acc.expect("rows"))
@@ -251,7 +247,7 @@ fn point_params(
     seeds: &[u64],
     eps: f64,
 ) -> Result<Vec<Params>> {
-    let (k, d, n) = (layout.k, layout.d, data.n_rows());
+    let (k, d, n) = (layout.k, layout.d, data.total_weight());
     let reg = config.reg_covar;
     let idx = point_indices(config, data, seeds)?;
     let eye_reg = |scale: f64| -> Vec<f64> {
@@ -264,21 +260,25 @@ fn point_params(
         CovarianceType::Tied => {
             let mut acc: Option<Tensor<2>> = None;
             for (start, len) in data.ranges() {
-                let x = data.rows(start, len);
-                acc = Some(accumulate(acc, x.clone().transpose().matmul(x)));
+                let x = data.rows(start, len)?;
+                let xw = match data.weight_column(start, len) {
+                    Some(w) => x.clone() * w,
+                    None => x.clone(),
+                };
+                acc = Some(accumulate(acc, xw.transpose().matmul(x)));
             }
             let second = to_f64(acc.expect("rows"))?;
             second
                 .iter()
                 .zip(eye_reg(reg))
-                .map(|(s, r)| s / n as f64 + r)
+                .map(|(s, r)| s / n + r)
                 .collect()
         }
         CovarianceType::Diag => vec![reg; k * d],
         CovarianceType::Spherical => vec![reg; k],
     };
     let flat: Vec<usize> = idx.into_iter().flatten().collect();
-    let rows = to_f64(data.centred().select(&flat))?;
+    let rows = to_f64(data.centred().select(&flat)?)?;
     let cov_t = CovTensor::from_flat(
         layout.cov,
         covariances.clone(),
@@ -291,7 +291,7 @@ fn point_params(
     let prec = covariance::precision_cholesky(layout.cov, &cov_t, k, 1)?.to_flat()?;
     Ok((0..seeds.len())
         .map(|r| Params {
-            weights: vec![(1.0 + 10.0 * eps) / n as f64; k],
+            weights: vec![(1.0 + 10.0 * eps) / n; k],
             means: rows[r * k * d..(r + 1) * k * d].to_vec(),
             covariances: covariances.clone(),
             precisions_cholesky: prec.clone(),
@@ -313,8 +313,20 @@ fn point_indices(
         let rows = kmeans_chunk_rows(config, n, data.raw().dims()[1], size)?;
         plusplus_indices(&data.centred(), k, &mut rngs, rows)?
     } else {
-        rngs.iter_mut()
-            .map(|r| sample(r, n, k).into_vec())
-            .collect()
+        match data.weights() {
+            // Without replacement, each draw ∝ the weights of the rows not drawn yet.
+            Some(w) => rngs
+                .iter_mut()
+                .map(|r| {
+                    sample_weighted(r, n, |i| w[i], k)
+                        .map(|idx| idx.into_vec())
+                        .map_err(|e| GmmError::config("sample_weight", format!("random_from_data needs at least n_components rows of positive weight: {e}")))
+                })
+                .collect::<Result<_>>()?,
+            None => rngs
+                .iter_mut()
+                .map(|r| sample(r, n, k).into_vec())
+                .collect(),
+        }
     })
 }

@@ -6,7 +6,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::error::{GmmError, Result};
-use crate::host::{accumulate, chunks, int_tensor, to_f64, to_i64};
+use crate::host::{accumulate, chunks, tensor_from_f64, to_f64, to_i64};
+use crate::source::RowSource;
 
 /// Settings of a k-means run.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,24 +41,52 @@ impl KMeansConfig {
     }
 }
 
-/// The rows of `x` shifted by `−centre` (`[1, D]`), produced a chunk or a selection at a time,
-/// so that k-means never holds a centred copy of the whole data (the matmul form of the
-/// distances needs centred rows to stay accurate in f32).
-#[derive(Clone, Debug)]
+/// The rows of a source shifted by `−centre` (`[1, D]`), produced a chunk or a selection at a
+/// time, so that k-means never holds a centred copy of the whole data (the matmul form of the
+/// distances needs centred rows to stay accurate in f32), with the rows' sample weights.
+#[derive(Clone)]
 pub struct Centred<'a> {
-    x: &'a Tensor<2>,
+    x: &'a dyn RowSource,
     centre: Tensor<2>,
+    weights: Option<&'a [f64]>,
 }
 
 impl<'a> Centred<'a> {
     /// `x: [N, D]` seen as `x − centre`.
-    pub fn new(x: &'a Tensor<2>, centre: Tensor<2>) -> Self {
-        Self { x, centre }
+    pub fn new(x: &'a dyn RowSource, centre: Tensor<2>) -> Self {
+        Self {
+            x,
+            centre,
+            weights: None,
+        }
+    }
+
+    /// The same rows with sample weights (length N, checked by the caller).
+    pub fn with_weights(mut self, weights: Option<&'a [f64]>) -> Self {
+        self.weights = weights;
+        self
     }
 
     /// The data as given (not centred).
-    pub fn raw(&self) -> &'a Tensor<2> {
+    pub fn raw(&self) -> &'a dyn RowSource {
         self.x
+    }
+
+    /// The sample weights, if any.
+    pub fn weights(&self) -> Option<&'a [f64]> {
+        self.weights
+    }
+
+    /// Weights of rows `[start, start + len)` as a column `[len, 1]` (`None`: all 1).
+    pub fn weight_column(&self, start: usize, len: usize) -> Option<Tensor<2>> {
+        self.weights.map(|w| {
+            tensor_from_f64(
+                w[start..start + len].to_vec(),
+                [len, 1],
+                &self.centre.device(),
+                self.centre.dtype(),
+            )
+        })
     }
 
     /// The centre subtracted from every row, `[1, D]`.
@@ -71,20 +100,13 @@ impl<'a> Centred<'a> {
     }
 
     /// Centred rows `[start, start + len)`.
-    pub fn rows(&self, start: usize, len: usize) -> Tensor<2> {
-        let d = self.x.dims()[1];
-        self.x.clone().slice([start..start + len, 0..d]) - self.centre.clone()
+    pub fn rows(&self, start: usize, len: usize) -> Result<Tensor<2>> {
+        Ok(self.x.rows(start, len)? - self.centre.clone())
     }
 
     /// Centred rows `idx`, in that order.
-    pub fn select(&self, idx: &[usize]) -> Tensor<2> {
-        let m = idx.len();
-        let idx = int_tensor(
-            idx.iter().map(|&i| i as i64).collect(),
-            [m],
-            &self.x.device(),
-        );
-        self.x.clone().select(0, idx) - self.centre.clone()
+    pub fn select(&self, idx: &[usize]) -> Result<Tensor<2>> {
+        Ok(self.x.select(idx)? - self.centre.clone())
     }
 }
 
@@ -141,22 +163,55 @@ pub fn kmeans_batched(
     // cancel in f32.
     let centre = x.clone().mean_dim(0);
     let xc = Centred::new(x, centre.clone());
+    let (centres, n_iter) = kmeans_centred(&xc, cfg, seeds)?;
+    let (_, _, (labels, inertia)) = lloyd_pass(&xc, &centres, b, k, cfg.chunk_size, true)?;
+    let centres = to_f64(centres + centre)?;
+    Ok((0..b)
+        .map(|r| KMeansResult {
+            centers: centres[r * k * d..(r + 1) * k * d].to_vec(),
+            labels: (0..n).map(|i| labels[i * b + r] as usize).collect(),
+            inertia: inertia[r],
+            n_iter,
+        })
+        .collect())
+}
+
+/// k-means++ seeding and Lloyd iterations of one run per seed, batched, on centred (and
+/// weighted) rows read a chunk at a time: the centres `[B·K, D]` in the centred coordinates
+/// and the iterations run. Holds no per-row state but the seeding's distances (one f64 per
+/// row and restart).
+pub(crate) fn kmeans_centred(
+    xc: &Centred<'_>,
+    cfg: &KMeansConfig,
+    seeds: &[u64],
+) -> Result<(Tensor<2>, usize)> {
+    let [n, d] = xc.dims();
+    let k = cfg.n_clusters;
+    let b = seeds.len();
     let mut sq_sum = 0.0;
+    let mut total = 0.0;
     for (start, len) in chunks(n, cfg.chunk_size) {
-        sq_sum += to_f64(xc.rows(start, len).square().sum())?[0];
+        let sq = xc.rows(start, len)?.square().sum_dim(1);
+        let (sq, w) = match xc.weight_column(start, len) {
+            Some(w) => (sq * w.clone(), to_f64(w.sum())?[0]),
+            None => (sq, len as f64),
+        };
+        sq_sum += to_f64(sq.sum())?[0];
+        total += w;
     }
-    let tol = cfg.tol * sq_sum / (n * d) as f64;
+    let tol = cfg.tol * sq_sum / (total * d as f64);
     let mut rngs: Vec<StdRng> = seeds.iter().map(|s| StdRng::seed_from_u64(*s)).collect();
-    let idx = plusplus_indices(&xc, k, &mut rngs, cfg.chunk_size)?;
+    let idx = plusplus_indices(xc, k, &mut rngs, cfg.chunk_size)?;
     let flat: Vec<usize> = idx.into_iter().flatten().collect();
-    let mut centres = xc.select(&flat); // [BK, D]
+    let mut centres = xc.select(&flat)?; // [BK, D]
     let mut n_iter = 0;
     for it in 0..cfg.max_iter {
         n_iter = it + 1;
-        let (sums, counts, _) = lloyd_pass(&xc, &centres, b, k, cfg.chunk_size, false)?;
+        let (sums, counts, _) = lloyd_pass(xc, &centres, b, k, cfg.chunk_size, false)?;
         let counts2 = counts.clone().unsqueeze_dim::<2>(1);
-        let empty = counts2.clone().equal_elem(0.0).expand([b * k, d]);
-        let updated = (sums / counts2.clamp_min(1.0)).mask_where(empty, centres.clone());
+        let empty_col = counts2.clone().equal_elem(0.0);
+        let safe = counts2.mask_fill(empty_col.clone(), 1.0);
+        let updated = (sums / safe).mask_where(empty_col.expand([b * k, d]), centres.clone());
         let shift = to_f64(
             (updated.clone() - centres)
                 .square()
@@ -168,16 +223,21 @@ pub fn kmeans_batched(
             break;
         }
     }
-    let (_, _, (labels, inertia)) = lloyd_pass(&xc, &centres, b, k, cfg.chunk_size, true)?;
-    let centres = to_f64(centres + centre)?;
-    Ok((0..b)
-        .map(|r| KMeansResult {
-            centers: centres[r * k * d..(r + 1) * k * d].to_vec(),
-            labels: (0..n).map(|i| labels[i * b + r] as usize).collect(),
-            inertia: inertia[r],
-            n_iter,
-        })
-        .collect())
+    Ok((centres, n_iter))
+}
+
+/// The closest of the `B·K` centres of each restart for centred rows `x: [n, D]`: squared
+/// distances `[n, B, 1]` and labels `[n, B, 1]` in `0..K`.
+pub fn assign(
+    x: Tensor<2>,
+    centres: &Tensor<2>,
+    b: usize,
+    k: usize,
+) -> (Tensor<3>, Tensor<3, Int>) {
+    let len = x.dims()[0];
+    squared_distances(x, centres.clone())
+        .reshape([len, b, k])
+        .min_dim_with_indices(2)
 }
 
 /// One-hot rows `[n, B·K]` (in `dtype`) of cluster labels `[n, B, 1]` with values in `0..K`:
@@ -201,8 +261,8 @@ pub fn squared_distances(x: Tensor<2>, c: Tensor<2>) -> Tensor<2> {
     (x_sq - x.matmul(c.transpose()).mul_scalar(2.0) + c_sq).clamp_min(0.0)
 }
 
-/// One assignment pass: per-cluster sums `[BK, D]` and counts `[BK]`; with `want_labels`, also
-/// the labels (row-major `[N, B]`) and the inertia per restart.
+/// One assignment pass: per-cluster (weighted) sums `[BK, D]` and counts `[BK]`; with
+/// `want_labels`, also the labels (row-major `[N, B]`) and the (weighted) inertia per restart.
 #[allow(clippy::type_complexity)]
 fn lloyd_pass(
     xc: &Centred<'_>,
@@ -217,21 +277,24 @@ fn lloyd_pass(
     let mut counts: Option<Tensor<1>> = None;
     let mut labels = Vec::new();
     let mut inertia = vec![0.0; b];
+    crate::progress::pass("k-means", n);
     for (start, len) in chunks(n, chunk) {
-        let x = xc.rows(start, len);
-        let dist = squared_distances(x.clone(), centres.clone()).reshape([len, b, k]);
-        let (min, arg) = dist.min_dim_with_indices(2); // [len, B, 1]
-        let onehot = one_hot(arg.clone(), k, x.dtype());
+        let x = xc.rows(start, len)?;
+        let (min, arg) = assign(x.clone(), centres, b, k); // [len, B, 1]
+        let mut onehot = one_hot(arg.clone(), k, x.dtype());
+        let mut min = min.reshape([len, b]);
+        if let Some(w) = xc.weight_column(start, len) {
+            onehot = onehot * w.clone();
+            min = min * w;
+        }
         let s = onehot.clone().transpose().matmul(x);
         let c = onehot.sum_dim(0).squeeze_dim::<1>(0);
         sums = Some(accumulate(sums, s));
         counts = Some(accumulate(counts, c));
+        crate::progress::rows(len);
         if want_labels {
             labels.extend(to_i64(arg.reshape([len * b]))?);
-            for (r, v) in to_f64(min.reshape([len, b]).sum_dim(0))?
-                .into_iter()
-                .enumerate()
-            {
+            for (r, v) in to_f64(min.sum_dim(0))?.into_iter().enumerate() {
                 inertia[r] += v;
             }
         }
@@ -243,10 +306,31 @@ fn lloyd_pass(
     ))
 }
 
+/// A row drawn with probability `∝ w_i` (uniformly when every weight is 0).
+fn weighted_pick(rng: &mut StdRng, w: &[f64]) -> usize {
+    let total: f64 = w.iter().sum();
+    if total > 0.0 {
+        let u = rng.random::<f64>() * total;
+        let mut acc = 0.0;
+        for (i, v) in w.iter().enumerate() {
+            acc += v;
+            if acc > u {
+                return i;
+            }
+        }
+        w.iter().rposition(|v| *v > 0.0).unwrap_or(w.len() - 1)
+    } else {
+        rng.random_range(0..w.len())
+    }
+}
+
 /// Greedy k-means++ seeding (Arthur & Vassilvitskii; scikit-learn's variant with
 /// `2 + ⌊ln K⌋` local trials): each new centre is the best of several candidates drawn with
-/// probability ∝ squared distance to the nearest chosen centre. Returns K row indices per
-/// restart.
+/// probability ∝ `w_i ·` squared distance to the nearest chosen centre (the first ∝ `w_i`),
+/// the best being the one that leaves the lowest potential `Σ_i w_i min(d_i, d(x_i, c))`.
+/// Returns K row indices per restart. The rows are read a chunk at a time, twice per centre
+/// (the candidates' potentials, then the distances to the chosen one); the only per-row state
+/// is each row's distance to its nearest chosen centre (one f64 per row and restart).
 pub fn plusplus_indices(
     xc: &Centred<'_>,
     k: usize,
@@ -256,30 +340,40 @@ pub fn plusplus_indices(
     let [n, _] = xc.dims();
     let b = rngs.len();
     let trials = 2 + (k as f64).ln().floor() as usize;
-    let rows_to = |idx: Vec<usize>| xc.select(&idx);
-    let dist_to = |c: Tensor<2>| -> Result<Vec<f64>> {
-        // Distances of all rows to `c`, computed by chunk, as row-major [N, M] on the host.
-        let mut out = Vec::new();
+    let weights = xc.weights();
+    let weight = |i: usize| weights.map_or(1.0, |w| w[i]);
+    // Distances of every chunk's rows to the centres `c` (`[M, D]`), row-major `[len, M]`.
+    let scan = |c: &Tensor<2>, f: &mut dyn FnMut(usize, usize, &[f64])| -> Result<()> {
         for (start, len) in chunks(n, chunk) {
-            out.extend(to_f64(squared_distances(xc.rows(start, len), c.clone()))?);
+            let dist = to_f64(squared_distances(xc.rows(start, len)?, c.clone()))?;
+            f(start, len, &dist);
         }
-        Ok(out)
+        Ok(())
     };
     let mut chosen: Vec<Vec<usize>> = rngs
         .iter_mut()
-        .map(|r| vec![r.random_range(0..n)])
+        .map(|r| match weights {
+            Some(w) => vec![weighted_pick(r, w)],
+            None => vec![r.random_range(0..n)],
+        })
         .collect();
-    let first = dist_to(rows_to(chosen.iter().map(|c| c[0]).collect()))?;
-    let mut closest: Vec<Vec<f64>> = (0..b)
-        .map(|r| (0..n).map(|i| first[i * b + r]).collect())
-        .collect();
+    let mut closest: Vec<Vec<f64>> = vec![vec![0.0; n]; b];
+    let first = xc.select(&chosen.iter().map(|c| c[0]).collect::<Vec<_>>())?;
+    scan(&first, &mut |start, len, dist| {
+        for i in 0..len {
+            for (r, row) in closest.iter_mut().enumerate() {
+                row[start + i] = dist[i * b + r];
+            }
+        }
+    })?;
     for _ in 1..k {
         let mut candidates = Vec::with_capacity(b * trials);
         for r in 0..b {
             let cum: Vec<f64> = closest[r]
                 .iter()
-                .scan(0.0, |s, v| {
-                    *s += v;
+                .enumerate()
+                .scan(0.0, |s, (i, v)| {
+                    *s += weight(i) * v;
                     Some(*s)
                 })
                 .collect();
@@ -294,23 +388,35 @@ pub fn plusplus_indices(
                 candidates.push(pick);
             }
         }
-        let dist = dist_to(rows_to(candidates.clone()))?; // [N, B·trials]
         let m = b * trials;
-        for r in 0..b {
-            let mut best = (f64::INFINITY, 0usize);
-            for t in 0..trials {
-                let col = r * trials + t;
-                let pot: f64 = (0..n).map(|i| closest[r][i].min(dist[i * m + col])).sum();
-                if pot < best.0 {
-                    best = (pot, t);
+        let mut pots = vec![0.0; m];
+        scan(&xc.select(&candidates)?, &mut |start, len, dist| {
+            for i in 0..len {
+                let wi = weight(start + i);
+                for (col, pot) in pots.iter_mut().enumerate() {
+                    *pot += wi * closest[col / trials][start + i].min(dist[i * m + col]);
                 }
             }
-            let col = r * trials + best.1;
-            for i in 0..n {
-                closest[r][i] = closest[r][i].min(dist[i * m + col]);
+        })?;
+        let mut best_rows = Vec::with_capacity(b);
+        for (r, picks) in chosen.iter_mut().enumerate() {
+            let mut best = (f64::INFINITY, 0usize);
+            for t in 0..trials {
+                if pots[r * trials + t] < best.0 {
+                    best = (pots[r * trials + t], t);
+                }
             }
-            chosen[r].push(candidates[col]);
+            let row = candidates[r * trials + best.1];
+            picks.push(row);
+            best_rows.push(row);
         }
+        scan(&xc.select(&best_rows)?, &mut |start, len, dist| {
+            for i in 0..len {
+                for (r, row) in closest.iter_mut().enumerate() {
+                    row[start + i] = row[start + i].min(dist[i * b + r]);
+                }
+            }
+        })?;
     }
     Ok(chosen)
 }

@@ -26,6 +26,10 @@
 //!   [`validate`]: the checks of fitted parameters run after every fit and on every load.
 //! - [`fitted`]: the [`Mixture`] trait both fitted estimators implement, and
 //!   [`FittedMixture`], a model file of either.
+//! - [`source`]: where a pass's rows come from ([`RowSource`]: a tensor, or [`FileRows`] read
+//!   a chunk at a time from `.npy` / `.safetensors` through a memory map) and sample weights
+//!   ([`FitData`]).
+//! - [`progress`]: the process-wide sink of progress reports (rows done, iterations).
 //! - [`select`]: choosing K by BIC, AIC or held-out (cross-validated) log-likelihood.
 //! - [`cluster_metrics`]: clustering accuracy (Hungarian), NMI and ARI.
 //! - [`backend`]: backends (`flex`, `ndarray`, `wgpu` features) and precisions.
@@ -58,8 +62,10 @@ pub mod mahalanobis;
 pub mod model;
 pub mod model_file;
 pub mod params;
+pub mod progress;
 pub mod scatter;
 pub mod select;
+pub mod source;
 pub mod special;
 pub mod stats;
 pub mod validate;
@@ -80,9 +86,10 @@ pub use fitted::{FittedMixture, Mixture};
 pub use form::EstepForm;
 pub use kmeans::{kmeans, KMeansConfig, KMeansResult};
 pub use mahalanobis::SharedPrecision;
-pub use model::GaussianMixture;
+pub use model::{GaussianMixture, ScoredChunk};
 pub use params::Params;
 pub use scatter::ClassScatter;
 pub use select::{select_n_components, Candidate, Criterion, Folds, Selection};
+pub use source::{FileRows, FitData, RowSource};
 pub use stats::SufficientStats;
 pub use validate::ensure_finite;

@@ -24,6 +24,7 @@ use crate::model_file::{
     ModelWriter,
 };
 use crate::params::{Layout, Params};
+use crate::source::{check_finite, RowSource};
 use crate::validate;
 
 /// Name written into saved models.
@@ -118,7 +119,7 @@ impl GaussianMixture {
     }
 
     /// The chunked scorer of this mixture.
-    fn scorer(&self) -> Scorer<'_> {
+    pub(crate) fn scorer(&self) -> Scorer<'_> {
         Scorer {
             cov: self.covariance_type,
             n_features: self.n_features,
@@ -389,14 +390,29 @@ pub(crate) struct Scorer<'a> {
 }
 
 impl Scorer<'_> {
-    /// Runs `f` on the log-densities `[n, 1, K]` and their log-sum-exp `[n, 1, 1]` of each
-    /// chunk of `x` (checked: finite, `n_features` columns).
-    fn scan<T>(
+    /// Runs `f` on every chunk of `x` (any [`RowSource`]) in order: its weighted
+    /// log-densities `[n, K]` and their log-sum-exp `[n]` ([`ScoredChunk`]). A resident `x` is
+    /// checked whole before the first chunk (finite, `n_features` columns); rows read from a
+    /// file are checked chunk by chunk, so an output written from the chunks must be written
+    /// atomically.
+    pub fn scan_source(
         &self,
-        x: &Tensor<2>,
-        mut f: impl FnMut(Tensor<3>, Tensor<3>) -> T,
-    ) -> Result<Vec<T>> {
-        let (_, d) = validate_data(x)?;
+        x: &dyn RowSource,
+        mut f: impl FnMut(ScoredChunk) -> Result<()>,
+    ) -> Result<()> {
+        let [n, d] = x.dims();
+        match x.resident() {
+            Some(t) => {
+                validate_data(t)?;
+            }
+            None if n == 0 || d == 0 => {
+                return Err(GmmError::EmptyInput {
+                    n_samples: n,
+                    n_features: d,
+                })
+            }
+            None => {}
+        }
         if d != self.n_features {
             return Err(GmmError::DimensionMismatch {
                 what: "data vs model".into(),
@@ -409,7 +425,7 @@ impl Scorer<'_> {
         let (device, dtype) = (x.device(), x.dtype());
         let shape = PassShape {
             cov: self.cov,
-            n: x.dims()[0],
+            n,
             d,
             k,
             b: 1,
@@ -431,13 +447,41 @@ impl Scorer<'_> {
         };
         let centre_t = tensor_from_f64(centre, [1, d], &device, dtype);
         let data = ChunkedData::new(x, centre_t, plan.chunk_rows, &layout);
-        Ok(data
-            .ranges()
-            .map(|(s, len)| {
-                let (w, lse) = log_prob(&data, &op, k, s, len);
-                f(w, lse)
-            })
-            .collect())
+        let check = x.resident().is_none();
+        crate::progress::pass("score", n);
+        for (start, len) in data.ranges() {
+            if check {
+                check_finite(&x.rows(start, len)?, start)?;
+            }
+            let (w, lse) = log_prob(&data, &op, k, start, len)?;
+            f(ScoredChunk {
+                start,
+                weighted: w.reshape([len, k]),
+                log_likelihood: lse.reshape([len]),
+            })?;
+            crate::progress::rows(len);
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the log-densities `[n, 1, K]` and their log-sum-exp `[n, 1, 1]` of each
+    /// chunk of `x` (checked: finite, `n_features` columns).
+    fn scan<T>(
+        &self,
+        x: &Tensor<2>,
+        mut f: impl FnMut(Tensor<3>, Tensor<3>) -> T,
+    ) -> Result<Vec<T>> {
+        let mut out = vec![];
+        self.scan_source(x, |c| {
+            let n = c.log_likelihood.dims()[0];
+            let k = c.weighted.dims()[1];
+            out.push(f(
+                c.weighted.reshape([n, 1, k]),
+                c.log_likelihood.reshape([n, 1, 1]),
+            ));
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// `log Σ_k exp ℓ_nk` per row, shape `[N]`.
@@ -484,6 +528,41 @@ impl Scorer<'_> {
             w.reshape([n, k]).argmax(1).flatten::<1>(0, 1)
         })?;
         Ok(Tensor::cat(parts, 0))
+    }
+}
+
+/// One chunk of rows scored by a fitted mixture ([`crate::Mixture::score_chunks`]).
+#[derive(Clone, Debug)]
+pub struct ScoredChunk {
+    /// Index of the chunk's first row.
+    pub start: usize,
+    /// Weighted log-densities `ℓ_nk = log π_k + log N(x_n | μ_k, Σ_k)` (the variational
+    /// mixture's expected terms in place of `log π_k`), `[n, K]`.
+    pub weighted: Tensor<2>,
+    /// `log p(x_n) = logsumexp_k ℓ_nk`, `[n]`.
+    pub log_likelihood: Tensor<1>,
+}
+
+impl ScoredChunk {
+    /// Rows in the chunk.
+    pub fn len(&self) -> usize {
+        self.log_likelihood.dims()[0]
+    }
+
+    /// Whether the chunk has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The most probable component of each row, `[n]`.
+    pub fn labels(&self) -> Tensor<1, Int> {
+        self.weighted.clone().argmax(1).flatten::<1>(0, 1)
+    }
+
+    /// Posterior component probabilities, `[n, K]`.
+    pub fn proba(&self) -> Tensor<2> {
+        let n = self.len();
+        (self.weighted.clone() - self.log_likelihood.clone().reshape([n, 1])).exp()
     }
 }
 

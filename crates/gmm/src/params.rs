@@ -212,7 +212,7 @@ impl Layout {
                 let w = &nk[r * k..(r + 1) * k];
                 let total = match norm {
                     WeightNorm::Mass => w.iter().sum::<f64>(),
-                    WeightNorm::Samples => stats.n_samples as f64,
+                    WeightNorm::Samples => stats.n_samples,
                 };
                 Params {
                     weights: w.iter().map(|v| v / total).collect(),

@@ -31,12 +31,27 @@ pub struct ClassScatter {
 impl ClassScatter {
     /// Statistics of one chunk `x: [n, D]` with `labels` in `0..n_classes`.
     pub fn from_chunk(x: &Tensor<2>, labels: &[usize], n_classes: usize) -> Result<Self> {
+        Self::from_weighted_chunk(x, labels, n_classes, None)
+    }
+
+    /// As [`from_chunk`](Self::from_chunk), each row counting `w_n` times (`n_c = Σ w_n`,
+    /// weighted means and scatter; integer weights give the statistics of repeated rows).
+    pub fn from_weighted_chunk(
+        x: &Tensor<2>,
+        labels: &[usize],
+        n_classes: usize,
+        weights: Option<&[f64]>,
+    ) -> Result<Self> {
         let n = x.dims()[0];
-        if labels.len() != n {
+        if labels.len() != n || weights.is_some_and(|w| w.len() != n) {
             return Err(GmmError::DimensionMismatch {
-                what: "labels vs feature rows".into(),
+                what: "labels (and sample weights) vs feature rows".into(),
                 expected: n,
-                got: labels.len(),
+                got: if labels.len() != n {
+                    labels.len()
+                } else {
+                    weights.map_or(0, <[f64]>::len)
+                },
             });
         }
         if let Some(bad) = labels.iter().find(|&&c| c >= n_classes) {
@@ -48,12 +63,16 @@ impl ClassScatter {
         let device = x.device();
         let dtype = x.dtype();
         let mut counts = vec![0.0; n_classes];
-        for &c in labels {
-            counts[c] += 1.0;
+        for (i, &c) in labels.iter().enumerate() {
+            counts[c] += weights.map_or(1.0, |w| w[i]);
         }
+        let w_col = weights.map(|w| tensor_from_f64(w.to_vec(), [n, 1], &device, dtype));
         let idx = int_tensor(labels.iter().map(|&c| c as i64).collect(), [n], &device);
-        // Sums per class: S = Rᵀ X with the one-hot labels R (one GEMM).
-        let onehot = crate::kmeans::one_hot(idx.clone().reshape([n, 1, 1]), n_classes, dtype);
+        // Sums per class: S = (w ∘ R)ᵀ X with the one-hot labels R (one GEMM).
+        let mut onehot = crate::kmeans::one_hot(idx.clone().reshape([n, 1, 1]), n_classes, dtype);
+        if let Some(w) = &w_col {
+            onehot = onehot * w.clone();
+        }
         let sums = onehot.transpose().matmul(x.clone());
         let inv: Vec<f64> = counts
             .iter()
@@ -61,7 +80,11 @@ impl ClassScatter {
             .collect();
         let means = sums * tensor_from_f64(inv, [n_classes, 1], &device, dtype);
         let centred = x.clone() - means.clone().select(0, idx);
-        let scatter = centred.clone().transpose().matmul(centred);
+        let weighted = match &w_col {
+            Some(w) => centred.clone() * w.clone(),
+            None => centred.clone(),
+        };
+        let scatter = weighted.transpose().matmul(centred);
         Ok(Self {
             counts,
             means,

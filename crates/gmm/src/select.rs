@@ -8,17 +8,17 @@
 //! `cross_val_score(GaussianMixture(K), X, cv=folds)` (whose scorer is `score`, the mean
 //! log-likelihood per sample).
 
-use burn::tensor::Tensor;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
 
 use crate::config::GaussianMixtureConfig;
-use crate::em::{fit, validate_data};
+use crate::em::fit;
 use crate::error::{GmmError, Result};
-use crate::host::int_tensor;
+use crate::fitted::Mixture;
 use crate::model::GaussianMixture;
+use crate::source::{check_sample_weight, FitData, RowSource, RowSubset, SelectRows};
 
 /// A partition of the rows `0..N` into test folds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,24 +171,29 @@ impl Selection {
     }
 }
 
-/// Rows `idx` of `x` (on `x`'s device).
-fn rows(x: &Tensor<2>, idx: &[usize]) -> Tensor<2> {
-    let idx: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
-    let len = idx.len();
-    x.clone().select(0, int_tensor(idx, [len], &x.device()))
-}
-
-/// Fits `base` with each K of `candidates` to `x: [N, D]` and picks the K the criterion
-/// prefers: the smallest BIC or AIC, or the largest mean held-out log-likelihood. Everything
-/// but `n_components` is taken from `base` (which must not fix initial parameters, as those
-/// fix K). Returns every candidate's scores and the chosen mixture fitted to all rows.
-pub fn select_n_components(
+/// Fits `base` with each K of `candidates` to `x: [N, D]` (a tensor, or rows from a file with
+/// sample weights: [`FitData`]) and picks the K the criterion prefers: the smallest BIC or
+/// AIC, or the largest mean held-out log-likelihood. Everything but `n_components` is taken
+/// from `base` (which must not fix initial parameters, as those fix K). Returns every
+/// candidate's scores and the chosen mixture fitted to all rows. With sample weights, the
+/// log-likelihoods are weighted sums and N in BIC's `p ln N` is `Σ w_n`.
+pub fn select_n_components<'a>(
     base: &GaussianMixtureConfig,
     candidates: &[usize],
-    x: &Tensor<2>,
+    x: impl Into<FitData<'a>>,
     criterion: &Criterion,
 ) -> Result<Selection> {
-    let (n, _) = validate_data(x)?;
+    let x: FitData<'a> = x.into();
+    let [n, d] = x.rows.dims();
+    if n == 0 || d == 0 {
+        return Err(GmmError::EmptyInput {
+            n_samples: n,
+            n_features: d,
+        });
+    }
+    if let Some(w) = x.sample_weight {
+        check_sample_weight(w, n)?;
+    }
     if candidates.is_empty() || candidates.contains(&0) {
         return Err(GmmError::config(
             "n_components",
@@ -226,6 +231,18 @@ pub fn select_n_components(
             ));
         }
     }
+    let budget = base.max_memory_bytes;
+    let subset = |idx: Vec<usize>| {
+        let w = x
+            .sample_weight
+            .map(|w| idx.iter().map(|&i| w[i]).collect::<Vec<f64>>());
+        let rows: Box<dyn RowSource> = match x.rows.resident() {
+            // A resident tensor's subset is a resident tensor (the in-memory fit's path).
+            Some(t) => Box::new(t.select_rows(&idx)),
+            None => Box::new(RowSubset::new(x.rows, idx)),
+        };
+        (rows, w)
+    };
     let mut scored = Vec::with_capacity(candidates.len());
     for &k in candidates {
         let config = GaussianMixtureConfig {
@@ -234,15 +251,22 @@ pub fn select_n_components(
             ..base.clone()
         };
         let model = fit(&config, x)?;
-        let mean_ll = model.score(x)?;
+        let (total, weight) = model.weighted_log_likelihood(x, budget)?;
+        let mean_ll = total / weight;
         let p = model.n_parameters() as f64;
-        let total = mean_ll * n as f64;
         let held_out = match criterion {
             Criterion::CrossValidation(folds) => Some(
                 (0..folds.n_folds())
                     .map(|f| {
-                        let train = rows(x, &folds.train_indices(f));
-                        fit(&config, &train)?.score(&rows(x, folds.test_indices(f)))
+                        let (train, train_w) = subset(folds.train_indices(f));
+                        let (test, test_w) = subset(folds.test_indices(f).to_vec());
+                        let train =
+                            FitData::new(train.as_ref()).with_sample_weight(train_w.as_deref());
+                        let test =
+                            FitData::new(test.as_ref()).with_sample_weight(test_w.as_deref());
+                        let m = fit(&config, train)?;
+                        let (t, w) = m.weighted_log_likelihood(test, budget)?;
+                        Ok(t / w)
                     })
                     .collect::<Result<Vec<f64>>>()?,
             ),
@@ -252,7 +276,7 @@ pub fn select_n_components(
             n_components: k,
             n_parameters: model.n_parameters(),
             mean_log_likelihood: mean_ll,
-            bic: -2.0 * total + p * (n as f64).ln(),
+            bic: -2.0 * total + p * weight.ln(),
             aic: -2.0 * total + 2.0 * p,
             converged: model.converged,
             held_out_mean: held_out

@@ -60,8 +60,8 @@ pub struct SufficientStats {
     /// `Σ_n Σ_k r_nk ℓ_nk` per restart with the E-step's weighted log-densities `ℓ`, shape
     /// `[B]` (zero without an E-step): with `log_likelihood` it gives `Σ r log r`.
     pub weighted_log_density: Tensor<1>,
-    /// Number of rows these statistics summarise.
-    pub n_samples: usize,
+    /// Number of rows these statistics summarise (`Σ w_n` with sample weights).
+    pub n_samples: f64,
 }
 
 impl SufficientStats {
@@ -80,7 +80,7 @@ impl SufficientStats {
             weighted_log_density: log_likelihood.zeros_like(),
             moments: Moments::Quadratic(moments),
             log_likelihood,
-            n_samples: n,
+            n_samples: n as f64,
         }
     }
 
@@ -119,7 +119,7 @@ impl SufficientStats {
                 s2,
             },
             log_likelihood,
-            n_samples: n,
+            n_samples: n as f64,
         }
     }
 
@@ -138,6 +138,12 @@ impl SufficientStats {
             .sum_dim(2)
             .sum_dim(0)
             .reshape([bk / k]);
+        self
+    }
+
+    /// The same statistics summarising `n_samples` rows (the chunk's total sample weight).
+    pub fn with_n_samples(mut self, n_samples: f64) -> Self {
+        self.n_samples = n_samples;
         self
     }
 
@@ -162,7 +168,7 @@ impl SufficientStats {
 
     /// Mean log-likelihood per sample of each restart (the EM lower bound), on the host.
     pub fn mean_log_likelihood(&self) -> Result<Vec<f64>> {
-        let n = self.n_samples as f64;
+        let n = self.n_samples;
         Ok(to_f64(self.log_likelihood.clone())?
             .into_iter()
             .map(|s| s / n)

@@ -20,7 +20,7 @@ use burn::tensor::{Device, Int, Tensor};
 use mixburn_gmm::host::{tensor_from_f64, to_f64};
 use mixburn_gmm::model_file::{self, ModelContent, ModelWriter};
 use mixburn_gmm::validate::{check_finite_values, checked_size};
-use mixburn_gmm::{linalg, ClassScatter, GmmError, Precision, SharedPrecision};
+use mixburn_gmm::{linalg, ClassScatter, GmmError, Precision, RowSource, SharedPrecision};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{OodError, Result as OodResult};
@@ -379,23 +379,51 @@ pub struct MahalanobisDetector {
 impl MahalanobisDetector {
     /// Fits on features `z: [N, D]` and labels `0..C−1` (one per row).
     pub fn fit(config: &DetectorConfig, z: &Tensor<2>, labels: &[i64]) -> OodResult<Self> {
+        Self::fit_source(config, z, labels, None)
+    }
+
+    /// As [`fit`](Self::fit), with the features read a chunk at a time from any
+    /// [`RowSource`] (a file larger than memory) and optional sample weights (`w_n ≥ 0`; a
+    /// class's weights must sum to at least 2): weighted class means and pooled covariance,
+    /// integer weights giving the detector of the rows repeated.
+    pub fn fit_source(
+        config: &DetectorConfig,
+        z: &dyn RowSource,
+        labels: &[i64],
+        sample_weight: Option<&[f64]>,
+    ) -> OodResult<Self> {
         config.validate()?;
-        let [n, _] = z.dims();
-        if n == 0 {
+        let [n, d] = z.dims();
+        if n == 0 || d == 0 {
             return Err(OodError::Empty {
                 what: "the features",
             });
         }
         let (c, idx) = validate_labels(labels, n)?;
-        check_finite(z)?;
+        if let Some(w) = sample_weight {
+            mixburn_gmm::source::check_sample_weight(w, n)?;
+        }
+        if let Some(t) = z.resident() {
+            check_finite(t)?;
+        }
         let mut acc = None;
         for start in (0..n).step_by(config.chunk_size) {
             let end = (start + config.chunk_size).min(n);
-            let chunk = Self::partial_statistics(
+            let rows = z.rows(start, end - start)?;
+            if z.resident().is_none() {
+                mixburn_gmm::source::check_finite(&rows, start).map_err(|e| match e {
+                    GmmError::NonFinite { row, col, value } => {
+                        OodError::NonFinite { row, col, value }
+                    }
+                    e => e.into(),
+                })?;
+            }
+            let chunk = Self::partial_statistics_weighted(
                 config,
-                &z.clone().narrow(0, start, end - start),
+                &rows,
                 &idx[start..end],
                 c,
+                sample_weight.map(|w| &w[start..end]),
             )?;
             acc = Some(ClassScatter::accumulate(acc, chunk)?);
         }
@@ -412,12 +440,25 @@ impl MahalanobisDetector {
         labels: &[usize],
         n_classes: usize,
     ) -> OodResult<ClassScatter> {
+        Self::partial_statistics_weighted(config, z, labels, n_classes, None)
+    }
+
+    /// As [`partial_statistics`](Self::partial_statistics), each row counting `w_n` times.
+    pub fn partial_statistics_weighted(
+        config: &DetectorConfig,
+        z: &Tensor<2>,
+        labels: &[usize],
+        n_classes: usize,
+        weights: Option<&[f64]>,
+    ) -> OodResult<ClassScatter> {
         let z = if config.method == Method::MahalanobisPlusPlus {
             l2_normalize(z.clone())
         } else {
             z.clone()
         };
-        Ok(ClassScatter::from_chunk(&z, labels, n_classes)?)
+        Ok(ClassScatter::from_weighted_chunk(
+            &z, labels, n_classes, weights,
+        )?)
     }
 
     /// The detector from (merged) statistics.

@@ -1,0 +1,142 @@
+//! `stream-bench`: EM on a large `.npy` file, streamed from the file a chunk at a time under a
+//! memory budget, or held in memory (the file read once into one tensor) with the same budget
+//! for the fit's intermediates. Prints one JSON line: rows, features, the file's size, seconds
+//! of set-up (reading, checks, initialisation) and per EM iteration (median of the
+//! iterations), and the process's peak RSS (`VmHWM`). Run each mode in a fresh process, so
+//! that the peak belongs to it:
+//!
+//! ```sh
+//! python3 benches/make_stream_data.py --gib 1 --out /tmp/s1.npy
+//! stream-bench --input /tmp/s1.npy --mode stream --max-memory 256MiB
+//! stream-bench --input /tmp/s1.npy --mode memory --max-memory 256MiB
+//! ```
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use clap::Parser;
+use mixburn_data::RowFile;
+use mixburn_gmm::burn::tensor::{Shape, Tensor, TensorData};
+use mixburn_gmm::progress::{set_progress, Progress};
+use mixburn_gmm::{
+    fit, parse_bytes, Backend, CovarianceType, FileRows, GaussianMixtureConfig, InitMethod,
+    Precision,
+};
+use serde_json::json;
+
+#[derive(Parser)]
+struct Args {
+    /// A 2-D float32 .npy file.
+    #[arg(long)]
+    input: PathBuf,
+    /// stream (read the file a chunk at a time) or memory (read it once into a tensor).
+    #[arg(long, default_value = "stream")]
+    mode: String,
+    /// Memory budget of the fit's intermediates.
+    #[arg(long, default_value = "256MiB")]
+    max_memory: String,
+    #[arg(long, default_value_t = 16)]
+    components: usize,
+    #[arg(long, default_value = "diag")]
+    covariance: String,
+    /// EM iterations (tol 0, so that every one runs).
+    #[arg(long, default_value_t = 3)]
+    iters: usize,
+    #[arg(long, default_value = "flex")]
+    backend: String,
+}
+
+/// Times of the iterations' ends, from the library's progress reports.
+#[derive(Default)]
+struct Clock {
+    ends: Mutex<Vec<Instant>>,
+}
+
+impl Progress for Clock {
+    fn pass(&self, _: &'static str, _: usize) {}
+    fn rows(&self, _: usize) {}
+    fn iteration(&self, _: usize, _: &[f64]) {
+        self.ends.lock().unwrap().push(Instant::now());
+    }
+}
+
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn main() {
+    let a = Args::parse();
+    let backend: Backend = a.backend.parse().expect("backend");
+    let device = backend.device_for(Precision::F32).expect("device");
+    let budget = parse_bytes(&a.max_memory).expect("--max-memory");
+    let cov: CovarianceType = a.covariance.parse().expect("covariance");
+    let clock = Arc::new(Clock::default());
+    set_progress(Some(clock.clone()));
+    let t0 = Instant::now();
+    let file = RowFile::open(&a.input, None).expect("input");
+    let (n, d) = (file.n_rows(), file.n_cols());
+    let config = GaussianMixtureConfig::new(a.components)
+        .with_covariance_type(cov)
+        .with_init_params(InitMethod::RandomFromData)
+        .with_max_iter(a.iters)
+        .with_tol(0.0)
+        .with_seed(0)
+        .with_max_memory_bytes(budget);
+    let model = match a.mode.as_str() {
+        "stream" => {
+            let rows = FileRows::new(file, &device, Precision::F32.dtype()).expect("rows");
+            fit(&config, &rows).expect("fit")
+        }
+        "memory" => {
+            let mut all = Vec::with_capacity(n * d);
+            let mut block = Vec::new();
+            for start in (0..n).step_by(1 << 16) {
+                let len = (n - start).min(1 << 16);
+                file.read_rows_f32(start, len, &mut block).expect("read");
+                all.extend_from_slice(&block);
+            }
+            drop(block);
+            let x: Tensor<2> = Tensor::from_data(
+                TensorData::new(all, Shape::from([n, d])),
+                (&device, Precision::F32.dtype()),
+            );
+            fit(&config, &x).expect("fit")
+        }
+        other => panic!("--mode {other}: use stream or memory"),
+    };
+    let total = t0.elapsed().as_secs_f64();
+    let ends = clock.ends.lock().unwrap().clone();
+    let mut per: Vec<f64> = ends
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect();
+    per.sort_by(f64::total_cmp);
+    let median = per.get(per.len() / 2).copied().unwrap_or(f64::NAN);
+    let setup = ends
+        .first()
+        .map_or(total, |e| (*e - t0).as_secs_f64() - median);
+    println!(
+        "{}",
+        json!({
+            "mode": a.mode,
+            "n": n,
+            "d": d,
+            "file_gib": (n * d * 4) as f64 / (1u64 << 30) as f64,
+            "max_memory": a.max_memory,
+            "components": a.components,
+            "covariance": a.covariance,
+            "iterations": model.n_iter,
+            "seconds_per_iteration": median,
+            "setup_seconds": setup,
+            "total_seconds": total,
+            "peak_rss_mib": peak_rss_bytes() as f64 / (1u64 << 20) as f64,
+            "lower_bound": model.lower_bound,
+        })
+    );
+}

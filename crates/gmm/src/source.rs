@@ -1,0 +1,351 @@
+//! Where the rows of a pass come from: a tensor already on the device, or a file read a block
+//! of rows at a time through a memory map (out of core), with optional per-row sample weights.
+//!
+//! | source | rows `[start, start + len)` | memory |
+//! |---|---|---|
+//! | `Tensor<2>` `[N, D]` | a slice of the tensor | the whole data on the device |
+//! | [`FileRows`] (`.npy`, `.safetensors`) | read from the map, converted, uploaded | one chunk |
+//!
+//! Every pass of a fit (the centre, k-means++ seeding, Lloyd, the E-step and its statistics,
+//! scoring) asks its source for one chunk at a time, so the same code fits resident and
+//! streamed data, and a streamed fit equals the in-memory one with the same seed. Sample
+//! weights `w_n ≥ 0` multiply each row's responsibilities and log-likelihood; integer weights
+//! give the fit of the rows repeated that many times.
+
+use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
+use mixburn_data::RowFile;
+
+use crate::error::{GmmError, Result};
+use crate::host::{chunks, int_tensor, tensor_from_f64, to_f64, to_i64};
+
+/// Rows of an `[N, D]` float matrix, readable a block at a time from several threads.
+pub trait RowSource: Sync {
+    /// `[N, D]`.
+    fn dims(&self) -> [usize; 2];
+    /// The device the rows are uploaded to.
+    fn device(&self) -> Device;
+    /// The dtype of the uploaded rows.
+    fn dtype(&self) -> DType;
+    /// Rows `[start, start + len)`, `[len, D]` on [`device`](Self::device).
+    fn rows(&self, start: usize, len: usize) -> Result<Tensor<2>>;
+    /// Rows `idx`, in that order, `[idx.len(), D]`.
+    fn select(&self, idx: &[usize]) -> Result<Tensor<2>>;
+    /// The whole data, when it is one tensor on the device.
+    fn resident(&self) -> Option<&Tensor<2>> {
+        None
+    }
+}
+
+impl RowSource for Tensor<2> {
+    fn dims(&self) -> [usize; 2] {
+        Tensor::dims(self)
+    }
+    fn device(&self) -> Device {
+        Tensor::device(self)
+    }
+    fn dtype(&self) -> DType {
+        Tensor::dtype(self)
+    }
+    fn rows(&self, start: usize, len: usize) -> Result<Tensor<2>> {
+        let d = Tensor::dims(self)[1];
+        Ok(self.clone().slice([start..start + len, 0..d]))
+    }
+    fn select(&self, idx: &[usize]) -> Result<Tensor<2>> {
+        Ok(self.select_rows(idx))
+    }
+    fn resident(&self) -> Option<&Tensor<2>> {
+        Some(self)
+    }
+}
+
+/// Rows `idx` of another source, in that order (a cross-validation fold of streamed data).
+pub struct RowSubset<'a> {
+    parent: &'a dyn RowSource,
+    idx: Vec<usize>,
+}
+
+impl<'a> RowSubset<'a> {
+    /// Rows `idx` (each `< N`) of `parent`.
+    pub fn new(parent: &'a dyn RowSource, idx: Vec<usize>) -> Self {
+        Self { parent, idx }
+    }
+}
+
+impl RowSource for RowSubset<'_> {
+    fn dims(&self) -> [usize; 2] {
+        [self.idx.len(), self.parent.dims()[1]]
+    }
+    fn device(&self) -> Device {
+        self.parent.device()
+    }
+    fn dtype(&self) -> DType {
+        self.parent.dtype()
+    }
+    fn rows(&self, start: usize, len: usize) -> Result<Tensor<2>> {
+        self.parent.select(&self.idx[start..start + len])
+    }
+    fn select(&self, idx: &[usize]) -> Result<Tensor<2>> {
+        let idx: Vec<usize> = idx.iter().map(|&i| self.idx[i]).collect();
+        self.parent.select(&idx)
+    }
+}
+
+/// Rows `idx` of a resident tensor, as a tensor.
+pub trait SelectRows {
+    /// Rows `idx`, in that order.
+    fn select_rows(&self, idx: &[usize]) -> Tensor<2>;
+}
+
+impl SelectRows for Tensor<2> {
+    fn select_rows(&self, idx: &[usize]) -> Tensor<2> {
+        let i = int_tensor(
+            idx.iter().map(|&i| i as i64).collect(),
+            [idx.len()],
+            &Tensor::device(self),
+        );
+        self.clone().select(0, i)
+    }
+}
+
+/// A float matrix in a file ([`RowFile`]: `.npy` in C or Fortran order, or one tensor of a
+/// `.safetensors` file), uploaded a block of rows at a time to `device` in `dtype`.
+pub struct FileRows {
+    file: RowFile,
+    device: Device,
+    dtype: DType,
+}
+
+impl FileRows {
+    /// Rows of `file` on `device` in `dtype` (f32 or f64).
+    pub fn new(file: RowFile, device: &Device, dtype: DType) -> Result<Self> {
+        if !matches!(dtype, DType::F32 | DType::F64) {
+            return Err(GmmError::config(
+                "dtype",
+                format!("rows are read as f32 or f64, not {dtype:?}"),
+            ));
+        }
+        Ok(Self {
+            file,
+            device: device.clone(),
+            dtype,
+        })
+    }
+
+    /// The file.
+    pub fn file(&self) -> &RowFile {
+        &self.file
+    }
+
+    fn upload(
+        &self,
+        read: impl FnOnce(&mut Vec<f64>, &mut Vec<f32>) -> Result<()>,
+    ) -> Result<TensorData> {
+        let (mut v64, mut v32) = (Vec::new(), Vec::new());
+        read(&mut v64, &mut v32)?;
+        let d = self.file.n_cols();
+        Ok(match self.dtype {
+            DType::F64 => {
+                let n = v64.len() / d.max(1);
+                TensorData::new(v64, Shape::from([n, d]))
+            }
+            _ => {
+                let n = v32.len() / d.max(1);
+                TensorData::new(v32, Shape::from([n, d]))
+            }
+        })
+    }
+}
+
+impl RowSource for FileRows {
+    fn dims(&self) -> [usize; 2] {
+        [self.file.n_rows(), self.file.n_cols()]
+    }
+    fn device(&self) -> Device {
+        self.device.clone()
+    }
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+    fn rows(&self, start: usize, len: usize) -> Result<Tensor<2>> {
+        let f64s = self.dtype == DType::F64;
+        let data = self.upload(|v64, v32| {
+            if f64s {
+                self.file.read_rows_f64(start, len, v64)?;
+            } else {
+                self.file.read_rows_f32(start, len, v32)?;
+            }
+            Ok(())
+        })?;
+        Ok(Tensor::from_data(data, (&self.device, self.dtype)))
+    }
+    fn select(&self, idx: &[usize]) -> Result<Tensor<2>> {
+        let f64s = self.dtype == DType::F64;
+        let data = self.upload(|v64, v32| {
+            if f64s {
+                self.file.select_rows_f64(idx, v64)?;
+            } else {
+                self.file.select_rows_f32(idx, v32)?;
+            }
+            Ok(())
+        })?;
+        Ok(Tensor::from_data(data, (&self.device, self.dtype)))
+    }
+}
+
+/// The rows of a fit or a score, and their sample weights.
+#[derive(Clone, Copy)]
+pub struct FitData<'a> {
+    /// The rows.
+    pub rows: &'a dyn RowSource,
+    /// One weight `w_n ≥ 0` per row (`None`: all 1).
+    pub sample_weight: Option<&'a [f64]>,
+}
+
+impl<'a> From<&'a Tensor<2>> for FitData<'a> {
+    fn from(x: &'a Tensor<2>) -> Self {
+        Self::new(x)
+    }
+}
+
+impl<'a> From<&'a FileRows> for FitData<'a> {
+    fn from(x: &'a FileRows) -> Self {
+        Self::new(x)
+    }
+}
+
+impl<'a> FitData<'a> {
+    /// Rows with unit weights.
+    pub fn new(rows: &'a dyn RowSource) -> Self {
+        Self {
+            rows,
+            sample_weight: None,
+        }
+    }
+
+    /// The same rows with sample weights (checked by [`prepare`](Self::prepare)).
+    pub fn with_sample_weight(mut self, w: Option<&'a [f64]>) -> Self {
+        self.sample_weight = w;
+        self
+    }
+
+    /// Checks the data once for a fit, in one pass over the rows in chunks that fit
+    /// `max_memory_bytes` ([`scan_rows`]): at least one row and one column, every value finite
+    /// (the first bad one named), the weights (length N, finite, `≥ 0`, not all zero); and the
+    /// (weighted) data mean, the centre every moment of the fit accumulates around (not the
+    /// origin, so that f32 moments of data far from it do not cancel).
+    pub fn prepare(&self, max_memory_bytes: usize) -> Result<Prepared> {
+        let [n, d] = self.rows.dims();
+        let chunk_rows = scan_rows(d, self.rows.dtype().size(), max_memory_bytes);
+        if n == 0 || d == 0 {
+            return Err(GmmError::EmptyInput {
+                n_samples: n,
+                n_features: d,
+            });
+        }
+        let total_weight = match self.sample_weight {
+            Some(w) => check_sample_weight(w, n)?,
+            None => n as f64,
+        };
+        let (device, dtype) = (self.rows.device(), self.rows.dtype());
+        let centre = match (self.rows.resident(), self.sample_weight) {
+            (Some(x), None) => {
+                // One reduction over the resident tensor (the path of an in-memory fit).
+                check_finite(x, 0)?;
+                to_f64(x.clone().mean_dim(0))?
+            }
+            _ => {
+                let mut acc = vec![0.0; d];
+                crate::progress::pass("reading", n);
+                for (start, len) in chunks(n, chunk_rows) {
+                    let x = self.rows.rows(start, len)?;
+                    check_finite(&x, start)?;
+                    let sum = match self.sample_weight {
+                        Some(w) => {
+                            let w = tensor_from_f64(
+                                w[start..start + len].to_vec(),
+                                [len, 1],
+                                &device,
+                                dtype,
+                            );
+                            (x * w).sum_dim(0)
+                        }
+                        None => x.sum_dim(0),
+                    };
+                    for (a, v) in acc.iter_mut().zip(to_f64(sum)?) {
+                        *a += v;
+                    }
+                    crate::progress::rows(len);
+                }
+                acc.into_iter().map(|s| s / total_weight).collect()
+            }
+        };
+        Ok(Prepared {
+            n,
+            d,
+            total_weight,
+            centre,
+        })
+    }
+}
+
+/// What [`FitData::prepare`] found.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// Rows N.
+    pub n: usize,
+    /// Features D.
+    pub d: usize,
+    /// `Σ_n w_n` (N without weights).
+    pub total_weight: f64,
+    /// The (weighted) data mean, length D.
+    pub centre: Vec<f64>,
+}
+
+/// Rows per chunk of a pass that only reads the rows (the data checks and the centre): a
+/// chunk `[rows, D]` and one temporary of its size in a quarter of the budget, at most 65 536.
+pub fn scan_rows(d: usize, value_bytes: usize, max_memory_bytes: usize) -> usize {
+    (max_memory_bytes / 4 / (2 * d * value_bytes).max(1)).clamp(1, 1 << 16)
+}
+
+/// Checks sample weights against N rows: length, finite, `≥ 0`, not all zero. Returns their sum.
+pub fn check_sample_weight(w: &[f64], n: usize) -> Result<f64> {
+    if w.len() != n {
+        return Err(GmmError::config(
+            "sample_weight",
+            format!(
+                "has {} values for {n} rows: give one weight per row",
+                w.len()
+            ),
+        ));
+    }
+    if let Some(i) = w.iter().position(|v| !v.is_finite() || *v < 0.0) {
+        return Err(GmmError::config(
+            "sample_weight",
+            format!("weight {i} is {}: weights must be finite and >= 0", w[i]),
+        ));
+    }
+    let total: f64 = w.iter().sum();
+    if !(total > 0.0 && total.is_finite()) {
+        return Err(GmmError::config(
+            "sample_weight",
+            format!("the weights sum to {total}: at least one row needs a positive weight"),
+        ));
+    }
+    Ok(total)
+}
+
+/// Checks every value of rows `x` (the first at row `offset`) is finite, naming the first bad one.
+pub fn check_finite(x: &Tensor<2>, offset: usize) -> Result<()> {
+    let d = x.dims()[1];
+    let bad = to_i64(x.clone().is_finite().bool_not().any().int())?;
+    if bad.first().copied().unwrap_or(0) != 0 {
+        let values = to_f64(x.clone())?;
+        let i = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
+        return Err(GmmError::NonFinite {
+            row: offset + i / d,
+            col: i % d,
+            value: values[i],
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,407 @@
+//! Data larger than memory: fits whose rows are read from a file a chunk at a time equal the
+//! in-memory fits with the same seed (every covariance type, EM and the variational mixture,
+//! f64 to 1e-9 and f32 to 1e-5 relative in the lower bound, every backend this build has),
+//! under a budget that forces many chunks; integer sample weights give the fit of the rows
+//! repeated; bad weights and truncated files are refused before any fitting; the CLI streams
+//! `fit`, `select`, `score` and `predict` and writes the same outputs as it does in memory.
+
+use std::path::{Path, PathBuf};
+
+use mixburn_data::{write_matrix_npy, ElemType, Matrix, RowFile};
+use mixburn_gmm::host::tensor_from_f64;
+use mixburn_gmm::{
+    fit, fit_bayesian, BayesianGaussianMixtureConfig, CovarianceType, FileRows, FitData,
+    GaussianMixtureConfig, InitMethod, Precision,
+};
+use mixburn_tests::{rel_err, targets, wide_data};
+use serde_json::Value;
+
+const COVS: [CovarianceType; 4] = [
+    CovarianceType::Full,
+    CovarianceType::Tied,
+    CovarianceType::Diag,
+    CovarianceType::Spherical,
+];
+
+/// A budget under which a pass over these rows takes many chunks.
+const SMALL_BUDGET: usize = 48 * 1024;
+
+fn write_npy(
+    dir: &Path,
+    name: &str,
+    n: usize,
+    d: usize,
+    values: &[f64],
+    elem: ElemType,
+) -> PathBuf {
+    let path = dir.join(name);
+    write_matrix_npy(&path, &Matrix::new(n, d, values.to_vec(), elem).unwrap()).unwrap();
+    path
+}
+
+fn rel(a: f64, b: f64) -> f64 {
+    (a - b).abs() / b.abs().max(1e-300)
+}
+
+#[test]
+fn streamed_fits_equal_in_memory_fits_for_every_covariance_type_em_and_variational() {
+    let (n, d, k) = (700, 5, 3);
+    // Far from the origin, so that the centre matters in f32.
+    let values: Vec<f64> = wide_data(n, d, k, 4.0).iter().map(|v| v + 50.0).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_npy(dir.path(), "x.npy", n, d, &values, ElemType::F64);
+    for (backend, precision, device) in targets() {
+        let tol = match precision {
+            Precision::F64 => 1e-9,
+            Precision::F32 => 1e-5,
+        };
+        let x = tensor_from_f64(values.clone(), [n, d], &device, precision.dtype());
+        let rows = FileRows::new(
+            RowFile::open(&path, None).unwrap(),
+            &device,
+            precision.dtype(),
+        )
+        .unwrap();
+        for cov in COVS {
+            let tag = format!("{backend}/{precision}/{cov}");
+            let em = GaussianMixtureConfig::new(k)
+                .with_covariance_type(cov)
+                .with_n_init(2)
+                .with_max_iter(30)
+                .with_seed(3)
+                .with_max_memory_bytes(SMALL_BUDGET);
+            let held = fit(&em, &x).unwrap_or_else(|e| panic!("{tag}: {e}"));
+            let streamed = fit(&em, &rows).unwrap_or_else(|e| panic!("{tag} streamed: {e}"));
+            assert!(
+                rel(streamed.lower_bound, held.lower_bound) < tol,
+                "{tag}: EM lower bound {} streamed vs {} held",
+                streamed.lower_bound,
+                held.lower_bound
+            );
+            assert!(
+                rel_err(streamed.means(), held.means()) < 100.0 * tol,
+                "{tag}: means"
+            );
+            if precision == Precision::F64 {
+                assert_eq!(streamed.n_iter, held.n_iter, "{tag}: iterations");
+            }
+            let vb = BayesianGaussianMixtureConfig::from_shared(&em.clone().with_max_iter(20));
+            let held = fit_bayesian(&vb, &x).unwrap_or_else(|e| panic!("{tag}: {e}"));
+            let streamed = fit_bayesian(&vb, &rows).unwrap_or_else(|e| panic!("{tag}: {e}"));
+            assert!(
+                rel(streamed.lower_bound, held.lower_bound) < tol,
+                "{tag}: variational lower bound {} streamed vs {} held",
+                streamed.lower_bound,
+                held.lower_bound
+            );
+        }
+    }
+}
+
+#[test]
+fn every_initialisation_streams_to_the_in_memory_result() {
+    let (n, d, k) = (400, 3, 4);
+    let values = wide_data(n, d, k, 5.0);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_npy(dir.path(), "x.npy", n, d, &values, ElemType::F64);
+    let (_, _, device) = targets()
+        .into_iter()
+        .find(|t| t.1 == Precision::F64)
+        .expect("an f64 target");
+    let x = tensor_from_f64(values, [n, d], &device, Precision::F64.dtype());
+    let rows = FileRows::new(
+        RowFile::open(&path, None).unwrap(),
+        &device,
+        Precision::F64.dtype(),
+    )
+    .unwrap();
+    for init in [
+        InitMethod::Kmeans,
+        InitMethod::KMeansPlusPlus,
+        InitMethod::Random,
+        InitMethod::RandomFromData,
+    ] {
+        let config = GaussianMixtureConfig::new(k)
+            .with_init_params(init)
+            .with_n_init(3)
+            .with_seed(11)
+            .with_chunk_size(23);
+        let held = fit(&config, &x).unwrap();
+        let streamed = fit(&config, &rows).unwrap();
+        assert!(
+            rel(streamed.lower_bound, held.lower_bound) < 1e-9,
+            "{init:?}: {} vs {}",
+            streamed.lower_bound,
+            held.lower_bound
+        );
+        assert!(
+            rel_err(streamed.means(), held.means()) < 1e-7,
+            "{init:?}: means"
+        );
+    }
+}
+
+/// Components sorted by their first mean coordinate: `(weights, means)`.
+fn sorted(weights: &[f64], means: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by(|&a, &b| means[a * d].total_cmp(&means[b * d]));
+    (
+        order.iter().map(|&c| weights[c]).collect(),
+        order
+            .iter()
+            .flat_map(|&c| means[c * d..(c + 1) * d].to_vec())
+            .collect(),
+    )
+}
+
+#[test]
+fn integer_sample_weights_give_the_fit_of_the_rows_repeated() {
+    let (n, d, k) = (150, 3, 3);
+    let values = wide_data(n, d, k, 12.0);
+    let w: Vec<f64> = (0..n).map(|i| ((i * 7) % 4) as f64).collect();
+    let repeated: Vec<f64> = (0..n)
+        .flat_map(|i| {
+            let row = values[i * d..(i + 1) * d].to_vec();
+            std::iter::repeat_n(row, w[i] as usize).flatten()
+        })
+        .collect();
+    let m = repeated.len() / d;
+    for (backend, precision, device) in targets() {
+        if precision != Precision::F64 {
+            continue;
+        }
+        let x = tensor_from_f64(values.clone(), [n, d], &device, precision.dtype());
+        let xr = tensor_from_f64(repeated.clone(), [m, d], &device, precision.dtype());
+        for cov in COVS {
+            let tag = format!("{backend}/{cov}");
+            let config = GaussianMixtureConfig::new(k)
+                .with_covariance_type(cov)
+                .with_tol(1e-12)
+                .with_max_iter(500)
+                .with_seed(0)
+                .with_chunk_size(40);
+            let weighted = fit(&config, FitData::new(&x).with_sample_weight(Some(&w))).unwrap();
+            let plain = fit(&config, &xr).unwrap();
+            assert!(
+                rel(weighted.lower_bound, plain.lower_bound) < 1e-8,
+                "{tag}: {} weighted vs {} repeated",
+                weighted.lower_bound,
+                plain.lower_bound
+            );
+            let (wa, ma) = sorted(weighted.weights(), weighted.means(), d);
+            let (wb, mb) = sorted(plain.weights(), plain.means(), d);
+            assert!(rel_err(&wa, &wb) < 1e-6, "{tag}: weights {wa:?} vs {wb:?}");
+            assert!(rel_err(&ma, &mb) < 1e-6, "{tag}: means");
+            assert!(
+                rel_err(weighted.covariances(), plain.covariances()) < 1e-5
+                    || cov == CovarianceType::Tied
+                    || sorted_cov_close(&weighted, &plain, d),
+                "{tag}: covariances"
+            );
+            // The variational mixture from the same starting responsibilities (each row's
+            // cluster, repeated with the row), so that both fits take the same path.
+            let one_hot = |i: usize| (0..k).map(move |c| f64::from(u8::from(c == i % k)));
+            let resp: Vec<f64> = (0..n).flat_map(one_hot).collect();
+            let resp_rep: Vec<f64> = (0..n)
+                .flat_map(|i| std::iter::repeat_n(i, w[i] as usize))
+                .flat_map(one_hot)
+                .collect();
+            let vb = BayesianGaussianMixtureConfig::from_shared(&config.clone().with_max_iter(50));
+            let a = fit_bayesian(
+                &vb.clone().with_resp_init(resp),
+                FitData::new(&x).with_sample_weight(Some(&w)),
+            )
+            .unwrap();
+            let b = fit_bayesian(&vb.with_resp_init(resp_rep), &xr).unwrap();
+            assert!(
+                rel(a.lower_bound, b.lower_bound) < 1e-9,
+                "{tag}: variational {} weighted vs {} repeated",
+                a.lower_bound,
+                b.lower_bound
+            );
+        }
+    }
+}
+
+/// Covariances compared component by component in the order of the sorted means.
+fn sorted_cov_close(
+    a: &mixburn_gmm::GaussianMixture,
+    b: &mixburn_gmm::GaussianMixture,
+    d: usize,
+) -> bool {
+    let k = a.n_components;
+    let per = a.covariances().len() / k;
+    let order = |m: &mixburn_gmm::GaussianMixture| {
+        let mut o: Vec<usize> = (0..k).collect();
+        o.sort_by(|&x, &y| m.means()[x * d].total_cmp(&m.means()[y * d]));
+        o
+    };
+    let pick = |m: &mixburn_gmm::GaussianMixture| -> Vec<f64> {
+        order(m)
+            .iter()
+            .flat_map(|&c| m.covariances()[c * per..(c + 1) * per].to_vec())
+            .collect()
+    };
+    rel_err(&pick(a), &pick(b)) < 1e-5
+}
+
+#[test]
+fn bad_sample_weights_are_refused_with_the_reason() {
+    let (n, d) = (20, 2);
+    let values = wide_data(n, d, 2, 3.0);
+    let (_, precision, device) = targets().remove(0);
+    let x = tensor_from_f64(values, [n, d], &device, precision.dtype());
+    let config = GaussianMixtureConfig::new(2).with_seed(0);
+    let msg = |w: Vec<f64>| {
+        fit(&config, FitData::new(&x).with_sample_weight(Some(&w)))
+            .unwrap_err()
+            .to_string()
+    };
+    let mut neg = vec![1.0; n];
+    neg[4] = -1.0;
+    assert!(msg(neg).contains("weight 4 is -1"));
+    let mut nan = vec![1.0; n];
+    nan[7] = f64::NAN;
+    assert!(msg(nan).contains("weight 7 is NaN"));
+    assert!(msg(vec![0.0; n]).contains("at least one row needs a positive weight"));
+    assert!(msg(vec![1.0; n - 1]).contains("19 values for 20 rows"));
+}
+
+fn run(args: &[&str]) -> Result<Value, String> {
+    let mut all = vec!["mixburn"];
+    all.extend_from_slice(args);
+    mixburn::run_args(all)
+}
+
+#[test]
+fn the_cli_streams_fit_score_and_predict_with_the_in_memory_results() {
+    let (n, d, k) = (3000, 4, 3);
+    let values = wide_data(n, d, k, 6.0);
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let input = write_npy(dir.path(), "x.npy", n, d, &values, ElemType::F64);
+    let input = input.to_str().unwrap();
+    let fit_with = |budget: &str, out: &str| {
+        run(&[
+            "fit",
+            "--input",
+            input,
+            "--components",
+            "3",
+            "--dtype",
+            "f64",
+            "--chunk-size",
+            "256",
+            "--max-memory",
+            budget,
+            "--output",
+            out,
+        ])
+        .unwrap()
+    };
+    let held = fit_with("1GiB", &p("held.safetensors"));
+    let streamed = fit_with("160KiB", &p("streamed.safetensors"));
+    assert_eq!(held["streamed"], false);
+    assert_eq!(streamed["streamed"], true);
+    let lb = |v: &Value| v["lower_bound"].as_f64().unwrap();
+    assert!(rel(lb(&streamed), lb(&held)) < 1e-9, "{streamed} vs {held}");
+
+    // Scores and labels of the streamed input, written chunk by chunk, equal the held ones.
+    let score = |budget: &str, out: &str| {
+        run(&[
+            "score",
+            "--model",
+            &p("held.safetensors"),
+            "--input",
+            input,
+            "--max-memory",
+            budget,
+            "--output",
+            out,
+        ])
+        .unwrap()
+    };
+    score("1GiB", &p("ll_held.npy"));
+    score("160KiB", &p("ll_streamed.npy"));
+    let a = mixburn_data::read_vector(Path::new(&p("ll_held.npy"))).unwrap();
+    let b = mixburn_data::read_vector(Path::new(&p("ll_streamed.npy"))).unwrap();
+    assert_eq!(a.len(), n);
+    assert!(rel_err(&b, &a) < 1e-12);
+    for budget in ["1GiB", "160KiB"] {
+        run(&[
+            "predict",
+            "--model",
+            &p("held.safetensors"),
+            "--input",
+            input,
+            "--max-memory",
+            budget,
+            "--output",
+            &p(&format!("labels_{budget}.npy")),
+        ])
+        .unwrap();
+    }
+    let la = mixburn_data::read_labels(Path::new(&p("labels_1GiB.npy"))).unwrap();
+    let lb = mixburn_data::read_labels(Path::new(&p("labels_160KiB.npy"))).unwrap();
+    assert_eq!(la, lb);
+    let _ = k;
+}
+
+#[test]
+fn the_cli_refuses_a_truncated_file_and_mismatched_weights_before_fitting() {
+    let (n, d) = (50, 2);
+    let values = wide_data(n, d, 2, 3.0);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_npy(dir.path(), "x.npy", n, d, &values, ElemType::F64);
+    // Cut the file: the header still promises 50 rows.
+    let bytes = std::fs::read(&path).unwrap();
+    let cut = dir.path().join("cut.npy");
+    std::fs::write(&cut, &bytes[..bytes.len() - 3 * 16]).unwrap();
+    let out = dir.path().join("m.safetensors");
+    let e = run(&[
+        "fit",
+        "--input",
+        cut.to_str().unwrap(),
+        "--components",
+        "2",
+        "--output",
+        out.to_str().unwrap(),
+    ])
+    .unwrap_err();
+    assert!(e.contains("50"), "{e}");
+    assert!(!out.exists());
+
+    let w = dir.path().join("w.npy");
+    mixburn_data::write_vector_f64_npy(&w, &vec![1.0; n - 1]).unwrap();
+    let e = run(&[
+        "fit",
+        "--input",
+        path.to_str().unwrap(),
+        "--components",
+        "2",
+        "--sample-weight",
+        w.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ])
+    .unwrap_err();
+    assert!(e.contains("49 weights for 50 rows"), "{e}");
+    assert!(!out.exists());
+
+    // Integer weights from a file: the row of weight 2 counts twice.
+    mixburn_data::write_labels_npy(&w, &(0..n as i64).map(|i| i % 3).collect::<Vec<_>>()).unwrap();
+    let v = run(&[
+        "fit",
+        "--input",
+        path.to_str().unwrap(),
+        "--components",
+        "2",
+        "--sample-weight",
+        w.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ])
+    .unwrap();
+    let total: i64 = (0..n as i64).map(|i| i % 3).sum();
+    assert_eq!(v["total_weight"].as_f64().unwrap(), total as f64);
+}
