@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
+use memmap2::{Mmap, UncheckedAdvice};
 use npyz::TypeChar;
 use safetensors::tensor::{Metadata, TensorInfo};
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
@@ -518,7 +518,27 @@ impl RowFile {
                 }
             }
         }
+        self.release(bytes);
         Ok(overflow)
+    }
+
+    /// Drops this process's references to the pages of `bytes` (a range of the map just
+    /// decoded), so that a pass over a file larger than memory does not keep every page it
+    /// read in the process's resident set: the pages stay in the kernel's page cache, and a
+    /// later read maps them again from there or from the file. Large reads only (a few
+    /// values, as in a row selection, are left alone); failures are ignored (it is advice).
+    fn release(&self, bytes: &[u8]) {
+        const MIN_RELEASE: usize = 1 << 20;
+        if bytes.len() < MIN_RELEASE {
+            return;
+        }
+        let offset = bytes.as_ptr() as usize - self.map.as_ptr() as usize;
+        // SAFETY: the map is read only and never written through, so dropping its pages loses
+        // nothing: the next access faults them in again with the file's contents.
+        let _ = unsafe {
+            self.map
+                .unchecked_advise_range(UncheckedAdvice::DontNeed, offset, bytes.len())
+        };
     }
 
     /// The error for a value at `(row, col)` that overflows float32.
