@@ -45,20 +45,37 @@ struct Args {
     iters: usize,
     #[arg(long, default_value = "flex")]
     backend: String,
+    /// With --mode workers: `mixburn serve` addresses holding the shards.
+    #[arg(long)]
+    workers: Option<String>,
 }
 
-/// Times of the iterations' ends, from the library's progress reports.
+/// Times of the iterations' ends, and the loopback interface's byte count then, from the
+/// library's progress reports.
 #[derive(Default)]
 struct Clock {
-    ends: Mutex<Vec<Instant>>,
+    ends: Mutex<Vec<(Instant, u64)>>,
 }
 
 impl Progress for Clock {
     fn pass(&self, _: &'static str, _: usize) {}
     fn rows(&self, _: usize) {}
     fn iteration(&self, _: usize, _: &[f64]) {
-        self.ends.lock().unwrap().push(Instant::now());
+        self.ends
+            .lock()
+            .unwrap()
+            .push((Instant::now(), loopback_bytes()));
     }
+}
+
+/// Bytes received on the loopback interface so far (`/proc/net/dev`; 0 where unreadable).
+fn loopback_bytes() -> u64 {
+    std::fs::read_to_string("/proc/net/dev")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("lo:").map(str::to_string))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn peak_rss_bytes() -> u64 {
@@ -108,10 +125,30 @@ fn main() {
             );
             fit(&config, &x).expect("fit")
         }
-        other => panic!("--mode {other}: use stream or memory"),
+        "workers" => {
+            let list = a.workers.as_deref().expect("--workers with --mode workers");
+            let devices: Vec<_> = list
+                .split(',')
+                .map(|u| {
+                    (
+                        mixburn_gmm::shards::connect(u, None).expect("worker"),
+                        u.to_string(),
+                    )
+                })
+                .collect();
+            let rows = FileRows::new(file, &device, Precision::F32.dtype()).expect("rows");
+            let sharded =
+                mixburn_gmm::ShardedRows::upload(&rows, &devices, None, 1 << 14).expect("upload");
+            fit(&config, &sharded).expect("fit")
+        }
+        other => panic!("--mode {other}: use stream, memory or workers"),
     };
     let total = t0.elapsed().as_secs_f64();
-    let ends = clock.ends.lock().unwrap().clone();
+    let marks = clock.ends.lock().unwrap().clone();
+    let ends: Vec<Instant> = marks.iter().map(|m| m.0).collect();
+    let mut bytes: Vec<u64> = marks.windows(2).map(|w| w[1].1 - w[0].1).collect();
+    bytes.sort_unstable();
+    let bytes_per_iteration = bytes.get(bytes.len() / 2).copied().unwrap_or(0);
     let mut per: Vec<f64> = ends
         .windows(2)
         .map(|w| (w[1] - w[0]).as_secs_f64())
@@ -136,6 +173,8 @@ fn main() {
             "setup_seconds": setup,
             "total_seconds": total,
             "peak_rss_mib": peak_rss_bytes() as f64 / (1u64 << 20) as f64,
+            "loopback_bytes_per_iteration": bytes_per_iteration,
+            "workers": a.workers,
             "lower_bound": model.lower_bound,
         })
     );

@@ -18,6 +18,8 @@ use crate::{device, parse_components, CliError, Compute, EmOptions};
 
 /// Anomaly subcommands.
 #[derive(Debug, Subcommand)]
+// Parsed once per run: boxing the larger arguments would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum AnomalyCommand {
     /// Fit a mixture to normal rows and set the threshold on −log p(x).
     Fit(AnomalyFitArgs),

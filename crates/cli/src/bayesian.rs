@@ -83,6 +83,7 @@ pub fn run(a: FitBayesianArgs) -> Result<Value, CliError> {
         "n_samples": n,
         "total_weight": total_weight,
         "streamed": input.is_streamed(),
+        "workers": input.shards_json(),
         "n_features": model.n_features,
         "n_components": model.n_components,
         "covariance_type": model.covariance_type.to_string(),

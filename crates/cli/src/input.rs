@@ -8,13 +8,14 @@
 //! | `.npy`, `.safetensors` | `N·D·8·2 ≤ --max-memory` (the f64 copy while loading and the tensor) | otherwise |
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 
 use mixburn_data::{DataError, RowFile, VectorFile};
 use mixburn_gmm::backend::Precision;
 use mixburn_gmm::burn::tensor::{Device, Tensor};
-use mixburn_gmm::{FileRows, FitData, GmmError, RowSource};
+use mixburn_gmm::{FileRows, FitData, GmmError, RowSource, ShardedRows};
 
-use crate::CliError;
+use crate::{CliError, WorkerOptions};
 
 /// The rows of a command's input.
 // One per command, moved rather than copied: boxing would buy nothing.
@@ -24,6 +25,8 @@ pub(crate) enum Input {
     Held(Tensor<2>),
     /// Read from the file a chunk at a time.
     Streamed(FileRows, PathBuf),
+    /// Split over `--workers`, each holding its shard (the path of the input, if a file).
+    Sharded(Arc<ShardedRows>, Option<PathBuf>),
 }
 
 impl Input {
@@ -89,7 +92,30 @@ impl Input {
         match self {
             Input::Held(x) => x,
             Input::Streamed(f, _) => f,
+            Input::Sharded(s, _) => &**s,
         }
+    }
+
+    /// The rows split over the `--workers` (each shard uploaded once, a chunk at a time, never
+    /// held whole by this process); the input itself without workers.
+    pub(crate) fn shard(
+        self,
+        workers: &WorkerOptions,
+        max_memory: usize,
+    ) -> Result<Self, CliError> {
+        let Some(devices) = workers.connect()? else {
+            return Ok(self);
+        };
+        let path = match &self {
+            Input::Streamed(_, p) => Some(p.clone()),
+            _ => None,
+        };
+        let sharded = ShardedRows::upload(self.rows(), &devices, None, self.scan_rows(max_memory))
+            .map_err(|e| self.name_error(e))?;
+        let sharded = Arc::new(sharded);
+        watchdog(Arc::downgrade(&sharded), workers.worker_timeout);
+        *ACTIVE_WORKERS.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&sharded);
+        Ok(Input::Sharded(sharded, path))
     }
 
     /// Rows N.
@@ -121,7 +147,19 @@ impl Input {
 
     /// Whether the rows are read from the file chunk by chunk.
     pub(crate) fn is_streamed(&self) -> bool {
-        matches!(self, Input::Streamed(..))
+        matches!(self, Input::Streamed(..) | Input::Sharded(_, Some(_)))
+    }
+
+    /// The workers' shards as JSON (`null` without workers).
+    pub(crate) fn shards_json(&self) -> serde_json::Value {
+        match self {
+            Input::Sharded(s, _) => serde_json::json!(s
+                .layout()
+                .into_iter()
+                .map(|(w, start, rows)| serde_json::json!({"worker": w, "start": start, "rows": rows}))
+                .collect::<Vec<_>>()),
+            _ => serde_json::Value::Null,
+        }
     }
 
     /// The rows with `weights`.
@@ -133,17 +171,117 @@ impl Input {
     /// the reader names it for a held one.
     pub(crate) fn name_error(&self, e: GmmError) -> CliError {
         match (self, e) {
-            (Input::Streamed(_, path), GmmError::NonFinite { row, col, .. }) => {
-                DataError::NonFinite {
-                    path: path.clone(),
-                    row,
-                    col,
-                }
-                .into()
+            (
+                Input::Streamed(_, path) | Input::Sharded(_, Some(path)),
+                GmmError::NonFinite { row, col, .. },
+            ) => DataError::NonFinite {
+                path: path.clone(),
+                row,
+                col,
             }
+            .into(),
             (_, e) => e.into(),
         }
     }
+}
+
+/// The workers' rows of the running command, for naming a worker when a failure inside the
+/// backend (a lost connection) surfaces as a panic.
+static ACTIVE_WORKERS: Mutex<Weak<ShardedRows>> = Mutex::new(Weak::new());
+
+/// A one-line error for a panic during a command: a worker's failure when workers are in use
+/// (naming the one most likely lost), an internal error otherwise.
+pub fn describe_panic(panic: &(dyn std::any::Any + Send)) -> String {
+    let msg = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "no message".into());
+    let workers = ACTIVE_WORKERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .upgrade();
+    match workers {
+        Some(rows) => {
+            let it = mixburn_gmm::progress::current_iteration();
+            let during = if it > 0 {
+                format!(" in iteration {it}")
+            } else {
+                String::new()
+            };
+            format!(
+                "worker {} failed{during}: {msg}; check that it is running and reachable, or                  leave it out of --workers",
+                rows.stalled_worker()
+            )
+        }
+        None => format!("internal error: {msg}"),
+    }
+}
+
+/// Ends the process with an error naming the worker when no pass has reported progress for
+/// `timeout` seconds while the workers' rows are in use (a worker that stopped answering
+/// blocks its pass forever: Burn's remote client has no deadline of its own). Stops when the
+/// rows are dropped.
+fn watchdog(rows: Weak<ShardedRows>, timeout: u64) {
+    let timeout = timeout.max(1) as f64;
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let Some(rows) = rows.upgrade() else {
+            return;
+        };
+        let idle = mixburn_gmm::progress::idle_seconds();
+        if idle > timeout {
+            // The workers that do not answer a fresh handshake, else the likeliest one.
+            let silent: Vec<String> = rows
+                .layout()
+                .into_iter()
+                .map(|(name, _, _)| name)
+                .filter(|name| !answers(name))
+                .collect();
+            let worker = if silent.is_empty() {
+                rows.stalled_worker()
+            } else {
+                silent.join(", ")
+            };
+            let it = mixburn_gmm::progress::current_iteration();
+            let during = if it > 0 {
+                format!(" in iteration {it}")
+            } else {
+                String::new()
+            };
+            eprintln!(
+                "mixburn: error: worker {worker} stopped answering{during}: no progress for {idle:.0} s (--worker-timeout {timeout:.0}); check that it is running and reachable, or leave it out of --workers"
+            );
+            std::process::exit(1);
+        }
+    });
+}
+
+/// Whether the WebSocket server at `url` (`ws://host:port`) answers an HTTP request on a new
+/// connection within 3 seconds (a stopped or hung server accepts the connection, through the
+/// kernel, but never replies).
+fn answers(url: &str) -> bool {
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    use std::time::Duration;
+    let Some(hostport) = url.strip_prefix("ws://").map(|h| h.trim_end_matches('/')) else {
+        return true;
+    };
+    let Some(addr) = hostport.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        return false;
+    };
+    let wait = Duration::from_secs(3);
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, wait) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(wait));
+    let _ = stream.set_write_timeout(Some(wait));
+    let request = format!("GET / HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    matches!(stream.read(&mut byte), Ok(1))
 }
 
 /// Whether `path` is an `.npy` or `.safetensors` file (by its first bytes), which can be

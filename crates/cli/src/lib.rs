@@ -5,8 +5,10 @@
 pub mod anomaly;
 pub mod bayesian;
 mod input;
+pub use input::describe_panic;
 pub mod ood;
 mod progress;
+pub mod serve;
 pub mod vade;
 
 use std::path::{Path, PathBuf};
@@ -87,6 +89,8 @@ pub enum Command {
     /// Anomaly detection by mixture likelihood: fit a detector, score and flag rows.
     #[command(subcommand)]
     Anomaly(anomaly::AnomalyCommand),
+    /// Host this machine's device for `--workers` clients (Burn's remote backend, WebSocket).
+    Serve(serve::ServeArgs),
 }
 
 /// Where to compute.
@@ -130,6 +134,54 @@ impl Compute {
     }
 }
 
+/// Remote workers of a fit: each `mixburn serve` server holds a shard of the rows for the whole
+/// fit and sends back only sufficient statistics.
+#[derive(Debug, Args, Clone)]
+pub struct WorkerOptions {
+    /// Comma-separated `mixburn serve` addresses: ws://host:port,ws://host:port.
+    #[arg(long)]
+    pub workers: Option<String>,
+    /// A file holding the token the workers ask for.
+    #[arg(long = "token-file")]
+    pub worker_token_file: Option<PathBuf>,
+    /// Seconds without progress after which a fit over workers ends with an error naming the
+    /// worker that stopped answering.
+    #[arg(long, default_value_t = 120)]
+    pub worker_timeout: u64,
+}
+
+impl WorkerOptions {
+    /// Connects the workers; `None` without `--workers`.
+    pub(crate) fn connect(&self) -> Result<Option<Vec<(Device, String)>>, CliError> {
+        let Some(list) = &self.workers else {
+            return Ok(None);
+        };
+        let token = self
+            .worker_token_file
+            .as_deref()
+            .map(serve::read_token)
+            .transpose()?;
+        let urls: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        if urls.is_empty() {
+            return Err(mixburn_gmm::GmmError::config(
+                "workers",
+                "give at least one address, ws://host:port",
+            )
+            .into());
+        }
+        let mut devices = vec![];
+        for url in urls {
+            let device = mixburn_gmm::shards::connect(url, token.as_deref())?;
+            devices.push((device, url.to_string()));
+        }
+        Ok(Some(devices))
+    }
+}
+
 /// EM settings shared by `fit` and `select` (scikit-learn's names and defaults).
 #[derive(Debug, Args, Clone)]
 pub struct EmOptions {
@@ -161,6 +213,9 @@ pub struct EmOptions {
     /// as the row repeated 3 times.
     #[arg(long)]
     pub sample_weight: Option<PathBuf>,
+    /// `mixburn serve` workers holding the shards of the rows.
+    #[command(flatten)]
+    pub workers: WorkerOptions,
     /// E-step form for full and tied covariances: auto (the cheaper that fits the budget),
     /// quadratic (features [x_i x_j, x, 1]) or whitened (linear in D per row).
     #[arg(long, default_value = "auto")]
@@ -338,6 +393,7 @@ pub fn run(cli: Cli) -> Result<Value, CliError> {
         Command::Ood(c) => ood::run(c),
         Command::Vade(c) => vade::run(c),
         Command::Anomaly(c) => anomaly::run(c),
+        Command::Serve(a) => serve::run(a),
     }
 }
 
@@ -378,6 +434,7 @@ pub(crate) fn fit_input(
         Some(p) => Some(read_sample_weight(p, input.n_rows())?),
         None => None,
     };
+    let input = input.shard(&em.workers, em.compute.max_memory_bytes()?)?;
     Ok((input, weights))
 }
 
@@ -405,6 +462,7 @@ fn fit(a: FitArgs) -> Result<Value, CliError> {
         "n_samples": n,
         "total_weight": total_weight,
         "streamed": input.is_streamed(),
+        "workers": input.shards_json(),
         "n_features": model.n_features,
         "n_components": model.n_components,
         "covariance_type": model.covariance_type.to_string(),
@@ -448,6 +506,7 @@ fn select(a: SelectArgs) -> Result<Value, CliError> {
         "n_folds": matches!(criterion, Criterion::CrossValidation(_)).then_some(a.folds),
         "n_samples": n,
         "streamed": input.is_streamed(),
+        "workers": input.shards_json(),
         "covariance_type": selection.model.covariance_type.to_string(),
         "backend": a.em.compute.backend,
         "dtype": precision.to_string(),

@@ -8,10 +8,17 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = mixburn::Cli::parse();
     let bar = mixburn::progress_bar();
-    let result = mixburn::run(cli);
+    // A panic (a bug, or a lost worker's connection inside the backend) is reported as one
+    // error line, like every other failure, not as a trace.
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| mixburn::run(cli)));
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    let result = match result {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(panic) => Err(mixburn::describe_panic(&*panic)),
+    };
     match result {
         Ok(json) => {
             // A closed pipe (e.g. `| head`) is not an error of ours: stop quietly.

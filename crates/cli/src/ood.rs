@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use mixburn_data::{write_vector_npy_streamed, VectorKind};
 
 use crate::input::read_sample_weight;
-use crate::{device, finite_from, CliError, Compute};
+use crate::{device, finite_from, CliError, Compute, WorkerOptions};
 
 /// OOD subcommands.
 #[derive(Debug, Subcommand)]
@@ -48,6 +48,9 @@ pub struct OodFitArgs {
     /// pooled covariance.
     #[arg(long)]
     pub sample_weight: Option<PathBuf>,
+    /// `mixburn serve` workers holding the shards of the features.
+    #[command(flatten)]
+    pub workers: WorkerOptions,
     /// Backend and precision.
     #[command(flatten)]
     pub compute: Compute,
@@ -99,6 +102,7 @@ fn fit(a: OodFitArgs) -> Result<Value, CliError> {
     let (device, precision) = device(&a.compute, Precision::F32)?;
     let labels = mixburn_data::read_labels(&a.labels)?;
     let z = a.compute.open_input(&a.features, &device, precision)?;
+    let z = z.shard(&a.workers, a.compute.max_memory_bytes()?)?;
     let n = z.n_rows();
     let weights = match &a.sample_weight {
         Some(p) => Some(read_sample_weight(p, n)?),

@@ -164,6 +164,8 @@ pub struct Packing {
     pub unpack: Tensor<1, Int>,
     /// `1` on the diagonal, `2` off it: `Σ_{i≤j} coef_ij P_ij x_i x_j = xᵀPx`.
     pub coef: Tensor<2>,
+    /// `packed` on the other devices holding rows (shards), moved there once.
+    packed_on: crate::source::PerDevice<1, Int>,
 }
 
 impl Packing {
@@ -174,11 +176,18 @@ impl Packing {
             .map(|(i, j)| if i == j { 1.0 } else { 2.0 })
             .collect();
         let t = coef.len();
+        let packed = linalg::packed_index(d, device);
         Self {
-            packed: linalg::packed_index(d, device),
+            packed_on: crate::source::PerDevice::new(packed.clone()),
+            packed,
             unpack: linalg::unpack_index(d, device),
             coef: tensor_from_f64(coef, [1, t], device, dtype),
         }
+    }
+
+    /// `packed` on `device` (a shard's device: moved there once).
+    pub fn packed_on(&self, device: &burn::tensor::Device) -> Tensor<1, Int> {
+        self.packed_on.on(device)
     }
 }
 
@@ -187,8 +196,9 @@ pub fn quad_features(cov: CovarianceType, x: Tensor<2>, packing: &Packing) -> Te
     let [n, d] = x.dims();
     match cov {
         CovarianceType::Full | CovarianceType::Tied => {
+            let idx = packing.packed_on(&x.device());
             let outer = x.clone().unsqueeze_dim::<3>(2) * x.unsqueeze_dim::<3>(1);
-            outer.reshape([n, d * d]).select(1, packing.packed.clone())
+            outer.reshape([n, d * d]).select(1, idx)
         }
         CovarianceType::Diag => x.square(),
         CovarianceType::Spherical => x.square().sum_dim(1),
@@ -374,6 +384,21 @@ pub struct Whitening {
     pub k: usize,
     /// Whether one factor is shared by a restart's components (tied).
     pub tied: bool,
+}
+
+impl Whitening {
+    /// The same operands on `device` (a shard's).
+    pub fn to_device(&self, device: &burn::tensor::Device) -> Self {
+        use crate::source::on_device;
+        Self {
+            factors: on_device(&self.factors, device),
+            centres: on_device(&self.centres, device),
+            constants: on_device(&self.constants, device),
+            shift: on_device(&self.shift, device),
+            k: self.k,
+            tied: self.tied,
+        }
+    }
 }
 
 /// [`Whitening`] operands from precision-Cholesky factors `[R, D, D]`, means `[B·K, D]` and

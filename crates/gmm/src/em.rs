@@ -60,7 +60,19 @@ pub(crate) fn iterate<P>(
     let mut ids: Vec<usize> = (0..active.len()).collect();
     for it in 0..max_iter {
         let refs: Vec<&P> = active.iter().map(|r| &r.params).collect();
-        let next = step(&refs)?;
+        // A worker's failure names the iteration it failed in.
+        let next = step(&refs).map_err(|e| match e {
+            GmmError::Worker {
+                worker,
+                iteration: None,
+                reason,
+            } => GmmError::Worker {
+                worker,
+                iteration: Some(it + 1),
+                reason,
+            },
+            e => e,
+        })?;
         let bounds: Vec<f64> = next.iter().map(|(_, lb)| *lb).collect();
         crate::progress::iteration(it + 1, &bounds);
         let mut still = vec![];

@@ -110,6 +110,17 @@ pub enum GmmError {
         /// The value.
         value: f64,
     },
+    /// A worker (a device holding a shard of the rows, such as a `mixburn serve` server)
+    /// failed, refused the connection or stopped answering.
+    #[error("worker {worker}{}: {reason}", iteration.map(|i| format!(" failed in iteration {i}")).unwrap_or_default())]
+    Worker {
+        /// The worker (its address).
+        worker: String,
+        /// The fit's iteration, when it failed during one.
+        iteration: Option<usize>,
+        /// What happened.
+        reason: String,
+    },
     /// Reading rows from a data file failed (a streamed input).
     #[error(transparent)]
     Data(#[from] mixburn_data::DataError),

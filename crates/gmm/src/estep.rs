@@ -8,12 +8,11 @@
 use burn::tensor::Tensor;
 
 use crate::covariance::{self, CovarianceType, Packing, Whitening};
-use crate::error::Result;
+use crate::error::{GmmError, Result};
 use crate::form::EstepForm;
-use crate::host::chunks;
 use crate::kmeans::Centred;
 use crate::params::Layout;
-use crate::source::RowSource;
+use crate::source::{on_device, RowSource};
 use crate::stats::SufficientStats;
 
 /// Rows of a data matrix (any [`RowSource`]: resident or read from a file), centred on the fly,
@@ -25,7 +24,7 @@ pub struct ChunkedData<'a> {
     cov: CovarianceType,
     form: EstepForm,
     packing: &'a Packing,
-    cache: Option<Vec<Tensor<2>>>,
+    cache: Option<Vec<(usize, Tensor<2>)>>,
     total_weight: f64,
 }
 
@@ -68,7 +67,7 @@ impl<'a> ChunkedData<'a> {
         if bytes <= budget_bytes {
             let parts = self
                 .ranges()
-                .map(|(s, len)| self.features(s, len))
+                .map(|(s, len)| Ok((s, self.features(s, len)?)))
                 .collect::<Result<_>>()?;
             self.cache = Some(parts);
         }
@@ -110,9 +109,19 @@ impl<'a> ChunkedData<'a> {
         self.form
     }
 
-    /// `(start, len)` of every chunk.
+    /// `(start, len)` of every chunk (each on one device).
     pub fn ranges(&self) -> impl Iterator<Item = (usize, usize)> {
-        chunks(self.n_rows(), self.chunk)
+        self.rows.ranges(self.chunk).into_iter()
+    }
+
+    /// The client's device (where statistics are merged and the M-step runs).
+    pub fn client(&self) -> burn::tensor::Device {
+        self.rows.centre().device()
+    }
+
+    /// The device holding row `row`.
+    pub fn device_of(&self, row: usize) -> burn::tensor::Device {
+        self.raw().device_of(row)
     }
 
     /// The rows as a centred (weighted) view for k-means (chunks or selections, no whole copy).
@@ -129,7 +138,10 @@ impl<'a> ChunkedData<'a> {
     /// [`ranges`](Self::ranges)).
     pub fn features(&self, start: usize, len: usize) -> Result<Tensor<2>> {
         match &self.cache {
-            Some(parts) => Ok(parts[start / self.chunk.max(1)].clone()),
+            Some(parts) => match parts.binary_search_by_key(&start, |(s, _)| *s) {
+                Ok(i) => Ok(parts[i].1.clone()),
+                Err(_) => Ok(self.features_of(self.rows(start, len)?)),
+            },
             None => Ok(self.features_of(self.rows(start, len)?)),
         }
     }
@@ -143,10 +155,10 @@ impl<'a> ChunkedData<'a> {
         Tensor::cat(vec![f, xc, ones], 1)
     }
 
-    /// Statistics of given responsibilities `resp: [len, B·K]` of rows `[start, start + len)`
-    /// (times the rows' sample weights) in this pass's form; the shifted form accumulates
-    /// around `shift: [B·K, D]` (zeros, the data mean, when `None`). `Σ log p` and `Σ r ℓ` are
-    /// zero (no E-step).
+    /// Statistics of given responsibilities `resp: [len, B·K]` (on the rows' device) of rows
+    /// `[start, start + len)` (times the rows' sample weights) in this pass's form, returned on
+    /// the client; the shifted form accumulates around `shift: [B·K, D]` (zeros, the data mean,
+    /// when `None`). `Σ log p` and `Σ r ℓ` are zero (no E-step).
     pub fn stats_of(
         &self,
         start: usize,
@@ -161,14 +173,11 @@ impl<'a> ChunkedData<'a> {
         let stats = match self.form {
             EstepForm::Whitened => {
                 let d = self.rows.dims()[1];
-                let own;
-                let shift = match shift {
-                    Some(s) => s,
-                    None => {
-                        own = Tensor::zeros([bk, d], (&resp.device(), resp.dtype()));
-                        &own
-                    }
+                let own = match shift {
+                    Some(s) => on_device(s, &resp.device()),
+                    None => Tensor::zeros([bk, d], (&resp.device(), resp.dtype())),
                 };
+                let shift = &own;
                 let tied = self.cov == CovarianceType::Tied;
                 SufficientStats::from_shifted_chunk(
                     resp,
@@ -181,7 +190,7 @@ impl<'a> ChunkedData<'a> {
             }
             _ => SufficientStats::from_chunk(resp, self.features(start, len)?, zeros),
         };
-        Ok(stats.with_n_samples(mass))
+        Ok(stats.with_n_samples(mass).to_device(&self.client()))
     }
 
     /// `resp` times the sample weights of rows `[start, start + len)`, and their total weight.
@@ -208,6 +217,14 @@ pub enum Operand {
 }
 
 impl Operand {
+    /// The same operand on `device` (a shard's).
+    pub fn to_device(&self, device: &burn::tensor::Device) -> Self {
+        match self {
+            Operand::Quadratic(a) => Operand::Quadratic(on_device(a, device)),
+            Operand::Whitened(w) => Operand::Whitened(w.to_device(device)),
+        }
+    }
+
     /// Total components `B·K`.
     pub fn n_columns(&self) -> usize {
         match self {
@@ -287,23 +304,54 @@ pub fn em_pass(
 ) -> Result<SufficientStats> {
     let ranges: Vec<(usize, usize)> = data.ranges().collect();
     crate::progress::pass("EM", data.n_rows());
-    let workers = workers.clamp(1, ranges.len());
-    if workers == 1 {
-        return pass_over(data, op, k, &ranges);
+    let shards = data.raw().shards();
+    // Rows on one device: runs of chunks on `workers` threads. Sharded rows: one thread per
+    // shard, each device computing its shard's statistics, merged on the client.
+    let groups: Vec<&[(usize, usize)]> = if shards.len() > 1 {
+        let mut groups = vec![];
+        let mut rest = &ranges[..];
+        for (_, first, len) in &shards {
+            let end = rest.partition_point(|(s, _)| *s < first + len);
+            let (group, tail) = rest.split_at(end);
+            if !group.is_empty() {
+                groups.push(group);
+            }
+            rest = tail;
+        }
+        groups
+    } else {
+        let workers = workers.clamp(1, ranges.len());
+        ranges.chunks(ranges.len().div_ceil(workers)).collect()
+    };
+    if groups.len() == 1 {
+        return pass_over(data, op, k, groups[0]);
     }
-    let per = ranges.len().div_ceil(workers);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = ranges
-            .chunks(per)
-            .map(|part| scope.spawn(move || pass_over(data, op, k, part)))
+        let handles: Vec<_> = groups
+            .into_iter()
+            .map(|part| (part[0].0, scope.spawn(move || pass_over(data, op, k, part))))
             .collect();
         let mut acc = None;
-        for h in handles {
-            let stats = h.join().expect("EM worker thread")?;
+        for (first, h) in handles {
+            // A pass that panicked (a lost connection inside the backend) is that worker's error.
+            let stats = h.join().map_err(|panic| GmmError::Worker {
+                worker: data.raw().describe(first),
+                iteration: None,
+                reason: format!("its pass failed: {}", panic_message(&panic)),
+            })??;
             acc = Some(SufficientStats::accumulate(acc, stats));
         }
         Ok(acc.expect("at least one chunk"))
     })
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 fn pass_over(
@@ -314,6 +362,15 @@ fn pass_over(
 ) -> Result<SufficientStats> {
     let bk = op.n_columns();
     let mut acc = None;
+    // The operand on this run's device (a shard's), moved there once per pass.
+    let device = data.device_of(ranges.first().map_or(0, |r| r.0));
+    let moved;
+    let op = if device == data.client() {
+        op
+    } else {
+        moved = op.to_device(&device);
+        &moved
+    };
     for &(start, len) in ranges {
         let (flat, rows) = op.weighted(data, start, len)?;
         let weighted = flat.clone().reshape([len, bk / k, k]);
@@ -337,5 +394,9 @@ fn pass_over(
         acc = Some(SufficientStats::accumulate(acc, stats));
         crate::progress::rows(len);
     }
-    Ok(acc.expect("at least one row"))
+    let stats = acc.expect("at least one row").to_device(&data.client());
+    if let Some(&(first, _)) = ranges.first() {
+        data.raw().finished(first);
+    }
+    Ok(stats)
 }

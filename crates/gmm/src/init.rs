@@ -20,6 +20,7 @@ use crate::form::EstepForm;
 use crate::host::{accumulate, tensor_from_f64, to_f64};
 use crate::kmeans::{assign, kmeans_centred, one_hot, plusplus_indices, KMeansConfig};
 use crate::params::{Layout, Params, WeightNorm};
+use crate::source::{on_device, PerDevice};
 use crate::stats::{Moments, SufficientStats};
 
 /// Starting parameters (in the centred coordinates of `data`) for each seed.
@@ -116,7 +117,7 @@ pub fn stats_from_responsibilities(
     let mut acc = None;
     for (start, len) in data.ranges() {
         let r = resp[start * k..(start + len) * k].to_vec();
-        let r = tensor_from_f64(r, [len, k], &layout.device, layout.dtype);
+        let r = tensor_from_f64(r, [len, k], &data.device_of(start), layout.dtype);
         let stats = data.stats_of(start, len, r, k, None)?;
         acc = Some(SufficientStats::accumulate(acc, stats));
     }
@@ -203,9 +204,11 @@ fn kmeans_stats(
     let (centres, _) = kmeans_centred(&data.centred(), &kc, seeds)?;
     // The shifted form accumulates around each cluster's centre (centred coordinates).
     let shift = centres.clone();
+    let centres = PerDevice::new(centres);
     let mut acc = None;
     for (start, len) in data.ranges() {
-        let (_, labels) = assign(data.rows(start, len)?, &centres, b, k);
+        let x = data.rows(start, len)?;
+        let (_, labels) = assign(x.clone(), &centres.on(&x.device()), b, k);
         let resp = one_hot(labels, k, layout.dtype);
         let stats = data.stats_of(start, len, resp, k, Some(&shift))?;
         acc = Some(SufficientStats::accumulate(acc, stats));
@@ -228,7 +231,7 @@ fn random_stats(data: &ChunkedData<'_>, layout: &Layout, seeds: &[u64]) -> Resul
                 row.iter_mut().for_each(|v| *v /= s);
             }
         }
-        let resp = tensor_from_f64(resp, [len, b * k], &layout.device, layout.dtype);
+        let resp = tensor_from_f64(resp, [len, b * k], &data.device_of(start), layout.dtype);
         let stats = data.stats_of(start, len, resp, k, None)?;
         acc = Some(SufficientStats::accumulate(acc, stats));
     }
@@ -265,7 +268,8 @@ fn point_params(
                     Some(w) => x.clone() * w,
                     None => x.clone(),
                 };
-                acc = Some(accumulate(acc, xw.transpose().matmul(x)));
+                let xtx = on_device(&xw.transpose().matmul(x), &layout.device);
+                acc = Some(accumulate(acc, xtx));
             }
             let second = to_f64(acc.expect("rows"))?;
             second

@@ -6,8 +6,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::error::{GmmError, Result};
-use crate::host::{accumulate, chunks, tensor_from_f64, to_f64, to_i64};
-use crate::source::RowSource;
+use crate::host::{accumulate, tensor_from_f64, to_f64, to_i64};
+use crate::source::{on_device, PerDevice, RowSource};
 
 /// Settings of a k-means run.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,7 +47,7 @@ impl KMeansConfig {
 #[derive(Clone)]
 pub struct Centred<'a> {
     x: &'a dyn RowSource,
-    centre: Tensor<2>,
+    centre: PerDevice<2>,
     weights: Option<&'a [f64]>,
 }
 
@@ -56,7 +56,7 @@ impl<'a> Centred<'a> {
     pub fn new(x: &'a dyn RowSource, centre: Tensor<2>) -> Self {
         Self {
             x,
-            centre,
+            centre: PerDevice::new(centre),
             weights: None,
         }
     }
@@ -77,21 +77,27 @@ impl<'a> Centred<'a> {
         self.weights
     }
 
-    /// Weights of rows `[start, start + len)` as a column `[len, 1]` (`None`: all 1).
+    /// Weights of rows `[start, start + len)` as a column `[len, 1]` on the rows' device
+    /// (`None`: all 1).
     pub fn weight_column(&self, start: usize, len: usize) -> Option<Tensor<2>> {
         self.weights.map(|w| {
             tensor_from_f64(
                 w[start..start + len].to_vec(),
                 [len, 1],
-                &self.centre.device(),
-                self.centre.dtype(),
+                &self.x.device_of(start),
+                self.centre.base().dtype(),
             )
         })
     }
 
-    /// The centre subtracted from every row, `[1, D]`.
+    /// The centre subtracted from every row, `[1, D]` (on the client).
     pub fn centre(&self) -> &Tensor<2> {
-        &self.centre
+        self.centre.base()
+    }
+
+    /// Row ranges of at most `chunk` rows, each on one device.
+    pub fn ranges(&self, chunk: usize) -> Vec<(usize, usize)> {
+        self.x.chunk_ranges(chunk)
     }
 
     /// `[N, D]`.
@@ -99,14 +105,18 @@ impl<'a> Centred<'a> {
         self.x.dims()
     }
 
-    /// Centred rows `[start, start + len)`.
+    /// Centred rows `[start, start + len)`, on their device.
     pub fn rows(&self, start: usize, len: usize) -> Result<Tensor<2>> {
-        Ok(self.x.rows(start, len)? - self.centre.clone())
+        let x = self.x.rows(start, len)?;
+        let c = self.centre.on(&x.device());
+        Ok(x - c)
     }
 
-    /// Centred rows `idx`, in that order.
+    /// Centred rows `idx`, in that order (on the client).
     pub fn select(&self, idx: &[usize]) -> Result<Tensor<2>> {
-        Ok(self.x.select(idx)? - self.centre.clone())
+        let x = self.x.select(idx)?;
+        let c = self.centre.on(&x.device());
+        Ok(x - c)
     }
 }
 
@@ -185,12 +195,12 @@ pub(crate) fn kmeans_centred(
     cfg: &KMeansConfig,
     seeds: &[u64],
 ) -> Result<(Tensor<2>, usize)> {
-    let [n, d] = xc.dims();
+    let [_, d] = xc.dims();
     let k = cfg.n_clusters;
     let b = seeds.len();
     let mut sq_sum = 0.0;
     let mut total = 0.0;
-    for (start, len) in chunks(n, cfg.chunk_size) {
+    for (start, len) in xc.ranges(cfg.chunk_size) {
         let sq = xc.rows(start, len)?.square().sum_dim(1);
         let (sq, w) = match xc.weight_column(start, len) {
             Some(w) => (sq * w.clone(), to_f64(w.sum())?[0]),
@@ -278,17 +288,19 @@ fn lloyd_pass(
     let mut labels = Vec::new();
     let mut inertia = vec![0.0; b];
     crate::progress::pass("k-means", n);
-    for (start, len) in chunks(n, chunk) {
+    let client = centres.device();
+    let on = PerDevice::new(centres.clone());
+    for (start, len) in xc.ranges(chunk) {
         let x = xc.rows(start, len)?;
-        let (min, arg) = assign(x.clone(), centres, b, k); // [len, B, 1]
+        let (min, arg) = assign(x.clone(), &on.on(&x.device()), b, k); // [len, B, 1]
         let mut onehot = one_hot(arg.clone(), k, x.dtype());
         let mut min = min.reshape([len, b]);
         if let Some(w) = xc.weight_column(start, len) {
             onehot = onehot * w.clone();
             min = min * w;
         }
-        let s = onehot.clone().transpose().matmul(x);
-        let c = onehot.sum_dim(0).squeeze_dim::<1>(0);
+        let s = on_device(&onehot.clone().transpose().matmul(x), &client);
+        let c = on_device(&onehot.sum_dim(0).squeeze_dim::<1>(0), &client);
         sums = Some(accumulate(sums, s));
         counts = Some(accumulate(counts, c));
         crate::progress::rows(len);
@@ -344,8 +356,10 @@ pub fn plusplus_indices(
     let weight = |i: usize| weights.map_or(1.0, |w| w[i]);
     // Distances of every chunk's rows to the centres `c` (`[M, D]`), row-major `[len, M]`.
     let scan = |c: &Tensor<2>, f: &mut dyn FnMut(usize, usize, &[f64])| -> Result<()> {
-        for (start, len) in chunks(n, chunk) {
-            let dist = to_f64(squared_distances(xc.rows(start, len)?, c.clone()))?;
+        let c = PerDevice::new(c.clone());
+        for (start, len) in xc.ranges(chunk) {
+            let x = xc.rows(start, len)?;
+            let dist = to_f64(squared_distances(x.clone(), c.on(&x.device())))?;
             f(start, len, &dist);
         }
         Ok(())

@@ -30,6 +30,8 @@
 //!   a chunk at a time from `.npy` / `.safetensors` through a memory map) and sample weights
 //!   ([`FitData`]).
 //! - [`progress`]: the process-wide sink of progress reports (rows done, iterations).
+//! - [`shards`]: rows split over several devices, local or remote ([`ShardedRows`]), every
+//!   pass computing each shard's statistics on its device and merging them on the client.
 //! - [`select`]: choosing K by BIC, AIC or held-out (cross-validated) log-likelihood.
 //! - [`cluster_metrics`]: clustering accuracy (Hungarian), NMI and ARI.
 //! - [`backend`]: backends (`flex`, `ndarray`, `wgpu` features) and precisions.
@@ -65,6 +67,7 @@ pub mod params;
 pub mod progress;
 pub mod scatter;
 pub mod select;
+pub mod shards;
 pub mod source;
 pub mod special;
 pub mod stats;
@@ -90,6 +93,7 @@ pub use model::{GaussianMixture, ScoredChunk};
 pub use params::Params;
 pub use scatter::ClassScatter;
 pub use select::{select_n_components, Candidate, Criterion, Folds, Selection};
+pub use shards::ShardedRows;
 pub use source::{FileRows, FitData, RowSource};
 pub use stats::SufficientStats;
 pub use validate::ensure_finite;

@@ -15,7 +15,7 @@ use crate::config::GaussianMixtureConfig;
 use crate::covariance::{CovTensor, CovarianceType};
 use crate::em::validate_data;
 use crate::error::{GmmError, Result};
-use crate::estep::{log_prob, ChunkedData};
+use crate::estep::{log_prob, ChunkedData, Operand};
 use crate::form::{self, EstepForm, PassShape};
 use crate::host::{tensor_from_f64, to_f64};
 use crate::linalg;
@@ -449,11 +449,22 @@ impl Scorer<'_> {
         let data = ChunkedData::new(x, centre_t, plan.chunk_rows, &layout);
         let check = x.resident().is_none();
         crate::progress::pass("score", n);
+        // The operand on each device holding rows (moved once per device).
+        let mut ops: Vec<(Device, Operand)> = vec![(device.clone(), op)];
         for (start, len) in data.ranges() {
             if check {
                 check_finite(&x.rows(start, len)?, start)?;
             }
-            let (w, lse) = log_prob(&data, &op, k, start, len)?;
+            let dev = x.device_of(start);
+            let i = match ops.iter().position(|(d, _)| *d == dev) {
+                Some(i) => i,
+                None => {
+                    let moved = ops[0].1.to_device(&dev);
+                    ops.push((dev, moved));
+                    ops.len() - 1
+                }
+            };
+            let (w, lse) = log_prob(&data, &ops[i].1, k, start, len)?;
             f(ScoredChunk {
                 start,
                 weighted: w.reshape([len, k]),

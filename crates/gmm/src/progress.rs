@@ -3,8 +3,9 @@
 //! command line installs a progress bar when stderr is a terminal). Without a sink a report
 //! costs one atomic load.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Instant;
 
 /// Receives progress reports; called from the threads that run the passes.
 pub trait Progress: Send + Sync {
@@ -17,6 +18,29 @@ pub trait Progress: Send + Sync {
 }
 
 static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// Milliseconds since [`EPOCH`] of the last report, and the last iteration reported.
+static LAST_MILLIS: AtomicU64 = AtomicU64::new(0);
+static ITERATION: AtomicUsize = AtomicUsize::new(0);
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+fn now_millis() -> u64 {
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+fn touch() {
+    LAST_MILLIS.store(now_millis(), Ordering::Relaxed);
+}
+
+/// Seconds since the last report of any pass in this process (a watchdog's measure of a
+/// stalled worker).
+pub fn idle_seconds() -> f64 {
+    now_millis().saturating_sub(LAST_MILLIS.load(Ordering::Relaxed)) as f64 / 1000.0
+}
+
+/// The iteration the current fit is in (1 during the first; 0 before it).
+pub fn current_iteration() -> usize {
+    ITERATION.load(Ordering::Relaxed)
+}
 static SINK: RwLock<Option<Arc<dyn Progress>>> = RwLock::new(None);
 
 /// Installs `sink` (or removes it with `None`) for every later pass in this process.
@@ -41,15 +65,19 @@ fn with(f: impl FnOnce(&dyn Progress)) {
 
 /// Reports the start of a pass over `total` rows.
 pub(crate) fn pass(what: &'static str, total: usize) {
+    touch();
     with(|p| p.pass(what, total));
 }
 
 /// Reports `rows` finished rows.
 pub(crate) fn rows(rows: usize) {
+    touch();
     with(|p| p.rows(rows));
 }
 
 /// Reports the end of an iteration.
 pub(crate) fn iteration(iteration: usize, lower_bounds: &[f64]) {
+    touch();
+    ITERATION.store(iteration + 1, Ordering::Relaxed);
     with(|p| p.iteration(iteration, lower_bounds));
 }

@@ -92,6 +92,16 @@ impl ClassScatter {
         })
     }
 
+    /// The same statistics on `device` (a shard's, moved to the client to be merged).
+    pub fn to_device(self, device: &burn::tensor::Device) -> Self {
+        use crate::source::on_device;
+        Self {
+            counts: self.counts,
+            means: on_device(&self.means, device),
+            scatter: on_device(&self.scatter, device),
+        }
+    }
+
     /// Number of classes C.
     pub fn n_classes(&self) -> usize {
         self.counts.len()

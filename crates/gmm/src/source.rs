@@ -12,7 +12,8 @@
 //! weights `w_n ≥ 0` multiply each row's responsibilities and log-likelihood; integer weights
 //! give the fit of the rows repeated that many times.
 
-use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
+use burn::tensor::kind::Basic;
+use burn::tensor::{DType, Device, Float, Shape, Tensor, TensorData};
 use mixburn_data::RowFile;
 
 use crate::error::{GmmError, Result};
@@ -33,6 +34,84 @@ pub trait RowSource: Sync {
     /// The whole data, when it is one tensor on the device.
     fn resident(&self) -> Option<&Tensor<2>> {
         None
+    }
+    /// The device holding row `row` (every row is on [`device`](Self::device) unless the rows
+    /// are sharded over several devices, [`crate::ShardedRows`]).
+    fn device_of(&self, _row: usize) -> Device {
+        self.device()
+    }
+    /// Row ranges `[start, start + len)` of at most `chunk` rows covering `0..N` in order, each
+    /// on one device.
+    fn chunk_ranges(&self, chunk: usize) -> Vec<(usize, usize)> {
+        chunks(self.dims()[0], chunk).collect()
+    }
+    /// The shards as `(device, first row, rows)`: one, on [`device`](Self::device), unless
+    /// sharded.
+    fn shards(&self) -> Vec<(Device, usize, usize)> {
+        vec![(self.device(), 0, self.dims()[0])]
+    }
+    /// Rows `[start, start + len)` created on `device` (uploading a shard).
+    fn rows_on(&self, start: usize, len: usize, device: &Device) -> Result<Tensor<2>> {
+        Ok(on_device(&self.rows(start, len)?, device))
+    }
+    /// A pass has finished with the chunks of the device of row `row` (for a watchdog).
+    fn finished(&self, _row: usize) {}
+    /// A name for the device of row `row` in error messages (a worker's address).
+    fn describe(&self, _row: usize) -> String {
+        format!("{:?}", self.device())
+    }
+}
+
+/// `t` on `device`: itself when it is already there, else a copy moved there.
+pub fn on_device<const D: usize, K: Basic>(t: &Tensor<D, K>, device: &Device) -> Tensor<D, K> {
+    if &t.device() == device {
+        t.clone()
+    } else {
+        t.clone().to_device(device)
+    }
+}
+
+/// A parameter of a pass (a centre, centres, a shift) with a copy on each device that asked
+/// for it, so that rows sharded over several devices each get it once per pass, not once per
+/// chunk.
+#[derive(Debug)]
+pub struct PerDevice<const D: usize, K: Basic = Float> {
+    base: Tensor<D, K>,
+    copies: std::sync::Mutex<Vec<(Device, Tensor<D, K>)>>,
+}
+
+impl<const D: usize, K: Basic> PerDevice<D, K> {
+    /// `base` (on the client).
+    pub fn new(base: Tensor<D, K>) -> Self {
+        Self {
+            base,
+            copies: std::sync::Mutex::new(vec![]),
+        }
+    }
+
+    /// The tensor on the client.
+    pub fn base(&self) -> &Tensor<D, K> {
+        &self.base
+    }
+
+    /// The tensor on `device`.
+    pub fn on(&self, device: &Device) -> Tensor<D, K> {
+        if &self.base.device() == device {
+            return self.base.clone();
+        }
+        let mut copies = self.copies.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, t)) = copies.iter().find(|(d, _)| d == device) {
+            return t.clone();
+        }
+        let t = self.base.clone().to_device(device);
+        copies.push((device.clone(), t.clone()));
+        t
+    }
+}
+
+impl<const D: usize, K: Basic> Clone for PerDevice<D, K> {
+    fn clone(&self) -> Self {
+        Self::new(self.base.clone())
     }
 }
 
@@ -167,16 +246,7 @@ impl RowSource for FileRows {
         self.dtype
     }
     fn rows(&self, start: usize, len: usize) -> Result<Tensor<2>> {
-        let f64s = self.dtype == DType::F64;
-        let data = self.upload(|v64, v32| {
-            if f64s {
-                self.file.read_rows_f64(start, len, v64)?;
-            } else {
-                self.file.read_rows_f32(start, len, v32)?;
-            }
-            Ok(())
-        })?;
-        Ok(Tensor::from_data(data, (&self.device, self.dtype)))
+        self.rows_on(start, len, &self.device)
     }
     fn select(&self, idx: &[usize]) -> Result<Tensor<2>> {
         let f64s = self.dtype == DType::F64;
@@ -190,6 +260,18 @@ impl RowSource for FileRows {
         })?;
         Ok(Tensor::from_data(data, (&self.device, self.dtype)))
     }
+    fn rows_on(&self, start: usize, len: usize, device: &Device) -> Result<Tensor<2>> {
+        let f64s = self.dtype == DType::F64;
+        let data = self.upload(|v64, v32| {
+            if f64s {
+                self.file.read_rows_f64(start, len, v64)?;
+            } else {
+                self.file.read_rows_f32(start, len, v32)?;
+            }
+            Ok(())
+        })?;
+        Ok(Tensor::from_data(data, (device, self.dtype)))
+    }
 }
 
 /// The rows of a fit or a score, and their sample weights.
@@ -201,14 +283,8 @@ pub struct FitData<'a> {
     pub sample_weight: Option<&'a [f64]>,
 }
 
-impl<'a> From<&'a Tensor<2>> for FitData<'a> {
-    fn from(x: &'a Tensor<2>) -> Self {
-        Self::new(x)
-    }
-}
-
-impl<'a> From<&'a FileRows> for FitData<'a> {
-    fn from(x: &'a FileRows) -> Self {
+impl<'a, R: RowSource> From<&'a R> for FitData<'a> {
+    fn from(x: &'a R) -> Self {
         Self::new(x)
     }
 }
@@ -246,7 +322,7 @@ impl<'a> FitData<'a> {
             Some(w) => check_sample_weight(w, n)?,
             None => n as f64,
         };
-        let (device, dtype) = (self.rows.device(), self.rows.dtype());
+        let dtype = self.rows.dtype();
         let centre = match (self.rows.resident(), self.sample_weight) {
             (Some(x), None) => {
                 // One reduction over the resident tensor (the path of an in-memory fit).
@@ -256,7 +332,7 @@ impl<'a> FitData<'a> {
             _ => {
                 let mut acc = vec![0.0; d];
                 crate::progress::pass("reading", n);
-                for (start, len) in chunks(n, chunk_rows) {
+                for (start, len) in self.rows.chunk_ranges(chunk_rows) {
                     let x = self.rows.rows(start, len)?;
                     check_finite(&x, start)?;
                     let sum = match self.sample_weight {
@@ -264,7 +340,7 @@ impl<'a> FitData<'a> {
                             let w = tensor_from_f64(
                                 w[start..start + len].to_vec(),
                                 [len, 1],
-                                &device,
+                                &x.device(),
                                 dtype,
                             );
                             (x * w).sum_dim(0)

@@ -141,6 +141,26 @@ impl SufficientStats {
         self
     }
 
+    /// The same statistics on `device` (a shard's, moved to the client to be merged).
+    pub fn to_device(self, device: &burn::tensor::Device) -> Self {
+        use crate::source::on_device;
+        let moments = match self.moments {
+            Moments::Quadratic(m) => Moments::Quadratic(on_device(&m, device)),
+            Moments::Shifted { shift, s1, s2 } => Moments::Shifted {
+                shift: on_device(&shift, device),
+                s1: on_device(&s1, device),
+                s2: on_device(&s2, device),
+            },
+        };
+        Self {
+            nk: on_device(&self.nk, device),
+            moments,
+            log_likelihood: on_device(&self.log_likelihood, device),
+            weighted_log_density: on_device(&self.weighted_log_density, device),
+            n_samples: self.n_samples,
+        }
+    }
+
     /// The same statistics summarising `n_samples` rows (the chunk's total sample weight).
     pub fn with_n_samples(mut self, n_samples: f64) -> Self {
         self.n_samples = n_samples;

@@ -407,9 +407,10 @@ impl MahalanobisDetector {
             check_finite(t)?;
         }
         let mut acc = None;
-        for start in (0..n).step_by(config.chunk_size) {
-            let end = (start + config.chunk_size).min(n);
-            let rows = z.rows(start, end - start)?;
+        let client = z.device();
+        for (start, len) in z.chunk_ranges(config.chunk_size) {
+            let end = start + len;
+            let rows = z.rows(start, len)?;
             if z.resident().is_none() {
                 mixburn_gmm::source::check_finite(&rows, start).map_err(|e| match e {
                     GmmError::NonFinite { row, col, value } => {
@@ -424,7 +425,8 @@ impl MahalanobisDetector {
                 &idx[start..end],
                 c,
                 sample_weight.map(|w| &w[start..end]),
-            )?;
+            )?
+            .to_device(&client);
             acc = Some(ClassScatter::accumulate(acc, chunk)?);
         }
         Self::from_statistics(config, acc.expect("n > 0"))

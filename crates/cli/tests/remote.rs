@@ -1,0 +1,354 @@
+//! Remote workers (`mixburn serve`, `--workers`): 2–3 servers started on loopback ports inside
+//! the test; a fit over their shards equals the single-process fit (EM, the variational
+//! mixture, `select`, the OOD detector; f64 to 1e-9, f32 to 1e-5 relative); a wrong token is
+//! refused naming the worker; a worker killed during a fit ends it with an error naming the
+//! worker, in bounded time, never a hang. The address policy of `serve` is checked in every
+//! build.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+fn run(args: &[&str]) -> Result<Value, String> {
+    let mut all = vec!["mixburn"];
+    all.extend_from_slice(args);
+    mixburn::run_args(all)
+}
+
+#[test]
+fn serve_refuses_a_non_loopback_address_without_allow_remote_and_a_token() {
+    let e = run(&["serve", "--bind", "0.0.0.0:0"]).unwrap_err();
+    assert!(
+        e.contains("not a loopback address") && e.contains("--allow-remote"),
+        "{e}"
+    );
+    let e = run(&["serve", "--bind", "0.0.0.0:0", "--allow-remote"]).unwrap_err();
+    assert!(e.contains("needs a token"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    let e = run(&["serve", "--token-file", empty.to_str().unwrap()]).unwrap_err();
+    assert!(e.contains("non-empty token"), "{e}");
+}
+
+#[cfg(feature = "remote")]
+mod remote {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// A `mixburn serve` child process on a free loopback port, killed when dropped.
+    struct Server {
+        child: Child,
+        url: String,
+    }
+
+    impl Server {
+        fn start(token_file: Option<&Path>) -> Self {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_mixburn"));
+            cmd.args(["serve", "--bind", "127.0.0.1:0"]);
+            if let Some(t) = token_file {
+                cmd.arg("--token-file").arg(t);
+            }
+            let mut child = cmd
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start mixburn serve");
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().expect("stdout"))
+                .read_line(&mut line)
+                .expect("the server's first line");
+            let v: Value = serde_json::from_str(&line).expect("a JSON line");
+            let url = v["serving"].as_str().expect("serving").to_string();
+            Self { child, url }
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// `n × d` rows from 3 clusters (deterministic), written as .npy.
+    fn data(dir: &Path, n: usize, d: usize) -> String {
+        let values: Vec<f64> = (0..n * d)
+            .map(|i| {
+                let (row, j) = (i / d, i % d);
+                let c = (row % 3) as f64;
+                // splitmix64 of the index: a uniform value in [-1, 1).
+                let mut z = (i as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                let u = ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 52) as f64 - 1.0;
+                5.0 * c + (j as f64) * 0.1 + u + 40.0
+            })
+            .collect();
+        let path = dir.join("x.npy");
+        let m = mixburn_data::Matrix::new(n, d, values, mixburn_data::ElemType::F64).unwrap();
+        mixburn_data::write_matrix_npy(&path, &m).unwrap();
+        path.display().to_string()
+    }
+
+    fn rel(a: f64, b: f64) -> f64 {
+        (a - b).abs() / b.abs().max(1e-300)
+    }
+
+    #[test]
+    fn fits_over_worker_shards_equal_the_single_process_fits() {
+        let servers: Vec<Server> = (0..3).map(|_| Server::start(None)).collect();
+        let workers = servers
+            .iter()
+            .map(|s| s.url.clone())
+            .collect::<Vec<_>>()
+            .join(",");
+        let dir = tempfile::tempdir().unwrap();
+        let x = data(dir.path(), 1500, 4);
+        let out = dir.path().join("m.safetensors").display().to_string();
+        for (cmd, dtype, tol) in [
+            ("fit", "f64", 1e-9),
+            ("fit", "f32", 1e-5),
+            ("fit-bayesian", "f64", 1e-9),
+        ] {
+            let base = [
+                cmd,
+                "--input",
+                &x,
+                "--components",
+                "3",
+                "--dtype",
+                dtype,
+                "--n-init",
+                "2",
+                "--max-iter",
+                "20",
+                "--chunk-size",
+                "200",
+                "--output",
+                &out,
+            ];
+            let local = run(&base).unwrap();
+            let mut with_workers = base.to_vec();
+            with_workers.extend(["--workers", &workers]);
+            let remote = run(&with_workers).unwrap();
+            assert_eq!(
+                remote["workers"].as_array().map(Vec::len),
+                Some(3),
+                "{remote}"
+            );
+            let lb = |v: &Value| v["lower_bound"].as_f64().unwrap();
+            assert!(
+                rel(lb(&remote), lb(&local)) < tol,
+                "{cmd} {dtype}: {} over workers vs {} local",
+                lb(&remote),
+                lb(&local)
+            );
+        }
+        // select: the same candidates' BIC.
+        let sel = |extra: &[&str]| {
+            let mut a = vec![
+                "select",
+                "--input",
+                &x,
+                "--components",
+                "1..4",
+                "--dtype",
+                "f64",
+                "--chunk-size",
+                "200",
+            ];
+            a.extend_from_slice(extra);
+            run(&a).unwrap()
+        };
+        let (local, remote) = (sel(&[]), sel(&["--workers", &workers]));
+        assert_eq!(local["best_n_components"], remote["best_n_components"]);
+        for (a, b) in local["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(remote["candidates"].as_array().unwrap())
+        {
+            let (x, y) = (a["bic"].as_f64().unwrap(), b["bic"].as_f64().unwrap());
+            assert!(
+                rel(y, x) < 1e-9,
+                "BIC {y} over workers vs {x} local ({a} / {b})"
+            );
+        }
+        // The OOD detector: the same scores.
+        let labels = dir.path().join("y.npy");
+        mixburn_data::write_labels_npy(&labels, &(0..1500).map(|i| i % 3).collect::<Vec<i64>>())
+            .unwrap();
+        let labels = labels.display().to_string();
+        let scores = |extra: &[&str], name: &str| {
+            let det = dir
+                .path()
+                .join(format!("{name}.safetensors"))
+                .display()
+                .to_string();
+            let mut a = vec![
+                "ood",
+                "fit",
+                "--features",
+                &x,
+                "--labels",
+                &labels,
+                "--dtype",
+                "f64",
+                "--output",
+                &det,
+            ];
+            a.extend_from_slice(extra);
+            run(&a).unwrap();
+            let s = dir.path().join(format!("{name}.npy"));
+            run(&[
+                "ood",
+                "score",
+                "--detector",
+                &det,
+                "--features",
+                &x,
+                "--output",
+                s.to_str().unwrap(),
+            ])
+            .unwrap();
+            mixburn_data::read_vector(&s).unwrap()
+        };
+        let a = scores(&[], "local");
+        let b = scores(&["--workers", &workers], "remote");
+        let err = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| rel(*y, *x))
+            .fold(0.0, f64::max);
+        assert!(err < 1e-9, "OOD scores differ by {err}");
+    }
+
+    #[test]
+    fn a_wrong_token_is_refused_naming_the_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good");
+        let bad = dir.path().join("bad");
+        std::fs::write(&good, "s3cret\n").unwrap();
+        std::fs::write(&bad, "guess\n").unwrap();
+        let server = Server::start(Some(&good));
+        let x = data(dir.path(), 300, 2);
+        let out = dir.path().join("m.safetensors").display().to_string();
+        let fit = |token: &Path| {
+            run(&[
+                "fit",
+                "--input",
+                &x,
+                "--components",
+                "2",
+                "--workers",
+                &server.url,
+                "--token-file",
+                token.to_str().unwrap(),
+                "--output",
+                &out,
+            ])
+        };
+        let started = Instant::now();
+        let e = fit(&bad).unwrap_err();
+        assert!(e.contains(&server.url), "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(!Path::new(&out).exists());
+        let v = fit(&good).unwrap();
+        assert_eq!(v["workers"].as_array().map(Vec::len), Some(1));
+    }
+
+    /// Runs a long fit over `keep` and `lost`, does `to_lost` to `lost` after 4 s, and returns
+    /// the fit's exit status and stderr once it ends (at most 90 s later).
+    fn fit_losing_a_worker(
+        keep: &Server,
+        lost: &mut Server,
+        timeout: &str,
+        to_lost: impl FnOnce(&mut Server),
+    ) -> (std::process::ExitStatus, String, bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let x = data(dir.path(), 20_000, 8);
+        let out = dir.path().join("m.safetensors");
+        let workers = format!("{},{}", keep.url, lost.url);
+        let mut fit = Command::new(env!("CARGO_BIN_EXE_mixburn"))
+            .args([
+                "fit",
+                "--input",
+                &x,
+                "--components",
+                "4",
+                "--max-iter",
+                "100000",
+                "--tol",
+                "0",
+                "--worker-timeout",
+                timeout,
+                "--workers",
+                &workers,
+                "--output",
+            ])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(4));
+        to_lost(lost);
+        let started = Instant::now();
+        let status = loop {
+            if let Some(s) = fit.try_wait().unwrap() {
+                break s;
+            }
+            if started.elapsed() > Duration::from_secs(90) {
+                let _ = fit.kill();
+                panic!("the fit did not end within 90 s of losing its worker");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut fit.stderr.take().unwrap(), &mut stderr).unwrap();
+        (status, stderr, out.exists())
+    }
+
+    #[test]
+    fn a_worker_that_stops_answering_ends_the_fit_after_the_timeout_naming_it() {
+        let keep = Server::start(None);
+        let mut lost = Server::start(None);
+        let (status, stderr, written) = fit_losing_a_worker(&keep, &mut lost, "3", |s| {
+            let stopped = Command::new("kill")
+                .args(["-STOP", &s.child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(stopped.success());
+        });
+        assert!(!status.success());
+        assert!(
+            stderr.contains(&format!("worker {} stopped answering", lost.url)),
+            "{stderr}"
+        );
+        assert!(!written);
+    }
+
+    #[test]
+    fn a_worker_killed_during_a_fit_ends_it_with_an_error_naming_it() {
+        let keep = Server::start(None);
+        let mut lost = Server::start(None);
+        let url = lost.url.clone();
+        let (status, stderr, written) = fit_losing_a_worker(&keep, &mut lost, "20", |s| {
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+        });
+        assert!(!status.success());
+        assert!(stderr.contains(&url), "{stderr}");
+        assert!(stderr.contains("iteration"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!written);
+    }
+}
