@@ -110,8 +110,13 @@ impl Input {
             Input::Streamed(_, p) => Some(p.clone()),
             _ => None,
         };
-        let sharded = ShardedRows::upload(self.rows(), &devices, None, self.scan_rows(max_memory))
-            .map_err(|e| self.name_error(e))?;
+        let sharded = ShardedRows::upload(
+            self.rows(),
+            &devices,
+            workers.worker_weights.as_deref(),
+            self.scan_rows(max_memory),
+        )
+        .map_err(|e| self.name_error(e))?;
         let sharded = Arc::new(sharded);
         watchdog(Arc::downgrade(&sharded), workers.worker_timeout);
         *ACTIVE_WORKERS.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&sharded);

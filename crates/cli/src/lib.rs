@@ -144,6 +144,10 @@ pub struct WorkerOptions {
     /// A file holding the token the workers ask for.
     #[arg(long = "token-file")]
     pub worker_token_file: Option<PathBuf>,
+    /// Relative share of the rows for each worker, in the order of --workers (e.g. 2,1,1 for a
+    /// worker twice as fast); equal shares by default.
+    #[arg(long, value_delimiter = ',')]
+    pub worker_weights: Option<Vec<f64>>,
     /// Seconds without progress after which a fit over workers ends with an error naming the
     /// worker that stopped answering.
     #[arg(long, default_value_t = 120)]

@@ -263,6 +263,32 @@ mod remote {
         assert!(!Path::new(&out).exists());
         let v = fit(&good).unwrap();
         assert_eq!(v["workers"].as_array().map(Vec::len), Some(1));
+        // Shares of the rows by --worker-weights.
+        let second = Server::start(Some(&good));
+        let both = format!("{},{}", server.url, second.url);
+        let v = run(&[
+            "fit",
+            "--input",
+            &x,
+            "--components",
+            "2",
+            "--workers",
+            &both,
+            "--worker-weights",
+            "3,1",
+            "--token-file",
+            good.to_str().unwrap(),
+            "--output",
+            &out,
+        ])
+        .unwrap();
+        let rows: Vec<u64> = v["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["rows"].as_u64().unwrap())
+            .collect();
+        assert_eq!(rows, vec![225, 75], "{v}");
     }
 
     /// Runs a long fit over `keep` and `lost`, does `to_lost` to `lost` after 4 s, and returns
