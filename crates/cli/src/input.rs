@@ -25,8 +25,9 @@ pub(crate) enum Input {
     Held(Tensor<2>),
     /// Read from the file a chunk at a time.
     Streamed(FileRows, PathBuf),
-    /// Split over `--workers`, each holding its shard (the path of the input, if a file).
-    Sharded(Arc<ShardedRows>, Option<PathBuf>),
+    /// Split over `--workers`, each holding its shard (the path of the input, if a file; the
+    /// input itself with `--retry-shards`, to upload the shards again).
+    Sharded(Arc<ShardedRows>, Option<PathBuf>, Option<Box<Input>>),
 }
 
 impl Input {
@@ -92,7 +93,7 @@ impl Input {
         match self {
             Input::Held(x) => x,
             Input::Streamed(f, _) => f,
-            Input::Sharded(s, _) => &**s,
+            Input::Sharded(s, ..) => &**s,
         }
     }
 
@@ -103,9 +104,44 @@ impl Input {
         workers: &WorkerOptions,
         max_memory: usize,
     ) -> Result<Self, CliError> {
-        let Some(devices) = workers.connect()? else {
+        self.shard_except(workers, &[], max_memory)
+    }
+
+    /// The rows split again over the workers but `lost` (after a worker failed, with
+    /// `--retry-shards`); `None` when no worker is left or the input was not kept.
+    pub(crate) fn reshard_without(
+        self,
+        workers: &WorkerOptions,
+        lost: &[String],
+        max_memory: usize,
+    ) -> Result<Option<Self>, CliError> {
+        let Input::Sharded(_, _, Some(original)) = self else {
+            return Ok(None);
+        };
+        if workers.urls().iter().all(|u| lost.contains(u)) {
+            return Ok(None);
+        }
+        Ok(Some(original.shard_except(workers, lost, max_memory)?))
+    }
+
+    fn shard_except(
+        self,
+        workers: &WorkerOptions,
+        lost: &[String],
+        max_memory: usize,
+    ) -> Result<Self, CliError> {
+        let Some(devices) = workers.connect_except(lost)? else {
             return Ok(self);
         };
+        let weights: Option<Vec<f64>> = workers.worker_weights.as_ref().map(|w| {
+            workers
+                .urls()
+                .iter()
+                .zip(w)
+                .filter(|(u, _)| !lost.contains(u))
+                .map(|(_, w)| *w)
+                .collect()
+        });
         let path = match &self {
             Input::Streamed(_, p) => Some(p.clone()),
             _ => None,
@@ -113,14 +149,15 @@ impl Input {
         let sharded = ShardedRows::upload(
             self.rows(),
             &devices,
-            workers.worker_weights.as_deref(),
+            weights.as_deref(),
             self.scan_rows(max_memory),
         )
         .map_err(|e| self.name_error(e))?;
         let sharded = Arc::new(sharded);
         watchdog(Arc::downgrade(&sharded), workers.worker_timeout);
         *ACTIVE_WORKERS.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&sharded);
-        Ok(Input::Sharded(sharded, path))
+        let keep = workers.retry_shards.then(|| Box::new(self));
+        Ok(Input::Sharded(sharded, path, keep))
     }
 
     /// Rows N.
@@ -152,13 +189,13 @@ impl Input {
 
     /// Whether the rows are read from the file chunk by chunk.
     pub(crate) fn is_streamed(&self) -> bool {
-        matches!(self, Input::Streamed(..) | Input::Sharded(_, Some(_)))
+        matches!(self, Input::Streamed(..) | Input::Sharded(_, Some(_), _))
     }
 
     /// The workers' shards as JSON (`null` without workers).
     pub(crate) fn shards_json(&self) -> serde_json::Value {
         match self {
-            Input::Sharded(s, _) => serde_json::json!(s
+            Input::Sharded(s, ..) => serde_json::json!(s
                 .layout()
                 .into_iter()
                 .map(|(w, start, rows)| serde_json::json!({"worker": w, "start": start, "rows": rows}))
@@ -177,7 +214,7 @@ impl Input {
     pub(crate) fn name_error(&self, e: GmmError) -> CliError {
         match (self, e) {
             (
-                Input::Streamed(_, path) | Input::Sharded(_, Some(path)),
+                Input::Streamed(_, path) | Input::Sharded(_, Some(path), _),
                 GmmError::NonFinite { row, col, .. },
             ) => DataError::NonFinite {
                 path: path.clone(),

@@ -21,8 +21,8 @@ use mixburn_gmm::ensure_finite;
 use mixburn_gmm::host::{to_f64, to_i64};
 use mixburn_gmm::model_file::{at_path, read_model};
 use mixburn_gmm::{
-    select_n_components, Criterion, FittedMixture, Folds, GaussianMixtureConfig, InitMethod,
-    Mixture, ScoredChunk,
+    select_n_components, Criterion, FittedMixture, Folds, GaussianMixtureConfig, GmmError,
+    InitMethod, Mixture, ScoredChunk,
 };
 
 use crate::input::{read_sample_weight, Input};
@@ -152,25 +152,46 @@ pub struct WorkerOptions {
     /// worker that stopped answering.
     #[arg(long, default_value_t = 120)]
     pub worker_timeout: u64,
+    /// When a worker fails during `fit`, split the rows again over the remaining workers (its
+    /// shard re-uploaded with the others) and continue from the last completed iteration: the
+    /// same result as without the failure. The input stays on this machine for it.
+    #[arg(long)]
+    pub retry_shards: bool,
 }
 
 impl WorkerOptions {
-    /// Connects the workers; `None` without `--workers`.
-    pub(crate) fn connect(&self) -> Result<Option<Vec<(Device, String)>>, CliError> {
-        let Some(list) = &self.workers else {
+    /// The workers' addresses, in order.
+    pub(crate) fn urls(&self) -> Vec<String> {
+        self.workers
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Connects the workers but `lost`; `None` without `--workers`.
+    pub(crate) fn connect_except(
+        &self,
+        lost: &[String],
+    ) -> Result<Option<Vec<(Device, String)>>, CliError> {
+        if self.workers.is_none() {
             return Ok(None);
-        };
+        }
         let token = self
             .worker_token_file
             .as_deref()
             .map(serve::read_token)
             .transpose()?;
-        let urls: Vec<&str> = list
-            .split(',')
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
+        let all = self.urls();
+        let urls: Vec<&str> = all
+            .iter()
+            .filter(|u| !lost.contains(u))
+            .map(String::as_str)
             .collect();
-        if urls.is_empty() {
+        if all.is_empty() {
             return Err(mixburn_gmm::GmmError::config(
                 "workers",
                 "give at least one address, ws://host:port",
@@ -446,10 +467,51 @@ fn fit(a: FitArgs) -> Result<Value, CliError> {
     mixburn_data::check_outputs(&[&a.output])?;
     let (device, precision) = device(&a.em.compute, Precision::F32)?;
     let config = a.em.config(a.components)?;
-    let (input, weights) = fit_input(&a.input, &a.em, &device, precision)?;
+    let (mut input, weights) = fit_input(&a.input, &a.em, &device, precision)?;
     let n = input.n_rows();
+    // With --retry-shards, a worker's failure sends the rows to the others and the fit
+    // continues from its last completed iteration.
+    let mut lost: Vec<Value> = vec![];
+    let mut resume = None;
+    let model = loop {
+        let data = input.data(weights.as_deref());
+        match mixburn_gmm::fit_resuming(&config, data, resume.take()) {
+            Ok(model) => break model,
+            Err((
+                GmmError::Worker {
+                    worker,
+                    iteration,
+                    reason,
+                },
+                Some(checkpoint),
+            )) if a.em.workers.retry_shards => {
+                let mut gone: Vec<String> = lost
+                    .iter()
+                    .filter_map(|l| l["worker"].as_str().map(str::to_string))
+                    .collect();
+                gone.push(worker.clone());
+                let budget = config.max_memory_bytes;
+                let failure = GmmError::Worker {
+                    worker: worker.clone(),
+                    iteration,
+                    reason: reason.clone(),
+                };
+                match input.reshard_without(&a.em.workers, &gone, budget)? {
+                    Some(next) => input = next,
+                    None => return Err(failure.into()),
+                }
+                lost.push(json!({
+                    "worker": worker,
+                    "iteration": iteration,
+                    "reason": reason,
+                    "resumed_after": checkpoint.iterations(),
+                }));
+                resume = Some(checkpoint);
+            }
+            Err((e, _)) => return Err(input.name_error(e)),
+        }
+    };
     let data = input.data(weights.as_deref());
-    let model = mixburn_gmm::fit(&config, data).map_err(|e| input.name_error(e))?;
     let (ll, total_weight) = model.weighted_log_likelihood(data, config.max_memory_bytes)?;
     let mean_ll = ll / total_weight;
     let p = model.n_parameters() as f64;
@@ -467,6 +529,7 @@ fn fit(a: FitArgs) -> Result<Value, CliError> {
         "total_weight": total_weight,
         "streamed": input.is_streamed(),
         "workers": input.shards_json(),
+        "lost_workers": lost,
         "n_features": model.n_features,
         "n_components": model.n_components,
         "covariance_type": model.covariance_type.to_string(),

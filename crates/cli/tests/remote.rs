@@ -32,21 +32,21 @@ fn serve_refuses_a_non_loopback_address_without_allow_remote_and_a_token() {
 }
 
 #[cfg(feature = "remote")]
-mod remote {
+mod remote_support {
     use std::io::{BufRead, BufReader};
+    use std::path::Path;
     use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
 
-    use super::*;
+    use serde_json::Value;
 
     /// A `mixburn serve` child process on a free loopback port, killed when dropped.
-    struct Server {
-        child: Child,
-        url: String,
+    pub struct Server {
+        pub child: Child,
+        pub url: String,
     }
 
     impl Server {
-        fn start(token_file: Option<&Path>) -> Self {
+        pub fn start(token_file: Option<&Path>) -> Self {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_mixburn"));
             cmd.args(["serve", "--bind", "127.0.0.1:0"]);
             if let Some(t) = token_file {
@@ -75,7 +75,7 @@ mod remote {
     }
 
     /// `n × d` rows from 3 clusters (deterministic), written as .npy.
-    fn data(dir: &Path, n: usize, d: usize) -> String {
+    pub fn data(dir: &Path, n: usize, d: usize) -> String {
         let values: Vec<f64> = (0..n * d)
             .map(|i| {
                 let (row, j) = (i / d, i % d);
@@ -94,9 +94,18 @@ mod remote {
         path.display().to_string()
     }
 
-    fn rel(a: f64, b: f64) -> f64 {
+    pub fn rel(a: f64, b: f64) -> f64 {
         (a - b).abs() / b.abs().max(1e-300)
     }
+}
+
+#[cfg(feature = "remote")]
+mod remote {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::remote_support::{data, rel, Server};
+    use super::*;
 
     #[test]
     fn fits_over_worker_shards_equal_the_single_process_fits() {
@@ -376,5 +385,71 @@ mod remote {
         assert!(stderr.contains("iteration"), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
         assert!(!written);
+    }
+}
+
+#[cfg(feature = "remote")]
+mod retry {
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    use super::remote_support::{data, rel, Server};
+    use super::*;
+
+    #[test]
+    fn with_retry_shards_a_lost_shard_goes_to_the_other_workers_and_the_result_is_the_same() {
+        let servers: Vec<Server> = (0..3).map(|_| Server::start(None)).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let x = data(dir.path(), 20_000, 8);
+        let out = dir.path().join("m.safetensors").display().to_string();
+        let args = [
+            "fit",
+            "--input",
+            &x,
+            "--components",
+            "4",
+            "--max-iter",
+            "500",
+            "--tol",
+            "0",
+            "--dtype",
+            "f64",
+            "--output",
+            &out,
+        ];
+        let local = run(&args).unwrap();
+        let workers = servers
+            .iter()
+            .map(|s| s.url.clone())
+            .collect::<Vec<_>>()
+            .join(",");
+        let child = Command::new(env!("CARGO_BIN_EXE_mixburn"))
+            .args(args)
+            .args(["--workers", &workers, "--retry-shards"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        let mut servers = servers;
+        let lost = servers.remove(1);
+        let lost_url = lost.url.clone();
+        drop(lost);
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        let v: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let lost = v["lost_workers"].as_array().unwrap();
+        assert_eq!(lost.len(), 1, "{v}");
+        assert_eq!(lost[0]["worker"], lost_url.as_str());
+        assert_eq!(v["workers"].as_array().map(Vec::len), Some(2), "{v}");
+        let lb = |v: &Value| v["lower_bound"].as_f64().unwrap();
+        assert!(
+            rel(lb(&v), lb(&local)) < 1e-9,
+            "{} vs {}",
+            lb(&v),
+            lb(&local)
+        );
+        assert_eq!(v["n_iter"], local["n_iter"]);
     }
 }

@@ -11,7 +11,7 @@ use crate::estep::{em_pass, ChunkedData};
 use crate::host::tensor_from_f64;
 use crate::init::{initial_params, restart_seeds};
 use crate::model::GaussianMixture;
-use crate::params::{Layout, WeightNorm};
+use crate::params::{Layout, Params, WeightNorm};
 use crate::source::{check_finite, FitData};
 
 /// Checks the shape and finiteness of `x: [N, D]`; returns `(N, D)`.
@@ -28,6 +28,7 @@ pub fn validate_data(x: &Tensor<2>) -> Result<(usize, usize)> {
 }
 
 /// One restart's progress through [`iterate`].
+#[derive(Clone, Debug)]
 pub(crate) struct Run<P> {
     /// The restart's current parameters.
     pub params: P,
@@ -35,6 +36,53 @@ pub(crate) struct Run<P> {
     pub history: Vec<f64>,
     /// Whether the bound changed by less than `tol` before `max_iter`.
     pub converged: bool,
+}
+
+/// The state of [`iterate`] between two iterations: the restarts still iterating and those
+/// done (with their positions, for the tie rule), and the iterations completed.
+#[derive(Clone, Debug)]
+pub(crate) struct LoopState<P> {
+    active: Vec<(usize, Run<P>)>,
+    done: Vec<(usize, Run<P>)>,
+    iteration: usize,
+}
+
+impl<P> LoopState<P> {
+    /// Every restart from `starts`, before the first iteration.
+    pub fn new(starts: Vec<P>) -> Self {
+        Self {
+            active: starts
+                .into_iter()
+                .map(|params| Run {
+                    params,
+                    history: vec![],
+                    converged: false,
+                })
+                .enumerate()
+                .collect(),
+            done: vec![],
+            iteration: 0,
+        }
+    }
+
+    /// The same state with every restart's parameters mapped by `f`.
+    fn map<Q>(self, f: impl Fn(P) -> Q) -> LoopState<Q> {
+        let run = |(id, r): (usize, Run<P>)| {
+            (
+                id,
+                Run {
+                    params: f(r.params),
+                    history: r.history,
+                    converged: r.converged,
+                },
+            )
+        };
+        LoopState {
+            active: self.active.into_iter().map(run).collect(),
+            done: self.done.into_iter().map(run).collect(),
+            iteration: self.iteration,
+        }
+    }
 }
 
 /// The iteration loop shared by every mixture estimator (EM, the variational mixture): the
@@ -46,38 +94,52 @@ pub(crate) fn iterate<P>(
     starts: Vec<P>,
     max_iter: usize,
     tol: f64,
-    mut step: impl FnMut(&[&P]) -> Result<Vec<(P, f64)>>,
+    step: impl FnMut(&[&P]) -> Result<Vec<(P, f64)>>,
 ) -> Result<Run<P>> {
-    let mut active: Vec<Run<P>> = starts
-        .into_iter()
-        .map(|params| Run {
-            params,
-            history: vec![],
-            converged: false,
-        })
-        .collect();
-    let mut done: Vec<(usize, Run<P>)> = vec![];
-    let mut ids: Vec<usize> = (0..active.len()).collect();
-    for it in 0..max_iter {
-        let refs: Vec<&P> = active.iter().map(|r| &r.params).collect();
-        // A worker's failure names the iteration it failed in.
-        let next = step(&refs).map_err(|e| match e {
-            GmmError::Worker {
-                worker,
-                iteration: None,
-                reason,
-            } => GmmError::Worker {
-                worker,
-                iteration: Some(it + 1),
-                reason,
-            },
-            e => e,
-        })?;
+    iterate_from(LoopState::new(starts), max_iter, tol, step, &mut None)
+}
+
+/// [`iterate`] from a state (a fit resumed after a worker failed). When `step` fails because
+/// of a worker, the state after the last completed iteration is left in `failed`, so that the
+/// fit can continue from there on other workers and reach the same result.
+pub(crate) fn iterate_from<P>(
+    state: LoopState<P>,
+    max_iter: usize,
+    tol: f64,
+    mut step: impl FnMut(&[&P]) -> Result<Vec<(P, f64)>>,
+    failed: &mut Option<LoopState<P>>,
+) -> Result<Run<P>> {
+    let LoopState {
+        mut active,
+        mut done,
+        iteration,
+    } = state;
+    for it in iteration..max_iter {
+        if active.is_empty() {
+            break;
+        }
+        let refs: Vec<&P> = active.iter().map(|(_, r)| &r.params).collect();
+        let next = match step(&refs) {
+            Ok(next) => next,
+            // A worker's failure names the iteration it failed in, and leaves the state.
+            Err(GmmError::Worker { worker, reason, .. }) => {
+                *failed = Some(LoopState {
+                    active,
+                    done,
+                    iteration: it,
+                });
+                return Err(GmmError::Worker {
+                    worker,
+                    iteration: Some(it + 1),
+                    reason,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         let bounds: Vec<f64> = next.iter().map(|(_, lb)| *lb).collect();
         crate::progress::iteration(it + 1, &bounds);
         let mut still = vec![];
-        let mut still_ids = vec![];
-        for ((mut run, (params, lb)), id) in active.into_iter().zip(next).zip(ids) {
+        for ((id, mut run), (params, lb)) in active.into_iter().zip(next) {
             let change = lb - run.history.last().copied().unwrap_or(f64::NEG_INFINITY);
             run.history.push(lb);
             run.params = params;
@@ -85,17 +147,12 @@ pub(crate) fn iterate<P>(
                 run.converged = true;
                 done.push((id, run));
             } else {
-                still.push(run);
-                still_ids.push(id);
+                still.push((id, run));
             }
         }
         active = still;
-        ids = still_ids;
-        if active.is_empty() {
-            break;
-        }
     }
-    done.extend(ids.into_iter().zip(active));
+    done.extend(active);
     done.sort_by_key(|(id, _)| *id);
     let mut best: Option<Run<P>> = None;
     for (_, run) in done {
@@ -108,6 +165,21 @@ pub(crate) fn iterate<P>(
         }
     }
     best.ok_or_else(|| GmmError::config("n_init", "at least one restart is needed"))
+}
+
+/// Where an EM fit stopped when a worker failed: every restart's parameters (in the data's own
+/// coordinates) and lower bounds after the last completed iteration. [`fit_resuming`] from it
+/// on other workers continues the fit and reaches the result the uninterrupted fit would have.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    state: LoopState<Params>,
+}
+
+impl Checkpoint {
+    /// Iterations completed before the failure.
+    pub fn iterations(&self) -> usize {
+        self.state.iteration
+    }
 }
 
 /// Fits a Gaussian mixture to `x: [N, D]` by EM on `x`'s device, in `x`'s dtype: a tensor,
@@ -126,7 +198,30 @@ pub fn fit_warm<'a>(
     x: impl Into<FitData<'a>>,
     previous: Option<&GaussianMixture>,
 ) -> Result<GaussianMixture> {
-    let x = x.into();
+    fit_inner(config, x.into(), previous, None, &mut None)
+}
+
+/// As [`fit`], continuing from `resume` (a [`Checkpoint`] of an earlier attempt on the same
+/// rows) when given. When a worker fails, the error comes with the checkpoint of the last
+/// completed iteration, from which the fit can continue on the remaining workers.
+// Returned once per fit attempt: boxing the error would buy nothing.
+#[allow(clippy::result_large_err)]
+pub fn fit_resuming<'a>(
+    config: &GaussianMixtureConfig,
+    x: impl Into<FitData<'a>>,
+    resume: Option<Checkpoint>,
+) -> std::result::Result<GaussianMixture, (GmmError, Option<Checkpoint>)> {
+    let mut failed = None;
+    fit_inner(config, x.into(), None, resume, &mut failed).map_err(|e| (e, failed))
+}
+
+fn fit_inner(
+    config: &GaussianMixtureConfig,
+    x: FitData<'_>,
+    previous: Option<&GaussianMixture>,
+    resume: Option<Checkpoint>,
+    failed: &mut Option<Checkpoint>,
+) -> Result<GaussianMixture> {
     let (device, dtype) = (x.rows.device(), x.rows.dtype());
     let prep = x.prepare(config.max_memory_bytes)?;
     let (n, d, centre) = (prep.n, prep.d, prep.centre);
@@ -155,17 +250,33 @@ pub fn fit_warm<'a>(
         .with_weights(x.sample_weight, prep.total_weight)
         .with_feature_cache(plan.cache_bytes)?;
 
-    let starts = match warm {
-        Some(p) => vec![p.params.shifted(&centre, -1.0)],
-        None => initial_params(config, &data, &layout, &restart_seeds(config), &centre, eps)?,
+    let state = match (resume, warm) {
+        // A checkpoint holds the parameters in the data's coordinates.
+        (Some(c), _) => c.state.map(|p| p.shifted(&centre, -1.0)),
+        (None, Some(p)) => LoopState::new(vec![p.params.shifted(&centre, -1.0)]),
+        (None, None) => LoopState::new(initial_params(
+            config,
+            &data,
+            &layout,
+            &restart_seeds(config),
+            &centre,
+            eps,
+        )?),
     };
-    let best = iterate(starts, config.max_iter, config.tol, |params| {
+    let mut stopped = None;
+    let step = |params: &[&Params]| {
         let op = layout.upload(params);
         let stats = em_pass(&data, &op, k, config.n_threads)?;
         let lower = stats.mean_log_likelihood()?;
         let next = layout.m_step(&stats, config.reg_covar, eps, WeightNorm::Mass)?;
         Ok(next.into_iter().zip(lower).collect())
-    })?;
+    };
+    let best =
+        iterate_from(state, config.max_iter, config.tol, step, &mut stopped).inspect_err(|_| {
+            *failed = stopped.take().map(|s| Checkpoint {
+                state: s.map(|p| p.shifted(&centre, 1.0)),
+            });
+        })?;
     let model = GaussianMixture {
         covariance_type: config.covariance_type,
         n_components: k,

@@ -83,7 +83,7 @@ pub use budget::{chunk_rows_for, parse_bytes, DEFAULT_MAX_MEMORY_BYTES};
 pub use burn;
 pub use config::{GaussianMixtureConfig, InitMethod};
 pub use covariance::CovarianceType;
-pub use em::{fit, fit_warm};
+pub use em::{fit, fit_resuming, fit_warm, Checkpoint};
 pub use error::{GmmError, Result};
 pub use fitted::{FittedMixture, Mixture};
 pub use form::EstepForm;
