@@ -293,8 +293,27 @@ fn evaluate_cmd(a: VadeEvaluateArgs) -> Result<Value, CliError> {
     let elbo = mean_neg_elbo(&run.model, &data, chunk, a.elbo_seed)?;
     let (state, ev) = (run.state, run.evaluation);
     let d = state.config.latent_dim;
-    if let Some(path) = &a.means {
-        let means = mixburn_vade::eval::means_to_host(ev.means.clone())?;
+    // Everything printed or written is finite, checked before any output is written.
+    mixburn_gmm::ensure_finite(
+        &[
+            elbo.neg_elbo,
+            elbo.recon,
+            elbo.kl,
+            ev.metrics.acc,
+            ev.metrics.nmi,
+            ev.metrics.ari,
+        ],
+        "evaluation (negative ELBO, reconstruction, KL, ACC, NMI, ARI)",
+    )?;
+    let means = match &a.means {
+        Some(_) => {
+            let means = mixburn_vade::eval::means_to_host(ev.means.clone())?;
+            mixburn_gmm::ensure_finite(&means, "latent means")?;
+            Some(means)
+        }
+        None => None,
+    };
+    if let (Some(path), Some(means)) = (&a.means, means) {
         let m = mixburn_data::Matrix::new(means.len() / d, d, means, mixburn_data::ElemType::F32)
             .map_err(VadeError::from)?;
         mixburn_data::write_matrix_npy(path, &m).map_err(VadeError::from)?;
