@@ -48,6 +48,9 @@ struct Args {
     /// With --mode workers: `mixburn serve` addresses holding the shards.
     #[arg(long)]
     workers: Option<String>,
+    /// With --mode workers: rows per chunk on the workers where the budget allows more.
+    #[arg(long, default_value_t = 1024)]
+    worker_chunk_rows: usize,
 }
 
 /// Times of the iterations' ends, and the loopback interface's byte count then, from the
@@ -137,8 +140,9 @@ fn main() {
                 })
                 .collect();
             let rows = FileRows::new(file, &device, Precision::F32.dtype()).expect("rows");
-            let sharded =
-                mixburn_gmm::ShardedRows::upload(&rows, &devices, None, 1 << 14).expect("upload");
+            let sharded = mixburn_gmm::ShardedRows::upload(&rows, &devices, None, 1 << 14)
+                .expect("upload")
+                .with_max_chunk_rows(a.worker_chunk_rows);
             fit(&config, &sharded).expect("fit")
         }
         other => panic!("--mode {other}: use stream, memory or workers"),

@@ -152,7 +152,8 @@ impl Input {
             weights.as_deref(),
             self.scan_rows(max_memory),
         )
-        .map_err(|e| self.name_error(e))?;
+        .map_err(|e| self.name_error(e))?
+        .with_max_chunk_rows(workers.worker_chunk_rows);
         let sharded = Arc::new(sharded);
         watchdog(Arc::downgrade(&sharded), workers.worker_timeout);
         *ACTIVE_WORKERS.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&sharded);

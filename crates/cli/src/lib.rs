@@ -152,6 +152,10 @@ pub struct WorkerOptions {
     /// worker that stopped answering.
     #[arg(long, default_value_t = 120)]
     pub worker_timeout: u64,
+    /// Rows per chunk on the workers where the memory budget allows more: larger chunks send
+    /// fewer operations over the network (GPU workers), smaller ones suit CPU workers' caches.
+    #[arg(long, default_value_t = mixburn_gmm::budget::MAX_CHUNK_ROWS)]
+    pub worker_chunk_rows: usize,
     /// When a worker fails during `fit`, split the rows again over the remaining workers (its
     /// shard re-uploaded with the others) and continue from the last completed iteration: the
     /// same result as without the failure. The input stays on this machine for it.

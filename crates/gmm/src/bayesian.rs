@@ -901,7 +901,7 @@ pub fn fit_bayesian<'a>(
     let eps = precision.eps();
     let cov = config.covariance_type;
     let shared = config.shared();
-    let plan = shared.plan(n, d, dtype.size())?;
+    let plan = shared.plan_capped(n, d, dtype.size(), x.rows.max_chunk_rows())?;
     let layout = Layout::new(cov, k, d, &device, dtype).with_form(plan.form);
     let centre_t = tensor_from_f64(centre.clone(), [1, d], &device, dtype);
     let data = ChunkedData::new(x.rows, centre_t, plan.chunk_rows, &layout)

@@ -61,10 +61,33 @@ pub fn plan_rows(
     n_rows: usize,
     what: &str,
 ) -> Result<usize> {
+    plan_rows_capped(
+        explicit,
+        budget,
+        bytes_per_row,
+        fixed_bytes,
+        n_rows,
+        what,
+        MAX_CHUNK_ROWS,
+    )
+}
+
+/// As [`plan_rows`], with the budget's rows capped at `cap` instead of [`MAX_CHUNK_ROWS`]
+/// (rows on remote workers, [`crate::ShardedRows::with_max_chunk_rows`]: every chunk costs a
+/// round of operations sent over the network, so GPU workers gain from larger chunks).
+pub fn plan_rows_capped(
+    explicit: Option<usize>,
+    budget: usize,
+    bytes_per_row: usize,
+    fixed_bytes: usize,
+    n_rows: usize,
+    what: &str,
+    cap: usize,
+) -> Result<usize> {
     let fit = chunk_rows_named(budget, bytes_per_row, fixed_bytes, what)?;
     Ok(match explicit {
         Some(rows) => rows.max(1),
-        None => fit.min(MAX_CHUNK_ROWS).min(n_rows.max(1)),
+        None => fit.min(cap.max(1)).min(n_rows.max(1)),
     })
 }
 

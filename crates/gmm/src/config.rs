@@ -252,6 +252,23 @@ impl GaussianMixtureConfig {
         n_features: usize,
         value_bytes: usize,
     ) -> Result<crate::form::Plan> {
+        self.plan_capped(
+            n_samples,
+            n_features,
+            value_bytes,
+            crate::budget::MAX_CHUNK_ROWS,
+        )
+    }
+
+    /// As [`plan`](Self::plan), with the rows per chunk capped at `max_rows` (the rows'
+    /// source's [`crate::RowSource::max_chunk_rows`]).
+    pub fn plan_capped(
+        &self,
+        n_samples: usize,
+        n_features: usize,
+        value_bytes: usize,
+        max_rows: usize,
+    ) -> Result<crate::form::Plan> {
         let shape = crate::form::PassShape {
             cov: self.covariance_type,
             n: n_samples,
@@ -261,12 +278,13 @@ impl GaussianMixtureConfig {
             workers: self.n_threads,
             value_bytes,
         };
-        crate::form::plan(
+        crate::form::plan_capped(
             self.estep_form,
             &shape,
             self.max_memory_bytes,
             self.chunk_size,
             self.feature_cache_bytes,
+            max_rows,
         )
     }
 

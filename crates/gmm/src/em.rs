@@ -243,7 +243,7 @@ fn fit_inner(
     let precision = Precision::of(dtype);
     config.check_precision(precision)?;
     let eps = precision.eps();
-    let plan = config.plan(n, d, dtype.size())?;
+    let plan = config.plan_capped(n, d, dtype.size(), x.rows.max_chunk_rows())?;
     let layout = Layout::new(config.covariance_type, k, d, &device, dtype).with_form(plan.form);
     let centre_t = tensor_from_f64(centre.clone(), [1, d], &device, dtype);
     let data = ChunkedData::new(x.rows, centre_t, plan.chunk_rows, &layout)

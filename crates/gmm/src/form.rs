@@ -221,6 +221,26 @@ pub fn plan(
     explicit_rows: Option<usize>,
     feature_cache_bytes: usize,
 ) -> Result<Plan> {
+    plan_capped(
+        requested,
+        s,
+        budget,
+        explicit_rows,
+        feature_cache_bytes,
+        budget::MAX_CHUNK_ROWS,
+    )
+}
+
+/// As [`plan`], with the rows per chunk capped at `max_rows` (the rows' source's
+/// [`crate::RowSource::max_chunk_rows`]).
+pub fn plan_capped(
+    requested: EstepForm,
+    s: &PassShape,
+    budget: usize,
+    explicit_rows: Option<usize>,
+    feature_cache_bytes: usize,
+    max_rows: usize,
+) -> Result<Plan> {
     let what = |form: EstepForm| {
         format!(
             "the {form} E-step ({} covariances, D = {}, K = {}, {} restart(s), {} thread(s))",
@@ -229,13 +249,14 @@ pub fn plan(
     };
     let resolve = |form: EstepForm| -> Result<Plan> {
         let c = cost(form, s);
-        let rows = budget::plan_rows(
+        let rows = budget::plan_rows_capped(
             explicit_rows,
             budget,
             c.bytes_per_row,
             c.fixed_bytes,
             s.n,
             &what(form),
+            max_rows,
         )?;
         let used = c
             .fixed_bytes

@@ -132,18 +132,20 @@ pub fn kmeans_chunk_rows(
     n: usize,
     d: usize,
     size: usize,
+    max_rows: usize,
 ) -> Result<usize> {
     let (k, b) = (config.n_components, config.n_init.max(1));
     let trials = 2 + (k as f64).ln().floor() as usize;
     let per_row = (3 * b * k.max(trials) + 2 * d) * size;
     let fixed = 3 * b * k * d * size;
-    budget::plan_rows(
+    budget::plan_rows_capped(
         config.chunk_size,
         config.max_memory_bytes,
         per_row,
         fixed,
         n,
         &format!("k-means (D = {d}, K = {k}, {b} restart(s))"),
+        max_rows,
     )
 }
 
@@ -198,7 +200,8 @@ fn kmeans_stats(
     let (k, b) = (layout.k, seeds.len());
     let mut kc = KMeansConfig::new(k);
     let size = layout.dtype.size();
-    kc.chunk_size = kmeans_chunk_rows(config, data.n_rows(), layout.d, size)?;
+    let cap = data.raw().max_chunk_rows();
+    kc.chunk_size = kmeans_chunk_rows(config, data.n_rows(), layout.d, size, cap)?;
     // k-means on the centred (weighted) rows, a chunk at a time; each row's label is its
     // closest final centre, found again chunk by chunk rather than held for every row.
     let (centres, _) = kmeans_centred(&data.centred(), &kc, seeds)?;
@@ -314,7 +317,8 @@ fn point_indices(
     let mut rngs: Vec<StdRng> = seeds.iter().map(|s| StdRng::seed_from_u64(*s)).collect();
     Ok(if config.init_params == InitMethod::KMeansPlusPlus {
         let size = data.raw().dtype().size();
-        let rows = kmeans_chunk_rows(config, n, data.raw().dims()[1], size)?;
+        let cap = data.raw().max_chunk_rows();
+        let rows = kmeans_chunk_rows(config, n, data.raw().dims()[1], size, cap)?;
         plusplus_indices(&data.centred(), k, &mut rngs, rows)?
     } else {
         match data.weights() {

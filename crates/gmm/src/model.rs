@@ -432,7 +432,14 @@ impl Scorer<'_> {
             workers: 1,
             value_bytes: dtype.size(),
         };
-        let plan = form::plan(self.form, &shape, self.max_memory_bytes, None, 0)?;
+        let plan = form::plan_capped(
+            self.form,
+            &shape,
+            self.max_memory_bytes,
+            None,
+            0,
+            x.max_chunk_rows(),
+        )?;
         let layout = Layout::new(self.cov, k, d, &device, dtype).with_form(plan.form);
         let mut centre = vec![0.0; d];
         for (c, w) in p.weights.iter().enumerate() {

@@ -54,6 +54,11 @@ pub trait RowSource: Sync {
     fn rows_on(&self, start: usize, len: usize, device: &Device) -> Result<Tensor<2>> {
         Ok(on_device(&self.rows(start, len)?, device))
     }
+    /// Rows per chunk where the budget allows more ([`crate::budget::MAX_CHUNK_ROWS`]; larger
+    /// for rows on remote workers).
+    fn max_chunk_rows(&self) -> usize {
+        crate::budget::MAX_CHUNK_ROWS
+    }
     /// A pass has finished with the chunks of the device of row `row` (for a watchdog).
     fn finished(&self, _row: usize) {}
     /// A name for the device of row `row` in error messages (a worker's address).
