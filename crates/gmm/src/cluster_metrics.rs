@@ -284,8 +284,8 @@ pub fn adjusted_rand_index(labels_true: &[i64], labels_pred: &[i64]) -> Result<f
 }
 
 /// NumPy's pairwise summation (`np.add.reduce` on a contiguous float64 array), so that sums
-/// round as scikit-learn's do.
-fn numpy_sum(a: &[f64]) -> f64 {
+/// round as scikit-learn's and NumPy's do (the clustering and OOD metrics' one implementation).
+pub fn numpy_sum(a: &[f64]) -> f64 {
     fn pairwise(a: &[f64]) -> f64 {
         let n = a.len();
         if n < 8 {

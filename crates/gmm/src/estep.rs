@@ -11,6 +11,7 @@ use crate::covariance::{self, CovarianceType, Packing, Whitening};
 use crate::error::{GmmError, Result};
 use crate::form::EstepForm;
 use crate::kmeans::Centred;
+use crate::logsumexp::{log_sum_exp, softmax_parts};
 use crate::params::Layout;
 use crate::source::{on_device, RowSource};
 use crate::stats::SufficientStats;
@@ -282,8 +283,7 @@ pub fn log_prob(
 ) -> Result<(Tensor<3>, Tensor<3>)> {
     let bk = op.n_columns();
     let weighted = op.weighted(data, start, len)?.0.reshape([len, bk / k, k]);
-    let m = weighted.clone().max_dim(2);
-    let lse = m.clone() + (weighted.clone() - m).exp().sum_dim(2).log();
+    let lse = log_sum_exp(weighted.clone(), 2);
     Ok((weighted, lse))
 }
 
@@ -374,9 +374,7 @@ fn pass_over(
     for &(start, len) in ranges {
         let (flat, rows) = op.weighted(data, start, len)?;
         let weighted = flat.clone().reshape([len, bk / k, k]);
-        let m = weighted.clone().max_dim(2);
-        let e = (weighted - m.clone()).exp();
-        let s = e.clone().sum_dim(2);
+        let (m, e, s) = softmax_parts(weighted, 2);
         let resp = (e / s.clone()).reshape([len, bk]);
         let mut lse = (m + s.log()).reshape([len, bk / k]);
         let (resp, mass) = data.weighted_resp(resp, start, len)?;

@@ -12,6 +12,7 @@
 //!   covariances from moments, precision factors).
 //! - [`stats`]: mergeable sufficient statistics; [`scatter`]: mergeable class means with a
 //!   pooled (tied) scatter, for class-conditional Gaussians.
+//! - [`logsumexp`]: log-sum-exp and softmax along an axis (the one implementation).
 //! - [`mahalanobis`]: squared Mahalanobis distances to many centres under one shared precision
 //!   (matmul form).
 //! - [`estep`]: chunked E-step (log-densities by GEMM, log-sum-exp, responsibilities).
@@ -60,6 +61,7 @@ pub mod host;
 pub mod init;
 pub mod kmeans;
 pub mod linalg;
+pub mod logsumexp;
 pub mod mahalanobis;
 pub mod model;
 pub mod model_file;

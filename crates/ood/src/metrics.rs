@@ -237,41 +237,9 @@ fn check_scores(what: &'static str, scores: &[f64]) -> Result<()> {
     }
 }
 
-/// NumPy's pairwise summation (`np.add.reduce` on a contiguous float64 array), so that sums
-/// round exactly as scikit-learn's do.
-pub(crate) fn numpy_sum(a: &[f64]) -> f64 {
-    fn pairwise(a: &[f64]) -> f64 {
-        let n = a.len();
-        if n < 8 {
-            let mut res = 0.0;
-            for &v in a {
-                res += v;
-            }
-            res
-        } else if n <= 128 {
-            let mut r = [0.0f64; 8];
-            r.copy_from_slice(&a[..8]);
-            let whole = n - n % 8;
-            let mut i = 8;
-            while i < whole {
-                for (j, rj) in r.iter_mut().enumerate() {
-                    *rj += a[i + j];
-                }
-                i += 8;
-            }
-            let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-            for &v in &a[whole..] {
-                res += v;
-            }
-            res
-        } else {
-            let mut n2 = n / 2;
-            n2 -= n2 % 8;
-            pairwise(&a[..n2]) + pairwise(&a[n2..])
-        }
-    }
-    0.0 + pairwise(a)
-}
+/// NumPy's pairwise summation, so that sums round exactly as scikit-learn's do (the one
+/// implementation, shared with the clustering metrics).
+pub(crate) use mixburn_gmm::cluster_metrics::numpy_sum;
 
 /// Counts at each distinct threshold (scikit-learn's `confusion_matrix_at_thresholds`):
 /// scores sorted decreasingly, one entry per distinct score `s` (ties grouped), with

@@ -20,10 +20,7 @@ use crate::prior::GmmPrior;
 /// gradient is then exactly `softmax(x)` (the max's contribution cancels analytically). A row
 /// whose max is infinite uses `m_n = 0`, so an all-`−inf` row gives `−inf`, not NaN.
 pub(crate) fn logsumexp_rows(x: Tensor<2>) -> Tensor<1> {
-    let m = x.clone().max_dim(1).detach();
-    let m = m.clone().mask_fill(m.is_inf(), 0.0);
-    let lse = (x - m.clone()).exp().sum_dim(1).log() + m;
-    lse.flatten(0, 1)
+    mixburn_gmm::logsumexp::log_sum_exp(x, 1).flatten(0, 1)
 }
 
 /// Everything the densities and the KL need from the parameters, computed once per call (one
