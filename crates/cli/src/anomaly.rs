@@ -13,8 +13,8 @@ use mixburn_gmm::host::to_f64;
 use mixburn_gmm::{fit_bayesian, BayesianGaussianMixtureConfig, FittedMixture, Mixture};
 use serde_json::{json, Value};
 
-use crate::input::{read_sample_weight, Input};
-use crate::{device, parse_components, CliError, Compute, EmOptions};
+use crate::input::Input;
+use crate::{device, fit_input, parse_components, CliError, Compute, EmOptions};
 
 /// Anomaly subcommands.
 #[derive(Debug, Subcommand)]
@@ -208,15 +208,11 @@ fn fit(a: AnomalyFitArgs) -> Result<Value, CliError> {
         .with_contamination(a.contamination);
     let budget = a.em.compute.max_memory_bytes()?;
     let open = |p: &Path| a.em.compute.open_input(p, &device, precision);
-    // Held, or streamed from the file when larger than the budget (the scores, one per row,
-    // are held either way: the threshold is a percentile of them).
-    let x = open(&a.input)?;
+    // Held, streamed from the file when larger than the budget, or split over --workers (the
+    // scores, one per row, are held either way: the threshold is a percentile of them). Sample
+    // weights weight the mixture's fit; the threshold's contamination counts rows.
+    let (x, weights) = fit_input(&a.input, &a.em, &device, precision)?;
     let n = x.n_rows();
-    // Sample weights weight the mixture's fit; the threshold's contamination counts rows.
-    let weights = match &a.em.sample_weight {
-        Some(p) => Some(read_sample_weight(p, n)?),
-        None => None,
-    };
     let data = x.data(weights.as_deref());
     let (mixture, candidates): (FittedMixture, _) = if bayesian {
         let c = BayesianGaussianMixtureConfig::from_shared(&a.em.config(first_k)?);
@@ -259,6 +255,7 @@ fn fit(a: AnomalyFitArgs) -> Result<Value, CliError> {
         "n_flagged": n_flagged,
         "flagged_fraction": n_flagged as f64 / n as f64,
         "n_samples": n,
+        "workers": x.shards_json(),
         "n_validation": n_validation,
         "n_flagged_validation": n_flagged_validation,
         "mean_score": mean_score,

@@ -187,6 +187,33 @@ mod remote {
                 "BIC {y} over workers vs {x} local ({a} / {b})"
             );
         }
+        // The anomaly detector: the mixture fitted over the workers, the same threshold.
+        let anomaly = |extra: &[&str]| {
+            let mut a = vec![
+                "anomaly",
+                "fit",
+                "--input",
+                &x,
+                "--components",
+                "3",
+                "--dtype",
+                "f64",
+                "--chunk-size",
+                "200",
+                "--output",
+                &out,
+            ];
+            a.extend_from_slice(extra);
+            run(&a).unwrap()
+        };
+        let (local, remote) = (anomaly(&[]), anomaly(&["--workers", &workers]));
+        assert_eq!(
+            remote["workers"].as_array().map(Vec::len),
+            Some(3),
+            "{remote}"
+        );
+        let t = |v: &Value| v["threshold"].as_f64().unwrap();
+        assert!(rel(t(&remote), t(&local)) < 1e-9, "{remote} vs {local}");
         // The OOD detector: the same scores.
         let labels = dir.path().join("y.npy");
         mixburn_data::write_labels_npy(&labels, &(0..1500).map(|i| i % 3).collect::<Vec<i64>>())
