@@ -172,14 +172,17 @@ impl Input {
         &self,
         chunk: usize,
     ) -> impl Iterator<Item = Result<(usize, Tensor<2>), CliError>> + '_ {
-        mixburn_gmm::host::chunks(self.n_rows(), chunk).map(move |(start, len)| {
-            Ok((
-                start,
-                self.rows()
-                    .rows(start, len)
-                    .map_err(|e| self.name_error(e))?,
-            ))
-        })
+        self.rows()
+            .chunk_ranges(chunk)
+            .into_iter()
+            .map(move |(start, len)| {
+                Ok((
+                    start,
+                    self.rows()
+                        .rows(start, len)
+                        .map_err(|e| self.name_error(e))?,
+                ))
+            })
     }
 
     /// Rows per chunk of a pass that reads the rows once under `max_memory` bytes.

@@ -135,25 +135,19 @@ fn score(a: OodScoreArgs) -> Result<Value, CliError> {
     let z = c.open_input(&a.features, &device, precision)?;
     let n = z.n_rows();
     // Scored and written a chunk at a time (atomically: an error leaves the output as it was).
-    let rows = z.rows();
-    let chunk = mixburn_gmm::source::scan_rows(
-        rows.dims()[1],
-        precision.dtype().size(),
-        c.max_memory_bytes()?,
-    );
+    let chunk = z.scan_rows(c.max_memory_bytes()?);
     let mut sum = 0.0;
     write_vector_npy_streamed(&a.output, VectorKind::F64, n, |sink| {
-        for (start, len) in mixburn_gmm::host::chunks(n, chunk) {
-            let scores = detector
-                .score(&rows.rows(start, len)?)
-                .map_err(|e| match e {
-                    OodError::NonFinite { row, col, value } => OodError::NonFinite {
-                        row: row + start,
-                        col,
-                        value,
-                    },
-                    e => e,
-                })?;
+        for part in z.chunks(chunk) {
+            let (start, rows) = part?;
+            let scores = detector.score(&rows).map_err(|e| match e {
+                OodError::NonFinite { row, col, value } => OodError::NonFinite {
+                    row: row + start,
+                    col,
+                    value,
+                },
+                e => e,
+            })?;
             let scores = to_f64(scores)?;
             finite_from(&scores, start, "OOD scores")?;
             sum += scores.iter().sum::<f64>();

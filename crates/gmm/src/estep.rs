@@ -170,7 +170,11 @@ impl<'a> ChunkedData<'a> {
     ) -> Result<SufficientStats> {
         let bk = resp.dims()[1];
         let zeros = Tensor::zeros([len, bk / k], (&resp.device(), resp.dtype()));
-        let (resp, mass) = self.weighted_resp(resp, start, len)?;
+        let (w, mass) = self.chunk_weights(start, len);
+        let resp = match w {
+            Some(w) => resp * w,
+            None => resp,
+        };
         let stats = match self.form {
             EstepForm::Whitened => {
                 let d = self.rows.dims()[1];
@@ -194,15 +198,13 @@ impl<'a> ChunkedData<'a> {
         Ok(stats.with_n_samples(mass).to_device(&self.client()))
     }
 
-    /// `resp` times the sample weights of rows `[start, start + len)`, and their total weight.
-    fn weighted_resp(&self, resp: Tensor<2>, start: usize, len: usize) -> Result<(Tensor<2>, f64)> {
-        Ok(match self.weights() {
-            Some(w) => {
-                let col = self.weight_column(start, len).expect("weights");
-                (resp * col, w[start..start + len].iter().sum())
-            }
-            None => (resp, len as f64),
-        })
+    /// The sample weights of rows `[start, start + len)` as a column on the rows' device
+    /// (`None`: all 1), and their total (summed on the host; `len` without weights).
+    fn chunk_weights(&self, start: usize, len: usize) -> (Option<Tensor<2>>, f64) {
+        let mass = self
+            .weights()
+            .map_or(len as f64, |w| w[start..start + len].iter().sum());
+        (self.weight_column(start, len), mass)
     }
 }
 
@@ -244,15 +246,24 @@ impl Operand {
         len: usize,
     ) -> Result<(Tensor<2>, Tensor<2>)> {
         Ok(match self {
+            // The features may come from the pass's cache.
             Operand::Quadratic(a) => {
                 let g = data.features(start, len)?;
                 (g.clone().matmul(a.clone()), g)
             }
-            Operand::Whitened(w) => {
-                let x = data.rows(start, len)?;
-                (whitened_log_density(w, x.clone()), x)
-            }
+            Operand::Whitened(_) => self.weighted_of(data, data.rows(start, len)?),
         })
+    }
+
+    /// As [`weighted`](Self::weighted), of already-centred rows `xc`.
+    fn weighted_of(&self, data: &ChunkedData<'_>, xc: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+        match self {
+            Operand::Quadratic(a) => {
+                let g = data.features_of(xc);
+                (g.clone().matmul(a.clone()), g)
+            }
+            Operand::Whitened(w) => (whitened_log_density(w, xc.clone()), xc),
+        }
     }
 }
 
@@ -272,19 +283,18 @@ pub fn whitened_log_density(w: &Whitening, x: Tensor<2>) -> Tensor<2> {
     w.constants.clone() - maha.mul_scalar(0.5)
 }
 
-/// Weighted log-densities `[n, B, K]` of rows `[start, start + len)` and their log-sum-exp
-/// over components `log p(x) = m + log Σ_k exp(ℓ_k − m)`, `[n, B, 1]`.
+/// Weighted log-densities `[n, B, K]` of centred rows `xc: [n, D]` (a chunk of `data`) and
+/// their log-sum-exp over components `log p(x) = m + log Σ_k exp(ℓ_k − m)`, `[n, B, 1]`.
 pub fn log_prob(
     data: &ChunkedData<'_>,
     op: &Operand,
     k: usize,
-    start: usize,
-    len: usize,
-) -> Result<(Tensor<3>, Tensor<3>)> {
-    let bk = op.n_columns();
-    let weighted = op.weighted(data, start, len)?.0.reshape([len, bk / k, k]);
+    xc: Tensor<2>,
+) -> (Tensor<3>, Tensor<3>) {
+    let (bk, len) = (op.n_columns(), xc.dims()[0]);
+    let weighted = op.weighted_of(data, xc).0.reshape([len, bk / k, k]);
     let lse = log_sum_exp(weighted.clone(), 2);
-    Ok((weighted, lse))
+    (weighted, lse)
 }
 
 /// One EM pass: E-step on every chunk with operand `op` and the accumulated sufficient
@@ -376,11 +386,11 @@ fn pass_over(
         let weighted = flat.clone().reshape([len, bk / k, k]);
         let (m, e, s) = softmax_parts(weighted, 2);
         let resp = (e / s.clone()).reshape([len, bk]);
-        let mut lse = (m + s.log()).reshape([len, bk / k]);
-        let (resp, mass) = data.weighted_resp(resp, start, len)?;
-        if let Some(w) = data.weight_column(start, len) {
-            lse = lse * w;
-        }
+        let lse = (m + s.log()).reshape([len, bk / k]);
+        let (resp, lse, mass) = match data.chunk_weights(start, len) {
+            (Some(w), mass) => (resp * w.clone(), lse * w, mass),
+            (None, mass) => (resp, lse, mass),
+        };
         let stats = match op {
             Operand::Quadratic(_) => SufficientStats::from_chunk(resp.clone(), rows, lse),
             Operand::Whitened(w) => {

@@ -202,12 +202,14 @@ pub(crate) fn kmeans_centred(
     let mut total = 0.0;
     for (start, len) in xc.ranges(cfg.chunk_size) {
         let sq = xc.rows(start, len)?.square().sum_dim(1);
-        let (sq, w) = match xc.weight_column(start, len) {
-            Some(w) => (sq * w.clone(), to_f64(w.sum())?[0]),
-            None => (sq, len as f64),
+        let sq = match xc.weight_column(start, len) {
+            Some(w) => sq * w,
+            None => sq,
         };
         sq_sum += to_f64(sq.sum())?[0];
-        total += w;
+        total += xc
+            .weights()
+            .map_or(len as f64, |w| w[start..start + len].iter().sum());
     }
     let tol = cfg.tol * sq_sum / (total * d as f64);
     let mut rngs: Vec<StdRng> = seeds.iter().map(|s| StdRng::seed_from_u64(*s)).collect();

@@ -459,8 +459,10 @@ impl Scorer<'_> {
         // The operand on each device holding rows (moved once per device).
         let mut ops: Vec<(Device, Operand)> = vec![(device.clone(), op)];
         for (start, len) in data.ranges() {
+            // Each chunk is read once: checked (rows from a file) and scored.
+            let xc = data.rows(start, len)?;
             if check {
-                check_finite(&x.rows(start, len)?, start)?;
+                check_finite(&xc, start)?;
             }
             let dev = x.device_of(start);
             let i = match ops.iter().position(|(d, _)| *d == dev) {
@@ -471,7 +473,7 @@ impl Scorer<'_> {
                     ops.len() - 1
                 }
             };
-            let (w, lse) = log_prob(&data, &ops[i].1, k, start, len)?;
+            let (w, lse) = log_prob(&data, &ops[i].1, k, xc);
             f(ScoredChunk {
                 start,
                 weighted: w.reshape([len, k]),

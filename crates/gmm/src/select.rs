@@ -18,7 +18,7 @@ use crate::em::fit;
 use crate::error::{GmmError, Result};
 use crate::fitted::Mixture;
 use crate::model::GaussianMixture;
-use crate::source::{check_sample_weight, FitData, RowSource, RowSubset, SelectRows};
+use crate::source::{check_sample_weight, select_rows, FitData, RowSource, RowSubset};
 
 /// A partition of the rows `0..N` into test folds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -238,7 +238,7 @@ pub fn select_n_components<'a>(
             .map(|w| idx.iter().map(|&i| w[i]).collect::<Vec<f64>>());
         let rows: Box<dyn RowSource> = match x.rows.resident() {
             // A resident tensor's subset is a resident tensor (the in-memory fit's path).
-            Some(t) => Box::new(t.select_rows(&idx)),
+            Some(t) => Box::new(select_rows(t, &idx)),
             None => Box::new(RowSubset::new(x.rows, idx)),
         };
         (rows, w)

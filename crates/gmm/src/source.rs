@@ -135,7 +135,7 @@ impl RowSource for Tensor<2> {
         Ok(self.clone().slice([start..start + len, 0..d]))
     }
     fn select(&self, idx: &[usize]) -> Result<Tensor<2>> {
-        Ok(self.select_rows(idx))
+        Ok(select_rows(self, idx))
     }
     fn resident(&self) -> Option<&Tensor<2>> {
         Some(self)
@@ -174,21 +174,14 @@ impl RowSource for RowSubset<'_> {
     }
 }
 
-/// Rows `idx` of a resident tensor, as a tensor.
-pub trait SelectRows {
-    /// Rows `idx`, in that order.
-    fn select_rows(&self, idx: &[usize]) -> Tensor<2>;
-}
-
-impl SelectRows for Tensor<2> {
-    fn select_rows(&self, idx: &[usize]) -> Tensor<2> {
-        let i = int_tensor(
-            idx.iter().map(|&i| i as i64).collect(),
-            [idx.len()],
-            &Tensor::device(self),
-        );
-        self.clone().select(0, i)
-    }
+/// Rows `idx` of a resident tensor `x`, in that order, as a tensor on `x`'s device.
+pub fn select_rows(x: &Tensor<2>, idx: &[usize]) -> Tensor<2> {
+    let i = int_tensor(
+        idx.iter().map(|&i| i as i64).collect(),
+        [idx.len()],
+        &Tensor::device(x),
+    );
+    x.clone().select(0, i)
 }
 
 /// A float matrix in a file ([`RowFile`]: `.npy` in C or Fortran order, or one tensor of a
@@ -220,23 +213,27 @@ impl FileRows {
         &self.file
     }
 
+    /// The `n` rows that `f64s` or `f32s` (the reader of this source's dtype) reads from the
+    /// file, as a tensor on `device`.
     fn upload(
         &self,
-        read: impl FnOnce(&mut Vec<f64>, &mut Vec<f32>) -> Result<()>,
-    ) -> Result<TensorData> {
-        let (mut v64, mut v32) = (Vec::new(), Vec::new());
-        read(&mut v64, &mut v32)?;
+        device: &Device,
+        f64s: impl FnOnce(&mut Vec<f64>) -> std::result::Result<(), mixburn_data::DataError>,
+        f32s: impl FnOnce(&mut Vec<f32>) -> std::result::Result<(), mixburn_data::DataError>,
+    ) -> Result<Tensor<2>> {
         let d = self.file.n_cols();
-        Ok(match self.dtype {
-            DType::F64 => {
-                let n = v64.len() / d.max(1);
-                TensorData::new(v64, Shape::from([n, d]))
-            }
-            _ => {
-                let n = v32.len() / d.max(1);
-                TensorData::new(v32, Shape::from([n, d]))
-            }
-        })
+        let data = if self.dtype == DType::F64 {
+            let mut v = Vec::new();
+            f64s(&mut v)?;
+            let n = v.len() / d.max(1);
+            TensorData::new(v, Shape::from([n, d]))
+        } else {
+            let mut v = Vec::new();
+            f32s(&mut v)?;
+            let n = v.len() / d.max(1);
+            TensorData::new(v, Shape::from([n, d]))
+        };
+        Ok(Tensor::from_data(data, (device, self.dtype)))
     }
 }
 
@@ -254,28 +251,18 @@ impl RowSource for FileRows {
         self.rows_on(start, len, &self.device)
     }
     fn select(&self, idx: &[usize]) -> Result<Tensor<2>> {
-        let f64s = self.dtype == DType::F64;
-        let data = self.upload(|v64, v32| {
-            if f64s {
-                self.file.select_rows_f64(idx, v64)?;
-            } else {
-                self.file.select_rows_f32(idx, v32)?;
-            }
-            Ok(())
-        })?;
-        Ok(Tensor::from_data(data, (&self.device, self.dtype)))
+        self.upload(
+            &self.device,
+            |v| self.file.select_rows_f64(idx, v),
+            |v| self.file.select_rows_f32(idx, v),
+        )
     }
     fn rows_on(&self, start: usize, len: usize, device: &Device) -> Result<Tensor<2>> {
-        let f64s = self.dtype == DType::F64;
-        let data = self.upload(|v64, v32| {
-            if f64s {
-                self.file.read_rows_f64(start, len, v64)?;
-            } else {
-                self.file.read_rows_f32(start, len, v32)?;
-            }
-            Ok(())
-        })?;
-        Ok(Tensor::from_data(data, (device, self.dtype)))
+        self.upload(
+            device,
+            |v| self.file.read_rows_f64(start, len, v),
+            |v| self.file.read_rows_f32(start, len, v),
+        )
     }
 }
 
