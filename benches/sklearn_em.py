@@ -326,8 +326,15 @@ def sweep_point(np, sklearn, a, d, k, rust_bin, notes):
     rows = []
     for cov in a.covariance:
         print(f"[d={d} k={k} {cov}] scikit-learn {sklearn.__version__} ({a.sklearn_dtype}) ...", flush=True)
-        sk = time_sklearn(x_path, init_paths[cov], cov, a.iters, a.sklearn_dtype, a.repeats,
-                          a.estimator)
+        try:
+            sk = time_sklearn(x_path, init_paths[cov], cov, a.iters, a.sklearn_dtype, a.repeats,
+                              a.estimator)
+        except RuntimeError as exc:
+            # A fit scikit-learn refuses (e.g. an ill-defined covariance in float32) is a
+            # result of the sweep, not the end of it: mixburn still runs on the same input.
+            notes.append(f"d={d}/k={k}/{cov}/scikit-learn: {exc}")
+            sk = {"seconds_per_iter": None, "peak_rss_bytes": None, "input_bytes": None,
+                  "error": str(exc)[-400:]}
         runs = []
         if rust_bin is not None:
             for backend in a.backends:
@@ -356,7 +363,7 @@ def sweep_point(np, sklearn, a, d, k, rust_bin, notes):
                 "sklearn_dtype": a.sklearn_dtype,
                 "sklearn_seconds_per_iter": sk["seconds_per_iter"],
                 "mixburn_seconds_per_iter": mb,
-                "speedup": sk["seconds_per_iter"] / mb if mb else None,
+                "speedup": sk["seconds_per_iter"] / mb if mb and sk["seconds_per_iter"] else None,
                 "sklearn_peak_rss_bytes": sk["peak_rss_bytes"],
                 "sklearn_input_bytes": sk["input_bytes"],
                 "mixburn_peak_rss_bytes": res.get("peak_rss_bytes"),
@@ -387,9 +394,16 @@ def main(argv):
 
     a.out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    for d in a.d:
-        for k in a.k:
-            rows.extend(sweep_point(np, sklearn, a, d, k, rust_bin, notes))
+    # Each point's rows are appended to rows.jsonl as they come, so a long sweep that is
+    # stopped keeps what it measured.
+    with open(a.out_dir / "rows.jsonl", "a") as partial:
+        for d in a.d:
+            for k in a.k:
+                point = sweep_point(np, sklearn, a, d, k, rust_bin, notes)
+                for row in point:
+                    partial.write(json.dumps(row) + "\n")
+                partial.flush()
+                rows.extend(point)
 
     print()
     print_table(rows)
