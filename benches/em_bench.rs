@@ -70,6 +70,9 @@ struct Args {
     /// Components when no --init is given (k-means initialisation, seed 0).
     #[arg(long, default_value_t = 16)]
     k: usize,
+    /// Added to covariance diagonals (scikit-learn's reg_covar).
+    #[arg(long, default_value_t = 1e-6)]
+    reg_covar: f64,
     /// Rows per chunk.
     #[arg(long)]
     chunk_size: Option<usize>,
@@ -147,6 +150,7 @@ fn run() -> Result<Value, String> {
     let mut config = GaussianMixtureConfig::new(args.k)
         .with_covariance_type(cov)
         .with_tol(0.0)
+        .with_reg_covar(args.reg_covar)
         .with_estep_form(form);
     if let Some(m) = &args.max_memory {
         config = config.with_max_memory_bytes(parse_bytes(m).map_err(|e| e.to_string())?);
@@ -241,6 +245,7 @@ fn run() -> Result<Value, String> {
         "n": n, "d": d, "k": config.n_components,
         "iters": iters,
         "chunk_size": plan.chunk_rows,
+        "reg_covar": args.reg_covar,
         "form": plan.form.to_string(),
         "max_memory_bytes": config.max_memory_bytes,
         "feature_cache_bytes": config.feature_cache_bytes,

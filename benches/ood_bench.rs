@@ -97,7 +97,7 @@ fn fit_mode(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let (n, d) = (m.rows, m.cols);
     let z = tensor_from_f64(m.data, [n, d], &device, precision.dtype());
     let read_s = t.elapsed().as_secs_f64();
-    let config = DetectorConfig::new().with_chunk_size(a.chunk_size);
+    let config = DetectorConfig::new().with_chunk_size(Some(a.chunk_size));
     let t = Instant::now();
     let (c, idx) = validate_labels(&labels, n)?;
     let mut acc = None;
@@ -188,7 +188,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let z = tensor_from_f64(train, [n_train, d], &device, dtype);
     let t0 = Instant::now();
     let config = DetectorConfig::new()
-        .with_chunk_size(a.chunk_size)
+        .with_chunk_size(Some(a.chunk_size))
         .with_ridge(1e-3);
     let det = MahalanobisDetector::fit(&config, &z, &labels)?;
     let fit_s = t0.elapsed().as_secs_f64();

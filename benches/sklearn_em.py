@@ -148,6 +148,7 @@ def worker_main(argv):
     p.add_argument("--max-iter", type=int, required=True)
     p.add_argument("--dtype", choices=DTYPES, required=True)
     p.add_argument("--estimator", choices=ESTIMATORS, default="gmm")
+    p.add_argument("--reg-covar", type=float, default=1e-6)
     a = p.parse_args(argv)
 
     np, _ = require_libs()
@@ -165,6 +166,7 @@ def worker_main(argv):
             n_components=len(init["weights_init"]),
             covariance_type=a.covariance,
             tol=0.0,
+            reg_covar=a.reg_covar,
             max_iter=a.max_iter,
             n_init=1,
             random_state=0,
@@ -174,6 +176,7 @@ def worker_main(argv):
             n_components=len(init["weights_init"]),
             covariance_type=a.covariance,
             tol=0.0,
+            reg_covar=a.reg_covar,
             max_iter=a.max_iter,
             n_init=1,
             weights_init=np.asarray(init["weights_init"]),
@@ -203,9 +206,9 @@ def worker_main(argv):
     )
 
 
-def run_json_line(cmd):
+def run_json_line(cmd, env=None):
     """Run cmd; return (last JSON object printed on stdout, None) or (None, error text)."""
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
         return None, f"exit {proc.returncode}: " + " | ".join(tail)
@@ -219,7 +222,7 @@ def run_json_line(cmd):
     return None, "no JSON line on stdout"
 
 
-def time_sklearn(x_path, init_path, cov, iters, dtype, repeats, estimator):
+def time_sklearn(x_path, init_path, cov, iters, dtype, repeats, estimator, reg_covar):
     def best_of(max_iter):
         runs = []
         for _ in range(repeats):
@@ -227,6 +230,7 @@ def time_sklearn(x_path, init_path, cov, iters, dtype, repeats, estimator):
                 sys.executable, str(Path(__file__).resolve()), "--_worker",
                 "--input", str(x_path), "--init", str(init_path), "--covariance", cov,
                 "--max-iter", str(max_iter), "--dtype", dtype, "--estimator", estimator,
+                "--reg-covar", repr(reg_covar),
             ]
             res, err = run_json_line(cmd)
             if err:
@@ -300,6 +304,12 @@ def parse_args(argv):
     p.add_argument("--sklearn-dtype", choices=DTYPES, default="f32",
                    help="dtype scikit-learn fits in (default f32, as the issue measures it)")
     p.add_argument("--repeats", type=int, default=3, help="best of this many runs (default 3)")
+    p.add_argument("--rust-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="environment of the mixburn runs only (e.g. OPENBLAS_CORETYPE=Haswell for "
+                        "an older system OpenBLAS, while NumPy runs without it)")
+    p.add_argument("--reg-covar", type=float, default=1e-6,
+                   help="reg_covar of both sides (default 1e-6, scikit-learn's; at D >= 1024 with "
+                        "N/K < D a component's covariance is singular without more)")
     p.add_argument("--estimator", choices=ESTIMATORS, default="gmm",
                    help="gmm (GaussianMixture, default) or bayesian (BayesianGaussianMixture)")
     p.add_argument("--out-dir", type=Path, default=Path("/tmp/mixburn-bench"))
@@ -328,7 +338,7 @@ def sweep_point(np, sklearn, a, d, k, rust_bin, notes):
         print(f"[d={d} k={k} {cov}] scikit-learn {sklearn.__version__} ({a.sklearn_dtype}) ...", flush=True)
         try:
             sk = time_sklearn(x_path, init_paths[cov], cov, a.iters, a.sklearn_dtype, a.repeats,
-                              a.estimator)
+                              a.estimator, a.reg_covar)
         except RuntimeError as exc:
             # A fit scikit-learn refuses (e.g. an ill-defined covariance in float32) is a
             # result of the sweep, not the end of it: mixburn still runs on the same input.
@@ -341,12 +351,13 @@ def sweep_point(np, sklearn, a, d, k, rust_bin, notes):
                 print(f"[d={d} k={k} {cov}] mixburn {backend} ({a.dtype}) ...", flush=True)
                 cmd = [str(rust_bin), "--input", str(x_path), "--covariance", cov, "--iters", str(a.iters),
                        "--backend", backend, "--dtype", a.dtype, "--init", str(init_paths[cov]),
-                       "--estimator", a.estimator]
+                       "--estimator", a.estimator, "--reg-covar", repr(a.reg_covar)]
                 if a.form:
                     cmd += ["--form", a.form]
                 if a.max_memory:
                     cmd += ["--max-memory", a.max_memory]
-                res, err = run_json_line(cmd)
+                env = dict(os.environ, **dict(item.split("=", 1) for item in a.rust_env))
+                res, err = run_json_line(cmd, env=env)
                 if err:
                     notes.append(f"d={d}/k={k}/{cov}/{backend}: {err}")
                 runs.append((backend, res or {}))
@@ -418,7 +429,7 @@ def main(argv):
     report = {
         "config": {"n": a.n, "d": a.d, "k": a.k, "iters": a.iters, "covariance": a.covariance,
                    "backends": a.backends, "dtype": a.dtype, "sklearn_dtype": a.sklearn_dtype,
-                   "repeats": a.repeats, "form": a.form, "max_memory": a.max_memory, "rust_bin": str(rust_bin) if rust_bin else None},
+                   "repeats": a.repeats, "reg_covar": a.reg_covar, "form": a.form, "max_memory": a.max_memory, "rust_bin": str(rust_bin) if rust_bin else None},
         "versions": {"python": sys.version.split()[0], "numpy": np.__version__, "sklearn": sklearn.__version__,
                      "sklearn_threadpools": threads},
         "host": {"cpu_count": os.cpu_count(), "platform": sys.platform},

@@ -6,6 +6,7 @@ use mixburn_gmm::burn::module::Module;
 use mixburn_gmm::burn::tensor::{Device, Tensor};
 use mixburn_gmm::host::{tensor_from_f64, to_f64, to_i64};
 use mixburn_gmm::{ClassScatter, Precision};
+use mixburn_ood::detector::{fit_chunk_rows, score_chunk_rows};
 use mixburn_ood::{
     ClassGmmDetector, DetectorConfig, MahalanobisDetector, MahalanobisHeadConfig, Method, OodError,
 };
@@ -197,7 +198,7 @@ fn scoring_in_chunks_gives_the_same_scores_as_one_chunk() {
     let y = labels(case);
     let one = MahalanobisDetector::fit(&DetectorConfig::new(), &z, &y).unwrap();
     let small =
-        MahalanobisDetector::fit(&DetectorConfig::new().with_chunk_size(3), &z, &y).unwrap();
+        MahalanobisDetector::fit(&DetectorConfig::new().with_chunk_size(Some(3)), &z, &y).unwrap();
     let mut report = Report::default();
     report.close(
         "chunked fit+score",
@@ -206,6 +207,58 @@ fn scoring_in_chunks_gives_the_same_scores_as_one_chunk() {
         1e-10,
     );
     report.finish();
+}
+
+#[test]
+fn chunk_rows_shrink_with_the_memory_budget_and_the_scores_do_not_change() {
+    let case = &fixture("ood_detector")["rank_deficient"];
+    let device = Device::flex();
+    let z = matrix(&case["features"], &device, Precision::F64);
+    let test = matrix(&case["test"], &device, Precision::F64);
+    let y = labels(case);
+    let [n, d] = z.dims();
+    let one = MahalanobisDetector::fit(&DetectorConfig::new(), &z, &y).unwrap();
+    let params = one.params();
+    let c = params.counts.len();
+    let rows = |budget| {
+        (
+            fit_chunk_rows(None, budget, Method::Relative, [n, d], c, Precision::F64).unwrap(),
+            score_chunk_rows(None, budget, params, n, Precision::F64).unwrap(),
+        )
+    };
+    // The default budget takes the whole (small) input in one chunk; a few kilobytes leave
+    // a few rows per chunk.
+    assert_eq!(rows(1 << 30), (n, n));
+    let tight = 8 * (4 * d * d + 2 * c * d) + 8 * 3 * (4 * d + 2 * c + 2);
+    let (fit_rows, score_rows) = rows(tight);
+    assert!(
+        fit_rows < n && score_rows < n,
+        "{fit_rows}, {score_rows} of {n}"
+    );
+    let mut report = Report::default();
+    for method in [Method::Mahalanobis, Method::Relative] {
+        let config = DetectorConfig::new().with_method(method);
+        let whole = MahalanobisDetector::fit(&config, &z, &y).unwrap();
+        let budgeted =
+            MahalanobisDetector::fit(&config.with_max_memory_bytes(tight), &z, &y).unwrap();
+        report.close(
+            &format!("{method} under a {tight}-byte budget"),
+            &to_f64(budgeted.score(&test).unwrap()).unwrap(),
+            &to_f64(whole.score(&test).unwrap()).unwrap(),
+            1e-10,
+        );
+    }
+    report.finish();
+    // A budget below one row names the smallest that works.
+    let err = MahalanobisDetector::fit(&DetectorConfig::new().with_max_memory_bytes(64), &z, &y)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("max_memory_bytes")
+            && err.contains("smallest budget")
+            && err.contains("OOD detector"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use mixburn_gmm::backend::Precision;
 use mixburn_gmm::host::to_f64;
-use mixburn_ood::detector::DEFAULT_CHUNK_SIZE;
+use mixburn_ood::detector::score_chunk_rows;
 use mixburn_ood::metrics::{evaluate_with, Positive};
 use mixburn_ood::{DetectorConfig, MahalanobisDetector, Method, OodError};
 use serde_json::{json, Value};
@@ -110,7 +110,8 @@ fn fit(a: OodFitArgs) -> Result<Value, CliError> {
     };
     let config = DetectorConfig::new()
         .with_method(method)
-        .with_ridge(a.ridge);
+        .with_ridge(a.ridge)
+        .with_max_memory_bytes(a.compute.max_memory_bytes()?);
     let detector = MahalanobisDetector::fit_source(&config, z.rows(), &labels, weights.as_deref())?;
     detector.save(&a.output)?;
     Ok(json!({
@@ -129,11 +130,11 @@ fn score(a: OodScoreArgs) -> Result<Value, CliError> {
     // The detector's own precision unless --dtype overrides it.
     let (params, saved) = MahalanobisDetector::read(&a.detector)?;
     let (device, precision) = device(&a.compute, saved)?;
-    let detector =
-        MahalanobisDetector::from_params(params, precision, DEFAULT_CHUNK_SIZE, &device)?;
     let c = &a.compute;
     let z = c.open_input(&a.features, &device, precision)?;
     let n = z.n_rows();
+    let rows = score_chunk_rows(None, c.max_memory_bytes()?, &params, n, precision)?;
+    let detector = MahalanobisDetector::from_params(params, precision, rows, &device)?;
     // Scored and written a chunk at a time (atomically: an error leaves the output as it was).
     let chunk = z.scan_rows(c.max_memory_bytes()?);
     let mut sum = 0.0;

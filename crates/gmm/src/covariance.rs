@@ -369,13 +369,14 @@ pub fn estep_operands(
 /// The whitened E-step's operands of `b` restarts (full and tied covariances; see
 /// [`crate::form`]): `ℓ_k = c_k − ½‖x U_k − μ_k U_k‖²` with `c_k = log π_k + log det U_k −
 /// (D/2) log 2π` (or the given per-component term in place of `log π_k`).
+///
+/// `U_k` is upper triangular, so the columns are cut into blocks
+/// ([`crate::form::triangular_blocks`]) and block `J` of `x U_k` is `x[:, :end_J] U_k[:end_J, J]`:
+/// the rows of `U` below a block's end are zero and take no flops.
 #[derive(Clone, Debug)]
 pub struct Whitening {
-    /// The precision-Cholesky factors side by side, `[D, R·D]` (`R = B·K` full, `B` tied),
-    /// so that one GEMM `X U` whitens a chunk against every factor.
-    pub factors: Tensor<2>,
-    /// `μ_k U_k`, `[B·K, D]`.
-    pub centres: Tensor<2>,
+    /// Per column block, the precision-Cholesky factors' block side by side.
+    pub blocks: Vec<WhiteningBlock>,
     /// `c_k`, `[1, B·K]`.
     pub constants: Tensor<2>,
     /// The means `μ_k`, `[B·K, D]`: the M-step's scatter accumulates around them.
@@ -386,13 +387,33 @@ pub struct Whitening {
     pub tied: bool,
 }
 
+/// One column block `[start, end)` of the whitening: `x[:, :end] F` is the block of
+/// `x U_r` for every factor `r`.
+#[derive(Clone, Debug)]
+pub struct WhiteningBlock {
+    /// The rows `x` needs, `end` (the rows of `U` below are zero in these columns).
+    pub depth: usize,
+    /// The factors' rows `0..end` and columns `[start, end)` side by side, `[end, R·w]`
+    /// (`R = B·K` full, `B` tied; `w = end − start`).
+    pub factors: Tensor<2>,
+    /// `μ_k U_k` in these columns, `[B·K, w]`.
+    pub centres: Tensor<2>,
+}
+
 impl Whitening {
     /// The same operands on `device` (a shard's).
     pub fn to_device(&self, device: &burn::tensor::Device) -> Self {
         use crate::source::on_device;
         Self {
-            factors: on_device(&self.factors, device),
-            centres: on_device(&self.centres, device),
+            blocks: self
+                .blocks
+                .iter()
+                .map(|b| WhiteningBlock {
+                    depth: b.depth,
+                    factors: on_device(&b.factors, device),
+                    centres: on_device(&b.centres, device),
+                })
+                .collect(),
             constants: on_device(&self.constants, device),
             shift: on_device(&self.shift, device),
             k: self.k,
@@ -402,13 +423,34 @@ impl Whitening {
 }
 
 /// [`Whitening`] operands from precision-Cholesky factors `[R, D, D]`, means `[B·K, D]` and
-/// the per-component term `log_weights: [B·K]`.
+/// the per-component term `log_weights: [B·K]`, in the column blocks of
+/// [`crate::form::triangular_blocks`].
 pub fn whitened_operands(
     cov: CovarianceType,
     prec_chol: &CovTensor,
     means: Tensor<2>,
     log_weights: Tensor<1>,
     k: usize,
+) -> Whitening {
+    let d = means.dims()[1];
+    whitened_operands_in_blocks(
+        cov,
+        prec_chol,
+        means,
+        log_weights,
+        k,
+        &crate::form::triangular_blocks(d),
+    )
+}
+
+/// As [`whitened_operands`], with the given column blocks (contiguous, covering `0..D`).
+pub fn whitened_operands_in_blocks(
+    cov: CovarianceType,
+    prec_chol: &CovTensor,
+    means: Tensor<2>,
+    log_weights: Tensor<1>,
+    k: usize,
+    columns: &[std::ops::Range<usize>],
 ) -> Whitening {
     let [bk, d] = means.dims();
     let b = bk / k;
@@ -437,10 +479,23 @@ pub fn whitened_operands(
     let constants = (half_logdet + log_weights)
         .sub_scalar(0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln())
         .reshape([1, bk]);
-    let factors = u.clone().swap_dims(0, 1).reshape([d, r * d]);
+    let blocks = columns
+        .iter()
+        .map(|cols| {
+            let w = cols.len();
+            WhiteningBlock {
+                depth: cols.end,
+                factors: u
+                    .clone()
+                    .slice([0..r, 0..cols.end, cols.clone()])
+                    .swap_dims(0, 1)
+                    .reshape([cols.end, r * w]),
+                centres: centres.clone().slice([0..bk, cols.clone()]),
+            }
+        })
+        .collect();
     Whitening {
-        factors,
-        centres,
+        blocks,
         constants,
         shift: means,
         k,

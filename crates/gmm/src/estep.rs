@@ -267,20 +267,35 @@ impl Operand {
     }
 }
 
-/// `ℓ = c − ½‖x U_k − μ_k U_k‖²` of centred rows `x: [n, D]`, `[n, B·K]`: one GEMM against
-/// the factors side by side, then differences and squares per component.
+/// `ℓ = c − ½‖x U_k − μ_k U_k‖²` of centred rows `x: [n, D]`, `[n, B·K]`: per column block
+/// one GEMM of the rows' leading columns against the factors' block side by side (the
+/// triangular factors' zero rows skipped, [`Whitening`]), then differences and squares per
+/// component, summed over the blocks.
 pub fn whitened_log_density(w: &Whitening, x: Tensor<2>) -> Tensor<2> {
     let n = x.dims()[0];
-    let [bk, d] = w.centres.dims();
-    let y = x.matmul(w.factors.clone()); // [n, R·D]
-    let diff = if w.tied {
-        let b = bk / w.k;
-        y.reshape([n, b, 1, d]) - w.centres.clone().reshape([1, b, w.k, d])
-    } else {
-        y.reshape([n, bk, 1, d]) - w.centres.clone().reshape([1, bk, 1, d])
-    };
-    let maha = diff.square().sum_dim(3).reshape([n, bk]);
-    w.constants.clone() - maha.mul_scalar(0.5)
+    let bk = w.shift.dims()[0];
+    let mut maha: Option<Tensor<2>> = None;
+    for block in &w.blocks {
+        let width = block.centres.dims()[1];
+        let lead = if block.depth == x.dims()[1] {
+            x.clone()
+        } else {
+            x.clone().narrow(1, 0, block.depth)
+        };
+        let y = lead.matmul(block.factors.clone()); // [n, R·w]
+        let diff = if w.tied {
+            let b = bk / w.k;
+            y.reshape([n, b, 1, width]) - block.centres.clone().reshape([1, b, w.k, width])
+        } else {
+            y.reshape([n, bk, 1, width]) - block.centres.clone().reshape([1, bk, 1, width])
+        };
+        let part = diff.square().sum_dim(3).reshape([n, bk]);
+        maha = Some(match maha {
+            Some(m) => m + part,
+            None => part,
+        });
+    }
+    w.constants.clone() - maha.expect("at least one column block").mul_scalar(0.5)
 }
 
 /// Weighted log-densities `[n, B, K]` of centred rows `xc: [n, D]` (a chunk of `data`) and

@@ -21,7 +21,7 @@ use crate::host::{accumulate, tensor_from_f64, to_f64};
 use crate::kmeans::{assign, kmeans_centred, one_hot, plusplus_indices, KMeansConfig};
 use crate::params::{Layout, Params, WeightNorm};
 use crate::source::{on_device, PerDevice};
-use crate::stats::{Moments, SufficientStats};
+use crate::stats::{Moments, SufficientStats, UpperBlocks};
 
 /// Starting parameters (in the centred coordinates of `data`) for each seed.
 pub fn initial_params(
@@ -87,7 +87,7 @@ pub fn initial_stats(
                     let r = b * layout.cov.rows_per_model(k);
                     Moments::Shifted {
                         s1: rows.zeros_like(),
-                        s2: Tensor::zeros([r, d, d], (&layout.device, layout.dtype)),
+                        s2: UpperBlocks::zeros(r, d, &layout.device, layout.dtype),
                         shift: rows,
                     }
                 }

@@ -80,6 +80,12 @@ pub fn log_det_from_cholesky(l: Tensor<3>) -> Tensor<1> {
         .mul_scalar(2.0)
 }
 
+/// The symmetric matrices whose upper triangle (diagonal included) is that of `t: [M, D, D]`:
+/// `triu(t) + triu(t, 1)ᵀ` (what lies below the diagonal of `t` is ignored).
+pub fn symmetric_from_upper(t: Tensor<3>) -> Tensor<3> {
+    t.clone().triu(0) + t.triu(1).swap_dims(1, 2)
+}
+
 /// The diagonals `[M, D]` of a batch `[M, D, D]`.
 pub fn diagonal(a: Tensor<3>) -> Tensor<2> {
     let [m, d, _] = a.dims();

@@ -181,7 +181,7 @@ impl Layout {
                 nk,
                 shift.clone(),
                 s1.clone(),
-                s2.clone(),
+                s2.to_symmetric(),
                 self.k,
                 reg_covar,
                 eps,

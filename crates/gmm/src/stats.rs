@@ -6,7 +6,7 @@
 //! E-step's ([`crate::form`]): raw moments of the quadratic features, or scatters around a
 //! per-component shift.
 
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor};
 
 use crate::error::Result;
 use crate::host::to_f64;
@@ -26,9 +26,109 @@ pub enum Moments {
         /// `Σ_n r_nk (x_n − s_k)`, `[B·K, D]`.
         s1: Tensor<2>,
         /// `Σ_n r_nk (x_n − s_k)(x_n − s_k)ᵀ`: `[B·K, D, D]` (full), or summed over each
-        /// restart's components, `[B, D, D]` (tied).
-        s2: Tensor<3>,
+        /// restart's components, `[B, D, D]` (tied), as its blocks on and above the diagonal
+        /// (the blocks below are neither computed nor held).
+        s2: UpperBlocks,
     },
+}
+
+/// A batch of symmetric matrices `[M, D, D]` kept as their block rows on and above the
+/// diagonal (the column blocks of [`crate::form::triangular_blocks`]): block row `I` is
+/// `[M, w_I, D − start_I]`, columns `start_I..D`. About `(m+1)/2m` of the full matrices'
+/// values and flops; one block is the full matrices.
+#[derive(Clone, Debug)]
+pub struct UpperBlocks {
+    /// The column blocks, contiguous from 0 to D.
+    pub columns: Vec<std::ops::Range<usize>>,
+    /// Block row `I`, `[M, w_I, D − start_I]`.
+    pub rows: Vec<Tensor<3>>,
+}
+
+impl UpperBlocks {
+    /// `aᵀ z` of `a, z: [M, n, D]` where the product is symmetric (`a = r ⊙ z`): block row
+    /// `I` is `a[:, :, I]ᵀ z[:, :, start_I..]`, one batched GEMM each.
+    pub fn product(a: Tensor<3>, z: Tensor<3>, columns: &[std::ops::Range<usize>]) -> Self {
+        let d = z.dims()[2];
+        let rows = columns
+            .iter()
+            .map(|cols| {
+                let lead = if columns.len() == 1 {
+                    a.clone()
+                } else {
+                    a.clone().narrow(2, cols.start, cols.len())
+                };
+                let tail = if cols.start == 0 {
+                    z.clone()
+                } else {
+                    z.clone().narrow(2, cols.start, d - cols.start)
+                };
+                lead.swap_dims(1, 2).matmul(tail)
+            })
+            .collect();
+        Self {
+            columns: columns.to_vec(),
+            rows,
+        }
+    }
+
+    /// Zero matrices `[m, d, d]` in the blocks of [`crate::form::triangular_blocks`].
+    pub fn zeros(m: usize, d: usize, device: &burn::tensor::Device, dtype: DType) -> Self {
+        let columns = crate::form::triangular_blocks(d);
+        let rows = columns
+            .iter()
+            .map(|c| Tensor::zeros([m, c.len(), d - c.start], (device, dtype)))
+            .collect();
+        Self { columns, rows }
+    }
+
+    /// The elementwise sum (the same blocks).
+    pub fn merge(self, other: Self) -> Self {
+        Self {
+            columns: self.columns,
+            rows: self
+                .rows
+                .into_iter()
+                .zip(other.rows)
+                .map(|(a, b)| a + b)
+                .collect(),
+        }
+    }
+
+    /// The same blocks on `device`.
+    pub fn to_device(&self, device: &burn::tensor::Device) -> Self {
+        Self {
+            columns: self.columns.clone(),
+            rows: self
+                .rows
+                .iter()
+                .map(|r| crate::source::on_device(r, device))
+                .collect(),
+        }
+    }
+
+    /// The full symmetric matrices `[M, D, D]`: the block rows padded on the left, joined,
+    /// and mirrored ([`crate::linalg::symmetric_from_upper`]).
+    pub fn to_symmetric(&self) -> Tensor<3> {
+        if self.rows.len() == 1 {
+            return crate::linalg::symmetric_from_upper(self.rows[0].clone());
+        }
+        let m = self.rows[0].dims()[0];
+        let (device, dtype) = (self.rows[0].device(), self.rows[0].dtype());
+        let padded = self
+            .columns
+            .iter()
+            .zip(&self.rows)
+            .map(|(cols, row)| {
+                if cols.start == 0 {
+                    row.clone()
+                } else {
+                    let zeros = Tensor::<3>::zeros([m, cols.len(), cols.start], (&device, dtype));
+                    Tensor::cat(vec![zeros, row.clone()], 2)
+                }
+            })
+            .collect();
+        crate::linalg::symmetric_from_upper(Tensor::cat(padded, 1))
+    }
 }
 
 impl Moments {
@@ -39,7 +139,7 @@ impl Moments {
                 Moments::Shifted {
                     shift,
                     s1: s1 + t1,
-                    s2: s2 + t2,
+                    s2: s2.merge(t2),
                 }
             }
             _ => unreachable!("the statistics of one pass all have the same form"),
@@ -102,12 +202,15 @@ impl SufficientStats {
         let z = (x.unsqueeze_dim::<3>(0) - shift.clone().unsqueeze_dim::<3>(1)).reshape([bk, n, d]);
         let rz = z.clone() * resp.clone().transpose().unsqueeze_dim::<3>(2); // [BK, n, D]
         let s1 = rz.clone().sum_dim(1).reshape([bk, d]);
+        let columns = crate::form::triangular_blocks(d);
         let s2 = if tied {
-            rz.reshape([b, k * n, d])
-                .swap_dims(1, 2)
-                .matmul(z.reshape([b, k * n, d]))
+            UpperBlocks::product(
+                rz.reshape([b, k * n, d]),
+                z.reshape([b, k * n, d]),
+                &columns,
+            )
         } else {
-            rz.swap_dims(1, 2).matmul(z)
+            UpperBlocks::product(rz, z, &columns)
         };
         let log_likelihood = log_lik.sum_dim(0).squeeze_dim::<1>(0);
         Self {
@@ -149,7 +252,7 @@ impl SufficientStats {
             Moments::Shifted { shift, s1, s2 } => Moments::Shifted {
                 shift: on_device(&shift, device),
                 s1: on_device(&s1, device),
-                s2: on_device(&s2, device),
+                s2: s2.to_device(device),
             },
         };
         Self {

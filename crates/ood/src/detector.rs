@@ -17,6 +17,7 @@ use std::str::FromStr;
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
+use mixburn_gmm::budget::{self, MAX_CHUNK_ROWS};
 use mixburn_gmm::host::{tensor_from_f64, to_f64};
 use mixburn_gmm::model_file::{self, ModelContent, ModelWriter};
 use mixburn_gmm::validate::{check_finite_values, checked_size};
@@ -68,10 +69,6 @@ impl FromStr for Method {
     }
 }
 
-/// Rows per chunk by default: on the CPU backends 1024-row chunks scored D = 512 features
-/// 10–15 % faster than 4096 (`benches/ood_bench.rs`).
-pub const DEFAULT_CHUNK_SIZE: usize = 1024;
-
 /// Options of [`MahalanobisDetector::fit`].
 #[derive(Config, Debug)]
 pub struct DetectorConfig {
@@ -84,9 +81,73 @@ pub struct DetectorConfig {
     /// Relative cut-off of the pseudo-inverse (default `D · eps`, SciPy's `pinvh`).
     #[config(default = "None")]
     pub pinv_rtol: Option<f64>,
-    /// Rows per chunk when fitting and scoring ([`DEFAULT_CHUNK_SIZE`]).
-    #[config(default = 1024)]
-    pub chunk_size: usize,
+    /// Rows per chunk when fitting and scoring, overriding the rows derived from
+    /// `max_memory_bytes` (see [`fit_chunk_rows`] and [`score_chunk_rows`]).
+    #[config(default = "None")]
+    pub chunk_size: Option<usize>,
+    /// The memory budget of a pass's intermediates (the project's one budget,
+    /// [`mixburn_gmm::budget`]): chunk rows follow from it, and a budget too small for one
+    /// row is an error naming the smallest that works.
+    #[config(default = "mixburn_gmm::budget::DEFAULT_MAX_MEMORY_BYTES")]
+    pub max_memory_bytes: usize,
+}
+
+/// Rows per chunk of the detector's fit under `budget` bytes: per row the chunk, its
+/// normalised and class-centred copies and the weighted one-hot labels,
+/// `(4D + 2C + 2)` values; fixed the class sums and the pooled scatter(s), `2CD + 2D²`
+/// values (`4D²` with the background scatter of the relative score).
+pub fn fit_chunk_rows(
+    explicit: Option<usize>,
+    budget: usize,
+    method: Method,
+    [n, d]: [usize; 2],
+    n_classes: usize,
+    precision: Precision,
+) -> OodResult<usize> {
+    let b = precision.dtype().size();
+    let scatters = if method == Method::Relative { 2 } else { 1 };
+    let per_row = sat_mul(&[b, sat_add(&[4 * d, 2 * n_classes, 2])]);
+    let fixed = sat_mul(&[
+        b,
+        sat_add(&[sat_mul(&[2, n_classes, d]), sat_mul(&[2 * scatters, d, d])]),
+    ]);
+    let what = format!("the OOD detector's fit, D = {d}, {n_classes} classes");
+    Ok(budget::plan_rows(
+        explicit, budget, per_row, fixed, n, &what,
+    )?)
+}
+
+/// Rows per chunk of scoring under `budget` bytes: per row the chunk, its centred copy, the
+/// whitened rows (`r`, and `r₀` for the relative score) and the `C` distances with their
+/// intermediates, `(2D + 2r + r₀ + 3C)` values; fixed the factors and the whitened means,
+/// `D·(r + r₀) + C·(r + D) + D` values.
+pub fn score_chunk_rows(
+    explicit: Option<usize>,
+    budget: usize,
+    params: &DetectorParams,
+    n_rows: usize,
+    precision: Precision,
+) -> OodResult<usize> {
+    let b = precision.dtype().size();
+    let (d, r, c) = (params.n_features, params.rank, params.counts.len());
+    let r0 = params.background.as_ref().map_or(0, |(_, r0)| *r0);
+    let per_row = sat_mul(&[b, sat_add(&[2 * d, 2 * r, r0, 3 * c])]);
+    let fixed = sat_mul(&[
+        b,
+        sat_add(&[sat_mul(&[d, r + r0]), sat_mul(&[c, r + d]), d]),
+    ]);
+    let what = format!("OOD scoring, D = {d}, rank {r}, {c} classes");
+    Ok(budget::plan_rows(
+        explicit, budget, per_row, fixed, n_rows, &what,
+    )?)
+}
+
+fn sat_mul(factors: &[usize]) -> usize {
+    factors.iter().fold(1usize, |a, &f| a.saturating_mul(f))
+}
+
+fn sat_add(terms: &[usize]) -> usize {
+    terms.iter().fold(0usize, |a, &t| a.saturating_add(t))
 }
 
 impl DetectorConfig {
@@ -105,7 +166,7 @@ impl DetectorConfig {
                 });
             }
         }
-        if self.chunk_size == 0 {
+        if self.chunk_size == Some(0) {
             return Err(OodError::Config {
                 what: "chunk_size",
                 reason: "must be >= 1".into(),
@@ -408,7 +469,15 @@ impl MahalanobisDetector {
         }
         let mut acc = None;
         let client = z.device();
-        for (start, len) in z.chunk_ranges(config.chunk_size) {
+        let rows = fit_chunk_rows(
+            config.chunk_size,
+            config.max_memory_bytes,
+            config.method,
+            [n, d],
+            c,
+            Precision::of(z.dtype()),
+        )?;
+        for (start, len) in z.chunk_ranges(rows) {
             let end = start + len;
             let rows = z.rows(start, len)?;
             if z.resident().is_none() {
@@ -502,10 +571,19 @@ impl MahalanobisDetector {
             background,
             ridge: config.ridge,
         };
-        Self::from_params(params, Precision::of(dtype), config.chunk_size, &device)
+        let precision = Precision::of(dtype);
+        let rows = score_chunk_rows(
+            config.chunk_size,
+            config.max_memory_bytes,
+            &params,
+            MAX_CHUNK_ROWS,
+            precision,
+        )?;
+        Self::from_params(params, precision, rows, &device)
     }
 
-    /// A detector from its parameters, on `device` in `precision`.
+    /// A detector from its parameters, on `device` in `precision`, scoring `chunk_size` rows
+    /// at a time ([`score_chunk_rows`] derives them from a memory budget).
     pub fn from_params(
         params: DetectorParams,
         precision: Precision,
@@ -690,13 +768,16 @@ impl MahalanobisDetector {
     /// `device` (in the saved precision, or `precision` when given).
     pub fn load(path: &Path, device: &Device, precision: Option<Precision>) -> OodResult<Self> {
         let (params, saved) = Self::read(path)?;
-        Self::from_params(
-            params,
-            precision.unwrap_or(saved),
-            DEFAULT_CHUNK_SIZE,
-            device,
-        )
-        .map_err(|e| OodError::Format {
+        let precision = precision.unwrap_or(saved);
+        // Chunks under the default budget; `from_params` with `score_chunk_rows` for another.
+        let rows = score_chunk_rows(
+            None,
+            budget::DEFAULT_MAX_MEMORY_BYTES,
+            &params,
+            MAX_CHUNK_ROWS,
+            precision,
+        )?;
+        Self::from_params(params, precision, rows, device).map_err(|e| OodError::Format {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })
