@@ -272,7 +272,7 @@ pub fn precision_cholesky(
 ) -> Result<CovTensor> {
     match covariances {
         CovTensor::Matrices(c) => {
-            let (l, u) = linalg::precision_cholesky(c.clone());
+            let (l, u) = linalg::precision_cholesky(c.clone())?;
             if let Some(row) = linalg::first_bad_factor(l)? {
                 return Err(ill_defined(cov, row, k, b));
             }
@@ -388,13 +388,16 @@ pub struct Whitening {
 }
 
 /// One column block `[start, end)` of the whitening: `x[:, :end] F` is the block of
-/// `x U_r` for every factor `r`.
+/// `x U_r` for every factor `r` (tied), `[1, x[:, :end]] F` the block of `(x − μ_k) U_k` for
+/// every component (full: the centres are folded into the GEMM as a first row).
 #[derive(Clone, Debug)]
 pub struct WhiteningBlock {
-    /// The rows `x` needs, `end` (the rows of `U` below are zero in these columns).
+    /// The columns of `x` the block needs, `end` (the rows of `U` below are zero in these
+    /// columns).
     pub depth: usize,
     /// The factors' rows `0..end` and columns `[start, end)` side by side, `[end, R·w]`
-    /// (`R = B·K` full, `B` tied; `w = end − start`).
+    /// (`R = B` tied; `w = end − start`); full: `[1 + end, B·K·w]`, the first row
+    /// `−μ_k U_k` in these columns.
     pub factors: Tensor<2>,
     /// `μ_k U_k` in these columns, `[B·K, w]`.
     pub centres: Tensor<2>,
@@ -483,14 +486,22 @@ pub fn whitened_operands_in_blocks(
         .iter()
         .map(|cols| {
             let w = cols.len();
+            let block = centres.clone().slice([0..bk, cols.clone()]);
+            let factors = u
+                .clone()
+                .slice([0..r, 0..cols.end, cols.clone()])
+                .swap_dims(0, 1)
+                .reshape([cols.end, r * w]);
+            let factors = if tied {
+                factors
+            } else {
+                // One factor per component: `[1, x] [−μ_k U_k; U_k]` is `(x − μ_k) U_k`.
+                Tensor::cat(vec![block.clone().reshape([1, bk * w]).neg(), factors], 0)
+            };
             WhiteningBlock {
                 depth: cols.end,
-                factors: u
-                    .clone()
-                    .slice([0..r, 0..cols.end, cols.clone()])
-                    .swap_dims(0, 1)
-                    .reshape([cols.end, r * w]),
-                centres: centres.clone().slice([0..bk, cols.clone()]),
+                factors,
+                centres: block,
             }
         })
         .collect();

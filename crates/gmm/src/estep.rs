@@ -269,25 +269,34 @@ impl Operand {
 
 /// `ℓ = c − ½‖x U_k − μ_k U_k‖²` of centred rows `x: [n, D]`, `[n, B·K]`: per column block
 /// one GEMM of the rows' leading columns against the factors' block side by side (the
-/// triangular factors' zero rows skipped, [`Whitening`]), then differences and squares per
-/// component, summed over the blocks.
+/// triangular factors' zero rows skipped, [`Whitening`]; full covariances take the centres
+/// into the GEMM through a column of ones, tied ones subtract each component's centre from
+/// the shared factor's product), then squares per component, summed over the blocks.
 pub fn whitened_log_density(w: &Whitening, x: Tensor<2>) -> Tensor<2> {
-    let n = x.dims()[0];
+    let [n, d] = x.dims();
     let bk = w.shift.dims()[0];
+    // Full: a first column of ones takes the centres into the GEMM ([`WhiteningBlock`]).
+    let (x, lead) = if w.tied {
+        (x, 0)
+    } else {
+        let ones = Tensor::<2>::ones([n, 1], (&x.device(), x.dtype()));
+        (Tensor::cat(vec![ones, x], 1), 1)
+    };
     let mut maha: Option<Tensor<2>> = None;
     for block in &w.blocks {
         let width = block.centres.dims()[1];
-        let lead = if block.depth == x.dims()[1] {
+        let cols = lead + block.depth;
+        let rows = if cols == lead + d {
             x.clone()
         } else {
-            x.clone().narrow(1, 0, block.depth)
+            x.clone().narrow(1, 0, cols)
         };
-        let y = lead.matmul(block.factors.clone()); // [n, R·w]
+        let y = rows.matmul(block.factors.clone()); // [n, R·w]
         let diff = if w.tied {
             let b = bk / w.k;
             y.reshape([n, b, 1, width]) - block.centres.clone().reshape([1, b, w.k, width])
         } else {
-            y.reshape([n, bk, 1, width]) - block.centres.clone().reshape([1, bk, 1, width])
+            y.reshape([n, bk, 1, width])
         };
         let part = diff.square().sum_dim(3).reshape([n, bk]);
         maha = Some(match maha {
