@@ -8,10 +8,10 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use mixburn_gmm::backend::Backend;
 use mixburn_gmm::GmmError;
 use serde_json::{json, Value};
 
+use crate::options::BackendOption;
 use crate::CliError;
 
 /// `mixburn serve`.
@@ -20,9 +20,9 @@ pub struct ServeArgs {
     /// Address and port to listen on (port 0: any free port, printed on start).
     #[arg(long, default_value = "127.0.0.1:3000")]
     pub bind: SocketAddr,
-    /// Backend of the hosted device: flex, ndarray or wgpu.
-    #[arg(long, default_value = "flex")]
-    pub backend: String,
+    /// Backend of the hosted device.
+    #[command(flatten)]
+    pub backend: BackendOption,
     /// A file holding the token clients must present (--token-file on their side).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
@@ -72,14 +72,14 @@ pub fn run(a: ServeArgs) -> Result<Value, CliError> {
         }
     }
     let token = a.token_file.as_deref().map(read_token).transpose()?;
-    let backend: Backend = a.backend.parse()?;
+    let backend = a.backend.backend;
     let device = backend.device()?;
     let listener = TcpListener::bind(a.bind)
         .map_err(|e| GmmError::config("bind", format!("cannot listen on {}: {e}", a.bind)))?;
     let addr = listener
         .local_addr()
         .map_err(|e| GmmError::config("bind", e.to_string()))?;
-    serve(listener, device, token, addr, &a.backend)
+    serve(listener, device, token, addr, &backend.to_string())
 }
 
 #[cfg(feature = "remote")]
