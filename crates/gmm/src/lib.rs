@@ -7,7 +7,9 @@
 //! parametrisation, log-sum-exp, `reg_covar` on the diagonal, `n_k + 10·eps`).
 //!
 //! Map (one concept per file):
-//! - [`linalg`]: batched Cholesky, triangular inverse and solve (the project's only ones).
+//! - [`linalg`]: every factorisation of the project, which the other crates call: batched
+//!   Cholesky, triangular inverse and solve, the pseudo-inverse factor (Burn's SVD), and the
+//!   host Cholesky solve and Jacobi eigen-solver for small f64 matrices.
 //! - [`covariance`]: per-covariance-type numerics (quadratic features, E-step GEMM operands,
 //!   covariances from moments, precision factors).
 //! - [`stats`]: mergeable sufficient statistics; [`scatter`]: mergeable class means with a

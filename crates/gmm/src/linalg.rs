@@ -2,8 +2,12 @@
 //! solve or inverse). Every function takes a leading batch dimension `[M, D, D]` and runs the
 //! whole batch in one sequence of tensor ops, so K components × B restarts factorise together.
 //!
-//! These are the only factorisations in the project: the OOD detector and the VAE prior layer
-//! call them too.
+//! Every factorisation of the project is here, and every crate calls these: the batched tensor
+//! routines ([`cholesky`], [`solve_lower`], [`lower_triangular_inverse`], [`cholesky_blocked`],
+//! the pseudo-inverse factor on Burn's SVD), and the two host routines for small f64 matrices,
+//! [`host_cholesky`] (with [`host_cholesky_solve`]; the diagonal blocks of [`cholesky_blocked`]
+//! and the OOD ensemble's Newton step use it) and [`symmetric_eigen`] (cyclic Jacobi; VaDE's 2-D
+//! PCA picture uses it).
 
 use burn::tensor::{Device, Int, Tensor};
 
@@ -354,9 +358,13 @@ pub fn cholesky_blocked(
     Ok(Some((l, x)))
 }
 
-/// Cholesky factor `L` of a small symmetric matrix and `L⁻¹` (row-major, host f64), or `None`
-/// when a pivot is not finite and positive.
-fn host_cholesky_with_inverse(a: &[f64], n: usize) -> Option<(Vec<f64>, Vec<f64>)> {
+/// Lower Cholesky factor `L` (`L Lᵀ = A`) of a small symmetric matrix `A` (row-major `n × n`,
+/// host f64), by columns (Cholesky–Crout): `L_jj = √(A_jj − Σ_{p<j} L_jp²)`,
+/// `L_ij = (A_ij − Σ_{p<j} L_ip L_jp) / L_jj`. `None` when a pivot is not finite and positive
+/// (`A` is not numerically positive definite). The one host factorisation: [`cholesky_blocked`]
+/// factorises its diagonal blocks with it, and small host problems (the OOD ensemble's
+/// Newton step, a `p × p` Hessian) solve with [`host_cholesky_solve`].
+pub fn host_cholesky(a: &[f64], n: usize) -> Option<Vec<f64>> {
     let mut l = vec![0.0; n * n];
     for j in 0..n {
         let s: f64 = (0..j).map(|p| l[j * n + p] * l[j * n + p]).sum();
@@ -371,6 +379,83 @@ fn host_cholesky_with_inverse(a: &[f64], n: usize) -> Option<(Vec<f64>, Vec<f64>
             l[i * n + j] = (a[i * n + j] - s) / ljj;
         }
     }
+    Some(l)
+}
+
+/// Solves `A x = b` for a small symmetric positive definite `A` (row-major `n × n`, host f64):
+/// [`host_cholesky`], then `L y = b` forward and `Lᵀ x = y` backward. `None` when `A` is not
+/// numerically positive definite.
+pub fn host_cholesky_solve(a: &[f64], b: &[f64], n: usize) -> Option<Vec<f64>> {
+    let l = host_cholesky(a, n)?;
+    let mut y = vec![0.0; n];
+    for i in 0..n {
+        let s: f64 = (0..i).map(|k| l[i * n + k] * y[k]).sum();
+        y[i] = (b[i] - s) / l[i * n + i];
+    }
+    let mut x = vec![0.0; n];
+    for i in (0..n).rev() {
+        let s: f64 = (i + 1..n).map(|k| l[k * n + i] * x[k]).sum();
+        x[i] = (y[i] - s) / l[i * n + i];
+    }
+    Some(x)
+}
+
+/// Eigen-decomposition `A = V Λ Vᵀ` of a small symmetric `d × d` matrix (row-major, host f64)
+/// by cyclic Jacobi rotations, until the off-diagonal mass is below `10⁻³⁰` of the total.
+/// Returns the eigenvalues (unordered) and `V` (row-major, eigenvectors in columns). The one
+/// eigen-solver of the project (VaDE's PCA picture); pseudo-inverses use Burn's SVD instead
+/// ([`symmetric_pinv_factor`]).
+pub fn symmetric_eigen(mut a: Vec<f64>, d: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut v = vec![0.0; d * d];
+    (0..d).for_each(|i| v[i * d + i] = 1.0);
+    for _sweep in 0..100 {
+        let off: f64 = (0..d)
+            .flat_map(|i| (0..d).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i * d + j] * a[i * d + j])
+            .sum();
+        let scale: f64 = a.iter().map(|x| x * x).sum::<f64>().max(f64::MIN_POSITIVE);
+        if off <= 1e-30 * scale {
+            break;
+        }
+        for p in 0..d {
+            for q in p + 1..d {
+                let apq = a[p * d + q];
+                if apq == 0.0 {
+                    continue;
+                }
+                let theta = (a[q * d + q] - a[p * d + p]) / (2.0 * apq);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let s = t * c;
+                for k in 0..d {
+                    let akp = a[k * d + p];
+                    let akq = a[k * d + q];
+                    a[k * d + p] = c * akp - s * akq;
+                    a[k * d + q] = s * akp + c * akq;
+                }
+                for k in 0..d {
+                    let apk = a[p * d + k];
+                    let aqk = a[q * d + k];
+                    a[p * d + k] = c * apk - s * aqk;
+                    a[q * d + k] = s * apk + c * aqk;
+                }
+                for k in 0..d {
+                    let vkp = v[k * d + p];
+                    let vkq = v[k * d + q];
+                    v[k * d + p] = c * vkp - s * vkq;
+                    v[k * d + q] = s * vkp + c * vkq;
+                }
+            }
+        }
+    }
+    ((0..d).map(|i| a[i * d + i]).collect(), v)
+}
+
+/// Cholesky factor `L` of a small symmetric matrix and `L⁻¹` (row-major, host f64), or `None`
+/// when a pivot is not finite and positive.
+fn host_cholesky_with_inverse(a: &[f64], n: usize) -> Option<(Vec<f64>, Vec<f64>)> {
+    let l = host_cholesky(a, n)?;
     // Forward substitution for the columns of L⁻¹.
     let mut inv = vec![0.0; n * n];
     for c in 0..n {
