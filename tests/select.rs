@@ -189,8 +189,8 @@ fn selection_refuses_bad_requests_with_a_reason() {
     assert!(
         matches!(
             e,
-            GmmError::InvalidConfig {
-                param: "n_folds",
+            GmmError::InvalidSetting {
+                name: "n_folds",
                 ..
             }
         ) && e.to_string().contains("200 rows"),

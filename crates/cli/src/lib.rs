@@ -100,7 +100,7 @@ pub const MAX_CANDIDATES: usize = 1024;
 /// Parses `1..8` (inclusive) or `2,4,8` into the candidate numbers of components.
 pub fn parse_components(s: &str) -> Result<Vec<usize>, CliError> {
     let bad = || {
-        mixburn_gmm::GmmError::config(
+        mixburn_gmm::GmmError::invalid_setting(
             "n_components",
             format!("`{s}` is not a range like 1..8 or a list like 2,4,8 of positive integers"),
         )
@@ -113,7 +113,7 @@ pub fn parse_components(s: &str) -> Result<Vec<usize>, CliError> {
                 return Err(bad().into());
             }
             if b - a >= MAX_CANDIDATES {
-                return Err(mixburn_gmm::GmmError::config(
+                return Err(mixburn_gmm::GmmError::invalid_setting(
                     "n_components",
                     format!(
                         "`{s}` asks for {} candidates; give at most {MAX_CANDIDATES} \

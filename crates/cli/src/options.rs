@@ -62,8 +62,8 @@ impl Choice for Positive {
     const CHOICES: &'static [&'static str] = &["ood", "id"];
     fn choose(s: &str) -> Result<Self, String> {
         s.parse::<Positive>().map_err(|reason| {
-            OodError::Config {
-                what: "positive",
+            OodError::InvalidSetting {
+                name: "positive",
                 reason,
             }
             .to_string()
@@ -89,7 +89,7 @@ impl Choice for CriterionChoice {
             "bic" => Ok(Self::Bic),
             "aic" => Ok(Self::Aic),
             "cv" | "cross-validation" | "held-out" => Ok(Self::Cv),
-            other => Err(GmmError::config(
+            other => Err(GmmError::invalid_setting(
                 "criterion",
                 format!("unknown criterion `{other}`; use bic, aic or cv"),
             )
@@ -123,8 +123,8 @@ impl Choice for Estimator {
         match s.to_ascii_lowercase().as_str() {
             "em" | "gmm" => Ok(Self::Em),
             "bayesian" | "variational" => Ok(Self::Bayesian),
-            other => Err(AnomalyError::Config {
-                what: "estimator",
+            other => Err(AnomalyError::InvalidSetting {
+                name: "estimator",
                 reason: format!("unknown estimator `{other}`; use em or bayesian"),
             }
             .to_string()),
@@ -299,9 +299,11 @@ impl WorkerOptions {
             .map(String::as_str)
             .collect();
         if all.is_empty() {
-            return Err(
-                GmmError::config("workers", "give at least one address, ws://host:port").into(),
-            );
+            return Err(GmmError::invalid_setting(
+                "workers",
+                "give at least one address, ws://host:port",
+            )
+            .into());
         }
         let mut devices = vec![];
         for url in urls {

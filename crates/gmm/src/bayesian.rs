@@ -111,7 +111,7 @@ impl FromStr for WeightConcentrationPriorType {
         match s.to_ascii_lowercase().replace('-', "_").as_str() {
             "dirichlet_process" => Ok(WeightConcentrationPriorType::DirichletProcess),
             "dirichlet_distribution" => Ok(WeightConcentrationPriorType::DirichletDistribution),
-            other => Err(GmmError::config(
+            other => Err(GmmError::invalid_setting(
                 "weight_concentration_prior_type",
                 format!(
                     "unknown prior type `{other}`; use dirichlet_process or dirichlet_distribution"
@@ -345,7 +345,7 @@ impl BayesianGaussianMixtureConfig {
         self.shared().validate(n_features)?;
         let (k, d) = (self.n_components, n_features);
         let positive = |param: &'static str, v: Option<f64>| match v {
-            Some(v) if !(v.is_finite() && v > 0.0) => Err(GmmError::config(
+            Some(v) if !(v.is_finite() && v > 0.0) => Err(GmmError::invalid_setting(
                 param,
                 format!("must be finite and > 0, got {v}"),
             )),
@@ -358,18 +358,21 @@ impl BayesianGaussianMixtureConfig {
         positive("mean_precision_prior", self.mean_precision_prior)?;
         if let Some(m) = &self.mean_prior {
             if m.len() != d {
-                return Err(GmmError::config(
+                return Err(GmmError::invalid_setting(
                     "mean_prior",
                     format!("has {} values, expected n_features={d}", m.len()),
                 ));
             }
             if m.iter().any(|v| !v.is_finite()) {
-                return Err(GmmError::config("mean_prior", "contains NaN or inf"));
+                return Err(GmmError::invalid_setting(
+                    "mean_prior",
+                    "contains NaN or inf",
+                ));
             }
         }
         if let Some(v) = self.degrees_of_freedom_prior {
             if !(v.is_finite() && v > d as f64 - 1.0 && v > 0.0) {
-                return Err(GmmError::config(
+                return Err(GmmError::invalid_setting(
                     "degrees_of_freedom_prior",
                     format!("must be greater than n_features − 1 = {}, got {v}", d - 1),
                 ));
@@ -379,7 +382,7 @@ impl BayesianGaussianMixtureConfig {
             let cov = self.covariance_type;
             let want = cov.param_len(1, d);
             if p.len() != want {
-                return Err(GmmError::config(
+                return Err(GmmError::invalid_setting(
                     "covariance_prior",
                     format!(
                         "has {} values, expected {want} for covariance_type={cov} ({})",
@@ -394,15 +397,21 @@ impl BayesianGaussianMixtureConfig {
                 ));
             }
             if p.iter().any(|v| !v.is_finite()) {
-                return Err(GmmError::config("covariance_prior", "contains NaN or inf"));
+                return Err(GmmError::invalid_setting(
+                    "covariance_prior",
+                    "contains NaN or inf",
+                ));
             }
             match cov {
                 CovarianceType::Full | CovarianceType::Tied => {
                     if CovarianceType::Tied.first_asymmetric(p, 1, d).is_some() {
-                        return Err(GmmError::config("covariance_prior", "is not symmetric"));
+                        return Err(GmmError::invalid_setting(
+                            "covariance_prior",
+                            "is not symmetric",
+                        ));
                     }
                     if (0..d).any(|i| p[i * d + i] <= 0.0) {
-                        return Err(GmmError::config(
+                        return Err(GmmError::invalid_setting(
                             "covariance_prior",
                             "must be positive definite (a diagonal entry is <= 0)",
                         ));
@@ -410,14 +419,17 @@ impl BayesianGaussianMixtureConfig {
                 }
                 CovarianceType::Diag | CovarianceType::Spherical => {
                     if p.iter().any(|v| *v <= 0.0) {
-                        return Err(GmmError::config("covariance_prior", "must be positive"));
+                        return Err(GmmError::invalid_setting(
+                            "covariance_prior",
+                            "must be positive",
+                        ));
                     }
                 }
             }
         }
         if let Some(r) = &self.resp_init {
             if r.len() != n_samples * k {
-                return Err(GmmError::config(
+                return Err(GmmError::invalid_setting(
                     "resp_init",
                     format!(
                         "has {} values, expected n_samples×n_components = {n_samples}×{k}",
@@ -426,7 +438,7 @@ impl BayesianGaussianMixtureConfig {
                 ));
             }
             if r.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
-                return Err(GmmError::config(
+                return Err(GmmError::invalid_setting(
                     "resp_init",
                     "values must be finite and >= 0",
                 ));
@@ -434,7 +446,7 @@ impl BayesianGaussianMixtureConfig {
             for (i, row) in r.chunks(k).enumerate() {
                 let s: f64 = row.iter().sum();
                 if (s - 1.0).abs() > 1e-6 {
-                    return Err(GmmError::config(
+                    return Err(GmmError::invalid_setting(
                         "resp_init",
                         format!("row {i} sums to {s}, expected 1"),
                     ));
@@ -823,7 +835,7 @@ fn resolve_priors(
         // Σ w_n rows (N without weights), as the rows repeated that many times would give.
         let w = data.total_weight();
         if config.covariance_prior.is_none() && w <= 1.0 {
-            return Err(GmmError::config(
+            return Err(GmmError::invalid_setting(
                 "sample_weight",
                 format!("the weights sum to {w}; the data covariance of the default covariance_prior needs a total weight > 1 (or give covariance_prior)"),
             ));
@@ -843,7 +855,7 @@ fn resolve_priors(
             if matches!(cov, CovarianceType::Full | CovarianceType::Tied) {
                 let t = tensor_from_f64(p.clone(), [1, d, d], &layout.device, layout.dtype);
                 if linalg::first_bad_factor(linalg::cholesky(t))?.is_some() {
-                    return Err(GmmError::config(
+                    return Err(GmmError::invalid_setting(
                         "covariance_prior",
                         "must be positive definite (its Cholesky factorisation failed)",
                     ));
@@ -891,7 +903,7 @@ pub fn fit_bayesian<'a>(
         });
     }
     if n < 2 {
-        return Err(GmmError::config(
+        return Err(GmmError::invalid_setting(
             "n_samples",
             "a Bayesian Gaussian mixture needs at least 2 rows (the default priors use the data covariance), got 1",
         ));

@@ -46,7 +46,7 @@ impl FromStr for InitMethod {
             "k_means++" | "kmeans++" => Ok(InitMethod::KMeansPlusPlus),
             "random" => Ok(InitMethod::Random),
             "random_from_data" => Ok(InitMethod::RandomFromData),
-            other => Err(GmmError::config(
+            other => Err(GmmError::invalid_setting(
                 "init_params",
                 format!(
                     "unknown init `{other}`; use kmeans, k-means++, random or random-from-data"
@@ -231,7 +231,7 @@ impl GaussianMixtureConfig {
     /// float32's range would become an infinity on the device, and every covariance with it.
     pub fn check_precision(&self, precision: crate::Precision) -> Result<()> {
         if precision == crate::Precision::F32 && self.reg_covar > f32::MAX as f64 {
-            return Err(GmmError::config(
+            return Err(GmmError::invalid_setting(
                 "reg_covar",
                 format!(
                     "{:e} is beyond float32's range (3.4e38); fit in f64 (--dtype f64) or use \
@@ -292,25 +292,28 @@ impl GaussianMixtureConfig {
     pub fn validate(&self, n_features: usize) -> Result<()> {
         let k = self.n_components;
         if k < 1 {
-            return Err(GmmError::config("n_components", "must be >= 1, got 0"));
+            return Err(GmmError::invalid_setting(
+                "n_components",
+                "must be >= 1, got 0",
+            ));
         }
         if !(self.tol.is_finite() && self.tol >= 0.0) {
-            return Err(GmmError::config(
+            return Err(GmmError::invalid_setting(
                 "tol",
                 format!("must be finite and >= 0, got {}", self.tol),
             ));
         }
         if !(self.reg_covar.is_finite() && self.reg_covar >= 0.0) {
-            return Err(GmmError::config(
+            return Err(GmmError::invalid_setting(
                 "reg_covar",
                 format!("must be finite and >= 0, got {}", self.reg_covar),
             ));
         }
         if self.max_iter < 1 {
-            return Err(GmmError::config("max_iter", "must be >= 1, got 0"));
+            return Err(GmmError::invalid_setting("max_iter", "must be >= 1, got 0"));
         }
         if self.n_init < 1 {
-            return Err(GmmError::config("n_init", "must be >= 1, got 0"));
+            return Err(GmmError::invalid_setting("n_init", "must be >= 1, got 0"));
         }
         // The batch holds every restart's covariances and, per chunk, every restart's
         // log-densities: n_init·(rows·D² + K·chunk) values.
@@ -321,7 +324,7 @@ impl GaussianMixtureConfig {
             .and_then(|per| per.checked_mul(self.n_init))
             .filter(|&v| v <= MAX_BATCH_VALUES);
         if batch_values.is_none() {
-            return Err(GmmError::config(
+            return Err(GmmError::invalid_setting(
                 if self.n_init > 1 {
                     "n_init"
                 } else {
@@ -337,27 +340,33 @@ impl GaussianMixtureConfig {
             ));
         }
         if self.n_threads < 1 {
-            return Err(GmmError::config("n_threads", "must be >= 1, got 0"));
+            return Err(GmmError::invalid_setting(
+                "n_threads",
+                "must be >= 1, got 0",
+            ));
         }
         if self.chunk_size == Some(0) {
-            return Err(GmmError::config("chunk_size", "must be >= 1 row, got 0"));
+            return Err(GmmError::invalid_setting(
+                "chunk_size",
+                "must be >= 1 row, got 0",
+            ));
         }
         if let Some(w) = &self.weights_init {
             if w.len() != k {
-                return Err(GmmError::config(
+                return Err(GmmError::invalid_setting(
                     "weights_init",
                     format!("has {} values, expected n_components={k}", w.len()),
                 ));
             }
             if w.iter().any(|v| !(v.is_finite() && *v >= 0.0 && *v <= 1.0)) {
-                return Err(GmmError::config(
+                return Err(GmmError::invalid_setting(
                     "weights_init",
                     "values must lie in [0, 1]",
                 ));
             }
             let s: f64 = w.iter().sum();
             if (1.0 - s).abs() > 1e-6 {
-                return Err(GmmError::config(
+                return Err(GmmError::invalid_setting(
                     "weights_init",
                     format!("must sum to 1, sums to {s}"),
                 ));
@@ -365,7 +374,7 @@ impl GaussianMixtureConfig {
         }
         if let Some(m) = &self.means_init {
             if m.len() != k * n_features {
-                return Err(GmmError::config(
+                return Err(GmmError::invalid_setting(
                     "means_init",
                     format!(
                         "has {} values, expected n_components×n_features = {k}×{n_features}",
@@ -374,13 +383,16 @@ impl GaussianMixtureConfig {
                 ));
             }
             if m.iter().any(|v| !v.is_finite()) {
-                return Err(GmmError::config("means_init", "contains NaN or inf"));
+                return Err(GmmError::invalid_setting(
+                    "means_init",
+                    "contains NaN or inf",
+                ));
             }
         }
         if let Some(p) = &self.precisions_init {
             let want = self.covariance_type.param_len(k, n_features);
             if p.len() != want {
-                return Err(GmmError::config(
+                return Err(GmmError::invalid_setting(
                     "precisions_init",
                     format!(
                         "has {} values, expected {want} for covariance_type={} ({})",
@@ -391,17 +403,23 @@ impl GaussianMixtureConfig {
                 ));
             }
             if p.iter().any(|v| !v.is_finite()) {
-                return Err(GmmError::config("precisions_init", "contains NaN or inf"));
+                return Err(GmmError::invalid_setting(
+                    "precisions_init",
+                    "contains NaN or inf",
+                ));
             }
             if matches!(
                 self.covariance_type,
                 CovarianceType::Diag | CovarianceType::Spherical
             ) && p.iter().any(|v| *v <= 0.0)
             {
-                return Err(GmmError::config("precisions_init", "must be positive"));
+                return Err(GmmError::invalid_setting(
+                    "precisions_init",
+                    "must be positive",
+                ));
             }
             if let Some(bad) = self.covariance_type.first_asymmetric(p, k, n_features) {
-                return Err(GmmError::config(
+                return Err(GmmError::invalid_setting(
                     "precisions_init",
                     format!("matrix {bad} is not symmetric"),
                 ));

@@ -66,7 +66,7 @@ impl FromStr for CovarianceType {
             "tied" => Ok(CovarianceType::Tied),
             "diag" => Ok(CovarianceType::Diag),
             "spherical" => Ok(CovarianceType::Spherical),
-            other => Err(GmmError::config(
+            other => Err(GmmError::invalid_setting(
                 "covariance_type",
                 format!("unknown covariance type `{other}`; use full, tied, diag or spherical"),
             )),

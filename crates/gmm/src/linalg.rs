@@ -165,7 +165,7 @@ pub fn symmetric_pinv_factor_by_svd(a: Tensor<2>, rtol: Option<f64>) -> Result<(
 fn pinv_factor(a: Tensor<2>, rtol: Option<f64>, fast: bool) -> Result<(Tensor<2>, usize)> {
     let [d, d2] = a.dims();
     if d != d2 || d == 0 {
-        return Err(GmmError::config(
+        return Err(GmmError::invalid_setting(
             "matrix",
             format!("pseudo-inverse needs a non-empty square matrix, got {d}x{d2}"),
         ));
@@ -176,7 +176,7 @@ fn pinv_factor(a: Tensor<2>, rtol: Option<f64>, fast: bool) -> Result<(Tensor<2>
     let rtol = rtol.unwrap_or(d as f64 * eps);
     let host = to_f64(a.detach())?;
     if let Some(i) = host.iter().position(|v| !v.is_finite()) {
-        return Err(GmmError::Backend(format!(
+        return Err(GmmError::NumericalFailure(format!(
             "the covariance has a non-finite entry at ({}, {}); check the features",
             i / d,
             i % d
@@ -186,7 +186,7 @@ fn pinv_factor(a: Tensor<2>, rtol: Option<f64>, fast: bool) -> Result<(Tensor<2>
     let max_diag = diag.iter().cloned().fold(0.0_f64, f64::max);
     let live: Vec<usize> = (0..d).filter(|&i| diag[i] > eps * max_diag).collect();
     if live.is_empty() {
-        return Err(GmmError::Backend(
+        return Err(GmmError::NumericalFailure(
             "the covariance is zero (every feature is constant); check the features or add a ridge"
                 .into(),
         ));
@@ -236,7 +236,9 @@ fn pinv_factor(a: Tensor<2>, rtol: Option<f64>, fast: bool) -> Result<(Tensor<2>
     let scale = rtol * trace / k as f64;
     let (u, s, _vt) = try_svd(1e-3 * scale)
         .or_else(|| try_svd(1e-1 * scale))
-        .ok_or_else(|| GmmError::Backend("the SVD of the covariance did not converge".into()))?;
+        .ok_or_else(|| {
+            GmmError::NumericalFailure("the SVD of the covariance did not converge".into())
+        })?;
     let values = to_f64(s)?;
     let u = to_f64(u)?;
     let s_max = values.iter().cloned().fold(0.0_f64, f64::max);

@@ -51,8 +51,8 @@ pub struct EnsembleConfig {
 impl EnsembleConfig {
     fn validate(&self) -> Res<()> {
         if !(self.c.is_finite() && self.c > 0.0) {
-            return Err(OodError::Config {
-                what: "ensemble c",
+            return Err(OodError::InvalidSetting {
+                name: "ensemble c",
                 reason: format!(
                     "the inverse penalty must be a positive number, got {}",
                     self.c
@@ -60,14 +60,14 @@ impl EnsembleConfig {
             });
         }
         if self.max_iter == 0 {
-            return Err(OodError::Config {
-                what: "ensemble max_iter",
+            return Err(OodError::InvalidSetting {
+                name: "ensemble max_iter",
                 reason: "must be >= 1".into(),
             });
         }
         if !(self.tol.is_finite() && self.tol > 0.0) {
-            return Err(OodError::Config {
-                what: "ensemble tol",
+            return Err(OodError::InvalidSetting {
+                name: "ensemble tol",
                 reason: format!("must be a positive number, got {}", self.tol),
             });
         }
@@ -96,8 +96,8 @@ fn check_scores(what: &'static str, layer_scores: &[Vec<f64>], layers: usize) ->
         return Err(OodError::Empty { what });
     }
     if layer_scores.len() != layers {
-        return Err(OodError::Config {
-            what: "layer scores",
+        return Err(OodError::InvalidSetting {
+            name: "layer scores",
             reason: format!(
                 "{what}: expected {layers} layers, got {}; pass the scores of the same layers, in the same order, as the fit",
                 layer_scores.len()
@@ -107,8 +107,8 @@ fn check_scores(what: &'static str, layer_scores: &[Vec<f64>], layers: usize) ->
     let n = layer_scores[0].len();
     for (l, s) in layer_scores.iter().enumerate() {
         if s.len() != n {
-            return Err(OodError::Config {
-                what: "layer scores",
+            return Err(OodError::InvalidSetting {
+                name: "layer scores",
                 reason: format!(
                     "{what}: layer 0 has {n} scores but layer {l} has {}; pass one score per sample and layer",
                     s.len()
@@ -256,8 +256,8 @@ impl Ensemble {
                 host_cholesky_solve(&h, &grad, p)
             });
             let Some(step) = step else {
-                return Err(OodError::Config {
-                    what: "ensemble fit",
+                return Err(OodError::InvalidSetting {
+                    name: "ensemble fit",
                     reason: "the logistic-regression Hessian is not positive definite; pass \
                              non-constant scores of both ID and OOD samples or a smaller c"
                         .into(),
@@ -385,7 +385,7 @@ mod tests {
         let (id, ood) = toy();
         assert!(matches!(
             Ensemble::fit(&id, &ood[..1]),
-            Err(OodError::Config { .. })
+            Err(OodError::InvalidSetting { .. })
         ));
         assert!(matches!(
             Ensemble::fit(&[], &ood),

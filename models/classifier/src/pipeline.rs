@@ -284,44 +284,47 @@ fn log(o: &PipelineOptions, msg: impl AsRef<str>) {
 
 fn check_options(o: &PipelineOptions) -> Result<()> {
     if o.id_classes.len() < 2 {
-        return Err(ClassifierError::config(
+        return Err(ClassifierError::invalid_setting(
             "id_classes",
             "choose at least 2 in-distribution classes",
         ));
     }
     for (i, c) in o.id_classes.iter().enumerate() {
         if !(0..10).contains(c) {
-            return Err(ClassifierError::config(
+            return Err(ClassifierError::invalid_setting(
                 "id_classes",
                 format!("Fashion-MNIST classes are 0..=9, got {c}"),
             ));
         }
         if o.id_classes[..i].contains(c) {
-            return Err(ClassifierError::config(
+            return Err(ClassifierError::invalid_setting(
                 "id_classes",
                 format!("class {c} is listed twice"),
             ));
         }
     }
     if o.id_classes.len() == 10 {
-        return Err(ClassifierError::config(
+        return Err(ClassifierError::invalid_setting(
             "id_classes",
             "leave at least one class out: its test images are the near-OOD set",
         ));
     }
     if let Some(e) = o.epsilon {
         if !(e.is_finite() && e >= 0.0) {
-            return Err(ClassifierError::config(
+            return Err(ClassifierError::invalid_setting(
                 "epsilon",
                 format!("must be finite and >= 0, got {e}"),
             ));
         }
     }
     if o.limit == Some(0) {
-        return Err(ClassifierError::config("limit", "must be at least 1"));
+        return Err(ClassifierError::invalid_setting(
+            "limit",
+            "must be at least 1",
+        ));
     }
     if o.gmm_components == 0 || o.noise_images == 0 || o.eval_batch == 0 {
-        return Err(ClassifierError::config(
+        return Err(ClassifierError::invalid_setting(
             "gmm_components / noise_images / eval_batch",
             "must be at least 1",
         ));
@@ -456,7 +459,7 @@ fn get_model(
             let (model, meta) = load_checkpoint(path, device)?;
             if meta.config != config || meta.classes != o.id_classes {
                 return Err(ClassifierError::Checkpoint {
-                    path: path.display().to_string(),
+                    path: path.to_path_buf(),
                     reason: format!(
                         "it holds a network for classes {:?} with {:?}, but this run asks for classes {:?} with {:?}; pass --retrain to overwrite it or another --checkpoint",
                         meta.classes, meta.config, o.id_classes, config
@@ -603,7 +606,7 @@ pub fn run(o: &PipelineOptions) -> Result<PipelineReport> {
     let t0 = Instant::now();
     let mut seconds = BTreeMap::new();
     std::fs::create_dir_all(&o.out_dir).map_err(|source| ClassifierError::Io {
-        path: o.out_dir.display().to_string(),
+        path: o.out_dir.clone(),
         source,
     })?;
     let device = Backend::Flex.device_for(Precision::F32)?;

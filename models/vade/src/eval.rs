@@ -106,7 +106,7 @@ pub struct RunEvaluation {
 ///
 /// # Errors
 /// [`VadeError::NoCheckpoint`] / [`VadeError::Checkpoint`] for a missing or damaged run;
-/// [`VadeError::Config`] when the run is still pre-training (its prior is not fitted yet, so
+/// [`VadeError::InvalidSetting`] when the run is still pre-training (its prior is not fitted yet, so
 /// it has no clusters: wait for the GMM initialisation) or when the images are not the size
 /// the model was trained on.
 pub fn evaluate_run(
@@ -117,7 +117,7 @@ pub fn evaluate_run(
 ) -> Result<RunEvaluation> {
     let state = read_state(run_dir)?;
     if state.phase == Phase::Pretrain {
-        return Err(VadeError::config(
+        return Err(VadeError::invalid_setting(
             "model",
             format!(
                 "{} is still pre-training the autoencoder (epoch {} of {}); its prior is \
@@ -130,7 +130,7 @@ pub fn evaluate_run(
     }
     let [_, width] = data.images.dims();
     if width != state.config.input_dim {
-        return Err(VadeError::config(
+        return Err(VadeError::invalid_setting(
             "data",
             format!(
                 "the images have {width} pixels, the model in {} was trained on {}",

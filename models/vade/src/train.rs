@@ -450,7 +450,7 @@ fn check_resume(
 /// # Errors
 /// [`VadeError::NonFiniteLoss`] when a batch loss is NaN/inf (the last checkpoint is kept);
 /// [`VadeError::LatentMismatch`] / [`VadeError::ResumeMismatch`] when resuming a different
-/// model; [`VadeError::Config`] for bad settings or a run directory that already holds a run
+/// model; [`VadeError::InvalidSetting`] for bad settings or a run directory that already holds a run
 /// without `resume`; errors of the GMM fit, the metrics and file I/O.
 pub fn train(
     config: &VadeConfig,
@@ -460,7 +460,7 @@ pub fn train(
 ) -> Result<TrainReport> {
     config.validate()?;
     if data.dim() != config.input_dim {
-        return Err(VadeError::config(
+        return Err(VadeError::invalid_setting(
             "input_dim",
             format!(
                 "the images have {} pixels but the model expects {}",
@@ -492,7 +492,7 @@ pub fn train(
         (model, state, Some(from))
     } else {
         if run_dir.join(STATE_FILE).exists() {
-            return Err(VadeError::config(
+            return Err(VadeError::invalid_setting(
                 "output",
                 format!(
                     "{} already holds a VaDE run; pass --resume to continue it, or choose a \

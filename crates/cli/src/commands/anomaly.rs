@@ -171,16 +171,16 @@ fn fit(a: AnomalyFitArgs) -> Result<Value, CliError> {
             .parse::<usize>()
             .ok()
             .filter(|&k| k > 0)
-            .ok_or_else(|| AnomalyError::Config {
-                what: "components",
+            .ok_or_else(|| AnomalyError::InvalidSetting {
+                name: "components",
                 reason: format!("`{}` is not a positive integer or `auto`", a.components),
             })?;
         Components::Fixed(k)
     };
     let bayesian = a.estimator == Estimator::Bayesian;
     if bayesian && auto {
-        return Err(AnomalyError::Config {
-            what: "components",
+        return Err(AnomalyError::InvalidSetting {
+            name: "components",
             reason: "`auto` chooses K by BIC for EM; the variational mixture prunes components itself: give its upper bound K".into(),
         }
         .into());
@@ -284,7 +284,7 @@ fn scores_of(
 /// An error about row `r` of a chunk, renumbered from the input's first row.
 fn at_row(e: AnomalyError, start: usize) -> AnomalyError {
     match e {
-        AnomalyError::NonFiniteRow { row, col, value } => AnomalyError::NonFiniteRow {
+        AnomalyError::NonFinite { row, col, value } => AnomalyError::NonFinite {
             row: row + start,
             col,
             value,

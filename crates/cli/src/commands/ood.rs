@@ -186,7 +186,7 @@ fn eval(a: OodEvalArgs) -> Result<Value, CliError> {
 fn experiment(a: ExperimentArgs) -> Result<Value, CliError> {
     let options = a
         .options()
-        .map_err(|reason| ClassifierError::config("ood experiment", reason))?;
+        .map_err(|reason| ClassifierError::invalid_setting("ood experiment", reason))?;
     let report = mixburn_classifier::run(&options)?;
     Ok(serde_json::to_value(&report).expect("the report serialises"))
 }

@@ -39,9 +39,9 @@ pub fn run(a: SampleArgs) -> Result<Value, CliError> {
     mixburn_data::check_outputs(&outputs)?;
     let model = load_model(&a.model)?;
     let model = model.as_mixture();
-    let backend = *Backend::compiled()
-        .first()
-        .ok_or_else(|| mixburn_gmm::GmmError::config("backend", "this build has no backend"))?;
+    let backend = *Backend::compiled().first().ok_or_else(|| {
+        mixburn_gmm::GmmError::invalid_setting("backend", "this build has no backend")
+    })?;
     let device = backend.device()?;
     let (x, y) = model.sample(a.n, a.seed, &device)?;
     let x = to_f64(x)?;

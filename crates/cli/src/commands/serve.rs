@@ -36,7 +36,7 @@ pub(crate) fn read_token(path: &Path) -> Result<String, CliError> {
     let text = mixburn_data::read_input_text(path)?;
     let token = text.trim_end_matches(['\n', '\r']).to_string();
     if token.is_empty() || token.len() > 4096 {
-        return Err(GmmError::config(
+        return Err(GmmError::invalid_setting(
             "token_file",
             format!(
                 "{} must hold one non-empty token of at most 4096 bytes",
@@ -53,7 +53,7 @@ pub(crate) fn read_token(path: &Path) -> Result<String, CliError> {
 pub fn run(a: ServeArgs) -> Result<Value, CliError> {
     if !a.bind.ip().is_loopback() {
         if !a.allow_remote {
-            return Err(GmmError::config(
+            return Err(GmmError::invalid_setting(
                 "bind",
                 format!(
                     "{} is not a loopback address: WebSocket is unauthenticated, so serving \
@@ -64,7 +64,7 @@ pub fn run(a: ServeArgs) -> Result<Value, CliError> {
             .into());
         }
         if a.token_file.is_none() {
-            return Err(GmmError::config(
+            return Err(GmmError::invalid_setting(
                 "token_file",
                 "serving beyond this machine (--allow-remote) needs a token: give --token-file",
             )
@@ -74,11 +74,12 @@ pub fn run(a: ServeArgs) -> Result<Value, CliError> {
     let token = a.token_file.as_deref().map(read_token).transpose()?;
     let backend = a.backend.backend;
     let device = backend.device()?;
-    let listener = TcpListener::bind(a.bind)
-        .map_err(|e| GmmError::config("bind", format!("cannot listen on {}: {e}", a.bind)))?;
+    let listener = TcpListener::bind(a.bind).map_err(|e| {
+        GmmError::invalid_setting("bind", format!("cannot listen on {}: {e}", a.bind))
+    })?;
     let addr = listener
         .local_addr()
-        .map_err(|e| GmmError::config("bind", e.to_string()))?;
+        .map_err(|e| GmmError::invalid_setting("bind", e.to_string()))?;
     serve(listener, device, token, addr, &backend.to_string())
 }
 
@@ -104,14 +105,14 @@ fn serve(
     let served = match token {
         Some(t) => {
             let auth = TokenAuthorizer::new(t)
-                .map_err(|e| GmmError::config("token_file", format!("{e:?}")))?;
+                .map_err(|e| GmmError::invalid_setting("token_file", format!("{e:?}")))?;
             server
                 .with_authorizer(auth)
                 .serve(WebSocketTransport::from_listener(listener))
         }
         None => server.serve(WebSocketTransport::from_listener(listener)),
     };
-    served.map_err(|e| GmmError::config("bind", format!("serving {url} failed: {e}")))?;
+    served.map_err(|e| GmmError::invalid_setting("bind", format!("serving {url} failed: {e}")))?;
     Ok(json!({ "stopped": url }))
 }
 
@@ -123,7 +124,7 @@ fn serve(
     _addr: SocketAddr,
     _backend: &str,
 ) -> Result<Value, CliError> {
-    Err(GmmError::config(
+    Err(GmmError::invalid_setting(
         "serve",
         "this build has no remote backend: build with the `remote` feature \
          (cargo build --features remote)",

@@ -171,7 +171,7 @@ fn parse_hidden(s: &str) -> Result<Vec<usize>, VadeError> {
         .map(|p| p.trim().parse::<usize>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| {
-            VadeError::config(
+            VadeError::invalid_setting(
                 "hidden",
                 format!("`{s}`: give comma-separated layer sizes such as 500,500,2000"),
             )
