@@ -103,16 +103,7 @@ fn information_criteria_selection_equals_separate_fits() {
         let ks = [1, 2, 3, 4];
         let separate: Vec<_> = ks
             .iter()
-            .map(|&k| {
-                fit(
-                    &GaussianMixtureConfig {
-                        n_components: k,
-                        ..base.clone()
-                    },
-                    &x,
-                )
-                .unwrap()
-            })
+            .map(|&k| fit(&base.clone().with_n_components(k), &x).unwrap())
             .collect();
         for (criterion, value) in [
             (

@@ -140,10 +140,7 @@ impl AnomalyDetector {
         let x: FitData<'a> = x.into();
         Ok(match &config.components {
             Components::Fixed(k) => {
-                let c = GaussianMixtureConfig {
-                    n_components: *k,
-                    ..config.mixture.clone()
-                };
+                let c = config.mixture.clone().with_n_components(*k);
                 (mixburn_gmm::fit(&c, x)?, None)
             }
             Components::Auto(ks) => {
@@ -151,10 +148,7 @@ impl AnomalyDetector {
                     name: "components",
                     reason: "no candidate K to choose from".into(),
                 })?;
-                let base = GaussianMixtureConfig {
-                    n_components: first,
-                    ..config.mixture.clone()
-                };
+                let base = config.mixture.clone().with_n_components(first);
                 let sel = select_n_components(&base, ks, x, &Criterion::Bic)?;
                 (sel.model, Some(sel.candidates))
             }

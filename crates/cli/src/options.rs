@@ -14,7 +14,7 @@ use mixburn_anomaly::{AnomalyError, NanPolicy};
 use mixburn_gmm::backend::{Backend, Precision};
 use mixburn_gmm::burn::tensor::Device;
 use mixburn_gmm::{
-    CovarianceType, EstepForm, GaussianMixtureConfig, GmmError, InitMethod,
+    CovarianceType, EstepForm, GaussianMixtureConfig, GmmError, InitMethod, MixtureSettings,
     WeightConcentrationPriorType,
 };
 use mixburn_ood::metrics::Positive;
@@ -362,17 +362,20 @@ impl EmOptions {
     /// The configuration of a fit with `k` components.
     pub(crate) fn config(&self, k: usize) -> Result<GaussianMixtureConfig, CliError> {
         Ok(GaussianMixtureConfig {
-            n_components: k,
-            covariance_type: self.covariance,
-            tol: self.tol,
-            reg_covar: self.reg_covar,
-            max_iter: self.max_iter,
-            n_init: self.n_init,
-            init_params: self.init,
-            seed: Some(self.seed),
-            chunk_size: self.chunk_size,
-            max_memory_bytes: self.compute.max_memory_bytes()?,
-            estep_form: self.estep_form,
+            settings: MixtureSettings {
+                n_components: k,
+                covariance_type: self.covariance,
+                tol: self.tol,
+                reg_covar: self.reg_covar,
+                max_iter: self.max_iter,
+                n_init: self.n_init,
+                init_params: self.init,
+                seed: Some(self.seed),
+                chunk_size: self.chunk_size,
+                max_memory_bytes: self.compute.max_memory_bytes()?,
+                estep_form: self.estep_form,
+                ..MixtureSettings::default()
+            },
             ..GaussianMixtureConfig::default()
         })
     }

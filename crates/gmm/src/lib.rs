@@ -85,7 +85,7 @@ pub use bayesian::{
 pub use budget::{chunk_rows_for, parse_bytes, DEFAULT_MAX_MEMORY_BYTES};
 /// Burn itself, re-exported so that users name the same `Device` and `Tensor` types.
 pub use burn;
-pub use config::{GaussianMixtureConfig, InitMethod};
+pub use config::{GaussianMixtureConfig, InitMethod, MixtureSettings};
 pub use covariance::CovarianceType;
 pub use em::{fit, fit_resuming, fit_warm, Checkpoint};
 pub use error::{GmmError, Result};

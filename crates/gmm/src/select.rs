@@ -246,9 +246,8 @@ pub fn select_n_components<'a>(
     let mut scored = Vec::with_capacity(candidates.len());
     for &k in candidates {
         let config = GaussianMixtureConfig {
-            n_components: k,
             warm_start: false,
-            ..base.clone()
+            ..base.clone().with_n_components(k)
         };
         let model = fit(&config, x)?;
         let (total, weight) = model.weighted_log_likelihood(x, budget)?;

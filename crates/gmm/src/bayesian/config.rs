@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{GaussianMixtureConfig, InitMethod};
+use crate::config::{shared_settings, GaussianMixtureConfig, MixtureSettings};
 use crate::covariance::CovarianceType;
 use crate::error::{GmmError, Result};
 
@@ -64,20 +64,11 @@ impl FromStr for WeightConcentrationPriorType {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct BayesianGaussianMixtureConfig {
-    /// Upper bound K on the number of components (default 1).
-    pub n_components: usize,
-    /// Covariance parametrisation (default full).
-    pub covariance_type: CovarianceType,
-    /// Convergence threshold on the change of the (total) lower bound (default 1e-3).
-    pub tol: f64,
-    /// Non-negative value added to the diagonals of the responsibilities' scatter (default 1e-6).
-    pub reg_covar: f64,
-    /// Maximum number of iterations per restart (default 100).
-    pub max_iter: usize,
-    /// Number of restarts, batched; the highest lower bound wins (default 1).
-    pub n_init: usize,
-    /// Initialisation of the responsibilities (default kmeans).
-    pub init_params: InitMethod,
+    /// The settings shared with [`GaussianMixtureConfig`]: K (the upper bound), covariance
+    /// type, tol (on the total lower bound), reg_covar (added to the responsibilities'
+    /// scatter), max_iter, n_init, init_params, seed, chunk and memory settings, threads.
+    #[serde(flatten)]
+    pub settings: MixtureSettings,
     /// Dirichlet process (default) or Dirichlet distribution prior on the weights.
     pub weight_concentration_prior_type: WeightConcentrationPriorType,
     /// `γ` (Dirichlet process) or `α` (Dirichlet distribution), > 0; `None` → `1/K`.
@@ -98,21 +89,9 @@ pub struct BayesianGaussianMixtureConfig {
     /// and summing to 1 (the initialisation is one variational M-step from them, scikit-learn's
     /// `_initialize(X, resp)`). Every restart would be the same, so one runs.
     pub resp_init: Option<Vec<f64>>,
-    /// Seed of every random choice (`random_state`); `None` draws one from the OS.
-    pub seed: Option<u64>,
-    /// Rows processed per tensor chunk, overriding the budget's (see
-    /// [`GaussianMixtureConfig::chunk_size`]).
-    pub chunk_size: Option<usize>,
-    /// Memory budget in bytes (see [`GaussianMixtureConfig::max_memory_bytes`]).
-    pub max_memory_bytes: usize,
-    /// Form of the E-step for full and tied covariances (see [`crate::form`]).
-    pub estep_form: crate::form::EstepForm,
-    /// Byte budget for keeping the per-row features between iterations (see
-    /// [`GaussianMixtureConfig::feature_cache_bytes`]).
-    pub feature_cache_bytes: usize,
-    /// Host threads of a pass over the rows.
-    pub n_threads: usize,
 }
+
+shared_settings!(BayesianGaussianMixtureConfig);
 
 impl Default for BayesianGaussianMixtureConfig {
     fn default() -> Self {
@@ -127,13 +106,7 @@ impl BayesianGaussianMixtureConfig {
     /// counterpart here and are not read. The inverse of `shared`.
     pub fn from_shared(g: &GaussianMixtureConfig) -> Self {
         Self {
-            n_components: g.n_components,
-            covariance_type: g.covariance_type,
-            tol: g.tol,
-            reg_covar: g.reg_covar,
-            max_iter: g.max_iter,
-            n_init: g.n_init,
-            init_params: g.init_params,
+            settings: g.settings.clone(),
             weight_concentration_prior_type: WeightConcentrationPriorType::default(),
             weight_concentration_prior: None,
             mean_precision_prior: None,
@@ -141,51 +114,12 @@ impl BayesianGaussianMixtureConfig {
             degrees_of_freedom_prior: None,
             covariance_prior: None,
             resp_init: None,
-            seed: g.seed,
-            chunk_size: g.chunk_size,
-            max_memory_bytes: g.max_memory_bytes,
-            estep_form: g.estep_form,
-            feature_cache_bytes: g.feature_cache_bytes,
-            n_threads: g.n_threads,
         }
     }
 
     /// A default configuration with at most `n_components` components.
     pub fn new(n_components: usize) -> Self {
-        Self {
-            n_components,
-            ..Self::default()
-        }
-    }
-    /// Sets the covariance type.
-    pub fn with_covariance_type(mut self, c: CovarianceType) -> Self {
-        self.covariance_type = c;
-        self
-    }
-    /// Sets `tol`.
-    pub fn with_tol(mut self, tol: f64) -> Self {
-        self.tol = tol;
-        self
-    }
-    /// Sets `reg_covar`.
-    pub fn with_reg_covar(mut self, reg: f64) -> Self {
-        self.reg_covar = reg;
-        self
-    }
-    /// Sets `max_iter`.
-    pub fn with_max_iter(mut self, n: usize) -> Self {
-        self.max_iter = n;
-        self
-    }
-    /// Sets `n_init`.
-    pub fn with_n_init(mut self, n: usize) -> Self {
-        self.n_init = n;
-        self
-    }
-    /// Sets `init_params`.
-    pub fn with_init_params(mut self, m: InitMethod) -> Self {
-        self.init_params = m;
-        self
+        Self::default().with_n_components(n_components)
     }
     /// Sets the weight prior's type.
     pub fn with_weight_concentration_prior_type(mut self, t: WeightConcentrationPriorType) -> Self {
@@ -222,54 +156,12 @@ impl BayesianGaussianMixtureConfig {
         self.resp_init = Some(r);
         self
     }
-    /// Sets the seed.
-    pub fn with_seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
-        self
-    }
-    /// Sets the rows per chunk (overriding the budget's).
-    pub fn with_chunk_size(mut self, rows: usize) -> Self {
-        self.chunk_size = Some(rows);
-        self
-    }
-    /// Sets the memory budget in bytes.
-    pub fn with_max_memory_bytes(mut self, bytes: usize) -> Self {
-        self.max_memory_bytes = bytes;
-        self
-    }
-    /// Sets the form of the E-step for full and tied covariances.
-    pub fn with_estep_form(mut self, form: crate::form::EstepForm) -> Self {
-        self.estep_form = form;
-        self
-    }
-    /// Sets the feature-cache budget in bytes (0 disables the cache).
-    pub fn with_feature_cache_bytes(mut self, bytes: usize) -> Self {
-        self.feature_cache_bytes = bytes;
-        self
-    }
-    /// Sets the number of host threads of a pass.
-    pub fn with_n_threads(mut self, n: usize) -> Self {
-        self.n_threads = n;
-        self
-    }
 
     /// The fields shared with [`GaussianMixtureConfig`], as one (its checks and the
     /// initialisation read it).
     pub(crate) fn shared(&self) -> GaussianMixtureConfig {
         GaussianMixtureConfig {
-            n_components: self.n_components,
-            covariance_type: self.covariance_type,
-            tol: self.tol,
-            reg_covar: self.reg_covar,
-            max_iter: self.max_iter,
-            n_init: self.n_init,
-            init_params: self.init_params,
-            seed: self.seed,
-            chunk_size: self.chunk_size,
-            max_memory_bytes: self.max_memory_bytes,
-            estep_form: self.estep_form,
-            feature_cache_bytes: self.feature_cache_bytes,
-            n_threads: self.n_threads,
+            settings: self.settings.clone(),
             ..GaussianMixtureConfig::default()
         }
     }
