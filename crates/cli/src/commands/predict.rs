@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use clap::Args;
 use mixburn_data::{write_vector_npy_streamed, ElemType, Matrix, VectorKind};
 use mixburn_gmm::host::{to_f64, to_i64};
-use mixburn_gmm::Mixture;
 use serde_json::{json, Value};
 
 use crate::{finite_from, model_and_data, CliError, Compute};

@@ -7,7 +7,6 @@ use mixburn_data::{ElemType, Matrix};
 use mixburn_gmm::backend::Backend;
 use mixburn_gmm::ensure_finite;
 use mixburn_gmm::host::{to_f64, to_i64};
-use mixburn_gmm::Mixture;
 use serde_json::{json, Value};
 
 use crate::{load_model, CliError};

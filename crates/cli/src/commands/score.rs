@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use mixburn_data::{write_vector_npy_streamed, VectorKind, VectorSink};
 use mixburn_gmm::host::to_f64;
-use mixburn_gmm::{Mixture, ScoredChunk};
+use mixburn_gmm::ScoredChunk;
 use serde_json::{json, Value};
 
 use crate::{finite_from, model_and_data, CliError, Compute};

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use mixburn_gmm::backend::Precision;
-use mixburn_gmm::{select_n_components, Criterion, Folds, Mixture};
+use mixburn_gmm::{select_n_components, Criterion, Folds};
 use serde_json::{json, Value};
 
 use crate::options::{choice, CriterionChoice};
