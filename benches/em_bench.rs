@@ -203,16 +203,10 @@ fn run() -> Result<Value, String> {
         }
     };
     // The same settings (tol 0, chunks, threads, cache), from k-means with seed 0.
-    let bayes = BayesianGaussianMixtureConfig {
-        seed: Some(0),
-        ..BayesianGaussianMixtureConfig::from_shared(&config)
-    };
+    let bayes = BayesianGaussianMixtureConfig::from_shared(&config).with_seed(0);
     let run_fit = |max_iter: usize| -> Result<(), String> {
         if bayesian {
-            let c = BayesianGaussianMixtureConfig {
-                max_iter,
-                ..bayes.clone()
-            };
+            let c = bayes.clone().with_max_iter(max_iter);
             fit_bayesian(&c, &x).map(|_| ())
         } else {
             fit(&config.clone().with_max_iter(max_iter), &x).map(|_| ())

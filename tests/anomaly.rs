@@ -316,7 +316,7 @@ fn contamination_outside_zero_to_a_half_is_refused_before_fitting() {
         // K = 1000 > N: a fit would fail on too few rows, so the contamination is checked first.
         let config = AnomalyConfig::new(Components::Fixed(1000)).with_contamination(c);
         match AnomalyDetector::fit(&config, &x) {
-            Err(AnomalyError::Config { what, reason }) => {
+            Err(AnomalyError::InvalidSetting { name: what, reason }) => {
                 assert_eq!(what, "contamination");
                 assert!(reason.contains("(0, 0.5]"), "{reason}");
             }
@@ -406,7 +406,7 @@ fn data_of_another_width_and_non_finite_rows_are_refused_or_scored_inf_on_reques
     let t = tensor_from_f64(values, [n, d], &device, Precision::F64.dtype());
     let err = det.score(&t).unwrap_err();
     assert!(
-        matches!(err, AnomalyError::NonFiniteRow { row: 3, col: 1, .. }),
+        matches!(err, AnomalyError::NonFinite { row: 3, col: 1, .. }),
         "{err:?}"
     );
     assert!(err.to_string().contains("row 3"), "{err}");

@@ -418,7 +418,7 @@ fn invalid_configurations_are_refused_with_the_parameter_and_reason() {
     for (config, want) in cases {
         let err = fit_bayesian(&config, &x).unwrap_err();
         assert!(
-            matches!(err, GmmError::InvalidConfig { .. }),
+            matches!(err, GmmError::InvalidSetting { .. }),
             "{want}: got {err:?}"
         );
         assert!(err.to_string().contains(want), "{err} does not say {want}");

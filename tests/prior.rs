@@ -644,8 +644,10 @@ fn sampling_is_reproducible_per_seed_and_rejects_a_missing_component() {
         "n = 0 gives empty tensors"
     );
     match prior.try_sample_component(3, 10, 0) {
-        Err(PriorError::InvalidArgument(msg)) => assert!(msg.contains("0..3"), "{msg}"),
-        other => panic!("expected InvalidArgument, got {other:?}"),
+        Err(PriorError::InvalidSetting { reason: msg, .. }) => {
+            assert!(msg.contains("0..3"), "{msg}")
+        }
+        other => panic!("expected InvalidSetting, got {other:?}"),
     }
 }
 
@@ -685,7 +687,10 @@ fn init_gives_uniform_weights_unit_variances_and_seeded_means() {
         GmmPriorConfig::new(2, 2).with_log_var_floor(f64::NAN),
     ] {
         assert!(
-            matches!(bad.try_init(&device), Err(PriorError::InvalidArgument(_))),
+            matches!(
+                bad.try_init(&device),
+                Err(PriorError::InvalidSetting { .. })
+            ),
             "{bad:?} must be refused"
         );
     }

@@ -102,8 +102,8 @@ fn invalid_configurations_are_rejected_once_with_the_parameter_named() {
     ];
     for (config, param) in cases {
         match fit(&config, &x) {
-            Err(GmmError::InvalidConfig { param: p, .. }) => assert_eq!(p, param),
-            other => panic!("{param}: expected InvalidConfig, got {other:?}"),
+            Err(GmmError::InvalidSetting { name: p, .. }) => assert_eq!(p, param),
+            other => panic!("{param}: expected InvalidSetting, got {other:?}"),
         }
     }
 }

@@ -103,16 +103,7 @@ fn information_criteria_selection_equals_separate_fits() {
         let ks = [1, 2, 3, 4];
         let separate: Vec<_> = ks
             .iter()
-            .map(|&k| {
-                fit(
-                    &GaussianMixtureConfig {
-                        n_components: k,
-                        ..base.clone()
-                    },
-                    &x,
-                )
-                .unwrap()
-            })
+            .map(|&k| fit(&base.clone().with_n_components(k), &x).unwrap())
             .collect();
         for (criterion, value) in [
             (
@@ -189,8 +180,8 @@ fn selection_refuses_bad_requests_with_a_reason() {
     assert!(
         matches!(
             e,
-            GmmError::InvalidConfig {
-                param: "n_folds",
+            GmmError::InvalidSetting {
+                name: "n_folds",
                 ..
             }
         ) && e.to_string().contains("200 rows"),

@@ -73,7 +73,7 @@ impl AnomalyConfig {
 /// What to do with rows holding NaN or an infinity at scoring time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum NanPolicy {
-    /// Refuse, naming the first such row ([`AnomalyError::NonFiniteRow`]).
+    /// Refuse, naming the first such row ([`AnomalyError::NonFinite`]).
     #[default]
     Error,
     /// Score such rows `+inf` (always flagged; explained by component −1).
@@ -86,8 +86,8 @@ impl std::str::FromStr for NanPolicy {
         match s.to_ascii_lowercase().as_str() {
             "error" => Ok(NanPolicy::Error),
             "inf" => Ok(NanPolicy::Inf),
-            other => Err(AnomalyError::Config {
-                what: "nan policy",
+            other => Err(AnomalyError::InvalidSetting {
+                name: "nan policy",
                 reason: format!("unknown policy `{other}`; use error or inf"),
             }),
         }
@@ -140,21 +140,15 @@ impl AnomalyDetector {
         let x: FitData<'a> = x.into();
         Ok(match &config.components {
             Components::Fixed(k) => {
-                let c = GaussianMixtureConfig {
-                    n_components: *k,
-                    ..config.mixture.clone()
-                };
+                let c = config.mixture.clone().with_n_components(*k);
                 (mixburn_gmm::fit(&c, x)?, None)
             }
             Components::Auto(ks) => {
-                let first = *ks.first().ok_or_else(|| AnomalyError::Config {
-                    what: "components",
+                let first = *ks.first().ok_or_else(|| AnomalyError::InvalidSetting {
+                    name: "components",
                     reason: "no candidate K to choose from".into(),
                 })?;
-                let base = GaussianMixtureConfig {
-                    n_components: first,
-                    ..config.mixture.clone()
-                };
+                let base = config.mixture.clone().with_n_components(first);
                 let sel = select_n_components(&base, ks, x, &Criterion::Bic)?;
                 (sel.model, Some(sel.candidates))
             }
@@ -211,8 +205,8 @@ impl AnomalyDetector {
     ) -> Result<Self> {
         rule.validate()?;
         if !threshold.is_finite() {
-            return Err(AnomalyError::Config {
-                what: "threshold",
+            return Err(AnomalyError::InvalidSetting {
+                name: "threshold",
                 reason: format!("{threshold} is not a finite number"),
             });
         }
@@ -281,7 +275,7 @@ impl AnomalyDetector {
             NanPolicy::Error => {
                 let values = to_f64(x.clone())?;
                 let i = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
-                Err(AnomalyError::NonFiniteRow {
+                Err(AnomalyError::NonFinite {
                     row: i / d,
                     col: i % d,
                     value: values[i],

@@ -11,17 +11,17 @@ pub enum AnomalyError {
     /// Reading or writing a file failed.
     #[error(transparent)]
     Data(#[from] mixburn_data::DataError),
-    /// An invalid setting.
-    #[error("invalid {what}: {reason}")]
-    Config {
+    /// An invalid setting (the project's one shape of this error, `GmmError::InvalidSetting`).
+    #[error("invalid {name}: {reason}")]
+    InvalidSetting {
         /// The setting.
-        what: &'static str,
+        name: &'static str,
         /// What is wrong and what is allowed.
         reason: String,
     },
     /// A row to score holds NaN or an infinity.
     #[error("row {row} has a non-finite value ({value}) in column {col}; remove or impute such rows, or ask for them to be scored as +inf (NanPolicy::Inf, `--nan-policy inf`)")]
-    NonFiniteRow {
+    NonFinite {
         /// 0-based row.
         row: usize,
         /// 0-based column.

@@ -37,8 +37,8 @@ impl ThresholdRule {
         match *self {
             ThresholdRule::Contamination { contamination: c } => {
                 if !(c > 0.0 && c <= 0.5) {
-                    return Err(AnomalyError::Config {
-                        what: "contamination",
+                    return Err(AnomalyError::InvalidSetting {
+                        name: "contamination",
                         reason: format!(
                             "{c} is outside (0, 0.5]; pass the expected fraction of anomalies in the training data, e.g. 0.1"
                         ),
@@ -47,8 +47,8 @@ impl ThresholdRule {
             }
             ThresholdRule::FalseAlarmRate { rate } => {
                 if !(rate > 0.0 && rate < 1.0) {
-                    return Err(AnomalyError::Config {
-                        what: "false-alarm rate",
+                    return Err(AnomalyError::InvalidSetting {
+                        name: "false-alarm rate",
                         reason: format!(
                             "{rate} is outside (0, 1); pass the fraction of normal rows that may be flagged, e.g. 0.05"
                         ),
@@ -77,8 +77,8 @@ impl ThresholdRule {
             });
         }
         if let Some(v) = scores.iter().find(|v| !v.is_finite()) {
-            return Err(AnomalyError::Config {
-                what: "threshold",
+            return Err(AnomalyError::InvalidSetting {
+                name: "threshold",
                 reason: format!("a score that sets the threshold is {v}; its rows must be finite"),
             });
         }

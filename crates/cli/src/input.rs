@@ -363,7 +363,7 @@ fn is_row_file(path: &Path) -> Result<bool, CliError> {
 pub(crate) fn read_sample_weight(path: &Path, n: usize) -> Result<Vec<f64>, CliError> {
     let v = VectorFile::open(path)?;
     if v.len() != n {
-        return Err(GmmError::config(
+        return Err(GmmError::invalid_setting(
             "sample_weight",
             format!(
                 "{} has {} weights for {n} rows: give one weight per row",

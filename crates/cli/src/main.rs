@@ -6,7 +6,18 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = mixburn::Cli::parse();
+    let cli = match mixburn::Cli::try_parse() {
+        Ok(cli) => cli,
+        // A refused choice is one error line, like every other failure; clap prints the
+        // rest (usage errors, --help, --version) itself.
+        Err(e) => match mixburn::refused_choice(&e) {
+            Some(message) => {
+                eprintln!("mixburn: error: {message}");
+                return ExitCode::FAILURE;
+            }
+            None => e.exit(),
+        },
+    };
     let bar = mixburn::progress_bar();
     // A panic (a bug, or a lost worker's connection inside the backend) is reported as one
     // error line, like every other failure, not as a trace.

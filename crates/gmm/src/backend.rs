@@ -76,7 +76,7 @@ impl FromStr for Precision {
         match s.to_ascii_lowercase().as_str() {
             "f32" | "float32" => Ok(Precision::F32),
             "f64" | "float64" => Ok(Precision::F64),
-            other => Err(GmmError::config(
+            other => Err(GmmError::invalid_setting(
                 "dtype",
                 format!("unknown dtype `{other}`; use f32 or f64"),
             )),
@@ -101,7 +101,7 @@ impl FromStr for Backend {
             "flex" => Ok(Backend::Flex),
             "ndarray" => Ok(Backend::Ndarray),
             "wgpu" => Ok(Backend::Wgpu),
-            other => Err(GmmError::config(
+            other => Err(GmmError::invalid_setting(
                 "backend",
                 format!("unknown backend `{other}`; use flex, ndarray or wgpu"),
             )),

@@ -111,7 +111,7 @@ pub fn format_bytes(n: usize) -> String {
 /// allowed: `2GiB`, `512 MB`, `1.5GiB`.
 pub fn parse_bytes(text: &str) -> Result<usize> {
     let bad = || {
-        GmmError::config(
+        GmmError::invalid_setting(
             "max_memory_bytes",
             format!("`{text}` is not a size like 2GiB, 512MB, 64KiB or 1048576"),
         )

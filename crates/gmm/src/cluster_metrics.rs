@@ -59,13 +59,13 @@ struct Encoded {
 
 fn check_and_encode(labels_true: &[i64], labels_pred: &[i64]) -> Result<Encoded> {
     if labels_true.is_empty() {
-        return Err(GmmError::config(
+        return Err(GmmError::invalid_setting(
             "labels_true",
             "is empty; pass one true label per sample",
         ));
     }
     if labels_pred.len() != labels_true.len() {
-        return Err(GmmError::config(
+        return Err(GmmError::invalid_setting(
             "labels_pred",
             format!(
                 "has {} labels but labels_true has {}; pass one predicted label per sample",
@@ -106,7 +106,7 @@ fn sparse_cells(e: &Encoded) -> Vec<(usize, usize, u64)> {
 fn dense_counts(e: &Encoded, what: &'static str) -> Result<Vec<u64>> {
     let (nc, nk) = (e.classes.len(), e.clusters.len());
     if nc.saturating_mul(nk) > MAX_DENSE_CELLS {
-        return Err(GmmError::config(
+        return Err(GmmError::invalid_setting(
             what,
             format!(
                 "the labelings have {nc} classes and {nk} clusters, a {nc}x{nk} table is larger \
@@ -158,8 +158,9 @@ pub fn clustering_accuracy(labels_true: &[i64], labels_pred: &[i64]) -> Result<f
         counts.iter().map(|&v| v as i64).collect()
     };
     let (rows, cols) = if nk <= nc { (nk, nc) } else { (nc, nk) };
-    let matrix = Matrix::from_vec(rows, cols, weights)
-        .map_err(|err| GmmError::config("labels_pred", format!("contingency table: {err}")))?;
+    let matrix = Matrix::from_vec(rows, cols, weights).map_err(|err| {
+        GmmError::invalid_setting("labels_pred", format!("contingency table: {err}"))
+    })?;
     let (matched, _) = kuhn_munkres(&matrix);
     Ok(matched as f64 / labels_true.len() as f64)
 }
@@ -357,15 +358,15 @@ mod tests {
     fn empty_or_mismatched_inputs_are_errors() {
         assert!(matches!(
             clustering_accuracy(&[], &[]),
-            Err(GmmError::InvalidConfig {
-                param: "labels_true",
+            Err(GmmError::InvalidSetting {
+                name: "labels_true",
                 ..
             })
         ));
         assert!(matches!(
             normalized_mutual_info(&[1, 2], &[1]),
-            Err(GmmError::InvalidConfig {
-                param: "labels_pred",
+            Err(GmmError::InvalidSetting {
+                name: "labels_pred",
                 ..
             })
         ));

@@ -46,7 +46,7 @@ impl FromStr for InitMethod {
             "k_means++" | "kmeans++" => Ok(InitMethod::KMeansPlusPlus),
             "random" => Ok(InitMethod::Random),
             "random_from_data" => Ok(InitMethod::RandomFromData),
-            other => Err(GmmError::config(
+            other => Err(GmmError::invalid_setting(
                 "init_params",
                 format!(
                     "unknown init `{other}`; use kmeans, k-means++, random or random-from-data"
@@ -60,34 +60,29 @@ impl FromStr for InitMethod {
 /// covariances of D² — one for tied — plus K log-densities per chunk row): 2^30, 8 GiB in f64.
 pub const MAX_BATCH_VALUES: usize = 1 << 30;
 
-/// Configuration of [`crate::GaussianMixture`] fits. Field names and defaults follow
-/// scikit-learn's `GaussianMixture`.
+/// The settings both estimators share, with scikit-learn's names and defaults: embedded as
+/// `settings` in [`GaussianMixtureConfig`] and [`crate::BayesianGaussianMixtureConfig`], whose
+/// fields read through to it (`config.n_components`) and whose builders set it
+/// (`with_covariance_type`, `with_seed`, ...).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct GaussianMixtureConfig {
-    /// Number of mixture components K (default 1).
+pub struct MixtureSettings {
+    /// Number of mixture components K; the variational mixture's upper bound (default 1).
     pub n_components: usize,
     /// Covariance parametrisation (default full).
     pub covariance_type: CovarianceType,
-    /// Convergence threshold on the change of the mean log-likelihood per sample (default 1e-3).
+    /// Convergence threshold on the change between iterations of the mean log-likelihood per
+    /// sample (EM) or of the total lower bound (variational) (default 1e-3).
     pub tol: f64,
-    /// Non-negative value added to the covariance diagonals (default 1e-6).
+    /// Non-negative value added to the covariance (EM) or responsibility-scatter (variational)
+    /// diagonals (default 1e-6).
     pub reg_covar: f64,
-    /// Maximum number of EM iterations per restart (default 100).
+    /// Maximum number of iterations per restart (default 100).
     pub max_iter: usize,
     /// Number of restarts, run together as one batched program; the best is kept (default 1).
     pub n_init: usize,
     /// Initialisation of the responsibilities (default kmeans).
     pub init_params: InitMethod,
-    /// Initial weights, length K, non-negative, summing to 1.
-    pub weights_init: Option<Vec<f64>>,
-    /// Initial means, row-major K×D.
-    pub means_init: Option<Vec<f64>>,
-    /// Initial precisions (inverse covariances), row-major in the covariance type's shape:
-    /// full K×D×D, tied D×D, diag K×D, spherical K.
-    pub precisions_init: Option<Vec<f64>>,
-    /// Start from a previous fit's parameters (see [`crate::fit_warm`]); implies one restart.
-    pub warm_start: bool,
     /// Seed of every random choice (`random_state`); `None` draws one from the OS.
     pub seed: Option<u64>,
     /// Rows processed per tensor chunk, overriding the rows derived from `max_memory_bytes`
@@ -102,7 +97,7 @@ pub struct GaussianMixtureConfig {
     /// the cheaper that fits the budget, see [`crate::form`]).
     pub estep_form: EstepForm,
     /// Largest size in bytes of the data plus its per-row features `[x_i x_j, x, 1]`, above
-    /// which the features are recomputed every EM iteration instead of kept (default 256 MiB;
+    /// which the features are recomputed every iteration instead of kept (default 256 MiB;
     /// 0 always recomputes, for the smallest memory; also capped by what `max_memory_bytes`
     /// leaves; the whitened form has no features).
     pub feature_cache_bytes: usize,
@@ -111,7 +106,7 @@ pub struct GaussianMixtureConfig {
     pub n_threads: usize,
 }
 
-impl Default for GaussianMixtureConfig {
+impl Default for MixtureSettings {
     fn default() -> Self {
         Self {
             n_components: 1,
@@ -121,10 +116,6 @@ impl Default for GaussianMixtureConfig {
             max_iter: 100,
             n_init: 1,
             init_params: InitMethod::Kmeans,
-            weights_init: None,
-            means_init: None,
-            precisions_init: None,
-            warm_start: false,
             seed: None,
             chunk_size: None,
             max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
@@ -137,75 +128,123 @@ impl Default for GaussianMixtureConfig {
     }
 }
 
+/// For a configuration with a `settings: MixtureSettings` field: its fields read and write
+/// through (`Deref`, `DerefMut`), and the builders of the shared settings.
+macro_rules! shared_settings {
+    ($config:ty) => {
+        impl std::ops::Deref for $config {
+            type Target = $crate::config::MixtureSettings;
+            fn deref(&self) -> &Self::Target {
+                &self.settings
+            }
+        }
+
+        impl std::ops::DerefMut for $config {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.settings
+            }
+        }
+
+        impl $config {
+            /// Sets the number of components K.
+            pub fn with_n_components(mut self, k: usize) -> Self {
+                self.settings.n_components = k;
+                self
+            }
+            /// Sets the covariance type.
+            pub fn with_covariance_type(mut self, c: $crate::CovarianceType) -> Self {
+                self.settings.covariance_type = c;
+                self
+            }
+            /// Sets `tol`.
+            pub fn with_tol(mut self, tol: f64) -> Self {
+                self.settings.tol = tol;
+                self
+            }
+            /// Sets `reg_covar`.
+            pub fn with_reg_covar(mut self, reg: f64) -> Self {
+                self.settings.reg_covar = reg;
+                self
+            }
+            /// Sets `max_iter`.
+            pub fn with_max_iter(mut self, n: usize) -> Self {
+                self.settings.max_iter = n;
+                self
+            }
+            /// Sets `n_init`.
+            pub fn with_n_init(mut self, n: usize) -> Self {
+                self.settings.n_init = n;
+                self
+            }
+            /// Sets `init_params`.
+            pub fn with_init_params(mut self, m: $crate::InitMethod) -> Self {
+                self.settings.init_params = m;
+                self
+            }
+            /// Sets the seed.
+            pub fn with_seed(mut self, seed: u64) -> Self {
+                self.settings.seed = Some(seed);
+                self
+            }
+            /// Sets the rows per chunk (overriding the budget's).
+            pub fn with_chunk_size(mut self, rows: usize) -> Self {
+                self.settings.chunk_size = Some(rows);
+                self
+            }
+            /// Sets the memory budget in bytes.
+            pub fn with_max_memory_bytes(mut self, bytes: usize) -> Self {
+                self.settings.max_memory_bytes = bytes;
+                self
+            }
+            /// Sets the form of the E-step for full and tied covariances.
+            pub fn with_estep_form(mut self, form: $crate::EstepForm) -> Self {
+                self.settings.estep_form = form;
+                self
+            }
+            /// Sets the feature-cache budget in bytes (0 disables the cache).
+            pub fn with_feature_cache_bytes(mut self, bytes: usize) -> Self {
+                self.settings.feature_cache_bytes = bytes;
+                self
+            }
+            /// Sets the number of host threads of a pass.
+            pub fn with_n_threads(mut self, n: usize) -> Self {
+                self.settings.n_threads = n;
+                self
+            }
+        }
+    };
+}
+pub(crate) use shared_settings;
+
+/// Configuration of [`crate::GaussianMixture`] fits. Field names and defaults follow
+/// scikit-learn's `GaussianMixture`; the settings shared with the variational mixture are
+/// [`MixtureSettings`] (read through: `config.n_components`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GaussianMixtureConfig {
+    /// K, covariance type, tol, reg_covar, max_iter, n_init, init_params, seed, chunk and
+    /// memory settings, threads.
+    #[serde(flatten)]
+    pub settings: MixtureSettings,
+    /// Initial weights, length K, non-negative, summing to 1.
+    pub weights_init: Option<Vec<f64>>,
+    /// Initial means, row-major K×D.
+    pub means_init: Option<Vec<f64>>,
+    /// Initial precisions (inverse covariances), row-major in the covariance type's shape:
+    /// full K×D×D, tied D×D, diag K×D, spherical K.
+    pub precisions_init: Option<Vec<f64>>,
+    /// Start from a previous fit's parameters (see [`crate::fit_warm`]); implies one restart.
+    pub warm_start: bool,
+}
+
+shared_settings!(GaussianMixtureConfig);
+
 impl GaussianMixtureConfig {
     /// A default configuration with `n_components` components.
     pub fn new(n_components: usize) -> Self {
-        Self {
-            n_components,
-            ..Self::default()
-        }
+        Self::default().with_n_components(n_components)
     }
 
-    /// Sets the covariance type.
-    pub fn with_covariance_type(mut self, c: CovarianceType) -> Self {
-        self.covariance_type = c;
-        self
-    }
-    /// Sets `tol`.
-    pub fn with_tol(mut self, tol: f64) -> Self {
-        self.tol = tol;
-        self
-    }
-    /// Sets `reg_covar`.
-    pub fn with_reg_covar(mut self, reg: f64) -> Self {
-        self.reg_covar = reg;
-        self
-    }
-    /// Sets `max_iter`.
-    pub fn with_max_iter(mut self, n: usize) -> Self {
-        self.max_iter = n;
-        self
-    }
-    /// Sets `n_init`.
-    pub fn with_n_init(mut self, n: usize) -> Self {
-        self.n_init = n;
-        self
-    }
-    /// Sets `init_params`.
-    pub fn with_init_params(mut self, m: InitMethod) -> Self {
-        self.init_params = m;
-        self
-    }
-    /// Sets the seed.
-    pub fn with_seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
-        self
-    }
-    /// Sets the rows per chunk (overriding the budget's).
-    pub fn with_chunk_size(mut self, rows: usize) -> Self {
-        self.chunk_size = Some(rows);
-        self
-    }
-    /// Sets the memory budget in bytes.
-    pub fn with_max_memory_bytes(mut self, bytes: usize) -> Self {
-        self.max_memory_bytes = bytes;
-        self
-    }
-    /// Sets the form of the E-step for full and tied covariances.
-    pub fn with_estep_form(mut self, form: EstepForm) -> Self {
-        self.estep_form = form;
-        self
-    }
-    /// Sets the feature-cache budget in bytes (0 disables the cache).
-    pub fn with_feature_cache_bytes(mut self, bytes: usize) -> Self {
-        self.feature_cache_bytes = bytes;
-        self
-    }
-    /// Sets the number of host threads of an EM pass.
-    pub fn with_n_threads(mut self, n: usize) -> Self {
-        self.n_threads = n;
-        self
-    }
     /// Sets the initial weights.
     pub fn with_weights_init(mut self, w: Vec<f64>) -> Self {
         self.weights_init = Some(w);
@@ -231,7 +270,7 @@ impl GaussianMixtureConfig {
     /// float32's range would become an infinity on the device, and every covariance with it.
     pub fn check_precision(&self, precision: crate::Precision) -> Result<()> {
         if precision == crate::Precision::F32 && self.reg_covar > f32::MAX as f64 {
-            return Err(GmmError::config(
+            return Err(GmmError::invalid_setting(
                 "reg_covar",
                 format!(
                     "{:e} is beyond float32's range (3.4e38); fit in f64 (--dtype f64) or use \
@@ -292,25 +331,28 @@ impl GaussianMixtureConfig {
     pub fn validate(&self, n_features: usize) -> Result<()> {
         let k = self.n_components;
         if k < 1 {
-            return Err(GmmError::config("n_components", "must be >= 1, got 0"));
+            return Err(GmmError::invalid_setting(
+                "n_components",
+                "must be >= 1, got 0",
+            ));
         }
         if !(self.tol.is_finite() && self.tol >= 0.0) {
-            return Err(GmmError::config(
+            return Err(GmmError::invalid_setting(
                 "tol",
                 format!("must be finite and >= 0, got {}", self.tol),
             ));
         }
         if !(self.reg_covar.is_finite() && self.reg_covar >= 0.0) {
-            return Err(GmmError::config(
+            return Err(GmmError::invalid_setting(
                 "reg_covar",
                 format!("must be finite and >= 0, got {}", self.reg_covar),
             ));
         }
         if self.max_iter < 1 {
-            return Err(GmmError::config("max_iter", "must be >= 1, got 0"));
+            return Err(GmmError::invalid_setting("max_iter", "must be >= 1, got 0"));
         }
         if self.n_init < 1 {
-            return Err(GmmError::config("n_init", "must be >= 1, got 0"));
+            return Err(GmmError::invalid_setting("n_init", "must be >= 1, got 0"));
         }
         // The batch holds every restart's covariances and, per chunk, every restart's
         // log-densities: n_init·(rows·D² + K·chunk) values.
@@ -321,7 +363,7 @@ impl GaussianMixtureConfig {
             .and_then(|per| per.checked_mul(self.n_init))
             .filter(|&v| v <= MAX_BATCH_VALUES);
         if batch_values.is_none() {
-            return Err(GmmError::config(
+            return Err(GmmError::invalid_setting(
                 if self.n_init > 1 {
                     "n_init"
                 } else {
@@ -337,27 +379,33 @@ impl GaussianMixtureConfig {
             ));
         }
         if self.n_threads < 1 {
-            return Err(GmmError::config("n_threads", "must be >= 1, got 0"));
+            return Err(GmmError::invalid_setting(
+                "n_threads",
+                "must be >= 1, got 0",
+            ));
         }
         if self.chunk_size == Some(0) {
-            return Err(GmmError::config("chunk_size", "must be >= 1 row, got 0"));
+            return Err(GmmError::invalid_setting(
+                "chunk_size",
+                "must be >= 1 row, got 0",
+            ));
         }
         if let Some(w) = &self.weights_init {
             if w.len() != k {
-                return Err(GmmError::config(
+                return Err(GmmError::invalid_setting(
                     "weights_init",
                     format!("has {} values, expected n_components={k}", w.len()),
                 ));
             }
             if w.iter().any(|v| !(v.is_finite() && *v >= 0.0 && *v <= 1.0)) {
-                return Err(GmmError::config(
+                return Err(GmmError::invalid_setting(
                     "weights_init",
                     "values must lie in [0, 1]",
                 ));
             }
             let s: f64 = w.iter().sum();
             if (1.0 - s).abs() > 1e-6 {
-                return Err(GmmError::config(
+                return Err(GmmError::invalid_setting(
                     "weights_init",
                     format!("must sum to 1, sums to {s}"),
                 ));
@@ -365,7 +413,7 @@ impl GaussianMixtureConfig {
         }
         if let Some(m) = &self.means_init {
             if m.len() != k * n_features {
-                return Err(GmmError::config(
+                return Err(GmmError::invalid_setting(
                     "means_init",
                     format!(
                         "has {} values, expected n_components×n_features = {k}×{n_features}",
@@ -374,13 +422,16 @@ impl GaussianMixtureConfig {
                 ));
             }
             if m.iter().any(|v| !v.is_finite()) {
-                return Err(GmmError::config("means_init", "contains NaN or inf"));
+                return Err(GmmError::invalid_setting(
+                    "means_init",
+                    "contains NaN or inf",
+                ));
             }
         }
         if let Some(p) = &self.precisions_init {
             let want = self.covariance_type.param_len(k, n_features);
             if p.len() != want {
-                return Err(GmmError::config(
+                return Err(GmmError::invalid_setting(
                     "precisions_init",
                     format!(
                         "has {} values, expected {want} for covariance_type={} ({})",
@@ -391,17 +442,23 @@ impl GaussianMixtureConfig {
                 ));
             }
             if p.iter().any(|v| !v.is_finite()) {
-                return Err(GmmError::config("precisions_init", "contains NaN or inf"));
+                return Err(GmmError::invalid_setting(
+                    "precisions_init",
+                    "contains NaN or inf",
+                ));
             }
             if matches!(
                 self.covariance_type,
                 CovarianceType::Diag | CovarianceType::Spherical
             ) && p.iter().any(|v| *v <= 0.0)
             {
-                return Err(GmmError::config("precisions_init", "must be positive"));
+                return Err(GmmError::invalid_setting(
+                    "precisions_init",
+                    "must be positive",
+                ));
             }
             if let Some(bad) = self.covariance_type.first_asymmetric(p, k, n_features) {
-                return Err(GmmError::config(
+                return Err(GmmError::invalid_setting(
                     "precisions_init",
                     format!("matrix {bad} is not symmetric"),
                 ));

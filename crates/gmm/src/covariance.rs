@@ -66,7 +66,7 @@ impl FromStr for CovarianceType {
             "tied" => Ok(CovarianceType::Tied),
             "diag" => Ok(CovarianceType::Diag),
             "spherical" => Ok(CovarianceType::Spherical),
-            other => Err(GmmError::config(
+            other => Err(GmmError::invalid_setting(
                 "covariance_type",
                 format!("unknown covariance type `{other}`; use full, tied, diag or spherical"),
             )),
@@ -299,7 +299,7 @@ pub fn precision_cholesky_from_precisions(
 ) -> Result<CovTensor> {
     match precisions {
         CovTensor::Matrices(p) => {
-            let l = linalg::cholesky(p.clone());
+            let l = linalg::cholesky(p.clone())?;
             if let Some(row) = linalg::first_bad_factor(l.clone())? {
                 return Err(ill_defined(cov, row, k, b));
             }

@@ -164,7 +164,7 @@ pub(crate) fn iterate_from<P>(
             best = Some(run);
         }
     }
-    best.ok_or_else(|| GmmError::config("n_init", "at least one restart is needed"))
+    best.ok_or_else(|| GmmError::invalid_setting("n_init", "at least one restart is needed"))
 }
 
 /// Where an EM fit stopped when a worker failed: every restart's parameters (in the data's own

@@ -6,11 +6,12 @@ use thiserror::Error;
 /// Errors returned by configuration checks, fitting, scoring and model I/O.
 #[derive(Debug, Error)]
 pub enum GmmError {
-    /// A configuration value is out of range or inconsistent with the others.
-    #[error("invalid parameter `{param}`: {reason}")]
-    InvalidConfig {
-        /// The parameter's name (scikit-learn's spelling).
-        param: &'static str,
+    /// A setting (configuration value, argument or option) is out of range or inconsistent
+    /// with the others: the one shape of this error in every crate of the project.
+    #[error("invalid parameter `{name}`: {reason}")]
+    InvalidSetting {
+        /// The setting's name (scikit-learn's spelling).
+        name: &'static str,
         /// What is wrong and what is allowed.
         reason: String,
     },
@@ -78,6 +79,10 @@ pub enum GmmError {
     /// Reading results back from the device failed.
     #[error("tensor read-back failed: {0}")]
     Backend(String),
+    /// A factorisation failed on the numbers it was given: a singular or non-finite matrix, an
+    /// SVD that did not converge (the message names the matrix and what to do).
+    #[error("{0}")]
+    NumericalFailure(String),
     /// A saved model is malformed, of another version, or internally inconsistent.
     #[error("invalid model file: {0}")]
     ModelFormat(String),
@@ -125,10 +130,10 @@ pub enum GmmError {
     #[error(transparent)]
     Data(#[from] mixburn_data::DataError),
     /// Reading or writing a model file failed.
-    #[error("cannot access {path}: {source}")]
+    #[error("cannot access {}: {source}", path.display())]
     Io {
         /// The file.
-        path: String,
+        path: std::path::PathBuf,
         /// The OS error.
         source: std::io::Error,
     },
@@ -138,10 +143,10 @@ pub enum GmmError {
 pub type Result<T> = std::result::Result<T, GmmError>;
 
 impl GmmError {
-    /// Shorthand for [`GmmError::InvalidConfig`].
-    pub fn config(param: &'static str, reason: impl Into<String>) -> Self {
-        GmmError::InvalidConfig {
-            param,
+    /// Shorthand for [`GmmError::InvalidSetting`].
+    pub fn invalid_setting(name: &'static str, reason: impl Into<String>) -> Self {
+        GmmError::InvalidSetting {
+            name,
             reason: reason.into(),
         }
     }

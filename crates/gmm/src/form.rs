@@ -63,7 +63,7 @@ impl FromStr for EstepForm {
             "auto" => Ok(EstepForm::Auto),
             "quadratic" => Ok(EstepForm::Quadratic),
             "whitened" => Ok(EstepForm::Whitened),
-            other => Err(GmmError::config(
+            other => Err(GmmError::invalid_setting(
                 "estep_form",
                 format!("unknown form `{other}`; use auto, quadratic or whitened"),
             )),

@@ -328,7 +328,7 @@ fn point_indices(
                 .map(|r| {
                     sample_weighted(r, n, |i| w[i], k)
                         .map(|idx| idx.into_vec())
-                        .map_err(|e| GmmError::config("sample_weight", format!("random_from_data needs at least n_components rows of positive weight: {e}")))
+                        .map_err(|e| GmmError::invalid_setting("sample_weight", format!("random_from_data needs at least n_components rows of positive weight: {e}")))
                 })
                 .collect::<Result<_>>()?,
             None => rngs

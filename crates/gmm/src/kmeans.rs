@@ -137,7 +137,7 @@ pub struct KMeansResult {
 pub fn kmeans(x: &Tensor<2>, cfg: &KMeansConfig) -> Result<KMeansResult> {
     let [n, _] = x.dims();
     if cfg.n_clusters == 0 || cfg.n_init == 0 {
-        return Err(GmmError::config(
+        return Err(GmmError::invalid_setting(
             "n_clusters",
             "n_clusters and n_init must be >= 1",
         ));

@@ -7,7 +7,9 @@
 //! parametrisation, log-sum-exp, `reg_covar` on the diagonal, `n_k + 10·eps`).
 //!
 //! Map (one concept per file):
-//! - [`linalg`]: batched Cholesky, triangular inverse and solve (the project's only ones).
+//! - [`linalg`]: every factorisation of the project, which the other crates call: batched
+//!   Cholesky, triangular inverse and solve, the pseudo-inverse factor (Burn's SVD), and the
+//!   host Cholesky solve and Jacobi eigen-solver for small f64 matrices.
 //! - [`covariance`]: per-covariance-type numerics (quadratic features, E-step GEMM operands,
 //!   covariances from moments, precision factors).
 //! - [`stats`]: mergeable sufficient statistics; [`scatter`]: mergeable class means with a
@@ -83,7 +85,7 @@ pub use bayesian::{
 pub use budget::{chunk_rows_for, parse_bytes, DEFAULT_MAX_MEMORY_BYTES};
 /// Burn itself, re-exported so that users name the same `Device` and `Tensor` types.
 pub use burn;
-pub use config::{GaussianMixtureConfig, InitMethod};
+pub use config::{GaussianMixtureConfig, InitMethod, MixtureSettings};
 pub use covariance::CovarianceType;
 pub use em::{fit, fit_resuming, fit_warm, Checkpoint};
 pub use error::{GmmError, Result};

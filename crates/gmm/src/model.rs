@@ -110,7 +110,7 @@ impl GaussianMixture {
         if self.n_components != config.n_components
             || self.covariance_type != config.covariance_type
         {
-            return Err(GmmError::config(
+            return Err(GmmError::invalid_setting(
                 "warm_start",
                 "the previous model has another n_components or covariance_type",
             ));
@@ -221,7 +221,7 @@ impl GaussianMixture {
             dtype,
         ) {
             CovTensor::Matrices(c) => {
-                let l = linalg::cholesky(c);
+                let l = linalg::cholesky(c)?;
                 if let Some(bad) = linalg::first_bad_factor(l.clone())? {
                     return Err(GmmError::ModelFormat(format!(
                         "the covariance of component {bad} is not positive definite, so the \
@@ -592,10 +592,10 @@ pub const MAX_SAMPLE_VALUES: usize = 1 << 28;
 /// Checks `n` draws of `d` features against [`MAX_SAMPLE_VALUES`] before anything is drawn.
 pub(crate) fn check_sample_size(n: usize, d: usize) -> Result<()> {
     if n < 1 {
-        return Err(GmmError::config("n_samples", "must be >= 1"));
+        return Err(GmmError::invalid_setting("n_samples", "must be >= 1"));
     }
     if n.checked_mul(d).is_none_or(|v| v > MAX_SAMPLE_VALUES) {
-        return Err(GmmError::config(
+        return Err(GmmError::invalid_setting(
             "n_samples",
             format!(
                 "{n} samples of {d} features are more than {MAX_SAMPLE_VALUES} values; draw \

@@ -205,11 +205,11 @@ fn starts_like_json(bytes: &[u8]) -> bool {
 fn data_error(e: DataError) -> GmmError {
     match e {
         DataError::Io { path, source } => GmmError::Io {
-            path: path.display().to_string(),
+            path: path.to_path_buf(),
             source,
         },
         DataError::NotFound { path } => GmmError::Io {
-            path: path.display().to_string(),
+            path: path.to_path_buf(),
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "file not found"),
         },
         DataError::Format { reason, .. } => GmmError::ModelFormat(reason),
@@ -403,7 +403,7 @@ impl ModelWriter {
         meta.insert("mixburn_version".into(), MIXBURN_VERSION.into());
         mixburn_data::write_safetensors(path, &self.file).map_err(|e| match e {
             DataError::Io { path, source } => GmmError::Io {
-                path: path.display().to_string(),
+                path: path.to_path_buf(),
                 source,
             },
             other => GmmError::ModelFormat(other.to_string()),

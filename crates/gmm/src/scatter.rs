@@ -55,7 +55,7 @@ impl ClassScatter {
             });
         }
         if let Some(bad) = labels.iter().find(|&&c| c >= n_classes) {
-            return Err(GmmError::config(
+            return Err(GmmError::invalid_setting(
                 "labels",
                 format!("label {bad} is outside 0..{n_classes}"),
             ));

@@ -34,7 +34,7 @@ impl Folds {
     /// contiguous blocks, exactly `KFold(n_splits=F)`.
     pub fn kfold(n_samples: usize, n_folds: usize, shuffle_seed: Option<u64>) -> Result<Self> {
         if n_folds < 2 || n_folds > n_samples {
-            return Err(GmmError::config(
+            return Err(GmmError::invalid_setting(
                 "n_folds",
                 format!(
                     "{n_folds} folds of {n_samples} rows: use at least 2 folds and at most one per row"
@@ -62,7 +62,7 @@ impl Folds {
     /// stratified split): every row of `0..n_samples` must be in exactly one of at least two
     /// non-empty folds.
     pub fn from_test_indices(n_samples: usize, test: Vec<Vec<usize>>) -> Result<Self> {
-        let bad = |reason: String| Err(GmmError::config("folds", reason));
+        let bad = |reason: String| Err(GmmError::invalid_setting("folds", reason));
         if test.len() < 2 || test.iter().any(|f| f.is_empty()) {
             return bad(format!(
                 "{} folds given, some empty or fewer than 2: give at least two non-empty folds",
@@ -195,20 +195,20 @@ pub fn select_n_components<'a>(
         check_sample_weight(w, n)?;
     }
     if candidates.is_empty() || candidates.contains(&0) {
-        return Err(GmmError::config(
+        return Err(GmmError::invalid_setting(
             "n_components",
             format!("candidates {candidates:?}: give at least one K, each at least 1"),
         ));
     }
     if base.weights_init.is_some() || base.means_init.is_some() || base.precisions_init.is_some() {
-        return Err(GmmError::config(
+        return Err(GmmError::invalid_setting(
             "n_components",
             "initial weights, means or precisions fix K: remove them to compare several K",
         ));
     }
     if let Criterion::CrossValidation(folds) = criterion {
         if folds.n_samples() != n {
-            return Err(GmmError::config(
+            return Err(GmmError::invalid_setting(
                 "folds",
                 format!(
                     "the folds partition {} rows but the data has {n}: make the folds for this data",
@@ -223,7 +223,7 @@ pub fn select_n_components<'a>(
                 .unwrap_or(0);
         let k_max = candidates.iter().copied().max().unwrap_or(1);
         if smallest_train < k_max {
-            return Err(GmmError::config(
+            return Err(GmmError::invalid_setting(
                 "n_folds",
                 format!(
                     "the smallest training set of the folds has {smallest_train} rows, fewer than K={k_max}: use fewer components or fewer folds"
@@ -246,9 +246,8 @@ pub fn select_n_components<'a>(
     let mut scored = Vec::with_capacity(candidates.len());
     for &k in candidates {
         let config = GaussianMixtureConfig {
-            n_components: k,
             warm_start: false,
-            ..base.clone()
+            ..base.clone().with_n_components(k)
         };
         let model = fit(&config, x)?;
         let (total, weight) = model.weighted_log_likelihood(x, budget)?;

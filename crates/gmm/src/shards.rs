@@ -61,12 +61,15 @@ impl ShardedRows {
     ) -> Result<Self> {
         let [n, d] = source.dims();
         if devices.is_empty() {
-            return Err(GmmError::config("workers", "give at least one device"));
+            return Err(GmmError::invalid_setting(
+                "workers",
+                "give at least one device",
+            ));
         }
         let w: Vec<f64> = match weights {
             Some(w) if w.len() == devices.len() => w.to_vec(),
             Some(w) => {
-                return Err(GmmError::config(
+                return Err(GmmError::invalid_setting(
                     "workers",
                     format!("{} weights for {} devices", w.len(), devices.len()),
                 ))
@@ -74,7 +77,7 @@ impl ShardedRows {
             None => vec![1.0; devices.len()],
         };
         if w.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
-            return Err(GmmError::config(
+            return Err(GmmError::invalid_setting(
                 "workers",
                 "device weights must be finite and > 0",
             ));

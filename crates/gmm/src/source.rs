@@ -196,7 +196,7 @@ impl FileRows {
     /// Rows of `file` on `device` in `dtype` (f32 or f64).
     pub fn new(file: RowFile, device: &Device, dtype: DType) -> Result<Self> {
         if !matches!(dtype, DType::F32 | DType::F64) {
-            return Err(GmmError::config(
+            return Err(GmmError::invalid_setting(
                 "dtype",
                 format!("rows are read as f32 or f64, not {dtype:?}"),
             ));
@@ -378,7 +378,7 @@ pub fn scan_rows(d: usize, value_bytes: usize, max_memory_bytes: usize) -> usize
 /// Checks sample weights against N rows: length, finite, `≥ 0`, not all zero. Returns their sum.
 pub fn check_sample_weight(w: &[f64], n: usize) -> Result<f64> {
     if w.len() != n {
-        return Err(GmmError::config(
+        return Err(GmmError::invalid_setting(
             "sample_weight",
             format!(
                 "has {} values for {n} rows: give one weight per row",
@@ -387,14 +387,14 @@ pub fn check_sample_weight(w: &[f64], n: usize) -> Result<f64> {
         ));
     }
     if let Some(i) = w.iter().position(|v| !v.is_finite() || *v < 0.0) {
-        return Err(GmmError::config(
+        return Err(GmmError::invalid_setting(
             "sample_weight",
             format!("weight {i} is {}: weights must be finite and >= 0", w[i]),
         ));
     }
     let total: f64 = w.iter().sum();
     if !(total > 0.0 && total.is_finite()) {
-        return Err(GmmError::config(
+        return Err(GmmError::invalid_setting(
             "sample_weight",
             format!("the weights sum to {total}: at least one row needs a positive weight"),
         ));

@@ -59,8 +59,8 @@ impl FromStr for Method {
             "mahalanobis" => Ok(Method::Mahalanobis),
             "relative" | "relative-mahalanobis" => Ok(Method::Relative),
             "mahalanobis++" | "mahalanobis-plus-plus" => Ok(Method::MahalanobisPlusPlus),
-            other => Err(OodError::Config {
-                what: "method",
+            other => Err(OodError::InvalidSetting {
+                name: "method",
                 reason: format!(
                     "unknown method `{other}`; use mahalanobis, relative or mahalanobis++"
                 ),
@@ -153,22 +153,22 @@ fn sat_add(terms: &[usize]) -> usize {
 impl DetectorConfig {
     fn validate(&self) -> OodResult<()> {
         if !(self.ridge >= 0.0 && self.ridge.is_finite()) {
-            return Err(OodError::Config {
-                what: "ridge",
+            return Err(OodError::InvalidSetting {
+                name: "ridge",
                 reason: format!("must be finite and >= 0, got {}", self.ridge),
             });
         }
         if let Some(r) = self.pinv_rtol {
             if !(r > 0.0 && r < 1.0) {
-                return Err(OodError::Config {
-                    what: "pinv_rtol",
+                return Err(OodError::InvalidSetting {
+                    name: "pinv_rtol",
                     reason: format!("must be in (0, 1), got {r}"),
                 });
             }
         }
         if self.chunk_size == Some(0) {
-            return Err(OodError::Config {
-                what: "chunk_size",
+            return Err(OodError::InvalidSetting {
+                name: "chunk_size",
                 reason: "must be >= 1".into(),
             });
         }
@@ -273,8 +273,8 @@ impl DetectorParams {
     /// class means; the background factor present exactly for the relative score; the ridge
     /// finite and ≥ 0. Run by every fit and every load ([`MahalanobisDetector::from_params`]).
     pub fn validate(&self) -> OodResult<()> {
-        let bad = |reason: String| OodError::Config {
-            what: "detector parameters",
+        let bad = |reason: String| OodError::InvalidSetting {
+            name: "detector parameters",
             reason,
         };
         let gmm = |e: GmmError| match e {
@@ -730,8 +730,8 @@ impl MahalanobisDetector {
             precision: self.precision,
             detector: self.params.clone(),
         })
-        .map_err(|e| OodError::Config {
-            what: "detector",
+        .map_err(|e| OodError::InvalidSetting {
+            name: "detector",
             reason: e.to_string(),
         })
     }
@@ -801,7 +801,7 @@ impl MahalanobisDetector {
         params.validate().map_err(|e| OodError::Format {
             path: path.to_path_buf(),
             reason: match e {
-                OodError::Config { reason, .. } => reason,
+                OodError::InvalidSetting { reason, .. } => reason,
                 other => other.to_string(),
             },
         })?;

@@ -12,8 +12,8 @@
 //!
 //! `F(w, b) = ½ ‖w‖² + c Σ_i [log(1 + e^{z_i}) − y_i z_i]`, `y = 1` for OOD, `0` for ID,
 //!
-//! by Newton's method (the Hessian `c X̃ᵀ diag(p(1−p)) X̃ + diag(1, …, 1, 0)` solved by a host
-//! Cholesky factorisation, with a backtracking line search), in f64 on the host:
+//! by Newton's method (the Hessian `c X̃ᵀ diag(p(1−p)) X̃ + diag(1, …, 1, 0)` solved by
+//! `mixburn_gmm::linalg::host_cholesky_solve`, with a backtracking line search), in f64 on the host:
 //! deterministic, no randomness, a few iterations for the handful of layers an ensemble has.
 //!
 //! Two ways to get the training scores, both through [`Ensemble::fit`]:
@@ -26,6 +26,7 @@
 //!   serves every OOD set.
 
 use burn::config::Config;
+use mixburn_gmm::linalg::host_cholesky_solve;
 use serde::{Deserialize, Serialize};
 
 use crate::error::OodError;
@@ -50,8 +51,8 @@ pub struct EnsembleConfig {
 impl EnsembleConfig {
     fn validate(&self) -> Res<()> {
         if !(self.c.is_finite() && self.c > 0.0) {
-            return Err(OodError::Config {
-                what: "ensemble c",
+            return Err(OodError::InvalidSetting {
+                name: "ensemble c",
                 reason: format!(
                     "the inverse penalty must be a positive number, got {}",
                     self.c
@@ -59,14 +60,14 @@ impl EnsembleConfig {
             });
         }
         if self.max_iter == 0 {
-            return Err(OodError::Config {
-                what: "ensemble max_iter",
+            return Err(OodError::InvalidSetting {
+                name: "ensemble max_iter",
                 reason: "must be >= 1".into(),
             });
         }
         if !(self.tol.is_finite() && self.tol > 0.0) {
-            return Err(OodError::Config {
-                what: "ensemble tol",
+            return Err(OodError::InvalidSetting {
+                name: "ensemble tol",
                 reason: format!("must be a positive number, got {}", self.tol),
             });
         }
@@ -95,8 +96,8 @@ fn check_scores(what: &'static str, layer_scores: &[Vec<f64>], layers: usize) ->
         return Err(OodError::Empty { what });
     }
     if layer_scores.len() != layers {
-        return Err(OodError::Config {
-            what: "layer scores",
+        return Err(OodError::InvalidSetting {
+            name: "layer scores",
             reason: format!(
                 "{what}: expected {layers} layers, got {}; pass the scores of the same layers, in the same order, as the fit",
                 layer_scores.len()
@@ -106,8 +107,8 @@ fn check_scores(what: &'static str, layer_scores: &[Vec<f64>], layers: usize) ->
     let n = layer_scores[0].len();
     for (l, s) in layer_scores.iter().enumerate() {
         if s.len() != n {
-            return Err(OodError::Config {
-                what: "layer scores",
+            return Err(OodError::InvalidSetting {
+                name: "layer scores",
                 reason: format!(
                     "{what}: layer 0 has {n} scores but layer {l} has {}; pass one score per sample and layer",
                     s.len()
@@ -151,37 +152,6 @@ fn sigmoid(t: f64) -> f64 {
         let e = t.exp();
         e / (1.0 + e)
     }
-}
-
-/// Solves `A x = b` for a symmetric positive definite `A` (row-major `n × n`) by Cholesky;
-/// `None` when `A` is not positive definite.
-fn cholesky_solve(a: &[f64], b: &[f64], n: usize) -> Option<Vec<f64>> {
-    let mut l = vec![0.0; n * n];
-    for i in 0..n {
-        for j in 0..=i {
-            let s: f64 = (0..j).map(|k| l[i * n + k] * l[j * n + k]).sum();
-            if i == j {
-                let d = a[i * n + i] - s;
-                if d.is_nan() || d <= 0.0 || d.is_infinite() {
-                    return None;
-                }
-                l[i * n + i] = d.sqrt();
-            } else {
-                l[i * n + j] = (a[i * n + j] - s) / l[j * n + j];
-            }
-        }
-    }
-    let mut y = vec![0.0; n];
-    for i in 0..n {
-        let s: f64 = (0..i).map(|k| l[i * n + k] * y[k]).sum();
-        y[i] = (b[i] - s) / l[i * n + i];
-    }
-    let mut x = vec![0.0; n];
-    for i in (0..n).rev() {
-        let s: f64 = (i + 1..n).map(|k| l[k * n + i] * x[k]).sum();
-        x[i] = (y[i] - s) / l[i * n + i];
-    }
-    Some(x)
 }
 
 /// The penalised objective `F(θ)` with `θ = (w, b)` on standardised rows `x` (`n × L`).
@@ -280,14 +250,14 @@ impl Ensemble {
             }
             n_iter += 1;
             // A saturated intercept block can make the Hessian singular: add a tiny ridge.
-            let step = cholesky_solve(&hess, &grad, p).or_else(|| {
+            let step = host_cholesky_solve(&hess, &grad, p).or_else(|| {
                 let mut h = hess.clone();
                 (0..p).for_each(|a| h[a * p + a] += 1e-10 * c * n as f64);
-                cholesky_solve(&h, &grad, p)
+                host_cholesky_solve(&h, &grad, p)
             });
             let Some(step) = step else {
-                return Err(OodError::Config {
-                    what: "ensemble fit",
+                return Err(OodError::InvalidSetting {
+                    name: "ensemble fit",
                     reason: "the logistic-regression Hessian is not positive definite; pass \
                              non-constant scores of both ID and OOD samples or a smaller c"
                         .into(),
@@ -415,7 +385,7 @@ mod tests {
         let (id, ood) = toy();
         assert!(matches!(
             Ensemble::fit(&id, &ood[..1]),
-            Err(OodError::Config { .. })
+            Err(OodError::InvalidSetting { .. })
         ));
         assert!(matches!(
             Ensemble::fit(&[], &ood),

@@ -57,11 +57,11 @@ pub enum OodError {
         /// Received width.
         got: usize,
     },
-    /// An invalid option.
-    #[error("invalid {what}: {reason}")]
-    Config {
-        /// The option.
-        what: &'static str,
+    /// An invalid setting (the project's one shape of this error, `GmmError::InvalidSetting`).
+    #[error("invalid {name}: {reason}")]
+    InvalidSetting {
+        /// The setting.
+        name: &'static str,
         /// Why.
         reason: String,
     },

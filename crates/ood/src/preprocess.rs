@@ -44,8 +44,8 @@ fn check_input<const D: usize>(x: &Tensor<D>, head: &MahalanobisHead, z: &Tensor
         return Err(OodError::Empty { what: "the inputs" });
     }
     if nz != n {
-        return Err(OodError::Config {
-            what: "forward",
+        return Err(OodError::InvalidSetting {
+            name: "forward",
             reason: format!(
                 "the network maps {n} inputs to {nz} feature rows; it must give one row per input"
             ),
@@ -78,8 +78,8 @@ where
     let closest = d2.clone().detach().argmin(1); // [n, 1]
     let loss = d2.gather(1, closest).sum().mul_scalar(0.5);
     let grads = loss.backward();
-    leaf.grad(&grads).ok_or_else(|| OodError::Config {
-        what: "forward",
+    leaf.grad(&grads).ok_or_else(|| OodError::InvalidSetting {
+        name: "forward",
         reason: format!(
             "the features of the {n} inputs do not depend on them; pass the network's forward pass over its input"
         ),
@@ -92,8 +92,8 @@ fn channel_scale<const D: usize>(x: &Tensor<D>, input_std: &[f64]) -> Result<Opt
         return Ok(None);
     }
     if let Some(s) = input_std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-        return Err(OodError::Config {
-            what: "input_std",
+        return Err(OodError::InvalidSetting {
+            name: "input_std",
             reason: format!("standard deviations must be positive numbers, got {s}"),
         });
     }
@@ -101,8 +101,8 @@ fn channel_scale<const D: usize>(x: &Tensor<D>, input_std: &[f64]) -> Result<Opt
     let mut shape = [1usize; D];
     if input_std.len() > 1 {
         if D < 2 || dims[1] != input_std.len() {
-            return Err(OodError::Config {
-                what: "input_std",
+            return Err(OodError::InvalidSetting {
+                name: "input_std",
                 reason: format!(
                     "{} values for inputs of shape {dims:?}; pass one value, or one per channel (dimension 1)",
                     input_std.len()
@@ -129,8 +129,8 @@ where
     F: Fn(Tensor<D>) -> Tensor<2>,
 {
     if !(epsilon.is_finite() && epsilon >= 0.0) {
-        return Err(OodError::Config {
-            what: "epsilon",
+        return Err(OodError::InvalidSetting {
+            name: "epsilon",
             reason: format!("the noise magnitude must be finite and >= 0, got {epsilon}"),
         });
     }

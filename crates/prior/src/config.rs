@@ -35,20 +35,25 @@ impl GmmPriorConfig {
     /// Checks `n_components ≥ 1`, `latent_dim ≥ 1` and a finite `log_var_floor`.
     pub fn validate(&self) -> Result<(), PriorError> {
         if self.n_components == 0 {
-            return Err(PriorError::invalid(
+            return Err(PriorError::invalid_setting(
+                "n_components",
                 "n_components must be >= 1; give the prior at least one component",
             ));
         }
         if self.latent_dim == 0 {
-            return Err(PriorError::invalid(
+            return Err(PriorError::invalid_setting(
+                "latent_dim",
                 "latent_dim must be >= 1; set it to the encoder's latent size",
             ));
         }
         if !self.log_var_floor.is_finite() {
-            return Err(PriorError::invalid(format!(
-                "log_var_floor is {}; use a finite value such as the default -10",
-                self.log_var_floor
-            )));
+            return Err(PriorError::invalid_setting(
+                "log_var_floor",
+                format!(
+                    "log_var_floor is {}; use a finite value such as the default -10",
+                    self.log_var_floor
+                ),
+            ));
         }
         Ok(())
     }

@@ -10,18 +10,29 @@ pub enum PriorError {
     /// The core crate failed.
     #[error(transparent)]
     Gmm(#[from] mixburn_gmm::GmmError),
-    /// A configuration value or an argument is out of range (the message names it and says what
-    /// is allowed).
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
+    /// Writing a file failed (the atomic writer's temporary file or rename).
+    #[error(transparent)]
+    Data(#[from] mixburn_data::DataError),
+    /// A configuration value or an argument is out of range (the project's one shape of this
+    /// error, `GmmError::InvalidSetting`; the message names it and says what is allowed).
+    #[error("invalid argument: {reason}")]
+    InvalidSetting {
+        /// The setting.
+        name: &'static str,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
     /// A saved prior could not be read or written, or is not a `GmmPrior` record.
     #[error("prior record: {0}")]
     Record(String),
 }
 
 impl PriorError {
-    /// Shorthand for [`PriorError::InvalidArgument`].
-    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
-        PriorError::InvalidArgument(msg.into())
+    /// Shorthand for [`PriorError::InvalidSetting`].
+    pub fn invalid_setting(name: &'static str, reason: impl Into<String>) -> Self {
+        PriorError::InvalidSetting {
+            name,
+            reason: reason.into(),
+        }
     }
 }

@@ -15,7 +15,7 @@ impl GmmPrior {
     ///
     /// Errors: [`PriorError::Shape`] when the mixture has full or tied covariances (refit with
     /// `covariance_type` diag or spherical) or another K / D than `config`;
-    /// [`PriorError::InvalidArgument`] when a weight or variance is not positive and finite.
+    /// [`PriorError::InvalidSetting`] when a weight or variance is not positive and finite.
     pub fn from_gmm(
         model: &GaussianMixture,
         config: &GmmPriorConfig,
@@ -54,11 +54,14 @@ impl GmmPrior {
         }
         let positive =
             |name: &str, v: &[f64]| match v.iter().position(|x| !(x.is_finite() && *x > 0.0)) {
-                Some(i) => Err(PriorError::invalid(format!(
+                Some(i) => Err(PriorError::invalid_setting(
+                    "mixture",
+                    format!(
                     "the mixture's {name}[{i}] = {} is not positive and finite; refit the mixture \
                  (a larger reg_covar keeps variances positive)",
                     v[i]
-                ))),
+                ),
+                )),
                 None => Ok(()),
             };
         positive("weights", weights)?;

@@ -64,7 +64,7 @@ impl GmmPrior {
     /// `log_vars` `[K, D]` (before the floor), in `config`'s shape, dtype and floor.
     ///
     /// Returns [`PriorError::Shape`] when a length is not K or K·D, and
-    /// [`PriorError::InvalidArgument`] for an invalid config or a non-finite value (a logit of
+    /// [`PriorError::InvalidSetting`] for an invalid config or a non-finite value (a logit of
     /// `−inf` for an empty component is refused: use a large negative finite logit instead).
     pub fn from_parameters(
         logits: &[f64],
@@ -88,10 +88,13 @@ impl GmmPrior {
                 )));
             }
             if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
-                return Err(PriorError::invalid(format!(
-                    "{name}[{bad}] = {} is not finite; every parameter must be a finite number",
-                    values[bad]
-                )));
+                return Err(PriorError::invalid_setting(
+                    "parameters",
+                    format!(
+                        "{name}[{bad}] = {} is not finite; every parameter must be a finite number",
+                        values[bad]
+                    ),
+                ));
             }
         }
         let dtype = config.dtype_on(device);

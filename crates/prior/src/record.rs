@@ -13,10 +13,20 @@ use crate::prior::{GmmPrior, GmmPriorConfig};
 
 impl GmmPrior {
     /// Writes the parameters to `path` in Burn's burnpack format (`Module::save_file`); the
-    /// floor, dtype and seed are the config's and are not stored.
+    /// floor, dtype and seed are the config's and are not stored. Written atomically through
+    /// the project's one writer (`mixburn_data::write_atomic_path`): an error leaves `path` as it
+    /// was, and a link is written through.
     pub fn save(self, path: &Path) -> Result<(), PriorError> {
-        self.save_file(path)
-            .map_err(|e| PriorError::Record(format!("cannot write {}: {e}", path.display())))
+        let failed = |e: &dyn std::fmt::Display| {
+            PriorError::Record(format!("cannot write {}: {e}", path.display()))
+        };
+        mixburn_data::write_atomic_path(path, "bpk", |tmp| {
+            self.save_file(tmp).map_err(|e| failed(&e))
+        })
+        .map_err(|e| match e {
+            PriorError::Data(d) => failed(&d),
+            e => e,
+        })
     }
 
     /// Loads a prior saved with [`save`](Self::save) (or `Module::save_file`) into a prior of
@@ -24,7 +34,7 @@ impl GmmPrior {
     ///
     /// Errors: [`PriorError::Shape`] when the saved K or D differs from `config` (the message
     /// gives both shapes: rebuild the config with the saved sizes), [`PriorError::Record`] when
-    /// the file cannot be read or is not a `GmmPrior` record, [`PriorError::InvalidArgument`]
+    /// the file cannot be read or is not a `GmmPrior` record, [`PriorError::InvalidSetting`]
     /// for an invalid config.
     pub fn load_checked(
         path: &Path,

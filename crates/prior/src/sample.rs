@@ -84,7 +84,7 @@ impl GmmPrior {
             .unwrap_or_else(|e| panic!("GmmPrior::sample_component: {e}"))
     }
 
-    /// [`sample_component`](Self::sample_component) returning [`PriorError::InvalidArgument`]
+    /// [`sample_component`](Self::sample_component) returning [`PriorError::InvalidSetting`]
     /// for `k ≥ K`.
     pub fn try_sample_component(
         &self,
@@ -94,7 +94,7 @@ impl GmmPrior {
     ) -> Result<Tensor<2>, PriorError> {
         let n_components = self.n_components();
         if k >= n_components {
-            return Err(PriorError::invalid(format!(
+            return Err(PriorError::invalid_setting("component", format!(
                 "component {k} does not exist: the prior has {n_components} components, use 0..{n_components}"
             )));
         }

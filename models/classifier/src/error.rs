@@ -1,16 +1,19 @@
 //! The error type of `mixburn-classifier`: every failure on user input is one of these
 //! variants, and each message says what to do about it.
 
+use std::path::PathBuf;
+
 use thiserror::Error;
 
 /// Errors returned by configuration checks, training, checkpoints and the OOD pipeline.
 #[derive(Debug, Error)]
 pub enum ClassifierError {
-    /// A configuration value or option is out of range or inconsistent with the others.
-    #[error("invalid option `{param}`: {reason}")]
-    InvalidConfig {
+    /// A configuration value or option is out of range or inconsistent with the others (the
+    /// project's one shape of this error, `GmmError::InvalidSetting`).
+    #[error("invalid option `{name}`: {reason}")]
+    InvalidSetting {
         /// The option's name.
-        param: &'static str,
+        name: &'static str,
         /// What is wrong and what is allowed.
         reason: String,
     },
@@ -18,10 +21,10 @@ pub enum ClassifierError {
     #[error("invalid input: {0}")]
     InvalidInput(String),
     /// A checkpoint is missing, malformed or was written for another network.
-    #[error("checkpoint {path}: {reason}")]
+    #[error("checkpoint {}: {reason}", path.display())]
     Checkpoint {
         /// The checkpoint file.
-        path: String,
+        path: PathBuf,
         /// What is wrong and what to do.
         reason: String,
     },
@@ -35,18 +38,18 @@ pub enum ClassifierError {
     #[error(transparent)]
     Ood(#[from] mixburn_ood::OodError),
     /// Drawing a picture failed.
-    #[error("cannot draw {path}: {reason}")]
+    #[error("cannot draw {}: {reason}", path.display())]
     Plot {
         /// The picture file.
-        path: String,
+        path: PathBuf,
         /// The drawing backend's message.
         reason: String,
     },
     /// Reading or writing a file failed.
-    #[error("cannot access {path}: {source}")]
+    #[error("cannot access {}: {source}", path.display())]
     Io {
         /// The file.
-        path: String,
+        path: PathBuf,
         /// The OS error.
         source: std::io::Error,
     },
@@ -56,10 +59,10 @@ pub enum ClassifierError {
 pub type Result<T> = std::result::Result<T, ClassifierError>;
 
 impl ClassifierError {
-    /// Shorthand for [`ClassifierError::InvalidConfig`].
-    pub fn config(param: &'static str, reason: impl Into<String>) -> Self {
-        ClassifierError::InvalidConfig {
-            param,
+    /// Shorthand for [`ClassifierError::InvalidSetting`].
+    pub fn invalid_setting(name: &'static str, reason: impl Into<String>) -> Self {
+        ClassifierError::InvalidSetting {
+            name,
             reason: reason.into(),
         }
     }

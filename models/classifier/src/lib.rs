@@ -7,11 +7,13 @@
 //! - [`mod@train`]: Adam training, accuracy, FGSM, feature extraction, burnpack checkpoints.
 //! - [`data`]: image sets, class splits, noise and image transforms for far-OOD sets.
 //! - [`pipeline`]: train → features → detectors → scores → metrics, tables and pictures
-//!   (the `fashion_ood` binary).
+//!   (the `fashion_ood` binary and `mixburn ood experiment`).
+//! - [`experiment`]: the pipeline's options as command-line arguments ([`ExperimentArgs`]).
 //! - [`plot`]: ROC curves and score histograms as PNG.
 
 pub mod data;
 pub mod error;
+pub mod experiment;
 pub mod model;
 pub mod pipeline;
 pub mod plot;
@@ -19,6 +21,7 @@ pub mod train;
 
 pub use data::ImageSet;
 pub use error::{ClassifierError, Result};
+pub use experiment::ExperimentArgs;
 pub use model::{Classifier, ClassifierConfig, LayerOutputs, NUM_LAYERS, PIXELS};
 pub use pipeline::{run, PipelineOptions, PipelineReport};
 pub use train::{

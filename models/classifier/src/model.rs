@@ -54,7 +54,7 @@ impl ClassifierConfig {
     /// Checks the configuration: at least two classes and non-zero widths.
     pub fn validate(&self) -> crate::Result<()> {
         if self.num_classes < 2 {
-            return Err(ClassifierError::config(
+            return Err(ClassifierError::invalid_setting(
                 "num_classes",
                 format!(
                     "a classifier needs at least 2 classes, got {}",
@@ -68,7 +68,10 @@ impl ClassifierConfig {
             ("hidden", self.hidden),
         ] {
             if v == 0 {
-                return Err(ClassifierError::config(param, "must be at least 1"));
+                return Err(ClassifierError::invalid_setting(
+                    param,
+                    "must be at least 1",
+                ));
             }
         }
         Ok(())
@@ -172,7 +175,7 @@ impl Classifier {
     /// blocks up to it; the closure input pre-processing differentiates.
     pub fn layer_features(&self, x: Tensor<2>, layer: usize) -> crate::Result<Tensor<2>> {
         if layer >= NUM_LAYERS {
-            return Err(ClassifierError::config(
+            return Err(ClassifierError::invalid_setting(
                 "layer",
                 format!("the network has layers 0..{NUM_LAYERS}, got {layer}"),
             ));

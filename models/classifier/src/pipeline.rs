@@ -284,44 +284,47 @@ fn log(o: &PipelineOptions, msg: impl AsRef<str>) {
 
 fn check_options(o: &PipelineOptions) -> Result<()> {
     if o.id_classes.len() < 2 {
-        return Err(ClassifierError::config(
+        return Err(ClassifierError::invalid_setting(
             "id_classes",
             "choose at least 2 in-distribution classes",
         ));
     }
     for (i, c) in o.id_classes.iter().enumerate() {
         if !(0..10).contains(c) {
-            return Err(ClassifierError::config(
+            return Err(ClassifierError::invalid_setting(
                 "id_classes",
                 format!("Fashion-MNIST classes are 0..=9, got {c}"),
             ));
         }
         if o.id_classes[..i].contains(c) {
-            return Err(ClassifierError::config(
+            return Err(ClassifierError::invalid_setting(
                 "id_classes",
                 format!("class {c} is listed twice"),
             ));
         }
     }
     if o.id_classes.len() == 10 {
-        return Err(ClassifierError::config(
+        return Err(ClassifierError::invalid_setting(
             "id_classes",
             "leave at least one class out: its test images are the near-OOD set",
         ));
     }
     if let Some(e) = o.epsilon {
         if !(e.is_finite() && e >= 0.0) {
-            return Err(ClassifierError::config(
+            return Err(ClassifierError::invalid_setting(
                 "epsilon",
                 format!("must be finite and >= 0, got {e}"),
             ));
         }
     }
     if o.limit == Some(0) {
-        return Err(ClassifierError::config("limit", "must be at least 1"));
+        return Err(ClassifierError::invalid_setting(
+            "limit",
+            "must be at least 1",
+        ));
     }
     if o.gmm_components == 0 || o.noise_images == 0 || o.eval_batch == 0 {
-        return Err(ClassifierError::config(
+        return Err(ClassifierError::invalid_setting(
             "gmm_components / noise_images / eval_batch",
             "must be at least 1",
         ));
@@ -456,7 +459,7 @@ fn get_model(
             let (model, meta) = load_checkpoint(path, device)?;
             if meta.config != config || meta.classes != o.id_classes {
                 return Err(ClassifierError::Checkpoint {
-                    path: path.display().to_string(),
+                    path: path.to_path_buf(),
                     reason: format!(
                         "it holds a network for classes {:?} with {:?}, but this run asks for classes {:?} with {:?}; pass --retrain to overwrite it or another --checkpoint",
                         meta.classes, meta.config, o.id_classes, config
@@ -597,28 +600,21 @@ fn auroc_fpr(id: &[f64], ood: &[f64]) -> Result<(f64, f64)> {
 }
 
 /// Runs the whole pipeline (module docs) and writes `results.json`, `results.md`,
-/// `ood-roc.png` and `ood-hist.png` into `options.out_dir`.
+/// `ood-roc.png` and `ood-hist.png` into `options.out_dir`: the phases of the module docs,
+/// one function each — `load_splits` and `get_model` (1), `fit_detectors` (2),
+/// `choose_epsilon` and the OOD-free ensemble (4), `measure_sets` (3 and 5: every test set
+/// scored and measured), `write_results` (5: tables and pictures).
 pub fn run(o: &PipelineOptions) -> Result<PipelineReport> {
     check_options(o)?;
     let t0 = Instant::now();
     let mut seconds = BTreeMap::new();
     std::fs::create_dir_all(&o.out_dir).map_err(|source| ClassifierError::Io {
-        path: o.out_dir.display().to_string(),
+        path: o.out_dir.clone(),
         source,
     })?;
     let device = Backend::Flex.device_for(Precision::F32)?;
 
-    let (id_train_all, id_test, near) = load_data(o)?;
-    if id_train_all.len() < 4 || id_test.len() < 2 || near.len() < 2 {
-        return Err(ClassifierError::InvalidInput(format!(
-            "too few images ({} ID training, {} ID test, {} near-OOD); raise --limit",
-            id_train_all.len(),
-            id_test.len(),
-            near.len()
-        )));
-    }
-    let n_fit = id_train_all.len() - n_val(id_train_all.len(), 10);
-    let (fit_set, id_val) = (id_train_all.head(n_fit), id_train_all.tail(n_fit));
+    let (fit_set, id_val, id_test, near) = load_splits(o)?;
     seconds.insert("load".into(), t0.elapsed().as_secs_f64());
 
     let t = Instant::now();
@@ -640,34 +636,7 @@ pub fn run(o: &PipelineOptions) -> Result<PipelineReport> {
     let t = Instant::now();
     // ε and the OOD-free ensemble: ID validation vs. FGSM images, no OOD data.
     let adv = fgsm(&model, &id_val, o.fgsm_epsilon, o.eval_batch, &device)?;
-    let mut epsilon_selection = Vec::new();
-    let (epsilon, epsilon_source) = match o.epsilon {
-        Some(e) => (e, "given".to_string()),
-        None => {
-            let mut best = (f64::NEG_INFINITY, 0.0);
-            for &eps in &EPSILON_GRID {
-                let s_id = ctx.pre_scores(&id_val, NUM_LAYERS - 1, eps)?;
-                let s_adv = ctx.pre_scores(&adv, NUM_LAYERS - 1, eps)?;
-                let (auroc, fpr) = auroc_fpr(&s_id, &s_adv)?;
-                epsilon_selection.push(EpsilonPoint {
-                    epsilon: eps,
-                    set: "fgsm-validation".into(),
-                    auroc,
-                    fpr_at_95_tpr: fpr,
-                });
-                if auroc > best.0 {
-                    best = (auroc, eps);
-                }
-            }
-            (
-                best.1,
-                format!(
-                    "best AUROC of ID validation vs. FGSM (ε_adv = {}) images over the grid",
-                    o.fgsm_epsilon
-                ),
-            )
-        }
-    };
+    let (epsilon, epsilon_source, epsilon_selection) = choose_epsilon(&ctx, &id_val, &adv)?;
     log(
         o,
         format!("input pre-processing ε = {epsilon} ({epsilon_source})"),
@@ -675,104 +644,9 @@ pub fn run(o: &PipelineOptions) -> Result<PipelineReport> {
     let val_scores = ctx.score_set(&id_val, epsilon)?;
     let adv_scores = ctx.score_set(&adv, epsilon)?;
     let ensemble_fgsm = Ensemble::fit(&val_scores.pre, &adv_scores.pre)?;
-
-    let (id_lee_val, id_eval) = split(&id_test, 5);
-    let id_lee_scores = ctx.score_set(&id_lee_val, epsilon)?;
-    let id_scores = ctx.score_set(&id_eval, epsilon)?;
-    let mut sets = vec![SetInfo {
-        name: "ID test".into(),
-        kind: "id".into(),
-        description: format!(
-            "test images of the ID classes ({})",
-            o.id_classes
-                .iter()
-                .map(|&c| CLASS_NAMES[c as usize])
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        n_val: id_lee_val.len(),
-        n_eval: id_eval.len(),
-    }];
-    let methods = method_infos(o);
-    let mut results = Vec::new();
-    let mut ensemble_ood = BTreeMap::new();
-    let mut roc_panels = Vec::new();
-    let mut hist_panels = Vec::new();
-    let mut epsilon_sweep = Vec::new();
-    let id_by_method = method_scores(&id_scores, &ensemble_fgsm, None)?;
-    for (name, kind, description, images) in ood_sets(o, &id_eval, near)? {
-        if images.len() < 2 {
-            log(o, format!("skipping {name}: fewer than 2 images"));
-            continue;
-        }
-        log(o, format!("scoring {name} ({} images)", images.len()));
-        let (val, eval) = split(&images, 5);
-        let val_s = ctx.score_set(&val, epsilon)?;
-        let eval_s = ctx.score_set(&eval, epsilon)?;
-        let lee = Ensemble::fit(&id_lee_scores.pre, &val_s.pre)?;
-        let mut id_m = id_by_method.clone();
-        id_m.push((M_ENS_OOD, lee.combine(&id_scores.pre)?));
-        let ood_m = method_scores(&eval_s, &ensemble_fgsm, Some(&lee))?;
-        let mut curves = Vec::new();
-        for ((method, id_s), (_, ood_s)) in id_m.iter().zip(&ood_m) {
-            let metrics = evaluate(id_s, ood_s).map_err(mixburn_ood::OodError::from)?;
-            if o.plots {
-                let labels: Vec<bool> = (0..id_s.len() + ood_s.len())
-                    .map(|i| i >= id_s.len())
-                    .collect();
-                let scores: Vec<f64> = id_s.iter().chain(ood_s).copied().collect();
-                let roc = roc_curve(&labels, &scores, true).map_err(mixburn_ood::OodError::from)?;
-                curves.push(Curve {
-                    label: format!("{method} ({:.3})", metrics.auroc),
-                    fpr: roc.fpr,
-                    tpr: roc.tpr,
-                });
-            }
-            results.push(ResultRow {
-                method: method.to_string(),
-                set: name.clone(),
-                metrics,
-            });
-        }
-        if o.sweep {
-            for &eps in &EPSILON_GRID {
-                let s_id = ctx.pre_scores(&id_eval, NUM_LAYERS - 1, eps)?;
-                let s_ood = ctx.pre_scores(&eval, NUM_LAYERS - 1, eps)?;
-                let (auroc, fpr) = auroc_fpr(&s_id, &s_ood)?;
-                epsilon_sweep.push(EpsilonPoint {
-                    epsilon: eps,
-                    set: name.clone(),
-                    auroc,
-                    fpr_at_95_tpr: fpr,
-                });
-            }
-        }
-        roc_panels.push((format!("ID vs {name}"), curves));
-        hist_panels.push(HistogramPanel {
-            title: format!("{M_MAHA}: ID vs {name}"),
-            id: id_scores.maha.clone(),
-            ood: eval_s.maha.clone(),
-        });
-        ensemble_ood.insert(name.clone(), lee);
-        sets.push(SetInfo {
-            name,
-            kind,
-            description,
-            n_val: val.len(),
-            n_eval: eval.len(),
-        });
-    }
+    let measured = measure_sets(&ctx, &id_test, near, epsilon, &ensemble_fgsm)?;
     seconds.insert("score".into(), t.elapsed().as_secs_f64());
 
-    let mut files = Vec::new();
-    if o.plots {
-        let roc_path = o.out_dir.join("ood-roc.png");
-        plot::roc_grid(&roc_path, &roc_panels)?;
-        let hist_path = o.out_dir.join("ood-hist.png");
-        plot::histogram_grid(&hist_path, &hist_panels)?;
-        files.extend([roc_path, hist_path]);
-    }
-    seconds.insert("total".into(), t0.elapsed().as_secs_f64());
     let report = PipelineReport {
         options: o.clone(),
         id_classes: o
@@ -791,16 +665,202 @@ pub fn run(o: &PipelineOptions) -> Result<PipelineReport> {
         epsilon,
         epsilon_source,
         epsilon_selection,
-        epsilon_sweep,
-        methods,
-        sets,
-        results,
+        epsilon_sweep: measured.epsilon_sweep,
+        methods: method_infos(o),
+        sets: measured.sets,
+        results: measured.results,
         ensemble_fgsm,
-        ensemble_ood,
+        ensemble_ood: measured.ensemble_ood,
         convention: Positive::Ood.description().to_string(),
         seconds,
         files: Vec::new(),
     };
+    write_results(o, report, &measured.roc_panels, &measured.hist_panels, t0)
+}
+
+/// Phase 1's data: the ID training images less the ID validation part (the last
+/// `min(len/10, 1000)`), that validation part, the ID test images and the near-OOD images.
+fn load_splits(o: &PipelineOptions) -> Result<(ImageSet, ImageSet, ImageSet, ImageSet)> {
+    let (id_train_all, id_test, near) = load_data(o)?;
+    if id_train_all.len() < 4 || id_test.len() < 2 || near.len() < 2 {
+        return Err(ClassifierError::InvalidInput(format!(
+            "too few images ({} ID training, {} ID test, {} near-OOD); raise --limit",
+            id_train_all.len(),
+            id_test.len(),
+            near.len()
+        )));
+    }
+    let n_fit = id_train_all.len() - n_val(id_train_all.len(), 10);
+    let (fit_set, id_val) = (id_train_all.head(n_fit), id_train_all.tail(n_fit));
+    Ok((fit_set, id_val, id_test, near))
+}
+
+/// Phase 4's `ε`: the given one, or the value of [`EPSILON_GRID`] with the best AUROC of ID
+/// validation vs. FGSM images (every grid point is returned); with how it was chosen.
+fn choose_epsilon(
+    ctx: &Ctx<'_>,
+    id_val: &ImageSet,
+    adv: &ImageSet,
+) -> Result<(f64, String, Vec<EpsilonPoint>)> {
+    let o = ctx.o;
+    if let Some(e) = o.epsilon {
+        return Ok((e, "given".to_string(), Vec::new()));
+    }
+    let mut selection = Vec::new();
+    let mut best = (f64::NEG_INFINITY, 0.0);
+    for &eps in &EPSILON_GRID {
+        let s_id = ctx.pre_scores(id_val, NUM_LAYERS - 1, eps)?;
+        let s_adv = ctx.pre_scores(adv, NUM_LAYERS - 1, eps)?;
+        let (auroc, fpr) = auroc_fpr(&s_id, &s_adv)?;
+        selection.push(EpsilonPoint {
+            epsilon: eps,
+            set: "fgsm-validation".into(),
+            auroc,
+            fpr_at_95_tpr: fpr,
+        });
+        if auroc > best.0 {
+            best = (auroc, eps);
+        }
+    }
+    let source = format!(
+        "best AUROC of ID validation vs. FGSM (ε_adv = {}) images over the grid",
+        o.fgsm_epsilon
+    );
+    Ok((best.1, source, selection))
+}
+
+/// What [`measure_sets`] finds: the test sets, one result row per method and OOD set, Lee's
+/// ensembles, the pictures' panels and the optional `ε` sweep.
+struct Measured {
+    sets: Vec<SetInfo>,
+    results: Vec<ResultRow>,
+    ensemble_ood: BTreeMap<String, Ensemble>,
+    roc_panels: Vec<(String, Vec<Curve>)>,
+    hist_panels: Vec<HistogramPanel>,
+    epsilon_sweep: Vec<EpsilonPoint>,
+}
+
+/// Phases 3 and 5: every test set (ID test, then the OOD sets of [`ood_sets`]) split into its
+/// validation and evaluation parts and scored by every method at `ε`; the metrics of ID vs.
+/// each OOD set, with Lee's ensemble fitted on that set's validation part.
+fn measure_sets(
+    ctx: &Ctx<'_>,
+    id_test: &ImageSet,
+    near: ImageSet,
+    epsilon: f64,
+    ensemble_fgsm: &Ensemble,
+) -> Result<Measured> {
+    let o = ctx.o;
+    let (id_lee_val, id_eval) = split(id_test, 5);
+    let id_lee_scores = ctx.score_set(&id_lee_val, epsilon)?;
+    let id_scores = ctx.score_set(&id_eval, epsilon)?;
+    let mut m = Measured {
+        sets: vec![SetInfo {
+            name: "ID test".into(),
+            kind: "id".into(),
+            description: format!(
+                "test images of the ID classes ({})",
+                o.id_classes
+                    .iter()
+                    .map(|&c| CLASS_NAMES[c as usize])
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            n_val: id_lee_val.len(),
+            n_eval: id_eval.len(),
+        }],
+        results: Vec::new(),
+        ensemble_ood: BTreeMap::new(),
+        roc_panels: Vec::new(),
+        hist_panels: Vec::new(),
+        epsilon_sweep: Vec::new(),
+    };
+    let id_by_method = method_scores(&id_scores, ensemble_fgsm, None)?;
+    for (name, kind, description, images) in ood_sets(o, &id_eval, near)? {
+        if images.len() < 2 {
+            log(o, format!("skipping {name}: fewer than 2 images"));
+            continue;
+        }
+        log(o, format!("scoring {name} ({} images)", images.len()));
+        let (val, eval) = split(&images, 5);
+        let val_s = ctx.score_set(&val, epsilon)?;
+        let eval_s = ctx.score_set(&eval, epsilon)?;
+        let lee = Ensemble::fit(&id_lee_scores.pre, &val_s.pre)?;
+        let mut id_m = id_by_method.clone();
+        id_m.push((M_ENS_OOD, lee.combine(&id_scores.pre)?));
+        let ood_m = method_scores(&eval_s, ensemble_fgsm, Some(&lee))?;
+        let mut curves = Vec::new();
+        for ((method, id_s), (_, ood_s)) in id_m.iter().zip(&ood_m) {
+            let metrics = evaluate(id_s, ood_s).map_err(mixburn_ood::OodError::from)?;
+            if o.plots {
+                let labels: Vec<bool> = (0..id_s.len() + ood_s.len())
+                    .map(|i| i >= id_s.len())
+                    .collect();
+                let scores: Vec<f64> = id_s.iter().chain(ood_s).copied().collect();
+                let roc = roc_curve(&labels, &scores, true).map_err(mixburn_ood::OodError::from)?;
+                curves.push(Curve {
+                    label: format!("{method} ({:.3})", metrics.auroc),
+                    fpr: roc.fpr,
+                    tpr: roc.tpr,
+                });
+            }
+            m.results.push(ResultRow {
+                method: method.to_string(),
+                set: name.clone(),
+                metrics,
+            });
+        }
+        if o.sweep {
+            for &eps in &EPSILON_GRID {
+                let s_id = ctx.pre_scores(&id_eval, NUM_LAYERS - 1, eps)?;
+                let s_ood = ctx.pre_scores(&eval, NUM_LAYERS - 1, eps)?;
+                let (auroc, fpr) = auroc_fpr(&s_id, &s_ood)?;
+                m.epsilon_sweep.push(EpsilonPoint {
+                    epsilon: eps,
+                    set: name.clone(),
+                    auroc,
+                    fpr_at_95_tpr: fpr,
+                });
+            }
+        }
+        m.roc_panels.push((format!("ID vs {name}"), curves));
+        m.hist_panels.push(HistogramPanel {
+            title: format!("{M_MAHA}: ID vs {name}"),
+            id: id_scores.maha.clone(),
+            ood: eval_s.maha.clone(),
+        });
+        m.ensemble_ood.insert(name.clone(), lee);
+        m.sets.push(SetInfo {
+            name,
+            kind,
+            description,
+            n_val: val.len(),
+            n_eval: eval.len(),
+        });
+    }
+    Ok(m)
+}
+
+/// Phase 5's files: the pictures (with `plots`), `results.md` and `results.json` (the report
+/// with the list of files written and the total time since `t0`).
+fn write_results(
+    o: &PipelineOptions,
+    mut report: PipelineReport,
+    roc_panels: &[(String, Vec<Curve>)],
+    hist_panels: &[HistogramPanel],
+    t0: Instant,
+) -> Result<PipelineReport> {
+    let mut files = Vec::new();
+    if o.plots {
+        let roc_path = o.out_dir.join("ood-roc.png");
+        plot::roc_grid(&roc_path, roc_panels)?;
+        let hist_path = o.out_dir.join("ood-hist.png");
+        plot::histogram_grid(&hist_path, hist_panels)?;
+        files.extend([roc_path, hist_path]);
+    }
+    report
+        .seconds
+        .insert("total".into(), t0.elapsed().as_secs_f64());
     let md_path = o.out_dir.join("results.md");
     let md = markdown(&report);
     write_atomic(&md_path, |w| w.write_all(md.as_bytes()))?;

@@ -70,7 +70,7 @@ const COLOURS: [RGBColor; 10] = [
 
 fn plot_err(path: &Path, e: impl std::fmt::Display) -> ClassifierError {
     ClassifierError::Plot {
-        path: path.display().to_string(),
+        path: path.to_path_buf(),
         reason: e.to_string(),
     }
 }

@@ -44,13 +44,19 @@ impl TrainConfig {
     /// Checks that epochs, batch size and learning rate are positive.
     pub fn validate(&self) -> crate::Result<()> {
         if self.epochs == 0 {
-            return Err(ClassifierError::config("epochs", "must be at least 1"));
+            return Err(ClassifierError::invalid_setting(
+                "epochs",
+                "must be at least 1",
+            ));
         }
         if self.batch_size == 0 {
-            return Err(ClassifierError::config("batch_size", "must be at least 1"));
+            return Err(ClassifierError::invalid_setting(
+                "batch_size",
+                "must be at least 1",
+            ));
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return Err(ClassifierError::config(
+            return Err(ClassifierError::invalid_setting(
                 "learning_rate",
                 format!("must be a positive number, got {}", self.learning_rate),
             ));
@@ -185,7 +191,7 @@ pub fn fgsm(
     device: &Device,
 ) -> crate::Result<ImageSet> {
     if !(epsilon.is_finite() && epsilon >= 0.0) {
-        return Err(ClassifierError::config(
+        return Err(ClassifierError::invalid_setting(
             "fgsm_epsilon",
             format!("must be finite and >= 0, got {epsilon}"),
         ));
@@ -276,7 +282,7 @@ pub fn save_checkpoint(
     path: &Path,
 ) -> crate::Result<()> {
     let ckpt_err = |reason: String| ClassifierError::Checkpoint {
-        path: path.display().to_string(),
+        path: path.to_path_buf(),
         reason,
     };
     let bytes = model
@@ -296,12 +302,12 @@ pub fn load_checkpoint(
     device: &Device,
 ) -> crate::Result<(Classifier, CheckpointMeta)> {
     let ckpt_err = |reason: String| ClassifierError::Checkpoint {
-        path: path.display().to_string(),
+        path: path.to_path_buf(),
         reason,
     };
     let meta_file = meta_path(path);
     let json = std::fs::read(&meta_file).map_err(|source| ClassifierError::Io {
-        path: meta_file.display().to_string(),
+        path: meta_file.to_path_buf(),
         source,
     })?;
     let meta: CheckpointMeta = serde_json::from_slice(&json).map_err(|e| {
@@ -311,7 +317,7 @@ pub fn load_checkpoint(
         ))
     })?;
     let bytes = std::fs::read(path).map_err(|source| ClassifierError::Io {
-        path: path.display().to_string(),
+        path: path.to_path_buf(),
         source,
     })?;
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))

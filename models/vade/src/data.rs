@@ -22,7 +22,7 @@ impl Dataset {
     pub fn new(images: Tensor<2>, labels: Vec<i64>) -> Result<Self> {
         let [n, p] = images.dims();
         if n != labels.len() {
-            return Err(VadeError::config(
+            return Err(VadeError::invalid_setting(
                 "labels",
                 format!(
                     "{} labels for {n} images: give one label per image",
@@ -31,7 +31,7 @@ impl Dataset {
             ));
         }
         if n == 0 || p == 0 {
-            return Err(VadeError::config(
+            return Err(VadeError::invalid_setting(
                 "images",
                 format!("the data set is empty ({n} images of {p} pixels)"),
             ));
@@ -45,7 +45,7 @@ impl Dataset {
     ///
     /// # Errors
     /// The typed errors of `mixburn-data` for a missing, truncated or corrupt IDX file;
-    /// [`VadeError::Config`] for `limit = 0`.
+    /// [`VadeError::InvalidSetting`] for `limit = 0`.
     pub fn mnist_dir(
         dir: &Path,
         limit: Option<usize>,
@@ -53,7 +53,7 @@ impl Dataset {
         precision: Precision,
     ) -> Result<Self> {
         if limit == Some(0) {
-            return Err(VadeError::config("limit", "must be at least 1"));
+            return Err(VadeError::invalid_setting("limit", "must be at least 1"));
         }
         let mut pixels: Vec<f32> = Vec::new();
         let mut labels: Vec<i64> = Vec::new();
@@ -61,7 +61,7 @@ impl Dataset {
         for train in [true, false] {
             let split = mixburn_data::read_mnist_dir(dir, train)?;
             if let Some(w) = width.filter(|&w| w != split.images.cols) {
-                return Err(VadeError::config(
+                return Err(VadeError::invalid_setting(
                     "data",
                     format!(
                         "the training images of {} have {w} pixels each but the test images \

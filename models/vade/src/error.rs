@@ -14,11 +14,12 @@ pub enum VadeError {
     /// The prior layer failed.
     #[error(transparent)]
     Prior(#[from] mixburn_prior::PriorError),
-    /// A configuration value is out of range.
-    #[error("invalid VaDE setting `{field}`: {reason}")]
-    Config {
+    /// A configuration value is out of range (the project's one shape of this error,
+    /// `GmmError::InvalidSetting`).
+    #[error("invalid VaDE setting `{name}`: {reason}")]
+    InvalidSetting {
         /// The setting's name.
-        field: &'static str,
+        name: &'static str,
         /// What is wrong and what is allowed.
         reason: String,
     },
@@ -133,10 +134,10 @@ pub enum VadeError {
 }
 
 impl VadeError {
-    /// A [`VadeError::Config`].
-    pub fn config(field: &'static str, reason: impl Into<String>) -> Self {
-        VadeError::Config {
-            field,
+    /// A [`VadeError::InvalidSetting`].
+    pub fn invalid_setting(name: &'static str, reason: impl Into<String>) -> Self {
+        VadeError::InvalidSetting {
+            name,
             reason: reason.into(),
         }
     }

@@ -8,6 +8,9 @@ use mixburn_gmm::cluster_metrics::{
     adjusted_rand_index, clustering_accuracy, normalized_mutual_info,
 };
 use mixburn_gmm::host::to_f64;
+/// The project's one eigen-solver (`mixburn_gmm::linalg`), re-exported where the PCA picture
+/// uses it.
+pub use mixburn_gmm::linalg::symmetric_eigen;
 use serde::Serialize;
 
 use crate::checkpoint::{load_model, read_state, CheckpointState, ClusterMetrics, Phase};
@@ -103,7 +106,7 @@ pub struct RunEvaluation {
 ///
 /// # Errors
 /// [`VadeError::NoCheckpoint`] / [`VadeError::Checkpoint`] for a missing or damaged run;
-/// [`VadeError::Config`] when the run is still pre-training (its prior is not fitted yet, so
+/// [`VadeError::InvalidSetting`] when the run is still pre-training (its prior is not fitted yet, so
 /// it has no clusters: wait for the GMM initialisation) or when the images are not the size
 /// the model was trained on.
 pub fn evaluate_run(
@@ -114,7 +117,7 @@ pub fn evaluate_run(
 ) -> Result<RunEvaluation> {
     let state = read_state(run_dir)?;
     if state.phase == Phase::Pretrain {
-        return Err(VadeError::config(
+        return Err(VadeError::invalid_setting(
             "model",
             format!(
                 "{} is still pre-training the autoencoder (epoch {} of {}); its prior is \
@@ -127,7 +130,7 @@ pub fn evaluate_run(
     }
     let [_, width] = data.images.dims();
     if width != state.config.input_dim {
-        return Err(VadeError::config(
+        return Err(VadeError::invalid_setting(
             "data",
             format!(
                 "the images have {width} pixels, the model in {} was trained on {}",
@@ -160,8 +163,8 @@ pub fn write_latent_picture(path: &Path, evaluation: &Evaluation, latent_dim: us
 
 /// Projection of the rows of `x` (`[N, D]`, row-major) on their two leading principal axes:
 /// the eigenvectors of the covariance `C = (X − x̄)ᵀ(X − x̄) / N` with the largest eigenvalues
-/// (cyclic Jacobi on the D×D matrix). Returns N points `[(x − x̄)·v₁, (x − x̄)·v₂]`; with D = 1
-/// the second coordinate is 0.
+/// ([`symmetric_eigen`], `mixburn_gmm::linalg`'s Jacobi solver, on the D×D matrix). Returns N
+/// points `[(x − x̄)·v₁, (x − x̄)·v₂]`; with D = 1 the second coordinate is 0.
 pub fn pca_2d(x: &[f64], d: usize) -> Vec<[f64; 2]> {
     if d == 0 {
         return vec![];
@@ -208,55 +211,6 @@ pub fn pca_2d(x: &[f64], d: usize) -> Vec<[f64; 2]> {
             [p, q]
         })
         .collect()
-}
-
-/// Eigen-decomposition `A = V Λ Vᵀ` of a symmetric `d×d` matrix (row-major) by cyclic Jacobi
-/// rotations. Returns the eigenvalues and `V` (row-major, eigenvectors in columns).
-pub fn symmetric_eigen(mut a: Vec<f64>, d: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut v = vec![0.0; d * d];
-    (0..d).for_each(|i| v[i * d + i] = 1.0);
-    for _sweep in 0..100 {
-        let off: f64 = (0..d)
-            .flat_map(|i| (0..d).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| a[i * d + j] * a[i * d + j])
-            .sum();
-        let scale: f64 = a.iter().map(|x| x * x).sum::<f64>().max(f64::MIN_POSITIVE);
-        if off <= 1e-30 * scale {
-            break;
-        }
-        for p in 0..d {
-            for q in p + 1..d {
-                let apq = a[p * d + q];
-                if apq == 0.0 {
-                    continue;
-                }
-                let theta = (a[q * d + q] - a[p * d + p]) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                for k in 0..d {
-                    let akp = a[k * d + p];
-                    let akq = a[k * d + q];
-                    a[k * d + p] = c * akp - s * akq;
-                    a[k * d + q] = s * akp + c * akq;
-                }
-                for k in 0..d {
-                    let apk = a[p * d + k];
-                    let aqk = a[q * d + k];
-                    a[p * d + k] = c * apk - s * aqk;
-                    a[q * d + k] = s * apk + c * aqk;
-                }
-                for k in 0..d {
-                    let vkp = v[k * d + p];
-                    let vkq = v[k * d + q];
-                    v[k * d + p] = c * vkp - s * vkq;
-                    v[k * d + q] = s * vkp + c * vkq;
-                }
-            }
-        }
-    }
-    ((0..d).map(|i| a[i * d + i]).collect(), v)
 }
 
 /// Reads the means back to the host, row-major.

@@ -91,7 +91,7 @@ impl VadeConfig {
     pub fn validate(&self) -> Result<(), VadeError> {
         let positive = |field: &'static str, v: usize| {
             if v == 0 {
-                Err(VadeError::config(field, "must be at least 1"))
+                Err(VadeError::invalid_setting(field, "must be at least 1"))
             } else {
                 Ok(())
             }
@@ -106,7 +106,7 @@ impl VadeConfig {
         positive("loss_readback_every", self.loss_readback_every)?;
         positive("eval_chunk", self.eval_chunk)?;
         if self.hidden.is_empty() || self.hidden.contains(&0) {
-            return Err(VadeError::config(
+            return Err(VadeError::invalid_setting(
                 "hidden",
                 format!(
                     "{:?}: give at least one hidden layer, each of size ≥ 1 (e.g. 500,500,2000)",
@@ -133,7 +133,7 @@ impl VadeConfig {
         match n_weights {
             Some(n) if n <= MAX_PARAMETERS => {}
             _ => {
-                return Err(VadeError::config(
+                return Err(VadeError::invalid_setting(
                     "hidden",
                     format!(
                         "input {}, hidden {:?}, latent {} and {} components make a network of \
@@ -150,23 +150,29 @@ impl VadeConfig {
             ("adam_epsilon", self.adam_epsilon),
         ] {
             if !(v.is_finite() && v > 0.0) {
-                return Err(VadeError::config(field, format!("{v}: must be > 0")));
+                return Err(VadeError::invalid_setting(
+                    field,
+                    format!("{v}: must be > 0"),
+                ));
             }
         }
         if !(self.lr_decay.is_finite() && self.lr_decay > 0.0 && self.lr_decay <= 1.0) {
-            return Err(VadeError::config(
+            return Err(VadeError::invalid_setting(
                 "lr_decay",
                 format!("{}: must be in (0, 1]", self.lr_decay),
             ));
         }
         if !(self.lr_floor.is_finite() && self.lr_floor >= 0.0) {
-            return Err(VadeError::config(
+            return Err(VadeError::invalid_setting(
                 "lr_floor",
                 format!("{}: must be ≥ 0", self.lr_floor),
             ));
         }
         if !self.log_var_floor.is_finite() {
-            return Err(VadeError::config("log_var_floor", "must be finite"));
+            return Err(VadeError::invalid_setting(
+                "log_var_floor",
+                "must be finite",
+            ));
         }
         Ok(())
     }

@@ -239,12 +239,12 @@ pub fn read_run(run_dir: &Path) -> Result<RunProgress> {
 /// and spread of ACC, NMI, ARI and the training time.
 ///
 /// # Errors
-/// What [`read_run`] returns; [`VadeError::Config`] when no run is given, when two runs have
+/// What [`read_run`] returns; [`VadeError::InvalidSetting`] when no run is given, when two runs have
 /// the same seed (they would be counted twice) or when the runs differ in anything but their
 /// seed and length (architecture, data, learning rates: they are not one experiment).
 pub fn summarize(run_dirs: &[PathBuf]) -> Result<Summary> {
     if run_dirs.is_empty() {
-        return Err(VadeError::config(
+        return Err(VadeError::invalid_setting(
             "runs",
             "give at least one run directory written by `mixburn vade train`",
         ));
@@ -258,7 +258,7 @@ pub fn summarize(run_dirs: &[PathBuf]) -> Result<Summary> {
             None => first_config = Some((dir.clone(), config)),
             Some((first_dir, first)) => {
                 if let Some(field) = first_difference(first, &config) {
-                    return Err(VadeError::config(
+                    return Err(VadeError::invalid_setting(
                         "runs",
                         format!(
                             "{} and {} differ in `{field}`; summarise runs that differ only \
@@ -272,7 +272,7 @@ pub fn summarize(run_dirs: &[PathBuf]) -> Result<Summary> {
         }
         let run = read_run(dir)?;
         if let Some(other) = runs.iter().find(|r: &&RunProgress| r.seed == run.seed) {
-            return Err(VadeError::config(
+            return Err(VadeError::invalid_setting(
                 "runs",
                 format!(
                     "{} and {} both have seed {}; give each seed once",

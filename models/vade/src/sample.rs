@@ -30,7 +30,7 @@ pub const MAX_PER_COMPONENT: usize = 1024;
 /// `sigmoid(decoder(z))`, `z ~ N(μ_k, diag σ_k²)` (`prior.sample_component(k, ·, seed + k)`).
 ///
 /// # Errors
-/// [`VadeError::Config`] when the images are not 28×28 or `per_component` is 0.
+/// [`VadeError::InvalidSetting`] when the images are not 28×28 or `per_component` is 0.
 pub fn write_samples(
     model: &Vade,
     per_component: usize,
@@ -38,14 +38,14 @@ pub fn write_samples(
     output: &Path,
 ) -> Result<GridInfo> {
     if per_component == 0 || per_component > MAX_PER_COMPONENT {
-        return Err(VadeError::config(
+        return Err(VadeError::invalid_setting(
             "per_component",
             format!("{per_component}: give 1 to {MAX_PER_COMPONENT} images per component"),
         ));
     }
     let [_, pixels] = model.decoder.out.weight.val().dims();
     if pixels != IMAGE_SIDE * IMAGE_SIDE {
-        return Err(VadeError::config(
+        return Err(VadeError::invalid_setting(
             "input_dim",
             format!("the model draws {pixels} pixels; the grid needs 28×28 = 784"),
         ));

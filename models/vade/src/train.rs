@@ -447,11 +447,15 @@ fn check_resume(
 /// `run_dir`; with `options.resume`, continues the run saved there (architecture, data and
 /// dtype must match; the schedule — epochs, learning rates — comes from `config`).
 ///
+/// The phases of the module docs, one function each: `open_run` (a new run or the saved
+/// one), `pretrain` (1), `fit_prior` (2), `joint` (3), then `finish` (the final evaluation,
+/// pictures and `metrics.json`).
+///
 /// # Errors
 /// [`VadeError::NonFiniteLoss`] when a batch loss is NaN/inf (the last checkpoint is kept);
 /// [`VadeError::LatentMismatch`] / [`VadeError::ResumeMismatch`] when resuming a different
-/// model; [`VadeError::Config`] for bad settings or a run directory that already holds a run
-/// without `resume`; errors of the GMM fit, the metrics and file I/O.
+/// model; [`VadeError::InvalidSetting`] for bad settings or a run directory that already holds
+/// a run without `resume`; errors of the GMM fit, the metrics and file I/O.
 pub fn train(
     config: &VadeConfig,
     data: &Dataset,
@@ -460,7 +464,7 @@ pub fn train(
 ) -> Result<TrainReport> {
     config.validate()?;
     if data.dim() != config.input_dim {
-        return Err(VadeError::config(
+        return Err(VadeError::invalid_setting(
             "input_dim",
             format!(
                 "the images have {} pixels but the model expects {}",
@@ -474,12 +478,82 @@ pub fn train(
         images,
         labels: data.labels.clone(),
     };
-    let device = data.images.device();
-    let dtype = data.images.dtype();
-    let precision = Precision::of(dtype);
     fs::create_dir_all(run_dir).map_err(|e| VadeError::io(run_dir, e))?;
+    let (model, state, resumed_from) = open_run(config, data, run_dir, options.resume)?;
+    let mut run = Run {
+        ctx: Ctx {
+            config,
+            data,
+            device: data.images.device(),
+            dtype: data.images.dtype(),
+            progress: options.progress,
+            last_checkpoint: resumed_from.map(|_| state.checkpoint_dir(run_dir)),
+        },
+        run_dir,
+        state,
+        history: Vec::new(),
+        resumed_phase: resumed_from.map(|(p, _)| p),
+    };
+    let mut model = model.train();
+    if run.state.phase == Phase::Pretrain {
+        model = pretrain(&mut run, model)?;
+        model = fit_prior(&mut run, model)?;
+    }
+    let (model, final_evaluation) = joint(&mut run, model)?;
+    finish(run, model.valid(), final_evaluation, options, resumed_from)
+}
 
-    let (model, mut state, resumed_from) = if options.resume {
+/// A training session: the epochs' context, the run directory, its state and this session's
+/// log records.
+struct Run<'a> {
+    ctx: Ctx<'a>,
+    run_dir: &'a Path,
+    state: CheckpointState,
+    history: Vec<EpochRecord>,
+    /// The phase of the checkpoint this session resumed (its optimizers are loaded).
+    resumed_phase: Option<Phase>,
+}
+
+impl Run<'_> {
+    /// Records a finished epoch: the state, `log.jsonl` and this session's history.
+    fn record(&mut self, record: EpochRecord) -> Result<()> {
+        self.state.epoch = record.epoch;
+        self.state.lr = record.lr;
+        if let Some(prior_lr) = record.prior_lr {
+            self.state.prior_lr = prior_lr;
+        }
+        self.state.loss = Some(record.loss);
+        self.state.seconds += record.seconds;
+        append_log(self.run_dir, &record)?;
+        self.history.push(record);
+        Ok(())
+    }
+
+    /// Writes a checkpoint of `model` and the optimizers given, and remembers it.
+    fn checkpoint(
+        &mut self,
+        model: &Vade,
+        net: Option<&ModuleOptimizer>,
+        prior: Option<&ModuleOptimizer>,
+    ) -> Result<()> {
+        write_checkpoint(self.run_dir, &mut self.state, model, net, prior)?;
+        self.ctx.last_checkpoint = Some(self.state.checkpoint_dir(self.run_dir));
+        Ok(())
+    }
+}
+
+/// The model and state a session starts from: the run saved in `run_dir` (checked against
+/// `config` and `data`) with `resume`, else a new run (refused where one is saved) with a
+/// fresh model; and the `(phase, epoch)` resumed.
+fn open_run(
+    config: &VadeConfig,
+    data: &Dataset,
+    run_dir: &Path,
+    resume: bool,
+) -> Result<(Vade, CheckpointState, Option<(Phase, usize)>)> {
+    let device = data.images.device();
+    let precision = Precision::of(data.images.dtype());
+    if resume {
         let state = read_state(run_dir)?;
         check_resume(run_dir, &state, config, data.len(), precision)?;
         let model = load_model(run_dir, &state, Some(config.latent_dim), &device)?;
@@ -489,112 +563,111 @@ pub fn train(
             seed: config.seed,
             ..state
         };
-        (model, state, Some(from))
-    } else {
-        if run_dir.join(STATE_FILE).exists() {
-            return Err(VadeError::config(
-                "output",
-                format!(
-                    "{} already holds a VaDE run; pass --resume to continue it, or choose a \
-                     new output directory",
-                    run_dir.display()
-                ),
-            ));
-        }
-        let _ = fs::remove_file(run_dir.join(LOG_FILE));
-        let state = CheckpointState {
-            format: STATE_FORMAT,
-            config: config.clone(),
-            precision,
-            phase: Phase::Pretrain,
-            epoch: 0,
-            lr: config.pretrain_lr,
-            prior_lr: config.prior_lr,
-            seed: config.seed,
-            n: data.len(),
-            dir: String::new(),
-            loss: None,
-            gmm_init_metrics: None,
-            metrics: None,
-            seconds: 0.0,
-        };
-        (config.init(&device, precision)?, state, None)
-    };
-    let mut model = model.train();
-    let mut ctx = Ctx {
-        config,
-        data,
-        device: device.clone(),
-        dtype,
-        progress: options.progress,
-        last_checkpoint: resumed_from.map(|_| state.checkpoint_dir(run_dir)),
-    };
-    let mut history = Vec::new();
-    let resumed_phase = resumed_from.map(|(p, _)| p);
-
-    if state.phase == Phase::Pretrain {
-        let mut opt = adam(config);
-        if resumed_phase == Some(Phase::Pretrain) {
-            opt = load_optimizer(run_dir, &state, OPTIM_NET_FILE, opt)?;
-        }
-        for epoch in state.epoch..config.pretrain_epochs {
-            let optim = Optim {
-                net: &mut opt,
-                lr: config.pretrain_lr,
-                prior: None,
-            };
-            let (m, record) = run_epoch(
-                &ctx,
-                Phase::Pretrain,
-                epoch,
-                config.pretrain_epochs,
-                model,
-                optim,
-            )?;
-            model = m;
-            state.epoch = epoch + 1;
-            state.lr = config.pretrain_lr;
-            state.loss = Some(record.loss);
-            state.seconds += record.seconds;
-            append_log(run_dir, &record)?;
-            history.push(record);
-            if (epoch + 1) % config.checkpoint_every == 0 || epoch + 1 == config.pretrain_epochs {
-                write_checkpoint(run_dir, &mut state, &model, Some(&opt), None)?;
-                ctx.last_checkpoint = Some(state.checkpoint_dir(run_dir));
-            }
-        }
-        let start = Instant::now();
-        let (prior, gmm_metrics) = init_prior(config, data, &model.valid(), &device, dtype)?;
-        model = Vade {
-            encoder: model.encoder,
-            decoder: model.decoder,
-            prior: prior.train(),
-        };
-        state.gmm_init_metrics = Some(gmm_metrics);
-        state.phase = Phase::Joint;
-        state.epoch = 0;
-        state.seconds += start.elapsed().as_secs_f64();
-        write_checkpoint(run_dir, &mut state, &model, None, None)?;
-        ctx.last_checkpoint = Some(state.checkpoint_dir(run_dir));
-        append_log(
-            run_dir,
-            &json!({
-                "phase": "gmm_init",
-                "metrics": gmm_metrics,
-                "seconds": start.elapsed().as_secs_f64(),
-            }),
-        )?;
+        return Ok((model, state, Some(from)));
     }
+    if run_dir.join(STATE_FILE).exists() {
+        return Err(VadeError::invalid_setting(
+            "output",
+            format!(
+                "{} already holds a VaDE run; pass --resume to continue it, or choose a \
+                 new output directory",
+                run_dir.display()
+            ),
+        ));
+    }
+    let _ = fs::remove_file(run_dir.join(LOG_FILE));
+    let state = CheckpointState {
+        format: STATE_FORMAT,
+        config: config.clone(),
+        precision,
+        phase: Phase::Pretrain,
+        epoch: 0,
+        lr: config.pretrain_lr,
+        prior_lr: config.prior_lr,
+        seed: config.seed,
+        n: data.len(),
+        dir: String::new(),
+        loss: None,
+        gmm_init_metrics: None,
+        metrics: None,
+        seconds: 0.0,
+    };
+    Ok((config.init(&device, precision)?, state, None))
+}
 
+/// Phase 1: the remaining autoencoder pre-training epochs, checkpointed every
+/// `checkpoint_every` epochs and after the last.
+fn pretrain(run: &mut Run<'_>, mut model: Vade) -> Result<Vade> {
+    let config = run.ctx.config;
+    let mut opt = adam(config);
+    if run.resumed_phase == Some(Phase::Pretrain) {
+        opt = load_optimizer(run.run_dir, &run.state, OPTIM_NET_FILE, opt)?;
+    }
+    for epoch in run.state.epoch..config.pretrain_epochs {
+        let optim = Optim {
+            net: &mut opt,
+            lr: config.pretrain_lr,
+            prior: None,
+        };
+        let (m, record) = run_epoch(
+            &run.ctx,
+            Phase::Pretrain,
+            epoch,
+            config.pretrain_epochs,
+            model,
+            optim,
+        )?;
+        model = m;
+        run.record(record)?;
+        if (epoch + 1) % config.checkpoint_every == 0 || epoch + 1 == config.pretrain_epochs {
+            run.checkpoint(&model, Some(&opt), None)?;
+        }
+    }
+    Ok(model)
+}
+
+/// Phase 2: the GMM fitted on the pre-trained encoder means becomes the prior; the run moves
+/// to the joint phase (checkpointed, and logged with the GMM's clustering metrics).
+fn fit_prior(run: &mut Run<'_>, model: Vade) -> Result<Vade> {
+    let ctx = &run.ctx;
+    let start = Instant::now();
+    let (prior, gmm_metrics) =
+        init_prior(ctx.config, ctx.data, &model.valid(), &ctx.device, ctx.dtype)?;
+    let model = Vade {
+        encoder: model.encoder,
+        decoder: model.decoder,
+        prior: prior.train(),
+    };
+    run.state.gmm_init_metrics = Some(gmm_metrics);
+    run.state.phase = Phase::Joint;
+    run.state.epoch = 0;
+    run.state.seconds += start.elapsed().as_secs_f64();
+    run.checkpoint(&model, None, None)?;
+    append_log(
+        run.run_dir,
+        &json!({
+            "phase": "gmm_init",
+            "metrics": gmm_metrics,
+            "seconds": start.elapsed().as_secs_f64(),
+        }),
+    )?;
+    Ok(model)
+}
+
+/// Phase 3: the remaining joint epochs (learning rates decayed by epoch), evaluated every
+/// `eval_every` epochs and after the last, checkpointed every `checkpoint_every` and after the
+/// last. Returns the model and the last epoch's evaluation (the final one), when it ran here.
+fn joint(run: &mut Run<'_>, mut model: Vade) -> Result<(Vade, Option<crate::eval::Evaluation>)> {
+    let config = run.ctx.config;
     let mut net_opt = adam(config);
     let mut prior_opt = adam(config);
-    if resumed_phase == Some(Phase::Joint) {
-        net_opt = load_optimizer(run_dir, &state, OPTIM_NET_FILE, net_opt)?;
-        prior_opt = load_optimizer(run_dir, &state, OPTIM_PRIOR_FILE, prior_opt)?;
+    if run.resumed_phase == Some(Phase::Joint) {
+        net_opt = load_optimizer(run.run_dir, &run.state, OPTIM_NET_FILE, net_opt)?;
+        prior_opt = load_optimizer(run.run_dir, &run.state, OPTIM_PRIOR_FILE, prior_opt)?;
     }
     // The last epoch's evaluation (logged with it) is the final one.
     let mut final_evaluation = None;
-    for epoch in state.epoch..config.epochs {
+    for epoch in run.state.epoch..config.epochs {
         let lr = config.decayed(config.lr, epoch);
         let prior_lr = config.decayed(config.prior_lr, epoch);
         let optim = Optim {
@@ -602,39 +675,39 @@ pub fn train(
             lr,
             prior: Some((&mut prior_opt, prior_lr)),
         };
-        let (m, mut record) = run_epoch(&ctx, Phase::Joint, epoch, config.epochs, model, optim)?;
+        let (m, mut record) =
+            run_epoch(&run.ctx, Phase::Joint, epoch, config.epochs, model, optim)?;
         model = m;
         let last = epoch + 1 == config.epochs;
         if last || (config.eval_every > 0 && (epoch + 1) % config.eval_every == 0) {
             let t = Instant::now();
-            let evaluation = evaluate(&model.valid(), data, config.eval_chunk)?;
+            let evaluation = evaluate(&model.valid(), run.ctx.data, config.eval_chunk)?;
             record.metrics = Some(evaluation.metrics);
-            state.metrics = Some(evaluation.metrics);
+            run.state.metrics = Some(evaluation.metrics);
             record.seconds += t.elapsed().as_secs_f64();
             if last {
                 final_evaluation = Some(evaluation);
             }
         }
-        state.epoch = epoch + 1;
-        state.lr = lr;
-        state.prior_lr = prior_lr;
-        state.loss = Some(record.loss);
-        state.seconds += record.seconds;
-        append_log(run_dir, &record)?;
-        history.push(record);
+        run.record(record)?;
         if (epoch + 1) % config.checkpoint_every == 0 || last {
-            write_checkpoint(
-                run_dir,
-                &mut state,
-                &model,
-                Some(&net_opt),
-                Some(&prior_opt),
-            )?;
-            ctx.last_checkpoint = Some(state.checkpoint_dir(run_dir));
+            run.checkpoint(&model, Some(&net_opt), Some(&prior_opt))?;
         }
     }
+    Ok((model, final_evaluation))
+}
 
-    let model = model.valid();
+/// The end of a session: the final evaluation (again, for a finished run resumed without more
+/// epochs), the pictures, the state and `metrics.json`, and the report.
+fn finish(
+    mut run: Run<'_>,
+    model: Vade,
+    final_evaluation: Option<crate::eval::Evaluation>,
+    options: &TrainOptions,
+    resumed_from: Option<(Phase, usize)>,
+) -> Result<TrainReport> {
+    let (config, data, run_dir) = (run.ctx.config, run.ctx.data, run.run_dir);
+    let state = &mut run.state;
     let start = Instant::now();
     let evaluation = match final_evaluation {
         Some(e) => e,
@@ -653,7 +726,7 @@ pub fn train(
         }
     }
     state.seconds += start.elapsed().as_secs_f64();
-    write_json(&run_dir.join(STATE_FILE), &state)?;
+    write_json(&run_dir.join(STATE_FILE), &*state)?;
     let m = evaluation.metrics;
     write_json(
         &run_dir.join(METRICS_FILE),
@@ -667,7 +740,7 @@ pub fn train(
             "n": data.len(),
             "seconds": state.seconds,
             "backend": options.backend,
-            "dtype": precision.to_string(),
+            "dtype": state.precision.to_string(),
             "latent_dim": config.latent_dim,
             "n_components": config.n_components,
             "hidden": config.hidden,
@@ -681,7 +754,7 @@ pub fn train(
         epochs: state.epoch,
         seconds: state.seconds,
         n: data.len(),
-        history,
+        history: run.history,
         resumed_from,
         model,
     })

@@ -14,7 +14,8 @@ use mixburn_gmm::{fit_bayesian, BayesianGaussianMixtureConfig, FittedMixture, Mi
 use serde_json::{json, Value};
 
 use crate::input::Input;
-use crate::{device, fit_input, parse_components, CliError, Compute, EmOptions};
+use crate::options::{choice, Estimator};
+use crate::{parse_components, CliError, Compute, EmOptions};
 
 /// Anomaly subcommands.
 #[derive(Debug, Subcommand)]
@@ -40,8 +41,8 @@ pub struct AnomalyFitArgs {
     #[arg(long, default_value = "1..8")]
     pub candidates: String,
     /// em (GaussianMixture) or bayesian (variational; --components is its upper bound K).
-    #[arg(long, default_value = "em")]
-    pub estimator: String,
+    #[arg(long, default_value = "em", value_parser = choice::<Estimator>())]
+    pub estimator: Estimator,
     /// Expected fraction of anomalies in the training rows, in (0, 0.5]: the threshold is
     /// the 100·(1 − c) percentile of their scores (pyod's rule).
     #[arg(long, default_value_t = mixburn_anomaly::DEFAULT_CONTAMINATION, allow_negative_numbers = true)]
@@ -85,8 +86,8 @@ pub struct AnomalyScoreArgs {
     #[arg(long)]
     pub closest_share: Option<PathBuf>,
     /// Rows with NaN or inf: `error` (refuse, naming the row) or `inf` (score them +inf).
-    #[arg(long, default_value = "error")]
-    pub nan_policy: String,
+    #[arg(long, default_value = "error", value_parser = choice::<NanPolicy>())]
+    pub nan_policy: NanPolicy,
     /// Backend and precision (default: the detector's precision).
     #[command(flatten)]
     pub compute: Compute,
@@ -170,26 +171,16 @@ fn fit(a: AnomalyFitArgs) -> Result<Value, CliError> {
             .parse::<usize>()
             .ok()
             .filter(|&k| k > 0)
-            .ok_or_else(|| AnomalyError::Config {
-                what: "components",
+            .ok_or_else(|| AnomalyError::InvalidSetting {
+                name: "components",
                 reason: format!("`{}` is not a positive integer or `auto`", a.components),
             })?;
         Components::Fixed(k)
     };
-    let bayesian = match a.estimator.to_ascii_lowercase().as_str() {
-        "em" | "gmm" => false,
-        "bayesian" | "variational" => true,
-        other => {
-            return Err(AnomalyError::Config {
-                what: "estimator",
-                reason: format!("unknown estimator `{other}`; use em or bayesian"),
-            }
-            .into())
-        }
-    };
+    let bayesian = a.estimator == Estimator::Bayesian;
     if bayesian && auto {
-        return Err(AnomalyError::Config {
-            what: "components",
+        return Err(AnomalyError::InvalidSetting {
+            name: "components",
             reason: "`auto` chooses K by BIC for EM; the variational mixture prunes components itself: give its upper bound K".into(),
         }
         .into());
@@ -198,7 +189,7 @@ fn fit(a: AnomalyFitArgs) -> Result<Value, CliError> {
     inputs.extend(a.validation.as_deref());
     check_outputs(&[&a.output], &inputs)?;
 
-    let (device, precision) = device(&a.em.compute, Precision::F32)?;
+    let (device, precision) = a.em.compute.device(Precision::F32)?;
     let first_k = match &components {
         Components::Fixed(k) => *k,
         Components::Auto(ks) => ks[0],
@@ -211,7 +202,7 @@ fn fit(a: AnomalyFitArgs) -> Result<Value, CliError> {
     // Held, streamed from the file when larger than the budget, or split over --workers (the
     // scores, one per row, are held either way: the threshold is a percentile of them). Sample
     // weights weight the mixture's fit; the threshold's contamination counts rows.
-    let (x, weights) = fit_input(&a.input, &a.em, &device, precision)?;
+    let (x, weights) = a.em.fit_input(&a.input, &device, precision)?;
     let n = x.n_rows();
     let data = x.data(weights.as_deref());
     let (mixture, candidates): (FittedMixture, _) = if bayesian {
@@ -261,11 +252,11 @@ fn fit(a: AnomalyFitArgs) -> Result<Value, CliError> {
         "mean_score": mean_score,
         "n_components": m.n_components(),
         "n_features": m.n_features(),
-        "estimator": if bayesian { "bayesian" } else { "em" },
+        "estimator": a.estimator.name(),
         "covariance_type": m.covariance_type().to_string(),
         "candidates": candidates,
         "weights": &m.params().weights,
-        "backend": a.em.compute.backend,
+        "backend": a.em.compute.backend_name(),
         "dtype": precision.to_string(),
         "output": a.output.display().to_string(),
     }))
@@ -293,7 +284,7 @@ fn scores_of(
 /// An error about row `r` of a chunk, renumbered from the input's first row.
 fn at_row(e: AnomalyError, start: usize) -> AnomalyError {
     match e {
-        AnomalyError::NonFiniteRow { row, col, value } => AnomalyError::NonFiniteRow {
+        AnomalyError::NonFinite { row, col, value } => AnomalyError::NonFinite {
             row: row + start,
             col,
             value,
@@ -307,14 +298,14 @@ fn count(flags: &[bool]) -> usize {
 }
 
 fn score(a: AnomalyScoreArgs) -> Result<Value, CliError> {
-    let policy: NanPolicy = a.nan_policy.parse()?;
+    let policy = a.nan_policy;
     let mut outputs = vec![a.output.as_path()];
     outputs.extend(a.flags.as_deref());
     outputs.extend(a.closest.as_deref());
     outputs.extend(a.closest_share.as_deref());
     check_outputs(&outputs, &[&a.input, &a.detector])?;
     let det = AnomalyDetector::load(&a.detector)?;
-    let (device, precision) = device(&a.compute, det.precision())?;
+    let (device, precision) = a.compute.device(det.precision())?;
     let budget = a.compute.max_memory_bytes()?;
     // Held, or streamed from the file when larger than the budget; the outputs (a few values
     // per row) are held and written at the end. Non-finite values follow --nan-policy.

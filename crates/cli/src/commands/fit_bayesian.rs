@@ -10,7 +10,8 @@ use mixburn_gmm::{
 };
 use serde_json::{json, Value};
 
-use crate::{device, fit_input, CliError, EmOptions};
+use crate::options::choice;
+use crate::{CliError, EmOptions};
 
 /// `mixburn fit-bayesian`.
 #[derive(Debug, Args)]
@@ -22,8 +23,8 @@ pub struct FitBayesianArgs {
     #[arg(long, default_value_t = 1)]
     pub components: usize,
     /// Prior on the weights: dirichlet-process (stick-breaking) or dirichlet-distribution.
-    #[arg(long, default_value = "dirichlet-process")]
-    pub weight_prior: String,
+    #[arg(long, default_value = "dirichlet-process", value_parser = choice::<WeightConcentrationPriorType>())]
+    pub weight_prior: WeightConcentrationPriorType,
     /// Concentration γ (process) or α (distribution) of the weight prior (default 1/K).
     #[arg(long)]
     pub weight_concentration_prior: Option<f64>,
@@ -55,8 +56,8 @@ fn parse_weight(s: &str) -> Result<f64, String> {
 /// Fits, saves and summarises a variational Bayesian mixture.
 pub fn run(a: FitBayesianArgs) -> Result<Value, CliError> {
     mixburn_data::check_outputs(&[&a.output])?;
-    let (device, precision) = device(&a.em.compute, Precision::F32)?;
-    let prior_type: WeightConcentrationPriorType = a.weight_prior.parse()?;
+    let (device, precision) = a.em.compute.device(Precision::F32)?;
+    let prior_type = a.weight_prior;
     let config = BayesianGaussianMixtureConfig {
         weight_concentration_prior_type: prior_type,
         weight_concentration_prior: a.weight_concentration_prior,
@@ -64,7 +65,7 @@ pub fn run(a: FitBayesianArgs) -> Result<Value, CliError> {
         degrees_of_freedom_prior: a.degrees_of_freedom_prior,
         ..BayesianGaussianMixtureConfig::from_shared(&a.em.config(a.components)?)
     };
-    let (input, weights) = fit_input(&a.input, &a.em, &device, precision)?;
+    let (input, weights) = a.em.fit_input(&a.input, &device, precision)?;
     let n = input.n_rows();
     let data = input.data(weights.as_deref());
     let model = fit_bayesian(&config, data).map_err(|e| input.name_error(e))?;
@@ -87,7 +88,7 @@ pub fn run(a: FitBayesianArgs) -> Result<Value, CliError> {
         "n_features": model.n_features,
         "n_components": model.n_components,
         "covariance_type": model.covariance_type.to_string(),
-        "backend": a.em.compute.backend,
+        "backend": a.em.compute.backend_name(),
         "dtype": precision.to_string(),
         "output": a.output.display().to_string(),
     }))

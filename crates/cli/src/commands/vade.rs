@@ -3,13 +3,14 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use mixburn_gmm::backend::{Backend, Precision};
+use mixburn_gmm::backend::Precision;
 use mixburn_vade::{
     evaluate_run, mean_neg_elbo, read_state, sample_grid, summarize, train, Dataset, TrainOptions,
     VadeConfig, VadeError,
 };
 use serde_json::{json, Value};
 
+use crate::options::{choice, BackendOption};
 use crate::CliError;
 
 /// VaDE subcommands.
@@ -52,12 +53,12 @@ pub struct VadeTrainArgs {
     /// Random seed (weights, shuffling, noise, GMM fit) [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Burn backend: flex, ndarray or wgpu (each needs its Cargo feature).
-    #[arg(long, default_value = "flex")]
-    pub backend: String,
-    /// Precision: f32 or f64.
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    /// Burn backend.
+    #[command(flatten)]
+    pub backend: BackendOption,
+    /// Precision.
+    #[arg(long, default_value = "f32", value_parser = choice::<Precision>())]
+    pub dtype: Precision,
     /// Mini-batch size [default: 100].
     #[arg(long)]
     pub batch_size: Option<usize>,
@@ -105,9 +106,9 @@ pub struct VadeSampleArgs {
     /// Random seed of the latent samples.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Burn backend: flex, ndarray or wgpu.
-    #[arg(long, default_value = "flex")]
-    pub backend: String,
+    /// Burn backend.
+    #[command(flatten)]
+    pub backend: BackendOption,
     /// Where to write the PNG.
     #[arg(long)]
     pub output: PathBuf,
@@ -136,9 +137,9 @@ pub struct VadeEvaluateArgs {
     /// Use only the first N images (of train followed by test).
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Burn backend: flex, ndarray or wgpu.
-    #[arg(long, default_value = "flex")]
-    pub backend: String,
+    /// Burn backend.
+    #[command(flatten)]
+    pub backend: BackendOption,
     /// Write the encoder means μ̃ as an `[N, latent]` float32 .npy file.
     #[arg(long)]
     pub means: Option<PathBuf>,
@@ -170,7 +171,7 @@ fn parse_hidden(s: &str) -> Result<Vec<usize>, VadeError> {
         .map(|p| p.trim().parse::<usize>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| {
-            VadeError::config(
+            VadeError::invalid_setting(
                 "hidden",
                 format!("`{s}`: give comma-separated layer sizes such as 500,500,2000"),
             )
@@ -227,8 +228,7 @@ fn config_of(a: &VadeTrainArgs) -> Result<VadeConfig, CliError> {
 
 fn train_cmd(a: VadeTrainArgs) -> Result<Value, CliError> {
     let config = config_of(&a)?;
-    let backend: Backend = a.backend.parse()?;
-    let precision: Precision = a.dtype.parse()?;
+    let (backend, precision) = (a.backend.backend, a.dtype);
     let device = backend.device_for(precision)?;
     let data = Dataset::mnist_dir(&a.data, a.limit, &device, precision)?;
     let options = TrainOptions {
@@ -255,8 +255,7 @@ fn train_cmd(a: VadeTrainArgs) -> Result<Value, CliError> {
 }
 
 fn sample_cmd(a: VadeSampleArgs) -> Result<Value, CliError> {
-    let backend: Backend = a.backend.parse()?;
-    let device = backend.device()?;
+    let device = a.backend.backend.device()?;
     let info = sample_grid(&a.model, a.per_component, a.seed, &a.output, &device)?;
     Ok(json!({
         "output": a.output.display().to_string(),
@@ -284,7 +283,7 @@ fn evaluate_cmd(a: VadeEvaluateArgs) -> Result<Value, CliError> {
         .map(PathBuf::as_path)
         .collect();
     mixburn_data::check_outputs(&outputs)?;
-    let backend: Backend = a.backend.parse()?;
+    let backend = a.backend.backend;
     let precision = read_state(&a.model)?.precision;
     let device = backend.device_for(precision)?;
     let data = Dataset::mnist_dir(&a.data, a.limit, &device, precision)?;

@@ -8,10 +8,10 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use mixburn_gmm::backend::Backend;
 use mixburn_gmm::GmmError;
 use serde_json::{json, Value};
 
+use crate::options::BackendOption;
 use crate::CliError;
 
 /// `mixburn serve`.
@@ -20,9 +20,9 @@ pub struct ServeArgs {
     /// Address and port to listen on (port 0: any free port, printed on start).
     #[arg(long, default_value = "127.0.0.1:3000")]
     pub bind: SocketAddr,
-    /// Backend of the hosted device: flex, ndarray or wgpu.
-    #[arg(long, default_value = "flex")]
-    pub backend: String,
+    /// Backend of the hosted device.
+    #[command(flatten)]
+    pub backend: BackendOption,
     /// A file holding the token clients must present (--token-file on their side).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
@@ -36,7 +36,7 @@ pub(crate) fn read_token(path: &Path) -> Result<String, CliError> {
     let text = mixburn_data::read_input_text(path)?;
     let token = text.trim_end_matches(['\n', '\r']).to_string();
     if token.is_empty() || token.len() > 4096 {
-        return Err(GmmError::config(
+        return Err(GmmError::invalid_setting(
             "token_file",
             format!(
                 "{} must hold one non-empty token of at most 4096 bytes",
@@ -53,7 +53,7 @@ pub(crate) fn read_token(path: &Path) -> Result<String, CliError> {
 pub fn run(a: ServeArgs) -> Result<Value, CliError> {
     if !a.bind.ip().is_loopback() {
         if !a.allow_remote {
-            return Err(GmmError::config(
+            return Err(GmmError::invalid_setting(
                 "bind",
                 format!(
                     "{} is not a loopback address: WebSocket is unauthenticated, so serving \
@@ -64,7 +64,7 @@ pub fn run(a: ServeArgs) -> Result<Value, CliError> {
             .into());
         }
         if a.token_file.is_none() {
-            return Err(GmmError::config(
+            return Err(GmmError::invalid_setting(
                 "token_file",
                 "serving beyond this machine (--allow-remote) needs a token: give --token-file",
             )
@@ -72,14 +72,15 @@ pub fn run(a: ServeArgs) -> Result<Value, CliError> {
         }
     }
     let token = a.token_file.as_deref().map(read_token).transpose()?;
-    let backend: Backend = a.backend.parse()?;
+    let backend = a.backend.backend;
     let device = backend.device()?;
-    let listener = TcpListener::bind(a.bind)
-        .map_err(|e| GmmError::config("bind", format!("cannot listen on {}: {e}", a.bind)))?;
+    let listener = TcpListener::bind(a.bind).map_err(|e| {
+        GmmError::invalid_setting("bind", format!("cannot listen on {}: {e}", a.bind))
+    })?;
     let addr = listener
         .local_addr()
-        .map_err(|e| GmmError::config("bind", e.to_string()))?;
-    serve(listener, device, token, addr, &a.backend)
+        .map_err(|e| GmmError::invalid_setting("bind", e.to_string()))?;
+    serve(listener, device, token, addr, &backend.to_string())
 }
 
 #[cfg(feature = "remote")]
@@ -104,14 +105,14 @@ fn serve(
     let served = match token {
         Some(t) => {
             let auth = TokenAuthorizer::new(t)
-                .map_err(|e| GmmError::config("token_file", format!("{e:?}")))?;
+                .map_err(|e| GmmError::invalid_setting("token_file", format!("{e:?}")))?;
             server
                 .with_authorizer(auth)
                 .serve(WebSocketTransport::from_listener(listener))
         }
         None => server.serve(WebSocketTransport::from_listener(listener)),
     };
-    served.map_err(|e| GmmError::config("bind", format!("serving {url} failed: {e}")))?;
+    served.map_err(|e| GmmError::invalid_setting("bind", format!("serving {url} failed: {e}")))?;
     Ok(json!({ "stopped": url }))
 }
 
@@ -123,7 +124,7 @@ fn serve(
     _addr: SocketAddr,
     _backend: &str,
 ) -> Result<Value, CliError> {
-    Err(GmmError::config(
+    Err(GmmError::invalid_setting(
         "serve",
         "this build has no remote backend: build with the `remote` feature \
          (cargo build --features remote)",

@@ -1,0 +1,71 @@
+//! `mixburn predict`: the most probable component of each row (and the probabilities).
+
+use std::path::PathBuf;
+
+use clap::Args;
+use mixburn_data::{write_vector_npy_streamed, ElemType, Matrix, VectorKind};
+use mixburn_gmm::host::{to_f64, to_i64};
+use serde_json::{json, Value};
+
+use crate::{finite_from, model_and_data, CliError, Compute};
+
+/// `mixburn predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// A model written by `mixburn fit`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Data to label.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write the labels (.npy, int64).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Where to write the component probabilities (.npy, float64, N×K).
+    #[arg(long)]
+    pub proba: Option<PathBuf>,
+    /// Backend and precision.
+    #[command(flatten)]
+    pub compute: Compute,
+}
+
+/// Labels the input a chunk at a time.
+pub fn run(a: PredictArgs) -> Result<Value, CliError> {
+    let mut outputs = vec![a.output.as_path()];
+    outputs.extend(a.proba.as_deref());
+    mixburn_data::check_outputs(&outputs)?;
+    let (model, input) = model_and_data(&a.model, &a.input, &a.compute)?;
+    let model = model.as_mixture();
+    let (n, k) = (input.n_rows(), model.n_components());
+    let budget = a.compute.max_memory_bytes()?;
+    let mut counts = vec![0usize; k];
+    // N×K probabilities are held (K values per row); the labels are written as they come.
+    let mut proba = Vec::new();
+    let want_proba = a.proba.is_some();
+    write_vector_npy_streamed(&a.output, VectorKind::I64, n, |sink| {
+        model
+            .score_chunks(input.rows(), budget, &mut |c| {
+                finite_from(
+                    &to_f64(c.log_likelihood.clone())?,
+                    c.start,
+                    "per-sample log-likelihoods (of the labels)",
+                )?;
+                let labels = to_i64(c.labels())?;
+                labels.iter().for_each(|&l| counts[l as usize] += 1);
+                if want_proba {
+                    let p = to_f64(c.proba())?;
+                    finite_from(&p, c.start * k, "component probabilities")?;
+                    proba.extend(p);
+                }
+                sink.push_i64(&labels)?;
+                Ok(())
+            })
+            .map_err(|e| input.name_error(e))?;
+        if let Some(p) = &a.proba {
+            let m = Matrix::new(n, k, std::mem::take(&mut proba), ElemType::F64)?;
+            mixburn_data::write_matrix_npy(p, &m)?;
+        }
+        Ok::<(), CliError>(())
+    })?;
+    Ok(json!({ "n_samples": n, "counts": counts }))
+}

@@ -1,0 +1,69 @@
+//! `mixburn select`: the number of components by BIC, AIC or cross-validated log-likelihood.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use mixburn_gmm::backend::Precision;
+use mixburn_gmm::{select_n_components, Criterion, Folds};
+use serde_json::{json, Value};
+
+use crate::options::{choice, CriterionChoice};
+use crate::{parse_components, CliError, EmOptions};
+
+/// `mixburn select`.
+#[derive(Debug, Args)]
+pub struct SelectArgs {
+    /// Training data: .npy (f32/f64, 2-D) or .csv (optional header).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Candidate numbers of components: a range `1..8` (inclusive) or a list `2,4,8`.
+    #[arg(long, default_value = "1..8")]
+    pub components: String,
+    /// bic, aic, or cv (mean held-out log-likelihood over --folds folds).
+    #[arg(long, default_value = "bic", value_parser = choice::<CriterionChoice>())]
+    pub criterion: CriterionChoice,
+    /// Folds of the cross-validation (K-fold, rows shuffled with --seed).
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+    /// Where to write the chosen model, fitted to all rows (safetensors).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// EM settings, backend and precision.
+    #[command(flatten)]
+    pub em: EmOptions,
+}
+
+/// Fits every candidate, compares them and saves the chosen one.
+pub fn run(a: SelectArgs) -> Result<Value, CliError> {
+    mixburn_data::check_outputs(&a.output.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
+    let (device, precision) = a.em.compute.device(Precision::F32)?;
+    let ks = parse_components(&a.components)?;
+    let (input, weights) = a.em.fit_input(&a.input, &device, precision)?;
+    let n = input.n_rows();
+    let criterion = match a.criterion {
+        CriterionChoice::Bic => Criterion::Bic,
+        CriterionChoice::Aic => Criterion::Aic,
+        CriterionChoice::Cv => {
+            Criterion::CrossValidation(Folds::kfold(n, a.folds, Some(a.em.seed))?)
+        }
+    };
+    let data = input.data(weights.as_deref());
+    let selection = select_n_components(&a.em.config(ks[0])?, &ks, data, &criterion)
+        .map_err(|e| input.name_error(e))?;
+    if let Some(out) = &a.output {
+        selection.model.save(out)?;
+    }
+    Ok(json!({
+        "criterion": selection.criterion,
+        "best_n_components": selection.best_n_components(),
+        "candidates": selection.candidates,
+        "n_folds": matches!(criterion, Criterion::CrossValidation(_)).then_some(a.folds),
+        "n_samples": n,
+        "streamed": input.is_streamed(),
+        "workers": input.shards_json(),
+        "covariance_type": selection.model.covariance_type.to_string(),
+        "backend": a.em.compute.backend_name(),
+        "dtype": precision.to_string(),
+        "output": a.output.as_ref().map(|p| p.display().to_string()),
+    }))
+}
