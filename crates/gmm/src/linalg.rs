@@ -612,7 +612,11 @@ mod tests {
                 for j in 0..d {
                     let base = 1.0 / (1.0 + (i as f64 - j as f64).abs()); // positive definite
                     let diag = if i == j { 2.0 + (i % 7) as f64 } else { 0.0 };
-                    let flip = if m == 1 && i == 250 && j == 250 { -50.0 } else { 0.0 };
+                    let flip = if m == 1 && i == 250 && j == 250 {
+                        -50.0
+                    } else {
+                        0.0
+                    };
                     values.push(base + diag + flip + 0.01 * m as f64);
                 }
             }
@@ -627,7 +631,11 @@ mod tests {
         );
         assert_eq!(first_bad_factor(l.clone()).unwrap(), Some(1));
         assert_eq!(first_bad_factor(loop_l.clone()).unwrap(), Some(1));
-        let (l, inv, loop_l) = (to_f64(l).unwrap(), to_f64(inv).unwrap(), to_f64(loop_l).unwrap());
+        let (l, inv, loop_l) = (
+            to_f64(l).unwrap(),
+            to_f64(inv).unwrap(),
+            to_f64(loop_l).unwrap(),
+        );
         let loop_inv = to_f64(lower_triangular_inverse(tensor_from_f64(
             loop_l.clone(),
             [3, d, d],
@@ -638,7 +646,10 @@ mod tests {
         for m in [0, 2] {
             let r = m * d * d..(m + 1) * d * d;
             let err = |a: &[f64], b: &[f64]| {
-                a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+                a.iter()
+                    .zip(b)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0, f64::max)
             };
             assert!(err(&l[r.clone()], &loop_l[r.clone()]) < 1e-12);
             assert!(err(&inv[r.clone()], &loop_inv[r]) < 1e-12);
