@@ -542,15 +542,13 @@ impl Run<'_> {
     }
 }
 
+/// What a session starts from: the model, the run's state and the `(phase, epoch)` resumed.
+type Opened = (Vade, CheckpointState, Option<(Phase, usize)>);
+
 /// The model and state a session starts from: the run saved in `run_dir` (checked against
 /// `config` and `data`) with `resume`, else a new run (refused where one is saved) with a
 /// fresh model; and the `(phase, epoch)` resumed.
-fn open_run(
-    config: &VadeConfig,
-    data: &Dataset,
-    run_dir: &Path,
-    resume: bool,
-) -> Result<(Vade, CheckpointState, Option<(Phase, usize)>)> {
+fn open_run(config: &VadeConfig, data: &Dataset, run_dir: &Path, resume: bool) -> Result<Opened> {
     let device = data.images.device();
     let precision = Precision::of(data.images.dtype());
     if resume {
