@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use mixburn_gmm::burn::tensor::{Device, Tensor};
 use mixburn_gmm::host::tensor_from_f64;
-use mixburn_gmm::{Backend, GmmError, Precision};
+use mixburn_gmm::{Backend, Precision};
 use serde_json::Value;
 
 /// Reads `fixtures/<name>.json`.
@@ -41,7 +41,7 @@ pub fn matrix(v: &Value, device: &Device, precision: Precision) -> Tensor<2> {
 
 /// A device for each (backend, precision) this build can test. `MIXBURN_TEST_BACKENDS`
 /// (comma-separated) narrows the backends. A precision the device cannot compute in must be
-/// refused with [`GmmError::UnsupportedDtype`]; that is checked here and the pair skipped.
+/// refused with [`mixburn_gmm::BackendError::UnsupportedDtype`]; that is checked here and the pair skipped.
 pub fn targets() -> Vec<(Backend, Precision, Device)> {
     let wanted: Option<Vec<String>> = std::env::var("MIXBURN_TEST_BACKENDS")
         .ok()
@@ -56,7 +56,7 @@ pub fn targets() -> Vec<(Backend, Precision, Device)> {
         for precision in [Precision::F64, Precision::F32] {
             match backend.device_for(precision) {
                 Ok(device) => out.push((backend, precision, device)),
-                Err(GmmError::UnsupportedDtype { .. }) => {
+                Err(mixburn_gmm::BackendError::UnsupportedDtype { .. }) => {
                     eprintln!("note: {backend} refuses {precision} on this adapter (checked)");
                 }
                 Err(e) => panic!("backend {backend} failed to start: {e}"),

@@ -1,10 +1,10 @@
 //! Cross-crate tests (metrics): OOD metrics and clustering metrics against scikit-learn /
 //! SciPy references written by `fixtures/make_metric_fixtures.py`.
 
-use mixburn_gmm::cluster_metrics::{
+use mixburn_metrics::cluster::{
     adjusted_rand_index, clustering_accuracy, contingency, normalized_mutual_info,
 };
-use mixburn_ood::metrics::{
+use mixburn_metrics::ood::{
     evaluate, evaluate_with, precision_recall_curve, rates_at_threshold, roc_auc, roc_curve,
     threshold_at_tpr, MetricsError, Positive,
 };

@@ -833,13 +833,13 @@ fn save_and_load_checked_round_trip_and_refuse_other_shapes() {
     let missing = dir.path().join("absent.bpk");
     assert!(matches!(
         GmmPrior::load_checked(&missing, &p.config(Precision::F64), &device),
-        Err(PriorError::Record(_))
+        Err(PriorError::Record { .. })
     ));
     let garbage = dir.path().join("garbage.bpk");
     std::fs::write(&garbage, b"not a burnpack file").unwrap();
     assert!(matches!(
         GmmPrior::load_checked(&garbage, &p.config(Precision::F64), &device),
-        Err(PriorError::Record(_))
+        Err(PriorError::Record { .. })
     ));
     // Module::save_file / load_file (Burn's own API) round-trip as well.
     let prior = p.prior(&device, Precision::F64);

@@ -10,7 +10,7 @@ use mixburn_gmm::covariance::{whitened_operands_in_blocks, CovTensor};
 use mixburn_gmm::estep::whitened_log_density;
 use mixburn_gmm::form::{blocks_of, cost, PassShape};
 use mixburn_gmm::host::{tensor_from_f64, to_f64};
-use mixburn_gmm::stats::UpperBlocks;
+use mixburn_gmm::stats::{Moments, ShiftedScatter, SufficientStats, UpperBlocks};
 use mixburn_gmm::{
     fit, fit_bayesian, BayesianGaussianMixtureConfig, CovarianceType, EstepForm, GaussianMixture,
     GaussianMixtureConfig, GmmError, InitMethod, Precision,
@@ -142,6 +142,76 @@ fn blocked_triangular_products_equal_the_full_gemms() {
                 &format!("{backend}/{precision} scatter, {m} blocks"),
                 &scatter(m),
                 &full,
+                tol,
+            );
+        }
+    }
+    report.finish();
+}
+
+#[test]
+fn moments_of_the_gathered_nonzero_rows_equal_the_dense_moments() {
+    // Responsibilities with most entries exactly zero (as at network-feature width), one
+    // component with none at all: the sparse scatter skips only zero terms.
+    let (d, k, b, n) = (9, 3, 2, 41);
+    let x: Vec<f64> = (0..n * d)
+        .map(|i| ((i * 37 % 101) as f64) / 17.0 - 2.0)
+        .collect();
+    let shift: Vec<f64> = (0..b * k * d)
+        .map(|i| ((i * 13 % 29) as f64) / 11.0)
+        .collect();
+    let resp: Vec<f64> = (0..n * b * k)
+        .map(|i| {
+            let (row, col) = (i / (b * k), i % (b * k));
+            if col == 4 || (row + col) % 3 != 0 {
+                0.0
+            } else {
+                0.25 + (i % 7) as f64 / 10.0
+            }
+        })
+        .collect();
+    let mut report = Report::default();
+    for (backend, precision, device) in targets() {
+        let tol = match precision {
+            Precision::F64 => 1e-12,
+            Precision::F32 => 1e-5,
+        };
+        let t = |v: &[f64], shape: [usize; 2]| {
+            tensor_from_f64(v.to_vec(), shape, &device, precision.dtype())
+        };
+        for tied in [false, true] {
+            let moments = |how: ShiftedScatter| {
+                let stats = SufficientStats::from_shifted_chunk(
+                    how,
+                    t(&resp, [n, b * k]),
+                    t(&x, [n, d]),
+                    &t(&shift, [b * k, d]),
+                    tied,
+                    k,
+                    t(&vec![0.0; n * b], [n, b]),
+                )
+                .unwrap();
+                let Moments::Shifted { s1, s2, .. } = stats.moments else {
+                    panic!("shifted moments expected");
+                };
+                let m = s2.rows[0].dims()[0];
+                let mut out = to_f64(s1).unwrap();
+                out.extend(to_f64(s2.to_symmetric().reshape([m * d * d])).unwrap());
+                out.extend(to_f64(stats.nk).unwrap());
+                out
+            };
+            let dense = moments(ShiftedScatter::Dense);
+            let name = format!("{backend}/{precision} tied={tied}");
+            report.close(
+                &format!("{name} sparse"),
+                &moments(ShiftedScatter::Sparse),
+                &dense,
+                tol,
+            );
+            report.close(
+                &format!("{name} auto"),
+                &moments(ShiftedScatter::Auto),
+                &dense,
                 tol,
             );
         }

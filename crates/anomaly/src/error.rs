@@ -53,5 +53,7 @@ pub enum AnomalyError {
     },
 }
 
+mixburn_gmm::backend_errors_through_gmm!(AnomalyError);
+
 /// Result with [`AnomalyError`].
 pub type Result<T> = std::result::Result<T, AnomalyError>;

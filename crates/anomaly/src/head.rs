@@ -5,7 +5,7 @@
 //!
 //! `score(x) = −log p(x) = −logsumexp_k ℓ_k(x)`, with the mixture's weighted log-densities
 //! `ℓ_k(x) = c_k + log det P_k − (D/2) log 2π − ½ ‖(x − μ_k) P_k‖²`
-//! ([`mixburn_gmm::fitted`]: `c_k` is `log π_k`, or the variational mixture's constant). Rows
+//! ([`mixburn_gmm::Mixture`]: `c_k` is `log π_k`, or the variational mixture's constant). Rows
 //! and means are centred on the mixture's mean `o = Σ_k π_k μ_k` first, so f32 does not
 //! cancel on data far from the origin. The squared distances use scikit-learn's forms:
 //!

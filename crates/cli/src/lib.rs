@@ -38,6 +38,9 @@ pub enum CliError {
     /// OOD detection failed.
     #[error(transparent)]
     Ood(#[from] mixburn_ood::OodError),
+    /// A clustering or OOD metric could not be computed.
+    #[error(transparent)]
+    Metrics(#[from] mixburn_metrics::MetricsError),
     /// VaDE training or sampling failed.
     #[error(transparent)]
     Vade(#[from] mixburn_vade::VadeError),
@@ -56,6 +59,8 @@ pub enum CliError {
         reason: String,
     },
 }
+
+mixburn_gmm::backend_errors_through_gmm!(CliError);
 
 /// Gaussian mixtures on Burn: fit, score, predict, sample.
 #[derive(Debug, Parser)]

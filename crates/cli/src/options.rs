@@ -17,7 +17,7 @@ use mixburn_gmm::{
     CovarianceType, EstepForm, GaussianMixtureConfig, GmmError, InitMethod, MixtureSettings,
     WeightConcentrationPriorType,
 };
-use mixburn_ood::metrics::Positive;
+use mixburn_metrics::ood::Positive;
 use mixburn_ood::{Method, OodError};
 
 use crate::commands::serve;

@@ -50,6 +50,17 @@ pub fn chunk_rows_named(
     Ok((budget - fixed_bytes) / per_row)
 }
 
+/// `Π factors` in bytes or values, saturating at `usize::MAX` (a cost that large is refused
+/// by the budget anyway, with the budget's message).
+pub fn saturating_product(factors: &[usize]) -> usize {
+    factors.iter().fold(1usize, |a, &f| a.saturating_mul(f))
+}
+
+/// `Σ terms`, saturating at `usize::MAX` (see [`saturating_product`]).
+pub fn saturating_sum(terms: &[usize]) -> usize {
+    terms.iter().fold(0usize, |a, &t| a.saturating_add(t))
+}
+
 /// Rows per chunk of a pass: `explicit` where given (the `chunk_size` override), else the
 /// budget's rows capped at [`MAX_CHUNK_ROWS`] and at the data's `n_rows`; the budget is
 /// checked either way.

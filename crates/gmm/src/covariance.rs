@@ -242,8 +242,8 @@ impl CovTensor {
     /// Row-major values; model `b`'s block is `[b·param_len, (b+1)·param_len)`.
     pub fn to_flat(self) -> Result<Vec<f64>> {
         match self {
-            CovTensor::Matrices(t) => to_f64(t),
-            CovTensor::Vectors(t) => to_f64(t),
+            CovTensor::Matrices(t) => Ok(to_f64(t)?),
+            CovTensor::Vectors(t) => Ok(to_f64(t)?),
         }
     }
 }

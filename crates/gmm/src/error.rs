@@ -59,23 +59,10 @@ pub enum GmmError {
         /// " (restart r)" when several restarts ran, otherwise empty.
         restart: String,
     },
-    /// A backend was requested that this build does not contain or cannot start.
-    #[error("backend `{backend}` is not available: {reason}")]
-    BackendUnavailable {
-        /// The backend's name.
-        backend: String,
-        /// Why, and what to do.
-        reason: String,
-    },
-    /// The device cannot compute in the requested precision (e.g. f64 on a wgpu adapter
-    /// without the shader-f64 extension).
-    #[error("backend `{backend}` does not support {dtype} on this device; use --dtype f32 or another backend")]
-    UnsupportedDtype {
-        /// The backend's name.
-        backend: String,
-        /// The requested dtype.
-        dtype: String,
-    },
+    /// A backend this build does not contain or cannot start, or a dtype its device cannot
+    /// compute in (`mixburn-backend`'s errors, with their messages).
+    #[error(transparent)]
+    Device(mixburn_backend::BackendError),
     /// Reading results back from the device failed.
     #[error("tensor read-back failed: {0}")]
     Backend(String),
@@ -141,6 +128,32 @@ pub enum GmmError {
 
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, GmmError>;
+
+/// The backend crate's errors in the core's vocabulary: an invalid setting and a failed
+/// read-back are the core's own variants, device errors are kept as they are.
+impl From<mixburn_backend::BackendError> for GmmError {
+    fn from(e: mixburn_backend::BackendError) -> Self {
+        use mixburn_backend::BackendError as B;
+        match e {
+            B::InvalidSetting { name, reason } => GmmError::InvalidSetting { name, reason },
+            B::ReadBack(reason) => GmmError::Backend(reason),
+            other => GmmError::Device(other),
+        }
+    }
+}
+
+/// `impl From<BackendError> for $error` through its `Gmm(GmmError)` variant, for the error
+/// types of the crates built on the core (a backend error reads the same everywhere).
+#[macro_export]
+macro_rules! backend_errors_through_gmm {
+    ($error:ty) => {
+        impl From<$crate::BackendError> for $error {
+            fn from(e: $crate::BackendError) -> Self {
+                Self::Gmm(e.into())
+            }
+        }
+    };
+}
 
 impl GmmError {
     /// Shorthand for [`GmmError::InvalidSetting`].

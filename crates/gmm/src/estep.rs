@@ -14,7 +14,7 @@ use crate::kmeans::Centred;
 use crate::logsumexp::{log_sum_exp, softmax_parts};
 use crate::params::Layout;
 use crate::source::{on_device, RowSource};
-use crate::stats::SufficientStats;
+use crate::stats::{ShiftedScatter, SufficientStats};
 
 /// Rows of a data matrix (any [`RowSource`]: resident or read from a file), centred on the fly,
 /// in chunks, with their sample weights.
@@ -185,13 +185,14 @@ impl<'a> ChunkedData<'a> {
                 let shift = &own;
                 let tied = self.cov == CovarianceType::Tied;
                 SufficientStats::from_shifted_chunk(
+                    ShiftedScatter::Auto,
                     resp,
                     self.rows(start, len)?,
                     shift,
                     tied,
                     k,
                     zeros,
-                )
+                )?
             }
             _ => SufficientStats::from_chunk(resp, self.features(start, len)?, zeros),
         };
@@ -417,9 +418,15 @@ fn pass_over(
         };
         let stats = match op {
             Operand::Quadratic(_) => SufficientStats::from_chunk(resp.clone(), rows, lse),
-            Operand::Whitened(w) => {
-                SufficientStats::from_shifted_chunk(resp.clone(), rows, &w.shift, w.tied, k, lse)
-            }
+            Operand::Whitened(w) => SufficientStats::from_shifted_chunk(
+                ShiftedScatter::Auto,
+                resp.clone(),
+                rows,
+                &w.shift,
+                w.tied,
+                k,
+                lse,
+            )?,
         }
         .with_weighted_log_density(resp, flat, k)
         .with_n_samples(mass);

@@ -6,38 +6,41 @@
 //! covariances, with scikit-learn's parameters, defaults and numerics (precision-Cholesky
 //! parametrisation, log-sum-exp, `reg_covar` on the diagonal, `n_k + 10·eps`).
 //!
-//! Map (one concept per file):
-//! - [`linalg`]: every factorisation of the project, which the other crates call: batched
-//!   Cholesky, triangular inverse and solve, the pseudo-inverse factor (Burn's SVD), and the
-//!   host Cholesky solve and Jacobi eigen-solver for small f64 matrices.
+//! ## Public API
+//!
+//! The estimators and their fitted models are re-exported at the crate root:
+//! [`GaussianMixtureConfig`] + [`fit`] → [`GaussianMixture`];
+//! [`BayesianGaussianMixtureConfig`] + [`fit_bayesian`] → [`BayesianGaussianMixture`]; the
+//! [`Mixture`] trait both implement (`score_samples`, `score`, `predict`, `predict_proba`,
+//! `sample`, `save`) and [`FittedMixture`], a model file of either; [`select_n_components`];
+//! [`kmeans`]; [`ClassScatter`] (class means and a pooled scatter); the errors [`GmmError`],
+//! [`BackendError`].
+//!
+//! The public modules are the numerics the other crates of the project build on:
+//! - [`linalg`]: every factorisation of the project: batched Cholesky, triangular inverse and
+//!   solve, the pseudo-inverse factor (Burn's SVD), and the host Cholesky solve and Jacobi
+//!   eigen-solver for small f64 matrices.
 //! - [`covariance`]: per-covariance-type numerics (quadratic features, E-step GEMM operands,
 //!   covariances from moments, precision factors).
-//! - [`stats`]: mergeable sufficient statistics; [`scatter`]: mergeable class means with a
-//!   pooled (tied) scatter, for class-conditional Gaussians.
-//! - [`logsumexp`]: log-sum-exp and softmax along an axis (the one implementation).
-//! - [`mahalanobis`]: squared Mahalanobis distances to many centres under one shared precision
-//!   (matmul form).
-//! - [`estep`]: chunked E-step (log-densities by GEMM, log-sum-exp, responsibilities).
-//! - [`form`]: the quadratic and whitened forms of the E-step for full/tied covariances, their
-//!   costs and the choice between them; [`budget`]: the memory budget and rows per chunk.
-//! - [`kmeans`]: batched k-means++ and Lloyd.
-//! - [`init`]: starting parameters; [`em`]: the EM loop; [`params`]: the M-step.
-//! - [`bayesian`]: the variational Bayesian mixture ([`BayesianGaussianMixture`], Dirichlet
-//!   process / distribution weight priors); [`special`]: digamma, `ln Γ`, `ln B` on the host.
-//! - [`model`]: the fitted [`GaussianMixture`]; [`config`]: [`GaussianMixtureConfig`].
+//! - [`estep`]: the chunked E-step (log-densities by GEMM, log-sum-exp, responsibilities);
+//!   [`form`]: its quadratic and whitened forms for full/tied covariances, their costs and the
+//!   choice between them; [`stats`]: mergeable sufficient statistics.
+//! - [`budget`]: the memory budget and rows per chunk every pass follows.
+//! - [`logsumexp`]: log-sum-exp and softmax along an axis (the one implementation);
+//!   [`mahalanobis`]: squared Mahalanobis distances under one shared precision (matmul form).
 //! - [`model_file`]: saved-model files for every model kind (safetensors, version-1 JSON);
 //!   [`validate`]: the checks of fitted parameters run after every fit and on every load.
-//! - [`fitted`]: the [`Mixture`] trait both fitted estimators implement, and
-//!   [`FittedMixture`], a model file of either.
 //! - [`source`]: where a pass's rows come from ([`RowSource`]: a tensor, or [`FileRows`] read
-//!   a chunk at a time from `.npy` / `.safetensors` through a memory map) and sample weights
-//!   ([`FitData`]).
-//! - [`progress`]: the process-wide sink of progress reports (rows done, iterations).
-//! - [`shards`]: rows split over several devices, local or remote ([`ShardedRows`]), every
-//!   pass computing each shard's statistics on its device and merging them on the client.
-//! - [`select`]: choosing K by BIC, AIC or held-out (cross-validated) log-likelihood.
-//! - [`cluster_metrics`]: clustering accuracy (Hungarian), NMI and ARI.
-//! - [`backend`]: backends (`flex`, `ndarray`, `wgpu` features) and precisions.
+//!   a chunk at a time through a memory map) and sample weights ([`FitData`]);
+//!   [`shards`]: rows split over several devices, local or remote ([`ShardedRows`]);
+//!   [`progress`]: the process-wide sink of progress reports.
+//! - [`backend`], [`host`]: re-exported from `mixburn-backend` (backend and precision
+//!   selection, host transfers), which is not mixture code.
+//!
+//! Internal modules (one concept per file): `config` (both configs' shared
+//! `MixtureSettings`), `em` (the EM loop), `init` (starting parameters), `params` (the
+//! M-step), `kmeans`, `bayesian/` (`config`, `posterior`, `fit`, `model`), `special` (digamma,
+//! `ln Γ`, `ln B`), `model`, `fitted`, `scatter`, `select`, `error`.
 //!
 //! ```no_run
 //! use mixburn_gmm::{Backend, GaussianMixtureConfig, CovarianceType, Precision, fit, host};
@@ -48,52 +51,52 @@
 //! println!("{:?} {}", model.weights(), model.score(&x).unwrap());
 //! ```
 
-pub mod backend;
-pub mod bayesian;
+mod bayesian;
 pub mod budget;
-pub mod cluster_metrics;
-pub mod config;
+mod config;
 pub mod covariance;
-pub mod em;
-pub mod error;
+mod em;
+mod error;
 pub mod estep;
-pub mod fitted;
+mod fitted;
 pub mod form;
-pub mod host;
-pub mod init;
-pub mod kmeans;
+mod init;
+mod kmeans;
 pub mod linalg;
 pub mod logsumexp;
 pub mod mahalanobis;
-pub mod model;
+mod model;
 pub mod model_file;
-pub mod params;
+mod params;
 pub mod progress;
-pub mod scatter;
-pub mod select;
+mod scatter;
+mod select;
 pub mod shards;
 pub mod source;
-pub mod special;
+mod special;
 pub mod stats;
 pub mod validate;
 
-pub use backend::{Backend, Precision};
 pub use bayesian::{
     fit_bayesian, BayesianGaussianMixture, BayesianGaussianMixtureConfig, BayesianPriors,
-    VariationalParams, WeightConcentrationPriorType,
+    VariationalParams, WeightConcentrationPriorType, BAYESIAN_MODEL_FORMAT,
+    BAYESIAN_MODEL_FORMAT_VERSION,
 };
 pub use budget::{chunk_rows_for, parse_bytes, DEFAULT_MAX_MEMORY_BYTES};
 /// Burn itself, re-exported so that users name the same `Device` and `Tensor` types.
 pub use burn;
 pub use config::{GaussianMixtureConfig, InitMethod, MixtureSettings};
 pub use covariance::CovarianceType;
-pub use em::{fit, fit_resuming, fit_warm, Checkpoint};
+pub use em::{fit, fit_resuming, fit_warm, validate_data, Checkpoint};
 pub use error::{GmmError, Result};
 pub use fitted::{FittedMixture, Mixture};
 pub use form::EstepForm;
 pub use kmeans::{kmeans, KMeansConfig, KMeansResult};
 pub use mahalanobis::SharedPrecision;
-pub use model::{GaussianMixture, ScoredChunk};
+/// Backend and precision selection and host transfers (`mixburn-backend`), re-exported so
+/// that users of the core name one crate.
+pub use mixburn_backend::{backend, host, Backend, BackendError, Precision};
+pub use model::{GaussianMixture, ScoredChunk, MODEL_FORMAT, MODEL_FORMAT_VERSION};
 pub use params::Params;
 pub use scatter::ClassScatter;
 pub use select::{select_n_components, Candidate, Criterion, Folds, Selection};

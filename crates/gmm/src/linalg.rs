@@ -392,7 +392,7 @@ fn inverse_factor_if_well_conditioned(
 }
 
 /// Rows and columns per block of [`cholesky_blocked`].
-const BLOCK: usize = 128;
+pub const BLOCK: usize = 128;
 
 /// The lower Cholesky factor `L` (`L Lᵀ = A`) of one symmetric matrix `A: [D, D]` and, when
 /// `with_inverse`, `L⁻¹`: [`cholesky_batched_blocked`] of a batch of one. About `D³` flops in

@@ -73,10 +73,32 @@ impl UpperBlocks {
 
     /// Zero matrices `[m, d, d]` in the blocks of [`crate::form::triangular_blocks`].
     pub fn zeros(m: usize, d: usize, device: &burn::tensor::Device, dtype: DType) -> Self {
-        let columns = crate::form::triangular_blocks(d);
+        Self::zeros_in(m, d, &crate::form::triangular_blocks(d), device, dtype)
+    }
+
+    /// Zero matrices `[m, d, d]` in the given column blocks.
+    pub fn zeros_in(
+        m: usize,
+        d: usize,
+        columns: &[std::ops::Range<usize>],
+        device: &burn::tensor::Device,
+        dtype: DType,
+    ) -> Self {
         let rows = columns
             .iter()
             .map(|c| Tensor::zeros([m, c.len(), d - c.start], (device, dtype)))
+            .collect();
+        Self {
+            columns: columns.to_vec(),
+            rows,
+        }
+    }
+
+    /// The batches of `parts` (all in the same blocks) one after another: `[Σ M_i, D, D]`.
+    pub fn stack(parts: Vec<Self>) -> Self {
+        let columns = parts[0].columns.clone();
+        let rows = (0..columns.len())
+            .map(|i| Tensor::cat(parts.iter().map(|p| p.rows[i].clone()).collect(), 0))
             .collect();
         Self { columns, rows }
     }
@@ -188,32 +210,39 @@ impl SufficientStats {
     /// `x: [n, D]`, the shift `s_k: [B·K, D]`, per-row log-likelihoods `log_lik: [n, B]`.
     /// The scatter `Σ_n r_nk (x_n − s_k)(x_n − s_k)ᵀ` is one batched GEMM over the
     /// components (full) or over the restarts with the components along the reduction (tied).
+    ///
+    /// Rows whose responsibility is exactly zero add nothing to a component's moments. At
+    /// network-feature width most are (a log-responsibility below about −104 is 0 in f32,
+    /// below −745 in f64), so when at most [`SPARSE_FRACTION`] of the `n·B·K` responsibilities
+    /// are non-zero the moments are formed from the gathered rows with `r_nk > 0` only
+    /// ([`ShiftedScatter::Sparse`]): the same sums without their zero terms, at that fraction
+    /// of the flops. `how` forces either way (the tests compare them); passes use `Auto`.
     pub fn from_shifted_chunk(
+        how: ShiftedScatter,
         resp: Tensor<2>,
         x: Tensor<2>,
         shift: &Tensor<2>,
         tied: bool,
         k: usize,
         log_lik: Tensor<2>,
-    ) -> Self {
+    ) -> Result<Self> {
         let [n, d] = x.dims();
         let bk = shift.dims()[0];
-        let b = bk / k;
-        let z = (x.unsqueeze_dim::<3>(0) - shift.clone().unsqueeze_dim::<3>(1)).reshape([bk, n, d]);
-        let rz = z.clone() * resp.clone().transpose().unsqueeze_dim::<3>(2); // [BK, n, D]
-        let s1 = rz.clone().sum_dim(1).reshape([bk, d]);
         let columns = crate::form::triangular_blocks(d);
-        let s2 = if tied {
-            UpperBlocks::product(
-                rz.reshape([b, k * n, d]),
-                z.reshape([b, k * n, d]),
-                &columns,
-            )
-        } else {
-            UpperBlocks::product(rz, z, &columns)
+        let nonzero = match how {
+            ShiftedScatter::Dense => None,
+            ShiftedScatter::Sparse | ShiftedScatter::Auto => {
+                let rows = NonZeroRows::of(&resp)?;
+                let sparse_enough = rows.count() as f64 <= SPARSE_FRACTION * (n * bk) as f64;
+                (how == ShiftedScatter::Sparse || sparse_enough).then_some(rows)
+            }
+        };
+        let (s1, s2) = match nonzero {
+            None => dense_scatter(&resp, x, shift, tied, k, &columns),
+            Some(rows) => rows.scatter(x, shift, tied, k, &columns),
         };
         let log_likelihood = log_lik.sum_dim(0).squeeze_dim::<1>(0);
-        Self {
+        Ok(Self {
             nk: resp.sum_dim(0).reshape([bk]),
             weighted_log_density: log_likelihood.zeros_like(),
             moments: Moments::Shifted {
@@ -223,7 +252,7 @@ impl SufficientStats {
             },
             log_likelihood,
             n_samples: n as f64,
-        }
+        })
     }
 
     /// The same statistics with `Σ_n Σ_k r_nk ℓ_nk` from an E-step's responsibilities
@@ -296,5 +325,144 @@ impl SufficientStats {
             .into_iter()
             .map(|s| s / n)
             .collect())
+    }
+}
+
+/// How [`SufficientStats::from_shifted_chunk`] forms the shifted moments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShiftedScatter {
+    /// Every row for every component: `z = x − s_k` as `[B·K, n, D]`, one batched GEMM.
+    Dense,
+    /// Only the rows with `r_nk > 0`, gathered per component.
+    Sparse,
+    /// Sparse when at most [`SPARSE_FRACTION`] of the responsibilities are non-zero.
+    Auto,
+}
+
+/// The largest fraction of non-zero responsibilities at which the gathered (sparse) moments
+/// are formed: below it their flops are that fraction of the dense ones, and the gathers and
+/// smaller GEMMs cost less than the work saved.
+pub const SPARSE_FRACTION: f64 = 0.5;
+
+/// `Σ_n r_nk z_nk` and the upper blocks of `Σ_n r_nk z_nk z_nkᵀ`, `z_nk = x_n − s_k`, over
+/// every row.
+fn dense_scatter(
+    resp: &Tensor<2>,
+    x: Tensor<2>,
+    shift: &Tensor<2>,
+    tied: bool,
+    k: usize,
+    columns: &[std::ops::Range<usize>],
+) -> (Tensor<2>, UpperBlocks) {
+    let [n, d] = x.dims();
+    let bk = shift.dims()[0];
+    let b = bk / k;
+    let z = (x.unsqueeze_dim::<3>(0) - shift.clone().unsqueeze_dim::<3>(1)).reshape([bk, n, d]);
+    let rz = z.clone() * resp.clone().transpose().unsqueeze_dim::<3>(2); // [BK, n, D]
+    let s1 = rz.clone().sum_dim(1).reshape([bk, d]);
+    let s2 = if tied {
+        UpperBlocks::product(rz.reshape([b, k * n, d]), z.reshape([b, k * n, d]), columns)
+    } else {
+        UpperBlocks::product(rz, z, columns)
+    };
+    (s1, s2)
+}
+
+/// The rows with a non-zero responsibility, per component (from one host copy of `resp`).
+struct NonZeroRows {
+    /// Per column `j` of `resp`: the rows `n` with `r_nj > 0`, increasing.
+    rows: Vec<Vec<i64>>,
+    /// Their responsibilities.
+    values: Vec<Vec<f64>>,
+}
+
+impl NonZeroRows {
+    fn of(resp: &Tensor<2>) -> Result<Self> {
+        let [n, bk] = resp.dims();
+        let host = to_f64(resp.clone())?;
+        let mut rows = vec![Vec::new(); bk];
+        let mut values = vec![Vec::new(); bk];
+        for i in 0..n {
+            for (j, &r) in host[i * bk..(i + 1) * bk].iter().enumerate() {
+                if r != 0.0 {
+                    rows[j].push(i as i64);
+                    values[j].push(r);
+                }
+            }
+        }
+        Ok(Self { rows, values })
+    }
+
+    fn count(&self) -> usize {
+        self.rows.iter().map(Vec::len).sum()
+    }
+
+    /// The moments of [`dense_scatter`] from the gathered rows: per component (full) one GEMM
+    /// of its rows, per restart (tied) one GEMM of all its components' rows stacked.
+    fn scatter(
+        &self,
+        x: Tensor<2>,
+        shift: &Tensor<2>,
+        tied: bool,
+        k: usize,
+        columns: &[std::ops::Range<usize>],
+    ) -> (Tensor<2>, UpperBlocks) {
+        let d = x.dims()[1];
+        let bk = shift.dims()[0];
+        let (device, dtype) = (x.device(), x.dtype());
+        // Per component: z = x[rows] − s_j and r ⊙ z, `[m_j, D]` (empty components: None).
+        let gathered: Vec<Option<(Tensor<2>, Tensor<2>)>> = (0..bk)
+            .map(|j| {
+                let m = self.rows[j].len();
+                (m > 0).then(|| {
+                    let idx = crate::host::int_tensor(self.rows[j].clone(), [m], &device);
+                    let r = crate::host::tensor_from_f64(
+                        self.values[j].clone(),
+                        [m, 1],
+                        &device,
+                        dtype,
+                    );
+                    let z = x.clone().select(0, idx) - shift.clone().slice([j..j + 1, 0..d]);
+                    (z.clone() * r, z)
+                })
+            })
+            .collect();
+        let zero_row = || Tensor::<2>::zeros([1, d], (&device, dtype));
+        let s1 = Tensor::cat(
+            gathered
+                .iter()
+                .map(|g| {
+                    g.as_ref()
+                        .map_or_else(zero_row, |(rz, _)| rz.clone().sum_dim(0))
+                })
+                .collect(),
+            0,
+        );
+        let groups: Vec<Vec<(Tensor<2>, Tensor<2>)>> = if tied {
+            gathered
+                .chunks(k)
+                .map(|restart| restart.iter().flatten().cloned().collect())
+                .collect()
+        } else {
+            gathered
+                .into_iter()
+                .map(|g| g.into_iter().collect())
+                .collect()
+        };
+        let blocks: Vec<UpperBlocks> = groups
+            .into_iter()
+            .map(|group| {
+                if group.is_empty() {
+                    return UpperBlocks::zeros_in(1, d, columns, &device, dtype);
+                }
+                let (rz, z): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+                UpperBlocks::product(
+                    Tensor::cat(rz, 0).unsqueeze_dim::<3>(0),
+                    Tensor::cat(z, 0).unsqueeze_dim::<3>(0),
+                    columns,
+                )
+            })
+            .collect();
+        (s1, UpperBlocks::stack(blocks))
     }
 }

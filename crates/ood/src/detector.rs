@@ -106,10 +106,14 @@ pub fn fit_chunk_rows(
 ) -> OodResult<usize> {
     let b = precision.dtype().size();
     let scatters = if method == Method::Relative { 2 } else { 1 };
-    let per_row = sat_mul(&[b, sat_add(&[4 * d, 2 * n_classes, 2])]);
-    let fixed = sat_mul(&[
+    let per_row =
+        budget::saturating_product(&[b, budget::saturating_sum(&[4 * d, 2 * n_classes, 2])]);
+    let fixed = budget::saturating_product(&[
         b,
-        sat_add(&[sat_mul(&[2, n_classes, d]), sat_mul(&[2 * scatters, d, d])]),
+        budget::saturating_sum(&[
+            budget::saturating_product(&[2, n_classes, d]),
+            budget::saturating_product(&[2 * scatters, d, d]),
+        ]),
     ]);
     let what = format!("the OOD detector's fit, D = {d}, {n_classes} classes");
     Ok(budget::plan_rows(
@@ -131,23 +135,20 @@ pub fn score_chunk_rows(
     let b = precision.dtype().size();
     let (d, r, c) = (params.n_features, params.rank, params.counts.len());
     let r0 = params.background.as_ref().map_or(0, |(_, r0)| *r0);
-    let per_row = sat_mul(&[b, sat_add(&[2 * d, 2 * r, r0, 3 * c])]);
-    let fixed = sat_mul(&[
+    let per_row =
+        budget::saturating_product(&[b, budget::saturating_sum(&[2 * d, 2 * r, r0, 3 * c])]);
+    let fixed = budget::saturating_product(&[
         b,
-        sat_add(&[sat_mul(&[d, r + r0]), sat_mul(&[c, r + d]), d]),
+        budget::saturating_sum(&[
+            budget::saturating_product(&[d, r + r0]),
+            budget::saturating_product(&[c, r + d]),
+            d,
+        ]),
     ]);
     let what = format!("OOD scoring, D = {d}, rank {r}, {c} classes");
     Ok(budget::plan_rows(
         explicit, budget, per_row, fixed, n_rows, &what,
     )?)
-}
-
-fn sat_mul(factors: &[usize]) -> usize {
-    factors.iter().fold(1usize, |a, &f| a.saturating_mul(f))
-}
-
-fn sat_add(terms: &[usize]) -> usize {
-    terms.iter().fold(0usize, |a, &t| a.saturating_add(t))
 }
 
 impl DetectorConfig {
@@ -228,9 +229,9 @@ pub fn validate_labels(labels: &[i64], n_rows: usize) -> OodResult<(usize, Vec<u
 }
 
 /// Errors on empty features or NaN/inf anywhere in `z`, naming the first position (the
-/// core's [`mixburn_gmm::em::validate_data`], with the OOD crate's error names).
+/// core's [`mixburn_gmm::validate_data`], with the OOD crate's error names).
 pub fn check_finite(z: &Tensor<2>) -> OodResult<()> {
-    match mixburn_gmm::em::validate_data(z) {
+    match mixburn_gmm::validate_data(z) {
         Ok(_) => Ok(()),
         Err(GmmError::NonFinite { row, col, value }) => {
             Err(OodError::NonFinite { row, col, value })

@@ -256,12 +256,12 @@ impl Ensemble {
                 host_cholesky_solve(&h, &grad, p)
             });
             let Some(step) = step else {
-                return Err(OodError::InvalidSetting {
-                    name: "ensemble fit",
-                    reason: "the logistic-regression Hessian is not positive definite; pass \
-                             non-constant scores of both ID and OOD samples or a smaller c"
+                return Err(mixburn_gmm::GmmError::NumericalFailure(
+                    "ensemble fit: the logistic-regression Hessian is not positive definite; \
+                     pass non-constant scores of both ID and OOD samples or a smaller c"
                         .into(),
-                });
+                )
+                .into());
             };
             let mut t = 1.0;
             let mut improved = false;

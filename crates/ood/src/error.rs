@@ -1,4 +1,4 @@
-//! Errors of the OOD detectors, their files and the metrics.
+//! Errors of the OOD detectors and their files.
 
 use std::path::PathBuf;
 
@@ -8,9 +8,6 @@ pub enum OodError {
     /// The mixture core failed (numerics, backend, shapes).
     #[error(transparent)]
     Gmm(#[from] mixburn_gmm::GmmError),
-    /// A metric could not be computed.
-    #[error(transparent)]
-    Metrics(#[from] crate::metrics::MetricsError),
     /// Features and labels disagree in length.
     #[error("features have {features} rows but labels have {labels}; pass exactly one label per feature row")]
     LengthMismatch {
@@ -77,6 +74,8 @@ pub enum OodError {
     #[error(transparent)]
     Data(#[from] mixburn_data::DataError),
 }
+
+mixburn_gmm::backend_errors_through_gmm!(OodError);
 
 /// Result with [`OodError`].
 pub type Result<T> = std::result::Result<T, OodError>;

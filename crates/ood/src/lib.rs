@@ -12,7 +12,9 @@
 //! - [`class_gmm`]: [`ClassGmmDetector`], a Gaussian mixture per class.
 //! - [`ensemble`]: the multi-layer ensemble (logistic regression over per-layer scores).
 //! - [`preprocess`]: input pre-processing (a signed-gradient step towards the closest class).
-//! - [`metrics`]: AUROC, AUPR-In/Out, FPR at 95% TPR, detection accuracy, thresholds.
+//!
+//! The OOD metrics (AUROC, AUPR-In/Out, FPR at 95 % TPR, thresholds) are in
+//! `mixburn-metrics`, with the clustering metrics.
 //!
 //! Every score is "higher = more out-of-distribution".
 
@@ -21,7 +23,6 @@ pub mod detector;
 pub mod ensemble;
 pub mod error;
 pub mod head;
-pub mod metrics;
 pub mod preprocess;
 
 pub use class_gmm::ClassGmmDetector;

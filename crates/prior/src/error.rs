@@ -23,9 +23,16 @@ pub enum PriorError {
         reason: String,
     },
     /// A saved prior could not be read or written, or is not a `GmmPrior` record.
-    #[error("prior record: {0}")]
-    Record(String),
+    #[error("prior record {}: {reason}", path.display())]
+    Record {
+        /// The record file.
+        path: std::path::PathBuf,
+        /// What failed, and what to do.
+        reason: String,
+    },
 }
+
+mixburn_gmm::backend_errors_through_gmm!(PriorError);
 
 impl PriorError {
     /// Shorthand for [`PriorError::InvalidSetting`].

@@ -17,8 +17,9 @@ impl GmmPrior {
     /// the project's one writer (`mixburn_data::write_atomic_path`): an error leaves `path` as it
     /// was, and a link is written through.
     pub fn save(self, path: &Path) -> Result<(), PriorError> {
-        let failed = |e: &dyn std::fmt::Display| {
-            PriorError::Record(format!("cannot write {}: {e}", path.display()))
+        let failed = |e: &dyn std::fmt::Display| PriorError::Record {
+            path: path.to_path_buf(),
+            reason: format!("cannot write: {e}"),
         };
         mixburn_data::write_atomic_path(path, "bpk", |tmp| {
             self.save_file(tmp).map_err(|e| failed(&e))
@@ -42,8 +43,10 @@ impl GmmPrior {
         device: &Device,
     ) -> Result<Self, PriorError> {
         let prior = config.try_init(device)?;
-        let record = ModuleRecord::load(path)
-            .map_err(|e| PriorError::Record(format!("cannot read {}: {e}", path.display())))?;
+        let record = ModuleRecord::load(path).map_err(|e| PriorError::Record {
+            path: path.to_path_buf(),
+            reason: format!("cannot read: {e}"),
+        })?;
         prior
             .try_load_record(record.cast_to_module_dtype())
             .map_err(|e| match e {
@@ -56,10 +59,10 @@ impl GmmPrior {
                         config.latent_dim
                     ))
                 }
-                other => PriorError::Record(format!(
-                    "{} is not a saved GmmPrior ({other}); save one with GmmPrior::save",
-                    path.display()
-                )),
+                other => PriorError::Record {
+                    path: path.to_path_buf(),
+                    reason: format!("not a saved GmmPrior ({other}); save one with GmmPrior::save"),
+                },
             })
     }
 }

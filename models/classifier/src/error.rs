@@ -34,9 +34,12 @@ pub enum ClassifierError {
     /// An error of the tensor numerics (device, read-back).
     #[error(transparent)]
     Gmm(#[from] mixburn_gmm::GmmError),
-    /// An error of the OOD detectors, metrics, ensemble or input pre-processing.
+    /// An error of the OOD detectors, ensemble or input pre-processing.
     #[error(transparent)]
     Ood(#[from] mixburn_ood::OodError),
+    /// A clustering or OOD metric could not be computed.
+    #[error(transparent)]
+    Metrics(#[from] mixburn_metrics::MetricsError),
     /// Drawing a picture failed.
     #[error("cannot draw {}: {reason}", path.display())]
     Plot {
@@ -54,6 +57,8 @@ pub enum ClassifierError {
         source: std::io::Error,
     },
 }
+
+mixburn_gmm::backend_errors_through_gmm!(ClassifierError);
 
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, ClassifierError>;

@@ -32,8 +32,8 @@ use burn::tensor::{DType, Device, Tensor};
 use mixburn_data::{read_mnist_dir, write_atomic};
 use mixburn_gmm::host::{tensor_from_f64, to_f64};
 use mixburn_gmm::{Backend, Precision};
+use mixburn_metrics::ood::{evaluate, roc_curve, OodMetrics, Positive};
 use mixburn_ood::ensemble::Ensemble;
-use mixburn_ood::metrics::{evaluate, roc_curve, OodMetrics, Positive};
 use mixburn_ood::preprocess::{perturbed_scores, EPSILON_GRID};
 use mixburn_ood::{ClassGmmDetector, DetectorConfig, MahalanobisDetector, MahalanobisHead, Method};
 use serde::Serialize;
@@ -595,7 +595,7 @@ fn ood_sets(
 }
 
 fn auroc_fpr(id: &[f64], ood: &[f64]) -> Result<(f64, f64)> {
-    let m = evaluate(id, ood).map_err(mixburn_ood::OodError::from)?;
+    let m = evaluate(id, ood)?;
     Ok((m.auroc, m.fpr_at_95_tpr))
 }
 
@@ -791,13 +791,13 @@ fn measure_sets(
         let ood_m = method_scores(&eval_s, ensemble_fgsm, Some(&lee))?;
         let mut curves = Vec::new();
         for ((method, id_s), (_, ood_s)) in id_m.iter().zip(&ood_m) {
-            let metrics = evaluate(id_s, ood_s).map_err(mixburn_ood::OodError::from)?;
+            let metrics = evaluate(id_s, ood_s)?;
             if o.plots {
                 let labels: Vec<bool> = (0..id_s.len() + ood_s.len())
                     .map(|i| i >= id_s.len())
                     .collect();
                 let scores: Vec<f64> = id_s.iter().chain(ood_s).copied().collect();
-                let roc = roc_curve(&labels, &scores, true).map_err(mixburn_ood::OodError::from)?;
+                let roc = roc_curve(&labels, &scores, true)?;
                 curves.push(Curve {
                     label: format!("{method} ({:.3})", metrics.auroc),
                     fpr: roc.fpr,

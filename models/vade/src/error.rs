@@ -14,6 +14,9 @@ pub enum VadeError {
     /// The prior layer failed.
     #[error(transparent)]
     Prior(#[from] mixburn_prior::PriorError),
+    /// A clustering or OOD metric could not be computed.
+    #[error(transparent)]
+    Metrics(#[from] mixburn_metrics::MetricsError),
     /// A configuration value is out of range (the project's one shape of this error,
     /// `GmmError::InvalidSetting`).
     #[error("invalid VaDE setting `{name}`: {reason}")]
@@ -132,6 +135,8 @@ pub enum VadeError {
         reason: String,
     },
 }
+
+mixburn_gmm::backend_errors_through_gmm!(VadeError);
 
 impl VadeError {
     /// A [`VadeError::InvalidSetting`].

@@ -1,16 +1,14 @@
 //! Evaluation: predicted clusters (`argmax_k q(c = k | μ̃)`), ACC / NMI / ARI against the true
-//! labels (from `mixburn_gmm::cluster_metrics`), and the 2-D PCA view of the latent means.
+//! labels (from `mixburn_metrics::cluster`), and the 2-D PCA view of the latent means.
 
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor};
-use mixburn_gmm::cluster_metrics::{
-    adjusted_rand_index, clustering_accuracy, normalized_mutual_info,
-};
 use mixburn_gmm::host::to_f64;
 /// The project's one eigen-solver (`mixburn_gmm::linalg`), re-exported where the PCA picture
 /// uses it.
 pub use mixburn_gmm::linalg::symmetric_eigen;
+use mixburn_metrics::cluster::{adjusted_rand_index, clustering_accuracy, normalized_mutual_info};
 use serde::Serialize;
 
 use crate::checkpoint::{load_model, read_state, CheckpointState, ClusterMetrics, Phase};

@@ -8,8 +8,8 @@ use clap::{Args, Subcommand};
 use mixburn_classifier::{ClassifierError, ExperimentArgs};
 use mixburn_gmm::backend::Precision;
 use mixburn_gmm::host::to_f64;
+use mixburn_metrics::ood::{evaluate_with, Positive};
 use mixburn_ood::detector::score_chunk_rows;
-use mixburn_ood::metrics::{evaluate_with, Positive};
 use mixburn_ood::{DetectorConfig, MahalanobisDetector, Method, OodError};
 use serde_json::{json, Value};
 
@@ -180,7 +180,7 @@ fn eval(a: OodEvalArgs) -> Result<Value, CliError> {
     let positive = a.positive;
     let id = mixburn_data::read_vector(&a.id_scores)?;
     let ood = mixburn_data::read_vector(&a.ood_scores)?;
-    let m = evaluate_with(&id, &ood, positive).map_err(OodError::from)?;
+    let m = evaluate_with(&id, &ood, positive)?;
     Ok(serde_json::to_value(m).expect("metrics serialise"))
 }
 

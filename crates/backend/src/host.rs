@@ -2,7 +2,7 @@
 
 use burn::tensor::{DType, Device, Int, Shape, Tensor, TensorData};
 
-use crate::error::{GmmError, Result};
+use crate::error::{BackendError, Result};
 
 /// Creates a float tensor of `shape` on `device` in `dtype` from row-major f64 values.
 pub fn tensor_from_f64<const D: usize>(
@@ -27,14 +27,14 @@ pub fn int_tensor<const D: usize>(
 pub fn to_f64<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f64>> {
     tensor
         .try_into_vec_as::<f64>()
-        .map_err(|e| GmmError::Backend(e.to_string()))
+        .map_err(|e| BackendError::ReadBack(e.to_string()))
 }
 
 /// Reads an int tensor back as i64 values.
 pub fn to_i64<const D: usize>(tensor: Tensor<D, Int>) -> Result<Vec<i64>> {
     tensor
         .try_into_vec_as::<i64>()
-        .map_err(|e| GmmError::Backend(e.to_string()))
+        .map_err(|e| BackendError::ReadBack(e.to_string()))
 }
 
 /// Running sum of per-chunk tensors: `acc + t`, or `t` for the first chunk.

@@ -14,7 +14,8 @@
 use pathfinding::kuhn_munkres::kuhn_munkres;
 use pathfinding::matrix::Matrix;
 
-use crate::error::{GmmError, Result};
+use crate::error::{MetricsError, Result};
+use crate::sum::numpy_sum;
 
 /// Largest dense table (`C·K` cells) [`contingency`] and [`clustering_accuracy`] build.
 pub const MAX_DENSE_CELLS: usize = 1 << 25;
@@ -59,13 +60,13 @@ struct Encoded {
 
 fn check_and_encode(labels_true: &[i64], labels_pred: &[i64]) -> Result<Encoded> {
     if labels_true.is_empty() {
-        return Err(GmmError::invalid_setting(
+        return Err(MetricsError::invalid_setting(
             "labels_true",
             "is empty; pass one true label per sample",
         ));
     }
     if labels_pred.len() != labels_true.len() {
-        return Err(GmmError::invalid_setting(
+        return Err(MetricsError::invalid_setting(
             "labels_pred",
             format!(
                 "has {} labels but labels_true has {}; pass one predicted label per sample",
@@ -106,7 +107,7 @@ fn sparse_cells(e: &Encoded) -> Vec<(usize, usize, u64)> {
 fn dense_counts(e: &Encoded, what: &'static str) -> Result<Vec<u64>> {
     let (nc, nk) = (e.classes.len(), e.clusters.len());
     if nc.saturating_mul(nk) > MAX_DENSE_CELLS {
-        return Err(GmmError::invalid_setting(
+        return Err(MetricsError::invalid_setting(
             what,
             format!(
                 "the labelings have {nc} classes and {nk} clusters, a {nc}x{nk} table is larger \
@@ -159,7 +160,7 @@ pub fn clustering_accuracy(labels_true: &[i64], labels_pred: &[i64]) -> Result<f
     };
     let (rows, cols) = if nk <= nc { (nk, nc) } else { (nc, nk) };
     let matrix = Matrix::from_vec(rows, cols, weights).map_err(|err| {
-        GmmError::invalid_setting("labels_pred", format!("contingency table: {err}"))
+        MetricsError::invalid_setting("labels_pred", format!("contingency table: {err}"))
     })?;
     let (matched, _) = kuhn_munkres(&matrix);
     Ok(matched as f64 / labels_true.len() as f64)
@@ -284,33 +285,6 @@ pub fn adjusted_rand_index(labels_true: &[i64], labels_pred: &[i64]) -> Result<f
     Ok(2.0 * num / den)
 }
 
-/// NumPy's pairwise summation (`np.add.reduce` on a contiguous float64 array), so that sums
-/// round as scikit-learn's and NumPy's do (the clustering and OOD metrics' one implementation).
-pub fn numpy_sum(a: &[f64]) -> f64 {
-    fn pairwise(a: &[f64]) -> f64 {
-        let n = a.len();
-        if n < 8 {
-            a.iter().fold(0.0, |acc, v| acc + v)
-        } else if n <= 128 {
-            let mut r = [0.0f64; 8];
-            r.copy_from_slice(&a[..8]);
-            let whole = n - n % 8;
-            for chunk in a[8..whole].chunks_exact(8) {
-                for (rj, v) in r.iter_mut().zip(chunk) {
-                    *rj += v;
-                }
-            }
-            let res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-            a[whole..].iter().fold(res, |acc, v| acc + v)
-        } else {
-            let mut n2 = n / 2;
-            n2 -= n2 % 8;
-            pairwise(&a[..n2]) + pairwise(&a[n2..])
-        }
-    }
-    0.0 + pairwise(a)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,14 +332,14 @@ mod tests {
     fn empty_or_mismatched_inputs_are_errors() {
         assert!(matches!(
             clustering_accuracy(&[], &[]),
-            Err(GmmError::InvalidSetting {
+            Err(MetricsError::InvalidSetting {
                 name: "labels_true",
                 ..
             })
         ));
         assert!(matches!(
             normalized_mutual_info(&[1, 2], &[1]),
-            Err(GmmError::InvalidSetting {
+            Err(MetricsError::InvalidSetting {
                 name: "labels_pred",
                 ..
             })

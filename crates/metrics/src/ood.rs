@@ -24,60 +24,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
-/// Errors of the metric functions: every one is a problem with the input, and the message
-/// says what to do.
-#[derive(Debug, Clone, PartialEq, Error)]
-pub enum MetricsError {
-    /// A score set (or a class inside it) that must not be empty is.
-    #[error("{what} is empty; pass at least one score for it")]
-    Empty {
-        /// Which input or class, e.g. "ID scores", "OOD scores", "positive samples".
-        what: &'static str,
-    },
-    /// A score is NaN or infinite.
-    #[error("{what}[{index}] = {value} is not finite; remove or replace NaN/inf scores before computing metrics")]
-    NonFinite {
-        /// Which input.
-        what: &'static str,
-        /// 0-based position in that input.
-        index: usize,
-        /// The offending value.
-        value: f64,
-    },
-    /// A target true-positive rate outside `(0, 1]`.
-    #[error("target TPR {tpr} is outside (0, 1]; pass a fraction such as 0.95")]
-    InvalidTpr {
-        /// The value received.
-        tpr: f64,
-    },
-    /// A threshold that is NaN.
-    #[error("threshold {value} is NaN; pass a number (±inf is allowed)")]
-    InvalidThreshold {
-        /// The value received.
-        value: f64,
-    },
-    /// Two inputs that must have one entry per sample have different lengths.
-    #[error("{what}: lengths differ ({left} vs {right}); pass one entry per sample in both")]
-    LengthMismatch {
-        /// Which two inputs.
-        what: &'static str,
-        /// Length of the first.
-        left: usize,
-        /// Length of the second.
-        right: usize,
-    },
-    /// Points that do not form a curve [`auc`] can integrate.
-    #[error("cannot integrate the curve: {reason}")]
-    InvalidCurve {
-        /// What is wrong and what is allowed.
-        reason: String,
-    },
-}
+use crate::sum::numpy_sum;
 
-/// Result alias of this module.
-pub type Result<T> = std::result::Result<T, MetricsError>;
+pub use crate::error::{MetricsError, Result};
 
 /// Which class is "positive" when reporting FPR at 95 % TPR.
 ///
@@ -236,10 +186,6 @@ fn check_scores(what: &'static str, scores: &[f64]) -> Result<()> {
         None => Ok(()),
     }
 }
-
-/// NumPy's pairwise summation, so that sums round exactly as scikit-learn's do (the one
-/// implementation, shared with the clustering metrics).
-pub(crate) use mixburn_gmm::cluster_metrics::numpy_sum;
 
 /// Counts at each distinct threshold (scikit-learn's `confusion_matrix_at_thresholds`):
 /// scores sorted decreasingly, one entry per distinct score `s` (ties grouped), with
@@ -570,13 +516,6 @@ mod tests {
             Err(MetricsError::InvalidCurve { .. })
         ));
         assert!(auc(&[0.0], &[1.0]).is_nan());
-    }
-
-    #[test]
-    fn numpy_sum_is_exact_on_integers_and_long_arrays() {
-        let v: Vec<f64> = (1..=1000).map(|i| i as f64).collect();
-        assert_eq!(numpy_sum(&v), 500500.0);
-        assert_eq!(numpy_sum(&[]), 0.0);
     }
 
     #[test]

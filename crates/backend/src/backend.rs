@@ -8,7 +8,7 @@ use std::str::FromStr;
 use burn::tensor::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{GmmError, Result};
+use crate::error::{BackendError, Result};
 
 /// A Burn execution backend.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -71,12 +71,12 @@ impl fmt::Display for Precision {
 }
 
 impl FromStr for Precision {
-    type Err = GmmError;
+    type Err = BackendError;
     fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "f32" | "float32" => Ok(Precision::F32),
             "f64" | "float64" => Ok(Precision::F64),
-            other => Err(GmmError::invalid_setting(
+            other => Err(BackendError::invalid_setting(
                 "dtype",
                 format!("unknown dtype `{other}`; use f32 or f64"),
             )),
@@ -95,13 +95,13 @@ impl fmt::Display for Backend {
 }
 
 impl FromStr for Backend {
-    type Err = GmmError;
+    type Err = BackendError;
     fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "flex" => Ok(Backend::Flex),
             "ndarray" => Ok(Backend::Ndarray),
             "wgpu" => Ok(Backend::Wgpu),
-            other => Err(GmmError::invalid_setting(
+            other => Err(BackendError::invalid_setting(
                 "backend",
                 format!("unknown backend `{other}`; use flex, ndarray or wgpu"),
             )),
@@ -128,9 +128,9 @@ impl Backend {
     }
 
     /// The backend's default device. Starting a device that cannot run (no GPU adapter, no
-    /// Vulkan driver) is caught and returned as [`GmmError::BackendUnavailable`].
+    /// Vulkan driver) is caught and returned as [`BackendError::Unavailable`].
     pub fn device(self) -> Result<Device> {
-        let unavailable = |reason: String| GmmError::BackendUnavailable {
+        let unavailable = |reason: String| BackendError::Unavailable {
             backend: self.to_string(),
             reason,
         };
@@ -183,7 +183,7 @@ impl Backend {
     /// because some adapters (Mesa's lavapipe through WGSL) return wrong values for them.
     pub fn device_for(self, precision: Precision) -> Result<Device> {
         let device = self.device()?;
-        let unsupported = || GmmError::UnsupportedDtype {
+        let unsupported = || BackendError::UnsupportedDtype {
             backend: self.to_string(),
             dtype: precision.to_string(),
         };

@@ -1,0 +1,20 @@
+//! # mixburn-backend
+//!
+//! Where the numerics run, not what they compute:
+//!
+//! - [`backend`]: [`Backend`] (`flex`, `ndarray`, `wgpu`: Cargo features of this crate) and
+//!   [`Precision`] (f32, f64), and the device for a computation, checked once.
+//! - [`host`]: small arrays between host memory and a device, in the computation's dtype;
+//!   chunk ranges and running sums of per-chunk tensors.
+//! - [`error`]: [`BackendError`]; `mixburn-gmm` converts it into its own error, so the
+//!   messages are the same wherever they surface.
+//!
+//! The manifest also pins the feature sets of Burn's own dependencies (no code uses them), so
+//! that a single-crate build reuses the workspace's one Burn build.
+
+pub mod backend;
+pub mod error;
+pub mod host;
+
+pub use backend::{Backend, Precision};
+pub use error::{BackendError, Result};
