@@ -85,16 +85,29 @@ impl<P> LoopState<P> {
     }
 }
 
+/// Frees the covariances and precision factors of parameters the E-step has used, before the
+/// M-step forms the next ones: at network-feature width they are `K·D²` f64 values each, and
+/// holding the old beside the new would double the fit's peak memory. Only the iteration
+/// loop's current parameters are released, after the pass that can fail on a worker (whose
+/// checkpoint needs them) has succeeded; an M-step that fails ends the fit.
+pub(crate) fn release_matrices<'a>(params: impl Iterator<Item = &'a mut Params>) {
+    for p in params {
+        p.covariances = Vec::new();
+        p.precisions_cholesky = Vec::new();
+    }
+}
+
 /// The iteration loop shared by every mixture estimator (EM, the variational mixture): the
 /// restarts start from `starts`; each iteration `step` takes the active restarts' parameters
-/// (one batched pass over the rows) and returns each one's next parameters with its lower
-/// bound; a restart whose bound changed by less than `tol` leaves the batch. Returns the
+/// (one batched pass over the rows; it may release what it no longer needs of them once its
+/// pass has succeeded, see [`release_matrices`]) and returns each one's next parameters with
+/// its lower bound; a restart whose bound changed by less than `tol` leaves the batch. Returns the
 /// restart with the highest final bound (ties: the earliest, scikit-learn's rule).
 pub(crate) fn iterate<P>(
     starts: Vec<P>,
     max_iter: usize,
     tol: f64,
-    step: impl FnMut(&[&P]) -> Result<Vec<(P, f64)>>,
+    step: impl FnMut(&mut [&mut P]) -> Result<Vec<(P, f64)>>,
 ) -> Result<Run<P>> {
     iterate_from(LoopState::new(starts), max_iter, tol, step, &mut None)
 }
@@ -106,7 +119,7 @@ pub(crate) fn iterate_from<P>(
     state: LoopState<P>,
     max_iter: usize,
     tol: f64,
-    mut step: impl FnMut(&[&P]) -> Result<Vec<(P, f64)>>,
+    mut step: impl FnMut(&mut [&mut P]) -> Result<Vec<(P, f64)>>,
     failed: &mut Option<LoopState<P>>,
 ) -> Result<Run<P>> {
     let LoopState {
@@ -118,8 +131,8 @@ pub(crate) fn iterate_from<P>(
         if active.is_empty() {
             break;
         }
-        let refs: Vec<&P> = active.iter().map(|(_, r)| &r.params).collect();
-        let next = match step(&refs) {
+        let mut refs: Vec<&mut P> = active.iter_mut().map(|(_, r)| &mut r.params).collect();
+        let next = match step(&mut refs) {
             Ok(next) => next,
             // A worker's failure names the iteration it failed in, and leaves the state.
             Err(GmmError::Worker { worker, reason, .. }) => {
@@ -264,9 +277,12 @@ fn fit_inner(
         )?),
     };
     let mut stopped = None;
-    let step = |params: &[&Params]| {
-        let op = layout.upload(params);
+    let step = |params: &mut [&mut Params]| {
+        let refs: Vec<&Params> = params.iter().map(|p| &**p).collect();
+        let op = layout.upload(&refs);
         let stats = em_pass(&data, &op, k, config.n_threads)?;
+        drop(op);
+        release_matrices(params.iter_mut().map(|p| &mut **p));
         let lower = stats.mean_log_likelihood()?;
         let next = layout.m_step(&stats, config.reg_covar, eps, WeightNorm::Mass)?;
         Ok(next.into_iter().zip(lower).collect())

@@ -204,11 +204,15 @@ impl Layout {
         let prec = covariance::precision_cholesky(self.cov, &covs, k, b)?;
         let nk = to_f64(nk)?;
         let means = to_f64(means)?;
-        let covs = covs.to_flat()?;
-        let prec = prec.to_flat()?;
-        let len = self.cov.param_len(k, d);
-        Ok((0..b)
-            .map(|r| {
+        // Each restart's blocks are moved out, not copied: at D = 2048 the covariances and
+        // factors are K·D² f64 values each, and a copy would double them for a moment.
+        let covs = split_blocks(covs.to_flat()?, b);
+        let prec = split_blocks(prec.to_flat()?, b);
+        Ok(covs
+            .into_iter()
+            .zip(prec)
+            .enumerate()
+            .map(|(r, (covariances, precisions_cholesky))| {
                 let w = &nk[r * k..(r + 1) * k];
                 let total = match norm {
                     WeightNorm::Mass => w.iter().sum::<f64>(),
@@ -217,10 +221,36 @@ impl Layout {
                 Params {
                     weights: w.iter().map(|v| v / total).collect(),
                     means: means[r * k * d..(r + 1) * k * d].to_vec(),
-                    covariances: covs[r * len..(r + 1) * len].to_vec(),
-                    precisions_cholesky: prec[r * len..(r + 1) * len].to_vec(),
+                    covariances,
+                    precisions_cholesky,
                 }
             })
             .collect())
+    }
+}
+
+/// `v` cut into `parts` equal consecutive blocks, the values moved (one part: `v` itself).
+fn split_blocks(mut v: Vec<f64>, parts: usize) -> Vec<Vec<f64>> {
+    let len = v.len() / parts.max(1);
+    let mut tails: Vec<Vec<f64>> = (1..parts).rev().map(|r| v.split_off(r * len)).collect();
+    tails.push(v);
+    tails.reverse();
+    tails
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_blocks;
+
+    #[test]
+    fn split_blocks_cuts_in_order_and_moves_a_single_block() {
+        let v: Vec<f64> = (0..6).map(f64::from).collect();
+        assert_eq!(
+            split_blocks(v.clone(), 3),
+            vec![vec![0.0, 1.0], vec![2.0, 3.0], vec![4.0, 5.0]]
+        );
+        let ptr = v.as_ptr();
+        let one = split_blocks(v, 1);
+        assert_eq!(one[0].as_ptr(), ptr);
     }
 }

@@ -71,6 +71,8 @@ pub fn fit_bayesian<'a>(
             .collect();
         let op = layout.upload_log_weights(&refs, constants);
         let stats = em_pass(&data, &op, k, config.n_threads)?;
+        drop(op);
+        crate::em::release_matrices(posts.iter_mut().map(|p| &mut p.params));
         let entropy = responsibility_entropy(&stats)?;
         let next = variational_m_step(&layout, &stats, &priors, config.reg_covar, eps)?;
         Ok(next
