@@ -239,6 +239,33 @@ impl CovTensor {
         }
     }
 
+    /// Rows `start..start + len` of the batch (one restart's block).
+    pub fn rows(&self, start: usize, len: usize) -> Self {
+        match self {
+            CovTensor::Matrices(t) => CovTensor::Matrices(t.clone().narrow(0, start, len)),
+            CovTensor::Vectors(t) => CovTensor::Vectors(t.clone().narrow(0, start, len)),
+        }
+    }
+
+    /// The batches of `parts` (all of one variant) one after another.
+    pub fn cat(parts: Vec<Self>) -> Self {
+        if parts.len() == 1 {
+            return parts.into_iter().next().expect("one part");
+        }
+        let (mut matrices, mut vectors) = (Vec::new(), Vec::new());
+        for part in parts {
+            match part {
+                CovTensor::Matrices(t) => matrices.push(t),
+                CovTensor::Vectors(t) => vectors.push(t),
+            }
+        }
+        if vectors.is_empty() {
+            CovTensor::Matrices(Tensor::cat(matrices, 0))
+        } else {
+            CovTensor::Vectors(Tensor::cat(vectors, 0))
+        }
+    }
+
     /// Row-major values; model `b`'s block is `[b·param_len, (b+1)·param_len)`.
     pub fn to_flat(self) -> Result<Vec<f64>> {
         match self {

@@ -6,12 +6,13 @@ use burn::tensor::Tensor;
 
 use crate::backend::Precision;
 use crate::config::GaussianMixtureConfig;
+use crate::covariance::CovTensor;
 use crate::error::{GmmError, Result};
 use crate::estep::{em_pass, ChunkedData};
 use crate::host::tensor_from_f64;
 use crate::init::{initial_params, restart_seeds};
 use crate::model::GaussianMixture;
-use crate::params::{Layout, Params, WeightNorm};
+use crate::params::{log_weights, Layout, Params, WeightNorm};
 use crate::source::{check_finite, FitData};
 
 /// Checks the shape and finiteness of `x: [N, D]`; returns `(N, D)`.
@@ -67,22 +68,79 @@ impl<P> LoopState<P> {
 
     /// The same state with every restart's parameters mapped by `f`.
     fn map<Q>(self, f: impl Fn(P) -> Q) -> LoopState<Q> {
-        let run = |(id, r): (usize, Run<P>)| {
-            (
+        self.try_map(|p| Ok(f(p)))
+            .unwrap_or_else(|_| unreachable!("the mapping cannot fail"))
+    }
+
+    /// As [`map`](Self::map), with a mapping that can fail.
+    fn try_map<Q>(self, f: impl Fn(P) -> Result<Q>) -> Result<LoopState<Q>> {
+        let run = |(id, r): (usize, Run<P>)| -> Result<(usize, Run<Q>)> {
+            Ok((
                 id,
                 Run {
-                    params: f(r.params),
+                    params: f(r.params)?,
                     history: r.history,
                     converged: r.converged,
                 },
-            )
+            ))
         };
-        LoopState {
-            active: self.active.into_iter().map(run).collect(),
-            done: self.done.into_iter().map(run).collect(),
+        Ok(LoopState {
+            active: self.active.into_iter().map(run).collect::<Result<_>>()?,
+            done: self.done.into_iter().map(run).collect::<Result<_>>()?,
             iteration: self.iteration,
+        })
+    }
+}
+
+/// A restart's parameters inside the EM loop. After the first M-step the covariances and
+/// precision factors stay on the device, in the working dtype, and come to the host (f64)
+/// only for the fitted model or a checkpoint: at network-feature width they are `K·D²` values
+/// each, and f64 copies on the host would double them.
+#[derive(Clone, Debug)]
+struct Current {
+    /// Weights and means; also the covariances and factors while `on_device` is `None`.
+    params: Params,
+    /// This restart's covariances and precision factors on the device.
+    on_device: Option<(CovTensor, CovTensor)>,
+}
+
+impl Current {
+    fn on_host(params: Params) -> Self {
+        Self {
+            params,
+            on_device: None,
         }
     }
+
+    /// The parameters with their matrices on the host.
+    fn into_params(self) -> Result<Params> {
+        let mut p = self.params;
+        if let Some((covs, prec)) = self.on_device {
+            p.covariances = covs.to_flat()?;
+            p.precisions_cholesky = prec.to_flat()?;
+        }
+        Ok(p)
+    }
+}
+
+/// The restarts' precision factors stacked on the device, when every restart holds them
+/// there (every iteration after the first); otherwise every restart's matrices are brought to
+/// the host (the loop moves all restarts at once, so a mix does not arise) and `None`.
+fn device_factors(current: &mut [&mut Current]) -> Result<Option<CovTensor>> {
+    let on_device: Vec<CovTensor> = current
+        .iter()
+        .filter_map(|c| c.on_device.as_ref().map(|(_, prec)| prec.clone()))
+        .collect();
+    if !on_device.is_empty() && on_device.len() == current.len() {
+        return Ok(Some(CovTensor::cat(on_device)));
+    }
+    for c in current.iter_mut() {
+        if let Some((covs, prec)) = c.on_device.take() {
+            c.params.covariances = covs.to_flat()?;
+            c.params.precisions_cholesky = prec.to_flat()?;
+        }
+    }
+    Ok(None)
 }
 
 /// Frees the covariances and precision factors of parameters the E-step has used, before the
@@ -266,7 +324,7 @@ fn fit_inner(
     let state = match (resume, warm) {
         // A checkpoint holds the parameters in the data's coordinates.
         (Some(c), _) => c.state.map(|p| p.shifted(&centre, -1.0)),
-        (None, Some(p)) => LoopState::new(vec![p.params.shifted(&centre, -1.0)]),
+        (None, Some(p)) => LoopState::new(vec![p.params.clone().shifted(&centre, -1.0)]),
         (None, None) => LoopState::new(initial_params(
             config,
             &data,
@@ -275,31 +333,51 @@ fn fit_inner(
             &centre,
             eps,
         )?),
-    };
+    }
+    .map(Current::on_host);
     let mut stopped = None;
-    let step = |params: &mut [&mut Params]| {
-        let refs: Vec<&Params> = params.iter().map(|p| &**p).collect();
-        let op = layout.upload(&refs);
+    let step = |current: &mut [&mut Current]| {
+        let factors = device_factors(current)?;
+        let refs: Vec<&Params> = current.iter().map(|c| &c.params).collect();
+        let op = match factors {
+            Some(prec) => layout.upload_with_factors(&refs, log_weights(&refs), prec),
+            None => layout.upload(&refs),
+        };
         let stats = em_pass(&data, &op, k, config.n_threads)?;
         drop(op);
-        release_matrices(params.iter_mut().map(|p| &mut **p));
+        for c in current.iter_mut() {
+            c.on_device = None;
+            release_matrices(std::iter::once(&mut c.params));
+        }
         let lower = stats.mean_log_likelihood()?;
-        let next = layout.m_step(&stats, config.reg_covar, eps, WeightNorm::Mass)?;
-        Ok(next.into_iter().zip(lower).collect())
+        let next = layout.m_step_on_device(&stats, config.reg_covar, eps, WeightNorm::Mass)?;
+        Ok(next
+            .into_iter()
+            .zip(lower)
+            .map(|((params, covs, prec), lb)| {
+                let on_device = Some((covs, prec));
+                (Current { params, on_device }, lb)
+            })
+            .collect())
     };
-    let best =
-        iterate_from(state, config.max_iter, config.tol, step, &mut stopped).inspect_err(|_| {
-            *failed = stopped.take().map(|s| Checkpoint {
-                state: s.map(|p| p.shifted(&centre, 1.0)),
+    let best = match iterate_from(state, config.max_iter, config.tol, step, &mut stopped) {
+        Ok(best) => best,
+        Err(e) => {
+            // The checkpoint's matrices come back to the host; if they cannot, there is none.
+            *failed = stopped.and_then(|s| {
+                let state = s.try_map(|c| Ok(c.into_params()?.shifted(&centre, 1.0)));
+                state.ok().map(|state| Checkpoint { state })
             });
-        })?;
+            return Err(e);
+        }
+    };
     let model = GaussianMixture {
         covariance_type: config.covariance_type,
         n_components: k,
         n_features: d,
         reg_covar: config.reg_covar,
         precision,
-        params: best.params.shifted(&centre, 1.0),
+        params: best.params.into_params()?.shifted(&centre, 1.0),
         converged: best.converged,
         n_iter: best.history.len(),
         lower_bound: best.history.last().copied().unwrap_or(f64::NEG_INFINITY),

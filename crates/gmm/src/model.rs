@@ -447,7 +447,7 @@ impl Scorer<'_> {
                 *m += w * p.means[c * d + j];
             }
         }
-        let centred = p.shifted(&centre, -1.0);
+        let centred = p.clone().shifted(&centre, -1.0);
         let op = match &self.log_weights {
             Some(lw) => layout.upload_log_weights(&[&centred], lw.clone()),
             None => layout.upload(&[&centred]),

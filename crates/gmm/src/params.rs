@@ -24,14 +24,14 @@ pub struct Params {
 }
 
 impl Params {
-    /// The same parameters with every mean shifted by `-shift` (a length-D vector).
-    pub fn shifted(&self, shift: &[f64], sign: f64) -> Self {
+    /// The same parameters with every mean shifted by `sign · shift` (a length-D vector).
+    /// By value: the `K·D²` matrices are moved, not copied.
+    pub fn shifted(mut self, shift: &[f64], sign: f64) -> Self {
         let d = shift.len();
-        let mut p = self.clone();
-        for (i, m) in p.means.iter_mut().enumerate() {
+        for (i, m) in self.means.iter_mut().enumerate() {
             *m += sign * shift[i % d];
         }
-        p
+        self
     }
 }
 
@@ -90,13 +90,7 @@ impl Layout {
     /// The E-step operand of `models` stacked as restarts, in this layout's form (see
     /// [`crate::covariance`]).
     pub fn upload(&self, models: &[&Params]) -> Operand {
-        // A zero weight gives a finite, hugely negative log (an infinity inside a GEMM can turn
-        // into NaN on padded lanes).
-        let log_w: Vec<f64> = models
-            .iter()
-            .flat_map(|p| p.weights.iter().map(|w| w.ln().max(-1e30)))
-            .collect();
-        self.upload_log_weights(models, log_w)
+        self.upload_log_weights(models, log_weights(models))
     }
 
     /// As [`upload`](Self::upload), with the constant column's per-component term given
@@ -104,22 +98,38 @@ impl Layout {
     /// models' `weights` are not read. The term need not be a normalised log-weight: the
     /// variational mixture puts `E[log π_k]` and its expected log-determinant terms there.
     pub fn upload_log_weights(&self, models: &[&Params], log_weights: Vec<f64>) -> Operand {
-        let b = models.len();
-        let (k, d) = (self.k, self.d);
-        let cat = |f: &dyn Fn(&Params) -> &Vec<f64>| -> Vec<f64> {
-            models.iter().flat_map(|p| f(p).iter().copied()).collect()
-        };
-        let means = tensor_from_f64(cat(&|p| &p.means), [b * k, d], &self.device, self.dtype);
-        let log_w = tensor_from_f64(log_weights, [b * k], &self.device, self.dtype);
         let prec = CovTensor::from_flat(
             self.cov,
-            cat(&|p| &p.precisions_cholesky),
-            b,
-            k,
-            d,
+            models
+                .iter()
+                .flat_map(|p| p.precisions_cholesky.iter().copied())
+                .collect(),
+            models.len(),
+            self.k,
+            self.d,
             &self.device,
             self.dtype,
         );
+        self.upload_with_factors(models, log_weights, prec)
+    }
+
+    /// As [`upload_log_weights`](Self::upload_log_weights), with the precision factors of
+    /// the stacked models already on the device (`prec`; the models' `precisions_cholesky`
+    /// are not read).
+    pub fn upload_with_factors(
+        &self,
+        models: &[&Params],
+        log_weights: Vec<f64>,
+        prec: CovTensor,
+    ) -> Operand {
+        let b = models.len();
+        let (k, d) = (self.k, self.d);
+        let means: Vec<f64> = models
+            .iter()
+            .flat_map(|p| p.means.iter().copied())
+            .collect();
+        let means = tensor_from_f64(means, [b * k, d], &self.device, self.dtype);
+        let log_w = tensor_from_f64(log_weights, [b * k], &self.device, self.dtype);
         match self.form {
             EstepForm::Whitened => Operand::Whitened(covariance::whitened_operands(
                 self.cov, &prec, means, log_w, k,
@@ -198,59 +208,65 @@ impl Layout {
         eps: f64,
         norm: WeightNorm,
     ) -> Result<Vec<Params>> {
+        self.m_step_on_device(stats, reg_covar, eps, norm)?
+            .into_iter()
+            .map(|(mut p, covs, prec)| {
+                p.covariances = covs.to_flat()?;
+                p.precisions_cholesky = prec.to_flat()?;
+                Ok(p)
+            })
+            .collect()
+    }
+
+    /// As [`m_step`](Self::m_step), with each restart's covariances and precision factors
+    /// left on the device in the working dtype (the returned [`Params`] hold the weights and
+    /// means only): at network-feature width they are `K·D²` values each, which the EM loop
+    /// keeps there until the fit ends.
+    pub fn m_step_on_device(
+        &self,
+        stats: &SufficientStats,
+        reg_covar: f64,
+        eps: f64,
+        norm: WeightNorm,
+    ) -> Result<Vec<(Params, CovTensor, CovTensor)>> {
         let (k, d) = (self.k, self.d);
         let b = stats.nk.dims()[0] / k;
         let (nk, means, covs) = self.gaussian_parameters(stats, reg_covar, eps);
         let prec = covariance::precision_cholesky(self.cov, &covs, k, b)?;
         let nk = to_f64(nk)?;
         let means = to_f64(means)?;
-        // Each restart's blocks are moved out, not copied: at D = 2048 the covariances and
-        // factors are K·D² f64 values each, and a copy would double them for a moment.
-        let covs = split_blocks(covs.to_flat()?, b);
-        let prec = split_blocks(prec.to_flat()?, b);
-        Ok(covs
-            .into_iter()
-            .zip(prec)
-            .enumerate()
-            .map(|(r, (covariances, precisions_cholesky))| {
+        let per = self.cov.rows_per_model(k);
+        Ok((0..b)
+            .map(|r| {
                 let w = &nk[r * k..(r + 1) * k];
                 let total = match norm {
                     WeightNorm::Mass => w.iter().sum::<f64>(),
                     WeightNorm::Samples => stats.n_samples,
                 };
-                Params {
+                let params = Params {
                     weights: w.iter().map(|v| v / total).collect(),
                     means: means[r * k * d..(r + 1) * k * d].to_vec(),
-                    covariances,
-                    precisions_cholesky,
-                }
+                    covariances: Vec::new(),
+                    precisions_cholesky: Vec::new(),
+                };
+                let own = |t: &CovTensor| {
+                    if b == 1 {
+                        t.clone()
+                    } else {
+                        t.rows(r * per, per)
+                    }
+                };
+                (params, own(&covs), own(&prec))
             })
             .collect())
     }
 }
 
-/// `v` cut into `parts` equal consecutive blocks, the values moved (one part: `v` itself).
-fn split_blocks(mut v: Vec<f64>, parts: usize) -> Vec<Vec<f64>> {
-    let len = v.len() / parts.max(1);
-    let mut tails: Vec<Vec<f64>> = (1..parts).rev().map(|r| v.split_off(r * len)).collect();
-    tails.push(v);
-    tails.reverse();
-    tails
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_blocks;
-
-    #[test]
-    fn split_blocks_cuts_in_order_and_moves_a_single_block() {
-        let v: Vec<f64> = (0..6).map(f64::from).collect();
-        assert_eq!(
-            split_blocks(v.clone(), 3),
-            vec![vec![0.0, 1.0], vec![2.0, 3.0], vec![4.0, 5.0]]
-        );
-        let ptr = v.as_ptr();
-        let one = split_blocks(v, 1);
-        assert_eq!(one[0].as_ptr(), ptr);
-    }
+/// `log π` of stacked models, restart-major. A zero weight gives a finite, hugely negative log
+/// (an infinity inside a GEMM can turn into NaN on padded lanes).
+pub(crate) fn log_weights(models: &[&Params]) -> Vec<f64> {
+    models
+        .iter()
+        .flat_map(|p| p.weights.iter().map(|w| w.ln().max(-1e30)))
+        .collect()
 }

@@ -187,11 +187,10 @@ impl VariationalParams {
     }
 
     /// The same posterior with every mean shifted by `sign · shift` (a length-D vector).
-    pub(super) fn shifted(&self, shift: &[f64], sign: f64) -> Self {
-        Self {
-            params: self.params.shifted(shift, sign),
-            ..self.clone()
-        }
+    /// By value: the `K·D²` matrices are moved, not copied.
+    pub(super) fn shifted(mut self, shift: &[f64], sign: f64) -> Self {
+        self.params = self.params.shifted(shift, sign);
+        self
     }
 }
 
