@@ -21,6 +21,17 @@ pub fn device() -> Device {
         .expect("flex f64 device")
 }
 
+/// Scores of the two rows of a tiny input, read back: two values, all finite when `strict`
+/// (`what` names the scorer in the message).
+pub fn two_scores(s: Tensor<1>, strict: bool, what: &str) -> Vec<f64> {
+    let s = to_f64(s).expect("host copy");
+    assert_eq!(s.len(), 2);
+    if strict {
+        assert!(s.iter().all(|v| v.is_finite()), "{what} scored {s:?}");
+    }
+    s
+}
+
 /// A tiny input of the mixture's width: the mean of the component with the largest
 /// constant `c_k`, then the origin.
 pub fn input(m: &dyn Mixture, device: &Device) -> Tensor<2> {
@@ -63,14 +74,7 @@ pub fn check_scores(m: &dyn Mixture) {
     let k = m.n_components();
     let strict = is_moderate(m);
     if let Ok(ll) = m.score_samples(&x) {
-        let ll = to_f64(ll).expect("host copy");
-        assert_eq!(ll.len(), 2);
-        if strict {
-            assert!(
-                ll.iter().all(|v| v.is_finite()),
-                "a moderate mixture scored non-finite: {ll:?}"
-            );
-        }
+        two_scores(ll, strict, "a moderate mixture");
     }
     if let Ok(score) = m.score(&x) {
         if strict {
