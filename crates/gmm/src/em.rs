@@ -39,6 +39,13 @@ pub(crate) struct Run<P> {
     pub converged: bool,
 }
 
+impl<P> Run<P> {
+    /// The last lower bound, `−∞` before the first iteration.
+    pub fn lower_bound(&self) -> f64 {
+        self.history.last().copied().unwrap_or(f64::NEG_INFINITY)
+    }
+}
+
 /// The state of [`iterate`] between two iterations: the restarts still iterating and those
 /// done (with their positions, for the tie rule), and the iterations completed.
 #[derive(Clone, Debug)]
@@ -112,14 +119,25 @@ impl Current {
         }
     }
 
-    /// The parameters with their matrices on the host.
-    fn into_params(self) -> Result<Params> {
-        let mut p = self.params;
-        if let Some((covs, prec)) = self.on_device {
-            p.covariances = covs.to_flat()?;
-            p.precisions_cholesky = prec.to_flat()?;
+    /// Brings the matrices to the host (a no-op when they are there).
+    fn bring_to_host(&mut self) -> Result<()> {
+        if let Some((covs, prec)) = self.on_device.take() {
+            self.params.covariances = covs.to_flat()?;
+            self.params.precisions_cholesky = prec.to_flat()?;
         }
-        Ok(p)
+        Ok(())
+    }
+
+    /// The parameters with their matrices on the host.
+    fn into_params(mut self) -> Result<Params> {
+        self.bring_to_host()?;
+        Ok(self.params)
+    }
+
+    /// Frees the matrices, wherever they are ([`release_matrices`]).
+    fn release(&mut self) {
+        self.on_device = None;
+        release_matrices(std::iter::once(&mut self.params));
     }
 }
 
@@ -135,10 +153,7 @@ fn device_factors(current: &mut [&mut Current]) -> Result<Option<CovTensor>> {
         return Ok(Some(CovTensor::cat(on_device)));
     }
     for c in current.iter_mut() {
-        if let Some((covs, prec)) = c.on_device.take() {
-            c.params.covariances = covs.to_flat()?;
-            c.params.precisions_cholesky = prec.to_flat()?;
-        }
+        c.bring_to_host()?;
     }
     Ok(None)
 }
@@ -211,7 +226,7 @@ pub(crate) fn iterate_from<P>(
         crate::progress::iteration(it + 1, &bounds);
         let mut still = vec![];
         for ((id, mut run), (params, lb)) in active.into_iter().zip(next) {
-            let change = lb - run.history.last().copied().unwrap_or(f64::NEG_INFINITY);
+            let change = lb - run.lower_bound();
             run.history.push(lb);
             run.params = params;
             if change.abs() < tol {
@@ -227,10 +242,9 @@ pub(crate) fn iterate_from<P>(
     done.sort_by_key(|(id, _)| *id);
     let mut best: Option<Run<P>> = None;
     for (_, run) in done {
-        let lb = run.history.last().copied().unwrap_or(f64::NEG_INFINITY);
         if best
             .as_ref()
-            .is_none_or(|b| lb > b.history.last().copied().unwrap_or(f64::NEG_INFINITY))
+            .is_none_or(|b| run.lower_bound() > b.lower_bound())
         {
             best = Some(run);
         }
@@ -345,10 +359,7 @@ fn fit_inner(
         };
         let stats = em_pass(&data, &op, k, config.n_threads)?;
         drop(op);
-        for c in current.iter_mut() {
-            c.on_device = None;
-            release_matrices(std::iter::once(&mut c.params));
-        }
+        current.iter_mut().for_each(|c| c.release());
         let lower = stats.mean_log_likelihood()?;
         let next = layout.m_step_on_device(&stats, config.reg_covar, eps, WeightNorm::Mass)?;
         Ok(next
@@ -371,6 +382,7 @@ fn fit_inner(
             return Err(e);
         }
     };
+    let lower_bound = best.lower_bound();
     let model = GaussianMixture {
         covariance_type: config.covariance_type,
         n_components: k,
@@ -380,7 +392,7 @@ fn fit_inner(
         params: best.params.into_params()?.shifted(&centre, 1.0),
         converged: best.converged,
         n_iter: best.history.len(),
-        lower_bound: best.history.last().copied().unwrap_or(f64::NEG_INFINITY),
+        lower_bound,
         lower_bounds: best.history,
     };
     model.validate()?;

@@ -233,9 +233,7 @@ impl FittedMixture {
     /// Reads a model file of either estimator, safetensors or version-1 JSON (told apart by
     /// content); errors name the file.
     pub fn load(path: &Path) -> Result<Self> {
-        crate::model_file::read_model(path)
-            .and_then(Self::from_content)
-            .map_err(|e| crate::model_file::at_path(path, e))
+        crate::model_file::load_with(path, Self::from_content)
     }
 }
 

@@ -164,6 +164,34 @@ impl ModelContent {
             }
         }
     }
+
+    /// The model of one kind in this content: the format [`check`](Self::check)ed, then the
+    /// version-1 JSON text or the safetensors arrays read by that kind's own reader (each of
+    /// which validates the model as strictly as a fit's result).
+    pub fn decode<T>(
+        self,
+        format: &str,
+        expected: &str,
+        json: impl FnOnce(&str) -> Result<T>,
+        binary: impl FnOnce(BinaryModel) -> Result<T>,
+    ) -> Result<T> {
+        self.check(format, expected)?;
+        match self {
+            ModelContent::Json { text, .. } => json(&text),
+            ModelContent::Binary(b) => binary(b),
+        }
+    }
+}
+
+/// The model file at `path` ([`read_model`]) as `from_content` reads it: every `load`
+/// function of a model kind; errors name the file ([`at_path`]).
+pub fn load_with<T>(
+    path: &Path,
+    from_content: impl FnOnce(ModelContent) -> Result<T>,
+) -> Result<T> {
+    read_model(path)
+        .and_then(from_content)
+        .map_err(|e| at_path(path, e))
 }
 
 /// Reads a model file of either version, told apart by content (not by file name).

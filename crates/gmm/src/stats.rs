@@ -400,7 +400,7 @@ impl NonZeroRows {
     /// The moments of [`dense_scatter`] from the gathered rows: per component (full) one GEMM
     /// of its rows, per restart (tied) one GEMM of all its components' rows stacked.
     fn scatter(
-        &self,
+        self,
         x: Tensor<2>,
         shift: &Tensor<2>,
         tied: bool,
@@ -408,20 +408,18 @@ impl NonZeroRows {
         columns: &[std::ops::Range<usize>],
     ) -> (Tensor<2>, UpperBlocks) {
         let d = x.dims()[1];
-        let bk = shift.dims()[0];
         let (device, dtype) = (x.device(), x.dtype());
         // Per component: z = x[rows] − s_j and r ⊙ z, `[m_j, D]` (empty components: None).
-        let gathered: Vec<Option<(Tensor<2>, Tensor<2>)>> = (0..bk)
-            .map(|j| {
-                let m = self.rows[j].len();
+        let gathered: Vec<Option<(Tensor<2>, Tensor<2>)>> = self
+            .rows
+            .into_iter()
+            .zip(self.values)
+            .enumerate()
+            .map(|(j, (rows, values))| {
+                let m = rows.len();
                 (m > 0).then(|| {
-                    let idx = crate::host::int_tensor(self.rows[j].clone(), [m], &device);
-                    let r = crate::host::tensor_from_f64(
-                        self.values[j].clone(),
-                        [m, 1],
-                        &device,
-                        dtype,
-                    );
+                    let idx = crate::host::int_tensor(rows, [m], &device);
+                    let r = crate::host::tensor_from_f64(values, [m, 1], &device, dtype);
                     let z = x.clone().select(0, idx) - shift.clone().slice([j..j + 1, 0..d]);
                     (z.clone() * r, z)
                 })

@@ -90,6 +90,7 @@ pub fn fit_bayesian<'a>(
         .iter_mut()
         .zip(&centre)
         .for_each(|(m, c)| *m += c);
+    let lower_bound = best.lower_bound();
     let model = BayesianGaussianMixture {
         covariance_type: cov,
         n_components: k,
@@ -100,7 +101,7 @@ pub fn fit_bayesian<'a>(
         posterior: best.params.shifted(&centre, 1.0),
         converged: best.converged,
         n_iter: best.history.len(),
-        lower_bound: best.history.last().copied().unwrap_or(f64::NEG_INFINITY),
+        lower_bound,
         lower_bounds: best.history,
     };
     model.validate()?;

@@ -14,7 +14,7 @@ use crate::covariance::CovarianceType;
 use crate::error::{GmmError, Result};
 use crate::model::{GaussianMixture, Scorer};
 use crate::model_file::{
-    at_path, from_envelope_json, read_model, to_envelope_json, BinaryModel, ModelContent,
+    at_path, from_envelope_json, load_with, to_envelope_json, BinaryModel, ModelContent,
     ModelWriter,
 };
 use crate::validate;
@@ -360,18 +360,17 @@ impl BayesianGaussianMixture {
 
     /// The model in a file, either version: its parsed content after the format checks.
     pub fn from_content(content: ModelContent) -> Result<Self> {
-        content.check(BAYESIAN_MODEL_FORMAT, EXPECTED)?;
-        match content {
-            ModelContent::Json { text, .. } => Self::from_json(&text),
-            ModelContent::Binary(b) => Self::from_binary(b),
-        }
+        content.decode(
+            BAYESIAN_MODEL_FORMAT,
+            EXPECTED,
+            Self::from_json,
+            Self::from_binary,
+        )
     }
 
     /// Reads a model saved by [`save`](Self::save), or a version-1 JSON file (told apart by
     /// content), and validates it as strictly as a fit's result; errors name the file.
     pub fn load(path: &Path) -> Result<Self> {
-        read_model(path)
-            .and_then(Self::from_content)
-            .map_err(|e| at_path(path, e))
+        load_with(path, Self::from_content)
     }
 }
