@@ -150,7 +150,7 @@ fn blocked_triangular_products_equal_the_full_gemms() {
 }
 
 #[test]
-fn moments_of_the_gathered_nonzero_rows_equal_the_dense_moments() {
+fn moments_of_the_gathered_nonzero_rows_equal_the_dense_moments_also_added_in_place() {
     // Responsibilities with most entries exactly zero (as at network-feature width), one
     // component with none at all: the sparse scatter skips only zero terms.
     let (d, k, b, n) = (9, 3, 2, 41);
@@ -180,8 +180,9 @@ fn moments_of_the_gathered_nonzero_rows_equal_the_dense_moments() {
             tensor_from_f64(v.to_vec(), shape, &device, precision.dtype())
         };
         for tied in [false, true] {
-            let moments = |how: ShiftedScatter| {
-                let stats = SufficientStats::from_shifted_chunk(
+            // The moments; with `into`, added to the dense scatter of the same chunk.
+            let stats_of = |how: ShiftedScatter, into| {
+                SufficientStats::from_shifted_chunk(
                     how,
                     t(&resp, [n, b * k]),
                     t(&x, [n, d]),
@@ -189,8 +190,16 @@ fn moments_of_the_gathered_nonzero_rows_equal_the_dense_moments() {
                     tied,
                     k,
                     t(&vec![0.0; n * b], [n, b]),
+                    into,
                 )
-                .unwrap();
+                .unwrap()
+            };
+            let moments = |how: ShiftedScatter, add_to_dense: bool| {
+                let into = add_to_dense.then(|| {
+                    let mut dense = stats_of(ShiftedScatter::Dense, None);
+                    dense.take_scatter().unwrap()
+                });
+                let stats = stats_of(how, into);
                 let Moments::Shifted { s1, s2, .. } = stats.moments else {
                     panic!("shifted moments expected");
                 };
@@ -198,22 +207,38 @@ fn moments_of_the_gathered_nonzero_rows_equal_the_dense_moments() {
                 let mut out = to_f64(s1).unwrap();
                 out.extend(to_f64(s2.to_symmetric().reshape([m * d * d])).unwrap());
                 out.extend(to_f64(stats.nk).unwrap());
-                out
+                (out, b * k * d, m * d * d)
             };
-            let dense = moments(ShiftedScatter::Dense);
+            let (dense, s1_len, s2_len) = moments(ShiftedScatter::Dense, false);
+            // The same with the scatter counted twice.
+            let twice: Vec<f64> = dense
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    if (s1_len..s1_len + s2_len).contains(&i) {
+                        2.0 * v
+                    } else {
+                        *v
+                    }
+                })
+                .collect();
             let name = format!("{backend}/{precision} tied={tied}");
-            report.close(
-                &format!("{name} sparse"),
-                &moments(ShiftedScatter::Sparse),
-                &dense,
-                tol,
-            );
-            report.close(
-                &format!("{name} auto"),
-                &moments(ShiftedScatter::Auto),
-                &dense,
-                tol,
-            );
+            for how in [ShiftedScatter::Sparse, ShiftedScatter::Auto] {
+                report.close(
+                    &format!("{name} {how:?}"),
+                    &moments(how, false).0,
+                    &dense,
+                    tol,
+                );
+            }
+            for how in [ShiftedScatter::Dense, ShiftedScatter::Sparse] {
+                report.close(
+                    &format!("{name} {how:?} added into an accumulator"),
+                    &moments(how, true).0,
+                    &twice,
+                    tol,
+                );
+            }
         }
     }
     report.finish();

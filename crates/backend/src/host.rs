@@ -14,6 +14,24 @@ pub fn tensor_from_f64<const D: usize>(
     Tensor::from_data(TensorData::new(values, Shape::from(shape)), (device, dtype))
 }
 
+/// As [`tensor_from_f64`] from borrowed values, converted to `dtype` on the host first: no
+/// f64 copy is made for an f32 tensor (at `K·D²` values, half the bytes of one).
+pub fn tensor_from_f64_slice<const D: usize>(
+    values: &[f64],
+    shape: [usize; D],
+    device: &Device,
+    dtype: DType,
+) -> Tensor<D> {
+    let data = match dtype {
+        DType::F32 => TensorData::new(
+            values.iter().map(|&v| v as f32).collect::<Vec<f32>>(),
+            Shape::from(shape),
+        ),
+        _ => TensorData::new(values.to_vec(), Shape::from(shape)),
+    };
+    Tensor::from_data(data, (device, dtype))
+}
+
 /// Creates an int tensor from i64 values.
 pub fn int_tensor<const D: usize>(
     values: Vec<i64>,

@@ -29,7 +29,7 @@ use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{GmmError, Result};
-use crate::host::{tensor_from_f64, to_f64};
+use crate::host::{tensor_from_f64, tensor_from_f64_slice, to_f64};
 use crate::linalg;
 
 /// The form of the component covariances.
@@ -218,7 +218,7 @@ impl CovTensor {
     /// Builds the batched layout from the concatenated per-model flat arrays of `b` models.
     pub fn from_flat(
         cov: CovarianceType,
-        flat: Vec<f64>,
+        flat: &[f64],
         b: usize,
         k: usize,
         d: usize,
@@ -228,13 +228,13 @@ impl CovTensor {
         let rows = b * cov.rows_per_model(k);
         match cov {
             CovarianceType::Full | CovarianceType::Tied => {
-                CovTensor::Matrices(tensor_from_f64(flat, [rows, d, d], device, dtype))
+                CovTensor::Matrices(tensor_from_f64_slice(flat, [rows, d, d], device, dtype))
             }
             CovarianceType::Diag => {
-                CovTensor::Vectors(tensor_from_f64(flat, [rows, d], device, dtype))
+                CovTensor::Vectors(tensor_from_f64_slice(flat, [rows, d], device, dtype))
             }
             CovarianceType::Spherical => {
-                CovTensor::Vectors(tensor_from_f64(flat, [rows, 1], device, dtype))
+                CovTensor::Vectors(tensor_from_f64_slice(flat, [rows, 1], device, dtype))
             }
         }
     }

@@ -192,6 +192,7 @@ impl<'a> ChunkedData<'a> {
                     tied,
                     k,
                     zeros,
+                    None,
                 )?
             }
             _ => SufficientStats::from_chunk(resp, self.features(start, len)?, zeros),
@@ -418,6 +419,7 @@ fn pass_over(
         };
         let stats = match op {
             Operand::Quadratic(_) => SufficientStats::from_chunk(resp.clone(), rows, lse),
+            // The chunk's scatter is added into the accumulator's in place.
             Operand::Whitened(w) => SufficientStats::from_shifted_chunk(
                 ShiftedScatter::Auto,
                 resp.clone(),
@@ -426,6 +428,7 @@ fn pass_over(
                 w.tied,
                 k,
                 lse,
+                acc.as_mut().and_then(SufficientStats::take_scatter),
             )?,
         }
         .with_weighted_log_density(resp, flat, k)

@@ -173,7 +173,7 @@ fn override_inits(
     if let Some(prec) = &config.precisions_init {
         let t = CovTensor::from_flat(
             layout.cov,
-            prec.clone(),
+            prec,
             1,
             k,
             layout.d,
@@ -182,10 +182,18 @@ fn override_inits(
         );
         let chol =
             covariance::precision_cholesky_from_precisions(layout.cov, &t, k, 1)?.to_flat()?;
-        starts.iter_mut().for_each(|p| {
-            p.precisions_cholesky = chol.clone();
+        drop(t);
+        // Every start but the last gets a copy; the last takes the factors themselves.
+        let mut chol = Some(chol);
+        let last = starts.len().saturating_sub(1);
+        for (i, p) in starts.iter_mut().enumerate() {
+            p.precisions_cholesky = if i == last {
+                chol.take().unwrap_or_default()
+            } else {
+                chol.clone().unwrap_or_default()
+            };
             p.covariances = vec![];
-        });
+        }
     }
     Ok(starts)
 }
@@ -288,7 +296,7 @@ fn point_params(
     let rows = to_f64(data.centred().select(&flat)?)?;
     let cov_t = CovTensor::from_flat(
         layout.cov,
-        covariances.clone(),
+        &covariances,
         1,
         k,
         d,

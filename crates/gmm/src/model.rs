@@ -213,7 +213,7 @@ impl GaussianMixture {
         // Cholesky factors of the covariances, through the crate's one factorisation.
         let factors: Vec<f64> = match CovTensor::from_flat(
             self.covariance_type,
-            self.params.covariances.clone(),
+            &self.params.covariances,
             1,
             k,
             d,

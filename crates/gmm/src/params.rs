@@ -98,12 +98,21 @@ impl Layout {
     /// models' `weights` are not read. The term need not be a normalised log-weight: the
     /// variational mixture puts `E[log π_k]` and its expected log-determinant terms there.
     pub fn upload_log_weights(&self, models: &[&Params], log_weights: Vec<f64>) -> Operand {
+        // One restart's factors are read in place; several are joined first.
+        let joined: Vec<f64>;
+        let flat = match models {
+            [one] => &one.precisions_cholesky[..],
+            _ => {
+                joined = models
+                    .iter()
+                    .flat_map(|p| p.precisions_cholesky.iter().copied())
+                    .collect();
+                &joined[..]
+            }
+        };
         let prec = CovTensor::from_flat(
             self.cov,
-            models
-                .iter()
-                .flat_map(|p| p.precisions_cholesky.iter().copied())
-                .collect(),
+            flat,
             models.len(),
             self.k,
             self.d,

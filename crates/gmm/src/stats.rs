@@ -94,17 +94,40 @@ impl UpperBlocks {
         }
     }
 
-    /// The batches of `parts` (all in the same blocks) one after another: `[Σ M_i, D, D]`.
-    pub fn stack(parts: Vec<Self>) -> Self {
-        let columns = parts[0].columns.clone();
-        let rows = (0..columns.len())
-            .map(|i| Tensor::cat(parts.iter().map(|p| p.rows[i].clone()).collect(), 0))
-            .collect();
-        Self { columns, rows }
+    /// Writes (or with `add`, adds) the one matrix of `part` (the same blocks) as matrix `i`
+    /// of the batch, in place where the backend can.
+    pub fn assign(&mut self, i: usize, part: Self, add: bool) {
+        for (row, value) in self.rows.iter_mut().zip(part.rows) {
+            let [_, w, c] = value.dims();
+            let ranges = [i..i + 1, 0..w, 0..c];
+            // The sum is formed (from a view of `row`) before `row` is taken, so that `row` is
+            // the only owner of its buffer again when it is written.
+            let value = if add {
+                row.clone().slice(ranges.clone()) + value
+            } else {
+                value
+            };
+            let whole = std::mem::replace(row, value.clone());
+            *row = whole.slice_assign(ranges, value);
+        }
     }
 
-    /// The elementwise sum (the same blocks).
+    /// No blocks: what [`SufficientStats::take_scatter`] leaves behind, which merges as zero.
+    fn taken() -> Self {
+        Self {
+            columns: vec![],
+            rows: vec![],
+        }
+    }
+
+    /// The elementwise sum (the same blocks; a [`taken`](Self::taken) side counts as zero).
     pub fn merge(self, other: Self) -> Self {
+        if self.rows.is_empty() {
+            return other;
+        }
+        if other.rows.is_empty() {
+            return self;
+        }
         Self {
             columns: self.columns,
             rows: self
@@ -217,6 +240,11 @@ impl SufficientStats {
     /// are non-zero the moments are formed from the gathered rows with `r_nk > 0` only
     /// ([`ShiftedScatter::Sparse`]): the same sums without their zero terms, at that fraction
     /// of the flops. `how` forces either way (the tests compare them); passes use `Auto`.
+    ///
+    /// With `into` (an accumulator's scatter, from [`take_scatter`](Self::take_scatter)) the
+    /// chunk's scatter is added to it in place and the result holds the sum: a pass then
+    /// holds one `K·D²` scatter per worker, not a second one per chunk as well.
+    #[allow(clippy::too_many_arguments)]
     pub fn from_shifted_chunk(
         how: ShiftedScatter,
         resp: Tensor<2>,
@@ -225,6 +253,7 @@ impl SufficientStats {
         tied: bool,
         k: usize,
         log_lik: Tensor<2>,
+        into: Option<UpperBlocks>,
     ) -> Result<Self> {
         let [n, d] = x.dims();
         let bk = shift.dims()[0];
@@ -238,8 +267,15 @@ impl SufficientStats {
             }
         };
         let (s1, s2) = match nonzero {
-            None => dense_scatter(&resp, x, shift, tied, k, &columns),
-            Some(rows) => rows.scatter(x, shift, tied, k, &columns),
+            None => {
+                let (s1, s2) = dense_scatter(&resp, x, shift, tied, k, &columns);
+                let s2 = match into {
+                    Some(acc) => acc.merge(s2),
+                    None => s2,
+                };
+                (s1, s2)
+            }
+            Some(rows) => rows.scatter(x, shift, tied, k, &columns, into),
         };
         let log_likelihood = log_lik.sum_dim(0).squeeze_dim::<1>(0);
         Ok(Self {
@@ -307,6 +343,16 @@ impl SufficientStats {
             log_likelihood: self.log_likelihood + other.log_likelihood,
             weighted_log_density: self.weighted_log_density + other.weighted_log_density,
             n_samples: self.n_samples + other.n_samples,
+        }
+    }
+
+    /// Takes the shifted scatter out of these statistics (for
+    /// [`from_shifted_chunk`](Self::from_shifted_chunk) to add a chunk's into in place),
+    /// leaving one that merges as zero; `None` for the quadratic form.
+    pub fn take_scatter(&mut self) -> Option<UpperBlocks> {
+        match &mut self.moments {
+            Moments::Shifted { s2, .. } => Some(std::mem::replace(s2, UpperBlocks::taken())),
+            Moments::Quadratic(_) => None,
         }
     }
 
@@ -398,7 +444,8 @@ impl NonZeroRows {
     }
 
     /// The moments of [`dense_scatter`] from the gathered rows: per component (full) one GEMM
-    /// of its rows, per restart (tied) one GEMM of all its components' rows stacked.
+    /// of its rows, per restart (tied) one GEMM of all its components' rows stacked; the
+    /// scatter added to `into` when given.
     fn scatter(
         self,
         x: Tensor<2>,
@@ -406,6 +453,7 @@ impl NonZeroRows {
         tied: bool,
         k: usize,
         columns: &[std::ops::Range<usize>],
+        into: Option<UpperBlocks>,
     ) -> (Tensor<2>, UpperBlocks) {
         let d = x.dims()[1];
         let (device, dtype) = (x.device(), x.dtype());
@@ -447,20 +495,28 @@ impl NonZeroRows {
                 .map(|g| g.into_iter().collect())
                 .collect()
         };
-        let blocks: Vec<UpperBlocks> = groups
-            .into_iter()
-            .map(|group| {
-                if group.is_empty() {
-                    return UpperBlocks::zeros_in(1, d, columns, &device, dtype);
-                }
-                let (rz, z): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-                UpperBlocks::product(
-                    Tensor::cat(rz, 0).unsqueeze_dim::<3>(0),
-                    Tensor::cat(z, 0).unsqueeze_dim::<3>(0),
-                    columns,
-                )
-            })
-            .collect();
-        (s1, UpperBlocks::stack(blocks))
+        // Each group's product is added into its place as soon as it is formed: the products
+        // of every group held at once, and then their joined copy, would be twice the chunk's
+        // `K·D²` moments (hundreds of MiB per worker at D = 2048).
+        let (mut s2, add) = match into {
+            Some(acc) => (acc, true),
+            None => (
+                UpperBlocks::zeros_in(groups.len(), d, columns, &device, dtype),
+                false,
+            ),
+        };
+        for (i, group) in groups.into_iter().enumerate() {
+            if group.is_empty() {
+                continue;
+            }
+            let (rz, z): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+            let product = UpperBlocks::product(
+                Tensor::cat(rz, 0).unsqueeze_dim::<3>(0),
+                Tensor::cat(z, 0).unsqueeze_dim::<3>(0),
+                columns,
+            );
+            s2.assign(i, product, add);
+        }
+        (s1, s2)
     }
 }

@@ -359,7 +359,7 @@ pub(super) fn variational_m_step(
         .iter()
         .flat_map(|p| p.params.covariances.iter().copied())
         .collect();
-    let covs = CovTensor::from_flat(cov, all, b, k, d, &layout.device, layout.dtype);
+    let covs = CovTensor::from_flat(cov, &all, b, k, d, &layout.device, layout.dtype);
     let prec = covariance::precision_cholesky(cov, &covs, k, b)?.to_flat()?;
     for (r, p) in posts.iter_mut().enumerate() {
         p.params.precisions_cholesky = prec[r * len..(r + 1) * len].to_vec();
