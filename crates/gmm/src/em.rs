@@ -333,7 +333,8 @@ fn fit_inner(
     let centre_t = tensor_from_f64(centre.clone(), [1, d], &device, dtype);
     let data = ChunkedData::new(x.rows, centre_t, plan.chunk_rows, &layout)
         .with_weights(x.sample_weight, prep.total_weight)
-        .with_feature_cache(plan.cache_bytes)?;
+        .with_feature_cache(plan.cache_bytes)?
+        .with_pooled_scatter()?;
 
     let state = match (resume, warm) {
         // A checkpoint holds the parameters in the data's coordinates.

@@ -112,6 +112,23 @@ impl UpperBlocks {
         }
     }
 
+    /// The device of the blocks (`None` when there are none).
+    pub fn device(&self) -> Option<burn::tensor::Device> {
+        self.rows.first().map(|r| r.device())
+    }
+
+    /// The same single matrix (`M = 1`) repeated as a batch of `m`.
+    pub fn repeated(&self, m: usize) -> Self {
+        Self {
+            columns: self.columns.clone(),
+            rows: self
+                .rows
+                .iter()
+                .map(|r| r.clone().repeat_dim(0, m))
+                .collect(),
+        }
+    }
+
     /// No blocks: what [`SufficientStats::take_scatter`] leaves behind, which merges as zero.
     fn taken() -> Self {
         Self {
@@ -289,6 +306,39 @@ impl SufficientStats {
             log_likelihood,
             n_samples: n as f64,
         })
+    }
+
+    /// The first moments of one chunk around the data mean (the rows' own coordinates):
+    /// `n_k`, `Σ_n r_nk x_n` (`shift` zero), no scatter (a [`taken`](UpperBlocks::taken) one,
+    /// which merges as zero). A pass whose tied scatter is the pooled one
+    /// ([`crate::estep::ChunkedData::with_pooled_scatter`]) adds it at the end
+    /// ([`with_pooled_scatter`](Self::with_pooled_scatter)). Shapes as
+    /// [`from_shifted_chunk`](Self::from_shifted_chunk).
+    pub fn from_first_moments(resp: Tensor<2>, x: Tensor<2>, log_lik: Tensor<2>) -> Self {
+        let n = x.dims()[0];
+        let bk = resp.dims()[1];
+        let s1 = resp.clone().transpose().matmul(x);
+        let log_likelihood = log_lik.sum_dim(0).squeeze_dim::<1>(0);
+        Self {
+            nk: resp.sum_dim(0).reshape([bk]),
+            weighted_log_density: log_likelihood.zeros_like(),
+            moments: Moments::Shifted {
+                shift: s1.zeros_like(),
+                s1,
+                s2: UpperBlocks::taken(),
+            },
+            log_likelihood,
+            n_samples: n as f64,
+        }
+    }
+
+    /// The same statistics (of [`from_first_moments`](Self::from_first_moments)) with the
+    /// pooled scatter `pooled` (`M = 1`) as each of the `b` restarts' tied scatter.
+    pub fn with_pooled_scatter(mut self, pooled: &UpperBlocks, b: usize) -> Self {
+        if let Moments::Shifted { s2, .. } = &mut self.moments {
+            *s2 = pooled.repeated(b);
+        }
+        self
     }
 
     /// The same statistics with `Σ_n Σ_k r_nk ℓ_nk` from an E-step's responsibilities

@@ -54,7 +54,8 @@ pub fn fit_bayesian<'a>(
     let centre_t = tensor_from_f64(centre.clone(), [1, d], &device, dtype);
     let data = ChunkedData::new(x.rows, centre_t, plan.chunk_rows, &layout)
         .with_weights(x.sample_weight, prep.total_weight)
-        .with_feature_cache(plan.cache_bytes)?;
+        .with_feature_cache(plan.cache_bytes)?
+        .with_pooled_scatter()?;
     let priors = resolve_priors(config, &data, &layout, &centre, eps)?;
     let prior_type = config.weight_concentration_prior_type;
 
