@@ -14,7 +14,7 @@
 //!   [`NanPolicy`].
 //! - [`threshold`]: [`ThresholdRule`] and NumPy's [`percentile`](threshold::percentile).
 //! - [`head`]: [`AnomalyHead`], the detector as a Burn `Module` (differentiable scores).
-//! - [`file`]: the detector's file (versioned JSON embedding the mixture's model file).
+//! - [`mod@file`]: the detector's file (versioned JSON embedding the mixture's model file).
 //! - [`error`]: [`AnomalyError`], the one error type of the crate.
 //!
 //! ```no_run

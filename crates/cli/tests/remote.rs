@@ -5,6 +5,7 @@
 //! worker, in bounded time, never a hang. The address policy of `serve` is checked in every
 //! build.
 
+#[cfg(feature = "remote")]
 use std::path::Path;
 
 use serde_json::Value;

@@ -24,8 +24,9 @@
 //! the lower estimated time per row wins, `GEMM flops × shape factor + ELEMENTWISE_COST ×
 //! elementwise values` per row (the quadratic form's feature building counts only when its
 //! features are not cached). The weights were measured with `em-bench --form` on flex, f32;
-//! the crossover rule they give is in [`QUADRATIC_GEMM_COST`]: **whitened from D ≈ 96 when
-//! the quadratic features are cached, from D ≈ 16 when they are not; quadratic below**.
+//! the crossover rule they give is in [`QUADRATIC_GEMM_COST`]: **for full covariances,
+//! whitened from D ≈ 64 when the quadratic features are cached, from D ≈ 16 when they are
+//! not, quadratic below; for tied, whitened from D = 16** (its pass has no scatter).
 
 use std::fmt;
 use std::str::FromStr;
@@ -88,6 +89,12 @@ pub const ELEMENTWISE_COST: f64 = 24.0;
 /// values within `feature_cache_bytes`), the whitened form is the faster from D ≈ 96 (K = 4
 /// and 16 alike; measured: between 64 and 96 at K = 4, above 96 at K = 16); with the features
 /// recomputed each pass (large N), from D ≈ 16 (measured: whitened 8× faster at D = 32).
+/// Since the whitened form's blocks became 32 columns wide (2 blocks at D = 64), the same
+/// constants put the full crossover at D ≈ 64, as measured (N = 20 000, features cached,
+/// `em-bench --form`, seconds per iteration, quadratic against whitened): D = 32, K = 16
+/// 0.011 / 0.0127 (K = 4: 0.0054 / 0.0040, where the estimate keeps the quadratic form);
+/// D = 64, K = 4 0.0174 / 0.0139, K = 16 0.0408 / 0.0383. Tied, without a scatter per pass,
+/// is whitened from D = 16 (D = 32, K = 16: 0.011 / 0.0036; D = 16, K = 16: 0.0052 / 0.0028).
 /// Below that the quadratic form's halved flops win (D = 32, K = 16: quadratic, measured 2.6×).
 pub const QUADRATIC_GEMM_COST: f64 = 3.0;
 

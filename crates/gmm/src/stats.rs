@@ -130,7 +130,7 @@ impl UpperBlocks {
     }
 
     /// No blocks: what [`SufficientStats::take_scatter`] leaves behind, which merges as zero.
-    fn taken() -> Self {
+    pub fn taken() -> Self {
         Self {
             columns: vec![],
             rows: vec![],

@@ -54,7 +54,7 @@ pub enum MetricsError {
         /// What is wrong and what is allowed.
         reason: String,
     },
-    /// Points that do not form a curve [`auc`] can integrate.
+    /// Points that do not form a curve [`crate::ood::auc`] can integrate.
     #[error("cannot integrate the curve: {reason}")]
     InvalidCurve {
         /// What is wrong and what is allowed.

@@ -8,7 +8,7 @@
 //!   `optim-prior.bpk`. A checkpoint is written into a temporary directory that is renamed
 //!   into place; only then is `state.json` switched to it and the previous one removed, so a
 //!   crash at any point leaves a consistent checkpoint.
-//! - `log.jsonl`, `metrics.json`, `latent.png`: see [`crate::train`].
+//! - `log.jsonl`, `metrics.json`, `latent.png`: see [`mod@crate::train`].
 
 use std::fs;
 use std::path::{Path, PathBuf};

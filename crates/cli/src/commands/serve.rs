@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use mixburn_gmm::GmmError;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::options::BackendOption;
 use crate::CliError;
@@ -94,6 +94,7 @@ fn serve(
     use std::io::Write;
 
     use mixburn_gmm::burn::server::{RemoteServer, TokenAuthorizer, WebSocketTransport};
+    use serde_json::json;
     let url = format!("ws://{addr}");
     // The address first (a client or a test reads it), then the server's own session log.
     println!(
