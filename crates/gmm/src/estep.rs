@@ -400,12 +400,20 @@ pub fn em_pass(
     workers: usize,
 ) -> Result<SufficientStats> {
     let stats = pass_in_groups(data, op, k, workers)?;
-    Ok(match (op, data.pooled_scatter()) {
-        (Operand::Whitened(w), Some(pooled)) if w.tied => {
-            stats.with_pooled_scatter(pooled, op.n_columns() / k)
-        }
-        _ => stats,
+    Ok(match pooled_for(data, op) {
+        Some(pooled) => stats.with_pooled_scatter(pooled, op.n_columns() / k),
+        None => stats,
     })
+}
+
+/// The pooled scatter that stands for `op`'s tied scatter, when `op` is tied in the whitened
+/// form and `data` keeps one ([`ChunkedData::with_pooled_scatter`]); its passes then form the
+/// first moments only.
+fn pooled_for<'d>(data: &'d ChunkedData<'_>, op: &Operand) -> Option<&'d UpperBlocks> {
+    match op {
+        Operand::Whitened(w) if w.tied => data.pooled_scatter(),
+        _ => None,
+    }
 }
 
 /// The statistics of [`em_pass`] (without the pooled scatter), from runs of chunks on
@@ -497,9 +505,8 @@ fn pass_over(
         };
         let stats = match op {
             Operand::Quadratic(_) => SufficientStats::from_chunk(resp.clone(), rows, lse),
-            // Tied with the pooled scatter kept: only the first moments (see
-            // `ChunkedData::with_pooled_scatter`).
-            Operand::Whitened(w) if w.tied && data.pooled_scatter().is_some() => {
+            // Tied with the pooled scatter kept: only the first moments.
+            Operand::Whitened(_) if pooled_for(data, op).is_some() => {
                 SufficientStats::from_first_moments(resp.clone(), rows, lse)
             }
             // The chunk's scatter is added into the accumulator's in place.

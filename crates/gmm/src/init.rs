@@ -184,15 +184,13 @@ fn override_inits(
             covariance::precision_cholesky_from_precisions(layout.cov, &t, k, 1)?.to_flat()?;
         drop(t);
         // Every start but the last gets a copy; the last takes the factors themselves.
-        let mut chol = Some(chol);
-        let last = starts.len().saturating_sub(1);
-        for (i, p) in starts.iter_mut().enumerate() {
-            p.precisions_cholesky = if i == last {
-                chol.take().unwrap_or_default()
-            } else {
-                chol.clone().unwrap_or_default()
-            };
-            p.covariances = vec![];
+        if let Some((last, rest)) = starts.split_last_mut() {
+            for p in rest {
+                p.precisions_cholesky = chol.clone();
+                p.covariances = vec![];
+            }
+            last.precisions_cholesky = chol;
+            last.covariances = vec![];
         }
     }
     Ok(starts)

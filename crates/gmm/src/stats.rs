@@ -283,6 +283,8 @@ impl SufficientStats {
                 (how == ShiftedScatter::Sparse || sparse_enough).then_some(rows)
             }
         };
+        // A taken scatter (no blocks) is zero: the chunk's scatter then starts afresh.
+        let into = into.filter(|acc| !acc.rows.is_empty());
         let (s1, s2) = match nonzero {
             None => {
                 let (s1, s2) = dense_scatter(&resp, x, shift, tied, k, &columns);
