@@ -37,8 +37,8 @@ fn mixture(case: &Value, precision: Precision) -> GaussianMixture {
         params: Params {
             weights: flat(&case["weights"]),
             means: flat(&case["means"]),
-            covariances: flat(&case["covariances"]),
-            precisions_cholesky: flat(&case["precisions_cholesky"]),
+            covariances: flat(&case["covariances"]).into(),
+            precisions_cholesky: flat(&case["precisions_cholesky"]).into(),
         },
         converged: true,
         n_iter: 1,

@@ -54,8 +54,11 @@ fn check_parity(cov: &str, prior: &str) {
             ("mean_precision", post.mean_precision.clone()),
             ("means", m.means().to_vec()),
             ("degrees_of_freedom", post.degrees_of_freedom.clone()),
-            ("covariances", m.covariances().to_vec()),
-            ("precisions_cholesky", m.precisions_cholesky().to_vec()),
+            ("covariances", m.covariances().to_f64().to_vec()),
+            (
+                "precisions_cholesky",
+                m.precisions_cholesky().to_f64().to_vec(),
+            ),
             ("weights", m.weights().to_vec()),
             ("mean_prior", m.priors.mean_prior.clone()),
             ("covariance_prior", m.priors.covariance_prior.clone()),

@@ -10,7 +10,7 @@ use mixburn_gmm::burn::tensor::Device;
 use mixburn_gmm::host::{tensor_from_f64, to_f64};
 use mixburn_gmm::{
     fit, fit_bayesian, BayesianGaussianMixture, BayesianGaussianMixtureConfig, CovarianceType,
-    GaussianMixture, GaussianMixtureConfig, GmmError, Precision,
+    GaussianMixture, GaussianMixtureConfig, GmmError, Precision, Values,
 };
 use mixburn_ood::{DetectorConfig, MahalanobisDetector, Method, OodError};
 use mixburn_tests::{fixture, matrix};
@@ -95,6 +95,12 @@ fn every_model_kind_round_trips_bit_for_bit_in_the_precision_it_was_fitted_in() 
             };
             assert_eq!(file.arrays["covariances"].dtype_name(), want);
             assert_eq!(file.arrays["precisions_cholesky"].dtype_name(), want);
+            // ...and held in f32 by the fitted and the loaded model alike (half the bytes).
+            for m in [&model, &loaded] {
+                for values in [m.covariances(), m.precisions_cholesky()] {
+                    assert_eq!(matches!(values, Values::F32(_)), want == "F32");
+                }
+            }
             assert_eq!(
                 file.arrays["covariances"].shape,
                 cov.param_shape(3, model.n_features)
@@ -338,7 +344,7 @@ fn garbage_parameters_are_refused_on_load_as_strictly_as_a_fit_checks_them() {
         format_error(load(), "non-finite");
         let d = model.n_features;
         for (value, needle) in [(0.0, "non-positive"), (-1.0, "non-positive")] {
-            let mut u = p.precisions_cholesky.clone();
+            let mut u = p.precisions_cholesky.clone().into_f64();
             u[0] = value;
             with_array(&path, "precisions_cholesky", &u);
             let e = load();
@@ -359,11 +365,11 @@ fn garbage_parameters_are_refused_on_load_as_strictly_as_a_fit_checks_them() {
         with_array(&path, "precisions_cholesky", &scaled);
         format_error(load(), "does not match");
         if matches!(cov, CovarianceType::Full | CovarianceType::Tied) {
-            let mut c = p.covariances.clone();
+            let mut c = p.covariances.clone().into_f64();
             c[1] += 0.5 * c[0];
             with_array(&path, "covariances", &c);
             format_error(load(), "not symmetric");
-            let mut u = p.precisions_cholesky.clone();
+            let mut u = p.precisions_cholesky.clone().into_f64();
             u[d] = 0.25; // below the diagonal
             with_array(&path, "precisions_cholesky", &u);
             format_error(load(), "upper triangular");

@@ -40,13 +40,13 @@ fn check_parity(name: &str) {
         );
         report.close(
             &format!("{tag} covariances"),
-            model.covariances(),
+            &model.covariances().to_f64(),
             &flat(&exp["covariances"]),
             tol,
         );
         report.close(
             &format!("{tag} precisions_cholesky"),
-            model.precisions_cholesky(),
+            &model.precisions_cholesky().to_f64(),
             &flat(&exp["precisions_cholesky"]),
             tol,
         );

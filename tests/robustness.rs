@@ -373,7 +373,10 @@ fn chunked_statistics_merge_to_the_single_pass_result() {
                 rel < tol,
                 "{backend}/{precision}/{cov}: means differ by {rel:e}"
             );
-            let rel = mixburn_tests::rel_err(chunked.covariances(), whole.covariances());
+            let rel = mixburn_tests::rel_err(
+                &chunked.covariances().to_f64(),
+                &whole.covariances().to_f64(),
+            );
             assert!(
                 rel < tol,
                 "{backend}/{precision}/{cov}: covariances differ by {rel:e}"

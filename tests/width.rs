@@ -50,8 +50,8 @@ fn canonical(m: &GaussianMixture, d: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>, Ve
     (
         per(m.weights(), 1),
         per(m.means(), d),
-        per(m.covariances(), d * d),
-        per(m.precisions_cholesky(), d * d),
+        per(&m.covariances().to_f64(), d * d),
+        per(&m.precisions_cholesky().to_f64(), d * d),
     )
 }
 
@@ -344,8 +344,8 @@ fn quadratic_and_whitened_forms_agree_for_the_variational_mixture() {
             report.close(&format!("{tag} means"), b.means(), a.means(), tol);
             report.close(
                 &format!("{tag} covariances"),
-                b.covariances(),
-                a.covariances(),
+                &b.covariances().to_f64(),
+                &a.covariances().to_f64(),
                 tol,
             );
             report.close(
@@ -430,7 +430,7 @@ fn check_wide_parity(name: &str, forms: &[EstepForm]) {
                     &flat(&exp["means"]),
                     tol,
                 );
-                let (diag, block) = summary(m.covariances(), d);
+                let (diag, block) = summary(&m.covariances().to_f64(), d);
                 report.close(
                     &format!("{tag} cov diag"),
                     &diag,
@@ -443,7 +443,7 @@ fn check_wide_parity(name: &str, forms: &[EstepForm]) {
                     &flat(&exp["covariance_block"]),
                     tol,
                 );
-                let (pdiag, _) = summary(m.precisions_cholesky(), d);
+                let (pdiag, _) = summary(&m.precisions_cholesky().to_f64(), d);
                 report.close(
                     &format!("{tag} precision factor diag"),
                     &pdiag,
@@ -686,8 +686,8 @@ fn chunk_rows_shrink_with_the_budget_and_results_do_not_change() {
                     report.close(&format!("{tag} {b} means"), m.means(), fits[0].means(), tol);
                     report.close(
                         &format!("{tag} {b} covariances"),
-                        m.covariances(),
-                        fits[0].covariances(),
+                        &m.covariances().to_f64(),
+                        &fits[0].covariances().to_f64(),
                         tol,
                     );
                     report.close(

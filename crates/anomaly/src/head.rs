@@ -107,7 +107,7 @@ impl AnomalyHead {
             centre.iter_mut().for_each(|o| *o = *o as f32 as f64);
         }
         let mu = |c: usize, j: usize| p.means[c * d + j] - centre[j];
-        let pc = &p.precisions_cholesky;
+        let pc = p.precisions_cholesky.to_f64();
         let half_log_2pi = 0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln();
         let mut log_norm = m.log_weights();
         let (fs, os) = shapes(cov, k, d);

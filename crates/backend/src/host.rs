@@ -48,6 +48,14 @@ pub fn to_f64<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f64>> {
         .map_err(|e| BackendError::ReadBack(e.to_string()))
 }
 
+/// Reads a float tensor back as row-major f32 values (moved, not copied, when the tensor is
+/// f32 already).
+pub fn to_f32<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+    tensor
+        .try_into_vec_as::<f32>()
+        .map_err(|e| BackendError::ReadBack(e.to_string()))
+}
+
 /// Reads an int tensor back as i64 values.
 pub fn to_i64<const D: usize>(tensor: Tensor<D, Int>) -> Result<Vec<i64>> {
     tensor

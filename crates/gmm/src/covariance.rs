@@ -25,12 +25,13 @@
 use std::fmt;
 use std::str::FromStr;
 
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{DType, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{GmmError, Result};
-use crate::host::{tensor_from_f64, tensor_from_f64_slice, to_f64};
+use crate::host::{tensor_from_f64, tensor_from_f64_slice, to_f32, to_f64};
 use crate::linalg;
+use crate::values::Values;
 
 /// The form of the component covariances.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -225,17 +226,50 @@ impl CovTensor {
         device: &burn::tensor::Device,
         dtype: burn::tensor::DType,
     ) -> Self {
-        let rows = b * cov.rows_per_model(k);
+        Self::shaped(
+            cov,
+            b * cov.rows_per_model(k),
+            d,
+            |shape| tensor_from_f64_slice(flat, shape, device, dtype),
+            |shape| tensor_from_f64_slice(flat, shape, device, dtype),
+        )
+    }
+
+    /// As [`from_flat`](Self::from_flat) from [`Values`]: f32 values go to an f32 device
+    /// without an f64 copy.
+    pub fn from_values(
+        cov: CovarianceType,
+        values: &Values,
+        b: usize,
+        k: usize,
+        d: usize,
+        device: &burn::tensor::Device,
+        dtype: DType,
+    ) -> Self {
+        Self::shaped(
+            cov,
+            b * cov.rows_per_model(k),
+            d,
+            |shape| values.to_tensor(shape, device, dtype),
+            |shape| values.to_tensor(shape, device, dtype),
+        )
+    }
+
+    /// `rows` matrices `[rows, D, D]` or vectors `[rows, D]` / `[rows, 1]` for `cov`, made by
+    /// `matrices` or `vectors` from the shape.
+    fn shaped(
+        cov: CovarianceType,
+        rows: usize,
+        d: usize,
+        matrices: impl FnOnce([usize; 3]) -> Tensor<3>,
+        vectors: impl FnOnce([usize; 2]) -> Tensor<2>,
+    ) -> Self {
         match cov {
             CovarianceType::Full | CovarianceType::Tied => {
-                CovTensor::Matrices(tensor_from_f64_slice(flat, [rows, d, d], device, dtype))
+                CovTensor::Matrices(matrices([rows, d, d]))
             }
-            CovarianceType::Diag => {
-                CovTensor::Vectors(tensor_from_f64_slice(flat, [rows, d], device, dtype))
-            }
-            CovarianceType::Spherical => {
-                CovTensor::Vectors(tensor_from_f64_slice(flat, [rows, 1], device, dtype))
-            }
+            CovarianceType::Diag => CovTensor::Vectors(vectors([rows, d])),
+            CovarianceType::Spherical => CovTensor::Vectors(vectors([rows, 1])),
         }
     }
 
@@ -273,6 +307,20 @@ impl CovTensor {
             CovTensor::Vectors(t) => Ok(to_f64(t)?),
         }
     }
+
+    /// As [`to_flat`](Self::to_flat), in the tensor's precision: an f32 tensor's values come
+    /// back as f32 without a copy ([`Values`]).
+    pub fn to_values(self) -> Result<Values> {
+        let single = match &self {
+            CovTensor::Matrices(t) => t.dtype(),
+            CovTensor::Vectors(t) => t.dtype(),
+        } == DType::F32;
+        Ok(match (self, single) {
+            (CovTensor::Matrices(t), true) => Values::F32(to_f32(t)?),
+            (CovTensor::Vectors(t), true) => Values::F32(to_f32(t)?),
+            (other, false) => Values::F64(other.to_flat()?),
+        })
+    }
 }
 
 /// Maps the batch row of a failed factorisation to the error naming its component.
@@ -299,8 +347,8 @@ pub fn precision_cholesky(
 ) -> Result<CovTensor> {
     match covariances {
         CovTensor::Matrices(c) => {
-            let (l, u) = linalg::precision_cholesky(c.clone())?;
-            if let Some(row) = linalg::first_bad_factor(l)? {
+            let (u, bad) = linalg::precision_cholesky(c.clone())?;
+            if let Some(row) = bad {
                 return Err(ill_defined(cov, row, k, b));
             }
             Ok(CovTensor::Matrices(u))

@@ -14,6 +14,7 @@ use crate::init::{initial_params, restart_seeds};
 use crate::model::GaussianMixture;
 use crate::params::{log_weights, Layout, Params, WeightNorm};
 use crate::source::{check_finite, FitData};
+use crate::values::Values;
 
 /// Checks the shape and finiteness of `x: [N, D]`; returns `(N, D)`.
 pub fn validate_data(x: &Tensor<2>) -> Result<(usize, usize)> {
@@ -100,9 +101,9 @@ impl<P> LoopState<P> {
 }
 
 /// A restart's parameters inside the EM loop. After the first M-step the covariances and
-/// precision factors stay on the device, in the working dtype, and come to the host (f64)
-/// only for the fitted model or a checkpoint: at network-feature width they are `K·D²` values
-/// each, and f64 copies on the host would double them.
+/// precision factors stay on the device, in the working dtype, and come to the host only for
+/// the fitted model or a checkpoint, still in that dtype ([`Values`]): at network-feature
+/// width they are `K·D²` values each, and f64 copies of f32 values would double them.
 #[derive(Clone, Debug)]
 struct Current {
     /// Weights and means; also the covariances and factors while `on_device` is `None`.
@@ -122,8 +123,8 @@ impl Current {
     /// Brings the matrices to the host (a no-op when they are there).
     fn bring_to_host(&mut self) -> Result<()> {
         if let Some((covs, prec)) = self.on_device.take() {
-            self.params.covariances = covs.to_flat()?;
-            self.params.precisions_cholesky = prec.to_flat()?;
+            self.params.covariances = covs.to_values()?;
+            self.params.precisions_cholesky = prec.to_values()?;
         }
         Ok(())
     }
@@ -159,14 +160,14 @@ fn device_factors(current: &mut [&mut Current]) -> Result<Option<CovTensor>> {
 }
 
 /// Frees the covariances and precision factors of parameters the E-step has used, before the
-/// M-step forms the next ones: at network-feature width they are `K·D²` f64 values each, and
+/// M-step forms the next ones: at network-feature width they are `K·D²` values each, and
 /// holding the old beside the new would double the fit's peak memory. Only the iteration
 /// loop's current parameters are released, after the pass that can fail on a worker (whose
 /// checkpoint needs them) has succeeded; an M-step that fails ends the fit.
 pub(crate) fn release_matrices<'a>(params: impl Iterator<Item = &'a mut Params>) {
     for p in params {
-        p.covariances = Vec::new();
-        p.precisions_cholesky = Vec::new();
+        p.covariances = Values::default();
+        p.precisions_cholesky = Values::default();
     }
 }
 

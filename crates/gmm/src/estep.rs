@@ -538,6 +538,7 @@ mod tests {
     use super::*;
     use crate::host::tensor_from_f64;
     use crate::params::{Params, WeightNorm};
+    use crate::values::Values;
     use crate::{Backend, Precision};
 
     fn assert_close(a: &[f64], b: &[f64], what: &str) {
@@ -572,7 +573,7 @@ mod tests {
                 means: (0..k * d)
                     .map(|i| ((i * 7 + r * 3) % 11) as f64 / 5.0)
                     .collect(),
-                covariances: vec![],
+                covariances: Values::default(),
                 // Upper triangular, as scikit-learn's precision factors.
                 precisions_cholesky: (0..d * d)
                     .map(|i| match (i / d, i % d) {
@@ -580,7 +581,8 @@ mod tests {
                         (row, col) if col > row => 0.05,
                         _ => 0.0,
                     })
-                    .collect(),
+                    .collect::<Vec<f64>>()
+                    .into(),
             })
             .collect();
         let refs: Vec<&Params> = params.iter().collect();
@@ -604,8 +606,13 @@ mod tests {
             for (p, q) in shifted.iter().zip(&pooled) {
                 assert_close(&q.weights, &p.weights, "weights");
                 assert_close(&q.means, &p.means, "means");
-                assert_close(&q.covariances, &p.covariances, "covariances");
-                assert_close(&q.precisions_cholesky, &p.precisions_cholesky, "factors");
+                assert_close(
+                    &q.covariances.to_f64(),
+                    &p.covariances.to_f64(),
+                    "covariances",
+                );
+                let (u, v) = (&q.precisions_cholesky, &p.precisions_cholesky);
+                assert_close(&u.to_f64(), &v.to_f64(), "factors");
             }
         }
     }

@@ -22,6 +22,7 @@ use crate::kmeans::{assign, kmeans_centred, one_hot, plusplus_indices, KMeansCon
 use crate::params::{Layout, Params, WeightNorm};
 use crate::source::{on_device, PerDevice};
 use crate::stats::{Moments, SufficientStats, UpperBlocks};
+use crate::values::Values;
 
 /// Starting parameters (in the centred coordinates of `data`) for each seed.
 pub fn initial_params(
@@ -181,16 +182,16 @@ fn override_inits(
             layout.dtype,
         );
         let chol =
-            covariance::precision_cholesky_from_precisions(layout.cov, &t, k, 1)?.to_flat()?;
+            covariance::precision_cholesky_from_precisions(layout.cov, &t, k, 1)?.to_values()?;
         drop(t);
         // Every start but the last gets a copy; the last takes the factors themselves.
         if let Some((last, rest)) = starts.split_last_mut() {
             for p in rest {
                 p.precisions_cholesky = chol.clone();
-                p.covariances = vec![];
+                p.covariances = Values::default();
             }
             last.precisions_cholesky = chol;
-            last.covariances = vec![];
+            last.covariances = Values::default();
         }
     }
     Ok(starts)
@@ -301,7 +302,8 @@ fn point_params(
         &layout.device,
         layout.dtype,
     );
-    let prec = covariance::precision_cholesky(layout.cov, &cov_t, k, 1)?.to_flat()?;
+    let prec = covariance::precision_cholesky(layout.cov, &cov_t, k, 1)?.to_values()?;
+    let covariances = Values::from(covariances);
     Ok((0..seeds.len())
         .map(|r| Params {
             weights: vec![(1.0 + 10.0 * eps) / n; k],

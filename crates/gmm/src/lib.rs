@@ -76,6 +76,7 @@ pub mod source;
 mod special;
 pub mod stats;
 pub mod validate;
+mod values;
 
 pub use bayesian::{
     fit_bayesian, BayesianGaussianMixture, BayesianGaussianMixtureConfig, BayesianPriors,
@@ -104,3 +105,4 @@ pub use shards::ShardedRows;
 pub use source::{FileRows, FitData, RowSource};
 pub use stats::SufficientStats;
 pub use validate::ensure_finite;
+pub use values::Values;

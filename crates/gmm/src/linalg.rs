@@ -78,101 +78,164 @@ pub fn solve_lower(l: Tensor<3>, b: Tensor<3>) -> Tensor<3> {
 }
 
 /// Upper-triangular precision Cholesky factors `U = (L⁻¹)ᵀ` of covariances `Σ = L Lᵀ`, so that
-/// `Uᵀ Σ U = I` and `Σ⁻¹ = U Uᵀ` (scikit-learn's `precisions_cholesky_`). Up to [`BLOCK`]
+/// `Uᵀ Σ U = I` and `Σ⁻¹ = U Uᵀ` (scikit-learn's `precisions_cholesky_`), and the index of the
+/// first matrix that is not numerically positive definite (its factor is NaN). Up to [`BLOCK`]
 /// columns by [`cholesky`] and [`lower_triangular_inverse`] (one tensor op sequence per
-/// column); wider by [`cholesky_batched_blocked`] (GEMMs, about `D³` flops).
-pub fn precision_cholesky(cov: Tensor<3>) -> Result<(Tensor<3>, Tensor<3>)> {
-    let (l, inv) = if cov.dims()[1] > BLOCK {
-        let (l, inv) = cholesky_batched_blocked(cov, true)?;
-        (l, inv.expect("asked for"))
+/// column); wider by the block columns of [`cholesky_batched_blocked`] (GEMMs, about `D³`
+/// flops), with `U` written in place block by block and `L` never formed whole: beside the
+/// covariances the caller keeps, the factorisation holds `L`'s block columns (`M·D²/2` values)
+/// and `U` (`M·D²`).
+pub fn precision_cholesky(cov: Tensor<3>) -> Result<(Tensor<3>, Option<usize>)> {
+    if cov.dims()[1] > BLOCK {
+        let blocks = BlockColumns::factor(&cov)?;
+        drop(cov);
+        Ok((blocks.upper_inverse(), blocks.first_bad))
     } else {
         let l = cholesky_columns(cov);
-        let inv = lower_triangular_inverse(l.clone());
-        (l, inv)
-    };
-    Ok((l, inv.swap_dims(1, 2)))
+        let bad = first_bad_factor(l.clone())?;
+        Ok((lower_triangular_inverse(l).swap_dims(1, 2), bad))
+    }
 }
 
 /// Lower Cholesky factors `L` and (`with_inverse`) their inverses `L⁻¹` of a batch
-/// `A: [M, D, D]`, by blocks of
-/// [`BLOCK`] columns as [`cholesky_blocked`] does for one matrix: each diagonal block of every
-/// matrix is factorised and inverted on the host in f64 ([`host_cholesky`]), the panels
-/// `L₂₁ = A₂₁ L₁₁⁻ᵀ` and trailing updates `A₂₂ − L₂₁ L₂₁ᵀ` are batched GEMMs, and `L⁻¹` grows
-/// by block rows. The column loop of [`cholesky`] copies `O(M·D³)` values at this width; this
-/// runs in `O(D/BLOCK)` batched GEMMs. A matrix that is not numerically positive definite gets
-/// NaN from its failing block on (so [`first_bad_factor`] names it), the others are unaffected.
+/// `A: [M, D, D]`, by blocks of [`BLOCK`] columns, left-looking as [`precision_cholesky`]
+/// factorises. The column loop of [`cholesky`] copies `O(M·D³)` values at this width; this
+/// runs in `O((D/BLOCK)²)` batched GEMMs. A matrix that is not numerically positive definite gets NaN from its failing block
+/// on (so [`first_bad_factor`] names it), the others are unaffected.
 pub fn cholesky_batched_blocked(
     a: Tensor<3>,
     with_inverse: bool,
 ) -> Result<(Tensor<3>, Option<Tensor<3>>)> {
-    let [m, d, _] = a.dims();
-    let (device, dtype) = (a.device(), a.dtype());
-    let up = |v: Vec<f64>, b: usize| crate::host::tensor_from_f64(v, [m, b, b], &device, dtype);
-    let mut work = a; // the trailing matrices still to factorise, [M, d − j0, d − j0]
-    let mut columns: Vec<Tensor<3>> = Vec::new(); // [L₁₁; L₂₁] of each block column
-    let mut diag_inv: Vec<Tensor<3>> = Vec::new();
-    for j0 in (0..d).step_by(BLOCK) {
-        let b = BLOCK.min(d - j0);
-        let rest = d - j0;
-        let a11 = to_f64(work.clone().slice([0..m, 0..b, 0..b]))?;
-        let (mut l11, mut l11_inv) = (Vec::with_capacity(m * b * b), Vec::with_capacity(m * b * b));
-        for block in a11.chunks_exact(b * b) {
-            match host_cholesky_with_inverse(block, b) {
-                Some((l, inv)) => {
-                    l11.extend(l);
-                    l11_inv.extend(inv);
-                }
-                None => {
-                    l11.extend(std::iter::repeat_n(f64::NAN, b * b));
-                    l11_inv.extend(std::iter::repeat_n(f64::NAN, b * b));
+    let blocks = BlockColumns::factor(&a)?;
+    drop(a);
+    let inv = with_inverse.then(|| blocks.upper_inverse().swap_dims(1, 2));
+    Ok((blocks.lower(), inv))
+}
+
+/// The block columns of the lower Cholesky factors of a batch `A: [M, D, D]`, left-looking
+/// (`A` is only read, so the caller's matrices are not copied): for each block column `j`
+/// (`j0 = j·BLOCK`, width `b`), the panel `P = A[j0.., j0..j0+b] − Σ_{c<j} L[j0.., c] L[j0..j0+b, c]ᵀ`
+/// (one batched GEMM per earlier block column), its top `b × b` block factorised and inverted
+/// on the host in f64 ([`host_cholesky`]), `L[j0..j0+b, j] = chol(P₁₁)` and
+/// `L[j0+b.., j] = P₂₁ L_jj⁻ᵀ`.
+struct BlockColumns {
+    /// `[L_jj; L_(j+1.., j)]` of block column `j`, `[M, D − j0, b]`.
+    columns: Vec<Tensor<3>>,
+    /// `L_jj⁻¹`, `[M, b, b]`.
+    diag_inv: Vec<Tensor<3>>,
+    /// The first matrix whose factorisation failed (a pivot not finite and positive).
+    first_bad: Option<usize>,
+    /// Batch size `M` and width `D`.
+    m: usize,
+    d: usize,
+}
+
+impl BlockColumns {
+    fn factor(a: &Tensor<3>) -> Result<Self> {
+        let [m, d, _] = a.dims();
+        let (device, dtype) = (a.device(), a.dtype());
+        let up = |v: Vec<f64>, b: usize| crate::host::tensor_from_f64(v, [m, b, b], &device, dtype);
+        let mut columns: Vec<Tensor<3>> = Vec::new();
+        let mut diag_inv: Vec<Tensor<3>> = Vec::new();
+        let mut bad = vec![false; m];
+        for j0 in (0..d).step_by(BLOCK) {
+            let b = BLOCK.min(d - j0);
+            let mut panel = a.clone().slice([0..m, j0..d, j0..j0 + b]);
+            for (c, col) in columns.iter().enumerate() {
+                let (c0, bc) = (c * BLOCK, col.dims()[2]);
+                let below = col.clone().slice([0..m, j0 - c0..d - c0, 0..bc]);
+                let top = col.clone().slice([0..m, j0 - c0..j0 - c0 + b, 0..bc]);
+                panel = panel - below.matmul(top.swap_dims(1, 2));
+            }
+            let p11 = to_f64(panel.clone().slice([0..m, 0..b, 0..b]))?;
+            let (mut l11, mut l11_inv) =
+                (Vec::with_capacity(m * b * b), Vec::with_capacity(m * b * b));
+            for (i, block) in p11.chunks_exact(b * b).enumerate() {
+                match host_cholesky_with_inverse(block, b) {
+                    Some((l, inv)) => {
+                        l11.extend(l);
+                        l11_inv.extend(inv);
+                    }
+                    None => {
+                        bad[i] = true;
+                        l11.extend(std::iter::repeat_n(f64::NAN, b * b));
+                        l11_inv.extend(std::iter::repeat_n(f64::NAN, b * b));
+                    }
                 }
             }
-        }
-        let l11_inv = up(l11_inv, b);
-        let mut col = up(l11, b);
-        if b < rest {
-            let a21 = work.clone().slice([0..m, b..rest, 0..b]);
-            let l21 = a21.matmul(l11_inv.clone().swap_dims(1, 2));
-            work = work.slice([0..m, b..rest, b..rest])
-                - l21.clone().matmul(l21.clone().swap_dims(1, 2));
-            col = Tensor::cat(vec![col, l21], 1);
-        }
-        columns.push(col);
-        diag_inv.push(l11_inv);
-    }
-    let padded: Vec<Tensor<3>> = columns
-        .into_iter()
-        .enumerate()
-        .map(|(i, col)| {
-            let j0 = i * BLOCK;
-            if j0 == 0 {
-                col
-            } else {
-                let b = col.dims()[2];
-                Tensor::cat(vec![Tensor::zeros([m, j0, b], (&device, dtype)), col], 1)
+            let l11_inv = up(l11_inv, b);
+            let mut col = up(l11, b);
+            if j0 + b < d {
+                let p21 = panel.slice([0..m, b..d - j0, 0..b]);
+                col = Tensor::cat(vec![col, p21.matmul(l11_inv.clone().swap_dims(1, 2))], 1);
             }
+            columns.push(col);
+            diag_inv.push(l11_inv);
+        }
+        Ok(Self {
+            columns,
+            diag_inv,
+            first_bad: bad.iter().position(|&b| b),
+            m,
+            d,
         })
-        .collect();
-    let l = Tensor::cat(padded, 2);
-    if !with_inverse {
-        return Ok((l, None));
     }
-    // L⁻¹ by block rows: X_(i+1) = [[X_(i), 0], [−L_ii⁻¹ L_{i,:i} X_(i), L_ii⁻¹]].
-    let mut x: Option<Tensor<3>> = None;
-    for (i, inv) in diag_inv.into_iter().enumerate() {
-        let j0 = i * BLOCK;
-        let b = inv.dims()[1];
-        x = Some(match x {
-            None => inv,
-            Some(prev) => {
-                let l_row = l.clone().slice([0..m, j0..j0 + b, 0..j0]);
-                let below = inv.clone().matmul(l_row.matmul(prev.clone())).neg();
-                let top = Tensor::cat(vec![prev, Tensor::zeros([m, j0, b], (&device, dtype))], 2);
-                Tensor::cat(vec![top, Tensor::cat(vec![below, inv], 2)], 1)
+
+    /// `L`, `[M, D, D]` (each block column under `j0` rows of zeros).
+    fn lower(self) -> Tensor<3> {
+        let m = self.m;
+        let padded: Vec<Tensor<3>> = self
+            .columns
+            .into_iter()
+            .enumerate()
+            .map(|(i, col)| {
+                let j0 = i * BLOCK;
+                if j0 == 0 {
+                    col
+                } else {
+                    let b = col.dims()[2];
+                    let zeros = Tensor::zeros([m, j0, b], (&col.device(), col.dtype()));
+                    Tensor::cat(vec![zeros, col], 1)
+                }
+            })
+            .collect();
+        Tensor::cat(padded, 2)
+    }
+
+    /// `U = (L⁻¹)ᵀ`, upper triangular, by block columns written in place into one `[M, D, D]`
+    /// tensor: `U_jj = L_jj⁻ᵀ` and `U[..j0, j] = −U[..j0, ..j0] L[j, ..j0]ᵀ L_jj⁻ᵀ` (block row
+    /// `j` of `L⁻¹` by forward substitution, transposed).
+    fn upper_inverse(&self) -> Tensor<3> {
+        let (m, d) = (self.m, self.d);
+        let (device, dtype) = (self.columns[0].device(), self.columns[0].dtype());
+        let mut u: Tensor<3> = Tensor::zeros([m, d, d], (&device, dtype));
+        for (j, inv) in self.diag_inv.iter().enumerate() {
+            let (j0, b) = (j * BLOCK, inv.dims()[1]);
+            let inv_t = inv.clone().swap_dims(1, 2);
+            if j0 > 0 {
+                // L[j, ..j0]ᵀ, [M, j0, b]: row block j of every earlier block column.
+                let row_t: Vec<Tensor<3>> = self.columns[..j]
+                    .iter()
+                    .enumerate()
+                    .map(|(c, col)| {
+                        let (c0, bc) = (c * BLOCK, col.dims()[2]);
+                        col.clone()
+                            .slice([0..m, j0 - c0..j0 - c0 + b, 0..bc])
+                            .swap_dims(1, 2)
+                    })
+                    .collect();
+                // The view of U is dropped by the product, so the writes below stay in place.
+                let above = u.clone().slice([0..m, 0..j0, 0..j0]);
+                let block = above
+                    .matmul(Tensor::cat(row_t, 1))
+                    .matmul(inv_t.clone())
+                    .neg();
+                u = u.slice_assign([0..m, 0..j0, j0..j0 + b], block);
             }
-        });
+            u = u.slice_assign([0..m, j0..j0 + b, j0..j0 + b], inv_t);
+        }
+        u
     }
-    Ok((l, x))
 }
 
 /// `log |A|` of a batch from its Cholesky factor: `2 Σ_i log L_ii`, shape `[M]`.
@@ -586,7 +649,9 @@ mod tests {
     fn precision_factor_whitens_the_covariance_and_gives_its_log_determinant() {
         let device = Backend::compiled()[0].device_for(Precision::F64).unwrap();
         let (a, _) = spd_batch(&device, Precision::F64);
-        let (l, u) = precision_cholesky(a.clone()).unwrap();
+        let (u, bad) = precision_cholesky(a.clone()).unwrap();
+        assert_eq!(bad, None);
+        let l = cholesky(a.clone()).unwrap();
         // Uᵀ Σ U = I
         let w = to_f64(u.clone().swap_dims(1, 2).matmul(a).matmul(u)).unwrap();
         for m in 0..2 {
@@ -624,6 +689,11 @@ mod tests {
         let a = tensor_from_f64(values, [3, d, d], &device, Precision::F64.dtype());
         let (l, inv) = cholesky_batched_blocked(a.clone(), true).unwrap();
         let inv = inv.unwrap();
+        // The precision factors, written in place, are the inverse transposed; the bad
+        // matrix is named from the host blocks.
+        let (u, bad) = precision_cholesky(a.clone()).unwrap();
+        assert_eq!(bad, Some(1));
+        let u_t = to_f64(u.swap_dims(1, 2)).unwrap();
         let loop_l = cholesky_columns(a.clone());
         assert_eq!(
             to_f64(cholesky(a.clone()).unwrap()).unwrap()[..d * d],
@@ -652,7 +722,8 @@ mod tests {
                     .fold(0.0, f64::max)
             };
             assert!(err(&l[r.clone()], &loop_l[r.clone()]) < 1e-12);
-            assert!(err(&inv[r.clone()], &loop_inv[r]) < 1e-12);
+            assert!(err(&inv[r.clone()], &loop_inv[r.clone()]) < 1e-12);
+            assert!(err(&u_t[r.clone()], &loop_inv[r]) < 1e-12);
         }
     }
 

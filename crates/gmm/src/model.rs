@@ -26,6 +26,7 @@ use crate::model_file::{
 use crate::params::{Layout, Params};
 use crate::source::{check_finite, RowSource};
 use crate::validate;
+use crate::values::Values;
 
 /// Name written into saved models.
 pub const MODEL_FORMAT: &str = "mixburn-gmm";
@@ -85,11 +86,11 @@ impl GaussianMixture {
         &self.params.means
     }
     /// Covariances in the covariance type's shape, row-major.
-    pub fn covariances(&self) -> &[f64] {
+    pub fn covariances(&self) -> &Values {
         &self.params.covariances
     }
     /// Precision Cholesky factors in the covariance type's shape, row-major.
-    pub fn precisions_cholesky(&self) -> &[f64] {
+    pub fn precisions_cholesky(&self) -> &Values {
         &self.params.precisions_cholesky
     }
 
@@ -211,7 +212,7 @@ impl GaussianMixture {
         let mut rng = StdRng::seed_from_u64(seed);
         let counts = multinomial(&mut rng, n, &self.params.weights);
         // Cholesky factors of the covariances, through the crate's one factorisation.
-        let factors: Vec<f64> = match CovTensor::from_flat(
+        let factors: Vec<f64> = match CovTensor::from_values(
             self.covariance_type,
             &self.params.covariances,
             1,

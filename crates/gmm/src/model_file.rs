@@ -25,6 +25,7 @@ use crate::covariance::CovarianceType;
 use crate::error::{GmmError, Result};
 use crate::params::Params;
 use crate::validate;
+use crate::values::Values;
 
 /// Version of the JSON envelope (read, and written by the `to_json` methods).
 pub const JSON_VERSION: u32 = 1;
@@ -287,6 +288,25 @@ impl BinaryModel {
         })
     }
 
+    /// As [`floats`](Self::floats), kept in the file's precision ([`Values`]): an f32 array
+    /// is not widened.
+    pub fn float_values(&mut self, name: &str, shape: &[usize]) -> Result<Values> {
+        match self.take(name, shape)? {
+            Array {
+                data: ArrayData::F32(v),
+                ..
+            } => Ok(Values::F32(v)),
+            Array {
+                data: ArrayData::F64(v),
+                ..
+            } => Ok(Values::F64(v)),
+            a => Err(GmmError::ModelFormat(format!(
+                "array `{name}` has dtype {}, expected F32 or F64",
+                a.dtype_name()
+            ))),
+        }
+    }
+
     /// Removes the integer array `name`, which must have `shape`.
     pub fn ints(&mut self, name: &str, shape: &[usize]) -> Result<Vec<i64>> {
         match self.take(name, shape)? {
@@ -329,8 +349,8 @@ impl BinaryModel {
         let params = Params {
             weights: self.floats("weights", &[k])?,
             means: self.floats("means", &[k, d])?,
-            covariances: self.floats("covariances", &shape)?,
-            precisions_cholesky: self.floats("precisions_cholesky", &shape)?,
+            covariances: self.float_values("covariances", &shape)?,
+            precisions_cholesky: self.float_values("precisions_cholesky", &shape)?,
         };
         let lower_bound = self.floats("lower_bound", &[])?[0];
         let n = self.len_1d("lower_bounds")?;
@@ -380,6 +400,20 @@ impl ModelWriter {
         self
     }
 
+    /// Adds a float array from [`Values`]: f32 values are stored as they are, f64 values as
+    /// by [`floats`](Self::floats).
+    pub fn values(mut self, name: &str, shape: Vec<usize>, values: &Values) -> Self {
+        let array = match values {
+            Values::F32(v) => Array {
+                shape,
+                data: ArrayData::F32(v.clone()),
+            },
+            Values::F64(v) => Array::float(shape, v, self.prefer_f32),
+        };
+        self.file.arrays.insert(name.into(), array);
+        self
+    }
+
     /// The arrays every mixture kind has: `weights` `[K]`, `means` `[K, D]`, `covariances`
     /// and `precisions_cholesky` in scikit-learn's shapes for `cov`, `lower_bound` `[]` and
     /// `lower_bounds` `[n_iter]`.
@@ -393,8 +427,8 @@ impl ModelWriter {
         let (k, d) = (p.weights.len(), p.means.len() / p.weights.len().max(1));
         self.floats("weights", vec![k], &p.weights)
             .floats("means", vec![k, d], &p.means)
-            .floats("covariances", cov.param_shape(k, d), &p.covariances)
-            .floats(
+            .values("covariances", cov.param_shape(k, d), &p.covariances)
+            .values(
                 "precisions_cholesky",
                 cov.param_shape(k, d),
                 &p.precisions_cholesky,

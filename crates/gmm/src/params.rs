@@ -9,18 +9,21 @@ use crate::estep::Operand;
 use crate::form::{self, EstepForm};
 use crate::host::{tensor_from_f64, to_f64};
 use crate::stats::{Moments, SufficientStats};
+use crate::values::Values;
 
-/// One mixture's parameters, row-major f64 (scikit-learn's shapes flattened).
+/// One mixture's parameters, row-major (scikit-learn's shapes flattened): weights and means
+/// in f64, the `K·D²` matrices as [`Values`].
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Params {
     /// `π`, length K.
     pub weights: Vec<f64>,
     /// `μ`, K×D.
     pub means: Vec<f64>,
-    /// `Σ` in the covariance type's shape (empty when only precisions are known).
-    pub covariances: Vec<f64>,
-    /// Precision Cholesky factors in the covariance type's shape.
-    pub precisions_cholesky: Vec<f64>,
+    /// `Σ` in the covariance type's shape (empty when only precisions are known), in the
+    /// precision the fit computed it in ([`Values`]).
+    pub covariances: Values,
+    /// Precision Cholesky factors in the covariance type's shape ([`Values`]).
+    pub precisions_cholesky: Values,
 }
 
 impl Params {
@@ -99,20 +102,17 @@ impl Layout {
     /// variational mixture puts `E[log π_k]` and its expected log-determinant terms there.
     pub fn upload_log_weights(&self, models: &[&Params], log_weights: Vec<f64>) -> Operand {
         // One restart's factors are read in place; several are joined first.
-        let joined: Vec<f64>;
-        let flat = match models {
-            [one] => &one.precisions_cholesky[..],
+        let joined: Values;
+        let values = match models {
+            [one] => &one.precisions_cholesky,
             _ => {
-                joined = models
-                    .iter()
-                    .flat_map(|p| p.precisions_cholesky.iter().copied())
-                    .collect();
-                &joined[..]
+                joined = Values::concat(models.iter().map(|p| &p.precisions_cholesky));
+                &joined
             }
         };
-        let prec = CovTensor::from_flat(
+        let prec = CovTensor::from_values(
             self.cov,
-            flat,
+            values,
             models.len(),
             self.k,
             self.d,
@@ -220,8 +220,8 @@ impl Layout {
         self.m_step_on_device(stats, reg_covar, eps, norm)?
             .into_iter()
             .map(|(mut p, covs, prec)| {
-                p.covariances = covs.to_flat()?;
-                p.precisions_cholesky = prec.to_flat()?;
+                p.covariances = covs.to_values()?;
+                p.precisions_cholesky = prec.to_values()?;
                 Ok(p)
             })
             .collect()
@@ -255,8 +255,8 @@ impl Layout {
                 let params = Params {
                     weights: w.iter().map(|v| v / total).collect(),
                     means: means[r * k * d..(r + 1) * k * d].to_vec(),
-                    covariances: Vec::new(),
-                    precisions_cholesky: Vec::new(),
+                    covariances: Values::default(),
+                    precisions_cholesky: Values::default(),
                 };
                 let own = |t: &CovTensor| {
                     if b == 1 {

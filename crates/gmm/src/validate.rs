@@ -60,21 +60,27 @@ pub fn check_sizes(cov: CovarianceType, k: usize, d: usize) -> Result<usize> {
 
 /// Errors when `values` (named `what`) has not `want` entries.
 pub fn check_len(what: &str, values: &[f64], want: usize) -> Result<()> {
-    if values.len() != want {
-        return Err(bad(format!(
-            "{what} has {} values, expected {want}",
-            values.len()
-        )));
+    check_count(what, values.len(), want)
+}
+
+/// As [`check_len`] for `n` values.
+fn check_count(what: &str, n: usize, want: usize) -> Result<()> {
+    if n != want {
+        return Err(bad(format!("{what} has {n} values, expected {want}")));
     }
     Ok(())
 }
 
 /// Errors on the first non-finite value of `values` (named `what`).
 pub fn check_finite_values(what: &str, values: &[f64]) -> Result<()> {
-    match values.iter().position(|v| !v.is_finite()) {
-        Some(i) => Err(bad(format!(
-            "{what} has a non-finite value ({}) at index {i}",
-            values[i]
+    check_finite_iter(what, values.iter().copied())
+}
+
+/// As [`check_finite_values`] for values read in order.
+fn check_finite_iter(what: &str, values: impl Iterator<Item = f64>) -> Result<()> {
+    match values.enumerate().find(|(_, v)| !v.is_finite()) {
+        Some((i, v)) => Err(bad(format!(
+            "{what} has a non-finite value ({v}) at index {i}"
         ))),
         None => Ok(()),
     }
@@ -226,18 +232,17 @@ pub fn check_mixture(
     check_weights(&p.weights, k)?;
     check_len("means", &p.means, k * d)?;
     check_finite_values("means", &p.means)?;
-    check_len("covariances", &p.covariances, len)?;
-    check_finite_values("covariances", &p.covariances)?;
-    check_len("precisions_cholesky", &p.precisions_cholesky, len)?;
-    check_finite_values("precisions_cholesky", &p.precisions_cholesky)?;
+    check_count("covariances", p.covariances.len(), len)?;
+    check_finite_iter("covariances", p.covariances.iter())?;
+    check_count("precisions_cholesky", p.precisions_cholesky.len(), len)?;
+    check_finite_iter("precisions_cholesky", p.precisions_cholesky.iter())?;
     match cov {
         CovarianceType::Full | CovarianceType::Tied => {
-            for (c, (sigma, u)) in p
-                .covariances
-                .chunks(d * d)
-                .zip(p.precisions_cholesky.chunks(d * d))
-                .enumerate()
-            {
+            // One matrix at a time as f64: an f32 model is not copied whole.
+            for c in 0..len / (d * d) {
+                let range = c * d * d..(c + 1) * d * d;
+                let sigma = &p.covariances.slice(range.clone())[..];
+                let u = &p.precisions_cholesky.slice(range)[..];
                 let name = |what: &str| match cov {
                     CovarianceType::Tied => format!("the tied {what}"),
                     _ => format!("the {what} of component {c}"),
@@ -248,7 +253,12 @@ pub fn check_mixture(
         }
         CovarianceType::Diag | CovarianceType::Spherical => {
             let tol = 1e3 * precision.eps();
-            for (i, (&s, &u)) in p.covariances.iter().zip(&p.precisions_cholesky).enumerate() {
+            for (i, (s, u)) in p
+                .covariances
+                .iter()
+                .zip(p.precisions_cholesky.iter())
+                .enumerate()
+            {
                 if s.is_nan() || s <= 0.0 {
                     return Err(bad(format!("covariance value {i} is not positive ({s})")));
                 }

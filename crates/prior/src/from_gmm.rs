@@ -40,7 +40,7 @@ impl GmmPrior {
         }
         let weights = model.weights();
         let means = model.means();
-        let covariances = model.covariances();
+        let covariances = model.covariances().to_f64();
         let per_component = if cov == CovarianceType::Diag { d } else { 1 };
         if weights.len() != k || means.len() != k * d || covariances.len() != k * per_component {
             return Err(PriorError::Shape(format!(
@@ -65,7 +65,7 @@ impl GmmPrior {
                 None => Ok(()),
             };
         positive("weights", weights)?;
-        positive("covariances", covariances)?;
+        positive("covariances", &covariances)?;
         let logits: Vec<f64> = weights.iter().map(|w| w.ln()).collect();
         let log_vars: Vec<f64> = (0..k * d)
             .map(|i| covariances[(i / d) * per_component + (i % d) % per_component].ln())

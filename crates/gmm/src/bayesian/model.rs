@@ -18,6 +18,7 @@ use crate::model_file::{
     ModelWriter,
 };
 use crate::validate;
+use crate::values::Values;
 
 /// What a `mixburn-bgm` file is, for error messages.
 const EXPECTED: &str =
@@ -84,11 +85,11 @@ impl BayesianGaussianMixture {
         &self.posterior.params.means
     }
     /// `W_k⁻¹ / ν_k` in the covariance type's shape, row-major.
-    pub fn covariances(&self) -> &[f64] {
+    pub fn covariances(&self) -> &Values {
         &self.posterior.params.covariances
     }
     /// Cholesky factors of `ν_k W_k` in the covariance type's shape, row-major.
-    pub fn precisions_cholesky(&self) -> &[f64] {
+    pub fn precisions_cholesky(&self) -> &Values {
         &self.posterior.params.precisions_cholesky
     }
     /// Number of components whose weight exceeds `threshold` (e.g. 0.01).

@@ -14,6 +14,7 @@ use crate::linalg;
 use crate::params::{Layout, Params};
 use crate::special::{betaln, digamma, lgamma};
 use crate::stats::SufficientStats;
+use crate::values::Values;
 
 /// The priors a fit used, defaults resolved (scikit-learn's `*_prior_` attributes).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -144,7 +145,7 @@ impl VariationalParams {
         d: usize,
     ) -> f64 {
         let df = d as f64;
-        let u = &self.params.precisions_cholesky;
+        let u = self.params.precisions_cholesky.to_f64();
         let log_det_chol: Vec<f64> = match cov {
             CovarianceType::Full => (0..k)
                 .map(|c| (0..d).map(|i| u[c * d * d + i * d + i].ln()).sum())
@@ -315,8 +316,8 @@ fn variational_update(
         params: Params {
             weights: vec![],
             means,
-            covariances,
-            precisions_cholesky: vec![],
+            covariances: covariances.into(),
+            precisions_cholesky: Values::default(),
         },
         weight_concentration,
         mean_precision,
@@ -357,12 +358,12 @@ pub(super) fn variational_m_step(
         .collect();
     let all: Vec<f64> = posts
         .iter()
-        .flat_map(|p| p.params.covariances.iter().copied())
+        .flat_map(|p| p.params.covariances.iter())
         .collect();
     let covs = CovTensor::from_flat(cov, &all, b, k, d, &layout.device, layout.dtype);
     let prec = covariance::precision_cholesky(cov, &covs, k, b)?.to_flat()?;
     for (r, p) in posts.iter_mut().enumerate() {
-        p.params.precisions_cholesky = prec[r * len..(r + 1) * len].to_vec();
+        p.params.precisions_cholesky = prec[r * len..(r + 1) * len].to_vec().into();
     }
     Ok(posts)
 }
