@@ -211,7 +211,7 @@ fn run() -> Result<Value, String> {
         "k": config.n_components,
         "max_memory_bytes": config.max_memory_bytes,
         "feature_cache_bytes": config.feature_cache_bytes,
-        "n_threads": config.n_threads,
+        "n_threads": plan.workers,
     });
     // One config (already `mut`), its max_iter set per run: a clone per run would hold a
     // second copy of the K·D² initial precisions during the fit and count it in the peak.

@@ -359,11 +359,11 @@ fn fit_inner(
             Some(prec) => layout.upload_with_factors(&refs, log_weights(&refs), prec),
             None => layout.upload(&refs),
         };
-        let stats = em_pass(&data, &op, k, config.n_threads)?;
+        let stats = em_pass(&data, &op, k, plan.workers)?;
         drop(op);
         current.iter_mut().for_each(|c| c.release());
         let lower = stats.mean_log_likelihood()?;
-        let next = layout.m_step_on_device(&stats, config.reg_covar, eps, WeightNorm::Mass)?;
+        let next = layout.m_step_on_device(stats, config.reg_covar, eps, WeightNorm::Mass)?;
         Ok(next
             .into_iter()
             .zip(lower)

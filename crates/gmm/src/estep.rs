@@ -598,7 +598,7 @@ mod tests {
                 assert_eq!(data.pooled_scatter().is_some(), pooled);
                 let stats = em_pass(&data, &layout.upload(&refs), k, 2).unwrap();
                 layout
-                    .m_step(&stats, 1e-6, f64::EPSILON, WeightNorm::Mass)
+                    .m_step(stats, 1e-6, f64::EPSILON, WeightNorm::Mass)
                     .unwrap()
             };
             let (shifted, pooled) = (m_step(false), m_step(true));

@@ -273,8 +273,8 @@ pub fn cost(form: EstepForm, s: &PassShape) -> FormCost {
     }
 }
 
-/// A pass's resolved form and rows per chunk, and how many bytes the quadratic feature cache
-/// may take.
+/// A pass's resolved form, rows per chunk and worker threads, and how many bytes the
+/// quadratic feature cache may take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Plan {
     /// Quadratic or whitened (never `Auto`).
@@ -283,6 +283,9 @@ pub struct Plan {
     pub chunk_rows: usize,
     /// Budget left for keeping the quadratic features between iterations.
     pub cache_bytes: usize,
+    /// Worker threads of a pass: the shape's, or fewer where each worker's statistics (at
+    /// network-feature width, `K·D²/2` scatter values each) would not fit the budget.
+    pub workers: usize,
 }
 
 /// Chooses the form and the rows per chunk of a pass of shape `s` under `budget` bytes.
@@ -311,6 +314,10 @@ pub fn plan(
 
 /// As [`plan`], with the rows per chunk capped at `max_rows` (the rows' source's
 /// [`crate::RowSource::max_chunk_rows`]).
+///
+/// Threads are a speed choice and the budget a bound: where `s.workers` workers' statistics do
+/// not fit, the plan halves the workers (down to one) before it gives up, and the error is
+/// the one worker's, naming the smallest budget that works at all.
 pub fn plan_capped(
     requested: EstepForm,
     s: &PassShape,
@@ -318,6 +325,24 @@ pub fn plan_capped(
     explicit_rows: Option<usize>,
     feature_cache_bytes: usize,
     max_rows: usize,
+) -> Result<Plan> {
+    let mut workers = s.workers.max(1);
+    loop {
+        let shape = PassShape { workers, ..*s };
+        let args = (budget, explicit_rows, feature_cache_bytes, max_rows);
+        match plan_for_workers(requested, &shape, args) {
+            Err(GmmError::MemoryBudget { .. }) if workers > 1 => workers /= 2,
+            other => return other,
+        }
+    }
+}
+
+/// [`plan_capped`] for exactly `s.workers` workers; `args` are its budget, explicit rows,
+/// feature-cache cap and row cap.
+fn plan_for_workers(
+    requested: EstepForm,
+    s: &PassShape,
+    (budget, explicit_rows, feature_cache_bytes, max_rows): (usize, Option<usize>, usize, usize),
 ) -> Result<Plan> {
     let what = |form: EstepForm| {
         format!(
@@ -343,6 +368,7 @@ pub fn plan_capped(
             form,
             chunk_rows: rows,
             cache_bytes: budget.saturating_sub(used).min(feature_cache_bytes),
+            workers: s.workers.max(1),
         })
     };
     let cached = |p: &Plan| {
@@ -466,6 +492,30 @@ mod tests {
             0,
         );
         assert_eq!(diag.unwrap().form, EstepForm::Quadratic);
+    }
+
+    #[test]
+    fn workers_halve_to_fit_the_budget_before_it_is_refused() {
+        let with = |workers: usize| PassShape {
+            workers,
+            ..shape(CovarianceType::Full, 2048, 16)
+        };
+        // One row of a chunk and the fixed state, each worker's scatter blocks included.
+        let need = |workers: usize| {
+            let c = cost(EstepForm::Whitened, &with(workers));
+            c.fixed_bytes + c.bytes_per_row
+        };
+        assert!(need(16) > need(4) + 8 * (16 << 20));
+        // With room for four workers but not eight, the plan keeps the form and takes four.
+        let fewer = plan(EstepForm::Whitened, &with(16), need(4), None, 0).unwrap();
+        assert_eq!((fewer.form, fewer.workers), (EstepForm::Whitened, 4));
+        let roomy = plan(EstepForm::Whitened, &with(16), need(16), None, 0).unwrap();
+        assert_eq!(roomy.workers, 16);
+        // Below the one-worker minimum, the error names that minimum.
+        match plan(EstepForm::Whitened, &with(16), need(1) - 1, None, 0) {
+            Err(GmmError::MemoryBudget { smallest, .. }) => assert_eq!(smallest, need(1)),
+            other => panic!("expected a budget error, got {other:?}"),
+        }
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub fn initial_params(
         && config.means_init.is_some()
         && config.precisions_init.is_some();
     let m_step =
-        |stats: SufficientStats| layout.m_step(&stats, config.reg_covar, eps, WeightNorm::Samples);
+        |stats: SufficientStats| layout.m_step(stats, config.reg_covar, eps, WeightNorm::Samples);
     let starts = if all_given {
         vec![Params::default(); seeds.len()]
     } else {

@@ -209,10 +209,12 @@ impl Layout {
     }
 
     /// The M-step: parameters of each restart from its statistics, with scikit-learn's
-    /// `n_k + 10·eps` floor for empty components.
+    /// `n_k + 10·eps` floor for empty components. The statistics are taken by value and freed
+    /// once the covariances are formed, before the factorisation (at network-feature width
+    /// their scatters are `K·D²/2` values per worker).
     pub fn m_step(
         &self,
-        stats: &SufficientStats,
+        stats: SufficientStats,
         reg_covar: f64,
         eps: f64,
         norm: WeightNorm,
@@ -233,14 +235,16 @@ impl Layout {
     /// keeps there until the fit ends.
     pub fn m_step_on_device(
         &self,
-        stats: &SufficientStats,
+        stats: SufficientStats,
         reg_covar: f64,
         eps: f64,
         norm: WeightNorm,
     ) -> Result<Vec<(Params, CovTensor, CovTensor)>> {
         let (k, d) = (self.k, self.d);
         let b = stats.nk.dims()[0] / k;
-        let (nk, means, covs) = self.gaussian_parameters(stats, reg_covar, eps);
+        let (nk, means, covs) = self.gaussian_parameters(&stats, reg_covar, eps);
+        let n_samples = stats.n_samples;
+        drop(stats);
         let prec = covariance::precision_cholesky(self.cov, &covs, k, b)?;
         let nk = to_f64(nk)?;
         let means = to_f64(means)?;
@@ -250,7 +254,7 @@ impl Layout {
                 let w = &nk[r * k..(r + 1) * k];
                 let total = match norm {
                     WeightNorm::Mass => w.iter().sum::<f64>(),
-                    WeightNorm::Samples => stats.n_samples,
+                    WeightNorm::Samples => n_samples,
                 };
                 let params = Params {
                     weights: w.iter().map(|v| v / total).collect(),

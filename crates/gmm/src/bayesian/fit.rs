@@ -71,7 +71,7 @@ pub fn fit_bayesian<'a>(
             .flat_map(|p| p.estep_constants(prior_type, d))
             .collect();
         let op = layout.upload_log_weights(&refs, constants);
-        let stats = em_pass(&data, &op, k, config.n_threads)?;
+        let stats = em_pass(&data, &op, k, plan.workers)?;
         drop(op);
         crate::em::release_matrices(posts.iter_mut().map(|p| &mut p.params));
         let entropy = responsibility_entropy(&stats)?;
