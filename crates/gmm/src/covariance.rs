@@ -255,6 +255,35 @@ impl CovTensor {
         )
     }
 
+    /// As [`from_values`](Self::from_values), taking the values: f32 values for an f32 device
+    /// become the tensor's buffer without a copy.
+    pub fn from_owned_values(
+        cov: CovarianceType,
+        values: Values,
+        b: usize,
+        k: usize,
+        d: usize,
+        device: &burn::tensor::Device,
+        dtype: DType,
+    ) -> Self {
+        match values {
+            Values::F32(v) if dtype == DType::F32 => {
+                let len = v.len();
+                let flat: Tensor<1> =
+                    Tensor::from_data(burn::tensor::TensorData::new(v, [len]), (device, dtype));
+                let rows = b * cov.rows_per_model(k);
+                Self::shaped(
+                    cov,
+                    rows,
+                    d,
+                    |shape| flat.clone().reshape(shape),
+                    |shape| flat.clone().reshape(shape),
+                )
+            }
+            other => Self::from_values(cov, &other, b, k, d, device, dtype),
+        }
+    }
+
     /// `rows` matrices `[rows, D, D]` or vectors `[rows, D]` / `[rows, 1]` for `cov`, made by
     /// `matrices` or `vectors` from the shape.
     fn shaped(

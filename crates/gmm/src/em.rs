@@ -100,16 +100,18 @@ impl<P> LoopState<P> {
     }
 }
 
-/// A restart's parameters inside the EM loop. After the first M-step the covariances and
-/// precision factors stay on the device, in the working dtype, and come to the host only for
-/// the fitted model or a checkpoint, still in that dtype ([`Values`]): at network-feature
-/// width they are `K·D²` values each, and f64 copies of f32 values would double them.
+/// A restart's parameters inside the EM loop. The initial matrices move to the device for the
+/// first pass (no host copy stays beside them); after it the covariances and precision
+/// factors stay on the device, in the working dtype, and come to the host only for the fitted
+/// model or a checkpoint, still in that dtype ([`Values`]): at network-feature width they are
+/// `K·D²` values each, and a second copy, or f64 copies of f32 values, would double them.
 #[derive(Clone, Debug)]
 struct Current {
     /// Weights and means; also the covariances and factors while `on_device` is `None`.
     params: Params,
-    /// This restart's covariances and precision factors on the device.
-    on_device: Option<(CovTensor, CovTensor)>,
+    /// This restart's covariances (`None` where only the factors are known, as from
+    /// `precisions_init`) and precision factors on the device.
+    on_device: Option<(Option<CovTensor>, CovTensor)>,
 }
 
 impl Current {
@@ -123,10 +125,34 @@ impl Current {
     /// Brings the matrices to the host (a no-op when they are there).
     fn bring_to_host(&mut self) -> Result<()> {
         if let Some((covs, prec)) = self.on_device.take() {
-            self.params.covariances = covs.to_values()?;
+            self.params.covariances = match covs {
+                Some(covs) => covs.to_values()?,
+                None => Values::default(),
+            };
             self.params.precisions_cholesky = prec.to_values()?;
         }
         Ok(())
+    }
+
+    /// Moves the matrices to the device (a no-op when they are there).
+    fn move_to_device(&mut self, layout: &Layout) {
+        if self.on_device.is_none() {
+            let up = |v: Values| {
+                CovTensor::from_owned_values(
+                    layout.cov,
+                    v,
+                    1,
+                    layout.k,
+                    layout.d,
+                    &layout.device,
+                    layout.dtype,
+                )
+            };
+            let covs = std::mem::take(&mut self.params.covariances);
+            let prec = std::mem::take(&mut self.params.precisions_cholesky);
+            let covs = (!covs.is_empty()).then(|| up(covs));
+            self.on_device = Some((covs, up(prec)));
+        }
     }
 
     /// The parameters with their matrices on the host.
@@ -142,21 +168,17 @@ impl Current {
     }
 }
 
-/// The restarts' precision factors stacked on the device, when every restart holds them
-/// there (every iteration after the first); otherwise every restart's matrices are brought to
-/// the host (the loop moves all restarts at once, so a mix does not arise) and `None`.
-fn device_factors(current: &mut [&mut Current]) -> Result<Option<CovTensor>> {
-    let on_device: Vec<CovTensor> = current
-        .iter()
-        .filter_map(|c| c.on_device.as_ref().map(|(_, prec)| prec.clone()))
+/// The restarts' precision factors stacked on the device, the initial ones moved there first.
+fn device_factors(current: &mut [&mut Current], layout: &Layout) -> CovTensor {
+    let factors = current
+        .iter_mut()
+        .map(|c| {
+            c.move_to_device(layout);
+            let (_, prec) = c.on_device.as_ref().expect("just moved to the device");
+            prec.clone()
+        })
         .collect();
-    if !on_device.is_empty() && on_device.len() == current.len() {
-        return Ok(Some(CovTensor::cat(on_device)));
-    }
-    for c in current.iter_mut() {
-        c.bring_to_host()?;
-    }
-    Ok(None)
+    CovTensor::cat(factors)
 }
 
 /// Frees the covariances and precision factors of parameters the E-step has used, before the
@@ -353,12 +375,9 @@ fn fit_inner(
     .map(Current::on_host);
     let mut stopped = None;
     let step = |current: &mut [&mut Current]| {
-        let factors = device_factors(current)?;
+        let prec = device_factors(current, &layout);
         let refs: Vec<&Params> = current.iter().map(|c| &c.params).collect();
-        let op = match factors {
-            Some(prec) => layout.upload_with_factors(&refs, log_weights(&refs), prec),
-            None => layout.upload(&refs),
-        };
+        let op = layout.upload_with_factors(&refs, log_weights(&refs), prec);
         let stats = em_pass(&data, &op, k, plan.workers)?;
         drop(op);
         current.iter_mut().for_each(|c| c.release());
@@ -368,7 +387,7 @@ fn fit_inner(
             .into_iter()
             .zip(lower)
             .map(|((params, covs, prec), lb)| {
-                let on_device = Some((covs, prec));
+                let on_device = Some((Some(covs), prec));
                 (Current { params, on_device }, lb)
             })
             .collect())
