@@ -22,6 +22,7 @@
 //! scatters around a per-component shift. The denoising floor, the regularisation and the
 //! precision factors ([`precision_cholesky`], one batched Cholesky) are shared by both forms.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -236,52 +237,30 @@ impl CovTensor {
     }
 
     /// As [`from_flat`](Self::from_flat) from [`Values`]: f32 values go to an f32 device
-    /// without an f64 copy.
+    /// without an f64 copy, and owned ones become the tensor's buffer without any copy.
     pub fn from_values(
         cov: CovarianceType,
-        values: &Values,
+        values: Cow<'_, Values>,
         b: usize,
         k: usize,
         d: usize,
         device: &burn::tensor::Device,
         dtype: DType,
     ) -> Self {
+        let len = values.len();
+        let flat: Tensor<1> = match values {
+            Cow::Owned(Values::F32(v)) if dtype == DType::F32 => {
+                Tensor::from_data(burn::tensor::TensorData::new(v, [len]), (device, dtype))
+            }
+            values => values.to_tensor([len], device, dtype),
+        };
         Self::shaped(
             cov,
             b * cov.rows_per_model(k),
             d,
-            |shape| values.to_tensor(shape, device, dtype),
-            |shape| values.to_tensor(shape, device, dtype),
+            |shape| flat.clone().reshape(shape),
+            |shape| flat.clone().reshape(shape),
         )
-    }
-
-    /// As [`from_values`](Self::from_values), taking the values: f32 values for an f32 device
-    /// become the tensor's buffer without a copy.
-    pub fn from_owned_values(
-        cov: CovarianceType,
-        values: Values,
-        b: usize,
-        k: usize,
-        d: usize,
-        device: &burn::tensor::Device,
-        dtype: DType,
-    ) -> Self {
-        match values {
-            Values::F32(v) if dtype == DType::F32 => {
-                let len = v.len();
-                let flat: Tensor<1> =
-                    Tensor::from_data(burn::tensor::TensorData::new(v, [len]), (device, dtype));
-                let rows = b * cov.rows_per_model(k);
-                Self::shaped(
-                    cov,
-                    rows,
-                    d,
-                    |shape| flat.clone().reshape(shape),
-                    |shape| flat.clone().reshape(shape),
-                )
-            }
-            other => Self::from_values(cov, &other, b, k, d, device, dtype),
-        }
     }
 
     /// `rows` matrices `[rows, D, D]` or vectors `[rows, D]` / `[rows, 1]` for `cov`, made by

@@ -138,9 +138,9 @@ impl Current {
     fn move_to_device(&mut self, layout: &Layout) {
         if self.on_device.is_none() {
             let up = |v: Values| {
-                CovTensor::from_owned_values(
+                CovTensor::from_values(
                     layout.cov,
-                    v,
+                    std::borrow::Cow::Owned(v),
                     1,
                     layout.k,
                     layout.d,

@@ -214,7 +214,7 @@ impl GaussianMixture {
         // Cholesky factors of the covariances, through the crate's one factorisation.
         let factors: Vec<f64> = match CovTensor::from_values(
             self.covariance_type,
-            &self.params.covariances,
+            std::borrow::Cow::Borrowed(&self.params.covariances),
             1,
             k,
             d,

@@ -1,5 +1,7 @@
 //! Mixture parameters on the host, and the M-step that turns sufficient statistics into them.
 
+use std::borrow::Cow;
+
 use burn::tensor::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -102,13 +104,11 @@ impl Layout {
     /// variational mixture puts `E[log π_k]` and its expected log-determinant terms there.
     pub fn upload_log_weights(&self, models: &[&Params], log_weights: Vec<f64>) -> Operand {
         // One restart's factors are read in place; several are joined first.
-        let joined: Values;
         let values = match models {
-            [one] => &one.precisions_cholesky,
-            _ => {
-                joined = Values::concat(models.iter().map(|p| &p.precisions_cholesky));
-                &joined
-            }
+            [one] => Cow::Borrowed(&one.precisions_cholesky),
+            _ => Cow::Owned(Values::concat(
+                models.iter().map(|p| &p.precisions_cholesky),
+            )),
         };
         let prec = CovTensor::from_values(
             self.cov,
