@@ -100,8 +100,9 @@ pub fn precision_cholesky(cov: Tensor<3>) -> Result<(Tensor<3>, Option<usize>)> 
 /// Lower Cholesky factors `L` and (`with_inverse`) their inverses `L⁻¹` of a batch
 /// `A: [M, D, D]`, by blocks of [`BLOCK`] columns, left-looking as [`precision_cholesky`]
 /// factorises. The column loop of [`cholesky`] copies `O(M·D³)` values at this width; this
-/// runs in `O((D/BLOCK)²)` batched GEMMs. A matrix that is not numerically positive definite gets NaN from its failing block
-/// on (so [`first_bad_factor`] names it), the others are unaffected.
+/// runs in `O((D/BLOCK)²)` batched GEMMs. A matrix that is not numerically positive definite
+/// gets NaN from its failing block on (so [`first_bad_factor`] names it), the others are
+/// unaffected.
 pub fn cholesky_batched_blocked(
     a: Tensor<3>,
     with_inverse: bool,
@@ -114,10 +115,10 @@ pub fn cholesky_batched_blocked(
 
 /// The block columns of the lower Cholesky factors of a batch `A: [M, D, D]`, left-looking
 /// (`A` is only read, so the caller's matrices are not copied): for each block column `j`
-/// (`j0 = j·BLOCK`, width `b`), the panel `P = A[j0.., j0..j0+b] − Σ_{c<j} L[j0.., c] L[j0..j0+b, c]ᵀ`
-/// (one batched GEMM per earlier block column), its top `b × b` block factorised and inverted
-/// on the host in f64 ([`host_cholesky`]), `L[j0..j0+b, j] = chol(P₁₁)` and
-/// `L[j0+b.., j] = P₂₁ L_jj⁻ᵀ`.
+/// (`j0 = j·BLOCK`, width `b`), the panel
+/// `P = A[j0.., j0..j0+b] − Σ_{c<j} L[j0.., c] L[j0..j0+b, c]ᵀ` (one batched GEMM per earlier
+/// block column), its top `b × b` block factorised and inverted on the host in f64
+/// ([`host_cholesky`]), `L[j0..j0+b, j] = chol(P₁₁)` and `L[j0+b.., j] = P₂₁ L_jj⁻ᵀ`.
 struct BlockColumns {
     /// `[L_jj; L_(j+1.., j)]` of block column `j`, `[M, D − j0, b]`.
     columns: Vec<Tensor<3>>,
