@@ -116,6 +116,11 @@ fn every_model_kind_round_trips_bit_for_bit_in_the_precision_it_was_fitted_in() 
             let path = dir
                 .path()
                 .join(format!("bgm-{precision}-{cov}.safetensors"));
+            // The variational factors stay in the fit's precision too.
+            assert_eq!(
+                matches!(bgm.precisions_cholesky(), Values::F32(_)),
+                want == "F32"
+            );
             bgm.save(&path).unwrap();
             assert_eq!(BayesianGaussianMixture::load(&path).unwrap(), bgm);
         }

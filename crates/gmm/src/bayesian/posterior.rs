@@ -2,6 +2,8 @@
 //! resolved, [`VariationalParams`] (expected weights, the E-step's per-component constants,
 //! the lower bound's terms) and the variational M-step on the host.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use super::config::{BayesianGaussianMixtureConfig, WeightConcentrationPriorType};
@@ -356,14 +358,21 @@ pub(super) fn variational_m_step(
             )
         })
         .collect();
-    let all: Vec<f64> = posts
-        .iter()
-        .flat_map(|p| p.params.covariances.iter())
-        .collect();
-    let covs = CovTensor::from_flat(cov, &all, b, k, d, &layout.device, layout.dtype);
-    let prec = covariance::precision_cholesky(cov, &covs, k, b)?.to_flat()?;
-    for (r, p) in posts.iter_mut().enumerate() {
-        p.params.precisions_cholesky = prec[r * len..(r + 1) * len].to_vec().into();
+    let all = match &posts[..] {
+        [one] => Cow::Borrowed(&one.params.covariances),
+        _ => Cow::Owned(Values::concat(posts.iter().map(|p| &p.params.covariances))),
+    };
+    let covs = CovTensor::from_values(cov, all, b, k, d, &layout.device, layout.dtype);
+    let prec = covariance::precision_cholesky(cov, &covs, k, b)?;
+    drop(covs);
+    // The factors come back in the working dtype ([`Values`]): f32 ones are not widened.
+    if let [one] = &mut posts[..] {
+        one.params.precisions_cholesky = prec.to_values()?;
+    } else {
+        let per = cov.rows_per_model(k);
+        for (r, p) in posts.iter_mut().enumerate() {
+            p.params.precisions_cholesky = prec.rows(r * per, per).to_values()?;
+        }
     }
     Ok(posts)
 }
