@@ -30,7 +30,7 @@ use burn::tensor::{DType, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{GmmError, Result};
-use crate::host::{tensor_from_f64, tensor_from_f64_slice, to_f32, to_f64};
+use crate::host::{tensor_from_f64, tensor_from_f64_slice, to_f64};
 use crate::linalg;
 use crate::values::Values;
 
@@ -319,15 +319,10 @@ impl CovTensor {
     /// As [`to_flat`](Self::to_flat), in the tensor's precision: an f32 tensor's values come
     /// back as f32 without a copy ([`Values`]).
     pub fn to_values(self) -> Result<Values> {
-        let single = match &self {
-            CovTensor::Matrices(t) => t.dtype(),
-            CovTensor::Vectors(t) => t.dtype(),
-        } == DType::F32;
-        Ok(match (self, single) {
-            (CovTensor::Matrices(t), true) => Values::F32(to_f32(t)?),
-            (CovTensor::Vectors(t), true) => Values::F32(to_f32(t)?),
-            (other, false) => Values::F64(other.to_flat()?),
-        })
+        match self {
+            CovTensor::Matrices(t) => Values::read(t),
+            CovTensor::Vectors(t) => Values::read(t),
+        }
     }
 }
 

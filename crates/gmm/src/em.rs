@@ -134,9 +134,11 @@ impl Current {
         Ok(())
     }
 
-    /// Moves the matrices to the device (a no-op when they are there).
-    fn move_to_device(&mut self, layout: &Layout) {
-        if self.on_device.is_none() {
+    /// The precision factors on the device, the matrices moved there first when they are on
+    /// the host.
+    fn factors_on_device(&mut self, layout: &Layout) -> &CovTensor {
+        let params = &mut self.params;
+        let (_, prec) = self.on_device.get_or_insert_with(|| {
             let up = |v: Values| {
                 CovTensor::from_values(
                     layout.cov,
@@ -148,11 +150,11 @@ impl Current {
                     layout.dtype,
                 )
             };
-            let covs = std::mem::take(&mut self.params.covariances);
-            let prec = std::mem::take(&mut self.params.precisions_cholesky);
-            let covs = (!covs.is_empty()).then(|| up(covs));
-            self.on_device = Some((covs, up(prec)));
-        }
+            let covs = std::mem::take(&mut params.covariances);
+            let prec = std::mem::take(&mut params.precisions_cholesky);
+            ((!covs.is_empty()).then(|| up(covs)), up(prec))
+        });
+        prec
     }
 
     /// The parameters with their matrices on the host.
@@ -172,11 +174,7 @@ impl Current {
 fn device_factors(current: &mut [&mut Current], layout: &Layout) -> CovTensor {
     let factors = current
         .iter_mut()
-        .map(|c| {
-            c.move_to_device(layout);
-            let (_, prec) = c.on_device.as_ref().expect("just moved to the device");
-            prec.clone()
-        })
+        .map(|c| c.factors_on_device(layout).clone())
         .collect();
     CovTensor::cat(factors)
 }

@@ -279,13 +279,7 @@ impl BinaryModel {
 
     /// Removes the float array `name`, which must have `shape`, as f64 values.
     pub fn floats(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f64>> {
-        let a = self.take(name, shape)?;
-        a.to_f64().ok_or_else(|| {
-            GmmError::ModelFormat(format!(
-                "array `{name}` has dtype {}, expected F32 or F64",
-                a.dtype_name()
-            ))
-        })
+        self.float_values(name, shape).map(Values::into_f64)
     }
 
     /// As [`floats`](Self::floats), kept in the file's precision ([`Values`]): an f32 array

@@ -19,7 +19,7 @@ use std::ops::Range;
 use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::host::tensor_from_f64_slice;
+use crate::host::{tensor_from_f64_slice, to_f32, to_f64};
 
 /// Row-major values of one parameter array (module docs).
 #[derive(Clone, Debug)]
@@ -71,16 +71,13 @@ impl Values {
     }
 
     /// The values as f64, in order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = f64> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = f64> + '_ {
         let (a, b): (&[f32], &[f64]) = match self {
             Values::F32(v) => (v, &[]),
             Values::F64(v) => (&[], v),
         };
         // One of the two is empty: chaining them keeps a single concrete iterator type.
-        ChainExact {
-            a: a.iter(),
-            b: b.iter(),
-        }
+        a.iter().map(|&x| f64::from(x)).chain(b.iter().copied())
     }
 
     /// Values `range` as f64, borrowed when they are f64 already (panics past the end, as
@@ -122,6 +119,16 @@ impl Values {
         }
     }
 
+    /// A tensor's values in its own precision: f32 ones moved out without a copy, any other
+    /// dtype read as f64.
+    pub fn read<const N: usize>(tensor: Tensor<N>) -> crate::error::Result<Values> {
+        Ok(if tensor.dtype() == DType::F32 {
+            Values::F32(to_f32(tensor)?)
+        } else {
+            Values::F64(to_f64(tensor)?)
+        })
+    }
+
     /// A tensor of `shape` on `device` in `dtype`; f32 values go to an f32 tensor without an
     /// f64 copy.
     pub fn to_tensor<const N: usize>(
@@ -158,31 +165,6 @@ impl<'de> Deserialize<'de> for Values {
     }
 }
 
-/// `a` then `b` as f64, with an exact length (the standard `Chain` is not
-/// `ExactSizeIterator`).
-struct ChainExact<'a> {
-    a: std::slice::Iter<'a, f32>,
-    b: std::slice::Iter<'a, f64>,
-}
-
-impl Iterator for ChainExact<'_> {
-    type Item = f64;
-
-    fn next(&mut self) -> Option<f64> {
-        match self.a.next() {
-            Some(&x) => Some(f64::from(x)),
-            None => self.b.next().copied(),
-        }
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = self.a.len() + self.b.len();
-        (n, Some(n))
-    }
-}
-
-impl ExactSizeIterator for ChainExact<'_> {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,7 +177,7 @@ mod tests {
         assert_eq!(single.len(), 3);
         assert_eq!(single.get(1), Some(-2.25));
         assert_eq!(single.get(3), None);
-        assert_eq!(single.iter().len(), 3);
+        assert_eq!(single.iter().count(), 3);
         assert_eq!(single.iter().collect::<Vec<_>>(), vec![1.5, -2.25, 3.0]);
         assert_eq!(&single.slice(1..3)[..], &[-2.25, 3.0]);
         assert!(matches!(double.slice(0..2), Cow::Borrowed(_)));

@@ -147,16 +147,18 @@ impl VariationalParams {
         d: usize,
     ) -> f64 {
         let df = d as f64;
-        let u = self.params.precisions_cholesky.to_f64();
+        // Only the factors' diagonals are read, value by value: an f32 model is not copied.
+        let factors = &self.params.precisions_cholesky;
+        let ln_u = |i: usize| factors.get(i).unwrap_or(f64::NAN).ln();
         let log_det_chol: Vec<f64> = match cov {
             CovarianceType::Full => (0..k)
-                .map(|c| (0..d).map(|i| u[c * d * d + i * d + i].ln()).sum())
+                .map(|c| (0..d).map(|i| ln_u(c * d * d + i * d + i)).sum())
                 .collect(),
-            CovarianceType::Tied => vec![(0..d).map(|i| u[i * d + i].ln()).sum()],
+            CovarianceType::Tied => vec![(0..d).map(|i| ln_u(i * d + i)).sum()],
             CovarianceType::Diag => (0..k)
-                .map(|c| u[c * d..(c + 1) * d].iter().map(|v| v.ln()).sum())
+                .map(|c| (c * d..(c + 1) * d).map(ln_u).sum())
                 .collect(),
-            CovarianceType::Spherical => u.iter().map(|v| df * v.ln()).collect(),
+            CovarianceType::Spherical => factors.iter().map(|v| df * v.ln()).collect(),
         };
         let log_wishart_norm = |nu: f64, ldc: f64| {
             let l = ldc - 0.5 * df * nu.ln();
