@@ -12,8 +12,8 @@ use mixburn_gmm::form::{blocks_of, cost, PassShape};
 use mixburn_gmm::host::{tensor_from_f64, to_f64};
 use mixburn_gmm::stats::{Moments, ShiftedScatter, SufficientStats, UpperBlocks};
 use mixburn_gmm::{
-    fit, fit_bayesian, BayesianGaussianMixtureConfig, CovarianceType, EstepForm, GaussianMixture,
-    GaussianMixtureConfig, GmmError, InitMethod, Precision,
+    fit, fit_bayesian, BayesianGaussianMixtureConfig, CovarianceType, EstepForm, FitData,
+    GaussianMixture, GaussianMixtureConfig, GmmError, InitMethod, Precision,
 };
 use mixburn_tests::{fixture, flat, targets, wide_data, Report};
 
@@ -650,13 +650,16 @@ fn chunk_rows_shrink_with_the_budget_and_results_do_not_change() {
                 value_bytes: 8,
             };
             let c = cost(form, &shape);
-            let budgets = [1usize << 30, 150, 37].map(|rows: usize| {
-                if rows > n {
-                    rows
-                } else {
-                    c.fixed_bytes + rows * c.bytes_per_row
-                }
-            });
+            let budgets =
+                [1usize << 30, 150, 37].map(
+                    |rows: usize| {
+                        if rows > n {
+                            rows
+                        } else {
+                            c.budget_for(rows)
+                        }
+                    },
+                );
             let rows: Vec<usize> = budgets
                 .iter()
                 .map(|&b| {
@@ -756,4 +759,134 @@ fn a_budget_too_small_for_one_row_names_the_smallest_that_works() {
     .unwrap_err();
     assert!(err.contains("smallest budget that works"), "{err}");
     assert!(!out.exists(), "nothing written on failure");
+}
+
+#[test]
+fn whitening_blocks_give_back_the_factors_they_were_made_from() {
+    // The EM loop holds the factors only as the whitened operand's blocks during a pass, and a
+    // failed pass takes them back from there for its checkpoint: the round trip is exact.
+    let (k, d) = (3, 7);
+    for (backend, precision, device) in targets() {
+        for cov in [CovarianceType::Full, CovarianceType::Tied] {
+            let r = if cov == CovarianceType::Tied {
+                2
+            } else {
+                2 * k
+            };
+            let upper: Vec<f64> = (0..r * d * d)
+                .map(|i| {
+                    let (row, col) = (i % (d * d) / d, i % d);
+                    if row <= col {
+                        // Values that f32 holds exactly.
+                        1.0 + ((i * 37) % 11) as f64 / 8.0
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let u = tensor_from_f64(upper.clone(), [r, d, d], &device, precision.dtype());
+            let means = tensor(wide_data(2 * k, d, k, 1.0), 2 * k, d, &device, precision);
+            let log_w = tensor_from_f64(vec![0.0; 2 * k], [2 * k], &device, precision.dtype());
+            for columns in [blocks_of(d, 1), vec![0..3, 3..5, 5..d]] {
+                let w = whitened_operands_in_blocks(
+                    cov,
+                    &CovTensor::Matrices(u.clone()),
+                    means.clone(),
+                    log_w.clone(),
+                    k,
+                    &columns,
+                );
+                let back = to_f64(w.factors()).unwrap();
+                assert_eq!(back, upper, "{backend}/{precision}/{cov}/{columns:?}");
+            }
+        }
+    }
+}
+
+/// A tensor's rows whose `rows` panics once, on a pass's worker thread from its `fail_at`-th
+/// call on, as a pass does when its worker is lost.
+struct LosesAWorker {
+    x: Tensor<2>,
+    calls: std::sync::atomic::AtomicUsize,
+    fail_at: usize,
+    lost: std::sync::atomic::AtomicBool,
+}
+
+impl mixburn_gmm::RowSource for LosesAWorker {
+    fn dims(&self) -> [usize; 2] {
+        self.x.dims()
+    }
+    fn device(&self) -> Device {
+        self.x.device()
+    }
+    fn dtype(&self) -> mixburn_gmm::burn::tensor::DType {
+        self.x.dtype()
+    }
+    fn rows(&self, start: usize, len: usize) -> mixburn_gmm::Result<Tensor<2>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let call = self.calls.fetch_add(1, SeqCst);
+        // The pass's workers are unnamed threads (the test's own thread is named).
+        let on_worker = std::thread::current().name().is_none();
+        if call >= self.fail_at && on_worker && !self.lost.swap(true, SeqCst) {
+            panic!("the worker was lost");
+        }
+        Ok(self.x.clone().narrow(0, start, len))
+    }
+    fn select(&self, idx: &[usize]) -> mixburn_gmm::Result<Tensor<2>> {
+        Ok(mixburn_gmm::source::select_rows(&self.x, idx))
+    }
+}
+
+#[test]
+fn a_whitened_fit_that_loses_a_worker_resumes_from_its_checkpoint_to_the_same_result() {
+    // During a pass the whitened form holds the precision factors only in its operand; the
+    // checkpoint of a failed pass must still carry them, so the resumed fit is the fit.
+    let (n, d, k) = (400, 6, 3);
+    let values = wide_data(n, d, k, 1.0);
+    let mut report = Report::default();
+    for (backend, precision, device) in targets() {
+        for cov in [CovarianceType::Full, CovarianceType::Tied] {
+            let config = GaussianMixtureConfig::new(k)
+                .with_covariance_type(cov)
+                .with_tol(0.0)
+                .with_max_iter(12)
+                .with_n_init(2)
+                .with_seed(5)
+                .with_chunk_size(50)
+                .with_n_threads(2)
+                .with_estep_form(EstepForm::Whitened);
+            let x = tensor(values.clone(), n, d, &device, precision);
+            let flaky = |fail_at| LosesAWorker {
+                x: x.clone(),
+                calls: Default::default(),
+                fail_at,
+                lost: Default::default(),
+            };
+            // The uninterrupted fit, counting its reads: the last passes read 8 chunks each.
+            let counted = flaky(usize::MAX);
+            let whole = mixburn_gmm::fit_resuming(&config, FitData::new(&counted), None)
+                .unwrap_or_else(|(e, _)| panic!("{e}"));
+            let reads = counted.calls.into_inner();
+            let flaky = flaky(reads - 4 * 8);
+            let (err, checkpoint) = mixburn_gmm::fit_resuming(&config, FitData::new(&flaky), None)
+                .expect_err("the worker is lost");
+            let tag = format!("{backend}/{precision}/{cov}");
+            assert!(matches!(err, GmmError::Worker { .. }), "{tag}: {err}");
+            let checkpoint = checkpoint.expect("a checkpoint");
+            assert!(checkpoint.iterations() > 0, "{tag}");
+            let resumed = mixburn_gmm::fit_resuming(&config, FitData::new(&x), Some(checkpoint))
+                .unwrap_or_else(|(e, _)| panic!("{tag}: {e}"));
+            // The same fit, read through another source (a resident tensor): round-off apart.
+            let tol = form_tol(precision);
+            report.close(&tag, &resumed.lower_bounds, &whole.lower_bounds, tol);
+            report.close(&tag, resumed.means(), whole.means(), tol);
+            for (a, b) in [
+                (resumed.covariances(), whole.covariances()),
+                (resumed.precisions_cholesky(), whole.precisions_cholesky()),
+            ] {
+                report.close(&tag, &a.to_f64(), &b.to_f64(), tol);
+            }
+        }
+    }
+    report.finish();
 }

@@ -37,17 +37,29 @@ pub fn chunk_rows_named(
     let per_row = bytes_per_row.max(1);
     let smallest = fixed_bytes.saturating_add(per_row);
     if budget < smallest {
-        return Err(GmmError::MemoryBudget {
-            budget,
-            budget_human: format_bytes(budget),
-            what: what.to_string(),
-            fixed: fixed_bytes,
-            per_row,
-            smallest,
-            smallest_human: format_bytes(smallest),
-        });
+        return Err(too_small(budget, what, fixed_bytes, per_row, smallest));
     }
     Ok((budget - fixed_bytes) / per_row)
+}
+
+/// The error of a `budget` below the `smallest` that works for `what` (`fixed` bytes whatever
+/// the chunk, `per_row` bytes per row).
+pub fn too_small(
+    budget: usize,
+    what: &str,
+    fixed: usize,
+    per_row: usize,
+    smallest: usize,
+) -> GmmError {
+    GmmError::MemoryBudget {
+        budget,
+        budget_human: format_bytes(budget),
+        what: what.to_string(),
+        fixed,
+        per_row,
+        smallest,
+        smallest_human: format_bytes(smallest),
+    }
 }
 
 /// `Π factors` in bytes or values, saturating at `usize::MAX` (a cost that large is refused

@@ -482,6 +482,34 @@ pub struct WhiteningBlock {
 }
 
 impl Whitening {
+    /// The precision-Cholesky factors `[R, D, D]` the blocks were made from, exactly: the
+    /// blocks hold every entry on and above the diagonal, and those below are zero.
+    pub fn factors(&self) -> Tensor<3> {
+        let [bk, d] = self.shift.dims();
+        let r = if self.tied { bk / self.k } else { bk };
+        let parts = self
+            .blocks
+            .iter()
+            .map(|b| {
+                let end = b.depth;
+                let w = b.factors.dims()[1] / r;
+                let f = if self.tied {
+                    b.factors.clone()
+                } else {
+                    b.factors.clone().narrow(0, 1, end)
+                };
+                let f = f.reshape([end, r, w]).swap_dims(0, 1);
+                if end < d {
+                    let below = Tensor::<3>::zeros([r, d - end, w], (&f.device(), f.dtype()));
+                    Tensor::cat(vec![f, below], 1)
+                } else {
+                    f
+                }
+            })
+            .collect();
+        Tensor::cat(parts, 2)
+    }
+
     /// The same operands on `device` (a shard's).
     pub fn to_device(&self, device: &burn::tensor::Device) -> Self {
         use crate::source::on_device;

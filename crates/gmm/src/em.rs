@@ -8,7 +8,8 @@ use crate::backend::Precision;
 use crate::config::GaussianMixtureConfig;
 use crate::covariance::CovTensor;
 use crate::error::{GmmError, Result};
-use crate::estep::{em_pass, ChunkedData};
+use crate::estep::{em_pass, ChunkedData, Operand};
+use crate::form::EstepForm;
 use crate::host::tensor_from_f64;
 use crate::init::{initial_params, restart_seeds};
 use crate::model::GaussianMixture;
@@ -134,11 +135,10 @@ impl Current {
         Ok(())
     }
 
-    /// The precision factors on the device, the matrices moved there first when they are on
-    /// the host.
-    fn factors_on_device(&mut self, layout: &Layout) -> &CovTensor {
+    /// The matrices on the device, moved there first when they are on the host.
+    fn on_device(&mut self, layout: &Layout) -> &mut (Option<CovTensor>, CovTensor) {
         let params = &mut self.params;
-        let (_, prec) = self.on_device.get_or_insert_with(|| {
+        self.on_device.get_or_insert_with(|| {
             let up = |v: Values| {
                 CovTensor::from_values(
                     layout.cov,
@@ -153,7 +153,20 @@ impl Current {
             let covs = std::mem::take(&mut params.covariances);
             let prec = std::mem::take(&mut params.precisions_cholesky);
             ((!covs.is_empty()).then(|| up(covs)), up(prec))
-        });
+        })
+    }
+
+    /// The precision factors for one pass, on the device. The covariances are dropped: the
+    /// E-step does not read them, and the M-step after the pass forms the next ones (the
+    /// restart then holds only its factors, as one from `precisions_init` does). With `take`
+    /// the factors leave the restart too (the operand holds them, [`pass_factors`]).
+    fn factors_for_pass(&mut self, layout: &Layout, take: bool) -> CovTensor {
+        let (covs, prec) = self.on_device(layout);
+        *covs = None;
+        let prec = prec.clone();
+        if take {
+            self.on_device = None;
+        }
         prec
     }
 
@@ -163,38 +176,49 @@ impl Current {
         Ok(self.params)
     }
 
-    /// Frees the matrices, wherever they are ([`release_matrices`]).
+    /// Frees the matrices, wherever they are: after a pass has succeeded (a pass that fails on
+    /// a worker leaves them for the checkpoint), before the M-step forms the next ones, so
+    /// that the old are not held beside the new.
     fn release(&mut self) {
         self.on_device = None;
-        release_matrices(std::iter::once(&mut self.params));
+        self.params.covariances = Values::default();
+        self.params.precisions_cholesky = Values::default();
     }
 }
 
-/// The restarts' precision factors stacked on the device, the initial ones moved there first.
-fn device_factors(current: &mut [&mut Current], layout: &Layout) -> CovTensor {
+/// The restarts' precision factors stacked on the device for one pass, the initial ones moved
+/// there first ([`Current::factors_for_pass`]). At network-feature width they are `K·D²`
+/// values per restart. In the whitened form the operand's blocks are the factors rearranged
+/// ([`crate::estep::Operand::factors`]), so the factors leave the restarts and the pass holds
+/// them once; a pass that fails gives them back ([`restore_factors`]) for the checkpoint.
+fn pass_factors(current: &mut [&mut Current], layout: &Layout) -> CovTensor {
+    let take = layout.form == EstepForm::Whitened;
     let factors = current
         .iter_mut()
-        .map(|c| c.factors_on_device(layout).clone())
+        .map(|c| c.factors_for_pass(layout, take))
         .collect();
     CovTensor::cat(factors)
 }
 
-/// Frees the covariances and precision factors of parameters the E-step has used, before the
-/// M-step forms the next ones: at network-feature width they are `K·D²` values each, and
-/// holding the old beside the new would double the fit's peak memory. Only the iteration
-/// loop's current parameters are released, after the pass that can fail on a worker (whose
-/// checkpoint needs them) has succeeded; an M-step that fails ends the fit.
-pub(crate) fn release_matrices<'a>(params: impl Iterator<Item = &'a mut Params>) {
-    for p in params {
-        p.covariances = Values::default();
-        p.precisions_cholesky = Values::default();
+/// Gives each restart its precision factors back from the operand of a failed pass (a no-op
+/// where the restarts kept them, [`pass_factors`]).
+fn restore_factors(current: &mut [&mut Current], op: &Operand) {
+    if current.iter().all(|c| c.on_device.is_some()) {
+        return;
+    }
+    if let Some(CovTensor::Matrices(all)) = op.factors() {
+        let per = all.dims()[0] / current.len().max(1);
+        for (i, c) in current.iter_mut().enumerate() {
+            let mine = all.clone().narrow(0, i * per, per);
+            c.on_device = Some((None, CovTensor::Matrices(mine)));
+        }
     }
 }
 
 /// The iteration loop shared by every mixture estimator (EM, the variational mixture): the
 /// restarts start from `starts`; each iteration `step` takes the active restarts' parameters
-/// (one batched pass over the rows; it may release what it no longer needs of them once its
-/// pass has succeeded, see [`release_matrices`]) and returns each one's next parameters with
+/// (one batched pass over the rows; it may move out or free what it no longer needs of them:
+/// at network-feature width their matrices are `K·D²` values each) and returns each one's next parameters with
 /// its lower bound; a restart whose bound changed by less than `tol` leaves the batch. Returns the
 /// restart with the highest final bound (ties: the earliest, scikit-learn's rule).
 pub(crate) fn iterate<P>(
@@ -373,10 +397,16 @@ fn fit_inner(
     .map(Current::on_host);
     let mut stopped = None;
     let step = |current: &mut [&mut Current]| {
-        let prec = device_factors(current, &layout);
+        let prec = pass_factors(current, &layout);
         let refs: Vec<&Params> = current.iter().map(|c| &c.params).collect();
         let op = layout.upload_with_factors(&refs, log_weights(&refs), prec);
-        let stats = em_pass(&data, &op, k, plan.workers)?;
+        let stats = match em_pass(&data, &op, k, plan.workers) {
+            Ok(stats) => stats,
+            Err(e) => {
+                restore_factors(current, &op);
+                return Err(e);
+            }
+        };
         drop(op);
         current.iter_mut().for_each(|c| c.release());
         let lower = stats.mean_log_likelihood()?;

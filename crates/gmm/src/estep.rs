@@ -7,7 +7,7 @@
 
 use burn::tensor::Tensor;
 
-use crate::covariance::{self, CovarianceType, Packing, Whitening};
+use crate::covariance::{self, CovTensor, CovarianceType, Packing, Whitening};
 use crate::error::{GmmError, Result};
 use crate::form::EstepForm;
 use crate::kmeans::Centred;
@@ -288,6 +288,15 @@ impl Operand {
         match self {
             Operand::Quadratic(a) => Operand::Quadratic(on_device(a, device)),
             Operand::Whitened(w) => Operand::Whitened(w.to_device(device)),
+        }
+    }
+
+    /// The precision factors the operand was made from, where it holds them: the whitened
+    /// form's blocks ([`Whitening::factors`]); `None` for the quadratic form.
+    pub fn factors(&self) -> Option<CovTensor> {
+        match self {
+            Operand::Quadratic(_) => None,
+            Operand::Whitened(w) => Some(CovTensor::Matrices(w.factors())),
         }
     }
 

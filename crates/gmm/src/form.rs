@@ -123,8 +123,11 @@ pub struct PassShape {
 pub struct FormCost {
     /// Bytes of intermediates per row of a chunk, all workers together.
     pub bytes_per_row: usize,
-    /// Bytes held whatever the chunk: parameters (`K·D²` per restart), operands, accumulators.
+    /// Bytes a pass holds whatever the chunk: parameters (`K·D²` per restart), operands,
+    /// accumulators.
     pub fixed_bytes: usize,
+    /// Bytes held between passes, with no chunk (the M-step's): the budget holds them too.
+    pub between_passes_bytes: usize,
     /// GEMM flops per row (E-step and M-step statistics).
     pub gemm_flops_per_row: f64,
     /// GEMM flops per row weighted by the shape's rate ([`QUADRATIC_GEMM_COST`]).
@@ -136,6 +139,15 @@ pub struct FormCost {
 }
 
 impl FormCost {
+    /// The budget that a pass with chunks of `rows` rows needs, the M-step's bytes between
+    /// passes included.
+    pub fn budget_for(&self, rows: usize) -> usize {
+        let pass = self
+            .fixed_bytes
+            .saturating_add(rows.saturating_mul(self.bytes_per_row));
+        pass.max(self.between_passes_bytes)
+    }
+
     /// Estimated cost per row in GEMM-flop units, with or without the feature building.
     pub fn time_per_row(&self, features_cached: bool) -> f64 {
         let features = if features_cached {
@@ -217,23 +229,26 @@ pub fn cost(form: EstepForm, s: &PassShape) -> FormCost {
         CovarianceType::Full | CovarianceType::Tied => 3.0 * r * d * d, // Σ, U, P
         _ => 3.0 * bk * d,
     };
-    let (per_row, fixed, gemm, feat, other, rate) = match effective(form, s.cov) {
+    let (per_row, fixed, between, gemm, feat, other, rate) = match effective(form, s.cov) {
         EstepForm::Whitened => {
             // Y = X U [R·D]; the differences, their squares, the shifted rows and the weighted
             // shifted rows [B·K·D] each, plus a copy for the batched GEMM's layout; the
             // log-densities and responsibilities [B·K].
             let per_row = r * d + 6.0 * bk * d + 6.0 * bk + d;
-            // The two phases do not overlap. A pass holds Σ and U (`2·R·D²`), the factors'
-            // blocks and each worker's scatter blocks (`f·R·D²` each, `f` =
-            // `triangular_fraction`). The M-step, after the pass's matrices are released, holds
-            // the merged scatter, then the covariances, `L`'s block columns and the new `U`
+            // The two phases do not overlap. A pass holds the factors' blocks (the factors
+            // themselves leave the restarts for the pass, `em::pass_factors`, and the
+            // covariances are dropped) and each worker's scatter blocks, `f·R·D²` each (`f` =
+            // `triangular_fraction`), besides the matrices of restarts that have converged
+            // (`2·K·D²` each, at most B − 1 of them). The M-step, with no chunk, holds the
+            // merged scatter, then the covariances, `L`'s block columns and the new `U`
             // (`linalg::precision_cholesky`), under `(f + 3)·R·D²`. Measured with heaptrack at
-            // D = 2048, K = 16, full, 2 workers: the pass 964 MB (predicted 963), the M-step
-            // 819 MB at its peak before the statistics were freed before the factorisation.
+            // D = 2048, K = 16, full, 2 workers: the pass 964 MB when it still held Σ and U
+            // (predicted 963 then), the M-step 819 MB.
             let f = triangular_fraction(s.d);
             let rd2 = r * d * d;
-            let pass = (2.0 + f) * rd2 + workers * (f * rd2 + bk * d);
-            let fixed = pass.max((f + 3.0) * rd2);
+            let converged = 2.0 * rd2 * (s.b.max(1) - 1) as f64 / s.b.max(1) as f64;
+            let fixed = f * rd2 + workers * (f * rd2 + bk * d) + converged;
+            let between = (f + 3.0) * rd2;
             // Both GEMMs skip the blocks below the diagonal (`triangular_blocks`). Tied keeps
             // the pooled scatter (`ChunkedData::with_pooled_scatter`, once per fit): a pass is
             // the whitening and the first moments `Rᵀ X`, and its elementwise work the
@@ -246,7 +261,7 @@ pub fn cost(form: EstepForm, s: &PassShape) -> FormCost {
                     8.0 * bk * d + 6.0 * bk,
                 )
             };
-            (per_row, fixed, gemm, 0.0, other, 1.0)
+            (per_row, fixed, between, gemm, 0.0, other, 1.0)
         }
         _ => {
             // The outer products [D·D] (full/tied), the packed features [T'] and G [W]; the
@@ -262,6 +277,7 @@ pub fn cost(form: EstepForm, s: &PassShape) -> FormCost {
             (
                 per_row,
                 fixed,
+                fixed,
                 gemm,
                 outer + t + w,
                 6.0 * bk,
@@ -272,6 +288,7 @@ pub fn cost(form: EstepForm, s: &PassShape) -> FormCost {
     FormCost {
         bytes_per_row: (per_row * size * workers).ceil() as usize,
         fixed_bytes: (fixed * size).ceil() as usize,
+        between_passes_bytes: (between * size).ceil() as usize,
         gemm_flops_per_row: gemm,
         gemm_cost_per_row: gemm * rate,
         feature_values_per_row: feat,
@@ -358,6 +375,16 @@ fn plan_for_workers(
     };
     let resolve = |form: EstepForm| -> Result<Plan> {
         let c = cost(form, s);
+        if budget < c.budget_for(1) {
+            let (fixed, per_row) = (c.fixed_bytes, c.bytes_per_row);
+            return Err(budget::too_small(
+                budget,
+                &what(form),
+                fixed,
+                per_row,
+                c.budget_for(1),
+            ));
+        }
         let rows = budget::plan_rows_capped(
             explicit_rows,
             budget,
@@ -507,10 +534,7 @@ mod tests {
             ..shape(CovarianceType::Full, 2048, 16)
         };
         // One row of a chunk and the fixed state, each worker's scatter blocks included.
-        let need = |workers: usize| {
-            let c = cost(EstepForm::Whitened, &with(workers));
-            c.fixed_bytes + c.bytes_per_row
-        };
+        let need = |workers: usize| cost(EstepForm::Whitened, &with(workers)).budget_for(1);
         assert!(need(16) > need(4) + 8 * (16 << 20));
         // With room for four workers but not eight, the plan keeps the form and takes four.
         let fewer = plan(EstepForm::Whitened, &with(16), need(4), None, 0).unwrap();
@@ -522,6 +546,29 @@ mod tests {
             Err(GmmError::MemoryBudget { smallest, .. }) => assert_eq!(smallest, need(1)),
             other => panic!("expected a budget error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_m_step_between_passes_must_fit_the_budget_too() {
+        // At D = 2048, K = 16 a pass holds the factors' blocks and one worker's scatter
+        // blocks; the M-step holds the covariances and two factors' worth, with no chunk.
+        let s = PassShape {
+            workers: 1,
+            ..shape(CovarianceType::Full, 2048, 16)
+        };
+        let c = cost(EstepForm::Whitened, &s);
+        let pass_of_100_rows = c.fixed_bytes + 100 * c.bytes_per_row;
+        assert!(pass_of_100_rows < c.between_passes_bytes);
+        match plan(EstepForm::Whitened, &s, pass_of_100_rows, None, 0) {
+            Err(GmmError::MemoryBudget { smallest, .. }) => {
+                assert_eq!(smallest, c.between_passes_bytes)
+            }
+            other => panic!("expected a budget error, got {other:?}"),
+        }
+        // From there on, the whole budget beyond the pass's fixed bytes goes to the rows.
+        let p = plan(EstepForm::Whitened, &s, c.between_passes_bytes, None, 0).unwrap();
+        let rows = (c.between_passes_bytes - c.fixed_bytes) / c.bytes_per_row;
+        assert_eq!(p.chunk_rows, rows.min(budget::MAX_CHUNK_ROWS));
     }
 
     #[test]

@@ -122,6 +122,31 @@ impl Layout {
         self.upload_with_factors(models, log_weights, prec)
     }
 
+    /// As [`upload_log_weights`](Self::upload_log_weights), moving the models' matrices out:
+    /// their covariances are dropped and their precision factors become the operand's (f32
+    /// values without a copy), so that a pass holds them once. For a loop whose M-step forms
+    /// the next matrices from the pass (at network-feature width they are `K·D²` values each).
+    pub fn upload_moving(&self, models: &mut [&mut Params], log_weights: Vec<f64>) -> Operand {
+        let factors = models
+            .iter_mut()
+            .map(|p| {
+                p.covariances = Values::default();
+                let values = std::mem::take(&mut p.precisions_cholesky);
+                CovTensor::from_values(
+                    self.cov,
+                    Cow::Owned(values),
+                    1,
+                    self.k,
+                    self.d,
+                    &self.device,
+                    self.dtype,
+                )
+            })
+            .collect();
+        let refs: Vec<&Params> = models.iter().map(|p| &**p).collect();
+        self.upload_with_factors(&refs, log_weights, CovTensor::cat(factors))
+    }
+
     /// As [`upload_log_weights`](Self::upload_log_weights), with the precision factors of
     /// the stacked models already on the device (`prec`; the models' `precisions_cholesky`
     /// are not read).

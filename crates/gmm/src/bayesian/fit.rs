@@ -65,15 +65,16 @@ pub fn fit_bayesian<'a>(
     };
     let starts = variational_m_step(&layout, &start, &priors, config.reg_covar, eps)?;
     let best = iterate(starts, config.max_iter, config.tol, |posts| {
-        let refs: Vec<&Params> = posts.iter().map(|p| &p.params).collect();
         let constants: Vec<f64> = posts
             .iter()
             .flat_map(|p| p.estep_constants(prior_type, d))
             .collect();
-        let op = layout.upload_log_weights(&refs, constants);
+        // The matrices move into the operand (the M-step forms the next ones): a pass holds
+        // the factors once, and not the covariances.
+        let mut models: Vec<&mut Params> = posts.iter_mut().map(|p| &mut p.params).collect();
+        let op = layout.upload_moving(&mut models, constants);
         let stats = em_pass(&data, &op, k, plan.workers)?;
         drop(op);
-        crate::em::release_matrices(posts.iter_mut().map(|p| &mut p.params));
         let entropy = responsibility_entropy(&stats)?;
         let next = variational_m_step(&layout, &stats, &priors, config.reg_covar, eps)?;
         Ok(next
