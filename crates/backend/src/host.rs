@@ -32,6 +32,27 @@ pub fn tensor_from_f64_slice<const D: usize>(
     Tensor::from_data(data, (device, dtype))
 }
 
+/// A zero float tensor of `shape` on `device` in `dtype`. On flex it is made from a zeroed
+/// `Vec` of the element type, which becomes the tensor's buffer (the allocator maps its
+/// zero pages lazily): flex's own `zeros` fills a byte vector and copies it into an aligned
+/// buffer, so a `K·D²` tensor (the precision factors written in place, a worker's scatter
+/// accumulators) took twice its size at once. Elsewhere the backend's `zeros`.
+pub fn zeros<const D: usize>(shape: [usize; D], device: &Device, dtype: DType) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if *device == Device::flex() {
+        let n = shape.iter().product();
+        let data = match dtype {
+            DType::F32 => Some(TensorData::new(vec![0f32; n], Shape::from(shape))),
+            DType::F64 => Some(TensorData::new(vec![0f64; n], Shape::from(shape))),
+            _ => None,
+        };
+        if let Some(data) = data {
+            return Tensor::from_data(data, (device, dtype));
+        }
+    }
+    Tensor::zeros(shape, (device, dtype))
+}
+
 /// Creates an int tensor from i64 values.
 pub fn int_tensor<const D: usize>(
     values: Vec<i64>,

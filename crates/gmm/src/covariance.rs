@@ -500,7 +500,7 @@ impl Whitening {
                 };
                 let f = f.reshape([end, r, w]).swap_dims(0, 1);
                 if end < d {
-                    let below = Tensor::<3>::zeros([r, d - end, w], (&f.device(), f.dtype()));
+                    let below = crate::host::zeros([r, d - end, w], &f.device(), f.dtype());
                     Tensor::cat(vec![f, below], 1)
                 } else {
                     f

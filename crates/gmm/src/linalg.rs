@@ -195,7 +195,7 @@ impl BlockColumns {
                     col
                 } else {
                     let b = col.dims()[2];
-                    let zeros = Tensor::zeros([m, j0, b], (&col.device(), col.dtype()));
+                    let zeros = crate::host::zeros([m, j0, b], &col.device(), col.dtype());
                     Tensor::cat(vec![zeros, col], 1)
                 }
             })
@@ -209,7 +209,7 @@ impl BlockColumns {
     fn upper_inverse(&self) -> Tensor<3> {
         let (m, d) = (self.m, self.d);
         let (device, dtype) = (self.columns[0].device(), self.columns[0].dtype());
-        let mut u: Tensor<3> = Tensor::zeros([m, d, d], (&device, dtype));
+        let mut u: Tensor<3> = crate::host::zeros([m, d, d], &device, dtype);
         for (j, inv) in self.diag_inv.iter().enumerate() {
             let (j0, b) = (j * BLOCK, inv.dims()[1]);
             let inv_t = inv.clone().swap_dims(1, 2);

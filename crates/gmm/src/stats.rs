@@ -86,7 +86,7 @@ impl UpperBlocks {
     ) -> Self {
         let rows = columns
             .iter()
-            .map(|c| Tensor::zeros([m, c.len(), d - c.start], (device, dtype)))
+            .map(|c| crate::host::zeros([m, c.len(), d - c.start], device, dtype))
             .collect();
         Self {
             columns: columns.to_vec(),
@@ -184,7 +184,7 @@ impl UpperBlocks {
                 if cols.start == 0 {
                     row.clone()
                 } else {
-                    let zeros = Tensor::<3>::zeros([m, cols.len(), cols.start], (&device, dtype));
+                    let zeros = crate::host::zeros([m, cols.len(), cols.start], &device, dtype);
                     Tensor::cat(vec![zeros, row.clone()], 2)
                 }
             })
