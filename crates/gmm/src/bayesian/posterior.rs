@@ -360,6 +360,8 @@ pub(super) fn variational_m_step(
             )
         })
         .collect();
+    // The scatters (`K·D²` f64 values at full width) are not needed for the factors.
+    drop(sk);
     let all = match &posts[..] {
         [one] => Cow::Borrowed(&one.params.covariances),
         _ => Cow::Owned(Values::concat(posts.iter().map(|p| &p.params.covariances))),
