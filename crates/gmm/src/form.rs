@@ -350,24 +350,40 @@ pub fn plan_capped(
     feature_cache_bytes: usize,
     max_rows: usize,
 ) -> Result<Plan> {
+    let limits = Limits {
+        budget,
+        explicit_rows,
+        feature_cache_bytes,
+        max_rows,
+    };
     let mut workers = s.workers.max(1);
     loop {
         let shape = PassShape { workers, ..*s };
-        let args = (budget, explicit_rows, feature_cache_bytes, max_rows);
-        match plan_for_workers(requested, &shape, args) {
+        match plan_for_workers(requested, &shape, &limits) {
             Err(GmmError::MemoryBudget { .. }) if workers > 1 => workers /= 2,
             other => return other,
         }
     }
 }
 
-/// [`plan_capped`] for exactly `s.workers` workers; `args` are its budget, explicit rows,
-/// feature-cache cap and row cap.
-fn plan_for_workers(
-    requested: EstepForm,
-    s: &PassShape,
-    (budget, explicit_rows, feature_cache_bytes, max_rows): (usize, Option<usize>, usize, usize),
-) -> Result<Plan> {
+/// What bounds a plan besides its shape: the budget in bytes, the rows forced by the caller,
+/// the quadratic feature cache's cap and the row cap ([`plan_capped`]'s arguments).
+#[derive(Clone, Copy)]
+struct Limits {
+    budget: usize,
+    explicit_rows: Option<usize>,
+    feature_cache_bytes: usize,
+    max_rows: usize,
+}
+
+/// [`plan_capped`] for exactly `s.workers` workers.
+fn plan_for_workers(requested: EstepForm, s: &PassShape, limits: &Limits) -> Result<Plan> {
+    let Limits {
+        budget,
+        explicit_rows,
+        feature_cache_bytes,
+        max_rows,
+    } = *limits;
     let what = |form: EstepForm| {
         format!(
             "the {form} E-step ({} covariances, D = {}, K = {}, {} restart(s), {} thread(s))",

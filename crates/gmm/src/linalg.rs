@@ -182,25 +182,18 @@ impl BlockColumns {
         })
     }
 
-    /// `L`, `[M, D, D]` (each block column under `j0` rows of zeros).
+    /// `L`, `[M, D, D]`: each block column written in place under `j0` rows of zeros and
+    /// freed as it is written, so that `L` is not held twice (a padded copy of every block
+    /// column and their join took `3·M·D²` values at once at the width of `precisions_init`).
     fn lower(self) -> Tensor<3> {
-        let m = self.m;
-        let padded: Vec<Tensor<3>> = self
-            .columns
-            .into_iter()
-            .enumerate()
-            .map(|(i, col)| {
-                let j0 = i * BLOCK;
-                if j0 == 0 {
-                    col
-                } else {
-                    let b = col.dims()[2];
-                    let zeros = crate::host::zeros([m, j0, b], &col.device(), col.dtype());
-                    Tensor::cat(vec![zeros, col], 1)
-                }
-            })
-            .collect();
-        Tensor::cat(padded, 2)
+        let (m, d) = (self.m, self.d);
+        let (device, dtype) = (self.columns[0].device(), self.columns[0].dtype());
+        let mut l: Tensor<3> = crate::host::zeros([m, d, d], &device, dtype);
+        for (i, col) in self.columns.into_iter().enumerate() {
+            let (j0, b) = (i * BLOCK, col.dims()[2]);
+            l = l.slice_assign([0..m, j0..d, j0..j0 + b], col);
+        }
+        l
     }
 
     /// `U = (L⁻¹)ᵀ`, upper triangular, by block columns written in place into one `[M, D, D]`
