@@ -218,9 +218,10 @@ fn restore_factors(current: &mut [&mut Current], op: &Operand) {
 /// The iteration loop shared by every mixture estimator (EM, the variational mixture): the
 /// restarts start from `starts`; each iteration `step` takes the active restarts' parameters
 /// (one batched pass over the rows; it may move out or free what it no longer needs of them:
-/// at network-feature width their matrices are `K·D²` values each) and returns each one's next parameters with
-/// its lower bound; a restart whose bound changed by less than `tol` leaves the batch. Returns the
-/// restart with the highest final bound (ties: the earliest, scikit-learn's rule).
+/// at network-feature width their matrices are `K·D²` values each) and returns each one's
+/// next parameters with its lower bound; a restart whose bound changed by less than `tol`
+/// leaves the batch. Returns the restart with the highest final bound (ties: the earliest,
+/// scikit-learn's rule).
 pub(crate) fn iterate<P>(
     starts: Vec<P>,
     max_iter: usize,

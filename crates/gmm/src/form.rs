@@ -394,9 +394,16 @@ fn plan_for_workers(requested: EstepForm, s: &PassShape, limits: &Limits) -> Res
         let c = cost(form, s);
         if budget < c.budget_for(1) {
             let (fixed, per_row) = (c.fixed_bytes, c.bytes_per_row);
+            let mut what = what(form);
+            if c.between_passes_bytes > fixed.saturating_add(per_row) {
+                what += &format!(
+                    " and its M-step, which holds {} bytes between passes",
+                    c.between_passes_bytes
+                );
+            }
             return Err(budget::too_small(
                 budget,
-                &what(form),
+                &what,
                 fixed,
                 per_row,
                 c.budget_for(1),
@@ -568,7 +575,8 @@ mod tests {
     #[test]
     fn the_m_step_between_passes_must_fit_the_budget_too() {
         // At D = 2048, K = 16 a pass holds the factors' blocks and one worker's scatter
-        // blocks; the M-step holds the covariances and two factors' worth, with no chunk.
+        // blocks; the M-step holds the covariances, the factors and L's block columns, with no
+        // chunk.
         let s = PassShape {
             workers: 1,
             ..shape(CovarianceType::Full, 2048, 16)
@@ -576,12 +584,13 @@ mod tests {
         let c = cost(EstepForm::Whitened, &s);
         let pass_of_100_rows = c.fixed_bytes + 100 * c.bytes_per_row;
         assert!(pass_of_100_rows < c.between_passes_bytes);
-        match plan(EstepForm::Whitened, &s, pass_of_100_rows, None, 0) {
-            Err(GmmError::MemoryBudget { smallest, .. }) => {
-                assert_eq!(smallest, c.between_passes_bytes)
-            }
-            other => panic!("expected a budget error, got {other:?}"),
-        }
+        let e = plan(EstepForm::Whitened, &s, pass_of_100_rows, None, 0).unwrap_err();
+        let need = c.between_passes_bytes;
+        assert!(
+            matches!(e, GmmError::MemoryBudget { smallest, .. } if smallest == need),
+            "{e}"
+        );
+        assert!(e.to_string().contains("its M-step"), "{e}");
         // From there on, the whole budget beyond the pass's fixed bytes goes to the rows.
         let p = plan(EstepForm::Whitened, &s, c.between_passes_bytes, None, 0).unwrap();
         let rows = (c.between_passes_bytes - c.fixed_bytes) / c.bytes_per_row;
