@@ -139,20 +139,10 @@ impl Current {
     fn on_device(&mut self, layout: &Layout) -> &mut (Option<CovTensor>, CovTensor) {
         let params = &mut self.params;
         self.on_device.get_or_insert_with(|| {
-            let up = |v: Values| {
-                CovTensor::from_values(
-                    layout.cov,
-                    std::borrow::Cow::Owned(v),
-                    1,
-                    layout.k,
-                    layout.d,
-                    &layout.device,
-                    layout.dtype,
-                )
-            };
             let covs = std::mem::take(&mut params.covariances);
             let prec = std::mem::take(&mut params.precisions_cholesky);
-            ((!covs.is_empty()).then(|| up(covs)), up(prec))
+            let covs = (!covs.is_empty()).then(|| layout.moved_to_device(covs));
+            (covs, layout.moved_to_device(prec))
         })
     }
 

@@ -122,6 +122,20 @@ impl Layout {
         self.upload_with_factors(models, log_weights, prec)
     }
 
+    /// One model's matrices (covariances or precision factors) moved to the device: owned f32
+    /// values become the tensor's buffer without a copy ([`CovTensor::from_values`]).
+    pub fn moved_to_device(&self, values: Values) -> CovTensor {
+        CovTensor::from_values(
+            self.cov,
+            Cow::Owned(values),
+            1,
+            self.k,
+            self.d,
+            &self.device,
+            self.dtype,
+        )
+    }
+
     /// As [`upload_log_weights`](Self::upload_log_weights), moving the models' matrices out:
     /// their covariances are dropped and their precision factors become the operand's (f32
     /// values without a copy), so that a pass holds them once. For a loop whose M-step forms
@@ -131,16 +145,7 @@ impl Layout {
             .iter_mut()
             .map(|p| {
                 p.covariances = Values::default();
-                let values = std::mem::take(&mut p.precisions_cholesky);
-                CovTensor::from_values(
-                    self.cov,
-                    Cow::Owned(values),
-                    1,
-                    self.k,
-                    self.d,
-                    &self.device,
-                    self.dtype,
-                )
+                self.moved_to_device(std::mem::take(&mut p.precisions_cholesky))
             })
             .collect();
         let refs: Vec<&Params> = models.iter().map(|p| &**p).collect();
