@@ -3,10 +3,11 @@
 //! and tied; f64 to 1e-10, f32 to 1e-4 relative); scikit-learn parity at D = 64 and 256; an
 //! f32 fit at D = 512 that the quadratic form loses and the whitened form completes, reaching
 //! scikit-learn's f32 log-likelihood; chunk rows follow the memory budget without changing
-//! results; a budget too small for one row names the smallest that works.
+//! results; a budget too small for one row names the smallest that works; the M-step's
+//! covariances, written from the scatter's blocks, are the formula on the full scatter.
 
 use mixburn_gmm::burn::tensor::{Device, Tensor};
-use mixburn_gmm::covariance::{whitened_operands_in_blocks, CovTensor};
+use mixburn_gmm::covariance::{covariances_from_scatter, whitened_operands_in_blocks, CovTensor};
 use mixburn_gmm::estep::whitened_log_density;
 use mixburn_gmm::form::{blocks_of, cost, PassShape};
 use mixburn_gmm::host::{tensor_from_f64, to_f64};
@@ -21,6 +22,25 @@ const FORMS: [EstepForm; 2] = [EstepForm::Quadratic, EstepForm::Whitened];
 
 fn tensor(values: Vec<f64>, n: usize, d: usize, device: &Device, p: Precision) -> Tensor<2> {
     tensor_from_f64(values, [n, d], device, p.dtype())
+}
+
+/// A reproducible stream of values uniform in [−½, ½) (xorshift64 from `seed`).
+fn uniform(seed: u64) -> impl FnMut() -> f64 {
+    let mut rng = seed;
+    move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    }
+}
+
+/// Tolerance of products and sums formed in two orders (blocked or not, gathered or not).
+fn product_tol(p: Precision) -> f64 {
+    match p {
+        Precision::F64 => 1e-12,
+        Precision::F32 => 1e-5,
+    }
 }
 
 /// Tolerance of the two forms' agreement.
@@ -60,13 +80,7 @@ fn blocked_triangular_products_equal_the_full_gemms() {
     // The whitened form skips the blocks below the diagonal from D = 256 on; here the same
     // code runs at D = 11 in 1 (the plain GEMMs), 2, 3 and 11 column blocks.
     let (d, k, b, n) = (11, 3, 2, 37);
-    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        (rng >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-    };
+    let mut next = uniform(0x9e37_79b9_7f4a_7c15);
     let x: Vec<f64> = (0..n * d).map(|_| 3.0 * next()).collect();
     let means: Vec<f64> = (0..b * k * d).map(|_| next()).collect();
     let log_weights: Vec<f64> = (0..b * k).map(|_| -1.0 + 0.1 * next()).collect();
@@ -88,10 +102,7 @@ fn blocked_triangular_products_equal_the_full_gemms() {
     let resp: Vec<f64> = (0..b * k * n).map(|_| 0.5 + next()).collect();
     let mut report = Report::default();
     for (backend, precision, device) in targets() {
-        let tol = match precision {
-            Precision::F64 => 1e-12,
-            Precision::F32 => 1e-5,
-        };
+        let tol = product_tol(precision);
         let t = |v: &[f64]| tensor_from_f64(v.to_vec(), [v.len()], &device, precision.dtype());
         for (cov, u, r) in [
             (CovarianceType::Full, &full_u, b * k),
@@ -150,6 +161,120 @@ fn blocked_triangular_products_equal_the_full_gemms() {
 }
 
 #[test]
+fn covariances_written_from_the_scatter_blocks_are_the_formula_on_the_full_scatter() {
+    // The M-step writes each block row of the scatter (and its mirror image) into the
+    // covariances and frees it; here D = 13 in 1, 2, 3 and 13 column blocks, against the
+    // formula on the full scatter on the host in f64. Coordinate 0 equals its shift in every
+    // row: its variance is zero, so its row and column are zero and its diagonal `reg_covar`.
+    let (d, k, b, n) = (13, 3, 2, 41);
+    let mut next = uniform(0x2545_f491_4f6c_dd1d);
+    let shift: Vec<f64> = (0..b * k * d)
+        .map(|i| if i % d == 0 { 0.75 } else { next() })
+        .collect();
+    let x: Vec<f64> = (0..n * d)
+        .map(|i| if i % d == 0 { 0.75 } else { 2.0 * next() })
+        .collect();
+    let resp: Vec<f64> = (0..n * b * k).map(|_| 0.5 + next()).collect(); // [n, B·K]
+    let (reg, eps) = (1e-3, 1e-9);
+    // z_nk = x_n − s_k, the scatter and first moments per component, on the host.
+    let z = |j: usize, i: usize| -> Vec<f64> {
+        (0..d).map(|c| x[i * d + c] - shift[j * d + c]).collect()
+    };
+    let mut nk = vec![0.0; b * k];
+    let mut s1 = vec![0.0; b * k * d];
+    let mut s2 = vec![0.0; b * k * d * d];
+    for j in 0..b * k {
+        for i in 0..n {
+            let (r, zi) = (resp[i * b * k + j], z(j, i));
+            nk[j] += r;
+            for p in 0..d {
+                s1[j * d + p] += r * zi[p];
+                for q in 0..d {
+                    s2[(j * d + p) * d + q] += r * zi[p] * zi[q];
+                }
+            }
+        }
+    }
+    let delta = |j: usize, p: usize| s1[j * d + p] / nk[j];
+    let reg_at = |p: usize, q: usize| if p == q { reg } else { 0.0 };
+    let want_full: Vec<f64> = (0..b * k * d * d)
+        .map(|i| {
+            let (j, p, q) = (i / (d * d), i % (d * d) / d, i % d);
+            let zero = p == 0 || q == 0;
+            let v = s2[i] / nk[j] - delta(j, p) * delta(j, q);
+            (if zero { 0.0 } else { v }) + reg_at(p, q)
+        })
+        .collect();
+    let want_tied: Vec<f64> = (0..b * d * d)
+        .map(|i| {
+            let (r, p, q) = (i / (d * d), i % (d * d) / d, i % d);
+            let comps = r * k..(r + 1) * k;
+            let mass: f64 = nk[comps.clone()].iter().sum();
+            let second: f64 = comps.clone().map(|j| s2[(j * d + p) * d + q]).sum::<f64>() / mass;
+            let between: f64 = comps
+                .map(|j| nk[j] * delta(j, p) * delta(j, q))
+                .sum::<f64>()
+                / mass;
+            let zero = p == 0 || q == 0;
+            (if zero { 0.0 } else { second - between }) + reg_at(p, q)
+        })
+        .collect();
+    let mut report = Report::default();
+    for (backend, precision, device) in targets() {
+        let tol = product_tol(precision);
+        let t = |v: &[f64], [rows, cols]: [usize; 2]| {
+            tensor(v.to_vec(), rows, cols, &device, precision)
+        };
+        let zt = t(&x, [n, d]).reshape([1, n, d]).repeat_dim(0, b * k)
+            - t(&shift, [b * k, d]).reshape([b * k, 1, d]);
+        let rt = t(&resp, [n, b * k]).transpose().reshape([b * k, n, 1]);
+        for (cov, want) in [
+            (CovarianceType::Full, &want_full),
+            (CovarianceType::Tied, &want_tied),
+        ] {
+            for m in [1, 2, 3, d] {
+                let (a, zz) = match cov {
+                    CovarianceType::Full => (zt.clone() * rt.clone(), zt.clone()),
+                    _ => (
+                        (zt.clone() * rt.clone()).reshape([b, k * n, d]),
+                        zt.clone().reshape([b, k * n, d]),
+                    ),
+                };
+                let blocks = UpperBlocks::product(a, zz, &blocks_of(d, m));
+                let (_, covs) = covariances_from_scatter(
+                    cov,
+                    t(&nk, [1, b * k]).reshape([b * k]),
+                    t(&shift, [b * k, d]),
+                    t(&s1, [b * k, d]),
+                    blocks,
+                    k,
+                    reg,
+                    eps,
+                );
+                let got = covs.to_flat().unwrap();
+                let name = format!("{backend}/{precision}/{cov} covariances, {m} blocks");
+                report.close(&name, &got, want, tol);
+                let mirrored = (0..got.len()).all(|i| {
+                    let (j, p, q) = (i / (d * d), i % (d * d) / d, i % d);
+                    got[i] == got[(j * d + q) * d + p]
+                });
+                report.check(&format!("{name}: exactly symmetric"), mirrored);
+                let stored = |v: f64| match precision {
+                    Precision::F32 => v as f32 as f64,
+                    Precision::F64 => v,
+                };
+                let zeroed = (0..got.len()).all(|i| {
+                    let (p, q) = (i % (d * d) / d, i % d);
+                    (p != 0 && q != 0) || got[i] == stored(reg_at(p, q))
+                });
+                report.check(&format!("{name}: the zero-variance coordinate"), zeroed);
+            }
+        }
+    }
+    report.finish();
+}
+
+#[test]
 fn moments_of_the_gathered_nonzero_rows_equal_the_dense_moments_also_added_in_place() {
     // Responsibilities with most entries exactly zero (as at network-feature width), one
     // component with none at all: the sparse scatter skips only zero terms.
@@ -172,10 +297,7 @@ fn moments_of_the_gathered_nonzero_rows_equal_the_dense_moments_also_added_in_pl
         .collect();
     let mut report = Report::default();
     for (backend, precision, device) in targets() {
-        let tol = match precision {
-            Precision::F64 => 1e-12,
-            Precision::F32 => 1e-5,
-        };
+        let tol = product_tol(precision);
         let t = |v: &[f64], shape: [usize; 2]| {
             tensor_from_f64(v.to_vec(), shape, &device, precision.dtype())
         };

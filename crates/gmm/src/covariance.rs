@@ -24,6 +24,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 use std::str::FromStr;
 
 use burn::tensor::{DType, Int, Tensor};
@@ -32,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{GmmError, Result};
 use crate::host::{tensor_from_f64, tensor_from_f64_slice, to_f64};
 use crate::linalg;
+use crate::stats::UpperBlocks;
 use crate::values::Values;
 
 /// The form of the component covariances.
@@ -705,23 +707,31 @@ pub fn covariances_from_moments(
     (means, covs)
 }
 
+/// A block `(rows, cols)` of a batch of matrices, computed on demand.
+type BlockOf = Box<dyn Fn(Range<usize>, Range<usize>) -> Tensor<3>>;
+
 /// Means and covariances (full or tied) from scatters around a per-component shift `s_k`:
 /// `nk: [B·K]` (floored by `10·eps`), `shift: [B·K, D]`, `s1 = Σ_n r_nk (x_n − s_k): [B·K, D]`,
-/// `s2 = Σ_n r_nk (x_n − s_k)(x_n − s_k)ᵀ`, `[B·K, D, D]` (full) or summed over each
-/// restart's components `[B, D, D]` (tied).
+/// `s2 = Σ_n r_nk (x_n − s_k)(x_n − s_k)ᵀ` as its blocks on and above the diagonal, `M = B·K`
+/// matrices (full) or `M = B`, each summed over a restart's components (tied).
 ///
 /// With `δ_k = s1_k / n_k`: `μ_k = s_k + δ_k`; full `Σ_k = S2_k/n_k − δ_k δ_kᵀ + reg·I`;
-/// tied `Σ = (S2 − Σ_k n_k δ_k δ_kᵀ)/Σ_k n_k + reg·I`. When `s_k` is near `μ_k` (the previous
-/// iteration's mean) the subtraction is of a small term, so f32 keeps the covariance as a
-/// per-component centred formula does; the same round-off floor as
+/// tied `Σ = S2/Σ_k n_k − Σ_k n_k δ_k δ_kᵀ/Σ_k n_k + reg·I`. When `s_k` is near `μ_k` (the
+/// previous iteration's mean) the subtraction is of a small term, so f32 keeps the covariance
+/// as a per-component centred formula does; the same round-off floor as
 /// [`covariances_from_moments`] applies.
+///
+/// The covariances are written block row by block row into one `[M, D, D]` tensor, each
+/// block row of `s2` freed once it is written (with its mirror image below the diagonal): at
+/// network-feature width this is the M-step's peak, and it holds the scatter's blocks and
+/// one `M·D²` buffer rather than full-size copies of each step of the formula.
 #[allow(clippy::too_many_arguments)]
 pub fn covariances_from_scatter(
     cov: CovarianceType,
     nk: Tensor<1>,
     shift: Tensor<2>,
     s1: Tensor<2>,
-    s2: Tensor<3>,
+    s2: UpperBlocks,
     k: usize,
     reg_covar: f64,
     eps: f64,
@@ -730,25 +740,81 @@ pub fn covariances_from_scatter(
     let b = bk / k;
     let offset = s1 / nk.clone().unsqueeze_dim::<2>(1); // δ_k, [BK, D]
     let means = shift + offset.clone();
-    let reg_eye = Tensor::<2>::eye(d, &means.device())
-        .cast(means.dtype())
-        .unsqueeze_dim::<3>(0)
-        .mul_scalar(reg_covar);
-    let covs = match cov {
+    let (device, dtype) = (means.device(), means.dtype());
+    // The mass each matrix is divided by, [M, 1, 1], and the block (rows, cols) of the term
+    // subtracted from S2/mass: δ δᵀ (full) or Σ_k n_k δ_k δ_kᵀ / Σ_k n_k (tied).
+    let (mass, between): (Tensor<3>, BlockOf) = match cov {
         CovarianceType::Full => {
-            let second = s2 / nk.reshape([bk, 1, 1]);
-            let outer = offset.clone().unsqueeze_dim::<3>(2) * offset.unsqueeze_dim::<3>(1);
-            denoise_matrices(second.clone() - outer, second, eps) + reg_eye
+            let o = offset.reshape([bk, d, 1]);
+            (
+                nk.reshape([bk, 1, 1]),
+                Box::new(move |r, c| {
+                    let rows = o.clone().slice([0..bk, r, 0..1]);
+                    let cols = o.clone().slice([0..bk, c, 0..1]).swap_dims(1, 2);
+                    rows * cols
+                }),
+            )
         }
         CovarianceType::Tied => {
             let mass = nk.clone().reshape([b, k]).sum_dim(1).reshape([b, 1, 1]);
-            let second = s2 / mass.clone();
             let o3 = offset.reshape([b, k, d]);
             let weighted = o3.clone() * nk.reshape([b, k, 1]);
-            let between = weighted.swap_dims(1, 2).matmul(o3) / mass;
-            denoise_matrices(second.clone() - between, second, eps) + reg_eye
+            let m = mass.clone();
+            (
+                mass,
+                Box::new(move |r, c| {
+                    let lead = weighted.clone().slice([0..b, 0..k, r]).swap_dims(1, 2);
+                    lead.matmul(o3.clone().slice([0..b, 0..k, c])) / m.clone()
+                }),
+            )
         }
         _ => unreachable!("the whitened form is only used for full and tied covariances"),
     };
-    (means, CovTensor::Matrices(covs))
+    let m = mass.dims()[0];
+    // The diagonal blocks of `raw = S2/mass − between` first: their diagonals and those of
+    // `S2/mass` decide which variances are below the round-off floor (`denoise_matrices`).
+    let mut raw_diag: Vec<Tensor<3>> = Vec::with_capacity(s2.rows.len());
+    let (mut floor, mut variance) = (Vec::new(), Vec::new());
+    for (cols, row) in s2.columns.iter().zip(&s2.rows) {
+        let w = cols.len();
+        let upper = row.clone().slice([0..m, 0..w, 0..w]);
+        let second = linalg::symmetric_from_upper(upper) / mass.clone();
+        // Mirrored again: tied's `between` block is a GEMM, symmetric only to rounding.
+        let raw =
+            linalg::symmetric_from_upper(second.clone() - between(cols.clone(), cols.clone()));
+        floor.push(linalg::diagonal(second).mul_scalar(ROUNDOFF * eps));
+        variance.push(linalg::diagonal(raw.clone()));
+        raw_diag.push(raw);
+    }
+    let keep = Tensor::cat(variance, 1)
+        .greater(Tensor::cat(floor, 1))
+        .float()
+        .cast(dtype); // [M, D]
+    let mut out: Tensor<3> = crate::host::zeros([m, d, d], &device, dtype);
+    for ((cols, row), raw) in s2.columns.into_iter().zip(s2.rows).zip(raw_diag) {
+        let (w, start) = (cols.len(), cols.start);
+        let keep_rows = keep
+            .clone()
+            .slice([0..m, cols.clone()])
+            .unsqueeze_dim::<3>(2);
+        let reg = Tensor::<2>::eye(w, &device)
+            .cast(dtype)
+            .unsqueeze_dim::<3>(0)
+            .mul_scalar(reg_covar);
+        let block = raw * (keep_rows.clone() * keep_rows.clone().swap_dims(1, 2)) + reg;
+        out = out.slice_assign([0..m, cols.clone(), cols.clone()], block);
+        if cols.end < d {
+            let rest = cols.end..d;
+            let off = row.slice([0..m, 0..w, w..d - start]) / mass.clone()
+                - between(cols.clone(), rest.clone());
+            let keep_cols = keep
+                .clone()
+                .slice([0..m, rest.clone()])
+                .unsqueeze_dim::<3>(1);
+            let off = off * (keep_rows * keep_cols);
+            out = out.slice_assign([0..m, cols.clone(), rest.clone()], off.clone());
+            out = out.slice_assign([0..m, rest, cols], off.swap_dims(1, 2));
+        }
+    }
+    (means, CovTensor::Matrices(out))
 }

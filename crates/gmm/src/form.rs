@@ -239,17 +239,17 @@ pub fn cost(form: EstepForm, s: &PassShape) -> FormCost {
             // themselves leave the restarts for the pass, `em::pass_factors`, and the
             // covariances are dropped) and each worker's scatter blocks, `f·R·D²` each (`f` =
             // `triangular_fraction`), besides the matrices of restarts that have converged
-            // (`2·K·D²` each, at most B − 1 of them). The M-step, with no chunk, holds the
-            // covariances, `L`'s block columns and the new `U` (`linalg::precision_cholesky`)
-            // and the blocks' transients: `(f + 2.5)·R·D²`. Measured with heaptrack at
-            // D = 2048, K = 16, full, 2 workers (`R·D²` = 268 MB): the M-step's peak 781 MB
-            // (`(f + 2.38)·R·D²`: Σ, U, L's 142 MB and 98 MB of block transients), the pass
-            // below it.
+            // (`2·K·D²` each, at most B − 1 of them). The M-step, with no chunk, writes the
+            // covariances block row by block row from the merged scatter, freeing each
+            // (`covariance::covariances_from_scatter`, `(f + 1)·R·D²`), then factorises them
+            // into `U` in one more buffer that holds `Lᵀ` first
+            // (`linalg::precision_cholesky`): `2·R·D²` and the panels' transients, counted
+            // as `2.5·R·D²`.
             let f = triangular_fraction(s.d);
             let rd2 = r * d * d;
             let converged = 2.0 * rd2 * (s.b.max(1) - 1) as f64 / s.b.max(1) as f64;
             let fixed = f * rd2 + workers * (f * rd2 + bk * d) + converged;
-            let between = (f + 2.5) * rd2;
+            let between = 2.5 * rd2;
             // Both GEMMs skip the blocks below the diagonal (`triangular_blocks`). Tied keeps
             // the pooled scatter (`ChunkedData::with_pooled_scatter`, once per fit): a pass is
             // the whitening and the first moments `Rᵀ X`, and its elementwise work the

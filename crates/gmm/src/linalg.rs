@@ -81,15 +81,15 @@ pub fn solve_lower(l: Tensor<3>, b: Tensor<3>) -> Tensor<3> {
 /// `Uᵀ Σ U = I` and `Σ⁻¹ = U Uᵀ` (scikit-learn's `precisions_cholesky_`), and the index of the
 /// first matrix that is not numerically positive definite (its factor is NaN). Up to [`BLOCK`]
 /// columns by [`cholesky`] and [`lower_triangular_inverse`] (one tensor op sequence per
-/// column); wider by the block columns of [`cholesky_batched_blocked`] (GEMMs, about `D³`
-/// flops), with `U` written in place block by block and `L` never formed whole: beside the
-/// covariances the caller keeps, the factorisation holds `L`'s block columns (`M·D²/2` values)
-/// and `U` (`M·D²`).
+/// column); wider by the blocks of [`cholesky_batched_blocked`] (GEMMs, about `D³` flops), in
+/// one `[M, D, D]` buffer that holds `Lᵀ` and is inverted in place into `U`: beside the
+/// covariances the caller keeps, the factorisation holds `U` (`M·D²`) and the diagonal blocks.
 pub fn precision_cholesky(cov: Tensor<3>) -> Result<(Tensor<3>, Option<usize>)> {
     if cov.dims()[1] > BLOCK {
-        let blocks = BlockColumns::factor(&cov)?;
+        let blocks = BlockFactor::factor(&cov)?;
         drop(cov);
-        Ok((blocks.upper_inverse(), blocks.first_bad))
+        let bad = blocks.first_bad;
+        Ok((blocks.upper_inverse(), bad))
     } else {
         let l = cholesky_columns(cov);
         let bad = first_bad_factor(l.clone())?;
@@ -98,55 +98,64 @@ pub fn precision_cholesky(cov: Tensor<3>) -> Result<(Tensor<3>, Option<usize>)> 
 }
 
 /// Lower Cholesky factors `L` and (`with_inverse`) their inverses `L⁻¹` of a batch
-/// `A: [M, D, D]`, by blocks of [`BLOCK`] columns, left-looking as [`precision_cholesky`]
-/// factorises. The column loop of [`cholesky`] copies `O(M·D³)` values at this width; this
-/// runs in `O((D/BLOCK)²)` batched GEMMs. A matrix that is not numerically positive definite
-/// gets NaN from its failing block on (so [`first_bad_factor`] names it), the others are
-/// unaffected.
+/// `A: [M, D, D]`, by blocks of [`BLOCK`] rows and columns, left-looking as
+/// [`precision_cholesky`] factorises. The column loop of [`cholesky`] copies `O(M·D³)` values
+/// at this width; this runs in `O(D/BLOCK)` batched GEMMs. A matrix that is not numerically
+/// positive definite gets NaN from its failing block on (so [`first_bad_factor`] names it),
+/// the others are unaffected.
 pub fn cholesky_batched_blocked(
     a: Tensor<3>,
     with_inverse: bool,
 ) -> Result<(Tensor<3>, Option<Tensor<3>>)> {
-    let blocks = BlockColumns::factor(&a)?;
+    let blocks = BlockFactor::factor(&a)?;
     drop(a);
-    let inv = with_inverse.then(|| blocks.upper_inverse().swap_dims(1, 2));
-    Ok((blocks.lower(), inv))
+    if with_inverse {
+        // `L` from a copy of the buffer, which the inverse then overwrites.
+        let l = lower_from(blocks.t.clone(), &blocks.diag);
+        Ok((l, Some(blocks.upper_inverse().swap_dims(1, 2))))
+    } else {
+        Ok((lower_from(blocks.t, &blocks.diag), None))
+    }
 }
 
-/// The block columns of the lower Cholesky factors of a batch `A: [M, D, D]`, left-looking
-/// (`A` is only read, so the caller's matrices are not copied): for each block column `j`
-/// (`j0 = j·BLOCK`, width `b`), the panel
-/// `P = A[j0.., j0..j0+b] − Σ_{c<j} L[j0.., c] L[j0..j0+b, c]ᵀ` (one batched GEMM per earlier
-/// block column), its top `b × b` block factorised and inverted on the host in f64
-/// ([`host_cholesky`]), `L[j0..j0+b, j] = chol(P₁₁)` and `L[j0+b.., j] = P₂₁ L_jj⁻ᵀ`.
-struct BlockColumns {
-    /// `[L_jj; L_(j+1.., j)]` of block column `j`, `[M, D − j0, b]`.
-    columns: Vec<Tensor<3>>,
+/// The blocked Cholesky factor of a batch `A: [M, D, D]` held as `T = Lᵀ` in one buffer,
+/// left-looking (`A` is only read, so the caller's matrices are not copied). For each block
+/// row `j` (`j0 = j·BLOCK`, height `b`), the panel
+/// `Pᵀ = A[j, j0..] − T[..j0, j]ᵀ T[..j0, j0..]` is one batched GEMM over every block row
+/// above, its left `b × b` block is factorised and inverted on the host in f64
+/// ([`host_cholesky`]), `L_jj = chol(P₁₁)` and `T[j, j0+b..] = L_jj⁻¹ P₁₂` (`= L[j0+b.., j]ᵀ`).
+/// The buffer holds the blocks strictly above the diagonal and zeros; the diagonal blocks are
+/// kept beside it. Only the upper triangle is ever written, so the triangular inverse
+/// ([`BlockFactor::upper_inverse`]) overwrites `T` with `U = T⁻¹` in place and no `L` is held
+/// beside `U`.
+struct BlockFactor {
+    /// `T = Lᵀ` off the diagonal blocks, zeros elsewhere, `[M, D, D]`.
+    t: Tensor<3>,
+    /// `L_jj`, `[M, b, b]`.
+    diag: Vec<Tensor<3>>,
     /// `L_jj⁻¹`, `[M, b, b]`.
     diag_inv: Vec<Tensor<3>>,
     /// The first matrix whose factorisation failed (a pivot not finite and positive).
     first_bad: Option<usize>,
-    /// Batch size `M` and width `D`.
-    m: usize,
-    d: usize,
 }
 
-impl BlockColumns {
+impl BlockFactor {
     fn factor(a: &Tensor<3>) -> Result<Self> {
         let [m, d, _] = a.dims();
         let (device, dtype) = (a.device(), a.dtype());
         let up = |v: Vec<f64>, b: usize| crate::host::tensor_from_f64(v, [m, b, b], &device, dtype);
-        let mut columns: Vec<Tensor<3>> = Vec::new();
+        let mut t: Tensor<3> = crate::host::zeros([m, d, d], &device, dtype);
+        let mut diag: Vec<Tensor<3>> = Vec::new();
         let mut diag_inv: Vec<Tensor<3>> = Vec::new();
         let mut bad = vec![false; m];
         for j0 in (0..d).step_by(BLOCK) {
             let b = BLOCK.min(d - j0);
-            let mut panel = a.clone().slice([0..m, j0..d, j0..j0 + b]);
-            for (c, col) in columns.iter().enumerate() {
-                let (c0, bc) = (c * BLOCK, col.dims()[2]);
-                let below = col.clone().slice([0..m, j0 - c0..d - c0, 0..bc]);
-                let top = col.clone().slice([0..m, j0 - c0..j0 - c0 + b, 0..bc]);
-                panel = panel - below.matmul(top.swap_dims(1, 2));
+            let mut panel = a.clone().slice([0..m, j0..j0 + b, j0..d]);
+            if j0 > 0 {
+                // Every block row above, [M, j0, D − j0]: T's entries there are all written.
+                let above = t.clone().slice([0..m, 0..j0, j0..d]);
+                let left = above.clone().slice([0..m, 0..j0, 0..b]).swap_dims(1, 2);
+                panel = panel - left.matmul(above);
             }
             let p11 = to_f64(panel.clone().slice([0..m, 0..b, 0..b]))?;
             let (mut l11, mut l11_inv) =
@@ -165,71 +174,54 @@ impl BlockColumns {
                 }
             }
             let l11_inv = up(l11_inv, b);
-            let mut col = up(l11, b);
             if j0 + b < d {
-                let p21 = panel.slice([0..m, b..d - j0, 0..b]);
-                col = Tensor::cat(vec![col, p21.matmul(l11_inv.clone().swap_dims(1, 2))], 1);
+                let p12 = panel.slice([0..m, 0..b, b..d - j0]);
+                // The views of T are gone (consumed by the product), so this writes in place.
+                t = t.slice_assign([0..m, j0..j0 + b, j0 + b..d], l11_inv.clone().matmul(p12));
             }
-            columns.push(col);
+            diag.push(up(l11, b));
             diag_inv.push(l11_inv);
         }
         Ok(Self {
-            columns,
+            t,
+            diag,
             diag_inv,
             first_bad: bad.iter().position(|&b| b),
-            m,
-            d,
         })
     }
 
-    /// `L`, `[M, D, D]`: each block column written in place under `j0` rows of zeros and
-    /// freed as it is written, so that `L` is not held twice (a padded copy of every block
-    /// column and their join took `3·M·D²` values at once at the width of `precisions_init`).
-    fn lower(self) -> Tensor<3> {
-        let (m, d) = (self.m, self.d);
-        let (device, dtype) = (self.columns[0].device(), self.columns[0].dtype());
-        let mut l: Tensor<3> = crate::host::zeros([m, d, d], &device, dtype);
-        for (i, col) in self.columns.into_iter().enumerate() {
-            let (j0, b) = (i * BLOCK, col.dims()[2]);
-            l = l.slice_assign([0..m, j0..d, j0..j0 + b], col);
-        }
-        l
-    }
-
-    /// `U = (L⁻¹)ᵀ`, upper triangular, by block columns written in place into one `[M, D, D]`
-    /// tensor: `U_jj = L_jj⁻ᵀ` and `U[..j0, j] = −U[..j0, ..j0] L[j, ..j0]ᵀ L_jj⁻ᵀ` (block row
-    /// `j` of `L⁻¹` by forward substitution, transposed).
-    fn upper_inverse(&self) -> Tensor<3> {
-        let (m, d) = (self.m, self.d);
-        let (device, dtype) = (self.columns[0].device(), self.columns[0].dtype());
-        let mut u: Tensor<3> = crate::host::zeros([m, d, d], &device, dtype);
-        for (j, inv) in self.diag_inv.iter().enumerate() {
+    /// `U = T⁻¹ = (L⁻¹)ᵀ`, upper triangular, by block columns written over `T` in place:
+    /// `U_jj = L_jj⁻ᵀ` and `U[..j0, j] = −U[..j0, ..j0] T[..j0, j] L_jj⁻ᵀ`. Column block `j` of
+    /// the buffer holds `T[..j0, j]` until this step writes `U`'s there, and its columns to
+    /// the left already hold `U[..j0, ..j0]` (zeros below the diagonal).
+    fn upper_inverse(self) -> Tensor<3> {
+        let mut u = self.t;
+        let m = u.dims()[0];
+        for (j, inv) in self.diag_inv.into_iter().enumerate() {
             let (j0, b) = (j * BLOCK, inv.dims()[1]);
-            let inv_t = inv.clone().swap_dims(1, 2);
+            let inv_t = inv.swap_dims(1, 2);
             if j0 > 0 {
-                // L[j, ..j0]ᵀ, [M, j0, b]: row block j of every earlier block column.
-                let row_t: Vec<Tensor<3>> = self.columns[..j]
-                    .iter()
-                    .enumerate()
-                    .map(|(c, col)| {
-                        let (c0, bc) = (c * BLOCK, col.dims()[2]);
-                        col.clone()
-                            .slice([0..m, j0 - c0..j0 - c0 + b, 0..bc])
-                            .swap_dims(1, 2)
-                    })
-                    .collect();
-                // The view of U is dropped by the product, so the writes below stay in place.
+                let t_col = u.clone().slice([0..m, 0..j0, j0..j0 + b]);
                 let above = u.clone().slice([0..m, 0..j0, 0..j0]);
-                let block = above
-                    .matmul(Tensor::cat(row_t, 1))
-                    .matmul(inv_t.clone())
-                    .neg();
+                // The views of U are dropped by the products, so the writes stay in place.
+                let block = above.matmul(t_col).matmul(inv_t.clone()).neg();
                 u = u.slice_assign([0..m, 0..j0, j0..j0 + b], block);
             }
             u = u.slice_assign([0..m, j0..j0 + b, j0..j0 + b], inv_t);
         }
         u
     }
+}
+
+/// `L = Tᵀ` with its diagonal blocks: written into `t` (in place where the buffer is not
+/// shared) and transposed as a view.
+fn lower_from(mut t: Tensor<3>, diag: &[Tensor<3>]) -> Tensor<3> {
+    let m = t.dims()[0];
+    for (j, l) in diag.iter().enumerate() {
+        let (j0, b) = (j * BLOCK, l.dims()[1]);
+        t = t.slice_assign([0..m, j0..j0 + b, j0..j0 + b], l.clone().swap_dims(1, 2));
+    }
+    t.swap_dims(1, 2)
 }
 
 /// `log |A|` of a batch from its Cholesky factor: `2 Σ_i log L_ii`, shape `[M]`.

@@ -190,7 +190,7 @@ impl Layout {
     /// diagonal (the covariance type's shape).
     pub fn gaussian_parameters(
         &self,
-        stats: &SufficientStats,
+        stats: SufficientStats,
         reg_covar: f64,
         eps: f64,
     ) -> (Tensor<1>, Tensor<2>, CovTensor) {
@@ -200,20 +200,21 @@ impl Layout {
     }
 
     /// Means `[B·K, D]` and covariances (with `reg_covar`) of `stats` with the masses `nk`,
-    /// from whichever form the moments are in.
+    /// from whichever form the moments are in (taken, so that a scatter's blocks are freed as
+    /// the covariances are written).
     pub fn moments_parameters(
         &self,
-        stats: &SufficientStats,
+        stats: SufficientStats,
         nk: Tensor<1>,
         reg_covar: f64,
         eps: f64,
     ) -> (Tensor<2>, CovTensor) {
-        match &stats.moments {
+        match stats.moments {
             Moments::Quadratic(moments) => {
                 let [bk, width] = moments.dims();
                 let t = width - self.d - 1;
                 let s2 = moments.clone().slice([0..bk, 0..t]);
-                let s1 = moments.clone().slice([0..bk, t..t + self.d]);
+                let s1 = moments.slice([0..bk, t..t + self.d]);
                 covariance::covariances_from_moments(
                     self.cov,
                     nk,
@@ -226,14 +227,7 @@ impl Layout {
                 )
             }
             Moments::Shifted { shift, s1, s2 } => covariance::covariances_from_scatter(
-                self.cov,
-                nk,
-                shift.clone(),
-                s1.clone(),
-                s2.to_symmetric(),
-                self.k,
-                reg_covar,
-                eps,
+                self.cov, nk, shift, s1, s2, self.k, reg_covar, eps,
             ),
         }
     }
@@ -272,9 +266,8 @@ impl Layout {
     ) -> Result<Vec<(Params, CovTensor, CovTensor)>> {
         let (k, d) = (self.k, self.d);
         let b = stats.nk.dims()[0] / k;
-        let (nk, means, covs) = self.gaussian_parameters(&stats, reg_covar, eps);
         let n_samples = stats.n_samples;
-        drop(stats);
+        let (nk, means, covs) = self.gaussian_parameters(stats, reg_covar, eps);
         let prec = covariance::precision_cholesky(self.cov, &covs, k, b)?;
         let nk = to_f64(nk)?;
         let means = to_f64(means)?;

@@ -11,6 +11,7 @@ use crate::backend::Precision;
 use crate::covariance::CovarianceType;
 use crate::error::{GmmError, Result};
 use crate::params::Params;
+use crate::values::Values;
 
 /// The most values one parameter array may hold (2⁴⁰, 8 TiB of f64): larger sizes in a file
 /// are refused before any arithmetic or allocation uses them.
@@ -105,18 +106,19 @@ pub fn check_weights(weights: &[f64], k: usize) -> Result<()> {
 /// A symmetric matrix `a` (`d × d`) with positive diagonal and `|a_ij| ≤ √(a_ii a_jj)`
 /// (necessary for positive definiteness); `what` names it.
 /// The symmetry tolerance is relative: `1e-6` of `√(a_ii a_jj)` in f64, `1e-4` in f32.
-pub fn check_covariance_matrix(
+pub fn check_covariance_matrix<T: Copy + Into<f64>>(
     what: &str,
-    a: &[f64],
+    a: &[T],
     d: usize,
     precision: Precision,
 ) -> Result<()> {
+    let a = |i: usize| -> f64 { a[i].into() };
     let sym_tol = match precision {
         Precision::F32 => 1e-4,
         Precision::F64 => 1e-6,
     };
     for i in 0..d {
-        let aii = a[i * d + i];
+        let aii = a(i * d + i);
         if aii <= 0.0 {
             return Err(bad(format!(
                 "{what} has a non-positive diagonal entry ({aii}) at ({i}, {i})"
@@ -125,8 +127,8 @@ pub fn check_covariance_matrix(
     }
     for i in 0..d {
         for j in 0..i {
-            let (x, y) = (a[i * d + j], a[j * d + i]);
-            let scale = (a[i * d + i] * a[j * d + j]).sqrt();
+            let (x, y) = (a(i * d + j), a(j * d + i));
+            let scale = (a(i * d + i) * a(j * d + j)).sqrt();
             if (x - y).abs() > sym_tol * scale {
                 return Err(bad(format!(
                     "{what} is not symmetric: ({i}, {j}) = {x} but ({j}, {i}) = {y}"
@@ -148,29 +150,32 @@ pub fn check_covariance_matrix(
 /// tolerance that scales with the condition number, `64·D·eps·‖Σ‖_F·‖U‖_F²` (at least
 /// `κ(Σ)·D·eps` times a constant; a factor scaled by any `s ≠ 1` misses it by `|s² − 1|`).
 /// Cost `O(D²)` per probe, on the host.
-pub fn check_precision_factor(
+pub fn check_precision_factor<U: Copy + Into<f64>, S: Copy + Into<f64>>(
     what: &str,
-    u: &[f64],
-    cov: &[f64],
+    u: &[U],
+    cov: &[S],
     d: usize,
     precision: Precision,
 ) -> Result<()> {
+    let (u_all, cov_all) = (u, cov);
+    let u = |i: usize| -> f64 { u_all[i].into() };
+    let cov = |i: usize| -> f64 { cov_all[i].into() };
     for i in 0..d {
-        let uii = u[i * d + i];
+        let uii = u(i * d + i);
         if uii.is_nan() || uii <= 0.0 {
             return Err(bad(format!(
                 "{what} has a non-positive diagonal entry ({uii}) at ({i}, {i}); the factor is not invertible"
             )));
         }
-        if let Some(j) = (0..i).find(|&j| u[i * d + j] != 0.0) {
+        if let Some(j) = (0..i).find(|&j| u(i * d + j) != 0.0) {
             return Err(bad(format!(
                 "{what} is not upper triangular: ({i}, {j}) = {}",
-                u[i * d + j]
+                u(i * d + j)
             )));
         }
     }
-    let norm2 = |a: &[f64]| a.iter().map(|v| v * v).sum::<f64>();
-    let (u2, c2) = (norm2(u), norm2(cov));
+    let norm2 = |a: &dyn Fn(usize) -> f64| (0..d * d).map(|i| a(i) * a(i)).sum::<f64>();
+    let (u2, c2) = (norm2(&u), norm2(&cov));
     if !u2.is_finite() || !c2.is_finite() {
         return Err(bad(format!(
             "{what} or its covariance is too large: its squared norm overflows"
@@ -193,15 +198,15 @@ pub fn check_precision_factor(
             .collect();
         // y = U v, z = Σ y, w = Uᵀ z.
         let y: Vec<f64> = (0..d)
-            .map(|i| (i..d).map(|j| u[i * d + j] * v[j]).sum())
+            .map(|i| (i..d).map(|j| u(i * d + j) * v[j]).sum())
             .collect();
         let z: Vec<f64> = (0..d)
-            .map(|i| (0..d).map(|j| cov[i * d + j] * y[j]).sum())
+            .map(|i| (0..d).map(|j| cov(i * d + j) * y[j]).sum())
             .collect();
         let mut w = vec![0.0; d];
         for (i, zi) in z.iter().enumerate() {
-            for j in i..d {
-                w[j] += u[i * d + j] * zi;
+            for (j, wj) in w.iter_mut().enumerate().skip(i) {
+                *wj += u(i * d + j) * zi;
             }
         }
         let err = (w
@@ -238,17 +243,28 @@ pub fn check_mixture(
     check_finite_iter("precisions_cholesky", p.precisions_cholesky.iter())?;
     match cov {
         CovarianceType::Full | CovarianceType::Tied => {
-            // One matrix at a time as f64: an f32 model is not copied whole.
+            // One matrix at a time, read in its own type: an f32 model is not copied.
             for c in 0..len / (d * d) {
-                let range = c * d * d..(c + 1) * d * d;
-                let sigma = &p.covariances.slice(range.clone())[..];
-                let u = &p.precisions_cholesky.slice(range)[..];
+                let r = c * d * d..(c + 1) * d * d;
                 let name = |what: &str| match cov {
                     CovarianceType::Tied => format!("the tied {what}"),
                     _ => format!("the {what} of component {c}"),
                 };
-                check_covariance_matrix(&name("covariance"), sigma, d, precision)?;
-                check_precision_factor(&name("precision-Cholesky factor"), u, sigma, d, precision)?;
+                let names = (name("covariance"), name("precision-Cholesky factor"));
+                match (&p.covariances, &p.precisions_cholesky) {
+                    (Values::F32(s), Values::F32(u)) => {
+                        pair(&names, &s[r.clone()], &u[r], d, precision)
+                    }
+                    (Values::F64(s), Values::F64(u)) => {
+                        pair(&names, &s[r.clone()], &u[r], d, precision)
+                    }
+                    (Values::F32(s), Values::F64(u)) => {
+                        pair(&names, &s[r.clone()], &u[r], d, precision)
+                    }
+                    (Values::F64(s), Values::F32(u)) => {
+                        pair(&names, &s[r.clone()], &u[r], d, precision)
+                    }
+                }?;
             }
         }
         CovarianceType::Diag | CovarianceType::Spherical => {
@@ -278,6 +294,19 @@ pub fn check_mixture(
         }
     }
     Ok(())
+}
+
+/// [`check_covariance_matrix`] and [`check_precision_factor`] of one matrix and its factor,
+/// `names` theirs.
+fn pair<S: Copy + Into<f64>, U: Copy + Into<f64>>(
+    names: &(String, String),
+    sigma: &[S],
+    u: &[U],
+    d: usize,
+    precision: Precision,
+) -> Result<()> {
+    check_covariance_matrix(&names.0, sigma, d, precision)?;
+    check_precision_factor(&names.1, u, sigma, d, precision)
 }
 
 /// Errors when a computed result is not finite: such a value is never written as output.

@@ -63,7 +63,7 @@ pub fn fit_bayesian<'a>(
         Some(resp) => stats_from_responsibilities(&data, &layout, resp)?,
         None => initial_stats(&shared, &data, &layout, &restart_seeds(&shared))?,
     };
-    let starts = variational_m_step(&layout, &start, &priors, config.reg_covar, eps)?;
+    let starts = variational_m_step(&layout, start, &priors, config.reg_covar, eps)?;
     let best = iterate(starts, config.max_iter, config.tol, |posts| {
         let constants: Vec<f64> = posts
             .iter()
@@ -76,7 +76,7 @@ pub fn fit_bayesian<'a>(
         let stats = em_pass(&data, &op, k, plan.workers)?;
         drop(op);
         let entropy = responsibility_entropy(&stats)?;
-        let next = variational_m_step(&layout, &stats, &priors, config.reg_covar, eps)?;
+        let next = variational_m_step(&layout, stats, &priors, config.reg_covar, eps)?;
         Ok(next
             .into_iter()
             .zip(entropy)

@@ -337,7 +337,7 @@ fn variational_update(
 /// batched [`covariance::precision_cholesky`].
 pub(super) fn variational_m_step(
     layout: &Layout,
-    stats: &SufficientStats,
+    stats: SufficientStats,
     priors: &BayesianPriors,
     reg_covar: f64,
     eps: f64,
@@ -402,7 +402,8 @@ pub(super) fn resolve_priors(
             k: 1,
             ..layout.clone()
         };
-        let (mean, c) = one.moments_parameters(&stats, stats.nk.clone(), 0.0, eps);
+        let nk = stats.nk.clone();
+        let (mean, c) = one.moments_parameters(stats, nk, 0.0, eps);
         // Σ w_n rows (N without weights), as the rows repeated that many times would give.
         let w = data.total_weight();
         if config.covariance_prior.is_none() && w <= 1.0 {
