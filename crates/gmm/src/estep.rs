@@ -6,6 +6,7 @@
 //! log-densities, with `n` from the memory budget ([`crate::budget`]).
 
 use burn::tensor::Tensor;
+use rayon::prelude::*;
 
 use crate::covariance::{self, CovTensor, CovarianceType, Packing, Whitening};
 use crate::error::{GmmError, Result};
@@ -438,7 +439,8 @@ fn pass_in_groups(
     let shards = data.raw().shards();
     // Rows on one device: runs of chunks on `workers` threads. Sharded rows: one thread per
     // shard, each device computing its shard's statistics, merged on the client.
-    let groups: Vec<&[(usize, usize)]> = if shards.len() > 1 {
+    let sharded = shards.len() > 1;
+    let groups: Vec<&[(usize, usize)]> = if sharded {
         let mut groups = vec![];
         let mut rest = &ranges[..];
         for (_, first, len) in &shards {
@@ -457,23 +459,39 @@ fn pass_in_groups(
     if groups.len() == 1 {
         return pass_over(data, op, k, groups[0]);
     }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = groups
-            .into_iter()
-            .map(|part| (part[0].0, scope.spawn(move || pass_over(data, op, k, part))))
-            .collect();
-        let mut acc = None;
-        for (first, h) in handles {
-            // A pass that panicked (a lost connection inside the backend) is that worker's error.
-            let stats = h.join().map_err(|panic| GmmError::Worker {
-                worker: data.raw().describe(first),
-                iteration: None,
-                reason: format!("its pass failed: {}", panic_message(&panic)),
-            })??;
-            acc = Some(SufficientStats::accumulate(acc, stats));
-        }
-        Ok(acc.expect("at least one chunk"))
-    })
+    let run = |part: &[(usize, usize)]| {
+        let pass = std::panic::AssertUnwindSafe(|| pass_over(data, op, k, part));
+        (part[0].0, std::panic::catch_unwind(pass))
+    };
+    let results: Vec<_> = if sharded {
+        // Each shard's device computes while its thread waits on it: one thread per shard.
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = groups
+                .into_iter()
+                .map(|part| scope.spawn(move || run(part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a run catches its own panic"))
+                .collect()
+        })
+    } else {
+        // Local runs go to rayon's pool, whose threads also run the backend's parallel
+        // kernels (burn-flex's GEMMs from about 7M multiply-adds): on threads of their own,
+        // every run's GEMMs would fan out onto the pool too and oversubscribe the cores.
+        groups.into_par_iter().map(run).collect()
+    };
+    let mut acc = None;
+    for (first, result) in results {
+        // A pass that panicked (a lost connection inside the backend) is that worker's error.
+        let stats = result.map_err(|panic| GmmError::Worker {
+            worker: data.raw().describe(first),
+            iteration: None,
+            reason: format!("its pass failed: {}", panic_message(&panic)),
+        })??;
+        acc = Some(SufficientStats::accumulate(acc, stats));
+    }
+    Ok(acc.expect("at least one chunk"))
 }
 
 /// The message of a caught panic.
