@@ -400,9 +400,9 @@ pub fn log_prob(
 /// form (`rᵀ G`, or the scatter around the operand's means); with sample weights, each row's
 /// `r` and `log p(x)` count `w_n` times.
 ///
-/// Runs of chunks go to `workers` threads and their statistics are merged (they are additive):
-/// the M-step's GEMM has a small output and a long reduction, which one CPU kernel call
-/// does not spread over cores.
+/// Runs of chunks go to `workers` tasks on rayon's pool and their statistics are merged (they
+/// are additive): the M-step's GEMM has a small output and a long reduction, which one CPU
+/// kernel call does not spread over cores.
 pub fn em_pass(
     data: &ChunkedData<'_>,
     op: &Operand,
@@ -437,8 +437,8 @@ fn pass_in_groups(
     let ranges: Vec<(usize, usize)> = data.ranges().collect();
     crate::progress::pass("EM", data.n_rows());
     let shards = data.raw().shards();
-    // Rows on one device: runs of chunks on `workers` threads. Sharded rows: one thread per
-    // shard, each device computing its shard's statistics, merged on the client.
+    // Rows on one device: runs of chunks, one per worker, on rayon's pool. Sharded rows: one
+    // thread per shard, each device computing its shard's statistics, merged on the client.
     let sharded = shards.len() > 1;
     let groups: Vec<&[(usize, usize)]> = if sharded {
         let mut groups = vec![];
