@@ -790,31 +790,31 @@ pub fn covariances_from_scatter(
         .greater(Tensor::cat(floor, 1))
         .float()
         .cast(dtype); // [M, D]
-    let mut out: Tensor<3> = crate::host::zeros([m, d, d], &device, dtype);
-    for ((cols, row), raw) in s2.columns.into_iter().zip(s2.rows).zip(raw_diag) {
-        let (w, start) = (cols.len(), cols.start);
-        let keep_rows = keep
-            .clone()
-            .slice([0..m, cols.clone()])
-            .unsqueeze_dim::<3>(2);
-        let reg = Tensor::<2>::eye(w, &device)
-            .cast(dtype)
-            .unsqueeze_dim::<3>(0)
-            .mul_scalar(reg_covar);
-        let block = raw * (keep_rows.clone() * keep_rows.clone().swap_dims(1, 2)) + reg;
-        out = out.slice_assign([0..m, cols.clone(), cols.clone()], block);
-        if cols.end < d {
-            let rest = cols.end..d;
-            let off = row.slice([0..m, 0..w, w..d - start]) / mass.clone()
-                - between(cols.clone(), rest.clone());
-            let keep_cols = keep
+    let blocks = s2
+        .columns
+        .into_iter()
+        .zip(s2.rows)
+        .zip(raw_diag)
+        .map(|((cols, row), raw)| {
+            let (w, start) = (cols.len(), cols.start);
+            let keep_rows = keep
                 .clone()
-                .slice([0..m, rest.clone()])
-                .unsqueeze_dim::<3>(1);
-            let off = off * (keep_rows * keep_cols);
-            out = out.slice_assign([0..m, cols.clone(), rest.clone()], off.clone());
-            out = out.slice_assign([0..m, rest, cols], off.swap_dims(1, 2));
-        }
-    }
+                .slice([0..m, cols.clone()])
+                .unsqueeze_dim::<3>(2);
+            let reg = Tensor::<2>::eye(w, &device)
+                .cast(dtype)
+                .unsqueeze_dim::<3>(0)
+                .mul_scalar(reg_covar);
+            let diag = raw * (keep_rows.clone() * keep_rows.clone().swap_dims(1, 2)) + reg;
+            let right = (cols.end < d).then(|| {
+                let rest = cols.end..d;
+                let off = row.slice([0..m, 0..w, w..d - start]) / mass.clone()
+                    - between(cols.clone(), rest.clone());
+                let keep_cols = keep.clone().slice([0..m, rest]).unsqueeze_dim::<3>(1);
+                off * (keep_rows * keep_cols)
+            });
+            (cols, diag, right)
+        });
+    let out = linalg::symmetric_from_block_rows(m, d, &device, dtype, blocks);
     (means, CovTensor::Matrices(out))
 }

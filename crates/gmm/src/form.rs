@@ -575,7 +575,7 @@ mod tests {
     #[test]
     fn the_m_step_between_passes_must_fit_the_budget_too() {
         // At D = 2048, K = 16 a pass holds the factors' blocks and one worker's scatter
-        // blocks; the M-step holds the covariances, the factors and L's block columns, with no
+        // blocks; the M-step holds the covariances and the factors being written, with no
         // chunk.
         let s = PassShape {
             workers: 1,

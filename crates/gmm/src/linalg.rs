@@ -239,6 +239,31 @@ pub fn symmetric_from_upper(t: Tensor<3>) -> Tensor<3> {
     t.clone().triu(0) + t.triu(1).swap_dims(1, 2)
 }
 
+/// Symmetric matrices `[M, D, D]` written block row by block row into one tensor: for each
+/// row block `rows` (contiguous from 0 to D, width `w`), its diagonal block `[M, w, w]`
+/// (symmetric already) and, when the block is not the last, the rest of its block row
+/// `[M, w, D − rows.end]`, which is also written transposed below the diagonal. Each block is
+/// dropped once written, so what the caller produces lazily is held one block row at a time
+/// beside the result.
+pub fn symmetric_from_block_rows(
+    m: usize,
+    d: usize,
+    device: &Device,
+    dtype: burn::tensor::DType,
+    blocks: impl IntoIterator<Item = (std::ops::Range<usize>, Tensor<3>, Option<Tensor<3>>)>,
+) -> Tensor<3> {
+    let mut out: Tensor<3> = crate::host::zeros([m, d, d], device, dtype);
+    for (rows, diag, right) in blocks {
+        out = out.slice_assign([0..m, rows.clone(), rows.clone()], diag);
+        if let Some(right) = right {
+            let rest = rows.end..d;
+            out = out.slice_assign([0..m, rows.clone(), rest.clone()], right.clone());
+            out = out.slice_assign([0..m, rest, rows], right.swap_dims(1, 2));
+        }
+    }
+    out
+}
+
 /// The diagonals `[M, D]` of a batch `[M, D, D]`.
 pub fn diagonal(a: Tensor<3>) -> Tensor<2> {
     let [m, d, _] = a.dims();

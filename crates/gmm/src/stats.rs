@@ -168,28 +168,22 @@ impl UpperBlocks {
         }
     }
 
-    /// The full symmetric matrices `[M, D, D]`: the block rows padded on the left, joined,
-    /// and mirrored ([`crate::linalg::symmetric_from_upper`]).
+    /// The full symmetric matrices `[M, D, D]`: each block row written in place with its
+    /// mirror image ([`crate::linalg::symmetric_from_block_rows`]).
     pub fn to_symmetric(&self) -> Tensor<3> {
-        if self.rows.len() == 1 {
-            return crate::linalg::symmetric_from_upper(self.rows[0].clone());
-        }
-        let m = self.rows[0].dims()[0];
+        let [m, _, d] = self.rows[0].dims();
         let (device, dtype) = (self.rows[0].device(), self.rows[0].dtype());
-        let padded = self
-            .columns
-            .iter()
-            .zip(&self.rows)
-            .map(|(cols, row)| {
-                if cols.start == 0 {
-                    row.clone()
-                } else {
-                    let zeros = crate::host::zeros([m, cols.len(), cols.start], &device, dtype);
-                    Tensor::cat(vec![zeros, row.clone()], 2)
-                }
-            })
-            .collect();
-        crate::linalg::symmetric_from_upper(Tensor::cat(padded, 1))
+        let blocks = self.columns.iter().zip(&self.rows).map(|(cols, row)| {
+            let w = cols.len();
+            let diag = row.clone().slice([0..m, 0..w, 0..w]);
+            let right = (cols.end < d).then(|| row.clone().slice([0..m, 0..w, w..d - cols.start]));
+            (
+                cols.clone(),
+                crate::linalg::symmetric_from_upper(diag),
+                right,
+            )
+        });
+        crate::linalg::symmetric_from_block_rows(m, d, &device, dtype, blocks)
     }
 }
 
