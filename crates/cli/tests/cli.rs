@@ -427,3 +427,123 @@ fn fit_bayesian_prunes_components_and_its_model_scores_and_predicts() {
         "dirichlet_process or dirichlet_distribution",
     );
 }
+
+/// Writes an f32 `.npy` of `n × d` values `f(i, j)`, C order, a block of rows at a time.
+#[cfg(target_os = "linux")]
+fn write_npy_f32(path: &std::path::Path, n: usize, d: usize, f: impl Fn(usize, usize) -> f32) {
+    use std::io::Write;
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n}, {d}), }}");
+    // Magic, version 1.0, header length, then the dict padded with spaces to a multiple of 64.
+    let pad = (64 - (10 + dict.len() + 1) % 64) % 64;
+    let header = format!("{dict}{}\n", " ".repeat(pad));
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    out.write_all(b"\x93NUMPY\x01\x00").unwrap();
+    out.write_all(&(header.len() as u16).to_le_bytes()).unwrap();
+    out.write_all(header.as_bytes()).unwrap();
+    for i in 0..n {
+        for j in 0..d {
+            out.write_all(&f(i, j).to_le_bytes()).unwrap();
+        }
+    }
+    out.flush().unwrap();
+}
+
+/// Runs `mixburn args`, sampling `RssFile` of `/proc/<pid>/status` (the file-backed pages it
+/// has mapped: its own code and libraries, and any page of a mapped input) until it exits.
+/// Returns the peak in bytes and the JSON it printed.
+#[cfg(target_os = "linux")]
+fn peak_rss_file(args: &[&str]) -> (u64, serde_json::Value) {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mixburn"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(s) = std::fs::read_to_string(&status) {
+            let kb = s
+                .lines()
+                .find_map(|l| l.strip_prefix("RssFile:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+            peak = peak.max(kb.unwrap_or(0) * 1024);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let out = child.wait_with_output().unwrap();
+    (peak, json(&out))
+}
+
+/// Issue 33: a streamed fit and a streamed `score` of a file six times the budget hand each
+/// range's pages back once decoded: the process's peak `RssFile` stays within the budget
+/// plus one chunk (at most the budget again) of the same commands' on a file of 2 000 rows.
+#[cfg(target_os = "linux")]
+#[test]
+fn streamed_fit_and_score_keep_the_files_pages_out_of_the_resident_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = 32;
+    // Two clusters of hashed uniform noise (a splitmix64-style mix of the index).
+    let value = |i: usize, j: usize| {
+        let mut h = ((i * d + j) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h ^= h >> 27;
+        (h >> 40) as f32 / (1u64 << 24) as f32 + (i % 2) as f32 * 4.0
+    };
+    let (big, small) = (dir.path().join("big.npy"), dir.path().join("small.npy"));
+    write_npy_f32(&big, 400_000, d, value); // 51.2 MB
+    write_npy_f32(&small, 2_000, d, value);
+    let budget: u64 = 8 << 20;
+    let mut peaks = vec![];
+    for input in [&small, &big] {
+        let model = dir.path().join("m.safetensors");
+        let (fit_peak, fit) = peak_rss_file(&[
+            "fit",
+            "--input",
+            p(input),
+            "--components",
+            "2",
+            "--max-iter",
+            "3",
+            "--max-memory",
+            "8MiB",
+            "--output",
+            p(&model),
+        ]);
+        let scores = dir.path().join("ll.npy");
+        let (score_peak, _) = peak_rss_file(&[
+            "score",
+            "--model",
+            p(&model),
+            "--input",
+            p(input),
+            "--max-memory",
+            "8MiB",
+            "--output",
+            p(&scores),
+        ]);
+        peaks.push((fit["streamed"].as_bool(), fit_peak, score_peak));
+    }
+    let [(_, fit_base, score_base), (streamed, fit_peak, score_peak)] = peaks[..] else {
+        unreachable!()
+    };
+    assert_eq!(
+        streamed,
+        Some(true),
+        "the 51 MB input is streamed under 8 MiB"
+    );
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    for (what, peak, base) in [
+        ("fit", fit_peak, fit_base),
+        ("score", score_peak, score_base),
+    ] {
+        assert!(
+            peak <= base + 2 * budget,
+            "{what}: RssFile peaked at {:.1} MiB against {:.1} MiB on 2 000 rows (budget {:.0} MiB)",
+            mib(peak),
+            mib(base),
+            mib(budget)
+        );
+    }
+}

@@ -32,6 +32,15 @@ const SAFETENSORS_HINT: &str = "expected a 2-D F32 or F64 tensor (samples x feat
 /// Values decoded per step when scanning a long range (bounds the work done past the first hit).
 const SCAN_BLOCK: usize = 1 << 16;
 
+/// Whether a read gives the pages it decoded back to the kernel ([`RowFile::release`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pages {
+    /// A pass's read: its pages are not read again in this pass.
+    Release,
+    /// A lookup of a few values (one value, a selected row): the pages are left mapped.
+    Keep,
+}
+
 /// The memory map of an input file and what kind of file it is.
 fn map(path: &Path) -> Result<Mmap, DataError> {
     let (file, len) = open_input(path)?;
@@ -471,11 +480,13 @@ impl RowFile {
 
     /// Decodes `count` consecutive stored values from value index `first` (in storage order),
     /// calling `put(k, value)` for the k-th. Returns the index of the first value that
-    /// overflows `T`.
+    /// overflows `T`. A pass's read ([`Pages::Release`]) then gives the pages it touched back
+    /// ([`Self::release`]); a lookup of a few values ([`Pages::Keep`]) leaves them.
     fn decode<T: Out>(
         &self,
         first: usize,
         count: usize,
+        pages: Pages,
         mut put: impl FnMut(usize, T),
     ) -> Result<Option<usize>, DataError> {
         let size = self.elem_size();
@@ -518,18 +529,23 @@ impl RowFile {
                 }
             }
         }
-        self.release(bytes);
+        if pages == Pages::Release {
+            self.release(bytes);
+        }
         Ok(overflow)
     }
 
     /// Drops this process's references to the pages of `bytes` (a range of the map just
     /// decoded), so that a pass over a file larger than memory does not keep every page it
-    /// read in the process's resident set: the pages stay in the kernel's page cache, and a
-    /// later read maps them again from there or from the file. Large reads only (a few
-    /// values, as in a row selection, are left alone); failures are ignored (it is advice).
+    /// read in the process's resident set (`RssFile` in `/proc/<pid>/status`): the pages stay
+    /// in the kernel's page cache, and a later read maps them again from there or from the
+    /// file. Every read of a pass is released, whatever its size: the data checks' scan
+    /// blocks, a small budget's chunks and a Fortran-order file's column runs are each well
+    /// under a megabyte, and together they are the whole file. The range is widened to whole
+    /// pages, so the page shared with the next read is dropped too and faulted in again by
+    /// it (one page per read). Failures are ignored (it is advice).
     fn release(&self, bytes: &[u8]) {
-        const MIN_RELEASE: usize = 1 << 20;
-        if bytes.len() < MIN_RELEASE {
+        if bytes.is_empty() {
             return;
         }
         let offset = bytes.as_ptr() as usize - self.map.as_ptr() as usize;
@@ -555,7 +571,7 @@ impl RowFile {
     /// The value at `(row, col)` as f64.
     fn value_at(&self, row: usize, col: usize) -> Result<f64, DataError> {
         let mut v = 0.0;
-        self.decode::<f64>(self.index(row, col), 1, |_, x| v = x)?;
+        self.decode::<f64>(self.index(row, col), 1, Pages::Keep, |_, x| v = x)?;
         Ok(v)
     }
 
@@ -601,14 +617,15 @@ impl RowFile {
         // The first overflowing value in row-major order, as (row within the block, col).
         let mut first: Option<(usize, usize)> = None;
         if !self.fortran {
-            if let Some(k) = self.decode::<T>(start * cols, len * cols, |k, v| out[k] = v)? {
+            let read = |k, v| out[k] = v;
+            if let Some(k) = self.decode::<T>(start * cols, len * cols, Pages::Release, read)? {
                 first = Some((k / cols, k % cols));
             }
         } else {
             // Each column's rows are one contiguous run.
             for j in 0..cols {
-                let hit =
-                    self.decode::<T>(j * self.rows + start, len, |i, v| out[i * cols + j] = v)?;
+                let put = |i, v| out[i * cols + j] = v;
+                let hit = self.decode::<T>(j * self.rows + start, len, Pages::Release, put)?;
                 if let Some(i) = hit {
                     if first.is_none_or(|(r, _)| i < r) {
                         first = Some((i, j));
@@ -643,7 +660,7 @@ impl RowFile {
                 let mut hit = None;
                 for (j, slot) in row.iter_mut().enumerate() {
                     if self
-                        .decode::<T>(self.index(i, j), 1, |_, v| *slot = v)?
+                        .decode::<T>(self.index(i, j), 1, Pages::Keep, |_, v| *slot = v)?
                         .is_some()
                         && hit.is_none()
                     {
@@ -652,7 +669,7 @@ impl RowFile {
                 }
                 hit
             } else {
-                self.decode::<T>(i * cols, cols, |k, v| row[k] = v)?
+                self.decode::<T>(i * cols, cols, Pages::Keep, |k, v| row[k] = v)?
             };
             if let Some(j) = hit {
                 out.clear();
@@ -731,7 +748,7 @@ impl RowFile {
             while r < start + len {
                 let n = block_rows.min(start + len - r);
                 let mut hit = None;
-                self.decode::<f64>(r * cols, n * cols, |k, v| {
+                self.decode::<f64>(r * cols, n * cols, Pages::Release, |k, v| {
                     if hit.is_none() && !v.is_finite() {
                         hit = Some((k, v));
                     }
@@ -749,11 +766,16 @@ impl RowFile {
             // Rows after the best hit so far cannot improve it.
             let end = best.map_or(start + len, |(r, _, _)| r + 1);
             let mut hit = None;
-            self.decode::<f64>(j * self.rows + start, end - start, |i, v| {
-                if hit.is_none() && !v.is_finite() {
-                    hit = Some((start + i, v));
-                }
-            })?;
+            self.decode::<f64>(
+                j * self.rows + start,
+                end - start,
+                Pages::Release,
+                |i, v| {
+                    if hit.is_none() && !v.is_finite() {
+                        hit = Some((start + i, v));
+                    }
+                },
+            )?;
             if let Some((r, v)) = hit {
                 if best.is_none_or(|(b, _, _)| r < b) {
                     best = Some((r, j, v));
