@@ -1012,3 +1012,223 @@ fn a_whitened_fit_that_loses_a_worker_resumes_from_its_checkpoint_to_the_same_re
     }
     report.finish();
 }
+
+/// The configuration of a `width_f32_point_start_*` fixture for `cov`: scikit-learn's k-means++ /
+/// random-from-data start (one row per component, uniform weights, precisions
+/// `1/reg_covar`), given as explicit initial parameters.
+fn split_config(
+    fx: &serde_json::Value,
+    values: &[f64],
+    cov: CovarianceType,
+) -> GaussianMixtureConfig {
+    let (d, k) = (
+        fx["d"].as_u64().unwrap() as usize,
+        fx["n_components"].as_u64().unwrap() as usize,
+    );
+    let scale = fx["precision_scale"].as_f64().unwrap();
+    let means: Vec<f64> = flat(&fx["mean_rows"])
+        .iter()
+        .flat_map(|&r| values[r as usize * d..(r as usize + 1) * d].to_vec())
+        .collect();
+    let eye = |m: usize| -> Vec<f64> {
+        (0..m * d * d)
+            .map(|i| {
+                if i % (d * d) % (d + 1) == 0 {
+                    scale
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    };
+    let precisions = match cov {
+        CovarianceType::Full => eye(k),
+        CovarianceType::Tied => eye(1),
+        CovarianceType::Diag => vec![scale; k * d],
+        CovarianceType::Spherical => vec![scale; k],
+    };
+    GaussianMixtureConfig::new(k)
+        .with_covariance_type(cov)
+        .with_tol(0.0)
+        .with_reg_covar(fx["reg_covar"].as_f64().unwrap())
+        .with_max_iter(fx["max_iter"].as_u64().unwrap() as usize)
+        .with_weights_init(vec![1.0 / k as f64; k])
+        .with_means_init(means)
+        .with_precisions_init(precisions)
+}
+
+/// Issue 27: f32 fits started at single rows (scikit-learn's `k-means++` and
+/// `random_from_data` starts), where the first M-step moves every mean by its cluster's whole
+/// spread, reach scikit-learn's f32 log-likelihood to 1e-4 for every covariance type, in both
+/// E-step forms, at D = 64 and 512.
+#[test]
+fn f32_fits_started_at_single_rows_reach_sklearn_for_every_covariance_type() {
+    let mut report = Report::default();
+    for name in ["width_f32_point_start_d64", "width_f32_point_start_d512"] {
+        let fx = fixture(name);
+        let (n, d, clusters) = (
+            fx["n"].as_u64().unwrap() as usize,
+            fx["d"].as_u64().unwrap() as usize,
+            fx["clusters"].as_u64().unwrap() as usize,
+        );
+        let values = wide_data(n, d, clusters, fx["centre_scale"].as_f64().unwrap());
+        for (backend, precision, device) in targets() {
+            if precision != Precision::F32 {
+                continue;
+            }
+            let x = tensor(values.clone(), n, d, &device, precision);
+            for cov in [
+                CovarianceType::Full,
+                CovarianceType::Tied,
+                CovarianceType::Diag,
+                CovarianceType::Spherical,
+            ] {
+                let exp = &fx["expected"][cov.to_string()];
+                let forms: &[EstepForm] = match cov {
+                    CovarianceType::Full | CovarianceType::Tied if d <= 64 => &FORMS,
+                    _ => &[EstepForm::Auto],
+                };
+                for &form in forms {
+                    let tag = format!("{name} {cov} {form}/{backend}/{precision}");
+                    let config = split_config(&fx, &values, cov).with_estep_form(form);
+                    let m = match fit(&config, &x) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            report.check(&format!("{tag}: {e}"), false);
+                            continue;
+                        }
+                    };
+                    report.close(
+                        &format!("{tag} lower_bound"),
+                        &[m.lower_bound],
+                        &[exp["lower_bound"].as_f64().unwrap()],
+                        1e-4,
+                    );
+                    report.close(
+                        &format!("{tag} score"),
+                        &[m.score(&x).unwrap()],
+                        &[exp["score"].as_f64().unwrap()],
+                        1e-4,
+                    );
+                    report.close(
+                        &format!("{tag} weights"),
+                        m.weights(),
+                        &flat(&exp["weights"]),
+                        1e-3,
+                    );
+                }
+            }
+        }
+    }
+    report.finish();
+}
+
+/// Issue 27: the shifted statistics of a component of a few rows far from the shift (a mean
+/// that moves by far more than the component's spread) give its covariance as the centred
+/// f64 formula does, to f32 round-off of the covariance itself, however the rows are split
+/// into chunks (each chunk centred on its own mean, the parts merged by Chan's update); a
+/// component of one row gets exactly `reg_covar·I`.
+#[test]
+fn shifted_statistics_of_a_far_moved_component_keep_its_covariance_in_f32() {
+    let (d, far, reg) = (16usize, 100.0, 1e-6);
+    // Component 0: three rows near `far·1`, a small spread; component 1: one row.
+    let mut next = uniform(7);
+    let rows: Vec<Vec<f64>> = (0..4)
+        .map(|i| {
+            (0..d)
+                .map(|j| {
+                    let v = if i < 3 {
+                        far + next() * 0.1 * (1 + j % 3) as f64
+                    } else {
+                        -far + j as f64
+                    };
+                    v as f32 as f64 // the values the f32 fit holds
+                })
+                .collect()
+        })
+        .collect();
+    // f64 reference of component 0: the centred scatter of its three rows.
+    let mean: Vec<f64> = (0..d)
+        .map(|j| rows[..3].iter().map(|r| r[j]).sum::<f64>() / 3.0)
+        .collect();
+    let reference: Vec<f64> = (0..d * d)
+        .map(|ij| {
+            let (a, b) = (ij / d, ij % d);
+            rows[..3]
+                .iter()
+                .map(|r| (r[a] - mean[a]) * (r[b] - mean[b]))
+                .sum::<f64>()
+                / 3.0
+        })
+        .collect();
+    let scale = reference.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    for (backend, precision, device) in targets() {
+        if precision != Precision::F32 {
+            continue;
+        }
+        // One chunk of all rows, and one chunk per row (every merge a Chan update).
+        for bounds in [&[0, 4][..], &[0, 1, 2, 3, 4]] {
+            let tag = format!("{backend}/{precision} chunks at {bounds:?}");
+            let shift = tensor(vec![0.0; 2 * d], 2, d, &device, precision);
+            let mut acc: Option<SufficientStats> = None;
+            for part in bounds.windows(2).map(|w| w[0]..w[1]) {
+                let x: Vec<f64> = rows[part.clone()].iter().flatten().copied().collect();
+                let resp: Vec<f64> = part
+                    .clone()
+                    .flat_map(|i| if i < 3 { [1.0, 0.0] } else { [0.0, 1.0] })
+                    .collect();
+                let len = part.len();
+                let stats = SufficientStats::from_shifted_chunk(
+                    ShiftedScatter::Auto,
+                    tensor_from_f64(resp, [len, 2], &device, precision.dtype()),
+                    tensor(x, len, d, &device, precision),
+                    &shift,
+                    false,
+                    2,
+                    Tensor::zeros([len, 1], (&device, precision.dtype())),
+                    acc.as_mut().and_then(SufficientStats::take_scatter),
+                )
+                .unwrap();
+                acc = Some(SufficientStats::accumulate(acc, stats));
+            }
+            let stats = acc.unwrap();
+            let Moments::Shifted { shift, s1, s2 } = stats.moments else {
+                panic!("{tag}: shifted moments expected");
+            };
+            let (means, covs) = covariances_from_scatter(
+                CovarianceType::Full,
+                stats.nk,
+                shift,
+                s1,
+                s2,
+                2,
+                reg,
+                precision.eps(),
+            );
+            let means = to_f64(means).unwrap();
+            let covs = match covs {
+                CovTensor::Matrices(m) => to_f64(m).unwrap(),
+                CovTensor::Vectors(_) => panic!("{tag}: matrices expected"),
+            };
+            for j in 0..d {
+                assert!((means[j] - mean[j]).abs() <= 1e-6 * far, "{tag}: mean {j}");
+            }
+            for ij in 0..d * d {
+                let want = reference[ij] + if ij % (d + 1) == 0 { reg } else { 0.0 };
+                assert!(
+                    (covs[ij] - want).abs() <= 1e-3 * scale,
+                    "{tag}: covariance entry {ij}: {} vs {want} (scale {scale:.3e})",
+                    covs[ij]
+                );
+            }
+            for ij in 0..d * d {
+                let want = if ij % (d + 1) == 0 { reg } else { 0.0 };
+                assert_eq!(
+                    covs[d * d + ij],
+                    want as f32 as f64,
+                    "{tag}: one-row component entry {ij}"
+                );
+            }
+        }
+    }
+}

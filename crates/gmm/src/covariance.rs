@@ -716,10 +716,10 @@ type BlockOf = Box<dyn Fn(Range<usize>, Range<usize>) -> Tensor<3>>;
 /// matrices (full) or `M = B`, each summed over a restart's components (tied).
 ///
 /// With `δ_k = s1_k / n_k`: `μ_k = s_k + δ_k`; full `Σ_k = S2_k/n_k − δ_k δ_kᵀ + reg·I`;
-/// tied `Σ = S2/Σ_k n_k − Σ_k n_k δ_k δ_kᵀ/Σ_k n_k + reg·I`. When `s_k` is near `μ_k` (the
-/// previous iteration's mean) the subtraction is of a small term, so f32 keeps the covariance
-/// as a per-component centred formula does; the same round-off floor as
-/// [`covariances_from_moments`] applies.
+/// tied `Σ = S2/Σ_k n_k − Σ_k n_k δ_k δ_kᵀ/Σ_k n_k + reg·I`. The passes' statistics are
+/// centred ([`crate::stats`]: `s_k` is the component's mean, `s1` zero), so nothing is
+/// subtracted and f32 keeps the covariance as a per-component centred formula does, however
+/// far the mean moved; the same round-off floor as [`covariances_from_moments`] applies.
 ///
 /// The covariances are written block row by block row into one `[M, D, D]` tensor, each
 /// block row of `s2` freed once it is written (with its mirror image below the diagonal): at

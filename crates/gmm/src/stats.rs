@@ -5,6 +5,14 @@
 //! across devices and add the parts. Their moments take one of two forms, matching the
 //! E-step's ([`crate::form`]): raw moments of the quadratic features, or scatters around a
 //! per-component shift.
+//!
+//! The shifted form is kept centred: a chunk's scatter is formed around each component's own
+//! weighted mean over that chunk, and two parts merge by Chan et al.'s pairwise update
+//! (`n = n_a + n_b`, `δ = μ_b − μ_a`, `μ = μ_a + δ n_b / n`,
+//! `S = S_a + S_b + (n_a n_b / n) δ δᵀ`), as the OOD class statistics do
+//! ([`crate::scatter`]). Nothing is subtracted, so in f32 a component that holds one row or a
+//! few rows far from any earlier mean gets the covariance scikit-learn's centred formula gives
+//! (exactly `reg_covar·I` for one row), however far its mean moved in the iteration.
 
 use burn::tensor::{DType, Tensor};
 
@@ -19,9 +27,12 @@ pub enum Moments {
     /// `Σ_n r_nk G(x_n)` with `G = [F(x), x, 1]`, shape `[B·K, T' + D + 1]`: second moments,
     /// first moments, then `n_k` (see [`crate::covariance`]).
     Quadratic(Tensor<2>),
-    /// Moments around a per-component shift `s_k` (full and tied covariances).
+    /// Moments around a per-component shift `s_k` (full and tied covariances). With a scatter
+    /// (the E-step's passes, the initialisations), `s_k` is the component's weighted mean over
+    /// the rows summarised and `s1` is zero; without one ([`UpperBlocks::taken`] on both
+    /// sides: the first moments of a pass with the pooled tied scatter) `s_k` is zero.
     Shifted {
-        /// `s_k`, `[B·K, D]` (the same for every chunk of a pass).
+        /// `s_k`, `[B·K, D]`.
         shift: Tensor<2>,
         /// `Σ_n r_nk (x_n − s_k)`, `[B·K, D]`.
         s1: Tensor<2>,
@@ -48,27 +59,47 @@ impl UpperBlocks {
     /// `aᵀ z` of `a, z: [M, n, D]` where the product is symmetric (`a = r ⊙ z`): block row
     /// `I` is `a[:, :, I]ᵀ z[:, :, start_I..]`, one batched GEMM each.
     pub fn product(a: Tensor<3>, z: Tensor<3>, columns: &[std::ops::Range<usize>]) -> Self {
-        let d = z.dims()[2];
         let rows = columns
             .iter()
-            .map(|cols| {
-                let lead = if columns.len() == 1 {
-                    a.clone()
-                } else {
-                    a.clone().narrow(2, cols.start, cols.len())
-                };
-                let tail = if cols.start == 0 {
-                    z.clone()
-                } else {
-                    z.clone().narrow(2, cols.start, d - cols.start)
-                };
-                lead.swap_dims(1, 2).matmul(tail)
-            })
+            .map(|cols| Self::product_row(&a, &z, cols, columns.len()))
             .collect();
         Self {
             columns: columns.to_vec(),
             rows,
         }
+    }
+
+    /// Adds [`product`](Self::product)`(a, z)` in these blocks, one block row formed and added
+    /// at a time (in place where the backend can), never the whole product at once.
+    pub fn add_product(&mut self, a: Tensor<3>, z: Tensor<3>) {
+        let blocks = self.columns.len();
+        let rows = std::mem::take(&mut self.rows);
+        self.rows = rows
+            .into_iter()
+            .zip(&self.columns)
+            .map(|(row, cols)| row + Self::product_row(&a, &z, cols, blocks))
+            .collect();
+    }
+
+    /// Block row `cols` (one of `blocks`) of `aᵀ z`: `a[:, :, cols]ᵀ z[:, :, cols.start..]`.
+    fn product_row(
+        a: &Tensor<3>,
+        z: &Tensor<3>,
+        cols: &std::ops::Range<usize>,
+        blocks: usize,
+    ) -> Tensor<3> {
+        let d = z.dims()[2];
+        let lead = if blocks == 1 {
+            a.clone()
+        } else {
+            a.clone().narrow(2, cols.start, cols.len())
+        };
+        let tail = if cols.start == 0 {
+            z.clone()
+        } else {
+            z.clone().narrow(2, cols.start, d - cols.start)
+        };
+        lead.swap_dims(1, 2).matmul(tail)
     }
 
     /// Zero matrices `[m, d, d]` in the blocks of [`crate::form::triangular_blocks`].
@@ -187,22 +218,6 @@ impl UpperBlocks {
     }
 }
 
-impl Moments {
-    fn merge(self, other: Self) -> Self {
-        match (self, other) {
-            (Moments::Quadratic(a), Moments::Quadratic(b)) => Moments::Quadratic(a + b),
-            (Moments::Shifted { shift, s1, s2 }, Moments::Shifted { s1: t1, s2: t2, .. }) => {
-                Moments::Shifted {
-                    shift,
-                    s1: s1 + t1,
-                    s2: s2.merge(t2),
-                }
-            }
-            _ => unreachable!("the statistics of one pass all have the same form"),
-        }
-    }
-}
-
 /// Responsibility-weighted moments for B restarts × K components.
 #[derive(Clone, Debug)]
 pub struct SufficientStats {
@@ -241,9 +256,12 @@ impl SufficientStats {
     }
 
     /// Statistics of one chunk in the shifted form: responsibilities `resp: [n, B·K]`, rows
-    /// `x: [n, D]`, the shift `s_k: [B·K, D]`, per-row log-likelihoods `log_lik: [n, B]`.
-    /// The scatter `Σ_n r_nk (x_n − s_k)(x_n − s_k)ᵀ` is one batched GEMM over the
-    /// components (full) or over the restarts with the components along the reduction (tied).
+    /// `x: [n, D]`, per-row log-likelihoods `log_lik: [n, B]`. The scatter
+    /// `Σ_n r_nk (x_n − m_k)(x_n − m_k)ᵀ` is taken around each component's weighted mean over
+    /// the chunk, `m_k = Σ_n r_nk x_n / n_k` (`s_k`, `[B·K, D]`, for a component the chunk
+    /// does not touch), and is one batched GEMM over the components (full) or over the
+    /// restarts with the components along the reduction (tied). The statistics hold `m_k` as
+    /// their shift and a zero `s1` (see [`Moments::Shifted`]).
     ///
     /// Rows whose responsibility is exactly zero add nothing to a component's moments. At
     /// network-feature width most are (a log-responsibility below about −104 is 0 in f32,
@@ -269,6 +287,8 @@ impl SufficientStats {
         let [n, d] = x.dims();
         let bk = shift.dims()[0];
         let columns = crate::form::triangular_blocks(d);
+        let nk = resp.clone().sum_dim(0).reshape([bk]);
+        let shift = &chunk_means(&resp, &x, &nk, shift);
         let nonzero = match how {
             ShiftedScatter::Dense => None,
             ShiftedScatter::Sparse | ShiftedScatter::Auto => {
@@ -279,7 +299,8 @@ impl SufficientStats {
         };
         // A taken scatter (no blocks) is zero: the chunk's scatter then starts afresh.
         let into = into.filter(|acc| !acc.rows.is_empty());
-        let (s1, s2) = match nonzero {
+        // `Σ r (x − m)` is zero up to rounding: the centred statistics hold it as zero.
+        let (_, s2) = match nonzero {
             None => {
                 let (s1, s2) = dense_scatter(&resp, x, shift, tied, k, &columns);
                 let s2 = match into {
@@ -292,11 +313,11 @@ impl SufficientStats {
         };
         let log_likelihood = log_lik.sum_dim(0).squeeze_dim::<1>(0);
         Ok(Self {
-            nk: resp.sum_dim(0).reshape([bk]),
+            nk,
             weighted_log_density: log_likelihood.zeros_like(),
             moments: Moments::Shifted {
                 shift: shift.clone(),
-                s1,
+                s1: shift.zeros_like(),
                 s2,
             },
             log_likelihood,
@@ -381,11 +402,40 @@ impl SufficientStats {
         self
     }
 
-    /// Statistics of the union of two disjoint row sets (elementwise sums).
+    /// Statistics of the union of two disjoint row sets: sums, and for centred scatters Chan et
+    /// al.'s pairwise update (module docs).
     pub fn merge(self, other: Self) -> Self {
+        let moments = match (self.moments, other.moments) {
+            (Moments::Quadratic(a), Moments::Quadratic(b)) => Moments::Quadratic(a + b),
+            (
+                Moments::Shifted { shift, s1, s2 },
+                Moments::Shifted {
+                    shift: t,
+                    s1: t1,
+                    s2: t2,
+                },
+            ) => {
+                if s2.rows.is_empty() && t2.rows.is_empty() {
+                    // First moments around the one shift of the pass (zero): sums.
+                    Moments::Shifted {
+                        shift,
+                        s1: s1 + t1,
+                        s2,
+                    }
+                } else {
+                    let (shift, s2) = merge_centred(&self.nk, shift, s2, &other.nk, t, t2);
+                    Moments::Shifted {
+                        shift,
+                        s1: s1 + t1,
+                        s2,
+                    }
+                }
+            }
+            _ => unreachable!("the statistics of one pass all have the same form"),
+        };
         Self {
             nk: self.nk + other.nk,
-            moments: self.moments.merge(other.moments),
+            moments,
             log_likelihood: self.log_likelihood + other.log_likelihood,
             weighted_log_density: self.weighted_log_density + other.weighted_log_density,
             n_samples: self.n_samples + other.n_samples,
@@ -435,6 +485,46 @@ pub enum ShiftedScatter {
 /// are formed: below it their flops are that fraction of the dense ones, and the gathers and
 /// smaller GEMMs cost less than the work saved.
 pub const SPARSE_FRACTION: f64 = 0.5;
+
+/// Each component's weighted mean over a chunk, `m_k = Σ_n r_nk x_n / n_k` (`resp: [n, B·K]`,
+/// `x: [n, D]`, `nk: [B·K]`), written as `s_k + (Σ_n r_nk x_n − n_k s_k) / n_k` so that a
+/// component without a row (`n_k = 0`, so its sum is zero too) keeps `s_k`.
+fn chunk_means(resp: &Tensor<2>, x: &Tensor<2>, nk: &Tensor<1>, shift: &Tensor<2>) -> Tensor<2> {
+    let bk = nk.dims()[0];
+    let nk = nk.clone().reshape([bk, 1]);
+    let sums = resp.clone().transpose().matmul(x.clone());
+    let offset = (sums - shift.clone() * nk.clone()) / nk.clamp_min(f64::from(f32::MIN_POSITIVE));
+    shift.clone() + offset
+}
+
+/// Chan et al.'s pairwise update of two centred scatters (module docs): `nk_*: [B·K]`, the
+/// means `m_*: [B·K, D]` and the scatters `s_*` (`M = B·K` matrices for full covariances, `M =
+/// B` summed over each restart's components for tied; a [`taken`](UpperBlocks::taken) one
+/// counts as zero, its sum being already in the other). Returns the merged means and scatter;
+/// the correction `Σ_k (n_a n_b / n) δ_k δ_kᵀ` is added a block row at a time, in place.
+fn merge_centred(
+    nk_a: &Tensor<1>,
+    m_a: Tensor<2>,
+    s_a: UpperBlocks,
+    nk_b: &Tensor<1>,
+    m_b: Tensor<2>,
+    s_b: UpperBlocks,
+) -> (Tensor<2>, UpperBlocks) {
+    let [bk, d] = m_a.dims();
+    let n = nk_a.clone() + nk_b.clone();
+    // n_b / n and n_a n_b / n, zero where neither side has mass.
+    let ratio = (nk_b.clone() / n.clamp_min(f64::from(f32::MIN_POSITIVE))).reshape([bk, 1]);
+    let weight = nk_a.clone().reshape([bk, 1]) * ratio.clone();
+    let delta = m_b - m_a.clone();
+    let means = m_a + delta.clone() * ratio;
+    let mut s2 = s_a.merge(s_b);
+    let m = s2.rows.first().map_or(bk, |r| r.dims()[0]);
+    let per = bk / m; // 1 (full) or K (tied)
+    let lead = (delta.clone() * weight).reshape([m, per, d]);
+    let tail = delta.reshape([m, per, d]);
+    s2.add_product(lead, tail);
+    (means, s2)
+}
 
 /// `Σ_n r_nk z_nk` and the upper blocks of `Σ_n r_nk z_nk z_nkᵀ`, `z_nk = x_n − s_k`, over
 /// every row.
