@@ -9,16 +9,21 @@
 //! loss read-back: milliseconds per step when the losses are read every step, every 10 steps
 //! (what `mixburn vade train` does) or only at the end.
 //!
+//! `--optim fused|burn` chooses the Adam of every step: mixburn-optim's fused, in-place one
+//! (what `mixburn vade train` uses) or burn-optim's; `adam_step_ms` times the network's Adam
+//! update alone (encoder and decoder, fixed gradients) with each of the two.
+//!
 //! Built in the dev profile, whose dependencies (Burn) are compiled at `opt-level = 3`.
 
 use std::time::Instant;
 
 use clap::Parser;
-use mixburn_gmm::burn::module::Module;
-use mixburn_gmm::burn::optim::{AdamConfig, ModuleOptimizer};
-use mixburn_gmm::burn::tensor::Tensor;
+use mixburn_gmm::burn::module::{Module, ModuleVisitor, Param};
+use mixburn_gmm::burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use mixburn_gmm::burn::tensor::{DType, Device, Tensor};
 use mixburn_gmm::host::tensor_from_f64;
 use mixburn_gmm::{Backend, Precision};
+use mixburn_optim::FusedAdamConfig;
 use mixburn_vade::{train_step, Objective, Vade, VadeConfig};
 use serde_json::json;
 
@@ -50,6 +55,35 @@ struct Args {
     /// Mixture components.
     #[arg(long, default_value_t = 10)]
     components: usize,
+    /// The Adam of the training steps: `fused` (mixburn-optim) or `burn` (burn-optim).
+    #[arg(long, default_value = "fused")]
+    optim: String,
+}
+
+/// Adam with ε 1e-4 (the training's): mixburn-optim's fused one or burn-optim's.
+fn make_adam(fused: bool) -> ModuleOptimizer {
+    if fused {
+        FusedAdamConfig::new().with_epsilon(1e-4).init()
+    } else {
+        AdamConfig::new().with_epsilon(1e-4).init()
+    }
+}
+
+/// Fixed gradients (`0.01·sin`) for every float parameter of a module, on `device` in `dtype`.
+fn fixed_grads<M: Module>(m: &M, device: &Device, dtype: DType) -> GradientsParams {
+    struct Grads<'a>(GradientsParams, &'a Device, DType);
+    impl ModuleVisitor for Grads<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            let dims: [usize; D] = p.val().dims();
+            let n: usize = dims.iter().product();
+            let values = (0..n).map(|i| 0.01 * (i as f64 * 0.37).sin()).collect();
+            self.0
+                .register(p.id, tensor_from_f64(values, dims, self.1, self.2));
+        }
+    }
+    let mut g = Grads(GradientsParams::new(), device, dtype);
+    m.visit(&mut g);
+    g.0
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -96,7 +130,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let x = tensor_from_f64(x, [b, 784], &device, precision.dtype());
     let eps = tensor_from_f64(eps, [b, d], &device, precision.dtype());
-    let adam = || -> ModuleOptimizer { AdamConfig::new().with_epsilon(1e-4).init() };
+    let fused = match args.optim.as_str() {
+        "fused" => true,
+        "burn" => false,
+        other => return Err(format!("unknown --optim `{other}`; use fused or burn").into()),
+    };
+    let adam = || make_adam(fused);
 
     // Variants: 0 = standard normal prior, 1 = GMM prior, 2 = GMM prior without its Adam step
     // (frozen prior: separates the prior's forward/backward from its optimizer update). The
@@ -193,11 +232,38 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "every_10_steps_ms": loop_ms(10)?,
         "at_end_only_ms": loop_ms(usize::MAX)?,
     });
+    // The network's Adam update alone (encoder and decoder), fixed gradients made before
+    // the clock starts; burn-optim's and the fused one take turns step by step.
+    let adam_step_ms = {
+        let mut slots = Vec::new();
+        for f in [false, true] {
+            let m = config.init(&device, precision)?.train();
+            slots.push((Some((m.encoder, m.decoder)), make_adam(f), Vec::new()));
+        }
+        for i in 0..args.warmup + args.steps {
+            for (net, opt, times) in slots.iter_mut() {
+                let (e, d) = net.take().expect("the network is put back after each step");
+                let ge = fixed_grads(&e, &device, precision.dtype());
+                let gd = fixed_grads(&d, &device, precision.dtype());
+                device.sync()?;
+                let start = Instant::now();
+                let e = opt.step(0.002, e, ge);
+                let d = opt.step(0.002, d, gd);
+                device.sync()?;
+                if i >= args.warmup {
+                    times.push(start.elapsed().as_secs_f64() * 1e3);
+                }
+                *net = Some((e, d));
+            }
+        }
+        json!({ "burn": median(slots[0].2.clone()), "fused": median(slots[1].2.clone()) })
+    };
     println!(
         "{}",
         json!({
             "bench": "vade_step",
             "backend": backend.to_string(),
+            "optim": args.optim,
             "dtype": precision.to_string(),
             "batch_size": b,
             "hidden": hidden,
@@ -212,6 +278,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "within_target": ratio <= 1.10,
             "loop_ms_per_step_by_loss_readback": readback,
             "gmm_prior_frozen_ms": frozen_ms,
+            "adam_step_ms": adam_step_ms,
         })
     );
     Ok(())

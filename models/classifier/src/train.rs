@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, DType, Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use mixburn_gmm::host;
+use mixburn_optim::FusedAdamConfig;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -108,7 +109,8 @@ pub fn train(
     let ad = device.clone().autodiff();
     ad.seed(config.seed);
     let mut model = model_config.init(&ad)?;
-    let mut optim = AdamConfig::new().init();
+    // burn-optim's Adam (defaults), as one in-place pass per weight on the CPU backends.
+    let mut optim = FusedAdamConfig::new().init();
     let loss_fn = CrossEntropyLossConfig::new().init(&ad);
     let mut rng = StdRng::seed_from_u64(config.seed);
     let mut order: Vec<usize> = (0..set.len()).collect();

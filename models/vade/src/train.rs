@@ -27,11 +27,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mixburn_gmm::host::{int_tensor, to_f64, to_i64};
 use mixburn_gmm::{CovarianceType, GaussianMixtureConfig, Precision};
+use mixburn_optim::FusedAdamConfig;
 use mixburn_prior::GmmPrior;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -194,9 +195,10 @@ fn standard_normal(stream: u64, n: usize, d: usize, device: &Device, dtype: DTyp
     Tensor::from_data(TensorData::new(eps, [n, d]), (device, dtype))
 }
 
-/// Adam with the run's ε (β = 0.9, 0.999).
+/// Adam with the run's ε (β = 0.9, 0.999): mixburn-optim's fused Adam, burn-optim's update in
+/// one in-place pass per weight on the CPU backends; its state files are burn-optim's.
 fn adam(config: &VadeConfig) -> ModuleOptimizer {
-    AdamConfig::new()
+    FusedAdamConfig::new()
         .with_epsilon(config.adam_epsilon as f32)
         .init()
 }
