@@ -39,6 +39,38 @@ struct Args {
     /// Shape names, comma-separated (`list` prints them); empty: all.
     #[arg(long, default_value = "")]
     shapes: String,
+    /// Also time the `gemm` crate (the kernel burn-flex calls) called directly on contiguous
+    /// host buffers, reported as backend `gemm-direct` (f32 only).
+    #[arg(long)]
+    direct: bool,
+}
+
+/// `gemm::gemm` on contiguous row-major `a: [m, k]`, `b: [k, n]` into `c: [m, n]`, all cores.
+fn gemm_direct(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    // SAFETY: the slices hold m·k, k·n and m·n values, row-major (row stride the width).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(0),
+        );
+    }
 }
 
 /// A product `[batch, m, k]·[batch, k, n]` (batch 1: a plain 2-D product).
@@ -82,6 +114,25 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Prints one JSON line for `times` (seconds per call) of shape `s`.
+fn report(backend: &str, dtype: &str, s: &Shape, times: Vec<f64>) {
+    let flops = 2.0 * (s.batch * s.m * s.k * s.n) as f64;
+    let best = times.iter().copied().fold(f64::INFINITY, f64::min);
+    println!(
+        "{}",
+        json!({
+            "backend": backend,
+            "dtype": dtype,
+            "shape": s.name,
+            "dims": [s.batch, s.m, s.k, s.n],
+            "flops": flops,
+            "best_s": best,
+            "median_s": median(times),
+            "gflops": flops / best / 1e9,
+        })
+    );
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     if args.shapes == "list" {
@@ -95,14 +146,38 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let precision: Precision = args.dtype.parse()?;
     let wanted: Vec<&str> = args.shapes.split(',').filter(|s| !s.is_empty()).collect();
+    let selected = || {
+        SHAPES
+            .iter()
+            .filter(|s| wanted.is_empty() || wanted.contains(&s.name))
+    };
+    if args.direct {
+        for s in selected() {
+            let a: Vec<f32> = (0..s.batch * s.m * s.k).map(|i| (i % 7) as f32 - 3.0).collect();
+            let b: Vec<f32> = (0..s.batch * s.k * s.n).map(|i| (i % 5) as f32 - 2.0).collect();
+            let mut c = vec![0f32; s.batch * s.m * s.n];
+            let mut times = Vec::with_capacity(args.repeats);
+            for i in 0..args.repeats + 2 {
+                let start = Instant::now();
+                for ((a, b), c) in a
+                    .chunks(s.m * s.k)
+                    .zip(b.chunks(s.k * s.n))
+                    .zip(c.chunks_mut(s.m * s.n))
+                {
+                    gemm_direct(s.m, s.k, s.n, a, b, c);
+                }
+                if i >= 2 {
+                    times.push(start.elapsed().as_secs_f64());
+                }
+            }
+            report("gemm-direct", "f32", s, times);
+        }
+    }
     for backend in args.backends.split(',') {
         let backend: Backend = backend.parse()?;
         let device = backend.device_for(precision)?;
         let dtype = precision.dtype();
-        for s in SHAPES
-            .iter()
-            .filter(|s| wanted.is_empty() || wanted.contains(&s.name))
-        {
+        for s in selected() {
             let dist = Distribution::Uniform(-1.0, 1.0);
             let a = Tensor::<3>::random([s.batch, s.m, s.k], dist, (&device, dtype));
             let b = Tensor::<3>::random([s.batch, s.k, s.n], dist, (&device, dtype));
@@ -123,21 +198,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     times.push(elapsed);
                 }
             }
-            let flops = 2.0 * (s.batch * s.m * s.k * s.n) as f64;
-            let best = times.iter().copied().fold(f64::INFINITY, f64::min);
-            println!(
-                "{}",
-                json!({
-                    "backend": backend.to_string(),
-                    "dtype": precision.to_string(),
-                    "shape": s.name,
-                    "dims": [s.batch, s.m, s.k, s.n],
-                    "flops": flops,
-                    "best_s": best,
-                    "median_s": median(times),
-                    "gflops": flops / best / 1e9,
-                })
-            );
+            report(&backend.to_string(), &precision.to_string(), s, times);
         }
     }
     Ok(())
