@@ -153,8 +153,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     if args.direct {
         for s in selected() {
-            let a: Vec<f32> = (0..s.batch * s.m * s.k).map(|i| (i % 7) as f32 - 3.0).collect();
-            let b: Vec<f32> = (0..s.batch * s.k * s.n).map(|i| (i % 5) as f32 - 2.0).collect();
+            let a: Vec<f32> = (0..s.batch * s.m * s.k)
+                .map(|i| (i % 7) as f32 - 3.0)
+                .collect();
+            let b: Vec<f32> = (0..s.batch * s.k * s.n)
+                .map(|i| (i % 5) as f32 - 2.0)
+                .collect();
             let mut c = vec![0f32; s.batch * s.m * s.n];
             let mut times = Vec::with_capacity(args.repeats);
             for i in 0..args.repeats + 2 {
