@@ -415,20 +415,16 @@ impl SufficientStats {
                     s2: t2,
                 },
             ) => {
-                if s2.rows.is_empty() && t2.rows.is_empty() {
-                    // First moments around the one shift of the pass (zero): sums.
-                    Moments::Shifted {
-                        shift,
-                        s1: s1 + t1,
-                        s2,
-                    }
+                // Without scatters: first moments around the one shift of the pass (zero).
+                let (shift, s2) = if s2.rows.is_empty() && t2.rows.is_empty() {
+                    (shift, s2)
                 } else {
-                    let (shift, s2) = merge_centred(&self.nk, shift, s2, &other.nk, t, t2);
-                    Moments::Shifted {
-                        shift,
-                        s1: s1 + t1,
-                        s2,
-                    }
+                    merge_centred(&self.nk, shift, s2, &other.nk, t, t2)
+                };
+                Moments::Shifted {
+                    shift,
+                    s1: s1 + t1,
+                    s2,
                 }
             }
             _ => unreachable!("the statistics of one pass all have the same form"),
