@@ -413,3 +413,46 @@ fn vade_evaluate_checks_every_output_before_reading_anything() {
     fails_cleanly(&res, "missing/c.npy");
     assert_eq!(fs::read(&means).unwrap(), b"keep");
 }
+
+/// Issue 28: `ood score` of a features file with no rows fails with one line and writes no
+/// output (it used to exit 0 with `"mean_score": null`).
+#[test]
+fn ood_score_refuses_features_without_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let feats = dir.path().join("z.npy");
+    let values: Vec<f64> = (0..12).map(|i| i as f64 * 0.37 + (i % 5) as f64).collect();
+    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    npy(&feats, "<f8", &[6, 2], &data);
+    let labels = dir.path().join("y.npy");
+    let l: Vec<u8> = [0i64, 0, 0, 1, 1, 1]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    npy(&labels, "<i8", &[6], &l);
+    let det = dir.path().join("det.safetensors");
+    succeeds(&mixburn(&[
+        "ood",
+        "fit",
+        "--features",
+        p(&feats),
+        "--labels",
+        p(&labels),
+        "--output",
+        p(&det),
+    ]));
+    let empty = dir.path().join("empty.npy");
+    npy(&empty, "<f8", &[0, 2], &[]);
+    let scores = dir.path().join("s.npy");
+    let res = mixburn(&[
+        "ood",
+        "score",
+        "--detector",
+        p(&det),
+        "--features",
+        p(&empty),
+        "--output",
+        p(&scores),
+    ]);
+    fails_cleanly(&res, "the features is empty");
+    assert!(!scores.exists());
+}

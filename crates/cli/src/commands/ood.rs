@@ -143,6 +143,13 @@ fn score(a: OodScoreArgs) -> Result<Value, CliError> {
     let c = &a.compute;
     let z = c.open_input(&a.features, &device, precision)?;
     let n = z.n_rows();
+    if n == 0 {
+        // No mean score exists, and an empty output would pass for a result.
+        return Err(OodError::Empty {
+            what: "the features",
+        }
+        .into());
+    }
     let rows = score_chunk_rows(None, c.max_memory_bytes()?, &params, n, precision)?;
     let detector = MahalanobisDetector::from_params(params, precision, rows, &device)?;
     // Scored and written a chunk at a time (atomically: an error leaves the output as it was).
