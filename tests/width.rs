@@ -620,35 +620,6 @@ fn parity_with_sklearn_at_d256_in_the_form_chosen_by_cost() {
 
 /// The configuration of `width_f32_d512.json`: 8 iterations from two data rows with
 /// precisions `1/reg_covar · I` (the start `random_from_data` gives).
-fn d512_config(fx: &serde_json::Value, values: &[f64]) -> GaussianMixtureConfig {
-    let (d, k) = (
-        fx["d"].as_u64().unwrap() as usize,
-        fx["n_components"].as_u64().unwrap() as usize,
-    );
-    let scale = fx["precision_scale"].as_f64().unwrap();
-    let means: Vec<f64> = flat(&fx["mean_rows"])
-        .iter()
-        .flat_map(|&r| values[r as usize * d..(r as usize + 1) * d].to_vec())
-        .collect();
-    GaussianMixtureConfig::new(k)
-        .with_tol(0.0)
-        .with_reg_covar(fx["reg_covar"].as_f64().unwrap())
-        .with_max_iter(fx["max_iter"].as_u64().unwrap() as usize)
-        .with_weights_init(vec![1.0 / k as f64; k])
-        .with_means_init(means)
-        .with_precisions_init(
-            (0..k * d * d)
-                .map(|i| {
-                    if i % (d * d) % (d + 1) == 0 {
-                        scale
-                    } else {
-                        0.0
-                    }
-                })
-                .collect(),
-        )
-}
-
 #[test]
 fn f32_fit_at_d512_reaches_sklearn_f32_log_likelihood() {
     let fx = fixture("width_f32_d512");
@@ -659,7 +630,7 @@ fn f32_fit_at_d512_reaches_sklearn_f32_log_likelihood() {
         fx["n_components"].as_u64().unwrap() as usize,
     );
     let values = wide_data(n, d, k, fx["centre_scale"].as_f64().unwrap());
-    let config = d512_config(&fx, &values);
+    let config = point_start_config(&fx, &values, CovarianceType::Full);
     let mut report = Report::default();
     for (backend, precision, device) in targets() {
         if precision != Precision::F32 {
@@ -723,7 +694,7 @@ fn f32_quadratic_form_loses_the_d512_covariance_that_the_whitened_form_keeps() {
         .device_for(Precision::F32)
         .unwrap();
     let x = tensor(values.clone(), n, d, &device, Precision::F32);
-    let config = d512_config(&fx, &values).with_max_iter(2);
+    let config = point_start_config(&fx, &values, CovarianceType::Full).with_max_iter(2);
     let expected = flat(&fx["expected"]["lower_bounds"])[1];
     let rel = |lb: f64| ((lb - expected) / expected).abs();
     match fit(&config.clone().with_estep_form(EstepForm::Quadratic), &x) {
@@ -1013,10 +984,11 @@ fn a_whitened_fit_that_loses_a_worker_resumes_from_its_checkpoint_to_the_same_re
     report.finish();
 }
 
-/// The configuration of a `width_f32_point_start_*` fixture for `cov`: scikit-learn's k-means++ /
-/// random-from-data start (one row per component, uniform weights, precisions
-/// `1/reg_covar`), given as explicit initial parameters.
-fn split_config(
+/// The configuration of a point-start fixture (`width_f32_d512`, `width_f32_point_start_*`)
+/// for `cov`: scikit-learn's k-means++ / random-from-data start (one row per component,
+/// uniform weights, precisions `precision_scale = 1/reg_covar`), given as explicit initial
+/// parameters, `max_iter` iterations with `tol = 0`.
+fn point_start_config(
     fx: &serde_json::Value,
     values: &[f64],
     cov: CovarianceType,
@@ -1090,7 +1062,7 @@ fn f32_fits_started_at_single_rows_reach_sklearn_for_every_covariance_type() {
                 };
                 for &form in forms {
                     let tag = format!("{name} {cov} {form}/{backend}/{precision}");
-                    let config = split_config(&fx, &values, cov).with_estep_form(form);
+                    let config = point_start_config(&fx, &values, cov).with_estep_form(form);
                     let m = match fit(&config, &x) {
                         Ok(m) => m,
                         Err(e) => {
