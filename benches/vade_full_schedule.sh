@@ -5,6 +5,10 @@
 #   benches/vade_full_schedule.sh start [SEED…]   start, or resume from the last checkpoint
 #   benches/vade_full_schedule.sh stop             stop every run (it resumes from its last
 #                                                  completed epoch's checkpoint)
+#   benches/vade_full_schedule.sh pause            freeze every run where it is (SIGSTOP: the
+#                                                  cores are free for a benchmark, nothing
+#                                                  is lost; memory stays held)
+#   benches/vade_full_schedule.sh cont             let paused runs go on (SIGCONT)
 #   benches/vade_full_schedule.sh status           where each run stands
 #   benches/vade_full_schedule.sh collect          copy each run's log.jsonl and metrics into
 #                                                  benches/results/vade_full_schedule/ (commit)
@@ -57,6 +61,14 @@ case "$cmd" in
       rm -f "$p"
     done
     ;;
+  pause|cont)
+    sig=STOP
+    [ "$cmd" = cont ] && sig=CONT
+    for p in "$runs"/vade-s*.pid; do
+      [ -f "$p" ] || continue
+      kill -"$sig" "$(cat "$p")" 2>/dev/null && echo "$cmd $(basename "$p" .pid)" || true
+    done
+    ;;
   status)
     for dir in "$runs"/vade-s*/; do
       [ -d "$dir" ] || continue
@@ -79,7 +91,7 @@ case "$cmd" in
     ls -R "$results"
     ;;
   *)
-    echo "usage: $0 start [SEED…] | stop | status | collect" >&2
+    echo "usage: $0 start [SEED…] | stop | pause | cont | status | collect" >&2
     exit 2
     ;;
 esac

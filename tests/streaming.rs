@@ -408,3 +408,48 @@ fn the_cli_refuses_a_truncated_file_and_mismatched_weights_before_fitting() {
     let total: i64 = (0..n as i64).map(|i| i % 3).sum();
     assert_eq!(v["total_weight"].as_f64().unwrap(), total as f64);
 }
+
+#[test]
+fn file_rows_name_the_first_non_finite_value_as_they_read_and_unchecked_rows_keep_it() {
+    use mixburn_gmm::host::to_f64;
+    use mixburn_gmm::{GmmError, RowSource};
+    // 3 000 rows × 7: the bad value sits past the check's first 1 024-value blocks.
+    let (n, d) = (3000, 7);
+    let mut values: Vec<f64> = (0..n * d).map(|i| (i % 13) as f64 - 6.0).collect();
+    let (bad_row, bad_col) = (2345, 4);
+    values[bad_row * d + bad_col] = f64::NEG_INFINITY;
+    values[2900 * d + 1] = f64::NAN;
+    let dir = tempfile::tempdir().unwrap();
+    for elem in [ElemType::F32, ElemType::F64] {
+        let path = write_npy(dir.path(), "x.npy", n, d, &values, elem);
+        for (backend, precision, device) in targets() {
+            let tag = format!("{backend}/{precision}/{elem:?}");
+            let open = || RowFile::open(&path, None).unwrap();
+            let rows = FileRows::new(open(), &device, precision.dtype()).unwrap();
+            assert!(rows.checked(), "{tag}");
+            // A block holding it names it by file row and column; blocks before it read.
+            match rows.rows(2000, 1000) {
+                Err(GmmError::NonFinite { row, col, value }) => {
+                    assert_eq!((row, col), (bad_row, bad_col), "{tag}");
+                    assert_eq!(value, f64::NEG_INFINITY, "{tag}");
+                }
+                other => panic!("{tag}: {:?}", other.map(|t| t.dims())),
+            }
+            assert_eq!(rows.rows(0, 2000).unwrap().dims(), [2000, d], "{tag}");
+            match rows.select(&[5, 2900, bad_row]) {
+                Err(GmmError::NonFinite { row, col, .. }) => {
+                    assert_eq!((row, col), (2900, 1), "{tag}")
+                }
+                other => panic!("{tag}: {:?}", other.map(|t| t.dims())),
+            }
+            // Unchecked rows keep the values as they are.
+            let raw = FileRows::new(open(), &device, precision.dtype())
+                .unwrap()
+                .unchecked();
+            assert!(!raw.checked(), "{tag}");
+            let got = to_f64(raw.rows(bad_row, 1).unwrap()).unwrap();
+            assert_eq!(got[bad_col], f64::NEG_INFINITY, "{tag}");
+            assert_eq!(got[0], values[bad_row * d], "{tag}");
+        }
+    }
+}

@@ -30,17 +30,32 @@ pub(crate) enum Input {
     Sharded(Arc<ShardedRows>, Option<PathBuf>, Option<Box<Input>>),
 }
 
+/// How many times a command reads its input, which decides whether a row file (`.npy`,
+/// `.safetensors`) is held or streamed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Passes {
+    /// One pass (scoring): the file is always read a chunk at a time, each chunk checked as
+    /// it is read. Holding it would only add a copy of the input (two, through the f64 matrix
+    /// it is checked in) and a pass over it before the first product.
+    One,
+    /// Several passes (fitting): held when twice its f64 values fit the budget, streamed
+    /// otherwise.
+    Many,
+}
+
 impl Input {
     /// Opens `path` for a command computing on `device` in `precision` under a budget of
-    /// `max_memory` bytes; `tensor` names the tensor of a `.safetensors` file.
+    /// `max_memory` bytes that reads it `passes` times; `tensor` names the tensor of a
+    /// `.safetensors` file.
     pub(crate) fn open(
         path: &Path,
         tensor: Option<&str>,
         device: &Device,
         precision: Precision,
         max_memory: usize,
+        passes: Passes,
     ) -> Result<Self, CliError> {
-        Self::open_checked(path, tensor, device, precision, max_memory, true)
+        Self::open_checked(path, tensor, device, precision, max_memory, passes, true)
     }
 
     /// As [`open`](Self::open); with `check` false, a held input's non-finite values are kept
@@ -51,6 +66,7 @@ impl Input {
         device: &Device,
         precision: Precision,
         max_memory: usize,
+        passes: Passes,
         check: bool,
     ) -> Result<Self, CliError> {
         let held = |m: mixburn_data::Matrix| -> Result<Self, CliError> {
@@ -79,13 +95,14 @@ impl Input {
             return held(mixburn_data::read_matrix(path)?);
         }
         let file = RowFile::open(path, tensor)?;
-        if file.value_bytes(8).saturating_mul(2) <= max_memory {
+        if passes == Passes::Many && file.value_bytes(8).saturating_mul(2) <= max_memory {
             return held(file.to_matrix()?);
         }
-        Ok(Input::Streamed(
-            FileRows::new(file, device, precision.dtype())?,
-            path.to_path_buf(),
-        ))
+        // Each chunk is checked as it is read, unless the command has a policy for non-finite
+        // values.
+        let rows = FileRows::new(file, device, precision.dtype())?;
+        let rows = if check { rows } else { rows.unchecked() };
+        Ok(Input::Streamed(rows, path.to_path_buf()))
     }
 
     /// The rows, for the library.

@@ -6,6 +6,7 @@
 //! - [`options`]: the option groups the commands share (`#[command(flatten)]`) and the typed
 //!   string choices, listed in `--help` and refused at parse time.
 
+pub mod allocator;
 pub mod commands;
 mod input;
 pub use input::describe_panic;
@@ -24,7 +25,7 @@ use mixburn_gmm::{FittedMixture, Mixture};
 use serde_json::Value;
 
 use crate::commands::{fit, predict, sample, score, select};
-use crate::input::Input;
+use crate::input::{Input, Passes};
 
 /// Errors of the command line: data files, the mixture library, or arguments.
 #[derive(Debug, thiserror::Error)]
@@ -189,7 +190,7 @@ pub(crate) fn model_and_data(
 ) -> Result<(FittedMixture, Input), CliError> {
     let model = load_model(model)?;
     let (device, precision) = compute.device(model.precision())?;
-    let input = compute.open_input(input, &device, precision)?;
+    let input = compute.open_input(input, &device, precision, Passes::One)?;
     Ok((model, input))
 }
 

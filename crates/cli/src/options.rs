@@ -21,7 +21,7 @@ use mixburn_metrics::ood::Positive;
 use mixburn_ood::{Method, OodError};
 
 use crate::commands::serve;
-use crate::input::{read_sample_weight, Input};
+use crate::input::{read_sample_weight, Input, Passes};
 use crate::CliError;
 
 /// A closed set of spellings an option takes (clap's `ValueEnum`, over the library's own
@@ -226,6 +226,7 @@ impl Compute {
         path: &Path,
         device: &Device,
         precision: Precision,
+        passes: Passes,
     ) -> Result<Input, CliError> {
         Input::open(
             path,
@@ -233,6 +234,7 @@ impl Compute {
             device,
             precision,
             self.max_memory_bytes()?,
+            passes,
         )
     }
 }
@@ -388,7 +390,9 @@ impl EmOptions {
         device: &Device,
         precision: Precision,
     ) -> Result<(Input, Option<Vec<f64>>), CliError> {
-        let input = self.compute.open_input(path, device, precision)?;
+        let input = self
+            .compute
+            .open_input(path, device, precision, Passes::Many)?;
         let weights = match &self.sample_weight {
             Some(p) => Some(read_sample_weight(p, input.n_rows())?),
             None => None,

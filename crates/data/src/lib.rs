@@ -43,7 +43,10 @@ pub use csv::read_csv_matrix;
 pub use error::DataError;
 pub use idx::{read_idx, read_idx_u8, read_mnist_dir, IdxArray, MnistSplit, FASHION_MNIST_DIR};
 pub use input::{open_input, read_input, read_input_text};
-pub use matrix::{check_finite, check_fits_f32, read_matrix, ElemType, Matrix};
+pub use matrix::{
+    check_finite, check_fits_f32, first_non_finite_in_f32, first_non_finite_in_f64, read_matrix,
+    ElemType, Matrix,
+};
 pub use npy::{
     read_labels, read_npy_matrix, read_vector, write_labels_npy, write_matrix_npy,
     write_vector_f64_npy, write_vector_npy_streamed, VectorKind, VectorSink,

@@ -147,6 +147,32 @@ pub fn check_finite(m: &Matrix, path: &Path) -> Result<(), DataError> {
     }
 }
 
+/// The index of the first NaN or infinity of `values`, if any (each chunk a streamed pass
+/// reads is checked with this, [`first_non_finite_in_f64`] for f64).
+pub fn first_non_finite_in_f32(values: &[f32]) -> Option<usize> {
+    first_non_finite_in(values, |v: &f32| v.is_finite())
+}
+
+/// As [`first_non_finite_in_f32`] for f64 values.
+pub fn first_non_finite_in_f64(values: &[f64]) -> Option<usize> {
+    first_non_finite_in(values, |v: &f64| v.is_finite())
+}
+
+/// Blocks are tested without a branch per value (vectorised), and only a block holding a bad
+/// value is searched. Generic, so instantiated here (in this crate's optimised build) by the
+/// two functions above.
+fn first_non_finite_in<T: Copy>(values: &[T], finite: impl Fn(&T) -> bool) -> Option<usize> {
+    const BLOCK: usize = 1024;
+    values.chunks(BLOCK).enumerate().find_map(|(b, block)| {
+        let bad = block.iter().fold(false, |bad, v| bad | !finite(v));
+        if bad {
+            block.iter().position(|v| !finite(v)).map(|i| b * BLOCK + i)
+        } else {
+            None
+        }
+    })
+}
+
 /// Checks that every value of `m` (read from `path`) is within float32's finite range, for data
 /// that will be computed in single precision: a finite float64 beyond ±3.4e38 would become an
 /// infinity there.

@@ -12,6 +12,8 @@
 //! open (the operating system would then kill the process with `SIGBUS`, as for any mapped
 //! file). Files written by this crate are replaced by rename, which is safe.
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, UncheckedAdvice};
@@ -42,7 +44,7 @@ enum Pages {
 }
 
 /// The memory map of an input file and what kind of file it is.
-fn map(path: &Path) -> Result<Mmap, DataError> {
+fn map(path: &Path) -> Result<(Mmap, File), DataError> {
     let (file, len) = open_input(path)?;
     if usize::try_from(len).is_err() {
         return Err(DataError::format(
@@ -53,7 +55,8 @@ fn map(path: &Path) -> Result<Mmap, DataError> {
     // SAFETY: the map is read only and private to this process. Its bytes can change only if
     // another process rewrites the file in place while it is open, which the module docs rule
     // out (files written by this crate are replaced by rename, never rewritten).
-    unsafe { Mmap::map(&file) }.map_err(|e| DataError::io(path, e))
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| DataError::io(path, e))?;
+    Ok((map, file))
 }
 
 /// Whether `bytes` are (the start of) an npy file: the magic, or a prefix of it.
@@ -62,7 +65,9 @@ fn looks_like_npy(bytes: &[u8]) -> bool {
 }
 
 /// A float32/float64 value converted to the element type a caller reads.
-trait Out: Copy + Default {
+trait Out: bytemuck::Pod + Default {
+    /// The stored element type read without conversion.
+    const ELEM: ElemType;
     fn from_f32(v: f32) -> Self;
     fn from_f64(v: f64) -> Self;
     /// Whether a float64 value cannot be represented (finite, but beyond the type's range).
@@ -70,6 +75,7 @@ trait Out: Copy + Default {
 }
 
 impl Out for f64 {
+    const ELEM: ElemType = ElemType::F64;
     fn from_f32(v: f32) -> Self {
         f64::from(v)
     }
@@ -82,6 +88,7 @@ impl Out for f64 {
 }
 
 impl Out for f32 {
+    const ELEM: ElemType = ElemType::F32;
     fn from_f32(v: f32) -> Self {
         v
     }
@@ -118,6 +125,9 @@ fn scalars<'a, const N: usize, T: 'a>(
 #[derive(Debug)]
 pub struct RowFile {
     map: Mmap,
+    /// The file mapped, for reads of whole blocks stored as they are read ([`Self::raw`]):
+    /// copied by the kernel, they never map the file's pages into this process.
+    file: File,
     /// Offset of the first value in `map`.
     data_start: usize,
     rows: usize,
@@ -148,7 +158,7 @@ impl RowFile {
     pub fn open(path: &Path, tensor: Option<&str>) -> Result<RowFile, DataError> {
         // The magic decides; the extension only picks the more precise message for a damaged
         // safetensors file.
-        let map = map(path)?;
+        let (map, file) = map(path)?;
         let ext = extension_lower(path);
         if looks_like_npy(&map) {
             if let Some(name) = tensor {
@@ -160,10 +170,10 @@ impl RowFile {
                     ),
                 ));
             }
-            return Self::open_npy(map, path);
+            return Self::open_npy(map, file, path);
         }
         if is_safetensors(&map) || ext.as_deref() == Some("safetensors") {
-            return Self::open_safetensors(map, path, tensor);
+            return Self::open_safetensors(map, file, path, tensor);
         }
         let csv = if ext.as_deref() == Some("csv") {
             "This is a CSV file, which"
@@ -181,13 +191,13 @@ impl RowFile {
         ))
     }
 
-    fn open_npy(map: Mmap, path: &Path) -> Result<RowFile, DataError> {
+    fn open_npy(map: Mmap, file: File, path: &Path) -> Result<RowFile, DataError> {
         let fail = |reason: String| DataError::format(path, reason);
         let header: Header = parse_header(&map).map_err(fail)?;
         let (rows, cols, elem) = float_layout(&header, false).map_err(fail)?;
         let what = format!("shape {} of {}", header.shape_str(), header.dtype_str());
         let file = Self::checked(
-            map,
+            (map, file),
             path,
             header.data_start,
             rows,
@@ -211,6 +221,7 @@ impl RowFile {
 
     fn open_safetensors(
         map: Mmap,
+        file: File,
         path: &Path,
         tensor: Option<&str>,
     ) -> Result<RowFile, DataError> {
@@ -351,7 +362,7 @@ impl RowFile {
             .ok_or_else(|| bad(format!("tensor `{name}` has data offsets out of range")))?;
         let what = format!("tensor `{name}` ({})", describe(info));
         let file = Self::checked(
-            map,
+            (map, file),
             path,
             data_start,
             rows,
@@ -378,7 +389,7 @@ impl RowFile {
     /// `data_start` (naming both row counts when they do not).
     #[allow(clippy::too_many_arguments)]
     fn checked(
-        map: Mmap,
+        (map, file): (Mmap, File),
         path: &Path,
         data_start: usize,
         rows: usize,
@@ -415,6 +426,7 @@ impl RowFile {
         }
         Ok(RowFile {
             map,
+            file,
             data_start,
             rows,
             cols,
@@ -478,6 +490,34 @@ impl RowFile {
         }
     }
 
+    /// Copies the bytes of `out.len() / size` consecutive stored values from value index
+    /// `first` (in storage order) into `out`, by the kernel (`pread`): the file's pages go
+    /// from the page cache to `out` without being mapped into this process, so a pass neither
+    /// faults them in nor has them to give back.
+    fn raw(&self, first: usize, out: &mut [u8]) -> Result<(), DataError> {
+        let bytes = self.stored(first, out.len() / self.elem_size())?;
+        let offset = bytes.as_ptr() as usize - self.map.as_ptr() as usize;
+        self.file
+            .read_exact_at(out, offset as u64)
+            .map_err(|e| DataError::io(&self.path, e))
+    }
+
+    /// The bytes of `count` consecutive stored values from value index `first`.
+    fn stored(&self, first: usize, count: usize) -> Result<&[u8], DataError> {
+        let size = self.elem_size();
+        first
+            .checked_mul(size)
+            .and_then(|b| b.checked_add(self.data_start))
+            .and_then(|begin| Some((begin, begin.checked_add(count.checked_mul(size)?)?)))
+            .and_then(|(begin, end)| self.map.get(begin..end))
+            .ok_or_else(|| {
+                DataError::format(
+                    &self.path,
+                    "a read past the end of the data was asked for (a bug in the caller)",
+                )
+            })
+    }
+
     /// Decodes `count` consecutive stored values from value index `first` (in storage order),
     /// calling `put(k, value)` for the k-th. Returns the index of the first value that
     /// overflows `T`. A pass's read ([`Pages::Release`]) then gives the pages it touched back
@@ -489,18 +529,7 @@ impl RowFile {
         pages: Pages,
         mut put: impl FnMut(usize, T),
     ) -> Result<Option<usize>, DataError> {
-        let size = self.elem_size();
-        let bytes = first
-            .checked_mul(size)
-            .and_then(|b| b.checked_add(self.data_start))
-            .and_then(|begin| Some((begin, begin.checked_add(count.checked_mul(size)?)?)))
-            .and_then(|(begin, end)| self.map.get(begin..end))
-            .ok_or_else(|| {
-                DataError::format(
-                    &self.path,
-                    "a read past the end of the data was asked for (a bug in the caller)",
-                )
-            })?;
+        let bytes = self.stored(first, count)?;
         let mut overflow = None;
         match self.elem {
             ElemType::F32 => {
@@ -616,7 +645,10 @@ impl RowFile {
         let cols = self.cols;
         // The first overflowing value in row-major order, as (row within the block, col).
         let mut first: Option<(usize, usize)> = None;
-        if !self.fortran {
+        if !self.fortran && self.elem == T::ELEM && self.big_endian == cfg!(target_endian = "big") {
+            // Stored as read: one copy of the bytes (no value can overflow its own type).
+            self.raw(start * cols, bytemuck::cast_slice_mut(&mut out[..]))?;
+        } else if !self.fortran {
             let read = |k, v| out[k] = v;
             if let Some(k) = self.decode::<T>(start * cols, len * cols, Pages::Release, read)? {
                 first = Some((k / cols, k % cols));
@@ -841,7 +873,7 @@ impl VectorFile {
     /// [`DataError::Format`] when it is not a valid npy file, is truncated (naming the values
     /// promised and held) or has trailing bytes, has another shape, or holds another dtype.
     pub fn open(path: &Path) -> Result<Self, DataError> {
-        let map = map(path)?;
+        let (map, _) = map(path)?;
         let fail = |reason: String| DataError::format(path, reason);
         if !looks_like_npy(&map) {
             return Err(fail(format!(

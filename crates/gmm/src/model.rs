@@ -449,7 +449,8 @@ impl Scorer<'_> {
         };
         let centre_t = tensor_from_f64(centre, [1, d], &device, dtype);
         let data = ChunkedData::new(x, centre_t, plan.chunk_rows, &layout);
-        let check = x.resident().is_none();
+        // Rows from a file are checked as they are read; other sources here.
+        let check = x.resident().is_none() && !x.checked();
         crate::progress::pass("score", n);
         // The operand on each device holding rows (moved once per device).
         let mut ops: Vec<(Device, Operand)> = vec![(device.clone(), op)];

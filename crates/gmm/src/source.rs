@@ -65,6 +65,11 @@ pub trait RowSource: Sync {
     fn describe(&self, _row: usize) -> String {
         format!("{:?}", self.device())
     }
+    /// Whether every block this source gives is already checked finite as it is read
+    /// ([`FileRows`]), so that a pass need not check it again.
+    fn checked(&self) -> bool {
+        false
+    }
 }
 
 /// `t` on `device`: itself when it is already there, else a copy moved there.
@@ -186,10 +191,16 @@ pub fn select_rows(x: &Tensor<2>, idx: &[usize]) -> Tensor<2> {
 
 /// A float matrix in a file ([`RowFile`]: `.npy` in C or Fortran order, or one tensor of a
 /// `.safetensors` file), uploaded a block of rows at a time to `device` in `dtype`.
+///
+/// Every block read is checked finite on the host as it is decoded (an error names the first
+/// NaN or infinity by row and column), so a pass over it needs no check of its own
+/// ([`RowSource::checked`]); [`unchecked`](Self::unchecked) keeps non-finite values for
+/// callers with a policy for them.
 pub struct FileRows {
     file: RowFile,
     device: Device,
     dtype: DType,
+    check: bool,
 }
 
 impl FileRows {
@@ -205,7 +216,16 @@ impl FileRows {
             file,
             device: device.clone(),
             dtype,
+            check: true,
         })
+    }
+
+    /// The same rows, read without the finite check (NaN and infinities are kept).
+    pub fn unchecked(self) -> Self {
+        Self {
+            check: false,
+            ..self
+        }
     }
 
     /// The file.
@@ -213,27 +233,50 @@ impl FileRows {
         &self.file
     }
 
-    /// The `n` rows that `f64s` or `f32s` (the reader of this source's dtype) reads from the
-    /// file, as a tensor on `device`.
+    /// The rows that `f64s` or `f32s` (the reader of this source's dtype) reads from the
+    /// file, as a tensor on `device`; `row_of(i)` is the file row of the i-th one (for the
+    /// error naming a non-finite value).
     fn upload(
         &self,
         device: &Device,
         f64s: impl FnOnce(&mut Vec<f64>) -> std::result::Result<(), mixburn_data::DataError>,
         f32s: impl FnOnce(&mut Vec<f32>) -> std::result::Result<(), mixburn_data::DataError>,
+        row_of: impl Fn(usize) -> usize,
     ) -> Result<Tensor<2>> {
         let d = self.file.n_cols();
         let data = if self.dtype == DType::F64 {
             let mut v = Vec::new();
             f64s(&mut v)?;
+            self.check_values(mixburn_data::first_non_finite_in_f64, &v, d, row_of)?;
             let n = v.len() / d.max(1);
             TensorData::new(v, Shape::from([n, d]))
         } else {
             let mut v = Vec::new();
             f32s(&mut v)?;
+            self.check_values(mixburn_data::first_non_finite_in_f32, &v, d, row_of)?;
             let n = v.len() / d.max(1);
             TensorData::new(v, Shape::from([n, d]))
         };
         Ok(Tensor::from_data(data, (device, self.dtype)))
+    }
+
+    /// Rows of `d` values are finite (when checked: `first` finds the first bad one), or the
+    /// error naming the first bad one.
+    fn check_values<T: Copy + Into<f64>>(
+        &self,
+        first: fn(&[T]) -> Option<usize>,
+        values: &[T],
+        d: usize,
+        row_of: impl Fn(usize) -> usize,
+    ) -> Result<()> {
+        match (self.check).then(|| first(values)).flatten() {
+            Some(i) => Err(GmmError::NonFinite {
+                row: row_of(i / d.max(1)),
+                col: i % d.max(1),
+                value: values[i].into(),
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -255,6 +298,7 @@ impl RowSource for FileRows {
             &self.device,
             |v| self.file.select_rows_f64(idx, v),
             |v| self.file.select_rows_f32(idx, v),
+            |i| idx[i],
         )
     }
     fn rows_on(&self, start: usize, len: usize, device: &Device) -> Result<Tensor<2>> {
@@ -262,7 +306,11 @@ impl RowSource for FileRows {
             device,
             |v| self.file.read_rows_f64(start, len, v),
             |v| self.file.read_rows_f32(start, len, v),
+            |i| start + i,
         )
+    }
+    fn checked(&self) -> bool {
+        self.check
     }
 }
 

@@ -480,14 +480,14 @@ impl MahalanobisDetector {
         )?;
         for (start, len) in z.chunk_ranges(rows) {
             let end = start + len;
-            let rows = z.rows(start, len)?;
-            if z.resident().is_none() {
-                mixburn_gmm::source::check_finite(&rows, start).map_err(|e| match e {
-                    GmmError::NonFinite { row, col, value } => {
-                        OodError::NonFinite { row, col, value }
-                    }
-                    e => e.into(),
-                })?;
+            let named = |e| match e {
+                GmmError::NonFinite { row, col, value } => OodError::NonFinite { row, col, value },
+                e => e.into(),
+            };
+            // Rows from a file are checked as they are read; other sources here.
+            let rows = z.rows(start, len).map_err(named)?;
+            if z.resident().is_none() && !z.checked() {
+                mixburn_gmm::source::check_finite(&rows, start).map_err(named)?;
             }
             let chunk = Self::partial_statistics_weighted(
                 config,

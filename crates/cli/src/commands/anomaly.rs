@@ -13,7 +13,7 @@ use mixburn_gmm::host::to_f64;
 use mixburn_gmm::{fit_bayesian, BayesianGaussianMixtureConfig, FittedMixture, Mixture};
 use serde_json::{json, Value};
 
-use crate::input::Input;
+use crate::input::{Input, Passes};
 use crate::options::{choice, Estimator};
 use crate::{parse_components, CliError, Compute, EmOptions};
 
@@ -198,7 +198,7 @@ fn fit(a: AnomalyFitArgs) -> Result<Value, CliError> {
         .with_mixture(a.em.config(first_k)?)
         .with_contamination(a.contamination);
     let budget = a.em.compute.max_memory_bytes()?;
-    let open = |p: &Path| a.em.compute.open_input(p, &device, precision);
+    let open = |p: &Path| a.em.compute.open_input(p, &device, precision, Passes::Many);
     // Held, streamed from the file when larger than the budget, or split over --workers (the
     // scores, one per row, are held either way: the threshold is a percentile of them). Sample
     // weights weight the mixture's fit; the threshold's contamination counts rows.
@@ -315,6 +315,7 @@ fn score(a: AnomalyScoreArgs) -> Result<Value, CliError> {
         &device,
         precision,
         budget,
+        Passes::One,
         false,
     )?;
     let n = x.n_rows();

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use mixburn_data::{write_vector_npy_streamed, VectorKind};
 
-use crate::input::read_sample_weight;
+use crate::input::{read_sample_weight, Passes};
 use crate::options::choice;
 use crate::{finite_from, CliError, Compute, WorkerOptions};
 
@@ -111,7 +111,9 @@ fn fit(a: OodFitArgs) -> Result<Value, CliError> {
     let method = a.method;
     let (device, precision) = a.compute.device(Precision::F32)?;
     let labels = mixburn_data::read_labels(&a.labels)?;
-    let z = a.compute.open_input(&a.features, &device, precision)?;
+    let z = a
+        .compute
+        .open_input(&a.features, &device, precision, Passes::Many)?;
     let z = z.shard(&a.workers, a.compute.max_memory_bytes()?)?;
     let n = z.n_rows();
     let weights = match &a.sample_weight {
@@ -141,7 +143,7 @@ fn score(a: OodScoreArgs) -> Result<Value, CliError> {
     let (params, saved) = MahalanobisDetector::read(&a.detector)?;
     let (device, precision) = a.compute.device(saved)?;
     let c = &a.compute;
-    let z = c.open_input(&a.features, &device, precision)?;
+    let z = c.open_input(&a.features, &device, precision, Passes::One)?;
     let n = z.n_rows();
     if n == 0 {
         // No mean score exists, and an empty output would pass for a result.
@@ -152,8 +154,10 @@ fn score(a: OodScoreArgs) -> Result<Value, CliError> {
     }
     let rows = score_chunk_rows(None, c.max_memory_bytes()?, &params, n, precision)?;
     let detector = MahalanobisDetector::from_params(params, precision, rows, &device)?;
-    // Scored and written a chunk at a time (atomically: an error leaves the output as it was).
-    let chunk = z.scan_rows(c.max_memory_bytes()?);
+    // Read (and checked: a file's chunks as they are read, a held input when opened), scored
+    // and written a chunk at a time (atomically: an error leaves the output as it was); a
+    // chunk is what the detector scores at once.
+    let chunk = z.scan_rows(c.max_memory_bytes()?).min(rows);
     let mut sum = 0.0;
     write_vector_npy_streamed(&a.output, VectorKind::F64, n, |sink| {
         for part in z.chunks(chunk) {
