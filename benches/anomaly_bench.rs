@@ -38,6 +38,8 @@ struct Args {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The allocator policy of the `mixburn` command these figures stand for.
+    mixburn_backend::allocator::keep_freed_buffers();
     let a = Args::parse();
     let backend: Backend = a.backend.parse()?;
     let precision: Precision = a.dtype.parse()?;

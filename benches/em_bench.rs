@@ -261,6 +261,8 @@ fn run() -> Result<Value, String> {
 }
 
 fn main() {
+    // The allocator policy of the `mixburn` command these figures stand for.
+    mixburn_backend::allocator::keep_freed_buffers();
     match run() {
         Ok(v) => println!("{v}"),
         Err(e) => {

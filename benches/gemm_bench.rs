@@ -134,6 +134,8 @@ fn report(backend: &str, dtype: &str, s: &Shape, times: Vec<f64>) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The allocator policy of the `mixburn` command these figures stand for.
+    mixburn_backend::allocator::keep_freed_buffers();
     let args = Args::parse();
     if args.shapes == "list" {
         for s in SHAPES {

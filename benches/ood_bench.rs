@@ -165,6 +165,8 @@ fn gaussian(rng: &mut StdRng, n: usize) -> Vec<f64> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The allocator policy of the `mixburn` command these figures stand for.
+    mixburn_backend::allocator::keep_freed_buffers();
     let a = Args::parse();
     if a.mode == "fit" {
         return fit_mode(&a);

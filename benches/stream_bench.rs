@@ -91,6 +91,8 @@ fn peak_rss_bytes() -> u64 {
 }
 
 fn main() {
+    // The allocator policy of the `mixburn` command these figures stand for.
+    mixburn_backend::allocator::keep_freed_buffers();
     let a = Args::parse();
     let backend: Backend = a.backend.parse().expect("backend");
     let device = backend.device_for(Precision::F32).expect("device");

@@ -105,6 +105,8 @@ fn uniform(state: &mut u64) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The allocator policy of the `mixburn` command these figures stand for.
+    mixburn_backend::allocator::keep_freed_buffers();
     let args = Args::parse();
     let backend: Backend = args.backend.parse()?;
     let precision: Precision = args.dtype.parse()?;

@@ -77,7 +77,10 @@ fn scores_threshold_and_flags_match_pyod_gmm_on_every_backend() {
             if offset && precision == Precision::F32 {
                 // 1000 away from the origin, f32 holds the rows themselves only to ~3e-5
                 // (absolute), which moves the scores by ~2e-5 relative: compare with the f64
-                // scores of the f32-rounded rows at 1e-5, and with pyod at 1e-4.
+                // scores of the f32-rounded rows, and with pyod at 1e-4. The scores are the
+                // core scorer's (`mixburn score`'s), whose form at D = 3 is the expanded
+                // quadratic: its f32 rounding leaves up to 3e-5 relative here (the
+                // per-component form, used before, 1e-5), so 5e-5.
                 let f64_device = Backend::Flex.device_for(Precision::F64).unwrap();
                 let rounded: Vec<f64> = flat(&case["X_train"])
                     .iter()
@@ -90,7 +93,7 @@ fn scores_threshold_and_flags_match_pyod_gmm_on_every_backend() {
                     &format!("{tag} training scores vs f32 rows in f64"),
                     &scores,
                     &exact,
-                    tl,
+                    tl.max(5e-5),
                 );
             }
             report.close(

@@ -4,16 +4,17 @@
 //!
 //! The mixture is either estimator ([`FittedMixture`]); everything here goes through the
 //! [`Mixture`] trait, so EM and variational mixtures share one code path. Scores are the
-//! detector's own module ([`AnomalyHead`]) run over chunks of rows: scikit-learn's
-//! per-component form `‖(x − μ_k) P_k‖²`, `2·K·D²` flops per row for full covariances and
-//! memory `O(chunk·D)` at any width (the core's quadratic-feature scorer holds
-//! `chunk × D²/2` features, too many at network-feature widths). They agree with
-//! `Mixture::score_samples` (tested). The explanation of a row is its most responsible
+//! core's scorer's ([`Mixture::score_chunks`], what `mixburn score` runs): the algebraic form
+//! chosen by cost for the D, K and budget at hand (the whitened form at network-feature
+//! widths) over chunks of rows under the budget. The detector's Burn module
+//! ([`AnomalyHead`], scikit-learn's per-component form `‖(x − μ_k) P_k‖²`) scores the same
+//! inside a network's forward pass (tested equal). The explanation of a row is its most responsible
 //! component `k̂ = argmax_k ℓ_k`, that component's responsibility `r_k̂ = exp(ℓ_k̂ − log p)`
 //! and its own score `−ℓ_k̂` (the `−log` of its weighted density `π_k̂ N(x | μ_k̂, Σ_k̂)`, equal
 //! to `score − log r_k̂`), so a flagged row shows which cluster it failed and by how much.
 
 use burn::tensor::{Bool, Device, Tensor};
+use mixburn_gmm::budget::DEFAULT_MAX_MEMORY_BYTES;
 use mixburn_gmm::host::{to_f64, to_i64};
 use mixburn_gmm::{
     select_n_components, Candidate, Criterion, FitData, FittedMixture, GaussianMixture,
@@ -24,10 +25,6 @@ use serde::Serialize;
 use crate::error::{AnomalyError, Result};
 use crate::head::AnomalyHead;
 use crate::threshold::{ThresholdRule, DEFAULT_CONTAMINATION};
-
-/// Scoring processes rows in chunks of about this many elements (`rows × max(D, K)`); the
-/// head's own intermediates are bounded by [`crate::head::GROUP_ELEMENTS`].
-pub const SCORE_ELEMENTS: usize = 1 << 24;
 
 /// How many components the detector's mixture has.
 #[derive(Clone, Debug, PartialEq)]
@@ -293,23 +290,28 @@ impl AnomalyDetector {
         self.score_with(x, NanPolicy::Error)
     }
 
-    /// Row ranges of at most [`SCORE_ELEMENTS`]` / max(D, K)` rows (at most 65 536).
-    fn row_chunks(&self, n: usize) -> impl Iterator<Item = (usize, usize)> {
-        let width = self.n_features().max(self.n_components()).max(1);
-        let rows = (SCORE_ELEMENTS / width).clamp(1, 1 << 16);
-        mixburn_gmm::host::chunks(n, rows)
-    }
-
     /// As [`score`](Self::score), with non-finite rows handled by `policy`.
     pub fn score_with(&self, x: &Tensor<2>, policy: NanPolicy) -> Result<Tensor<1>> {
+        self.score_within(x, policy, DEFAULT_MAX_MEMORY_BYTES)
+    }
+
+    /// As [`score_with`](Self::score_with), the scorer's form and chunks chosen under
+    /// `max_memory_bytes` (module docs).
+    pub fn score_within(
+        &self,
+        x: &Tensor<2>,
+        policy: NanPolicy,
+        max_memory_bytes: usize,
+    ) -> Result<Tensor<1>> {
         let (rows, bad) = self.prepare(x, policy)?;
-        let head = self.head(&rows.device(), rows.dtype());
-        let n = rows.dims()[0];
-        let parts: Vec<Tensor<1>> = self
-            .row_chunks(n)
-            .map(|(s, len)| head.forward(rows.clone().narrow(0, s, len)))
-            .collect();
-        let s = Tensor::cat(parts, 0);
+        let mut parts = vec![];
+        self.mixture
+            .as_mixture()
+            .score_chunks(&rows, max_memory_bytes, &mut |c| {
+                parts.push(c.log_likelihood);
+                Ok(())
+            })?;
+        let s = Tensor::cat(parts, 0).neg();
         Ok(match bad {
             Some(mask) => s.mask_fill(mask, f64::INFINITY),
             None => s,
@@ -329,8 +331,17 @@ impl AnomalyDetector {
     /// Scores, flags and the most responsible component of every row (module docs), in
     /// chunks of rows (memory bounded as [`score`](Self::score)'s).
     pub fn explain(&self, x: &Tensor<2>, policy: NanPolicy) -> Result<Explanation> {
+        self.explain_within(x, policy, DEFAULT_MAX_MEMORY_BYTES)
+    }
+
+    /// As [`explain`](Self::explain) under `max_memory_bytes`.
+    pub fn explain_within(
+        &self,
+        x: &Tensor<2>,
+        policy: NanPolicy,
+        max_memory_bytes: usize,
+    ) -> Result<Explanation> {
         let (rows, bad) = self.prepare(x, policy)?;
-        let head = self.head(&rows.device(), rows.dtype());
         let n = rows.dims()[0];
         let mut out = Explanation {
             score: Vec::with_capacity(n),
@@ -339,19 +350,19 @@ impl AnomalyDetector {
             responsibility: Vec::with_capacity(n),
             component_score: Vec::with_capacity(n),
         };
-        for (start, len) in self.row_chunks(n) {
-            let chunk = rows.clone().narrow(0, start, len);
-            let w = head.weighted_log_prob(chunk);
-            let (best, k) = w.clone().max_dim_with_indices(1);
-            let lse = best.clone() + (w - best.clone()).exp().sum_dim(1).log();
-            let (best, lse, k) = (to_f64(best)?, to_f64(lse)?, to_i64(k)?);
-            for i in 0..len {
-                out.score.push(-lse[i]);
-                out.responsibility.push((best[i] - lse[i]).exp());
-                out.component_score.push(-best[i]);
-            }
-            out.component.extend(k);
-        }
+        self.mixture
+            .as_mixture()
+            .score_chunks(&rows, max_memory_bytes, &mut |c| {
+                let (best, k) = c.weighted.max_dim_with_indices(1);
+                let (best, lse, k) = (to_f64(best)?, to_f64(c.log_likelihood)?, to_i64(k)?);
+                for (b, l) in best.iter().zip(&lse) {
+                    out.score.push(-l);
+                    out.responsibility.push((b - l).exp());
+                    out.component_score.push(-b);
+                }
+                out.component.extend(k);
+                Ok(())
+            })?;
         if let Some(mask) = bad {
             let mask = to_i64(mask.int())?;
             for (i, &b) in mask.iter().enumerate() {

@@ -6,12 +6,15 @@
 //!   [`Precision`] (f32, f64), and the device for a computation, checked once.
 //! - [`host`]: small arrays between host memory and a device, in the computation's dtype;
 //!   chunk ranges and running sums of per-chunk tensors.
+//! - [`allocator`]: the process's allocator policy for chunked passes (freed chunk buffers
+//!   kept for the next chunk), set once by a program's `main`.
 //! - [`error`]: [`BackendError`]; `mixburn-gmm` converts it into its own error, so the
 //!   messages are the same wherever they surface.
 //!
 //! The manifest also pins the feature sets of Burn's own dependencies (no code uses them), so
 //! that a single-crate build reuses the workspace's one Burn build.
 
+pub mod allocator;
 pub mod backend;
 pub mod error;
 pub mod host;

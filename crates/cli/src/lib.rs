@@ -6,7 +6,6 @@
 //! - [`options`]: the option groups the commands share (`#[command(flatten)]`) and the typed
 //!   string choices, listed in `--help` and refused at parse time.
 
-pub mod allocator;
 pub mod commands;
 mod input;
 pub use input::describe_panic;

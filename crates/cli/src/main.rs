@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    mixburn::allocator::keep_freed_buffers();
+    mixburn_backend::allocator::keep_freed_buffers();
     let cli = match mixburn::Cli::try_parse() {
         Ok(cli) => cli,
         // A refused choice is one error line, like every other failure; clap prints the

@@ -271,14 +271,22 @@ fn scores_of(
     budget: usize,
 ) -> Result<Vec<f64>, CliError> {
     let mut out = Vec::with_capacity(input.n_rows());
-    for chunk in input.chunks(input.scan_rows(budget)) {
+    for chunk in input.chunks(read_rows(input, budget)) {
         let (start, rows) = chunk?;
         let s = det
-            .score_with(&rows, policy)
+            .score_within(&rows, policy, budget)
             .map_err(|e| at_row(e, start))?;
         out.extend(to_f64(s)?);
     }
     Ok(out)
+}
+
+/// Rows read at a time by `anomaly score`: a few of the scorer's own chunks (each call
+/// prepares the mixture's operands once), never more than a pass's scan under the budget.
+fn read_rows(input: &Input, budget: usize) -> usize {
+    input
+        .scan_rows(budget)
+        .min(8 * mixburn_gmm::budget::MAX_CHUNK_ROWS)
 }
 
 /// An error about row `r` of a chunk, renumbered from the input's first row.
@@ -322,9 +330,11 @@ fn score(a: AnomalyScoreArgs) -> Result<Value, CliError> {
     let explain = a.closest.is_some() || a.closest_share.is_some();
     let (scores, components, shares) = if explain {
         let (mut scores, mut components, mut shares) = (vec![], vec![], vec![]);
-        for chunk in x.chunks(x.scan_rows(budget)) {
+        for chunk in x.chunks(read_rows(&x, budget)) {
             let (start, rows) = chunk?;
-            let e = det.explain(&rows, policy).map_err(|e| at_row(e, start))?;
+            let e = det
+                .explain_within(&rows, policy, budget)
+                .map_err(|e| at_row(e, start))?;
             shares.extend(
                 e.responsibility
                     .iter()

@@ -1,5 +1,6 @@
-//! The allocator's policy for a command's process: freed chunk buffers are kept for the next
-//! chunk instead of being handed back to the kernel.
+//! The allocator's policy for a process that runs chunked passes (the `mixburn` command,
+//! the benchmarks): freed chunk buffers are kept for the next chunk instead of being handed
+//! back to the kernel. A library never sets it; a program's `main` does, once.
 //!
 //! Every pass allocates the same few buffers per chunk (the rows read, the products, their
 //! element-wise results: 2–30 MiB each at network-feature widths). glibc's defaults serve
