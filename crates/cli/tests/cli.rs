@@ -633,3 +633,137 @@ fn streamed_fit_and_score_keep_the_files_pages_out_of_the_resident_set() {
         );
     }
 }
+
+/// Writes an `.npy` float64 array of any `shape` (C order, or Fortran order with the values
+/// given in C order and stored first-axis fastest).
+fn write_npy_f64_shaped(path: &std::path::Path, shape: &[usize], c_values: &[f64], fortran: bool) {
+    let n = c_values.len();
+    let stored: Vec<f64> = if fortran {
+        // The value at Fortran offset f (first axis fastest) is the C-order value with the
+        // same multi-index.
+        let mut c_strides = vec![1usize; shape.len()];
+        for i in (0..shape.len().saturating_sub(1)).rev() {
+            c_strides[i] = c_strides[i + 1] * shape[i + 1];
+        }
+        (0..n)
+            .map(|f| {
+                let (mut rest, mut c) = (f, 0);
+                for (&d, stride) in shape.iter().zip(&c_strides) {
+                    c += (rest % d) * stride;
+                    rest /= d;
+                }
+                c_values[c]
+            })
+            .collect()
+    } else {
+        c_values.to_vec()
+    };
+    let data: Vec<u8> = stored.iter().flat_map(|v| v.to_le_bytes()).collect();
+    common::write_npy_raw(path, "<f8", shape, fortran, &data);
+}
+
+/// Issue 30: `fit --weights-init/--means-init/--precisions-init` (scikit-learn's parameters,
+/// `.npy` in their shapes, C or Fortran order) start EM there: one iteration from them equals
+/// the library's fit from the same parameters, whatever the seed; a file of another shape is
+/// refused naming both shapes, and bad values as a fit's settings are, before any output.
+#[test]
+fn fit_starts_from_initial_parameters_given_as_npy_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k, d) = (2, 2);
+    let weights = [0.4, 0.6];
+    let means = [2.0, 55.0, 4.4, 80.0];
+    // Full precisions (K, D, D), symmetric, non-diagonal.
+    let precisions = [4.0, 0.01, 0.01, 0.03, 2.0, -0.02, -0.02, 0.05];
+    let (w, m, pf, pc) = (
+        dir.path().join("w.npy"),
+        dir.path().join("m.npy"),
+        dir.path().join("p_fortran.npy"),
+        dir.path().join("p.npy"),
+    );
+    write_npy_f64_shaped(&w, &[k], &weights, false);
+    write_npy_f64_shaped(&m, &[k, d], &means, false);
+    write_npy_f64_shaped(&pf, &[k, d, d], &precisions, true);
+    write_npy_f64_shaped(&pc, &[k, d, d], &precisions, false);
+    let fit = |precisions: &std::path::Path, seed: &str, out: &std::path::Path| {
+        mixburn(&[
+            "fit",
+            "--input",
+            p(&faithful()),
+            "--components",
+            "2",
+            "--max-iter",
+            "1",
+            "--dtype",
+            "f64",
+            "--seed",
+            seed,
+            "--weights-init",
+            p(&w),
+            "--means-init",
+            p(&m),
+            "--precisions-init",
+            p(precisions),
+            "--output",
+            p(out),
+        ])
+    };
+    let (a, b) = (
+        dir.path().join("a.safetensors"),
+        dir.path().join("b.safetensors"),
+    );
+    json(&fit(&pf, "1", &a));
+    json(&fit(&pc, "7", &b));
+    let read = |path: &std::path::Path| {
+        let model = mixburn_gmm::model_file::read_model(path)
+            .and_then(mixburn_gmm::FittedMixture::from_content)
+            .unwrap();
+        let p = model.as_mixture().params().clone();
+        (p.weights.clone(), p.means.clone())
+    };
+    let (wa, ma) = read(&a);
+    assert_eq!(
+        (wa.clone(), ma.clone()),
+        read(&b),
+        "Fortran order and seed change nothing"
+    );
+    // The library from the same start.
+    let x = mixburn_data::read_matrix(&faithful()).unwrap();
+    let device = mixburn_gmm::Backend::Flex
+        .device_for(mixburn_gmm::Precision::F64)
+        .unwrap();
+    let t = mixburn_gmm::host::tensor_from_f64(
+        x.data.clone(),
+        [x.rows, x.cols],
+        &device,
+        mixburn_gmm::Precision::F64.dtype(),
+    );
+    let config = mixburn_gmm::GaussianMixtureConfig::new(k)
+        .with_max_iter(1)
+        .with_weights_init(weights.to_vec())
+        .with_means_init(means.to_vec())
+        .with_precisions_init(precisions.to_vec());
+    let lib = mixburn_gmm::fit(&config, &t).unwrap();
+    let lp = mixburn_gmm::Mixture::params(&lib);
+    for (got, want) in ma.iter().zip(&lp.means).chain(wa.iter().zip(&lp.weights)) {
+        assert!(
+            (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+            "{got} vs {want}"
+        );
+    }
+    // One iteration moved the means from the start.
+    assert!(ma.iter().zip(&means).any(|(a, b)| (a - b).abs() > 1e-6));
+    // Another shape, and values a fit refuses.
+    let out = dir.path().join("c.safetensors");
+    let wrong = dir.path().join("wrong.npy");
+    write_npy_f64_shaped(&wrong, &[k * d, d], &precisions, false);
+    fails_cleanly(
+        &fit(&wrong, "0", &out),
+        "holds an array of shape (4, 2); expected shape (2, 2, 2)",
+    );
+    let asym = dir.path().join("asym.npy");
+    let mut bad = precisions;
+    bad[1] = 0.5;
+    write_npy_f64_shaped(&asym, &[k, d, d], &bad, false);
+    fails_cleanly(&fit(&asym, "0", &out), "not symmetric");
+    assert!(!out.exists(), "no output after a refusal");
+}

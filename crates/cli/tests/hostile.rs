@@ -4,6 +4,8 @@
 //! allocated; a command with several outputs checks them all before writing any; and each
 //! message names the input that is wrong. Every case fails cleanly: one line, no panic.
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::{symlink, FileTypeExt};
 use std::path::{Path, PathBuf};
@@ -304,22 +306,7 @@ fn messages_name_the_input_that_is_wrong() {
 
 /// Writes a `.npy` file with NumPy's v1 header: `descr`, `shape`, little-endian `data`.
 fn npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape = if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header.as_bytes());
-    bytes.extend(data);
-    fs::write(path, bytes).unwrap();
+    common::write_npy_raw(path, descr, shape, false, data);
 }
 
 #[test]

@@ -48,8 +48,8 @@ pub use matrix::{
     ElemType, Matrix,
 };
 pub use npy::{
-    read_labels, read_npy_matrix, read_vector, write_labels_npy, write_matrix_npy,
-    write_vector_f64_npy, write_vector_npy_streamed, VectorKind, VectorSink,
+    read_float_array_shaped, read_labels, read_npy_matrix, read_vector, write_labels_npy,
+    write_matrix_npy, write_vector_f64_npy, write_vector_npy_streamed, VectorKind, VectorSink,
 };
 pub use rows::{RowFile, VectorFile};
 pub use tensor_file::{

@@ -475,6 +475,85 @@ pub fn read_vector(path: &Path) -> Result<Vec<f64>, DataError> {
     Ok(read_float_array(path, true)?.data)
 }
 
+/// Reads a float32/float64 array that must have exactly `shape` (C or Fortran order), its
+/// values in C (row-major) order: a fit's initial parameters as scikit-learn users hold them
+/// (`weights_init` `(K,)`, `means_init` `(K, D)`, `precisions_init` `(K, D, D)` for full
+/// covariances). The shape is checked against the header before the values are decoded.
+///
+/// # Errors
+/// As [`read_npy_matrix`], and [`DataError::Format`] naming both shapes when they differ.
+pub fn read_float_array_shaped(path: &Path, shape: &[usize]) -> Result<Vec<f64>, DataError> {
+    let (bytes, header) = load(path)?;
+    let fail = |reason: String| DataError::format(path, reason);
+    if header.shape != shape {
+        return Err(fail(format!(
+            "it holds an array of shape {}; expected shape {}",
+            header.shape_str(),
+            shape_str(shape)
+        )));
+    }
+    let dtype = float_elem(&header, "expected float32 or float64").map_err(fail)?;
+    let count = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| fail(format!("shape {} is too large", shape_str(shape))))?;
+    let data = data_bytes(&bytes, &header, count).map_err(fail)?;
+    Ok(c_order(
+        float_values(&header, data, dtype),
+        shape,
+        header.fortran_order,
+    ))
+}
+
+/// The float32/float64 values of `data` (in `header`'s byte order) as f64, in storage order.
+fn float_values(header: &Header, data: &[u8], dtype: ElemType) -> Vec<f64> {
+    let big = is_big_endian(&header.ty);
+    match dtype {
+        ElemType::F32 => decode::<4, f32>(data, big, f32::from_le_bytes, f32::from_be_bytes)
+            .into_iter()
+            .map(f64::from)
+            .collect(),
+        ElemType::F64 => decode::<8, f64>(data, big, f64::from_le_bytes, f64::from_be_bytes),
+    }
+}
+
+/// `values` of an array of `shape` in C (row-major) order; with `fortran` they are stored
+/// first axis fastest, and are walked in C order keeping each index's Fortran offset.
+fn c_order(values: Vec<f64>, shape: &[usize], fortran: bool) -> Vec<f64> {
+    if !fortran || shape.iter().filter(|&&d| d > 1).count() < 2 {
+        return values;
+    }
+    let mut index = vec![0usize; shape.len()];
+    let mut out = Vec::with_capacity(values.len());
+    for _ in 0..values.len() {
+        let mut offset = 0;
+        let mut stride = 1;
+        for (i, d) in index.iter().zip(shape) {
+            offset += i * stride;
+            stride *= d;
+        }
+        out.push(values[offset]);
+        for (i, d) in index.iter_mut().zip(shape).rev() {
+            *i += 1;
+            if *i < *d {
+                break;
+            }
+            *i = 0;
+        }
+    }
+    out
+}
+
+/// The element type of a float32/float64 array's header (otherwise a reason for
+/// [`DataError::Format`] ending in `hint`).
+fn float_elem(header: &Header, hint: &str) -> Result<ElemType, String> {
+    match (header.ty.type_char(), header.ty.size_field()) {
+        (TypeChar::Float, 4) => Ok(ElemType::F32),
+        (TypeChar::Float, 8) => Ok(ElemType::F64),
+        _ => Err(format!("it holds {} values; {hint}", header.dtype_str())),
+    }
+}
+
 /// The `(rows, cols, element type)` of a float array with `header`: a 2-D float32/float64
 /// matrix, or with `vector` a float vector of shape `(n,)` or `(n, 1)`. Checks that
 /// `rows * cols` does not overflow. Errors are reasons for [`DataError::Format`].
@@ -514,16 +593,7 @@ pub(crate) fn float_layout(
             ))
         }
     };
-    let dtype = match (header.ty.type_char(), header.ty.size_field()) {
-        (TypeChar::Float, 4) => ElemType::F32,
-        (TypeChar::Float, 8) => ElemType::F64,
-        _ => {
-            return Err(format!(
-                "it holds {} values; {MATRIX_HINT}",
-                header.dtype_str()
-            ))
-        }
-    };
+    let dtype = float_elem(header, MATRIX_HINT)?;
     if rows.checked_mul(cols).is_none() {
         return Err(format!(
             "corrupt .npy header: shape {} is too large; re-create the file with numpy.save",
@@ -539,24 +609,11 @@ fn read_float_array(path: &Path, vector: bool) -> Result<Matrix, DataError> {
     let (rows, cols, dtype) = float_layout(&header, vector).map_err(fail)?;
     let count = rows * cols;
     let data = data_bytes(&bytes, &header, count).map_err(fail)?;
-    let big = is_big_endian(&header.ty);
-    let values: Vec<f64> = match dtype {
-        ElemType::F32 => decode::<4, f32>(data, big, f32::from_le_bytes, f32::from_be_bytes)
-            .into_iter()
-            .map(f64::from)
-            .collect(),
-        ElemType::F64 => decode::<8, f64>(data, big, f64::from_le_bytes, f64::from_be_bytes),
-    };
-    let values = if header.fortran_order && rows > 1 && cols > 1 {
-        // Fortran order: element (i, j) is stored at j * rows + i.
-        let mut out = Vec::with_capacity(values.len());
-        for i in 0..rows {
-            out.extend((0..cols).map(|j| values[j * rows + i]));
-        }
-        out
-    } else {
-        values
-    };
+    let values = c_order(
+        float_values(&header, data, dtype),
+        &[rows, cols],
+        header.fortran_order,
+    );
     Matrix::new(rows, cols, values, dtype)
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use mixburn_gmm::backend::Precision;
-use mixburn_gmm::{GmmError, Mixture};
+use mixburn_gmm::{CovarianceType, GaussianMixtureConfig, GmmError, Mixture};
 use serde_json::{json, Value};
 
 use crate::{CliError, EmOptions};
@@ -22,9 +22,51 @@ pub struct FitArgs {
     /// Where to write the model (safetensors, e.g. model.safetensors).
     #[arg(long)]
     pub output: PathBuf,
+    /// Initial weights (`.npy`, shape (K,), summing to 1): scikit-learn's `weights_init`.
+    #[arg(long)]
+    pub weights_init: Option<PathBuf>,
+    /// Initial means (`.npy`, shape (K, D)): scikit-learn's `means_init`.
+    #[arg(long)]
+    pub means_init: Option<PathBuf>,
+    /// Initial precisions, the inverse covariances (`.npy`): scikit-learn's
+    /// `precisions_init`, shape (K, D, D) full, (D, D) tied, (K, D) diag, (K,) spherical.
+    #[arg(long)]
+    pub precisions_init: Option<PathBuf>,
     /// EM settings, backend and precision.
     #[command(flatten)]
     pub em: EmOptions,
+}
+
+impl FitArgs {
+    /// `config` with the initial parameters of the `--*-init` files, each read with the
+    /// shape K components of D features ask for (checked against the file's header before
+    /// its values are read; the values are checked as a fit's settings are, before any
+    /// work).
+    fn with_initial_parameters(
+        &self,
+        mut config: GaussianMixtureConfig,
+        d: usize,
+    ) -> Result<GaussianMixtureConfig, CliError> {
+        let k = self.components;
+        let read = |p: &PathBuf, shape: &[usize]| mixburn_data::read_float_array_shaped(p, shape);
+        if let Some(p) = &self.weights_init {
+            config = config.with_weights_init(read(p, &[k])?);
+        }
+        if let Some(p) = &self.means_init {
+            config = config.with_means_init(read(p, &[k, d])?);
+        }
+        if let Some(p) = &self.precisions_init {
+            let shape: &[usize] = match config.covariance_type {
+                CovarianceType::Full => &[k, d, d],
+                CovarianceType::Tied => &[d, d],
+                CovarianceType::Diag => &[k, d],
+                CovarianceType::Spherical => &[k],
+            };
+            config = config.with_precisions_init(read(p, shape)?);
+        }
+        config.validate(d)?;
+        Ok(config)
+    }
 }
 
 /// Fits, saves and summarises a mixture.
@@ -33,6 +75,7 @@ pub fn run(a: FitArgs) -> Result<Value, CliError> {
     let (device, precision) = a.em.compute.device(Precision::F32)?;
     let config = a.em.config(a.components)?;
     let (mut input, weights) = a.em.fit_input(&a.input, &device, precision)?;
+    let config = a.with_initial_parameters(config, input.rows().dims()[1])?;
     let n = input.n_rows();
     // With --retry-shards, a worker's failure sends the rows to the others and the fit
     // continues from its last completed iteration.

@@ -43,3 +43,26 @@ pub fn fails_cleanly(out: &Output, needle: &str) {
 pub fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
+
+/// Writes a `.npy` file with NumPy's v1 header: `descr`, `shape`, `fortran_order` and the
+/// little-endian `data` as stored.
+pub fn write_npy_raw(path: &Path, descr: &str, shape: &[usize], fortran: bool, data: &[u8]) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let order = if fortran { "True" } else { "False" };
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(data);
+    std::fs::write(path, bytes).unwrap();
+}
