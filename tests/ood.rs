@@ -637,3 +637,93 @@ fn cli_fits_scores_and_evaluates_from_npy_files() {
     .unwrap_err();
     assert!(err.contains("fitted on 12-dimensional"), "{err}");
 }
+
+/// Issue 30: an updatable detector (fitted on part of the rows) updated with the rest,
+/// including a class it had not seen, scores as the detector fitted on all rows (f64 1e-9,
+/// f32 1e-4 relative) for every method on every backend, also after a save and load of the
+/// updatable file; a detector that keeps no statistics, labels beyond one new class per row
+/// and a class left with one row are refused.
+#[test]
+fn an_updated_detector_scores_as_the_fit_on_all_rows() {
+    let (n, d, c) = (600, 6, 4);
+    let values = mixburn_tests::wide_data(n, d, c, 3.0);
+    // Classes by row; class 3 appears only in the second part (rows 400..).
+    let labels: Vec<i64> = (0..n)
+        .map(|i| {
+            if i >= 400 && i % 5 == 0 {
+                3
+            } else {
+                (i % 3) as i64
+            }
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut report = Report::default();
+    for (backend, precision, device) in targets() {
+        let tl = match precision {
+            Precision::F64 => 1e-9,
+            Precision::F32 => 1e-4,
+        };
+        let rows = |a: usize, b: usize| {
+            tensor_from_f64(
+                values[a * d..b * d].to_vec(),
+                [b - a, d],
+                &device,
+                precision.dtype(),
+            )
+        };
+        let (all, first, rest) = (rows(0, n), rows(0, 400), rows(400, n));
+        for method in [
+            Method::Mahalanobis,
+            Method::Relative,
+            Method::MahalanobisPlusPlus,
+        ] {
+            let tag = format!("{backend}/{precision}/{method}");
+            let config = DetectorConfig::new().with_method(method).with_ridge(1e-6);
+            let full = MahalanobisDetector::fit(&config, &all, &labels).unwrap();
+            let part = MahalanobisDetector::fit(
+                &config.clone().with_updatable(true),
+                &first,
+                &labels[..400],
+            )
+            .unwrap();
+            assert!(part.kept().is_some(), "{tag}");
+            let budget = mixburn_gmm::budget::DEFAULT_MAX_MEMORY_BYTES;
+            let updated = part.update(&rest, &labels[400..], None, budget).unwrap();
+            assert_eq!(updated.n_classes(), c, "{tag}");
+            let want = to_f64(full.score(&all).unwrap()).unwrap();
+            let got = to_f64(updated.score(&all).unwrap()).unwrap();
+            report.close(&format!("{tag} updated"), &got, &want, tl);
+            // Through the file: the statistics are kept and the update is the same.
+            let path = dir
+                .path()
+                .join(format!("{backend}_{precision}_{method}.safetensors"));
+            part.save(&path).unwrap();
+            let loaded = MahalanobisDetector::load(&path, &device, None).unwrap();
+            assert_eq!(
+                loaded.kept(),
+                part.kept(),
+                "{tag}: the file keeps the statistics"
+            );
+            let again = loaded.update(&rest, &labels[400..], None, budget).unwrap();
+            let got = to_f64(again.score(&all).unwrap()).unwrap();
+            report.close(&format!("{tag} updated from the file"), &got, &want, tl);
+            // Refusals.
+            let plain = MahalanobisDetector::fit(&config, &first, &labels[..400]).unwrap();
+            let err = plain
+                .update(&rest, &labels[400..], None, budget)
+                .unwrap_err();
+            assert!(err.to_string().contains("--updatable"), "{tag}: {err}");
+            let far: Vec<i64> = (0..200).map(|i| if i == 0 { 3 + 200 } else { 0 }).collect();
+            let err = part.update(&rest, &far, None, budget).unwrap_err();
+            assert!(matches!(err, OodError::BadLabels { .. }), "{tag}: {err}");
+            let lonely: Vec<i64> = (0..200).map(|i| if i == 0 { 3 } else { 1 }).collect();
+            let err = part.update(&rest, &lonely, None, budget).unwrap_err();
+            assert!(
+                matches!(err, OodError::TooFewInClass { class: 3, .. }),
+                "{tag}: {err}"
+            );
+        }
+    }
+    report.finish();
+}

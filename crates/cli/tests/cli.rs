@@ -767,3 +767,105 @@ fn fit_starts_from_initial_parameters_given_as_npy_files() {
     fails_cleanly(&fit(&asym, "0", &out), "not symmetric");
     assert!(!out.exists(), "no output after a refusal");
 }
+
+/// Issue 30: `ood fit --updatable` then `ood update` with the other rows (one class only in
+/// them) writes a detector whose scores equal `ood fit` on all rows (f64, 1e-9 relative);
+/// a detector fitted without `--updatable` is refused with one line naming the flag, and the
+/// output is left as it was.
+#[test]
+fn ood_update_adds_rows_and_a_class_as_a_fit_on_all_rows_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, d) = (300, 3);
+    let label = |i: usize| {
+        if i >= 200 && i.is_multiple_of(4) {
+            3i64
+        } else {
+            (i % 3) as i64
+        }
+    };
+    let value = |i: usize, j: usize| {
+        let h = ((i * 7 + j * 13) % 17) as f64 / 17.0;
+        h + label(i) as f64 * 2.0 + j as f64 * 0.1 * (i % 5) as f64
+    };
+    let write = |name: &str, rows: std::ops::Range<usize>| {
+        let x: Vec<f64> = rows
+            .clone()
+            .flat_map(|i| (0..d).map(move |j| value(i, j)))
+            .collect();
+        let y: Vec<u8> = rows.clone().flat_map(|i| label(i).to_le_bytes()).collect();
+        let (xp, yp) = (
+            dir.path().join(format!("{name}.npy")),
+            dir.path().join(format!("{name}_y.npy")),
+        );
+        write_npy_f64_shaped(&xp, &[rows.len(), d], &x, false);
+        common::write_npy_raw(&yp, "<i8", &[rows.len()], false, &y);
+        (xp, yp)
+    };
+    let (all, all_y) = write("all", 0..n);
+    let (a, a_y) = write("a", 0..200);
+    let (b, b_y) = write("b", 200..n);
+    let out = |name: &str| dir.path().join(name);
+    let fit = |x: &std::path::Path, y: &std::path::Path, o: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "ood",
+            "fit",
+            "--features",
+            p(x),
+            "--labels",
+            p(y),
+            "--output",
+            p(o),
+            "--dtype",
+            "f64",
+        ];
+        args.extend(extra);
+        json(&mixburn(&args))
+    };
+    fit(&all, &all_y, &out("full.safetensors"), &[]);
+    fit(&a, &a_y, &out("part.safetensors"), &["--updatable"]);
+    fit(&a, &a_y, &out("plain.safetensors"), &[]);
+    let update = |detector: &std::path::Path, o: &std::path::Path| {
+        mixburn(&[
+            "ood",
+            "update",
+            "--detector",
+            p(detector),
+            "--features",
+            p(&b),
+            "--labels",
+            p(&b_y),
+            "--output",
+            p(o),
+        ])
+    };
+    let report = json(&update(
+        &out("part.safetensors"),
+        &out("updated.safetensors"),
+    ));
+    assert_eq!(report["n_classes"], 4, "{report}");
+    assert_eq!(report["n_classes_added"], 1, "{report}");
+    let scores = |detector: &str| {
+        let o = out(&format!("{detector}.npy"));
+        json(&mixburn(&[
+            "ood",
+            "score",
+            "--detector",
+            p(&out(&format!("{detector}.safetensors"))),
+            "--features",
+            p(&all),
+            "--output",
+            p(&o),
+        ]));
+        mixburn_data::read_vector(&o).unwrap()
+    };
+    let (want, got) = (scores("full"), scores("updated"));
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-9 * w.abs().max(1e-300), "{g} vs {w}");
+    }
+    std::fs::write(out("kept.safetensors"), b"before").unwrap();
+    fails_cleanly(
+        &update(&out("plain.safetensors"), &out("kept.safetensors")),
+        "--updatable",
+    );
+    assert_eq!(std::fs::read(out("kept.safetensors")).unwrap(), b"before");
+}

@@ -16,7 +16,7 @@ use std::str::FromStr;
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{DType, Device, Int, Tensor};
 use mixburn_gmm::budget::{self, MAX_CHUNK_ROWS};
 use mixburn_gmm::host::{tensor_from_f64, to_f64};
 use mixburn_gmm::model_file::{self, ModelContent, ModelWriter};
@@ -90,6 +90,94 @@ pub struct DetectorConfig {
     /// row is an error naming the smallest that works.
     #[config(default = "mixburn_gmm::budget::DEFAULT_MAX_MEMORY_BYTES")]
     pub max_memory_bytes: usize,
+    /// Keep the fit's statistics (class counts, means and the pooled scatter, [`Kept`]) in
+    /// the detector and its file, so that [`MahalanobisDetector::update`] can add rows and
+    /// classes exactly, without the rows it was fitted on.
+    #[config(default = false)]
+    pub updatable: bool,
+}
+
+/// The statistics an updatable detector keeps (on the host, as the fit computed them): the
+/// sufficient statistics of the class-conditional Gaussians with a tied covariance, which
+/// merge exactly with those of more rows (Chan et al.'s pairwise update, [`ClassScatter`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kept {
+    /// Rows (or sample weights) per class, `[C]`.
+    pub counts: Vec<f64>,
+    /// Class means, row-major `[C, D]`.
+    pub means: Vec<f64>,
+    /// The pooled within-class scatter `W`, row-major `[D, D]`.
+    pub scatter: Vec<f64>,
+    /// The pseudo-inverse's relative cut-off of the fit (`None`: the default).
+    pub pinv_rtol: Option<f64>,
+}
+
+impl Kept {
+    /// Checks the statistics as strictly as a fit's result: `C` counts `≥ 0` (at least 2 for
+    /// each class), `C × D` finite means, a finite symmetric `D × D` scatter with a
+    /// non-negative diagonal, and the cut-off in `(0, 1)`.
+    pub fn validate(&self, c: usize, d: usize) -> OodResult<()> {
+        let bad = |reason: String| OodError::InvalidSetting {
+            name: "kept statistics",
+            reason,
+        };
+        if self.counts.len() != c || self.means.len() != c * d || self.scatter.len() != d * d {
+            return Err(bad(format!(
+                "{} counts, {} means and {} scatter values for {c} classes of {d} features",
+                self.counts.len(),
+                self.means.len(),
+                self.scatter.len()
+            )));
+        }
+        if let Some(i) = self
+            .counts
+            .iter()
+            .position(|m| !(m.is_finite() && *m >= 2.0))
+        {
+            return Err(bad(format!("class {i} has count {}", self.counts[i])));
+        }
+        if self
+            .means
+            .iter()
+            .chain(&self.scatter)
+            .any(|v| !v.is_finite())
+        {
+            return Err(bad("a mean or scatter value is not finite".into()));
+        }
+        for i in 0..d {
+            let aii = self.scatter[i * d + i];
+            if aii < 0.0 {
+                return Err(bad(format!("scatter diagonal {i} is negative ({aii})")));
+            }
+            for j in 0..i {
+                let (a, b) = (self.scatter[i * d + j], self.scatter[j * d + i]);
+                if (a - b).abs() > 1e-6 * (a.abs() + b.abs()).max(f64::MIN_POSITIVE) {
+                    return Err(bad(format!("the scatter is not symmetric at ({i}, {j})")));
+                }
+            }
+        }
+        if let Some(r) = self.pinv_rtol {
+            if !(r > 0.0 && r < 1.0) {
+                return Err(bad(format!("pinv_rtol {r} is not in (0, 1)")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The statistics as [`ClassScatter`] on `device` in `dtype`, with `classes ≥ C` classes
+    /// (the new ones empty).
+    fn to_scatter(&self, classes: usize, device: &Device, dtype: DType) -> ClassScatter {
+        let d = self.scatter.len().isqrt();
+        let mut counts = self.counts.clone();
+        counts.resize(classes, 0.0);
+        let mut means = self.means.clone();
+        means.resize(classes * d, 0.0);
+        ClassScatter {
+            counts,
+            means: tensor_from_f64(means, [classes, d], device, dtype),
+            scatter: tensor_from_f64(self.scatter.clone(), [d, d], device, dtype),
+        }
+    }
 }
 
 /// Rows per chunk of the detector's fit under `budget` bytes: per row the chunk, its
@@ -411,6 +499,12 @@ struct SavedConfig {
     background_rank: Option<usize>,
     ridge: f64,
     precision: Precision,
+    /// Whether the file keeps the fit's statistics (arrays `kept_counts`, `kept_means`,
+    /// `kept_scatter`) and the pseudo-inverse's cut-off they are refactored with.
+    #[serde(default)]
+    updatable: bool,
+    #[serde(default)]
+    pinv_rtol: Option<f64>,
 }
 
 /// A model-file error about the detector file `path`.
@@ -436,6 +530,7 @@ pub struct MahalanobisDetector {
     precision: Precision,
     chunk_size: usize,
     head: MahalanobisHead,
+    kept: Option<Kept>,
 }
 
 impl MahalanobisDetector {
@@ -468,6 +563,20 @@ impl MahalanobisDetector {
         if let Some(t) = z.resident() {
             check_finite(t)?;
         }
+        let stats = Self::class_statistics(config, z, &idx, c, sample_weight)?;
+        Self::from_statistics(config, stats)
+    }
+
+    /// The statistics of the rows of `z` with class indices `idx` (`0..c`), in one pass of
+    /// budgeted chunks merged on `z`'s device.
+    fn class_statistics(
+        config: &DetectorConfig,
+        z: &dyn RowSource,
+        idx: &[usize],
+        c: usize,
+        sample_weight: Option<&[f64]>,
+    ) -> OodResult<ClassScatter> {
+        let [n, d] = z.dims();
         let mut acc = None;
         let client = z.device();
         let rows = fit_chunk_rows(
@@ -499,7 +608,93 @@ impl MahalanobisDetector {
             .to_device(&client);
             acc = Some(ClassScatter::accumulate(acc, chunk)?);
         }
-        Self::from_statistics(config, acc.expect("n > 0"))
+        acc.ok_or(OodError::Empty {
+            what: "the features",
+        })
+    }
+
+    /// The detector fitted on the rows this one was fitted on and the rows of `z` with
+    /// `labels` (classes `0..C'−1`: the detector's classes, and new ones numbered after
+    /// them), exactly and without the first rows: the kept statistics ([`Kept`]) merged with
+    /// the new rows' (Chan et al.'s pairwise update), then the factor computed again. The
+    /// scores equal a fit on all rows to rounding. The result keeps its statistics too.
+    ///
+    /// # Errors
+    /// [`OodError::InvalidSetting`] when the detector was not fitted `updatable`; the fit's
+    /// errors for the new rows (width, finiteness, labels, weights); a class left with fewer
+    /// than 2 rows in all.
+    pub fn update(
+        &self,
+        z: &dyn RowSource,
+        labels: &[i64],
+        sample_weight: Option<&[f64]>,
+        max_memory_bytes: usize,
+    ) -> OodResult<Self> {
+        let kept = self.kept.as_ref().ok_or(OodError::InvalidSetting {
+            name: "detector",
+            reason: "it keeps no statistics to update: fit it with --updatable \
+                     (DetectorConfig::updatable)"
+                .into(),
+        })?;
+        let [n, d] = z.dims();
+        if n == 0 {
+            return Err(OodError::Empty {
+                what: "the features",
+            });
+        }
+        if d != self.n_features() {
+            return Err(OodError::WidthMismatch {
+                expected: self.n_features(),
+                got: d,
+            });
+        }
+        if labels.len() != n {
+            return Err(OodError::LengthMismatch {
+                features: n,
+                labels: labels.len(),
+            });
+        }
+        if let Some(&neg) = labels.iter().find(|&&l| l < 0) {
+            return Err(OodError::BadLabels {
+                reason: format!("found the negative label {neg}"),
+            });
+        }
+        // New classes follow the detector's: at most one per new row (the counts are never
+        // sized from an untrusted label alone).
+        let old = self.n_classes();
+        let max = labels.iter().copied().max().unwrap_or(0);
+        if max >= (old + n) as i64 {
+            return Err(OodError::BadLabels {
+                reason: format!(
+                    "the largest label is {max} but the detector has {old} classes and there \
+                     are {n} new rows; new classes are numbered {old}, {}, …",
+                    old + 1
+                ),
+            });
+        }
+        if let Some(w) = sample_weight {
+            mixburn_gmm::source::check_sample_weight(w, n)?;
+        }
+        if let Some(t) = z.resident() {
+            check_finite(t)?;
+        }
+        let classes = old.max(max as usize + 1);
+        let config = DetectorConfig::new()
+            .with_method(self.method())
+            .with_ridge(self.params.ridge)
+            .with_pinv_rtol(kept.pinv_rtol)
+            .with_max_memory_bytes(max_memory_bytes)
+            .with_updatable(true);
+        let idx: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
+        let new = Self::class_statistics(&config, z, &idx, classes, sample_weight)?;
+        let (device, dtype) = (new.means.device(), new.means.dtype());
+        let merged = kept.to_scatter(classes, &device, dtype).merge(new)?;
+        Self::from_statistics(&config, merged)
+    }
+
+    /// The statistics this detector keeps (fitted `updatable`).
+    pub fn kept(&self) -> Option<&Kept> {
+        self.kept.as_ref()
     }
 
     /// The mergeable statistics of one chunk of features and labels (`0..n_classes`),
@@ -572,6 +767,15 @@ impl MahalanobisDetector {
             background,
             ridge: config.ridge,
         };
+        let kept = match config.updatable {
+            true => Some(Kept {
+                counts: stats.counts.clone(),
+                means: to_f64(stats.means.clone())?,
+                scatter: to_f64(stats.scatter.clone())?,
+                pinv_rtol: config.pinv_rtol,
+            }),
+            false => None,
+        };
         let precision = Precision::of(dtype);
         let rows = score_chunk_rows(
             config.chunk_size,
@@ -580,7 +784,8 @@ impl MahalanobisDetector {
             MAX_CHUNK_ROWS,
             precision,
         )?;
-        Self::from_params(params, precision, rows, &device)
+        let detector = Self::from_params(params, precision, rows, &device)?;
+        Ok(Self { kept, ..detector })
     }
 
     /// A detector from its parameters, on `device` in `precision`, scoring `chunk_size` rows
@@ -617,6 +822,7 @@ impl MahalanobisDetector {
             precision,
             chunk_size: chunk_size.max(1),
             head,
+            kept: None,
         })
     }
 
@@ -753,6 +959,13 @@ impl MahalanobisDetector {
         if let Some((f0, r0)) = &p.background {
             w = w.floats("background_factor", vec![d, *r0], f0);
         }
+        if let Some(k) = &self.kept {
+            // Stored losslessly (f64 unless every value is an f32).
+            w = w
+                .floats("kept_counts", vec![c], &k.counts)
+                .floats("kept_means", vec![c, d], &k.means)
+                .floats("kept_scatter", vec![d, d], &k.scatter);
+        }
         let config = SavedConfig {
             method: p.method,
             n_features: d,
@@ -761,6 +974,8 @@ impl MahalanobisDetector {
             background_rank: p.background.as_ref().map(|(_, r0)| *r0),
             ridge: p.ridge,
             precision: self.precision,
+            updatable: self.kept.is_some(),
+            pinv_rtol: self.kept.as_ref().and_then(|k| k.pinv_rtol),
         };
         w.save(path, &config).map_err(|e| file_error(path, e))
     }
@@ -768,7 +983,7 @@ impl MahalanobisDetector {
     /// Reads a detector written by [`save`](Self::save) (or a version-1 JSON file) onto
     /// `device` (in the saved precision, or `precision` when given).
     pub fn load(path: &Path, device: &Device, precision: Option<Precision>) -> OodResult<Self> {
-        let (params, saved) = Self::read(path)?;
+        let (params, saved, kept) = Self::read_kept(path)?;
         let precision = precision.unwrap_or(saved);
         // Chunks under the default budget; `from_params` with `score_chunk_rows` for another.
         let rows = score_chunk_rows(
@@ -778,42 +993,55 @@ impl MahalanobisDetector {
             MAX_CHUNK_ROWS,
             precision,
         )?;
-        Self::from_params(params, precision, rows, device).map_err(|e| OodError::Format {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
+        let detector =
+            Self::from_params(params, precision, rows, device).map_err(|e| OodError::Format {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self { kept, ..detector })
     }
 
     /// Reads and checks a detector file (either version, told apart by content) as strictly
     /// as a fit's result ([`DetectorParams::validate`]): its parameters and the precision it
     /// was fitted in.
     pub fn read(path: &Path) -> OodResult<(DetectorParams, Precision)> {
+        Self::read_kept(path).map(|(params, precision, _)| (params, precision))
+    }
+
+    /// As [`read`](Self::read), with the statistics an updatable detector's file keeps
+    /// (checked: [`Kept::validate`]).
+    pub fn read_kept(path: &Path) -> OodResult<(DetectorParams, Precision, Option<Kept>)> {
         let content = model_file::read_model(path)
             .and_then(|c| c.check(FORMAT, EXPECTED).map(|()| c))
             .map_err(|e| file_error(path, e))?;
-        let (params, precision) = match content {
+        let (params, precision, kept) = match content {
             ModelContent::Json { text, .. } => {
                 let file: DetectorFile = serde_json::from_str(&text)
                     .map_err(|e| file_error(path, GmmError::ModelFormat(e.to_string())))?;
-                (file.detector, file.precision)
+                (file.detector, file.precision, None)
             }
             ModelContent::Binary(b) => Self::from_binary(b).map_err(|e| file_error(path, e))?,
         };
-        params.validate().map_err(|e| OodError::Format {
+        let format = |e| OodError::Format {
             path: path.to_path_buf(),
             reason: match e {
                 OodError::InvalidSetting { reason, .. } => reason,
                 other => other.to_string(),
             },
-        })?;
-        Ok((params, precision))
+        };
+        params.validate().map_err(format)?;
+        if let Some(k) = &kept {
+            k.validate(params.counts.len(), params.n_features)
+                .map_err(format)?;
+        }
+        Ok((params, precision, kept))
     }
 
     /// The parameters of a version-2 file, sizes checked before any array is compared with
     /// them.
     fn from_binary(
         mut b: model_file::BinaryModel,
-    ) -> mixburn_gmm::Result<(DetectorParams, Precision)> {
+    ) -> mixburn_gmm::Result<(DetectorParams, Precision, Option<Kept>)> {
         let c: SavedConfig = b.config()?;
         let (d, k, r) = (c.n_features, c.n_classes, c.rank);
         checked_size("classes × n_features", &[k, d])?;
@@ -829,6 +1057,18 @@ impl MahalanobisDetector {
             }
             None => None,
         };
+        let kept = match c.updatable {
+            true => {
+                checked_size("n_features × n_features", &[d, d])?;
+                Some(Kept {
+                    counts: b.floats("kept_counts", &[k])?,
+                    means: b.floats("kept_means", &[k, d])?,
+                    scatter: b.floats("kept_scatter", &[d, d])?,
+                    pinv_rtol: c.pinv_rtol,
+                })
+            }
+            false => None,
+        };
         b.finish()?;
         let params = DetectorParams {
             method: c.method,
@@ -841,6 +1081,6 @@ impl MahalanobisDetector {
             background,
             ridge: c.ridge,
         };
-        Ok((params, c.precision))
+        Ok((params, c.precision, kept))
     }
 }

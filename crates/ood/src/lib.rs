@@ -26,6 +26,6 @@ pub mod head;
 pub mod preprocess;
 
 pub use class_gmm::ClassGmmDetector;
-pub use detector::{DetectorConfig, DetectorParams, MahalanobisDetector, Method};
+pub use detector::{DetectorConfig, DetectorParams, Kept, MahalanobisDetector, Method};
 pub use error::{OodError, Result};
 pub use head::{MahalanobisHead, MahalanobisHeadConfig};

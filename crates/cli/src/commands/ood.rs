@@ -24,6 +24,9 @@ use crate::{finite_from, CliError, Compute, WorkerOptions};
 pub enum OodCommand {
     /// Fit class-conditional Gaussians with a tied covariance on features and labels.
     Fit(OodFitArgs),
+    /// Add rows (and new classes) to a detector fitted with --updatable, exactly: the result
+    /// scores as a fit on all rows would.
+    Update(OodUpdateArgs),
     /// Write one OOD score per row (higher = more likely out-of-distribution).
     Score(OodScoreArgs),
     /// AUROC, AUPR-In/Out, FPR at 95% TPR and detection accuracy of ID vs OOD scores.
@@ -57,10 +60,38 @@ pub struct OodFitArgs {
     /// pooled covariance.
     #[arg(long)]
     pub sample_weight: Option<PathBuf>,
+    /// Keep the fit's statistics in the detector file (class counts and means, the pooled
+    /// scatter: D² more values, in f64) so that `mixburn ood update` can add rows and classes.
+    #[arg(long)]
+    pub updatable: bool,
     /// `mixburn serve` workers holding the shards of the features.
     #[command(flatten)]
     pub workers: WorkerOptions,
     /// Backend and precision.
+    #[command(flatten)]
+    pub compute: Compute,
+}
+
+/// `mixburn ood update`.
+#[derive(Debug, Args)]
+pub struct OodUpdateArgs {
+    /// A detector written by `mixburn ood fit --updatable` (or by `ood update`).
+    #[arg(long)]
+    pub detector: PathBuf,
+    /// The new rows' features [n, D].
+    #[arg(long)]
+    pub features: PathBuf,
+    /// Their labels (.npy integers): the detector's classes 0..C-1, and new classes C, C+1, ….
+    #[arg(long)]
+    pub labels: PathBuf,
+    /// Per-row sample weights of the new rows (.npy, >= 0).
+    #[arg(long)]
+    pub sample_weight: Option<PathBuf>,
+    /// Where to write the updated detector (may be --detector itself: it is replaced
+    /// atomically once the update succeeded).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Backend and precision (the detector's precision unless --dtype says otherwise).
     #[command(flatten)]
     pub compute: Compute,
 }
@@ -100,6 +131,7 @@ pub struct OodEvalArgs {
 pub fn run(cmd: OodCommand) -> Result<Value, CliError> {
     match cmd {
         OodCommand::Fit(a) => fit(a),
+        OodCommand::Update(a) => update(a),
         OodCommand::Score(a) => score(a),
         OodCommand::Eval(a) => eval(a),
         OodCommand::Experiment(a) => experiment(*a),
@@ -123,7 +155,8 @@ fn fit(a: OodFitArgs) -> Result<Value, CliError> {
     let config = DetectorConfig::new()
         .with_method(method)
         .with_ridge(a.ridge)
-        .with_max_memory_bytes(a.compute.max_memory_bytes()?);
+        .with_max_memory_bytes(a.compute.max_memory_bytes()?)
+        .with_updatable(a.updatable);
     let detector = MahalanobisDetector::fit_source(&config, z.rows(), &labels, weights.as_deref())?;
     detector.save(&a.output)?;
     Ok(json!({
@@ -132,6 +165,40 @@ fn fit(a: OodFitArgs) -> Result<Value, CliError> {
         "n_features": detector.n_features(),
         "n_classes": detector.n_classes(),
         "rank": detector.rank(),
+        "precision": precision.to_string(),
+        "output": a.output.display().to_string(),
+    }))
+}
+
+fn update(a: OodUpdateArgs) -> Result<Value, CliError> {
+    mixburn_data::check_outputs(&[&a.output])?;
+    let (_, saved) = MahalanobisDetector::read(&a.detector)?;
+    let (device, precision) = a.compute.device(saved)?;
+    let detector = MahalanobisDetector::load(&a.detector, &device, Some(precision))?;
+    let labels = mixburn_data::read_labels(&a.labels)?;
+    let z = a
+        .compute
+        .open_input(&a.features, &device, precision, Passes::One)?;
+    let n = z.n_rows();
+    let weights = match &a.sample_weight {
+        Some(p) => Some(read_sample_weight(p, n)?),
+        None => None,
+    };
+    let before = detector.n_classes();
+    let updated = detector.update(
+        z.rows(),
+        &labels,
+        weights.as_deref(),
+        a.compute.max_memory_bytes()?,
+    )?;
+    updated.save(&a.output)?;
+    Ok(json!({
+        "method": updated.method().to_string(),
+        "n_samples_added": n,
+        "n_classes": updated.n_classes(),
+        "n_classes_added": updated.n_classes() - before,
+        "n_samples": updated.params().counts.iter().sum::<f64>(),
+        "rank": updated.rank(),
         "precision": precision.to_string(),
         "output": a.output.display().to_string(),
     }))
