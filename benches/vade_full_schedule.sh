@@ -16,7 +16,8 @@
 # The run directories live outside the work tree ($MIXBURN_RUNS, default
 # ~/.cache/mixburn/runs), so that a new checkout keeps them; each run is one process on one
 # core (RAYON_NUM_THREADS=1) at nice 19, with the binary copied to ~/.cache/mixburn/bin so
-# that rebuilding the workspace does not touch it. Default seeds: 0 and 1 (two cores); 2 after.
+# that rebuilding the workspace does not touch it; each in its own session (setsid), so that
+# ending the shell that started it does not stop it. Default seeds: 0 and 1 (two cores); 2 after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${MIXBURN_RUNS:-$HOME/.cache/mixburn/runs}"
@@ -47,7 +48,7 @@ case "$cmd" in
                 --latent-dim 10 --components 10 --seed "$s" --backend flex --quiet)
         fi
         mkdir -p "$runs/logs"
-        RAYON_NUM_THREADS=1 nohup nice -n 19 "$bin_dir/mixburn" "${args[@]}" \
+        RAYON_NUM_THREADS=1 setsid nohup nice -n 19 "$bin_dir/mixburn" "${args[@]}" \
           >>"$runs/logs/vade-s$s.out" 2>&1 &
         echo $! >"$pid_file"
         echo "seed $s: started (pid $!, ${args[*]:0:3})"
