@@ -443,3 +443,61 @@ fn ood_score_refuses_features_without_rows() {
     fails_cleanly(&res, "the features is empty");
     assert!(!scores.exists());
 }
+
+/// `vade train --resume` with no options continues the run on its own images and precision:
+/// a run of the first 200 images in f64 used to be refused ("number of images = 200, but
+/// 70000 was requested") unless `--limit` and `--dtype` were given again; a different request
+/// is still refused by name.
+#[test]
+fn vade_resume_without_options_continues_on_the_runs_images_and_precision() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    succeeds(&mixburn(&[
+        "vade",
+        "train",
+        "--output",
+        p(&run),
+        "--limit",
+        "200",
+        "--dtype",
+        "f64",
+        "--hidden",
+        "16,16",
+        "--latent-dim",
+        "2",
+        "--components",
+        "2",
+        "--batch-size",
+        "50",
+        "--pretrain-epochs",
+        "1",
+        "--epochs",
+        "1",
+        "--quiet",
+    ]));
+    succeeds(&mixburn(&[
+        "vade",
+        "train",
+        "--output",
+        p(&run),
+        "--resume",
+        "--epochs",
+        "2",
+        "--quiet",
+    ]));
+    let log = fs::read_to_string(run.join("log.jsonl")).unwrap();
+    assert!(log.lines().count() >= 3, "{log}");
+    fails_cleanly(
+        &mixburn(&[
+            "vade",
+            "train",
+            "--output",
+            p(&run),
+            "--resume",
+            "--limit",
+            "300",
+            "--quiet",
+        ]),
+        "number of images = 200, but 300 was requested",
+    );
+}

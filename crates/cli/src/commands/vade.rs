@@ -56,13 +56,14 @@ pub struct VadeTrainArgs {
     /// Burn backend.
     #[command(flatten)]
     pub backend: BackendOption,
-    /// Precision.
-    #[arg(long, default_value = "f32", value_parser = choice::<Precision>())]
-    pub dtype: Precision,
+    /// Precision [default: f32; with --resume, the run's].
+    #[arg(long, value_parser = choice::<Precision>())]
+    pub dtype: Option<Precision>,
     /// Mini-batch size [default: 100].
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Use only the first N images (of train followed by test).
+    /// Use only the first N images (of train followed by test) [default: all; with --resume,
+    /// the run's].
     #[arg(long)]
     pub limit: Option<usize>,
     /// Encoder hidden sizes, comma-separated; the decoder mirrors them [default: 500,500,2000].
@@ -228,9 +229,20 @@ fn config_of(a: &VadeTrainArgs) -> Result<VadeConfig, CliError> {
 
 fn train_cmd(a: VadeTrainArgs) -> Result<Value, CliError> {
     let config = config_of(&a)?;
-    let (backend, precision) = (a.backend.backend, a.dtype);
+    // A resumed run continues on its own images and precision unless told otherwise (a
+    // different request is then refused by name).
+    let saved = match a.resume {
+        true => Some(read_state(&a.output)?),
+        false => None,
+    };
+    let precision = a
+        .dtype
+        .or(saved.as_ref().map(|s| s.precision))
+        .unwrap_or(Precision::F32);
+    let limit = a.limit.or(saved.as_ref().map(|s| s.n));
+    let backend = a.backend.backend;
     let device = backend.device_for(precision)?;
-    let data = Dataset::mnist_dir(&a.data, a.limit, &device, precision)?;
+    let data = Dataset::mnist_dir(&a.data, limit, &device, precision)?;
     let options = TrainOptions {
         resume: a.resume,
         progress: !a.quiet,
