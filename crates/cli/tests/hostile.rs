@@ -309,13 +309,36 @@ fn npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) {
     common::write_npy_raw(path, descr, shape, false, data);
 }
 
+/// `mixburn ood fit` of `feats` and `labels` to `out`.
+fn ood_fit(feats: &Path, labels: &Path, out: &Path) -> Output {
+    mixburn(&[
+        "ood",
+        "fit",
+        "--features",
+        p(feats),
+        "--labels",
+        p(labels),
+        "--output",
+        p(out),
+    ])
+}
+
+/// `rows × 2` float64 features at `dir/z.npy` (distinct, finite values).
+fn features(dir: &Path, rows: usize, period: usize) -> PathBuf {
+    let feats = dir.join("z.npy");
+    let data: Vec<u8> = (0..rows * 2)
+        .map(|i| i as f64 * 0.37 + (i % period) as f64)
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    npy(&feats, "<f8", &[rows, 2], &data);
+    feats
+}
+
 #[test]
 fn ood_fit_bounds_labels_and_names_float32_overflow() {
     let dir = tempfile::tempdir().unwrap();
-    let feats = dir.path().join("z.npy");
+    let feats = features(dir.path(), 4, 3);
     let values: Vec<f64> = (0..8).map(|i| i as f64 * 0.37 + (i % 3) as f64).collect();
-    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    npy(&feats, "<f8", &[4, 2], &data);
     let out = dir.path().join("det.model");
     for huge in [1_000_000_000_000i64, i64::MAX] {
         let labels = dir.path().join("y.npy");
@@ -324,16 +347,7 @@ fn ood_fit_bounds_labels_and_names_float32_overflow() {
             .flat_map(|v| v.to_le_bytes())
             .collect();
         npy(&labels, "<i8", &[4], &l);
-        let res = mixburn(&[
-            "ood",
-            "fit",
-            "--features",
-            p(&feats),
-            "--labels",
-            p(&labels),
-            "--output",
-            p(&out),
-        ]);
+        let res = ood_fit(&feats, &labels, &out);
         fails_cleanly(&res, "largest label");
     }
     // Finite f64 features beyond float32's range, fitted in f32: named, not "constant".
@@ -347,16 +361,7 @@ fn ood_fit_bounds_labels_and_names_float32_overflow() {
         .flat_map(|v| v.to_le_bytes())
         .collect();
     npy(&labels, "<i8", &[4], &l);
-    let res = mixburn(&[
-        "ood",
-        "fit",
-        "--features",
-        p(&feats),
-        "--labels",
-        p(&labels),
-        "--output",
-        p(&out),
-    ]);
+    let res = ood_fit(&feats, &labels, &out);
     fails_cleanly(&res, "beyond float32's range");
     assert!(!out.exists());
 }
@@ -406,10 +411,7 @@ fn vade_evaluate_checks_every_output_before_reading_anything() {
 #[test]
 fn ood_score_refuses_features_without_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let feats = dir.path().join("z.npy");
-    let values: Vec<f64> = (0..12).map(|i| i as f64 * 0.37 + (i % 5) as f64).collect();
-    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    npy(&feats, "<f8", &[6, 2], &data);
+    let feats = features(dir.path(), 6, 5);
     let labels = dir.path().join("y.npy");
     let l: Vec<u8> = [0i64, 0, 0, 1, 1, 1]
         .iter()
@@ -417,16 +419,7 @@ fn ood_score_refuses_features_without_rows() {
         .collect();
     npy(&labels, "<i8", &[6], &l);
     let det = dir.path().join("det.safetensors");
-    succeeds(&mixburn(&[
-        "ood",
-        "fit",
-        "--features",
-        p(&feats),
-        "--labels",
-        p(&labels),
-        "--output",
-        p(&det),
-    ]));
+    succeeds(&ood_fit(&feats, &labels, &det));
     let empty = dir.path().join("empty.npy");
     npy(&empty, "<f8", &[0, 2], &[]);
     let scores = dir.path().join("s.npy");
@@ -500,4 +493,18 @@ fn vade_resume_without_options_continues_on_the_runs_images_and_precision() {
         ]),
         "number of images = 200, but 300 was requested",
     );
+}
+
+/// A labels file that is not `.npy` is told how to save labels, not offered the CSV
+/// alternative of the data readers (`--labels` reads `.npy` only).
+#[test]
+fn a_labels_file_that_is_not_npy_gets_the_labels_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let feats = features(dir.path(), 6, 5);
+    let labels = dir.path().join("y.csv");
+    fs::write(&labels, "0\n0\n0\n1\n1\n1\n").unwrap();
+    let res = ood_fit(&feats, &labels, &dir.path().join("d.safetensors"));
+    fails_cleanly(&res, "expected a 1-D integer .npy array of labels");
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(!err.contains(".csv file"), "{err}");
 }

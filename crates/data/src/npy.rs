@@ -270,10 +270,7 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<Header, String> {
                 bytes.len()
             ));
         }
-        return Err(format!(
-            "not a .npy file (it does not start with the \\x93NUMPY magic); {RESAVE}, \
-             or use a .csv file with comma-separated numbers"
-        ));
+        return Err(format!("{NOT_NPY}; {RESAVE}"));
     }
     let (len_size, start) = match (bytes.get(6), bytes.get(7)) {
         (Some(1), Some(0)) => (2usize, 10usize),
@@ -447,8 +444,16 @@ pub(crate) fn is_big_endian(ty: &TypeStr) -> bool {
 }
 
 /// Reads and parses the header of the npy file at `path`.
-fn load(path: &Path) -> Result<(Vec<u8>, Header), DataError> {
+/// The start of the reason given for a file that is not `.npy` at all.
+const NOT_NPY: &str = "not a .npy file (it does not start with the \\x93NUMPY magic)";
+
+/// Reads and parses an `.npy` file; a file that is not one at all is refused with `hint`
+/// (what this reader accepts instead, or how to save the array it wants).
+fn load(path: &Path, hint: &str) -> Result<(Vec<u8>, Header), DataError> {
     let bytes = read_file(path)?;
+    if !bytes.starts_with(MAGIC) && !MAGIC.starts_with(&bytes) {
+        return Err(DataError::format(path, format!("{NOT_NPY}; {hint}")));
+    }
     let header = parse_header(&bytes).map_err(|r| DataError::format(path, r))?;
     Ok((bytes, header))
 }
@@ -483,7 +488,7 @@ pub fn read_vector(path: &Path) -> Result<Vec<f64>, DataError> {
 /// # Errors
 /// As [`read_npy_matrix`], and [`DataError::Format`] naming both shapes when they differ.
 pub fn read_float_array_shaped(path: &Path, shape: &[usize]) -> Result<Vec<f64>, DataError> {
-    let (bytes, header) = load(path)?;
+    let (bytes, header) = load(path, "save the array with numpy.save")?;
     let fail = |reason: String| DataError::format(path, reason);
     if header.shape != shape {
         return Err(fail(format!(
@@ -604,7 +609,11 @@ pub(crate) fn float_layout(
 }
 
 fn read_float_array(path: &Path, vector: bool) -> Result<Matrix, DataError> {
-    let (bytes, header) = load(path)?;
+    let hint = match vector {
+        true => "save the vector with numpy.save(path, v.ravel().astype('float64'))",
+        false => "re-create it with numpy.save, or use a .csv file with comma-separated numbers",
+    };
+    let (bytes, header) = load(path, hint)?;
     let fail = |reason: String| DataError::format(path, reason);
     let (rows, cols, dtype) = float_layout(&header, vector).map_err(fail)?;
     let count = rows * cols;
@@ -627,7 +636,7 @@ fn read_float_array(path: &Path, vector: bool) -> Result<Matrix, DataError> {
 /// floats or another non-integer dtype, has another shape, or holds a uint64
 /// value above `i64::MAX`.
 pub fn read_labels(path: &Path) -> Result<Vec<i64>, DataError> {
-    let (bytes, header) = load(path)?;
+    let (bytes, header) = load(path, LABELS_HINT)?;
     let fail = |reason: String| DataError::format(path, reason);
     let n = match header.shape[..] {
         [n] | [n, 1] => n,
