@@ -508,3 +508,35 @@ fn a_labels_file_that_is_not_npy_gets_the_labels_hint() {
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(!err.contains(".csv file"), "{err}");
 }
+
+/// `vade train` with more components than images is refused before pre-training, and leaves
+/// no run directory behind (it used to fail after pre-training, with the run written).
+#[test]
+fn vade_train_refuses_more_components_than_images_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let res = mixburn(&[
+        "vade",
+        "train",
+        "--output",
+        p(&run),
+        "--limit",
+        "10",
+        "--components",
+        "20",
+        "--hidden",
+        "8,8",
+        "--latent-dim",
+        "2",
+        "--pretrain-epochs",
+        "1",
+        "--epochs",
+        "1",
+        "--quiet",
+    ]);
+    fails_cleanly(
+        &res,
+        "20 components need at least as many images, and there are 10",
+    );
+    assert!(!run.exists(), "no run directory is left behind");
+}

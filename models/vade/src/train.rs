@@ -475,6 +475,19 @@ pub fn train(
             ),
         ));
     }
+    // The GMM initialisation after pre-training needs a row per component: refused before
+    // any work, and before the run directory exists.
+    if data.len() < config.n_components {
+        return Err(VadeError::invalid_setting(
+            "n_components",
+            format!(
+                "{} components need at least as many images, and there are {}: use more \
+                 images or fewer components",
+                config.n_components,
+                data.len()
+            ),
+        ));
+    }
     let images = data.images.clone().without_autodiff();
     let data = &Dataset {
         images,
