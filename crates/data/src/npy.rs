@@ -443,7 +443,6 @@ pub(crate) fn is_big_endian(ty: &TypeStr) -> bool {
     ty.endianness() == Endianness::Big
 }
 
-/// Reads and parses the header of the npy file at `path`.
 /// The start of the reason given for a file that is not `.npy` at all.
 const NOT_NPY: &str = "not a .npy file (it does not start with the \\x93NUMPY magic)";
 

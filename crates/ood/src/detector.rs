@@ -129,20 +129,12 @@ impl Kept {
                 self.scatter.len()
             )));
         }
-        if let Some(i) = self
-            .counts
-            .iter()
-            .position(|m| !(m.is_finite() && *m >= 2.0))
-        {
+        let gmm = |e: GmmError| bad(e.to_string());
+        check_finite_values("kept_counts", &self.counts).map_err(gmm)?;
+        check_finite_values("kept_means", &self.means).map_err(gmm)?;
+        check_finite_values("kept_scatter", &self.scatter).map_err(gmm)?;
+        if let Some(i) = self.counts.iter().position(|m| *m < 2.0) {
             return Err(bad(format!("class {i} has count {}", self.counts[i])));
-        }
-        if self
-            .means
-            .iter()
-            .chain(&self.scatter)
-            .any(|v| !v.is_finite())
-        {
-            return Err(bad("a mean or scatter value is not finite".into()));
         }
         for i in 0..d {
             let aii = self.scatter[i * d + i];
@@ -156,12 +148,9 @@ impl Kept {
                 }
             }
         }
-        if let Some(r) = self.pinv_rtol {
-            if !(r > 0.0 && r < 1.0) {
-                return Err(bad(format!("pinv_rtol {r} is not in (0, 1)")));
-            }
-        }
-        Ok(())
+        DetectorConfig::new()
+            .with_pinv_rtol(self.pinv_rtol)
+            .validate()
     }
 
     /// The statistics as [`ClassScatter`] on `device` in `dtype`, with `classes ≥ C` classes
@@ -178,6 +167,19 @@ impl Kept {
             scatter: tensor_from_f64(self.scatter.clone(), [d, d], device, dtype),
         }
     }
+}
+
+/// `a` (`d × d`, row-major) made exactly symmetric, `(a + aᵀ) / 2`: a scatter from GEMMs
+/// differs from its transpose by rounding, which a strict check of a saved file would refuse.
+fn symmetrized(mut a: Vec<f64>, d: usize) -> Vec<f64> {
+    for i in 0..d {
+        for j in 0..i {
+            let m = 0.5 * (a[i * d + j] + a[j * d + i]);
+            a[i * d + j] = m;
+            a[j * d + i] = m;
+        }
+    }
+    a
 }
 
 /// Rows per chunk of the detector's fit under `budget` bytes: per row the chunk, its
@@ -268,21 +270,7 @@ impl DetectorConfig {
 /// Checks that `labels` has one entry per row and is exactly `0..C−1` with every class
 /// present and at least two samples each; returns `C` and the labels as indices.
 pub fn validate_labels(labels: &[i64], n_rows: usize) -> OodResult<(usize, Vec<usize>)> {
-    if labels.len() != n_rows {
-        return Err(OodError::LengthMismatch {
-            features: n_rows,
-            labels: labels.len(),
-        });
-    }
-    if labels.is_empty() {
-        return Err(OodError::Empty { what: "the labels" });
-    }
-    if let Some(&neg) = labels.iter().find(|&&l| l < 0) {
-        return Err(OodError::BadLabels {
-            reason: format!("found the negative label {neg}"),
-        });
-    }
-    let max = labels.iter().copied().max().unwrap_or(0);
+    let max = largest_label(labels, n_rows)?;
     if max >= labels.len() as i64 {
         // Classes 0..=max each need a sample: more classes than rows cannot all be present
         // (and the count array is never sized from an untrusted label).
@@ -314,6 +302,26 @@ pub fn validate_labels(labels: &[i64], n_rows: usize) -> OodResult<(usize, Vec<u
         });
     }
     Ok((c, labels.iter().map(|&l| l as usize).collect()))
+}
+
+/// The largest of `labels`, after checking there is one per row, at least one, and none
+/// negative (what a fit's and an update's labels share).
+fn largest_label(labels: &[i64], n_rows: usize) -> OodResult<i64> {
+    if labels.len() != n_rows {
+        return Err(OodError::LengthMismatch {
+            features: n_rows,
+            labels: labels.len(),
+        });
+    }
+    if labels.is_empty() {
+        return Err(OodError::Empty { what: "the labels" });
+    }
+    if let Some(&neg) = labels.iter().find(|&&l| l < 0) {
+        return Err(OodError::BadLabels {
+            reason: format!("found the negative label {neg}"),
+        });
+    }
+    Ok(labels.iter().copied().max().unwrap_or(0))
 }
 
 /// Errors on empty features or NaN/inf anywhere in `z`, naming the first position (the
@@ -648,21 +656,10 @@ impl MahalanobisDetector {
                 got: d,
             });
         }
-        if labels.len() != n {
-            return Err(OodError::LengthMismatch {
-                features: n,
-                labels: labels.len(),
-            });
-        }
-        if let Some(&neg) = labels.iter().find(|&&l| l < 0) {
-            return Err(OodError::BadLabels {
-                reason: format!("found the negative label {neg}"),
-            });
-        }
+        let max = largest_label(labels, n)?;
         // New classes follow the detector's: at most one per new row (the counts are never
         // sized from an untrusted label alone).
         let old = self.n_classes();
-        let max = labels.iter().copied().max().unwrap_or(0);
         if max >= (old + n) as i64 {
             return Err(OodError::BadLabels {
                 reason: format!(
@@ -771,7 +768,7 @@ impl MahalanobisDetector {
             true => Some(Kept {
                 counts: stats.counts.clone(),
                 means: to_f64(stats.means.clone())?,
-                scatter: to_f64(stats.scatter.clone())?,
+                scatter: symmetrized(to_f64(stats.scatter.clone())?, d),
                 pinv_rtol: config.pinv_rtol,
             }),
             false => None,
@@ -984,8 +981,18 @@ impl MahalanobisDetector {
     /// `device` (in the saved precision, or `precision` when given).
     pub fn load(path: &Path, device: &Device, precision: Option<Precision>) -> OodResult<Self> {
         let (params, saved, kept) = Self::read_kept(path)?;
-        let precision = precision.unwrap_or(saved);
-        // Chunks under the default budget; `from_params` with `score_chunk_rows` for another.
+        Self::from_saved(params, precision.unwrap_or(saved), kept, device)
+    }
+
+    /// The detector of a file's contents ([`read_kept`](Self::read_kept), already checked) on
+    /// `device` in `precision`, scoring in chunks under the default budget
+    /// ([`from_params`](Self::from_params) with [`score_chunk_rows`] for another).
+    pub fn from_saved(
+        params: DetectorParams,
+        precision: Precision,
+        kept: Option<Kept>,
+        device: &Device,
+    ) -> OodResult<Self> {
         let rows = score_chunk_rows(
             None,
             budget::DEFAULT_MAX_MEMORY_BYTES,
@@ -993,11 +1000,7 @@ impl MahalanobisDetector {
             MAX_CHUNK_ROWS,
             precision,
         )?;
-        let detector =
-            Self::from_params(params, precision, rows, device).map_err(|e| OodError::Format {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
+        let detector = Self::from_params(params, precision, rows, device)?;
         Ok(Self { kept, ..detector })
     }
 

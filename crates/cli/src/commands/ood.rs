@@ -172,9 +172,10 @@ fn fit(a: OodFitArgs) -> Result<Value, CliError> {
 
 fn update(a: OodUpdateArgs) -> Result<Value, CliError> {
     mixburn_data::check_outputs(&[&a.output])?;
-    let (_, saved) = MahalanobisDetector::read(&a.detector)?;
+    // Read once: the precision it was fitted in picks the device it is rebuilt on.
+    let (params, saved, kept) = MahalanobisDetector::read_kept(&a.detector)?;
     let (device, precision) = a.compute.device(saved)?;
-    let detector = MahalanobisDetector::load(&a.detector, &device, Some(precision))?;
+    let detector = MahalanobisDetector::from_saved(params, precision, kept, &device)?;
     let labels = mixburn_data::read_labels(&a.labels)?;
     let z = a
         .compute

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use mixburn_gmm::backend::Precision;
 use mixburn_vade::{
-    evaluate_run, mean_neg_elbo, read_state, sample_grid, summarize, train, Dataset, TrainOptions,
-    VadeConfig, VadeError,
+    evaluate_run, mean_neg_elbo, read_state, sample_grid, summarize, train, CheckpointState,
+    Dataset, TrainOptions, VadeConfig, VadeError,
 };
 use serde_json::{json, Value};
 
@@ -181,12 +181,8 @@ fn parse_hidden(s: &str) -> Result<Vec<usize>, VadeError> {
 
 /// The configuration of a run: the saved one when resuming (else the defaults), overridden by
 /// every option given.
-fn config_of(a: &VadeTrainArgs) -> Result<VadeConfig, CliError> {
-    let mut c = if a.resume {
-        read_state(&a.output)?.config
-    } else {
-        VadeConfig::new()
-    };
+fn config_of(a: &VadeTrainArgs, saved: Option<&CheckpointState>) -> Result<VadeConfig, CliError> {
+    let mut c = saved.map_or_else(VadeConfig::new, |s| s.config.clone());
     if let Some(v) = a.epochs {
         c.epochs = v;
     }
@@ -228,13 +224,13 @@ fn config_of(a: &VadeTrainArgs) -> Result<VadeConfig, CliError> {
 }
 
 fn train_cmd(a: VadeTrainArgs) -> Result<Value, CliError> {
-    let config = config_of(&a)?;
-    // A resumed run continues on its own images and precision unless told otherwise (a
-    // different request is then refused by name).
+    // A resumed run continues with its own configuration, images and precision unless told
+    // otherwise (a different request is then refused by name).
     let saved = match a.resume {
         true => Some(read_state(&a.output)?),
         false => None,
     };
+    let config = config_of(&a, saved.as_ref())?;
     let precision = a
         .dtype
         .or(saved.as_ref().map(|s| s.precision))
