@@ -39,7 +39,7 @@ def precisions(covariance_type, precisions_cholesky):
     """``precisions_`` from ``precisions_cholesky_`` (scikit-learn's formula per type)."""
     p = precisions_cholesky
     if covariance_type == "full":
-        return np.einsum("kij,klj->kil", p, p)
+        return np.matmul(p, p.transpose(0, 2, 1))
     if covariance_type == "tied":
         return p @ p.T
     return p**2

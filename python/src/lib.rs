@@ -931,6 +931,12 @@ fn backends() -> Vec<String> {
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The command line's allocator policy (freed chunk buffers kept rather than unmapped and
+    // faulted in again every chunk), unless MIXBURN_KEEP_FREED_BUFFERS=0: it is process-wide,
+    // so a host application can decline it.
+    if std::env::var("MIXBURN_KEEP_FREED_BUFFERS").as_deref() != Ok("0") {
+        mixburn_backend::allocator::keep_freed_buffers();
+    }
     m.add_function(wrap_pyfunction!(fit_gaussian_mixture, m)?)?;
     m.add_function(wrap_pyfunction!(fit_bayesian_mixture, m)?)?;
     m.add_function(wrap_pyfunction!(fit_anomaly, m)?)?;
