@@ -81,6 +81,18 @@ class _MixtureBase(DensityMixin, BaseEstimator):
             "seed": _inputs.seed(self.random_state),
         }
 
+    def _workers(self):
+        """``workers`` as the compiled fit takes them (``None``: fit on this process)."""
+        if self.workers is None:
+            return None
+        urls = [self.workers] if isinstance(self.workers, str) else list(self.workers)
+        if not urls or not all(isinstance(u, str) for u in urls):
+            raise ValueError(
+                "workers must be a list of `mixburn serve` addresses like 'ws://host:port'"
+            )
+        token = None if self.worker_token is None else str(self.worker_token)
+        return {"urls": urls, "token": token}
+
     def fit(self, X, y=None, sample_weight=None):
         """Estimates the parameters (EM, or variational inference) from ``X``: an array
         ``(n_samples, n_features)``, a tensor with ``__dlpack__``, or the path of a ``.npy``
@@ -261,6 +273,8 @@ class GaussianMixture(_MixtureBase):
         backend="flex",
         dtype=None,
         max_memory="1GiB",
+        workers=None,
+        worker_token=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -279,6 +293,8 @@ class GaussianMixture(_MixtureBase):
         self.backend = backend
         self.dtype = dtype
         self.max_memory = max_memory
+        self.workers = workers
+        self.worker_token = worker_token
 
     def _fit_native(self, x, path, sample_weight):
         previous = None
@@ -294,6 +310,7 @@ class GaussianMixture(_MixtureBase):
             means_init=_inputs.flat_or_none(self.means_init),
             precisions_init=_inputs.flat_or_none(self.precisions_init),
             previous=previous,
+            workers=self._workers(),
         )
 
 
@@ -327,6 +344,8 @@ class BayesianGaussianMixture(_MixtureBase):
         backend="flex",
         dtype=None,
         max_memory="1GiB",
+        workers=None,
+        worker_token=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -348,6 +367,8 @@ class BayesianGaussianMixture(_MixtureBase):
         self.backend = backend
         self.dtype = dtype
         self.max_memory = max_memory
+        self.workers = workers
+        self.worker_token = worker_token
 
     def _fit_native(self, x, path, sample_weight):
         t = self.weight_concentration_prior_type
@@ -372,6 +393,7 @@ class BayesianGaussianMixture(_MixtureBase):
             x=x,
             path=path,
             sample_weight=sample_weight,
+            workers=self._workers(),
         )
 
     def _set_specific(self, p, k, d):

@@ -292,24 +292,110 @@ fn fit_data(
     }
 }
 
-/// Calls `f` with the rows of `data` as a [`RowSource`] on `device`.
+/// The `mixburn serve` workers a fit splits its rows over (`ws://host:port`), and the token
+/// their servers ask for.
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct Workers {
+    urls: Vec<String>,
+    token: Option<String>,
+}
+
+/// Calls `f` with the rows of `data` as a [`RowSource`] on `device`; with `workers`, split
+/// over them (each shard uploaded once, a chunk at a time under `max` bytes), as
+/// `mixburn fit --workers` does.
 fn with_source<T>(
     data: Data,
     device: &Device,
     precision: Precision,
+    workers: Option<(Workers, usize)>,
     f: impl FnOnce(&dyn RowSource) -> PyResult<T>,
 ) -> PyResult<T> {
+    let shard = |rows: &dyn RowSource| -> PyResult<Option<mixburn_gmm::ShardedRows>> {
+        let Some((w, max)) = &workers else {
+            return Ok(None);
+        };
+        let devices = w
+            .urls
+            .iter()
+            .map(|u| {
+                Ok((
+                    mixburn_gmm::shards::connect(u, w.token.as_deref())?,
+                    u.clone(),
+                ))
+            })
+            .collect::<mixburn_gmm::Result<Vec<_>>>()
+            .map_err(py_err)?;
+        let [_, d] = rows.dims();
+        let chunk = mixburn_gmm::source::scan_rows(d, rows.dtype().size(), *max);
+        let sharded = mixburn_gmm::ShardedRows::upload(rows, &devices, None, chunk);
+        Ok(Some(sharded.map_err(py_err)?))
+    };
+    let run = |rows: &dyn RowSource| match shard(rows)? {
+        Some(sharded) => f(&sharded),
+        None => f(rows),
+    };
     match data {
-        Data::Rows(h) => f(&h.tensor(device, precision)),
-        Data::File(file) => {
-            let rows = FileRows::new(file, device, precision.dtype()).map_err(py_err)?;
-            f(&rows)
-        }
+        Data::Rows(h) => run(&h.tensor(device, precision)),
+        Data::File(file) => run(&FileRows::new(file, device, precision.dtype()).map_err(py_err)?),
     }
 }
 
 fn weights_vec(py: Python<'_>, w: Option<PyBuffer<f64>>) -> PyResult<Option<Vec<f64>>> {
     w.map(|w| vector(py, &w)).transpose()
+}
+
+/// What a fit reads, resolved while the GIL is held: the rows (copied, or a file), their
+/// sample weights, where to compute, and the workers to split them over.
+struct FitRows {
+    data: Data,
+    sample_weight: Option<Vec<f64>>,
+    device: Device,
+    precision: Precision,
+    max: usize,
+    workers: Option<Workers>,
+}
+
+impl FitRows {
+    #[allow(clippy::too_many_arguments)]
+    fn read(
+        py: Python<'_>,
+        x: Option<Rows>,
+        path: Option<String>,
+        tensor: Option<String>,
+        sample_weight: Option<PyBuffer<f64>>,
+        compute: &Compute,
+        workers: Option<Workers>,
+    ) -> PyResult<Self> {
+        let sample_weight = weights_vec(py, sample_weight)?;
+        let (data, precision, device, max) = fit_data(py, x, path, tensor, compute)?;
+        Ok(Self {
+            data,
+            sample_weight,
+            device,
+            precision,
+            max,
+            workers,
+        })
+    }
+
+    /// Runs `fit` on the rows (and the budget) without the GIL.
+    fn fit(
+        self,
+        py: Python<'_>,
+        fit: impl FnOnce(FitData<'_>, usize) -> mixburn_gmm::Result<FittedMixture> + Send,
+    ) -> PyResult<PyMixture> {
+        let r = self;
+        detached(py, move || {
+            let workers = r.workers.map(|w| (w, r.max));
+            with_source(r.data, &r.device, r.precision, workers, |rows| {
+                let data = FitData::new(rows).with_sample_weight(r.sample_weight.as_deref());
+                Ok(PyMixture {
+                    inner: fit(data, r.max).map_err(py_err)?,
+                })
+            })
+        })
+    }
 }
 
 /// A fitted mixture of either estimator (`format` tells which), on the host.
@@ -321,7 +407,7 @@ struct PyMixture {
 /// Fits a Gaussian mixture by EM (scikit-learn's `GaussianMixture.fit`).
 #[pyfunction]
 #[pyo3(signature = (settings, compute, x=None, path=None, tensor=None, sample_weight=None,
-    weights_init=None, means_init=None, precisions_init=None, previous=None))]
+    weights_init=None, means_init=None, precisions_init=None, previous=None, workers=None))]
 #[allow(clippy::too_many_arguments)]
 fn fit_gaussian_mixture(
     py: Python<'_>,
@@ -335,6 +421,7 @@ fn fit_gaussian_mixture(
     means_init: Option<PyBuffer<f64>>,
     precisions_init: Option<PyBuffer<f64>>,
     previous: Option<PyRef<'_, PyMixture>>,
+    workers: Option<Workers>,
 ) -> PyResult<PyMixture> {
     let mut config = GaussianMixtureConfig {
         settings: settings.mixture(0)?,
@@ -350,17 +437,10 @@ fn fit_gaussian_mixture(
         }
         _ => None,
     };
-    let w = weights_vec(py, sample_weight)?;
-    let (data, precision, device, max) = fit_data(py, x, path, tensor, &compute)?;
-    config.max_memory_bytes = max;
-    detached(py, move || {
-        with_source(data, &device, precision, |rows| {
-            let data = FitData::new(rows).with_sample_weight(w.as_deref());
-            let model = mixburn_gmm::fit_warm(&config, data, previous.as_ref()).map_err(py_err)?;
-            Ok(PyMixture {
-                inner: model.into(),
-            })
-        })
+    let rows = FitRows::read(py, x, path, tensor, sample_weight, &compute, workers)?;
+    rows.fit(py, move |data, max| {
+        config.max_memory_bytes = max;
+        Ok(mixburn_gmm::fit_warm(&config, data, previous.as_ref())?.into())
     })
 }
 
@@ -380,7 +460,7 @@ struct Priors {
 /// Fits a variational Bayesian mixture (scikit-learn's `BayesianGaussianMixture.fit`).
 #[pyfunction]
 #[pyo3(signature = (settings, compute, priors, x=None, path=None, tensor=None,
-    sample_weight=None))]
+    sample_weight=None, workers=None))]
 #[allow(clippy::too_many_arguments)]
 fn fit_bayesian_mixture(
     py: Python<'_>,
@@ -391,6 +471,7 @@ fn fit_bayesian_mixture(
     path: Option<String>,
     tensor: Option<String>,
     sample_weight: Option<PyBuffer<f64>>,
+    workers: Option<Workers>,
 ) -> PyResult<PyMixture> {
     let mut config = BayesianGaussianMixtureConfig {
         settings: settings.mixture(0)?,
@@ -405,17 +486,10 @@ fn fit_bayesian_mixture(
         covariance_prior: priors.covariance_prior,
         ..BayesianGaussianMixtureConfig::default()
     };
-    let w = weights_vec(py, sample_weight)?;
-    let (data, precision, device, max) = fit_data(py, x, path, tensor, &compute)?;
-    config.max_memory_bytes = max;
-    detached(py, move || {
-        with_source(data, &device, precision, |rows| {
-            let data = FitData::new(rows).with_sample_weight(w.as_deref());
-            let model = mixburn_gmm::fit_bayesian(&config, data).map_err(py_err)?;
-            Ok(PyMixture {
-                inner: model.into(),
-            })
-        })
+    let rows = FitRows::read(py, x, path, tensor, sample_weight, &compute, workers)?;
+    rows.fit(py, move |data, max| {
+        config.max_memory_bytes = max;
+        Ok(mixburn_gmm::fit_bayesian(&config, data)?.into())
     })
 }
 

@@ -81,3 +81,40 @@ def test_pickling_keeps_every_fitted_estimator(blobs):
         f = "score" if isinstance(est, mixburn.MahalanobisDetector) else (
             "decision_function" if isinstance(est, mixburn.GMMDetector) else "score_samples")
         np.testing.assert_array_equal(getattr(back, f)(blobs), getattr(est, f)(blobs))
+
+
+class Server:
+    """A `mixburn serve` worker on a free loopback port (killed by `close`)."""
+
+    def __init__(self, cli):
+        self.proc = subprocess.Popen([cli, "serve", "--bind", "127.0.0.1:0"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.url = json.loads(self.proc.stdout.readline())["serving"]
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def test_a_fit_over_two_workers_equals_the_local_fit(blobs, cli):
+    servers = [Server(cli), Server(cli)]
+    try:
+        kw = dict(n_components=3, tol=1e-10, random_state=0, means_init=blobs[::100][:3].copy())
+        local = mixburn.GaussianMixture(**kw).fit(blobs)
+        remote = mixburn.GaussianMixture(workers=[s.url for s in servers], **kw).fit(blobs)
+        np.testing.assert_allclose(remote.means_, local.means_, rtol=1e-9)
+        np.testing.assert_allclose(remote.covariances_, local.covariances_, rtol=1e-9)
+        assert remote.n_iter_ == local.n_iter_
+        bgm = mixburn.BayesianGaussianMixture(n_components=3, random_state=0,
+                                              workers=[servers[0].url]).fit(blobs)
+        assert bgm.converged_
+    finally:
+        for s in servers:
+            s.close()
+
+
+def test_an_unreachable_worker_is_a_value_error_naming_it(blobs):
+    import pytest
+
+    with pytest.raises(ValueError, match="127.0.0.1:9"):
+        mixburn.GaussianMixture(workers=["ws://127.0.0.1:9"]).fit(blobs)
