@@ -35,6 +35,11 @@ def floats(buf, dtype="float64"):
     return np.frombuffer(buf, dtype=dtype)
 
 
+def model_dtype(p):
+    """The NumPy dtype of a model's precision (its ``params()["precision"]``)."""
+    return np.float32 if p["precision"] == "f32" else np.float64
+
+
 def precisions(covariance_type, precisions_cholesky):
     """``precisions_`` from ``precisions_cholesky_`` (scikit-learn's formula per type)."""
     p = precisions_cholesky
@@ -133,10 +138,14 @@ class _MixtureBase(DensityMixin, BaseEstimator):
     def _set_attributes(self, p):
         k, d = int(p["n_components"]), int(p["n_features"])
         shape = covariance_shape(self.covariance_type, k, d)
-        self.weights_ = floats(p["weights"])
-        self.means_ = floats(p["means"]).reshape(k, d)
-        self.covariances_ = floats(p["covariances"]).reshape(shape)
-        self.precisions_cholesky_ = floats(p["precisions_cholesky"]).reshape(shape)
+        # A float32 fit's attributes are float32, as scikit-learn (1.6+) keeps them.
+        dtype = model_dtype(p)
+        self.weights_ = floats(p["weights"]).astype(dtype, copy=False)
+        self.means_ = floats(p["means"]).astype(dtype, copy=False).reshape(k, d)
+        self.covariances_ = floats(p["covariances"]).astype(dtype, copy=False).reshape(shape)
+        self.precisions_cholesky_ = (
+            floats(p["precisions_cholesky"]).astype(dtype, copy=False).reshape(shape)
+        )
         self.precisions_ = precisions(self.covariance_type, self.precisions_cholesky_)
         self.converged_ = bool(p["converged"])
         self.n_iter_ = int(p["n_iter"])
@@ -170,7 +179,7 @@ class _MixtureBase(DensityMixin, BaseEstimator):
         """Each component's responsibility for each row, shape ``(n_samples, n_components)``."""
         X = self._scoring_input(X)
         r = floats(self._model.predict_proba(X, _inputs.compute(self)))
-        return r.reshape(X.shape[0], self.weights_.shape[0])
+        return r.astype(self.means_.dtype, copy=False).reshape(X.shape[0], self.weights_.shape[0])
 
     def sample(self, n_samples=1):
         """``n_samples`` draws ``(n_samples, n_features)`` and their components."""
@@ -371,6 +380,11 @@ class BayesianGaussianMixture(_MixtureBase):
         self.worker_token = worker_token
 
     def _fit_native(self, x, path, sample_weight):
+        if self.warm_start:
+            raise ValueError(
+                "warm_start=True is not supported by BayesianGaussianMixture here (the "
+                "variational fit always starts from init_params); use GaussianMixture's"
+            )
         t = self.weight_concentration_prior_type
         if t not in ("dirichlet_process", "dirichlet_distribution"):
             raise ValueError(

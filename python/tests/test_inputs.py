@@ -32,9 +32,16 @@ def test_torch_tensors_are_accepted(blobs):
     assert gm.score_samples(t).dtype == np.float32
 
 
-def test_float32_stays_float32(blobs):
-    gm = mixburn.GaussianMixture(n_components=2, random_state=0).fit(blobs.astype(np.float32))
-    assert gm.score_samples(blobs.astype(np.float32)).dtype == np.float32
+def test_float32_stays_float32_where_sklearn_keeps_it(blobs):
+    from sklearn.mixture import GaussianMixture
+
+    X = blobs.astype(np.float32)
+    gm = mixburn.GaussianMixture(n_components=2, random_state=0).fit(X)
+    ref = GaussianMixture(n_components=2, random_state=0).fit(X)
+    for name in ["weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_"]:
+        assert getattr(gm, name).dtype == getattr(ref, name).dtype, name
+    for method in ["score_samples", "predict_proba"]:
+        assert getattr(gm, method)(X).dtype == getattr(ref, method)(X).dtype, method
     gm64 = mixburn.GaussianMixture(n_components=2, random_state=0, dtype="float64")
     assert gm64.fit(blobs.astype(np.float32)).score_samples(blobs).dtype == np.float64
 
