@@ -185,8 +185,23 @@ fn resuming_from_a_checkpoint_reproduces_the_straight_run() {
     let saved = load_model(split.path(), &state, Some(2), &device(Precision::F32)).unwrap();
     assert_eq!(params(&saved), params(&first.model));
 
+    // A session that logged joint epoch 2 but stopped before its checkpoint (a full disk):
+    // the resume runs epoch 2 again and logs it once.
+    let log = split.path().join("log.jsonl");
+    let mut text = std::fs::read_to_string(&log).unwrap();
+    text.push_str("{\"phase\":\"joint\",\"epoch\":2,\"loss\":1.0}\n");
+    std::fs::write(&log, text).unwrap();
+
     let b = train(&tiny(2, 3), &data, split.path(), &quiet(true)).expect("resumed session");
     assert_eq!(b.resumed_from, Some((Phase::Joint, 1)));
+    let joint: Vec<u64> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["phase"] == "joint")
+        .map(|v| v["epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(joint, [1, 2, 3], "one log line per joint epoch");
     assert_eq!(
         b.history.len(),
         2,

@@ -215,6 +215,57 @@ fn append_log(run_dir: &Path, value: &impl Serialize) -> Result<()> {
     writeln!(f, "{line}").map_err(|e| VadeError::io(&path, e))
 }
 
+/// Largest `log.jsonl` a resume reads back (a line per epoch is a few hundred bytes).
+const MAX_LOG_BYTES: u64 = 64 << 20;
+
+/// On resume, drops the `log.jsonl` lines of epochs after the checkpoint resumed from
+/// (`phase`, `epoch`): a session stopped between logging an epoch and checkpointing it (a
+/// full disk, a kill) would otherwise log that epoch twice. Lines it cannot read are kept.
+fn trim_log(run_dir: &Path, phase: Phase, epoch: usize) -> Result<()> {
+    let path = run_dir.join(LOG_FILE);
+    let len = match fs::metadata(&path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(VadeError::io(&path, e)),
+    };
+    if len > MAX_LOG_BYTES {
+        return Err(VadeError::invalid_setting(
+            "resume",
+            format!(
+                "{} is {len} bytes, more than a run's log can be",
+                path.display()
+            ),
+        ));
+    }
+    let text = fs::read_to_string(&path).map_err(|e| VadeError::io(&path, e))?;
+    let rank = |p: &str| match p {
+        "pretrain" => Some(0),
+        "gmm_init" => Some(1),
+        "joint" => Some(2),
+        _ => None,
+    };
+    let limit = (rank(&phase.to_string()).unwrap_or(0), epoch);
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|line| {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                return true;
+            };
+            match rank(v["phase"].as_str().unwrap_or("")) {
+                Some(r) => (r, v["epoch"].as_u64().unwrap_or(0) as usize) <= limit,
+                None => true,
+            }
+        })
+        .collect();
+    if kept.len() == text.lines().count() {
+        return Ok(());
+    }
+    mixburn_data::write_atomic(&path, |w| {
+        kept.iter().try_for_each(|line| writeln!(w, "{line}"))
+    })?;
+    Ok(())
+}
+
 /// The loss a training step minimises.
 #[derive(Clone, Debug)]
 pub enum Objective {
@@ -571,6 +622,7 @@ fn open_run(config: &VadeConfig, data: &Dataset, run_dir: &Path, resume: bool) -
         check_resume(run_dir, &state, config, data.len(), precision)?;
         let model = load_model(run_dir, &state, Some(config.latent_dim), &device)?;
         let from = (state.phase, state.epoch);
+        trim_log(run_dir, state.phase, state.epoch)?;
         let state = CheckpointState {
             config: config.clone(),
             seed: config.seed,
