@@ -997,6 +997,12 @@ impl PyOod {
     }
 }
 
+/// Whether this build can split fits over `mixburn serve` workers (the `remote` feature).
+#[pyfunction]
+fn remote_workers() -> bool {
+    cfg!(feature = "remote")
+}
+
 /// The backends this build was compiled with.
 #[pyfunction]
 fn backends() -> Vec<String> {
@@ -1016,6 +1022,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fit_anomaly, m)?)?;
     m.add_function(wrap_pyfunction!(fit_mahalanobis, m)?)?;
     m.add_function(wrap_pyfunction!(backends, m)?)?;
+    m.add_function(wrap_pyfunction!(remote_workers, m)?)?;
     m.add_class::<PyMixture>()?;
     m.add_class::<PyAnomaly>()?;
     m.add_class::<PyOod>()?;
