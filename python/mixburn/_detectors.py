@@ -19,8 +19,9 @@ class GMMDetector(OutlierMixin, BaseEstimator):
     ``threshold_`` (their ``1 − contamination`` percentile) and ``labels_`` (1 = outlier);
     ``decision_function`` scores new rows; ``predict`` flags them.
 
-    Beyond pyod: ``backend`` / ``dtype`` / ``max_memory`` as for :class:`GaussianMixture`;
-    ``save`` / ``load`` in ``mixburn anomaly``'s detector files.
+    Beyond pyod: ``n_components`` may be a list of candidates, of which the one with the
+    lowest BIC is kept (``n_components_``); ``backend`` / ``dtype`` / ``max_memory`` as for
+    :class:`GaussianMixture`; ``save`` / ``load`` in ``mixburn anomaly``'s detector files.
     """
 
     def __init__(
@@ -71,8 +72,16 @@ class GMMDetector(OutlierMixin, BaseEstimator):
         if self.covariance_type not in COVARIANCE_TYPES:
             raise ValueError(f"Invalid value for 'covariance_type': {self.covariance_type!r}")
         X = _inputs.rows(self, X, reset=True, ensure_min_samples=2)
+        # A sequence of K: the one with the lowest BIC (the command line's --components 1..8).
+        candidates = None
+        k = self.n_components
+        if not isinstance(k, (int, np.integer)):
+            candidates = [int(c) for c in k]
+            if not candidates or min(candidates) < 1:
+                raise ValueError(f"n_components must be >= 1 or a list of such, got {k!r}")
+            k = candidates[0]
         gm = GaussianMixture(
-            n_components=self.n_components,
+            n_components=k,
             covariance_type=self.covariance_type,
             tol=self.tol,
             reg_covar=self.reg_covar,
@@ -91,6 +100,7 @@ class GMMDetector(OutlierMixin, BaseEstimator):
             weights_init=_inputs.flat_or_none(self.weights_init),
             means_init=_inputs.flat_or_none(self.means_init),
             precisions_init=_inputs.flat_or_none(self.precisions_init),
+            candidates=candidates,
         )
         self._set_attributes()
         self.decision_scores_ = self._scores(X)
@@ -114,6 +124,7 @@ class GMMDetector(OutlierMixin, BaseEstimator):
         self.converged_ = bool(p["converged"])
         self.lower_bound_ = float(p["lower_bound"])
         self.n_iter_ = int(p["n_iter"])
+        self.n_components_ = k
 
     def _scores(self, X):
         return _floats(self._detector.score(X, _inputs.compute(self)))

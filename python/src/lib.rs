@@ -695,7 +695,7 @@ struct PyAnomaly {
 /// of their scores (pyod's `GMM`).
 #[pyfunction]
 #[pyo3(signature = (settings, compute, x, contamination, weights_init=None, means_init=None,
-    precisions_init=None))]
+    precisions_init=None, candidates=None))]
 #[allow(clippy::too_many_arguments)]
 fn fit_anomaly(
     py: Python<'_>,
@@ -706,6 +706,7 @@ fn fit_anomaly(
     weights_init: Option<PyBuffer<f64>>,
     means_init: Option<PyBuffer<f64>>,
     precisions_init: Option<PyBuffer<f64>>,
+    candidates: Option<Vec<usize>>,
 ) -> PyResult<PyAnomaly> {
     let (device, precision, max) = compute.on(x.precision())?;
     let mut mixture = GaussianMixtureConfig {
@@ -715,7 +716,12 @@ fn fit_anomaly(
     mixture.weights_init = weights_vec(py, weights_init)?;
     mixture.means_init = weights_vec(py, means_init)?;
     mixture.precisions_init = weights_vec(py, precisions_init)?;
-    let config = AnomalyConfig::new(Components::Fixed(settings.n_components))
+    // K fixed, or the candidate with the lowest BIC (`mixburn anomaly fit --components 1..8`).
+    let components = match candidates {
+        Some(ks) => Components::Auto(ks),
+        None => Components::Fixed(settings.n_components),
+    };
+    let config = AnomalyConfig::new(components)
         .with_mixture(mixture)
         .with_contamination(contamination);
     let host = x.host(py)?;

@@ -36,6 +36,17 @@ def test_gmm_detector_flags_the_contamination_fraction(blobs):
         mixburn.GMMDetector(contamination=0.7).fit(blobs)
 
 
+def test_gmm_detector_chooses_k_by_bic_among_candidates(blobs):
+    from sklearn.mixture import GaussianMixture
+
+    det = mixburn.GMMDetector(n_components=[1, 2, 3, 4], random_state=0).fit(blobs)
+    bics = [GaussianMixture(k, random_state=0).fit(blobs).bic(blobs) for k in [1, 2, 3, 4]]
+    assert det.n_components_ == 1 + int(np.argmin(bics)) == 3
+    assert det.means_.shape == (3, 4)
+    with pytest.raises(ValueError):
+        mixburn.GMMDetector(n_components=[]).fit(blobs)
+
+
 def features_and_labels(rng, c=4, d=16, n=400):
     means = rng.normal(0, 3, size=(c, d))
     y = rng.integers(0, c, size=n)
