@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from . import _inputs, _native
-from ._mixture import COVARIANCE_TYPES, covariance_shape, floats as _floats, model_dtype, precisions
+from ._mixture import COVARIANCE_TYPES, floats as _floats, mixture_attributes
 
 
 class GMMDetector(OutlierMixin, BaseEstimator):
@@ -111,20 +111,9 @@ class GMMDetector(OutlierMixin, BaseEstimator):
         d = self._detector
         self.threshold_ = float(d.threshold)
         p = d.mixture().params()
-        k, n = int(p["n_components"]), int(p["n_features"])
-        shape = covariance_shape(p["covariance_type"], k, n)
-        dtype = model_dtype(p)
-        self.weights_ = _floats(p["weights"]).astype(dtype, copy=False)
-        self.means_ = _floats(p["means"]).astype(dtype, copy=False).reshape(k, n)
-        self.covariances_ = _floats(p["covariances"]).astype(dtype, copy=False).reshape(shape)
-        self.precisions_cholesky_ = (
-            _floats(p["precisions_cholesky"]).astype(dtype, copy=False).reshape(shape)
-        )
-        self.precisions_ = precisions(p["covariance_type"], self.precisions_cholesky_)
-        self.converged_ = bool(p["converged"])
-        self.lower_bound_ = float(p["lower_bound"])
-        self.n_iter_ = int(p["n_iter"])
-        self.n_components_ = k
+        for name, value in mixture_attributes(p).items():
+            setattr(self, name, value)
+        self.n_components_ = int(p["n_components"])
 
     def _scores(self, X):
         return _floats(self._detector.score(X, _inputs.compute(self)))

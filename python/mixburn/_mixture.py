@@ -40,6 +40,30 @@ def model_dtype(p):
     return np.float32 if p["precision"] == "f32" else np.float64
 
 
+def mixture_attributes(p):
+    """scikit-learn's fitted attributes of a mixture (names, shapes, and float32 for a float32
+    fit, as scikit-learn 1.6+ keeps them) from the compiled model's ``params()``."""
+    k, d = int(p["n_components"]), int(p["n_features"])
+    covariance_type = p["covariance_type"]
+    shape = covariance_shape(covariance_type, k, d)
+    dtype = model_dtype(p)
+
+    def array(name, shape):
+        return floats(p[name]).astype(dtype, copy=False).reshape(shape)
+
+    chol = array("precisions_cholesky", shape)
+    return {
+        "weights_": array("weights", (k,)),
+        "means_": array("means", (k, d)),
+        "covariances_": array("covariances", shape),
+        "precisions_cholesky_": chol,
+        "precisions_": precisions(covariance_type, chol),
+        "converged_": bool(p["converged"]),
+        "n_iter_": int(p["n_iter"]),
+        "lower_bound_": float(p["lower_bound"]),
+    }
+
+
 def precisions(covariance_type, precisions_cholesky):
     """``precisions_`` from ``precisions_cholesky_`` (scikit-learn's formula per type)."""
     p = precisions_cholesky
@@ -136,22 +160,10 @@ class _MixtureBase(DensityMixin, BaseEstimator):
         return self.fit(X, y, sample_weight=sample_weight).predict(X)
 
     def _set_attributes(self, p):
-        k, d = int(p["n_components"]), int(p["n_features"])
-        shape = covariance_shape(self.covariance_type, k, d)
-        # A float32 fit's attributes are float32, as scikit-learn (1.6+) keeps them.
-        dtype = model_dtype(p)
-        self.weights_ = floats(p["weights"]).astype(dtype, copy=False)
-        self.means_ = floats(p["means"]).astype(dtype, copy=False).reshape(k, d)
-        self.covariances_ = floats(p["covariances"]).astype(dtype, copy=False).reshape(shape)
-        self.precisions_cholesky_ = (
-            floats(p["precisions_cholesky"]).astype(dtype, copy=False).reshape(shape)
-        )
-        self.precisions_ = precisions(self.covariance_type, self.precisions_cholesky_)
-        self.converged_ = bool(p["converged"])
-        self.n_iter_ = int(p["n_iter"])
-        self.lower_bound_ = float(p["lower_bound"])
+        for name, value in mixture_attributes(p).items():
+            setattr(self, name, value)
         self.lower_bounds_ = list(p["lower_bounds"])
-        self._set_specific(p, k, d)
+        self._set_specific(p, int(p["n_components"]), int(p["n_features"]))
 
     def _set_specific(self, p, k, d):
         pass
@@ -202,15 +214,20 @@ class _MixtureBase(DensityMixin, BaseEstimator):
         }[self.covariance_type]
         return int(cov + k * d + k - 1)
 
+    def _total_log_likelihood(self, X):
+        """``(Σ log p(x), n_samples)``: ``X`` checked and scored once."""
+        ll = self.score_samples(X)
+        return float(np.sum(ll, dtype=np.float64)), ll.shape[0]
+
     def bic(self, X):
         """Bayesian information criterion on ``X`` (lower is better)."""
-        n = _inputs.rows(self, X, reset=False).shape[0]
-        return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
+        total, n = self._total_log_likelihood(X)
+        return -2 * total + self._n_parameters() * np.log(n)
 
     def aic(self, X):
         """Akaike information criterion on ``X`` (lower is better)."""
-        n = _inputs.rows(self, X, reset=False).shape[0]
-        return -2 * self.score(X) * n + 2 * self._n_parameters()
+        total, _ = self._total_log_likelihood(X)
+        return -2 * total + 2 * self._n_parameters()
 
     def save(self, path):
         """Writes the model file the ``mixburn`` command line reads (safetensors)."""

@@ -122,10 +122,15 @@ enum Rows {
 /// Rows copied out of a NumPy array (the one copy a tensor needs), so that the GIL can be
 /// released while they are used.
 struct HostRows {
-    f32: Option<Vec<f32>>,
-    f64: Option<Vec<f64>>,
+    values: HostValues,
     n: usize,
     d: usize,
+}
+
+/// The copied values, in the array's own dtype.
+enum HostValues {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
 }
 
 /// `(n, d)` of a 2-D buffer.
@@ -159,26 +164,11 @@ impl Rows {
     }
 
     fn host(&self, py: Python<'_>) -> PyResult<HostRows> {
-        Ok(match self {
-            Rows::F64(b) => {
-                let (n, d) = shape2(b)?;
-                HostRows {
-                    n,
-                    d,
-                    f64: Some(b.to_vec(py)?),
-                    f32: None,
-                }
-            }
-            Rows::F32(b) => {
-                let (n, d) = shape2(b)?;
-                HostRows {
-                    n,
-                    d,
-                    f32: Some(b.to_vec(py)?),
-                    f64: None,
-                }
-            }
-        })
+        let ((n, d), values) = match self {
+            Rows::F64(b) => (shape2(b)?, HostValues::F64(b.to_vec(py)?)),
+            Rows::F32(b) => (shape2(b)?, HostValues::F32(b.to_vec(py)?)),
+        };
+        Ok(HostRows { values, n, d })
     }
 }
 
@@ -187,16 +177,15 @@ impl HostRows {
     /// array's dtype differs).
     fn tensor(self, device: &Device, precision: Precision) -> Tensor<2> {
         let shape = Shape::from([self.n, self.d]);
-        let data = match (self.f32, self.f64, precision) {
-            (Some(v), _, Precision::F32) => TensorData::new(v, shape),
-            (Some(v), _, Precision::F64) => {
+        let data = match (self.values, precision) {
+            (HostValues::F32(v), Precision::F32) => TensorData::new(v, shape),
+            (HostValues::F32(v), _) => {
                 TensorData::new(v.into_iter().map(f64::from).collect::<Vec<f64>>(), shape)
             }
-            (None, Some(v), Precision::F32) => {
+            (HostValues::F64(v), Precision::F32) => {
                 TensorData::new(v.into_iter().map(|x| x as f32).collect::<Vec<f32>>(), shape)
             }
-            (None, Some(v), _) => TensorData::new(v, shape),
-            (None, None, _) => TensorData::new(Vec::<f64>::new(), Shape::from([0, self.d])),
+            (HostValues::F64(v), _) => TensorData::new(v, shape),
         };
         Tensor::from_data(data, (device, precision.dtype()))
     }
@@ -272,10 +261,9 @@ fn fit_data(
     tensor: Option<String>,
     compute: &Compute,
 ) -> PyResult<(Data, Precision, Device, usize)> {
-    let dtype = compute.dtype.as_deref();
     match (x, path) {
         (Some(x), None) => {
-            let (device, p, max) = compute.on(precision_of(dtype, x.precision())?)?;
+            let (device, p, max) = compute.on(x.precision())?;
             Ok((Data::Rows(x.host(py)?), p, device, max))
         }
         (None, Some(path)) => {
@@ -513,10 +501,9 @@ impl PyMixture {
         x: Rows,
         compute: &Compute,
         want: Want,
-    ) -> PyResult<(Vec<f64>, Vec<i64>, Precision, usize)> {
+    ) -> PyResult<(Vec<f64>, Vec<i64>, Precision)> {
         let (device, precision, max) = compute.on(self.mixture().precision())?;
         let host = x.host(py)?;
-        let n = host.n;
         let fitted = &self.inner;
         let out = detached(py, move || {
             let m = fitted.as_mixture();
@@ -533,7 +520,7 @@ impl PyMixture {
             .map_err(py_err)?;
             Ok((f, l))
         })?;
-        Ok((out.0, out.1, precision, n))
+        Ok((out.0, out.1, precision))
     }
 }
 
@@ -546,7 +533,7 @@ impl PyMixture {
         x: Rows,
         compute: Compute,
     ) -> PyResult<(Bound<'py, PyByteArray>, &'static str)> {
-        let (ll, _, p, _) = self.scan(py, x, &compute, Want::LogLikelihood)?;
+        let (ll, _, p) = self.scan(py, x, &compute, Want::LogLikelihood)?;
         Ok(floats_out(py, ll, p))
     }
 
@@ -557,7 +544,7 @@ impl PyMixture {
         x: Rows,
         compute: Compute,
     ) -> PyResult<Bound<'py, PyByteArray>> {
-        let (r, _, _, _) = self.scan(py, x, &compute, Want::Proba)?;
+        let (r, _, _) = self.scan(py, x, &compute, Want::Proba)?;
         Ok(bytes_out(py, &r))
     }
 
@@ -568,7 +555,7 @@ impl PyMixture {
         x: Rows,
         compute: Compute,
     ) -> PyResult<Bound<'py, PyByteArray>> {
-        let (_, l, _, _) = self.scan(py, x, &compute, Want::Labels)?;
+        let (_, l, _) = self.scan(py, x, &compute, Want::Labels)?;
         Ok(bytes_out(py, &l))
     }
 
@@ -676,10 +663,9 @@ impl PyMixture {
     #[staticmethod]
     fn load(py: Python<'_>, path: &str) -> PyResult<Self> {
         detached(py, move || {
-            let inner = mixburn_gmm::model_file::read_model(Path::new(path))
-                .and_then(FittedMixture::from_content)
-                .map_err(|e| py_err(mixburn_gmm::model_file::at_path(Path::new(path), e)))?;
-            Ok(Self { inner })
+            Ok(Self {
+                inner: FittedMixture::load(Path::new(path)).map_err(py_err)?,
+            })
         })
     }
 }
