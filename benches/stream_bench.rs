@@ -48,6 +48,9 @@ struct Args {
     /// With --mode workers: `mixburn serve` addresses holding the shards.
     #[arg(long)]
     workers: Option<String>,
+    /// With --mode workers: the servers' token file (`token_file` in their first line).
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
     /// With --mode workers: rows per chunk on the workers where the budget allows more.
     #[arg(long, default_value_t = 1024)]
     worker_chunk_rows: usize,
@@ -132,11 +135,15 @@ fn main() {
         }
         "workers" => {
             let list = a.workers.as_deref().expect("--workers with --mode workers");
+            let token = a.token_file.as_ref().map(|t| {
+                let text = std::fs::read_to_string(t).expect("--token-file");
+                text.trim_end().to_string()
+            });
             let devices: Vec<_> = list
                 .split(',')
                 .map(|u| {
                     (
-                        mixburn_gmm::shards::connect(u, None).expect("worker"),
+                        mixburn_gmm::shards::connect(u, token.as_deref()).expect("worker"),
                         u.to_string(),
                     )
                 })

@@ -453,3 +453,152 @@ fn file_rows_name_the_first_non_finite_value_as_they_read_and_unchecked_rows_kee
         }
     }
 }
+
+/// Three well-separated clusters in 3 features, far from the origin (deterministic).
+fn blobs(n: usize, offset: f64) -> Vec<f64> {
+    (0..n * 3)
+        .map(|i| {
+            let (row, j) = (i / 3, i % 3);
+            let c = (row % 3) as f64;
+            let mut z = (i as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            let u = ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+            offset + 6.0 * c + 0.5 * j as f64 * c + u * (1.0 + j as f64 * 0.3)
+        })
+        .collect()
+}
+
+/// Issue 30: online EM with a first step of 1 (`t0 = 0`) on one chunk is exactly one batch EM
+/// iteration from the same model, for every covariance type and backend.
+#[test]
+fn online_em_with_step_one_on_one_chunk_equals_one_batch_em_iteration() {
+    use mixburn_gmm::{fit_warm, OnlineMixture, StepSchedule};
+    for (backend, precision, device) in targets() {
+        let tol = if precision == Precision::F64 {
+            1e-9
+        } else {
+            1e-4
+        };
+        let dtype = precision.dtype();
+        let first = tensor_from_f64(blobs(300, 100.0), [300, 3], &device, dtype);
+        let chunk = tensor_from_f64(blobs(240, 100.3), [240, 3], &device, dtype);
+        for cov in COVS {
+            let config = GaussianMixtureConfig::new(3)
+                .with_covariance_type(cov)
+                .with_max_iter(5)
+                .with_seed(1);
+            let start = fit(&config, &first).unwrap();
+            let one = config
+                .clone()
+                .with_max_iter(1)
+                .with_tol(0.0)
+                .with_warm_start(true);
+            let batch = fit_warm(&one, &chunk, Some(&start)).unwrap();
+            let schedule = StepSchedule {
+                kappa: 0.7,
+                t0: 0.0,
+            };
+            let mut online = OnlineMixture::new(start, &config, schedule).unwrap();
+            let step = online.partial_fit(&chunk).unwrap();
+            assert_eq!((step.t, step.eta, step.n_rows), (1, 1.0, 240));
+            let m = online.model();
+            let what = format!("{backend} {precision} {cov:?}");
+            assert!(
+                rel_err(&m.params.weights, &batch.params.weights) < tol,
+                "{what}"
+            );
+            assert!(
+                rel_err(&m.params.means, &batch.params.means) < tol,
+                "{what}"
+            );
+            let (a, b) = (m.covariances().to_f64(), batch.covariances().to_f64());
+            assert!(rel_err(&a, &b) < tol, "{what}: covariances");
+            assert!((step.mean_log_likelihood - batch.lower_bound).abs() < tol * 10.0);
+        }
+    }
+}
+
+/// Issue 30: with one component, `κ = 1`, `t0 = 0` and chunks of equal size, online EM keeps
+/// the exact Gaussian of every row seen: its mean and covariance equal the batch fit of all
+/// rows (f64 to 1e-9), for every covariance type.
+#[test]
+fn online_em_with_one_component_and_harmonic_steps_is_the_gaussian_of_all_rows_seen() {
+    use mixburn_gmm::{OnlineMixture, StepSchedule};
+    let device = mixburn_gmm::Backend::Flex
+        .device_for(Precision::F64)
+        .unwrap();
+    let dtype = Precision::F64.dtype();
+    let all = blobs(600, -50.0);
+    for cov in COVS {
+        let config = GaussianMixtureConfig::new(1).with_covariance_type(cov);
+        let whole = fit(
+            &config,
+            &tensor_from_f64(all.clone(), [600, 3], &device, dtype),
+        )
+        .unwrap();
+        let first = tensor_from_f64(all[..150 * 3].to_vec(), [150, 3], &device, dtype);
+        let start = fit(&config, &first).unwrap();
+        let schedule = StepSchedule {
+            kappa: 1.0,
+            t0: 0.0,
+        };
+        let mut online = OnlineMixture::new(start, &config, schedule).unwrap();
+        for c in 0..4 {
+            let rows = all[c * 150 * 3..(c + 1) * 150 * 3].to_vec();
+            let step = online.partial_fit(&tensor_from_f64(rows, [150, 3], &device, dtype));
+            assert_eq!(step.unwrap().eta, 1.0 / (c + 1) as f64);
+        }
+        let m = online.model();
+        assert!(
+            rel_err(&m.params.means, &whole.params.means) < 1e-9,
+            "{cov:?}"
+        );
+        let (a, b) = (m.covariances().to_f64(), whole.covariances().to_f64());
+        assert!(rel_err(&a, &b) < 1e-9, "{cov:?}: {a:?} vs {b:?}");
+    }
+}
+
+/// Issue 30: a stream with gross outliers (1e6 away) never gives a non-finite score or model,
+/// in f32 far from the origin; a schedule outside `κ ∈ (0.5, 1]` is refused by name; a chunk
+/// that fails leaves the model as it was.
+#[test]
+fn online_em_stays_finite_on_streams_with_outliers_and_refuses_bad_schedules() {
+    use mixburn_gmm::{OnlineMixture, StepSchedule};
+    let device = mixburn_gmm::Backend::Flex
+        .device_for(Precision::F32)
+        .unwrap();
+    let dtype = Precision::F32.dtype();
+    let config = GaussianMixtureConfig::new(3).with_covariance_type(CovarianceType::Full);
+    let start = fit(
+        &config,
+        &tensor_from_f64(blobs(300, 1e4), [300, 3], &device, dtype),
+    )
+    .unwrap();
+    for kappa in [0.5, 1.5, f64::NAN] {
+        let bad = StepSchedule { kappa, t0: 2.0 };
+        let e = OnlineMixture::new(start.clone(), &config, bad).unwrap_err();
+        assert!(e.to_string().contains("step_exponent"), "{e}");
+    }
+    let mut online = OnlineMixture::new(start, &config, StepSchedule::default()).unwrap();
+    for c in 0..12 {
+        let mut rows = blobs(120, 1e4 + 0.01 * c as f64);
+        if c % 3 == 1 {
+            rows[5 * 3] = 1e6;
+            rows[77 * 3 + 2] = -1e6;
+        }
+        let step = online
+            .partial_fit(&tensor_from_f64(rows, [120, 3], &device, dtype))
+            .unwrap();
+        assert!(step.mean_log_likelihood.is_finite(), "chunk {c}: {step:?}");
+        online.model().validate().unwrap();
+    }
+    let before = online.model().clone();
+    let mut nan = blobs(120, 1e4);
+    nan[4] = f64::NAN;
+    assert!(online
+        .partial_fit(&tensor_from_f64(nan, [120, 3], &device, dtype))
+        .is_err());
+    assert_eq!(online.model(), &before);
+    assert_eq!(online.steps(), 12);
+}

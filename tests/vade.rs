@@ -318,7 +318,11 @@ fn missing_or_truncated_idx_files_give_the_data_crates_typed_errors() {
     let dev = device(Precision::F32);
     let dir = copy_dataset();
     std::fs::remove_file(file_named(dir.path(), "t10k-labels")).unwrap();
-    match Dataset::mnist_dir(dir.path(), Some(10), &dev, Precision::F32) {
+    // The first 10 images need only the training split (and only its first images are
+    // decompressed); 60 005 need the test split too.
+    let first = Dataset::mnist_dir(dir.path(), Some(10), &dev, Precision::F32).unwrap();
+    assert_eq!(first.len(), 10);
+    match Dataset::mnist_dir(dir.path(), Some(60_005), &dev, Precision::F32) {
         Err(VadeError::Data(DataError::DatasetMissing { path })) => {
             assert!(
                 path.ends_with("t10k-labels-idx1-ubyte"),
@@ -333,7 +337,7 @@ fn missing_or_truncated_idx_files_give_the_data_crates_typed_errors() {
     let images = file_named(dir.path(), "train-images");
     let bytes = std::fs::read(&images).unwrap();
     std::fs::write(&images, &bytes[..bytes.len() / 3]).unwrap();
-    match Dataset::mnist_dir(dir.path(), Some(10), &dev, Precision::F32) {
+    match Dataset::mnist_dir(dir.path(), None, &dev, Precision::F32) {
         Err(VadeError::Data(DataError::Format { path, reason })) => {
             assert_eq!(path, images);
             assert!(reason.contains("truncated"), "{reason}");
@@ -979,4 +983,44 @@ fn fused_adam_matches_burn_optims_adam_over_100_steps() {
             assert!(moved > 0.1, "{backend} {precision} {name}: moved {moved}");
         }
     }
+}
+
+/// Issue 28: a checkpoint whose weights hold a NaN is refused on load, naming the parameter,
+/// so that `vade sample` writes no picture from it (it used to exit 0 with one) and every
+/// other command refuses it as `vade evaluate` did.
+#[test]
+fn a_checkpoint_with_non_finite_weights_is_refused_on_load_and_nothing_is_sampled() {
+    use mixburn_gmm::burn::module::ModuleMapper;
+    struct Poison(bool);
+    impl ModuleMapper for Poison {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            if std::mem::replace(&mut self.0, false) {
+                param.map(|t| t.mul_scalar(f64::NAN))
+            } else {
+                param
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(Precision::F32, None);
+    train(&tiny(1, 1), &data, dir.path(), &quiet(false)).expect("run");
+    let state = read_state(dir.path()).unwrap();
+    let dev = device(Precision::F32);
+    let model = load_model(dir.path(), &state, None, &dev).unwrap();
+    let weights = state.checkpoint_dir(dir.path()).join("model.bpk");
+    model.map(&mut Poison(true)).save_file(&weights).unwrap();
+    match load_model(dir.path(), &state, None, &dev) {
+        Err(e @ VadeError::Checkpoint { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("NaN or infinite") && msg.contains('`'),
+                "{msg}"
+            );
+        }
+        other => panic!("expected a refused checkpoint, got {:?}", other.map(|_| ())),
+    }
+    let picture = dir.path().join("samples.png");
+    let sampled = mixburn_vade::sample_grid(dir.path(), 2, 0, &picture, &dev);
+    assert!(sampled.is_err());
+    assert!(!picture.exists());
 }

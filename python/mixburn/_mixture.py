@@ -7,6 +7,7 @@ method is one chunked pass of the core's scorer. The two estimators differ only 
 constructor parameters, the native fit they call and the attributes they expose.
 """
 
+import os
 import warnings
 
 import numpy as np
@@ -119,7 +120,12 @@ class _MixtureBase(DensityMixin, BaseEstimator):
             raise ValueError(
                 "workers must be a list of `mixburn serve` addresses like 'ws://host:port'"
             )
-        token = None if self.worker_token is None else str(self.worker_token)
+        token = self.worker_token
+        if isinstance(token, os.PathLike):
+            # The file `mixburn serve` names as its `token_file`.
+            with open(token, encoding="utf-8") as f:
+                token = f.read().rstrip("\r\n")
+        token = None if token is None else str(token)
         return {"urls": urls, "token": token}
 
     def fit(self, X, y=None, sample_weight=None):
@@ -274,10 +280,18 @@ class GaussianMixture(_MixtureBase):
     ``"ndarray"``, ``"wgpu"``, as compiled), ``dtype`` (``"float32"`` / ``"float64"``; by
     default the data's), ``max_memory`` (the budget of every pass's intermediates); ``fit``
     on a ``.npy`` / ``.safetensors`` path, streamed; ``save`` / ``load`` in the command
-    line's model files.
+    line's model files; ``partial_fit`` (online EM, with ``step_exponent`` and
+    ``step_offset``).
     """
 
     _format = "mixburn-gmm"
+
+    def fit(self, X, y=None, sample_weight=None):
+        super().fit(X, y, sample_weight=sample_weight)
+        self.n_steps_ = 0
+        return self
+
+    fit.__doc__ = _MixtureBase.fit.__doc__
 
     def __init__(
         self,
@@ -301,6 +315,8 @@ class GaussianMixture(_MixtureBase):
         max_memory="1GiB",
         workers=None,
         worker_token=None,
+        step_exponent=0.6,
+        step_offset=2.0,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -321,6 +337,36 @@ class GaussianMixture(_MixtureBase):
         self.max_memory = max_memory
         self.workers = workers
         self.worker_token = worker_token
+        self.step_exponent = step_exponent
+        self.step_offset = step_offset
+
+    def partial_fit(self, X, y=None):
+        """One step of online (stepwise) EM on the rows ``X`` (Cappé & Moulines 2009): the
+        model's statistics move towards the rows' by ``η_t = (t + step_offset)^(−step_exponent)``,
+        ``step_exponent`` in (0.5, 1]. The first call, on an unfitted estimator, fits ``X`` to
+        start the model; ``n_steps_`` counts the steps since. For data that never ends, or
+        drifts: call it once per chunk."""
+        if not hasattr(self, "_model"):
+            return self.fit(X)
+        X = _inputs.rows(self, X, reset=False)
+        if X.shape[0] < self.weights_.shape[0]:
+            raise ValueError(
+                f"partial_fit needs at least n_components = {self.weights_.shape[0]} rows, "
+                f"got {X.shape[0]}"
+            )
+        steps = getattr(self, "n_steps_", 0)
+        model, _eta, _ll = _native.online_step(
+            self._model,
+            self._settings(),
+            _inputs.compute(self),
+            X,
+            float(self.step_exponent),
+            float(self.step_offset) + steps,
+        )
+        self._model = model
+        self._set_attributes(model.params())
+        self.n_steps_ = steps + 1
+        return self
 
     def _fit_native(self, x, path, sample_weight):
         previous = None

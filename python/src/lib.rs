@@ -18,8 +18,8 @@ use mixburn_gmm::burn::tensor::{Device, Shape, Tensor, TensorData};
 use mixburn_gmm::host::{to_f64, to_i64};
 use mixburn_gmm::{
     BayesianGaussianMixtureConfig, CovarianceType, FileRows, FitData, FittedMixture,
-    GaussianMixtureConfig, InitMethod, Mixture, MixtureSettings, RowSource,
-    WeightConcentrationPriorType,
+    GaussianMixtureConfig, InitMethod, Mixture, MixtureSettings, OnlineMixture, RowSource,
+    StepSchedule, WeightConcentrationPriorType,
 };
 use mixburn_ood::{DetectorConfig, DetectorParams, Kept, MahalanobisDetector, Method};
 use pyo3::buffer::{Element, PyBuffer};
@@ -430,6 +430,51 @@ fn fit_gaussian_mixture(
         config.max_memory_bytes = max;
         Ok(mixburn_gmm::fit_warm(&config, data, previous.as_ref())?.into())
     })
+}
+
+/// One step of online (stepwise) EM on the rows `x` from `previous`
+/// (`GaussianMixture.partial_fit`): `η = (1 + step_offset)^(−step_exponent)`, the caller
+/// counting the steps into `step_offset`. Returns the updated mixture, `η` and the rows' mean
+/// log-likelihood under `previous` (before the step).
+#[pyfunction]
+#[pyo3(signature = (previous, settings, compute, x, step_exponent, step_offset))]
+fn online_step(
+    py: Python<'_>,
+    previous: PyRef<'_, PyMixture>,
+    settings: Settings,
+    compute: Compute,
+    x: Rows,
+    step_exponent: f64,
+    step_offset: f64,
+) -> PyResult<(PyMixture, f64, f64)> {
+    let model = match &previous.inner {
+        FittedMixture::Em(m) => m.clone(),
+        _ => {
+            return Err(PyValueError::new_err(
+                "partial_fit needs a GaussianMixture fitted by EM",
+            ))
+        }
+    };
+    let config = GaussianMixtureConfig {
+        settings: settings.mixture(0)?,
+        ..GaussianMixtureConfig::default()
+    };
+    let schedule = StepSchedule {
+        kappa: step_exponent,
+        t0: step_offset,
+    };
+    let rows = FitRows::read(py, Some(x), None, None, None, &compute, None)?;
+    let mut step = None;
+    let fitted = rows.fit(py, |data, max| {
+        let config = config.with_max_memory_bytes(max);
+        let [n, _] = data.rows.dims();
+        let chunk = data.rows.rows(0, n)?.cast(model.precision.dtype());
+        let mut online = OnlineMixture::new(model, &config, schedule)?;
+        step = Some(online.partial_fit(&chunk)?);
+        Ok(online.into_model().into())
+    })?;
+    let step = step.ok_or_else(|| PyRuntimeError::new_err("the online step did not run"))?;
+    Ok((fitted, step.eta, step.mean_log_likelihood))
 }
 
 /// The variational priors of `BayesianGaussianMixture` (scikit-learn's names; `None` for
@@ -1011,6 +1056,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     m.add_function(wrap_pyfunction!(fit_gaussian_mixture, m)?)?;
     m.add_function(wrap_pyfunction!(fit_bayesian_mixture, m)?)?;
+    m.add_function(wrap_pyfunction!(online_step, m)?)?;
     m.add_function(wrap_pyfunction!(fit_anomaly, m)?)?;
     m.add_function(wrap_pyfunction!(fit_mahalanobis, m)?)?;
     m.add_function(wrap_pyfunction!(backends, m)?)?;

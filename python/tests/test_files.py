@@ -2,6 +2,7 @@
 loads, with the same numbers; pickling keeps a fitted estimator exactly."""
 
 import json
+import pathlib
 import pickle
 import subprocess
 
@@ -86,10 +87,13 @@ def test_pickling_keeps_every_fitted_estimator(blobs):
 class Server:
     """A `mixburn serve` worker on a free loopback port (killed by `close`)."""
 
-    def __init__(self, cli):
-        self.proc = subprocess.Popen([cli, "serve", "--bind", "127.0.0.1:0"],
+    def __init__(self, cli, token_file=None):
+        shared = [] if token_file is None else ["--token-file", token_file]
+        self.proc = subprocess.Popen([cli, "serve", "--bind", "127.0.0.1:0", *shared],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.url = json.loads(self.proc.stdout.readline())["serving"]
+        first = json.loads(self.proc.stdout.readline())
+        self.url = first["serving"]
+        self.token_file = first["token_file"]
 
     def close(self):
         self.proc.kill()
@@ -101,16 +105,22 @@ def test_a_fit_over_two_workers_equals_the_local_fit(blobs, cli):
 
     if not mixburn._native.remote_workers():
         pytest.skip("this build of the module has no `remote` feature (.ci/run's build has)")
-    servers = [Server(cli), Server(cli)]
+    first = Server(cli)  # draws a token, in a file only this user reads
+    servers = [first, Server(cli, first.token_file)]
     try:
         kw = dict(n_components=3, tol=1e-10, random_state=0, means_init=blobs[::100][:3].copy())
         local = mixburn.GaussianMixture(**kw).fit(blobs)
-        remote = mixburn.GaussianMixture(workers=[s.url for s in servers], **kw).fit(blobs)
+        with pytest.raises(ValueError, match=servers[0].url):
+            mixburn.GaussianMixture(workers=[servers[0].url], **kw).fit(blobs)
+        token = pathlib.Path(first.token_file)
+        remote = mixburn.GaussianMixture(workers=[s.url for s in servers], worker_token=token,
+                                         **kw).fit(blobs)
         np.testing.assert_allclose(remote.means_, local.means_, rtol=1e-9)
         np.testing.assert_allclose(remote.covariances_, local.covariances_, rtol=1e-9)
         assert remote.n_iter_ == local.n_iter_
         bgm = mixburn.BayesianGaussianMixture(n_components=3, random_state=0,
-                                              workers=[servers[0].url]).fit(blobs)
+                                              workers=[servers[0].url],
+                                              worker_token=token.read_text().strip()).fit(blobs)
         assert bgm.converged_
     finally:
         for s in servers:

@@ -143,3 +143,27 @@ def test_sample_has_sklearn_shapes_and_is_seeded(blobs):
     np.testing.assert_array_equal(X, X2)
     with pytest.raises(ValueError, match="n_samples"):
         gm.sample(0)
+
+
+def test_partial_fit_steps_online_em_from_the_first_chunk(blobs):
+    """Issue 30: the first ``partial_fit`` fits its chunk; each later one is a stepwise-EM step.
+    With one component, ``step_exponent=1`` and ``step_offset=0``, equal chunks give the
+    exact Gaussian of every row seen (NumPy's mean and biased covariance, 1e-9)."""
+    chunks = np.array_split(blobs, 4)
+    gm = mixburn.GaussianMixture(n_components=1, step_exponent=1.0, step_offset=0.0)
+    gm.partial_fit(chunks[0])
+    assert gm.n_steps_ == 0
+    for c in chunks:
+        gm.partial_fit(c)
+    assert gm.n_steps_ == 4
+    np.testing.assert_allclose(gm.means_[0], blobs.mean(axis=0), rtol=1e-9)
+    cov = np.cov(blobs, rowvar=False, bias=True) + 1e-6 * np.eye(4)
+    np.testing.assert_allclose(gm.covariances_[0], cov, rtol=1e-9)
+    three = mixburn.GaussianMixture(n_components=3, random_state=0)
+    for c in np.array_split(blobs, 6):
+        three.partial_fit(c)
+    assert three.n_steps_ == 5
+    batch = mixburn.GaussianMixture(n_components=3, random_state=0).fit(blobs)
+    assert three.score(blobs) > batch.score(blobs) - 0.1
+    with pytest.raises(ValueError, match="step_exponent"):
+        mixburn.GaussianMixture(n_components=3, step_exponent=0.3).fit(blobs).partial_fit(blobs)

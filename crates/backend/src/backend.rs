@@ -205,3 +205,23 @@ fn transcendentals_work(device: &Device) -> Result<bool> {
     let l = crate::host::to_f64(x.log())?;
     Ok((v[0] - 2.5).abs() < 1e-12 && (l[1] - 1.0).abs() < 1e-12)
 }
+
+/// Makes Burn's `Device::default()` the first compiled CPU backend (flex, else ndarray) unless
+/// `BURN_DEVICE` already names one. Burn falls back to that default where an API takes no
+/// device: burn-optim's `ModuleOptimizer::load` materialises a checkpoint's optimizer state
+/// there before moving it to each parameter's device on the next step. With wgpu compiled in,
+/// its default would start the GPU backend (and Vulkan's warnings) in a run that asked for
+/// flex. Call it first in `main`, before any thread starts: it sets an environment variable.
+pub fn default_device_on_cpu() {
+    if std::env::var_os("BURN_DEVICE").is_some() {
+        return;
+    }
+    let cpu = if cfg!(feature = "flex") {
+        "flex"
+    } else if cfg!(feature = "ndarray") {
+        "ndarray"
+    } else {
+        return;
+    };
+    std::env::set_var("BURN_DEVICE", cpu);
+}

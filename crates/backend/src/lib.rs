@@ -3,7 +3,8 @@
 //! Where the numerics run, not what they compute:
 //!
 //! - [`backend`]: [`Backend`] (`flex`, `ndarray`, `wgpu`: Cargo features of this crate) and
-//!   [`Precision`] (f32, f64), and the device for a computation, checked once.
+//!   [`Precision`] (f32, f64), and the device for a computation, checked once; Burn's own
+//!   default device kept on the CPU (`default_device_on_cpu`, for `main`).
 //! - [`host`]: small arrays between host memory and a device, in the computation's dtype;
 //!   chunk ranges and running sums of per-chunk tensors.
 //! - [`allocator`]: the process's allocator policy for chunked passes (freed chunk buffers

@@ -7,6 +7,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     mixburn_backend::allocator::keep_freed_buffers();
+    mixburn_backend::backend::default_device_on_cpu();
     let cli = match mixburn::Cli::try_parse() {
         Ok(cli) => cli,
         // A refused choice is one error line, like every other failure; clap prints the

@@ -387,6 +387,65 @@ fn reg_covar_beyond_float32_is_refused_in_f32_and_not_advised_to_grow() {
     );
 }
 
+/// Issue 28: settings beyond float32's range are refused by name, not blamed on the features
+/// or answered with advice about components: `ood fit --ridge`, `fit-bayesian
+/// --degrees-of-freedom-prior`; features whose squares underflow float32 are not called
+/// constant without the other cause.
+#[test]
+fn settings_beyond_float32_and_underflowing_features_name_their_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let feats = features(dir.path(), 40, 3);
+    let labels = dir.path().join("y.npy");
+    let l: Vec<u8> = (0..40i64)
+        .map(|i| i % 2)
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    npy(&labels, "<i8", &[40], &l);
+    let out = dir.path().join("det.model");
+    let ridge = mixburn(&[
+        "ood",
+        "fit",
+        "--features",
+        p(&feats),
+        "--labels",
+        p(&labels),
+        "--ridge",
+        "1e300",
+        "--output",
+        p(&out),
+    ]);
+    fails_cleanly(&ridge, "ridge");
+    let err = String::from_utf8_lossy(&ridge.stderr);
+    assert!(
+        err.contains("beyond float32") && !err.contains("check the features"),
+        "{err}"
+    );
+    let dof = mixburn(&[
+        "fit-bayesian",
+        "--input",
+        p(&faithful()),
+        "--components",
+        "2",
+        "--degrees-of-freedom-prior",
+        "1e300",
+        "--output",
+        p(&out),
+    ]);
+    fails_cleanly(&dof, "degrees_of_freedom_prior");
+    let err = String::from_utf8_lossy(&dof.stderr);
+    assert!(!err.contains("number of components"), "{err}");
+    // Features of magnitude 1e-30 in float32: their squares underflow.
+    let tiny = dir.path().join("tiny.npy");
+    let data: Vec<u8> = (0..80)
+        .map(|i| (1.0 + (i % 7) as f32) * 1e-30)
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    npy(&tiny, "<f4", &[40, 2], &data);
+    let res = ood_fit(&tiny, &labels, &out);
+    fails_cleanly(&res, "float32 cannot hold");
+    assert!(!out.exists());
+}
+
 #[test]
 fn vade_evaluate_checks_every_output_before_reading_anything() {
     let dir = tempfile::tempdir().unwrap();
@@ -440,7 +499,8 @@ fn ood_score_refuses_features_without_rows() {
 /// `vade train --resume` with no options continues the run on its own images and precision:
 /// a run of the first 200 images in f64 used to be refused ("number of images = 200, but
 /// 70000 was requested") unless `--limit` and `--dtype` were given again; a different request
-/// is still refused by name.
+/// is still refused by name; the resume prints nothing on stderr (no backend other than the
+/// run's is started).
 #[test]
 fn vade_resume_without_options_continues_on_the_runs_images_and_precision() {
     let dir = tempfile::tempdir().unwrap();
@@ -468,16 +528,26 @@ fn vade_resume_without_options_continues_on_the_runs_images_and_precision() {
         "1",
         "--quiet",
     ]));
-    succeeds(&mixburn(&[
-        "vade",
-        "train",
-        "--output",
-        p(&run),
-        "--resume",
-        "--epochs",
-        "2",
-        "--quiet",
-    ]));
+    // The resume loads the optimizer state, which burn-optim puts on Burn's default device:
+    // that is the CPU, so a flex run starts no other backend (with wgpu compiled in and no
+    // XDG_RUNTIME_DIR, Vulkan used to print its complaint on stderr).
+    let resumed = Command::new(env!("CARGO_BIN_EXE_mixburn"))
+        .args([
+            "vade",
+            "train",
+            "--output",
+            p(&run),
+            "--resume",
+            "--epochs",
+            "2",
+        ])
+        .arg("--quiet")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("BURN_DEVICE")
+        .output()
+        .unwrap();
+    succeeds(&resumed);
+    assert_eq!(String::from_utf8_lossy(&resumed.stderr), "");
     let log = fs::read_to_string(run.join("log.jsonl")).unwrap();
     assert!(log.lines().count() >= 3, "{log}");
     fails_cleanly(

@@ -17,13 +17,20 @@ fn run(args: &[&str]) -> Result<Value, String> {
 }
 
 #[test]
-fn serve_refuses_a_non_loopback_address_without_allow_remote_and_a_token() {
+fn serve_refuses_a_non_loopback_address_without_allow_remote_or_with_no_token() {
     let e = run(&["serve", "--bind", "0.0.0.0:0"]).unwrap_err();
     assert!(
         e.contains("not a loopback address") && e.contains("--allow-remote"),
         "{e}"
     );
-    let e = run(&["serve", "--bind", "0.0.0.0:0", "--allow-remote"]).unwrap_err();
+    let e = run(&[
+        "serve",
+        "--bind",
+        "0.0.0.0:0",
+        "--allow-remote",
+        "--no-token",
+    ])
+    .unwrap_err();
     assert!(e.contains("needs a token"), "{e}");
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty");
@@ -40,31 +47,71 @@ mod remote_support {
 
     use serde_json::Value;
 
-    /// A `mixburn serve` child process on a free loopback port, killed when dropped.
+    /// A `mixburn serve` child process on a free loopback port, killed when dropped (and the
+    /// token file it generated removed).
     pub struct Server {
         pub child: Child,
         pub url: String,
+        /// The token file clients present (`--token-file`); `None` under `--no-token`.
+        pub token_file: Option<String>,
+        /// Whether the server wrote `token_file` itself.
+        generated: bool,
+        /// Where the server's stderr goes.
+        pub stderr: tempfile::NamedTempFile,
     }
 
     impl Server {
+        /// A server asking for `token_file`'s token, or for a token of its own when `None`.
         pub fn start(token_file: Option<&Path>) -> Self {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_mixburn"));
-            cmd.args(["serve", "--bind", "127.0.0.1:0"]);
-            if let Some(t) = token_file {
-                cmd.arg("--token-file").arg(t);
+            match token_file {
+                Some(t) => Self::start_with(&["--token-file", t.to_str().unwrap()], &[]),
+                None => Self::start_with(&[], &[]),
             }
+        }
+
+        /// A server started with `args` after `serve --bind 127.0.0.1:0`, and `env` set.
+        pub fn start_with(args: &[&str], env: &[(&str, &Path)]) -> Self {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_mixburn"));
+            cmd.args(["serve", "--bind", "127.0.0.1:0"]).args(args);
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            let stderr = tempfile::NamedTempFile::new().unwrap();
             let mut child = cmd
                 .stdout(Stdio::piped())
-                .stderr(Stdio::null())
+                .stderr(stderr.reopen().unwrap())
                 .spawn()
                 .expect("start mixburn serve");
             let mut line = String::new();
             BufReader::new(child.stdout.take().expect("stdout"))
                 .read_line(&mut line)
                 .expect("the server's first line");
-            let v: Value = serde_json::from_str(&line).expect("a JSON line");
+            let v: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("a JSON line, not {line:?}: {e}"));
             let url = v["serving"].as_str().expect("serving").to_string();
-            Self { child, url }
+            let token_file = v["token_file"].as_str().map(String::from);
+            Self {
+                child,
+                url,
+                token_file,
+                generated: !args.contains(&"--token-file"),
+                stderr,
+            }
+        }
+
+        /// `n` servers sharing the first one's generated token, their addresses joined by
+        /// commas, and that token's file.
+        pub fn group(n: usize) -> (Vec<Self>, String, String) {
+            let first = Self::start(None);
+            let token = first.token_file.clone().expect("a generated token file");
+            let mut servers = vec![first];
+            servers.extend((1..n).map(|_| Self::start(Some(Path::new(&token)))));
+            let urls = servers
+                .iter()
+                .map(|s| s.url.clone())
+                .collect::<Vec<_>>()
+                .join(",");
+            (servers, urls, token)
         }
     }
 
@@ -72,6 +119,9 @@ mod remote_support {
         fn drop(&mut self) {
             let _ = self.child.kill();
             let _ = self.child.wait();
+            if let (true, Some(t)) = (self.generated, &self.token_file) {
+                let _ = std::fs::remove_file(t);
+            }
         }
     }
 
@@ -110,12 +160,13 @@ mod remote {
 
     #[test]
     fn fits_over_worker_shards_equal_the_single_process_fits() {
-        let servers: Vec<Server> = (0..3).map(|_| Server::start(None)).collect();
-        let workers = servers
-            .iter()
-            .map(|s| s.url.clone())
-            .collect::<Vec<_>>()
-            .join(",");
+        let (_servers, workers, token) = Server::group(3);
+        let remote_args = [
+            "--workers",
+            workers.as_str(),
+            "--token-file",
+            token.as_str(),
+        ];
         let dir = tempfile::tempdir().unwrap();
         let x = data(dir.path(), 1500, 4);
         let out = dir.path().join("m.safetensors").display().to_string();
@@ -143,7 +194,7 @@ mod remote {
             ];
             let local = run(&base).unwrap();
             let mut with_workers = base.to_vec();
-            with_workers.extend(["--workers", &workers]);
+            with_workers.extend(remote_args);
             let remote = run(&with_workers).unwrap();
             assert_eq!(
                 remote["workers"].as_array().map(Vec::len),
@@ -174,7 +225,7 @@ mod remote {
             a.extend_from_slice(extra);
             run(&a).unwrap()
         };
-        let (local, remote) = (sel(&[]), sel(&["--workers", &workers]));
+        let (local, remote) = (sel(&[]), sel(&remote_args));
         assert_eq!(local["best_n_components"], remote["best_n_components"]);
         for (a, b) in local["candidates"]
             .as_array()
@@ -207,7 +258,7 @@ mod remote {
             a.extend_from_slice(extra);
             run(&a).unwrap()
         };
-        let (local, remote) = (anomaly(&[]), anomaly(&["--workers", &workers]));
+        let (local, remote) = (anomaly(&[]), anomaly(&remote_args));
         assert_eq!(
             remote["workers"].as_array().map(Vec::len),
             Some(3),
@@ -255,7 +306,7 @@ mod remote {
             mixburn_data::read_vector(&s).unwrap()
         };
         let a = scores(&[], "local");
-        let b = scores(&["--workers", &workers], "remote");
+        let b = scores(&remote_args, "remote");
         let err = a
             .iter()
             .zip(&b)
@@ -340,6 +391,7 @@ mod remote {
         let x = data(dir.path(), 20_000, 8);
         let out = dir.path().join("m.safetensors");
         let workers = format!("{},{}", keep.url, lost.url);
+        let token = keep.token_file.clone().expect("a token file");
         let mut fit = Command::new(env!("CARGO_BIN_EXE_mixburn"))
             .args([
                 "fit",
@@ -355,6 +407,8 @@ mod remote {
                 timeout,
                 "--workers",
                 &workers,
+                "--token-file",
+                &token,
                 "--output",
             ])
             .arg(&out)
@@ -383,7 +437,7 @@ mod remote {
     #[test]
     fn a_worker_that_stops_answering_ends_the_fit_after_the_timeout_naming_it() {
         let keep = Server::start(None);
-        let mut lost = Server::start(None);
+        let mut lost = Server::start(keep.token_file.as_deref().map(Path::new));
         let (status, stderr, written) = fit_losing_a_worker(&keep, &mut lost, "3", |s| {
             let stopped = Command::new("kill")
                 .args(["-STOP", &s.child.id().to_string()])
@@ -402,7 +456,7 @@ mod remote {
     #[test]
     fn a_worker_killed_during_a_fit_ends_it_with_an_error_naming_it() {
         let keep = Server::start(None);
-        let mut lost = Server::start(None);
+        let mut lost = Server::start(keep.token_file.as_deref().map(Path::new));
         let url = lost.url.clone();
         let (status, stderr, written) = fit_losing_a_worker(&keep, &mut lost, "20", |s| {
             let _ = s.child.kill();
@@ -413,6 +467,104 @@ mod remote {
         assert!(stderr.contains("iteration"), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
         assert!(!written);
+    }
+
+    /// `fit` of 2 components of `x` over the worker at `url`, written to `out`, with `extra`.
+    fn fit_two_over(url: &str, x: &str, out: &str, extra: &[&str]) -> Result<Value, String> {
+        let mut a = vec![
+            "fit",
+            "--input",
+            x,
+            "--components",
+            "2",
+            "--workers",
+            url,
+            "--output",
+            out,
+        ];
+        a.extend_from_slice(extra);
+        run(&a)
+    }
+
+    /// Issue 28: a server started without `--token-file` draws its own token and writes it to a
+    /// new file only its owner can read, in `$XDG_RUNTIME_DIR/mixburn/` (mode 0700), named in
+    /// its first line; a client without that token is refused naming the worker and writes
+    /// nothing, one with it is served; another user cannot read the file (checked where the
+    /// test runs as root, as `nobody`); two servers draw different tokens.
+    #[test]
+    fn a_server_without_a_token_file_draws_one_only_its_owner_can_read_and_asks_for_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let runtime = tempfile::tempdir().unwrap();
+        let env = [("XDG_RUNTIME_DIR", runtime.path())];
+        let server = Server::start_with(&[], &env);
+        let token_file = server
+            .token_file
+            .clone()
+            .expect("token_file in the first line");
+        let port = server.url.rsplit(':').next().unwrap();
+        assert_eq!(
+            Path::new(&token_file),
+            runtime.path().join(format!("mixburn/serve-{port}.token"))
+        );
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(Path::new(&token_file)), 0o600);
+        assert_eq!(mode(&runtime.path().join("mixburn")), 0o700);
+        let token = std::fs::read_to_string(&token_file).unwrap();
+        let token = token.trim_end();
+        assert!(
+            token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{token}"
+        );
+        let other = Server::start_with(&[], &env);
+        let other_token = std::fs::read_to_string(other.token_file.as_ref().unwrap()).unwrap();
+        assert_ne!(other_token.trim_end(), token);
+
+        let dir = tempfile::tempdir().unwrap();
+        let x = data(dir.path(), 300, 2);
+        let out = dir.path().join("m.safetensors");
+        let fit = |extra: &[&str]| fit_two_over(&server.url, &x, out.to_str().unwrap(), extra);
+        let e = fit(&[]).unwrap_err();
+        assert!(e.contains(&server.url) && !e.contains('\n'), "{e}");
+        assert!(!out.exists());
+        let v = fit(&["--token-file", &token_file]).unwrap();
+        assert_eq!(v["workers"].as_array().map(Vec::len), Some(1), "{v}");
+
+        // The owner of `/proc/self` is this process's effective user.
+        let euid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap());
+        if euid == 0 {
+            use std::os::unix::process::CommandExt;
+            let read = Command::new("cat")
+                .arg(&token_file)
+                .uid(65534)
+                .gid(65534)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(!read.success(), "user nobody read {token_file}");
+        }
+        drop(server);
+        assert!(!Path::new(&token_file).exists());
+    }
+
+    /// `--no-token` serves any local client, with a warning on stderr, and conflicts with
+    /// `--token-file`.
+    #[test]
+    fn no_token_serves_loopback_clients_without_a_token_and_warns() {
+        let server = Server::start_with(&["--no-token"], &[]);
+        assert_eq!(server.token_file, None);
+        let dir = tempfile::tempdir().unwrap();
+        let x = data(dir.path(), 300, 2);
+        let out = dir.path().join("m.safetensors").display().to_string();
+        let v = fit_two_over(&server.url, &x, &out, &[]).unwrap();
+        assert_eq!(v["workers"].as_array().map(Vec::len), Some(1), "{v}");
+        let warned = std::fs::read_to_string(server.stderr.path()).unwrap();
+        assert!(warned.contains("without a token"), "{warned}");
+        let e = run(&["serve", "--no-token", "--token-file", &x]).unwrap_err();
+        assert!(
+            e.contains("--no-token") && e.contains("--token-file"),
+            "{e}"
+        );
     }
 }
 
@@ -426,7 +578,7 @@ mod retry {
 
     #[test]
     fn with_retry_shards_a_lost_shard_goes_to_the_other_workers_and_the_result_is_the_same() {
-        let servers: Vec<Server> = (0..3).map(|_| Server::start(None)).collect();
+        let (servers, workers, token) = Server::group(3);
         let dir = tempfile::tempdir().unwrap();
         let x = data(dir.path(), 20_000, 8);
         let out = dir.path().join("m.safetensors").display().to_string();
@@ -446,14 +598,15 @@ mod retry {
             &out,
         ];
         let local = run(&args).unwrap();
-        let workers = servers
-            .iter()
-            .map(|s| s.url.clone())
-            .collect::<Vec<_>>()
-            .join(",");
         let child = Command::new(env!("CARGO_BIN_EXE_mixburn"))
             .args(args)
-            .args(["--workers", &workers, "--retry-shards"])
+            .args([
+                "--workers",
+                &workers,
+                "--token-file",
+                &token,
+                "--retry-shards",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -3,6 +3,7 @@
 //! A symbolic link is followed (its target is replaced, the link stays); a device or pipe
 //! (`/dev/stdout`, a FIFO) is written in place, since it cannot be replaced.
 
+use std::cell::RefCell;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -28,11 +29,89 @@ impl Drop for TempGuard {
     }
 }
 
+thread_local! {
+    /// The temporaries written under [`replace_together`] on this thread, with their targets:
+    /// renamed when it ends well, removed (by their guards) otherwise. `None` outside it.
+    static STAGED: RefCell<Option<Vec<(TempGuard, PathBuf)>>> = const { RefCell::new(None) };
+}
+
+/// Renames the written temporary of `guard` over `target` now, or, inside
+/// [`replace_together`], when it ends well.
+fn commit(guard: TempGuard, target: &Path) -> io::Result<()> {
+    let now = STAGED.with(|staged| match staged.borrow_mut().as_mut() {
+        Some(list) => {
+            list.push((guard, target.to_path_buf()));
+            None
+        }
+        None => Some(guard),
+    });
+    if let Some(mut guard) = now {
+        fs::rename(&guard.path, target)?;
+        guard.armed = false;
+    }
+    Ok(())
+}
+
+/// Ends a [`replace_together`] scope when dropped (a panic included): its temporaries that
+/// were not renamed are removed.
+struct Staging;
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        drop(STAGED.with(|staged| staged.borrow_mut().take()));
+    }
+}
+
+/// Runs `f`, whose writes through [`write_atomic`] and [`write_atomic_path`] replace their
+/// files together: each is written in full to its temporary, and only when `f` has succeeded
+/// are all of them renamed over their targets, one right after the other. A command with
+/// outputs that belong together (samples and their labels) thus never leaves one new and one
+/// old file after an error; only a kill in the microseconds between the renames could. Devices
+/// and pipes are written in place as they come. Nested calls join the outermost.
+///
+/// # Errors
+/// `f`'s error (no file is replaced), or [`DataError::Io`] naming the target whose rename
+/// failed (the targets before it are replaced, the ones after it are not).
+pub fn replace_together<T, E: From<DataError>>(f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    let outermost = STAGED.with(|staged| {
+        let mut staged = staged.borrow_mut();
+        staged.is_none() && {
+            *staged = Some(Vec::new());
+            true
+        }
+    });
+    if !outermost {
+        return f();
+    }
+    let scope = Staging;
+    let value = f()?;
+    let written = STAGED
+        .with(|staged| staged.borrow_mut().take())
+        .unwrap_or_default();
+    drop(scope);
+    for (mut guard, target) in written {
+        fs::rename(&guard.path, &target).map_err(|e| write_err(&target, e))?;
+        guard.armed = false;
+    }
+    Ok(value)
+}
+
 /// Creates a fresh temporary file `.<name>.tmp-<pid>-<random><suffix>` in `dir`, exclusively
 /// (`O_CREAT | O_EXCL`: an existing file or a planted link at that name is never opened). The
 /// random part (from std's per-process random hash keys) makes the names unpredictable, so
 /// another user cannot occupy them in advance.
 fn create_temp(dir: &Path, name: &std::ffi::OsStr, suffix: &str) -> io::Result<(File, PathBuf)> {
+    create_temp_mode(dir, name, suffix, 0o666)
+}
+
+/// As [`create_temp`], created with permission bits `mode` (less the umask) on Unix: `0o600`
+/// for a file only its owner may read, from its first byte on.
+fn create_temp_mode(
+    dir: &Path,
+    name: &std::ffi::OsStr,
+    suffix: &str,
+    mode: u32,
+) -> io::Result<(File, PathBuf)> {
     use std::hash::{BuildHasher, Hasher};
     let pid = std::process::id();
     let keys = std::collections::hash_map::RandomState::new();
@@ -45,11 +124,13 @@ fn create_temp(dir: &Path, name: &std::ffi::OsStr, suffix: &str) -> io::Result<(
         tmp_name.push(name);
         tmp_name.push(format!(".tmp-{pid}-{n:016x}{suffix}"));
         let tmp_path = dir.join(tmp_name);
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp_path)
-        {
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+        #[cfg(not(unix))]
+        let _ = mode;
+        match options.open(&tmp_path) {
             Ok(file) => return Ok((file, tmp_path)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_err = Some(e),
             Err(e) => return Err(e),
@@ -73,6 +154,28 @@ pub fn write_atomic(
     path: &Path,
     f: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<(), DataError> {
+    write_atomic_mode(path, 0o666, f)
+}
+
+/// As [`write_atomic`] for a secret (a token): the temporary file is created readable and
+/// writable by its owner only (mode `0600` on Unix) before any byte is written, and keeps
+/// that mode when it is renamed over `path`.
+///
+/// # Errors
+/// As [`write_atomic`].
+pub fn write_atomic_private(
+    path: &Path,
+    f: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), DataError> {
+    write_atomic_mode(path, 0o600, f)
+}
+
+/// [`write_atomic`] with the temporary file created with permission bits `mode`.
+fn write_atomic_mode(
+    path: &Path,
+    mode: u32,
+    f: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), DataError> {
     let io_err = |source: io::Error| write_err(path, source);
     let target = match destination(path) {
         Destination::Stream => {
@@ -85,8 +188,8 @@ pub fn write_atomic(
     };
     let path = target.as_path();
     let (dir, name) = dir_and_name(path)?;
-    let (file, tmp_path) = create_temp(dir, name, "").map_err(io_err)?;
-    let mut guard = TempGuard {
+    let (file, tmp_path) = create_temp_mode(dir, name, "", mode).map_err(io_err)?;
+    let guard = TempGuard {
         path: tmp_path,
         armed: true,
     };
@@ -94,9 +197,7 @@ pub fn write_atomic(
     f(&mut writer).map_err(io_err)?;
     let file = writer.into_inner().map_err(|e| io_err(e.into_error()))?;
     drop(file);
-    fs::rename(&guard.path, path).map_err(io_err)?;
-    guard.armed = false;
-    Ok(())
+    commit(guard, path).map_err(io_err)
 }
 
 /// Where a write to a path goes.
@@ -191,13 +292,12 @@ pub fn write_atomic_path<E: From<DataError>>(
     let (file, tmp_path) =
         create_temp(dir, name, &format!(".{extension}")).map_err(|e| write_err(path, e))?;
     drop(file);
-    let mut guard = TempGuard {
+    let guard = TempGuard {
         path: tmp_path,
         armed: true,
     };
     write(&guard.path)?;
-    fs::rename(&guard.path, path).map_err(|e| write_err(path, e))?;
-    guard.armed = false;
+    commit(guard, path).map_err(|e| write_err(path, e))?;
     Ok(())
 }
 

@@ -115,8 +115,13 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Reads and validates an IDX file: its type, dims and raw (big-endian) data bytes.
-fn read_raw(path: &Path) -> Result<(IdxType, Vec<usize>, Vec<u8>), DataError> {
+/// Reads and validates an IDX file: its type, dims and raw (big-endian) data bytes; with
+/// `max_items`, only the data of the first `max_items` items along the first dimension are
+/// read (and decompressed): the dims stay the header's, and the file's end is not checked.
+fn read_raw(
+    path: &Path,
+    max_items: Option<usize>,
+) -> Result<(IdxType, Vec<usize>, Vec<u8>), DataError> {
     let (file, _) = crate::input::open_input(path)?;
     let mut buffered = BufReader::new(file);
     let head = buffered.fill_buf().map_err(|e| DataError::io(path, e))?;
@@ -175,6 +180,12 @@ fn read_raw(path: &Path) -> Result<(IdxType, Vec<usize>, Vec<u8>), DataError> {
             ))
         })?;
 
+    let items = dims.first().copied().unwrap_or(1);
+    let limited = max_items.is_some_and(|m| m < items);
+    let needed = match max_items {
+        Some(m) if limited => needed / items * m,
+        _ => needed,
+    };
     // Grow the buffer only as data actually arrives, so a lying header cannot
     // make us allocate more than the file holds.
     let mut data = Vec::with_capacity(needed.min(64 << 20));
@@ -189,6 +200,9 @@ fn read_raw(path: &Path) -> Result<(IdxType, Vec<usize>, Vec<u8>), DataError> {
             kind.name(),
             data.len()
         )));
+    }
+    if limited {
+        return Ok((kind, dims, data));
     }
     let mut extra = [0u8; 1];
     let more = read_full(&mut reader, &mut extra).map_err(|e| content_error(path, gz, e))?;
@@ -212,7 +226,7 @@ fn read_raw(path: &Path) -> Result<(IdxType, Vec<usize>, Vec<u8>), DataError> {
 /// a truncated header or data, a dimension product that overflows, trailing
 /// bytes, or a corrupt gzip stream.
 pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
-    let (kind, dims, raw) = read_raw(path)?;
+    let (kind, dims, raw) = read_raw(path, None)?;
     let data: Vec<f64> = match kind {
         IdxType::U8 => raw.iter().map(|&b| f64::from(b)).collect(),
         IdxType::I8 => raw.iter().map(|&b| f64::from(b as i8)).collect(),
@@ -247,7 +261,20 @@ pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
 /// As [`read_idx`], plus [`DataError::Format`] when the element type is not
 /// unsigned byte.
 pub fn read_idx_u8(path: &Path) -> Result<(Vec<usize>, Vec<u8>), DataError> {
-    let (kind, dims, raw) = read_raw(path)?;
+    read_idx_u8_first(path, None)
+}
+
+/// As [`read_idx_u8`], reading (and decompressing) only the first `max_items` items along the
+/// first dimension when given: the dimensions returned are the header's, the bytes those of
+/// the items read.
+///
+/// # Errors
+/// As [`read_idx_u8`]; the bytes after the items read are not checked.
+pub fn read_idx_u8_first(
+    path: &Path,
+    max_items: Option<usize>,
+) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+    let (kind, dims, raw) = read_raw(path, max_items)?;
     if kind != IdxType::U8 {
         return Err(DataError::format(
             path,
@@ -286,11 +313,24 @@ fn locate(dir: &Path, name: &str) -> Result<PathBuf, DataError> {
 /// [`read_idx_u8`]; [`DataError::Format`] when the images are not 3-D, the
 /// labels not 1-D, or their counts differ.
 pub fn read_mnist_dir(dir: &Path, train: bool) -> Result<MnistSplit, DataError> {
+    read_mnist_dir_first(dir, train, None)
+}
+
+/// As [`read_mnist_dir`], reading (and decompressing) only the first `max_images` images and
+/// labels when given: a `--limit` of 200 costs 200 images, not the split.
+///
+/// # Errors
+/// As [`read_mnist_dir`]; the two files' headers must still agree on the split's size.
+pub fn read_mnist_dir_first(
+    dir: &Path,
+    train: bool,
+    max_images: Option<usize>,
+) -> Result<MnistSplit, DataError> {
     let prefix = if train { "train" } else { "t10k" };
     let images_path = locate(dir, &format!("{prefix}-images-idx3-ubyte"))?;
     let labels_path = locate(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
 
-    let (idims, pixels) = read_idx_u8(&images_path)?;
+    let (idims, pixels) = read_idx_u8_first(&images_path, max_images)?;
     let (n, pixels_per_image) = match idims[..] {
         [n, h, w] => (n, h * w), // the product was checked while reading
         _ => {
@@ -303,7 +343,7 @@ pub fn read_mnist_dir(dir: &Path, train: bool) -> Result<MnistSplit, DataError> 
             ))
         }
     };
-    let (ldims, raw_labels) = read_idx_u8(&labels_path)?;
+    let (ldims, raw_labels) = read_idx_u8_first(&labels_path, max_images)?;
     if ldims.len() != 1 {
         return Err(DataError::format(
             &labels_path,
@@ -324,11 +364,13 @@ pub fn read_mnist_dir(dir: &Path, train: bool) -> Result<MnistSplit, DataError> 
             ),
         ));
     }
+    // The images read: all `n`, or the first `max_images`.
+    let kept = raw_labels.len();
     let data: Vec<f64> = pixels
         .iter()
         .map(|&p| f64::from(f32::from(p) / 255.0))
         .collect();
-    let images = Matrix::new(n, pixels_per_image, data, ElemType::F32)?;
+    let images = Matrix::new(kept, pixels_per_image, data, ElemType::F32)?;
     let labels = raw_labels.into_iter().map(i64::from).collect();
     Ok(MnistSplit { images, labels })
 }

@@ -35,13 +35,19 @@ mod idx;
 mod input;
 mod matrix;
 mod npy;
+mod private;
 mod rows;
 mod tensor_file;
 
-pub use atomic::{check_outputs, write_atomic, write_atomic_path};
+pub use atomic::{
+    check_outputs, replace_together, write_atomic, write_atomic_path, write_atomic_private,
+};
 pub use csv::read_csv_matrix;
 pub use error::DataError;
-pub use idx::{read_idx, read_idx_u8, read_mnist_dir, IdxArray, MnistSplit, FASHION_MNIST_DIR};
+pub use idx::{
+    read_idx, read_idx_u8, read_idx_u8_first, read_mnist_dir, read_mnist_dir_first, IdxArray,
+    MnistSplit, FASHION_MNIST_DIR,
+};
 pub use input::{open_input, read_input, read_input_text};
 pub use matrix::{
     check_finite, check_fits_f32, first_non_finite_in_f32, first_non_finite_in_f64, read_matrix,
@@ -51,6 +57,7 @@ pub use npy::{
     read_float_array_shaped, read_labels, read_npy_matrix, read_vector, write_labels_npy,
     write_matrix_npy, write_vector_f64_npy, write_vector_npy_streamed, VectorKind, VectorSink,
 };
+pub use private::private_dir;
 pub use rows::{RowFile, VectorFile};
 pub use tensor_file::{
     is_safetensors, parse_safetensors, read_safetensors, write_safetensors, Array, ArrayData,

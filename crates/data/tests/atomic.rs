@@ -228,3 +228,43 @@ fn output_checks_refuse_missing_directories_directories_and_repeated_paths() {
     assert!(mixburn_data::check_outputs(&[std::path::Path::new("/dev/null")]).is_ok());
     assert_eq!(entries(dir.path()), Vec::<String>::new());
 }
+
+/// Issue 28: outputs that belong together (samples and their labels) replace their files
+/// together: a failure after the first is written leaves both old files, a panic leaves no
+/// temporary behind, and success replaces both.
+#[test]
+fn outputs_written_together_are_replaced_together_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
+    fs::write(&a, "old a").unwrap();
+    fs::write(&b, "old b").unwrap();
+    let failed: Result<(), DataError> = mixburn_data::replace_together(|| {
+        write_atomic(&a, |w| w.write_all(b"new a"))?;
+        write_atomic(&b, |_| Err(std::io::Error::other("disk full")))?;
+        Ok(())
+    });
+    assert!(failed.is_err());
+    assert_eq!(fs::read(&a).unwrap(), b"old a");
+    assert_eq!(fs::read(&b).unwrap(), b"old b");
+    let panicked = std::panic::catch_unwind(|| {
+        mixburn_data::replace_together(|| {
+            write_atomic(&a, |w| w.write_all(b"new a"))?;
+            panic!("killed between the outputs");
+            #[allow(unreachable_code)]
+            Ok::<(), DataError>(())
+        })
+    });
+    assert!(panicked.is_err());
+    assert_eq!(fs::read(&a).unwrap(), b"old a");
+    let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 2, "temporaries left behind: {left:?}");
+    mixburn_data::replace_together(|| {
+        write_atomic(&a, |w| w.write_all(b"new a"))?;
+        // Not yet replaced: renamed when the scope ends well.
+        assert_eq!(fs::read(&a).unwrap(), b"old a");
+        write_atomic(&b, |w| w.write_all(b"new b"))
+    })
+    .unwrap();
+    assert_eq!(fs::read(&a).unwrap(), b"new a");
+    assert_eq!(fs::read(&b).unwrap(), b"new b");
+}

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use mixburn_data::{read_idx, read_idx_u8, read_mnist_dir, DataError, ElemType};
+use mixburn_data::{
+    read_idx, read_idx_u8, read_mnist_dir, read_mnist_dir_first, DataError, ElemType,
+};
 
 /// Builds IDX bytes: magic, big-endian dims, then `data`.
 fn idx_bytes(type_code: u8, dims: &[u32], data: &[u8]) -> Vec<u8> {
@@ -262,4 +264,47 @@ fn mnist_label_count_mismatch_is_a_format_error() {
         reason.contains("2 labels") && reason.contains("3 images"),
         "{reason}"
     );
+}
+
+/// Issue 28: the first `max_images` of a gzipped split are read without decompressing the
+/// rest: a split whose gzip stream is cut off after its first images still gives those images
+/// (the whole split is refused as damaged), and a limit beyond the split gives all of it.
+#[test]
+fn the_first_images_of_a_split_are_read_without_decompressing_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 100_000u32;
+    // Pseudo-random pixels (an LCG), so that the stream has many deflate blocks.
+    let mut state = 12345u32;
+    let pixels: Vec<u8> = (0..n * 4)
+        .map(|_| {
+            state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (state >> 24) as u8
+        })
+        .collect();
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    let images = gzip(&idx_bytes(0x08, &[n, 2, 2], &pixels));
+    // The stream cut to a tenth: the first images decompress, the rest is missing.
+    write(
+        dir.path(),
+        "train-images-idx3-ubyte.gz",
+        &images[..images.len() / 10],
+    );
+    let labs = gzip(&idx_bytes(0x08, &[n], &labels));
+    write(dir.path(), "train-labels-idx1-ubyte.gz", &labs);
+    let first = read_mnist_dir_first(dir.path(), true, Some(200)).unwrap();
+    assert_eq!((first.images.rows, first.images.cols), (200, 4));
+    assert_eq!(
+        first.labels,
+        labels[..200]
+            .iter()
+            .map(|&l| i64::from(l))
+            .collect::<Vec<_>>()
+    );
+    for (v, p) in first.images.data.iter().zip(&pixels) {
+        assert_eq!(*v, f64::from(f32::from(*p) / 255.0));
+    }
+    assert!(read_mnist_dir(dir.path(), true).is_err());
+    write_split(dir.path(), "t10k", 3, true);
+    let all = read_mnist_dir_first(dir.path(), false, Some(10)).unwrap();
+    assert_eq!(all.images.rows, 3);
 }

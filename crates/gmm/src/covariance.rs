@@ -159,7 +159,9 @@ impl CovarianceType {
     }
 }
 
-/// Index tensors that pack/unpack symmetric matrices, built once per fit on its device.
+/// Index tensors that pack/unpack symmetric matrices, built once per fit on its device: full
+/// and tied covariances only (`O(D²)` entries); diagonal and spherical ones hold a one-entry
+/// placeholder (they never pack), so that their fits stay `O(K·D)` in memory at any width.
 #[derive(Clone, Debug)]
 pub struct Packing {
     /// Flat `[D·D]` positions of the packed upper triangle, length `D(D+1)/2`.
@@ -173,10 +175,19 @@ pub struct Packing {
 }
 
 impl Packing {
-    /// Index tensors for `d` features on `device` in `dtype`.
-    pub fn new(d: usize, device: &burn::tensor::Device, dtype: burn::tensor::DType) -> Self {
+    /// Index tensors for `d` features of covariance type `cov` on `device` in `dtype` (a
+    /// one-entry placeholder for diagonal and spherical covariances, which never pack).
+    pub fn new(
+        cov: CovarianceType,
+        d: usize,
+        device: &burn::tensor::Device,
+        dtype: burn::tensor::DType,
+    ) -> Self {
+        let d = match cov {
+            CovarianceType::Full | CovarianceType::Tied => d,
+            CovarianceType::Diag | CovarianceType::Spherical => 1,
+        };
         let coef: Vec<f64> = linalg::upper_indices(d)
-            .into_iter()
             .map(|(i, j)| if i == j { 1.0 } else { 2.0 })
             .collect();
         let t = coef.len();
@@ -671,17 +682,20 @@ pub fn covariances_from_moments(
     let nk2 = nk.clone().unsqueeze_dim::<2>(1); // [BK, 1]
     let means = s1 / nk2.clone();
     let device = means.device();
-    let reg_eye = Tensor::<2>::eye(d, &device)
-        .cast(means.dtype())
-        .unsqueeze_dim::<3>(0)
-        .mul_scalar(reg_covar);
+    // `reg·I`, built only where the covariances are matrices (O(D²)).
+    let reg_eye = || {
+        Tensor::<2>::eye(d, &device)
+            .cast(means.dtype())
+            .unsqueeze_dim::<3>(0)
+            .mul_scalar(reg_covar)
+    };
     let covs = match cov {
         CovarianceType::Full => {
             let second = (s2 / nk2)
                 .select(1, packing.unpack.clone())
                 .reshape([bk, d, d]);
             let outer = means.clone().unsqueeze_dim::<3>(2) * means.clone().unsqueeze_dim::<3>(1);
-            CovTensor::Matrices(denoise_matrices(second.clone() - outer, second, eps) + reg_eye)
+            CovTensor::Matrices(denoise_matrices(second.clone() - outer, second, eps) + reg_eye())
         }
         CovarianceType::Tied => {
             let t = s2.dims()[1];
@@ -691,7 +705,7 @@ pub fn covariances_from_moments(
             let m3 = means.clone().reshape([b, k, d]);
             let weighted = m3.clone() * nk.reshape([b, k, 1]);
             let between = weighted.swap_dims(1, 2).matmul(m3) / mass; // Σ_k n_k μ_k μ_kᵀ / Σ n_k
-            CovTensor::Matrices(denoise_matrices(second.clone() - between, second, eps) + reg_eye)
+            CovTensor::Matrices(denoise_matrices(second.clone() - between, second, eps) + reg_eye())
         }
         CovarianceType::Diag => {
             let second = s2 / nk2;

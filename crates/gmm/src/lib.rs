@@ -25,6 +25,8 @@
 //! - [`estep`]: the chunked E-step (log-densities by GEMM, log-sum-exp, responsibilities);
 //!   [`form`]: its quadratic and whitened forms for full/tied covariances, their costs and the
 //!   choice between them; [`stats`]: mergeable sufficient statistics.
+//! - [`online`]: stepwise (online) EM over a stream of chunks ([`OnlineMixture`],
+//!   `partial_fit`), with the step-size schedule [`StepSchedule`].
 //! - [`budget`]: the memory budget and rows per chunk every pass follows.
 //! - [`logsumexp`]: log-sum-exp and softmax along an axis (the one implementation);
 //!   [`mahalanobis`]: squared Mahalanobis distances under one shared precision (matmul form).
@@ -67,6 +69,7 @@ pub mod logsumexp;
 pub mod mahalanobis;
 mod model;
 pub mod model_file;
+pub mod online;
 mod params;
 pub mod progress;
 mod scatter;
@@ -98,6 +101,7 @@ pub use mahalanobis::SharedPrecision;
 /// that users of the core name one crate.
 pub use mixburn_backend::{backend, host, Backend, BackendError, Precision};
 pub use model::{GaussianMixture, ScoredChunk, MODEL_FORMAT, MODEL_FORMAT_VERSION};
+pub use online::{OnlineMixture, OnlineStep, StepSchedule};
 pub use params::Params;
 pub use scatter::ClassScatter;
 pub use select::{select_n_components, Candidate, Criterion, Folds, Selection};

@@ -287,16 +287,13 @@ pub fn first_bad_factor(l: Tensor<3>) -> Result<Option<usize>> {
 
 /// Indices `[i·D + j]` of the upper triangle `i ≤ j` (row-major), length `D(D+1)/2`: the order
 /// of the packed quadratic features `x_i x_j`.
-pub fn upper_indices(d: usize) -> Vec<(usize, usize)> {
-    (0..d).flat_map(|i| (i..d).map(move |j| (i, j))).collect()
+pub fn upper_indices(d: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..d).flat_map(move |i| (i..d).map(move |j| (i, j)))
 }
 
 /// Int tensor of flat indices into a `[D, D]` matrix for each packed upper-triangle entry.
 pub fn packed_index(d: usize, device: &Device) -> Tensor<1, Int> {
-    let idx: Vec<i64> = upper_indices(d)
-        .into_iter()
-        .map(|(i, j)| (i * d + j) as i64)
-        .collect();
+    let idx: Vec<i64> = upper_indices(d).map(|(i, j)| (i * d + j) as i64).collect();
     let t = idx.len();
     int_tensor(idx, [t], device)
 }
@@ -305,7 +302,7 @@ pub fn packed_index(d: usize, device: &Device) -> Tensor<1, Int> {
 /// `packed.select(1, unpack_index)` rebuilds the full symmetric matrix.
 pub fn unpack_index(d: usize, device: &Device) -> Tensor<1, Int> {
     let mut pos = vec![0i64; d * d];
-    for (t, (i, j)) in upper_indices(d).into_iter().enumerate() {
+    for (t, (i, j)) in upper_indices(d).enumerate() {
         pos[i * d + j] = t as i64;
         pos[j * d + i] = t as i64;
     }
@@ -366,10 +363,19 @@ fn pinv_factor(a: Tensor<2>, rtol: Option<f64>, fast: bool) -> Result<(Tensor<2>
     let max_diag = diag.iter().cloned().fold(0.0_f64, f64::max);
     let live: Vec<usize> = (0..d).filter(|&i| diag[i] > eps * max_diag).collect();
     if live.is_empty() {
-        return Err(GmmError::NumericalFailure(
-            "the covariance is zero (every feature is constant); check the features or add a ridge"
-                .into(),
-        ));
+        // In float32 the squares of deviations below ~1e-19 underflow to zero: features that
+        // vary at that scale give a zero covariance too.
+        let cause = match dtype {
+            burn::tensor::DType::F32 => {
+                "every feature is constant, or the features vary by less than ~1e-19, whose \
+                 squares float32 cannot hold: check the features, scale them, or compute in \
+                 f64 (--dtype f64)"
+            }
+            _ => "every feature is constant: check the features or add a ridge",
+        };
+        return Err(GmmError::NumericalFailure(format!(
+            "the covariance is zero ({cause})"
+        )));
     }
     let k = live.len();
     let sub: Vec<f64> = live

@@ -77,7 +77,7 @@ impl Layout {
             d,
             device: device.clone(),
             dtype,
-            packing: Packing::new(d, device, dtype),
+            packing: Packing::new(cov, d, device, dtype),
             form: EstepForm::Quadratic,
         }
     }

@@ -737,6 +737,18 @@ impl MahalanobisDetector {
         let device = stats.means.device();
         let dtype = stats.means.dtype();
         let d = stats.means.dims()[1];
+        // A ridge beyond float32's range would be an infinity on the device, and the
+        // covariance with it (a message about the features would name the wrong cause).
+        if Precision::of(dtype) == Precision::F32 && config.ridge > f64::from(f32::MAX) {
+            return Err(OodError::InvalidSetting {
+                name: "ridge",
+                reason: format!(
+                    "{:e} is beyond float32's range (3.4e38); fit in f64 (--dtype f64) or use \
+                     a ridge in scale with the features' variances",
+                    config.ridge
+                ),
+            });
+        }
         let ridge = |cov: Tensor<2>| {
             cov + Tensor::<2>::eye(d, &device)
                 .cast(dtype)

@@ -268,15 +268,8 @@ pub fn load_model(
             path: path.clone(),
             reason: e.to_string(),
         })?;
-    if let Some(found) = first_other_dtype(&model, state.precision.dtype()) {
-        return Err(VadeError::Checkpoint {
-            path,
-            reason: format!(
-                "its weights are {found:?} but the run state says {}; the state file was \
-                 edited or belongs to another run",
-                state.precision
-            ),
-        });
+    if let Some(reason) = check_parameters(&model, state.precision) {
+        return Err(VadeError::Checkpoint { path, reason });
     }
     let (k, d) = (model.prior.n_components(), model.prior.latent_dim());
     if d != model.latent_dim() || k != state.config.n_components {
@@ -293,27 +286,53 @@ pub fn load_model(
     Ok(model)
 }
 
-/// The first float parameter of `model` whose dtype is not `expected` (a weights file of
-/// another precision than its run state says).
-fn first_other_dtype(model: &Vade, expected: DType) -> Option<DType> {
-    struct Dtypes {
+/// What is wrong with the first float parameter of `model` whose dtype is not `precision`'s
+/// (a weights file of another precision than its run state says) or which holds a NaN or an
+/// infinity (a damaged or diverged file: refused on load, as a fit's result would be, so that
+/// no command samples or scores from it), or `None` when every parameter is sound.
+fn check_parameters(model: &Vade, precision: Precision) -> Option<String> {
+    struct Check {
         expected: DType,
-        other: Option<DType>,
+        path: Vec<String>,
+        problem: Option<String>,
+        precision: Precision,
     }
-    impl ModuleVisitor for Dtypes {
+    impl ModuleVisitor for Check {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let dtype = param.val().dtype();
-            if dtype != self.expected && self.other.is_none() {
-                self.other = Some(dtype);
+            if self.problem.is_some() {
+                return;
+            }
+            let value = param.val();
+            let dtype = value.dtype();
+            if dtype != self.expected {
+                self.problem = Some(format!(
+                    "its weights are {dtype:?} but the run state says {}; the state file was \
+                     edited or belongs to another run",
+                    self.precision
+                ));
+            } else if !value.is_finite().all().into_scalar::<bool>() {
+                self.problem = Some(format!(
+                    "its parameter `{}` holds NaN or infinite values (a damaged file, or a \
+                     run that diverged): train the run again",
+                    self.path.join(".")
+                ));
             }
         }
     }
-    let mut v = Dtypes {
-        expected,
-        other: None,
+    let mut v = Check {
+        expected: precision.dtype(),
+        path: Vec::new(),
+        problem: None,
+        precision,
     };
     model.visit(&mut v);
-    v.other
+    v.problem
 }
 
 /// Loads an optimizer state file of the checkpoint into `optim` (left as is when the file is
@@ -328,8 +347,20 @@ pub fn load_optimizer(
     if !path.is_file() {
         return Ok(optim);
     }
-    optim.load(&path).map_err(|e| VadeError::Checkpoint {
-        path,
-        reason: e.to_string(),
-    })
+    // burn-optim panics on a record tensor without a parameter id (a foreign or damaged
+    // file): that is a refused checkpoint, not a crash.
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| optim.load(&path)));
+    match loaded {
+        Ok(Ok(optim)) => Ok(optim),
+        Ok(Err(e)) => Err(VadeError::Checkpoint {
+            path,
+            reason: e.to_string(),
+        }),
+        Err(_) => Err(VadeError::Checkpoint {
+            path,
+            reason: "its optimizer state is not one this run wrote (a tensor without a \
+                     parameter id)"
+                .into(),
+        }),
+    }
 }

@@ -59,7 +59,12 @@ impl Dataset {
         let mut labels: Vec<i64> = Vec::new();
         let mut width: Option<usize> = None;
         for train in [true, false] {
-            let split = mixburn_data::read_mnist_dir(dir, train)?;
+            // Only the images still wanted are read (and decompressed).
+            let wanted = limit.map(|l| l - labels.len().min(l));
+            if wanted == Some(0) {
+                break;
+            }
+            let split = mixburn_data::read_mnist_dir_first(dir, train, wanted)?;
             if let Some(w) = width.filter(|&w| w != split.images.cols) {
                 return Err(VadeError::invalid_setting(
                     "data",

@@ -362,18 +362,21 @@ fn score(a: AnomalyScoreArgs) -> Result<Value, CliError> {
         }
         counts
     });
-    // Everything is computed: write the outputs.
-    mixburn_data::write_vector_f64_npy(&a.output, &scores)?;
-    if let Some(p) = &a.flags {
-        let v: Vec<i64> = flags.iter().map(|&f| i64::from(f)).collect();
-        mixburn_data::write_labels_npy(p, &v)?;
-    }
-    if let (Some(p), Some(c)) = (&a.closest, &components) {
-        mixburn_data::write_labels_npy(p, c)?;
-    }
-    if let (Some(p), Some(s)) = (&a.closest_share, shares) {
-        mixburn_data::write_matrix_npy(p, &Matrix::new(n, 2, s, ElemType::F64)?)?;
-    }
+    // Everything is computed: write the outputs, which replace their files together.
+    mixburn_data::replace_together(|| {
+        mixburn_data::write_vector_f64_npy(&a.output, &scores)?;
+        if let Some(p) = &a.flags {
+            let v: Vec<i64> = flags.iter().map(|&f| i64::from(f)).collect();
+            mixburn_data::write_labels_npy(p, &v)?;
+        }
+        if let (Some(p), Some(c)) = (&a.closest, &components) {
+            mixburn_data::write_labels_npy(p, c)?;
+        }
+        if let (Some(p), Some(s)) = (&a.closest_share, shares) {
+            mixburn_data::write_matrix_npy(p, &Matrix::new(n, 2, s, ElemType::F64)?)?;
+        }
+        Ok::<(), CliError>(())
+    })?;
     Ok(json!({
         "n_samples": n,
         "n_flagged": n_flagged,

@@ -5,9 +5,14 @@ use std::path::PathBuf;
 
 use clap::Args;
 use mixburn_gmm::backend::Precision;
-use mixburn_gmm::{CovarianceType, GaussianMixtureConfig, GmmError, Mixture};
+use mixburn_gmm::model_file::at_path;
+use mixburn_gmm::{
+    CovarianceType, GaussianMixture, GaussianMixtureConfig, GmmError, Mixture, OnlineMixture,
+    StepSchedule,
+};
 use serde_json::{json, Value};
 
+use crate::input::Passes;
 use crate::{CliError, EmOptions};
 
 /// `mixburn fit`.
@@ -32,6 +37,25 @@ pub struct FitArgs {
     /// `precisions_init`, shape (K, D, D) full, (D, D) tied, (K, D) diag, (K,) spherical.
     #[arg(long)]
     pub precisions_init: Option<PathBuf>,
+    /// Start from this saved model (scikit-learn's `warm_start`): EM continues from its
+    /// parameters (its components and covariance type) instead of a fresh initialisation;
+    /// with --online, the stream updates it.
+    #[arg(long)]
+    pub warm_start: Option<PathBuf>,
+    /// Online (stepwise) EM, Cappé & Moulines 2009: one pass over the input in chunks of
+    /// --chunk-size rows (default 1024), each moving the model's statistics towards the chunk's
+    /// by the step (t + step-offset)^(-step-exponent). Starts from --warm-start, or from a fit of
+    /// the first chunk. For data that never ends, or drifts.
+    #[arg(long, conflicts_with_all = ["sample_weight", "workers"])]
+    pub online: bool,
+    /// With --online: the step-size exponent κ in (0.5, 1] (near 0.5 forgets the past
+    /// fastest; 1 weighs every chunk alike).
+    #[arg(long, default_value_t = 0.6, requires = "online")]
+    pub step_exponent: f64,
+    /// With --online: the step-size offset t0 >= 0. To continue a stream with the model it
+    /// gave, pass the `next_step_offset` that run printed.
+    #[arg(long, default_value_t = 2.0, requires = "online")]
+    pub step_offset: f64,
     /// EM settings, backend and precision.
     #[command(flatten)]
     pub em: EmOptions,
@@ -69,11 +93,29 @@ impl FitArgs {
     }
 }
 
+/// Reads the `--warm-start` model, checked as every model is on load.
+fn warm_model(path: &std::path::Path) -> Result<GaussianMixture, CliError> {
+    Ok(GaussianMixture::load(path).map_err(|e| at_path(path, e))?)
+}
+
 /// Fits, saves and summarises a mixture.
 pub fn run(a: FitArgs) -> Result<Value, CliError> {
     mixburn_data::check_outputs(&[&a.output])?;
-    let (device, precision) = a.em.compute.device(Precision::F32)?;
+    let warm = a.warm_start.as_deref().map(warm_model).transpose()?;
+    if a.online {
+        return online(&a, warm);
+    }
+    // A warm start computes in the model's precision unless --dtype says otherwise.
+    let default_precision = warm.as_ref().map_or(Precision::F32, |m| m.precision);
+    let (device, precision) = a.em.compute.device(default_precision)?;
     let config = a.em.config(a.components)?;
+    let config = match &warm {
+        Some(m) => config
+            .with_n_components(m.n_components)
+            .with_covariance_type(m.covariance_type)
+            .with_warm_start(true),
+        None => config,
+    };
     let (mut input, weights) = a.em.fit_input(&a.input, &device, precision)?;
     let config = a.with_initial_parameters(config, input.rows().dims()[1])?;
     let n = input.n_rows();
@@ -83,7 +125,11 @@ pub fn run(a: FitArgs) -> Result<Value, CliError> {
     let mut resume = None;
     let model = loop {
         let data = input.data(weights.as_deref());
-        match mixburn_gmm::fit_resuming(&config, data, resume.take()) {
+        let fitted = match (&warm, resume.take()) {
+            (Some(m), None) => mixburn_gmm::fit_warm(&config, data, Some(m)).map_err(|e| (e, None)),
+            (_, resume) => mixburn_gmm::fit_resuming(&config, data, resume),
+        };
+        match fitted {
             Ok(model) => break model,
             Err((
                 GmmError::Worker {
@@ -143,6 +189,100 @@ pub fn run(a: FitArgs) -> Result<Value, CliError> {
         "covariance_type": model.covariance_type.to_string(),
         "backend": a.em.compute.backend_name(),
         "dtype": precision.to_string(),
+        "weights": model.weights(),
+        "output": a.output.display().to_string(),
+    }))
+}
+
+/// `fit --online`: one pass of stepwise EM over the input, a chunk at a time (streamed from
+/// the file whatever its size), from the `--warm-start` model or a fit of the first chunk.
+fn online(a: &FitArgs, warm: Option<GaussianMixture>) -> Result<Value, CliError> {
+    let schedule = StepSchedule {
+        kappa: a.step_exponent,
+        t0: a.step_offset,
+    };
+    schedule.validate()?;
+    let default_precision = warm.as_ref().map_or(Precision::F32, |m| m.precision);
+    let (device, precision) = a.em.compute.device(default_precision)?;
+    let mut config = a.em.config(a.components)?;
+    if let Some(m) = &warm {
+        config = config
+            .with_n_components(m.n_components)
+            .with_covariance_type(m.covariance_type);
+    }
+    let k = config.n_components;
+    let rows_per_step = a.em.chunk_size.unwrap_or(1024);
+    if rows_per_step < k.max(2) {
+        return Err(GmmError::invalid_setting(
+            "chunk_size",
+            format!(
+                "{rows_per_step} rows per online step is fewer than the {} components each \
+                 step fits: give --chunk-size of at least {}",
+                k,
+                k.max(2)
+            ),
+        )
+        .into());
+    }
+    let input =
+        a.em.compute
+            .open_input(&a.input, &device, precision, Passes::One)?;
+    let rows = input.rows();
+    let [n, d] = rows.dims();
+    let config = a.with_initial_parameters(config, d)?;
+    // Steps of `rows_per_step` rows; a short last one joins the step before it.
+    let mut steps: Vec<(usize, usize)> = (0..n)
+        .step_by(rows_per_step)
+        .map(|s| (s, rows_per_step.min(n - s)))
+        .collect();
+    if steps.len() > 1 && steps.last().is_some_and(|&(_, len)| len < k.max(2)) {
+        let (_, len) = steps.pop().unwrap_or_default();
+        if let Some(last) = steps.last_mut() {
+            last.1 += len;
+        }
+    }
+    let mut online: Option<OnlineMixture> = match warm {
+        Some(m) => Some(OnlineMixture::new(m, &config, schedule)?),
+        None => None,
+    };
+    let (mut scored_rows, mut score_sum) = (0usize, 0.0f64);
+    for &(start, len) in &steps {
+        let chunk = rows.rows(start, len).map_err(|e| input.name_error(e))?;
+        match online.as_mut() {
+            Some(o) => {
+                let step = o.partial_fit(&chunk).map_err(|e| input.name_error(e))?;
+                score_sum += step.mean_log_likelihood * len as f64;
+                scored_rows += len;
+            }
+            // The first chunk starts the model (a batch fit of its rows).
+            None => {
+                let first = mixburn_gmm::fit(&config, &chunk).map_err(|e| input.name_error(e))?;
+                online = Some(OnlineMixture::new(first, &config, schedule)?);
+            }
+        }
+    }
+    let online = online.ok_or_else(|| {
+        GmmError::invalid_setting("input", "the input has no rows: pass at least one chunk")
+    })?;
+    let taken = online.steps();
+    let model = online.into_model();
+    mixburn_gmm::ensure_finite(model.weights(), "weights")?;
+    model.save(&a.output)?;
+    Ok(json!({
+        "online": true,
+        "steps": taken,
+        "rows_per_step": rows_per_step,
+        "step_exponent": schedule.kappa,
+        "step_offset": schedule.t0,
+        "next_step_offset": schedule.t0 + taken as f64,
+        // Each step's chunk scored before the step learnt from it (test-then-train).
+        "online_mean_log_likelihood": (scored_rows > 0).then(|| score_sum / scored_rows as f64),
+        "n_samples": n,
+        "n_features": model.n_features,
+        "n_components": model.n_components,
+        "covariance_type": model.covariance_type.to_string(),
+        "backend": a.em.compute.backend_name(),
+        "dtype": model.precision.to_string(),
         "weights": model.weights(),
         "output": a.output.display().to_string(),
     }))

@@ -42,30 +42,33 @@ pub fn run(a: PredictArgs) -> Result<Value, CliError> {
     // N×K probabilities are held (K values per row); the labels are written as they come.
     let mut proba = Vec::new();
     let want_proba = a.proba.is_some();
-    write_vector_npy_streamed(&a.output, VectorKind::I64, n, |sink| {
-        model
-            .score_chunks(input.rows(), budget, &mut |c| {
-                finite_from(
-                    &to_f64(c.log_likelihood.clone())?,
-                    c.start,
-                    "per-sample log-likelihoods (of the labels)",
-                )?;
-                let labels = to_i64(c.labels())?;
-                labels.iter().for_each(|&l| counts[l as usize] += 1);
-                if want_proba {
-                    let p = to_f64(c.proba())?;
-                    finite_from(&p, c.start * k, "component probabilities")?;
-                    proba.extend(p);
-                }
-                sink.push_i64(&labels)?;
-                Ok(())
-            })
-            .map_err(|e| input.name_error(e))?;
-        if let Some(p) = &a.proba {
-            let m = Matrix::new(n, k, std::mem::take(&mut proba), ElemType::F64)?;
-            mixburn_data::write_matrix_npy(p, &m)?;
-        }
-        Ok::<(), CliError>(())
+    // The labels and the probabilities replace their files together.
+    mixburn_data::replace_together(|| {
+        write_vector_npy_streamed(&a.output, VectorKind::I64, n, |sink| {
+            model
+                .score_chunks(input.rows(), budget, &mut |c| {
+                    finite_from(
+                        &to_f64(c.log_likelihood.clone())?,
+                        c.start,
+                        "per-sample log-likelihoods (of the labels)",
+                    )?;
+                    let labels = to_i64(c.labels())?;
+                    labels.iter().for_each(|&l| counts[l as usize] += 1);
+                    if want_proba {
+                        let p = to_f64(c.proba())?;
+                        finite_from(&p, c.start * k, "component probabilities")?;
+                        proba.extend(p);
+                    }
+                    sink.push_i64(&labels)?;
+                    Ok(())
+                })
+                .map_err(|e| input.name_error(e))?;
+            if let Some(p) = &a.proba {
+                let m = Matrix::new(n, k, std::mem::take(&mut proba), ElemType::F64)?;
+                mixburn_data::write_matrix_npy(p, &m)?;
+            }
+            Ok::<(), CliError>(())
+        })
     })?;
     Ok(json!({ "n_samples": n, "counts": counts }))
 }

@@ -46,9 +46,13 @@ pub fn run(a: SampleArgs) -> Result<Value, CliError> {
     let x = to_f64(x)?;
     ensure_finite(&x, "samples")?;
     let m = Matrix::new(a.n, model.n_features(), x, ElemType::F64)?;
-    mixburn_data::write_matrix_npy(&a.output, &m)?;
-    if let Some(l) = &a.labels {
-        mixburn_data::write_labels_npy(l, &to_i64(y)?)?;
-    }
+    // The samples and their labels replace their files together.
+    mixburn_data::replace_together(|| {
+        mixburn_data::write_matrix_npy(&a.output, &m)?;
+        if let Some(l) = &a.labels {
+            mixburn_data::write_labels_npy(l, &to_i64(y)?)?;
+        }
+        Ok::<(), CliError>(())
+    })?;
     Ok(json!({ "n_samples": a.n, "n_features": model.n_features() }))
 }

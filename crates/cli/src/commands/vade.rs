@@ -320,17 +320,22 @@ fn evaluate_cmd(a: VadeEvaluateArgs) -> Result<Value, CliError> {
         }
         None => None,
     };
-    if let (Some(path), Some(means)) = (&a.means, means) {
-        let m = mixburn_data::Matrix::new(means.len() / d, d, means, mixburn_data::ElemType::F32)
-            .map_err(VadeError::from)?;
-        mixburn_data::write_matrix_npy(path, &m).map_err(VadeError::from)?;
-    }
-    if let Some(path) = &a.latent_png {
-        mixburn_vade::eval::write_latent_picture(path, &ev, d)?;
-    }
-    if let Some(path) = &a.clusters {
-        mixburn_data::write_labels_npy(path, &ev.predicted).map_err(VadeError::from)?;
-    }
+    // The outputs replace their files together.
+    mixburn_data::replace_together(|| {
+        if let (Some(path), Some(means)) = (&a.means, means) {
+            let m =
+                mixburn_data::Matrix::new(means.len() / d, d, means, mixburn_data::ElemType::F32)
+                    .map_err(VadeError::from)?;
+            mixburn_data::write_matrix_npy(path, &m).map_err(VadeError::from)?;
+        }
+        if let Some(path) = &a.latent_png {
+            mixburn_vade::eval::write_latent_picture(path, &ev, d)?;
+        }
+        if let Some(path) = &a.clusters {
+            mixburn_data::write_labels_npy(path, &ev.predicted).map_err(VadeError::from)?;
+        }
+        Ok::<(), CliError>(())
+    })?;
     Ok(json!({
         "acc": ev.metrics.acc,
         "nmi": ev.metrics.nmi,

@@ -46,6 +46,37 @@ pub fn fit_bayesian<'a>(
     }
     let precision = Precision::of(dtype);
     config.shared().check_precision(precision)?;
+    // A prior scalar beyond float32's range is an infinity on the device, and the fit then
+    // fails with advice about components that does not apply: refuse the setting by name.
+    if precision == Precision::F32 {
+        let scalars = [
+            (
+                "weight_concentration_prior",
+                config.weight_concentration_prior,
+            ),
+            ("mean_precision_prior", config.mean_precision_prior),
+            ("degrees_of_freedom_prior", config.degrees_of_freedom_prior),
+        ];
+        let covariance_max = config
+            .covariance_prior
+            .iter()
+            .flatten()
+            .fold(0.0_f64, |m, v| m.max(v.abs()));
+        let too_large = scalars
+            .into_iter()
+            .filter_map(|(name, v)| v.map(|v| (name, v)))
+            .chain([("covariance_prior", covariance_max)])
+            .find(|(_, v)| v.abs() > f64::from(f32::MAX));
+        if let Some((name, v)) = too_large {
+            return Err(GmmError::invalid_setting(
+                name,
+                format!(
+                    "{v:e} is beyond float32's range (3.4e38); fit in f64 (--dtype f64) or \
+                     use a prior in scale with the data"
+                ),
+            ));
+        }
+    }
     let eps = precision.eps();
     let cov = config.covariance_type;
     let shared = config.shared();
