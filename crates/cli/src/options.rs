@@ -263,12 +263,31 @@ pub struct WorkerOptions {
     pub worker_chunk_rows: usize,
     /// When a worker fails during `fit`, split the rows again over the remaining workers (its
     /// shard re-uploaded with the others) and continue from the last completed iteration: the
-    /// same result as without the failure. The input stays on this machine for it.
+    /// same result as without the failure. The input stays on this machine for it. `fit` only:
+    /// the other commands refuse it.
     #[arg(long)]
     pub retry_shards: bool,
 }
 
 impl WorkerOptions {
+    /// Refuses `--retry-shards` in `command`, which cannot honour it (only `fit` resumes from
+    /// a checkpoint on the remaining workers): an option accepted and ignored would promise a
+    /// recovery that does not happen.
+    pub(crate) fn refuse_retry_shards(&self, command: &str) -> Result<(), CliError> {
+        if self.retry_shards {
+            return Err(GmmError::invalid_setting(
+                "retry_shards",
+                format!(
+                    "`{command}` cannot continue on the remaining workers when one fails (only \
+                     `fit` can): leave out --retry-shards; a failure ends `{command}` with an \
+                     error naming the worker, and it can be run again"
+                ),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
     /// The workers' addresses, in order.
     pub(crate) fn urls(&self) -> Vec<String> {
         self.workers

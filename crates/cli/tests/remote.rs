@@ -39,6 +39,45 @@ fn serve_refuses_a_non_loopback_address_without_allow_remote_or_with_no_token() 
     assert!(e.contains("non-empty token"), "{e}");
 }
 
+/// Issue 29: `--retry-shards` is honoured by `fit` only; the other commands that take
+/// `--workers` refuse it by name before any work (it used to be accepted and ignored).
+#[test]
+fn retry_shards_is_refused_by_the_commands_that_cannot_honour_it() {
+    let faithful = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/faithful.csv");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.safetensors");
+    let out = out.to_str().unwrap();
+    let workers = ["--workers", "ws://127.0.0.1:9", "--retry-shards"];
+    let labels = dir.path().join("y.npy");
+    mixburn_data::write_labels_npy(&labels, &vec![0; 272]).unwrap();
+    let labels = labels.to_str().unwrap();
+    for (command, args) in [
+        ("fit-bayesian", vec!["fit-bayesian", "--input", faithful]),
+        (
+            "select",
+            vec!["select", "--input", faithful, "--components", "1..2"],
+        ),
+        (
+            "anomaly fit",
+            vec!["anomaly", "fit", "--input", faithful, "--components", "2"],
+        ),
+        (
+            "ood fit",
+            vec!["ood", "fit", "--features", faithful, "--labels", labels],
+        ),
+    ] {
+        let mut a = args;
+        a.extend(workers);
+        a.extend(["--output", out]);
+        let e = run(&a).unwrap_err();
+        assert!(
+            e.contains("retry_shards") && e.contains(command),
+            "{command}: {e}"
+        );
+        assert!(!std::path::Path::new(out).exists());
+    }
+}
+
 #[cfg(feature = "remote")]
 mod remote_support {
     use std::io::{BufRead, BufReader};

@@ -188,6 +188,7 @@ fn fit(a: AnomalyFitArgs) -> Result<Value, CliError> {
     let mut inputs = vec![a.input.as_path()];
     inputs.extend(a.validation.as_deref());
     check_outputs(&[&a.output], &inputs)?;
+    a.em.workers.refuse_retry_shards("anomaly fit")?;
 
     let (device, precision) = a.em.compute.device(Precision::F32)?;
     let first_k = match &components {

@@ -55,6 +55,7 @@ fn parse_weight(s: &str) -> Result<f64, String> {
 
 /// Fits, saves and summarises a variational Bayesian mixture.
 pub fn run(a: FitBayesianArgs) -> Result<Value, CliError> {
+    a.em.workers.refuse_retry_shards("fit-bayesian")?;
     mixburn_data::check_outputs(&[&a.output])?;
     let (device, precision) = a.em.compute.device(Precision::F32)?;
     let prior_type = a.weight_prior;

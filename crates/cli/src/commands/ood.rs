@@ -139,6 +139,7 @@ pub fn run(cmd: OodCommand) -> Result<Value, CliError> {
 }
 
 fn fit(a: OodFitArgs) -> Result<Value, CliError> {
+    a.workers.refuse_retry_shards("ood fit")?;
     mixburn_data::check_outputs(&[&a.output])?;
     let method = a.method;
     let (device, precision) = a.compute.device(Precision::F32)?;

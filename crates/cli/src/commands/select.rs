@@ -35,6 +35,7 @@ pub struct SelectArgs {
 
 /// Fits every candidate, compares them and saves the chosen one.
 pub fn run(a: SelectArgs) -> Result<Value, CliError> {
+    a.em.workers.refuse_retry_shards("select")?;
     mixburn_data::check_outputs(&a.output.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
     let (device, precision) = a.em.compute.device(Precision::F32)?;
     let ks = parse_components(&a.components)?;
