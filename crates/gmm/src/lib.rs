@@ -27,6 +27,8 @@
 //!   choice between them; [`stats`]: mergeable sufficient statistics.
 //! - [`online`]: stepwise (online) EM over a stream of chunks ([`OnlineMixture`],
 //!   `partial_fit`), with the step-size schedule [`StepSchedule`].
+//! - [`select`]: choosing K (BIC, AIC, cross-validated likelihood), and the one BIC / AIC
+//!   formula ([`select::bic`], [`select::aic`]) every model and command uses.
 //! - [`budget`]: the memory budget and rows per chunk every pass follows.
 //! - [`logsumexp`]: log-sum-exp and softmax along an axis (the one implementation);
 //!   [`mahalanobis`]: squared Mahalanobis distances under one shared precision (matmul form).
@@ -42,7 +44,7 @@
 //! Internal modules (one concept per file): `config` (both configs' shared
 //! `MixtureSettings`), `em` (the EM loop), `init` (starting parameters), `params` (the
 //! M-step), `kmeans`, `bayesian/` (`config`, `posterior`, `fit`, `model`), `special` (digamma,
-//! `ln Γ`, `ln B`), `model`, `fitted`, `scatter`, `select`, `error`.
+//! `ln Γ`, `ln B`), `model`, `fitted`, `scatter`, `error`.
 //!
 //! ```no_run
 //! use mixburn_gmm::{Backend, GaussianMixtureConfig, CovarianceType, Precision, fit, host};
@@ -73,7 +75,7 @@ pub mod online;
 mod params;
 pub mod progress;
 mod scatter;
-mod select;
+pub mod select;
 pub mod shards;
 pub mod source;
 mod special;

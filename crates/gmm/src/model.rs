@@ -179,13 +179,17 @@ impl GaussianMixture {
     /// Bayesian information criterion `−2 log L + p ln N` on `x`.
     pub fn bic(&self, x: &Tensor<2>) -> Result<f64> {
         let n = x.dims()[0] as f64;
-        Ok(-2.0 * self.score(x)? * n + self.n_parameters() as f64 * n.ln())
+        Ok(crate::select::bic(
+            self.score(x)? * n,
+            self.n_parameters(),
+            n,
+        ))
     }
 
     /// Akaike information criterion `−2 log L + 2p` on `x`.
     pub fn aic(&self, x: &Tensor<2>) -> Result<f64> {
         let n = x.dims()[0] as f64;
-        Ok(-2.0 * self.score(x)? * n + 2.0 * self.n_parameters() as f64)
+        Ok(crate::select::aic(self.score(x)? * n, self.n_parameters()))
     }
 
     /// Draws `n` samples as scikit-learn does: counts per component from a multinomial on the

@@ -252,7 +252,6 @@ pub fn select_n_components<'a>(
         let model = fit(&config, x)?;
         let (total, weight) = model.weighted_log_likelihood(x, budget)?;
         let mean_ll = total / weight;
-        let p = model.n_parameters() as f64;
         let held_out = match criterion {
             Criterion::CrossValidation(folds) => Some(
                 (0..folds.n_folds())
@@ -275,8 +274,8 @@ pub fn select_n_components<'a>(
             n_components: k,
             n_parameters: model.n_parameters(),
             mean_log_likelihood: mean_ll,
-            bic: -2.0 * total + p * weight.ln(),
-            aic: -2.0 * total + 2.0 * p,
+            bic: bic(total, model.n_parameters(), weight),
+            aic: aic(total, model.n_parameters()),
             converged: model.converged,
             held_out_mean: held_out
                 .as_ref()
@@ -350,4 +349,16 @@ mod tests {
         assert!(Folds::from_test_indices(2, vec![vec![0, 1]]).is_err());
         assert!(Folds::from_test_indices(3, vec![vec![0, 1], vec![2]]).is_ok());
     }
+}
+
+/// Bayesian information criterion `−2 log L + p ln N` of a fit with total log-likelihood
+/// `log_likelihood` and `n_parameters` free parameters on `n` rows (their total sample weight):
+/// the one formula every fitted model, `select` and the command line use.
+pub fn bic(log_likelihood: f64, n_parameters: usize, n: f64) -> f64 {
+    -2.0 * log_likelihood + n_parameters as f64 * n.ln()
+}
+
+/// Akaike information criterion `−2 log L + 2p` (see [`bic`]).
+pub fn aic(log_likelihood: f64, n_parameters: usize) -> f64 {
+    -2.0 * log_likelihood + 2.0 * n_parameters as f64
 }

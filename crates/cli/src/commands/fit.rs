@@ -168,7 +168,6 @@ pub fn run(a: FitArgs) -> Result<Value, CliError> {
     let data = input.data(weights.as_deref());
     let (ll, total_weight) = model.weighted_log_likelihood(data, config.max_memory_bytes)?;
     let mean_ll = ll / total_weight;
-    let p = model.n_parameters() as f64;
     model.save(&a.output)?;
     Ok(json!({
         "converged": model.converged,
@@ -176,8 +175,8 @@ pub fn run(a: FitArgs) -> Result<Value, CliError> {
         "lower_bound": model.lower_bound,
         "log_likelihood": ll,
         "mean_log_likelihood": mean_ll,
-        "bic": -2.0 * ll + p * total_weight.ln(),
-        "aic": -2.0 * ll + 2.0 * p,
+        "bic": mixburn_gmm::select::bic(ll, model.n_parameters(), total_weight),
+        "aic": mixburn_gmm::select::aic(ll, model.n_parameters()),
         "n_parameters": model.n_parameters(),
         "n_samples": n,
         "total_weight": total_weight,
