@@ -309,6 +309,18 @@ pub fn select_n_components<'a>(
     })
 }
 
+/// Bayesian information criterion `−2 log L + p ln N` of a fit with total log-likelihood
+/// `log_likelihood` and `n_parameters` free parameters on `n` rows (their total sample weight):
+/// the one formula every fitted model, `select` and the command line use.
+pub fn bic(log_likelihood: f64, n_parameters: usize, n: f64) -> f64 {
+    -2.0 * log_likelihood + n_parameters as f64 * n.ln()
+}
+
+/// Akaike information criterion `−2 log L + 2p` (see [`bic`]).
+pub fn aic(log_likelihood: f64, n_parameters: usize) -> f64 {
+    -2.0 * log_likelihood + 2.0 * n_parameters as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,16 +361,4 @@ mod tests {
         assert!(Folds::from_test_indices(2, vec![vec![0, 1]]).is_err());
         assert!(Folds::from_test_indices(3, vec![vec![0, 1], vec![2]]).is_ok());
     }
-}
-
-/// Bayesian information criterion `−2 log L + p ln N` of a fit with total log-likelihood
-/// `log_likelihood` and `n_parameters` free parameters on `n` rows (their total sample weight):
-/// the one formula every fitted model, `select` and the command line use.
-pub fn bic(log_likelihood: f64, n_parameters: usize, n: f64) -> f64 {
-    -2.0 * log_likelihood + n_parameters as f64 * n.ln()
-}
-
-/// Akaike information criterion `−2 log L + 2p` (see [`bic`]).
-pub fn aic(log_likelihood: f64, n_parameters: usize) -> f64 {
-    -2.0 * log_likelihood + 2.0 * n_parameters as f64
 }
