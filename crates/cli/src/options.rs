@@ -12,7 +12,7 @@ use clap::error::ErrorKind;
 use clap::Args;
 use mixburn_anomaly::{AnomalyError, NanPolicy};
 use mixburn_gmm::backend::{Backend, Precision};
-use mixburn_gmm::burn::tensor::Device;
+use mixburn_gmm::burn::tensor::{Device, Tensor};
 use mixburn_gmm::{
     CovarianceType, EstepForm, GaussianMixtureConfig, GmmError, InitMethod, MixtureSettings,
     WeightConcentrationPriorType,
@@ -92,6 +92,32 @@ impl Choice for CriterionChoice {
             other => Err(GmmError::invalid_setting(
                 "criterion",
                 format!("unknown criterion `{other}`; use bic, aic or cv"),
+            )
+            .to_string()),
+        }
+    }
+}
+
+/// `--missing`: what a NaN entry in the input means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Missing {
+    /// A NaN is an error naming its row and column (the default).
+    #[default]
+    Error,
+    /// A NaN is a value missing at random: fits use exact EM for incomplete data, scores the
+    /// log-density of each row's observed entries (`mixburn_gmm::missing`).
+    Marginalize,
+}
+
+impl Choice for Missing {
+    const CHOICES: &'static [&'static str] = &["error", "marginalize"];
+    fn choose(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "error" => Ok(Self::Error),
+            "marginalize" | "marginalise" => Ok(Self::Marginalize),
+            other => Err(GmmError::invalid_setting(
+                "missing",
+                format!("unknown value `{other}`; use error or marginalize"),
             )
             .to_string()),
         }
@@ -221,6 +247,37 @@ impl Compute {
     }
 
     /// Opens a data input under this budget (held, or streamed from its file).
+    /// The input held in memory with its NaN entries kept (`--missing marginalize`); an input
+    /// larger than the budget is refused (the missing-value passes hold their rows).
+    pub(crate) fn open_with_missing(
+        &self,
+        path: &Path,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Tensor<2>, CliError> {
+        let input = Input::open_checked(
+            path,
+            self.tensor.as_deref(),
+            device,
+            precision,
+            self.max_memory_bytes()?,
+            Passes::Many,
+            false,
+        )?;
+        match input.rows().resident() {
+            Some(t) => Ok(t.clone()),
+            None => Err(GmmError::invalid_setting(
+                "missing",
+                format!(
+                    "--missing marginalize holds its input, and {} is larger than half of \
+                     --max-memory: raise --max-memory",
+                    path.display()
+                ),
+            )
+            .into()),
+        }
+    }
+
     pub(crate) fn open_input(
         &self,
         path: &Path,

@@ -1038,3 +1038,63 @@ fn fit_online_steps_through_the_chunks_and_warm_start_continues_a_model() {
     fails_cleanly(&refused, "step_exponent");
     assert_eq!(std::fs::read(&m2).unwrap(), before);
 }
+
+/// Issue 30: `fit` and `score` refuse NaN by default (naming row and column) and, with
+/// `--missing marginalize`, fit by EM for incomplete data and score each row's observed
+/// entries; every row with an entry missing gets a finite score.
+#[test]
+fn missing_values_are_refused_by_default_and_marginalized_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.npy");
+    let value = |i: usize, j: usize| {
+        if (i * 7 + j * 3).is_multiple_of(11) {
+            f32::NAN
+        } else {
+            ((i * 31 + j * 17) % 101) as f32 / 25.0 + (i % 3) as f32 * 5.0 + 100.0
+        }
+    };
+    write_npy_f32(&x, 300, 4, value);
+    let model = dir.path().join("m.safetensors");
+    let fit = |extra: &[&str]| {
+        let mut a = vec![
+            "fit",
+            "--input",
+            p(&x),
+            "--components",
+            "3",
+            "--output",
+            p(&model),
+        ];
+        a.extend_from_slice(extra);
+        mixburn(&a)
+    };
+    fails_cleanly(&fit(&[]), "row 0, column 0");
+    assert!(!model.exists());
+    let v = json(&fit(&["--missing", "marginalize"]));
+    assert_eq!(v["missing"], "marginalize", "{v}");
+    let missing = (0..300)
+        .flat_map(|i| (0..4).map(move |j| (i, j)))
+        .filter(|&(i, j)| value(i, j).is_nan())
+        .count();
+    assert_eq!(v["n_missing"].as_u64(), Some(missing as u64), "{v}");
+    assert!(v["lower_bound"].as_f64().unwrap().is_finite());
+    let scores = dir.path().join("s.npy");
+    let score = |extra: &[&str]| {
+        let mut a = vec![
+            "score",
+            "--model",
+            p(&model),
+            "--input",
+            p(&x),
+            "--output",
+            p(&scores),
+        ];
+        a.extend_from_slice(extra);
+        mixburn(&a)
+    };
+    fails_cleanly(&score(&[]), "row 0, column 0");
+    let v = json(&score(&["--missing", "marginalize"]));
+    assert_eq!(v["n_samples"], 300);
+    let s = mixburn_data::read_vector(&scores).unwrap();
+    assert!(s.len() == 300 && s.iter().all(|v| v.is_finite()));
+}

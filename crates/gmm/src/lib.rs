@@ -25,6 +25,9 @@
 //! - [`estep`]: the chunked E-step (log-densities by GEMM, log-sum-exp, responsibilities);
 //!   [`form`]: its quadratic and whitened forms for full/tied covariances, their costs and the
 //!   choice between them; [`stats`]: mergeable sufficient statistics.
+//! - [`missing`]: rows with missing values (NaN): exact EM for incomplete data
+//!   ([`missing::fit_missing`]) and the log-density of the observed entries
+//!   ([`missing::score_observed`]).
 //! - [`online`]: stepwise (online) EM over a stream of chunks ([`OnlineMixture`],
 //!   `partial_fit`), with the step-size schedule [`StepSchedule`].
 //! - [`select`]: choosing K (BIC, AIC, cross-validated likelihood), and the one BIC / AIC
@@ -69,6 +72,7 @@ mod kmeans;
 pub mod linalg;
 pub mod logsumexp;
 pub mod mahalanobis;
+pub mod missing;
 mod model;
 pub mod model_file;
 pub mod online;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use mixburn_gmm::backend::Precision;
+use mixburn_gmm::burn::tensor::Device;
 use mixburn_gmm::model_file::at_path;
 use mixburn_gmm::{
     CovarianceType, GaussianMixture, GaussianMixtureConfig, GmmError, Mixture, OnlineMixture,
@@ -13,6 +14,7 @@ use mixburn_gmm::{
 use serde_json::{json, Value};
 
 use crate::input::Passes;
+use crate::options::{choice, Missing};
 use crate::{CliError, EmOptions};
 
 /// `mixburn fit`.
@@ -56,6 +58,12 @@ pub struct FitArgs {
     /// gave, pass the `next_step_offset` that run printed.
     #[arg(long, default_value_t = 2.0, requires = "online")]
     pub step_offset: f64,
+    /// What a NaN entry means: `error` (refused, naming its row and column) or
+    /// `marginalize` (a value missing at random: exact EM for incomplete data, Ghahramani &
+    /// Jordan 1994, the lower bound the observed entries' log-likelihood; the input is held).
+    #[arg(long, default_value = "error", value_parser = choice::<Missing>(),
+          conflicts_with_all = ["online", "workers", "sample_weight"])]
+    pub missing: Missing,
     /// EM settings, backend and precision.
     #[command(flatten)]
     pub em: EmOptions,
@@ -98,6 +106,44 @@ fn warm_model(path: &std::path::Path) -> Result<GaussianMixture, CliError> {
     Ok(GaussianMixture::load(path).map_err(|e| at_path(path, e))?)
 }
 
+/// The device, precision and configuration of a fit: from a `--warm-start` model, its
+/// precision (unless `--dtype` says otherwise), components and covariance type.
+fn device_and_config(
+    a: &FitArgs,
+    warm: Option<&GaussianMixture>,
+) -> Result<(Device, Precision, GaussianMixtureConfig), CliError> {
+    let default_precision = warm.map_or(Precision::F32, |m| m.precision);
+    let (device, precision) = a.em.compute.device(default_precision)?;
+    let config = a.em.config(a.components)?;
+    let config = match warm {
+        Some(m) => config
+            .with_n_components(m.n_components)
+            .with_covariance_type(m.covariance_type)
+            .with_warm_start(true),
+        None => config,
+    };
+    Ok((device, precision, config))
+}
+
+/// `v` with the keys every kind of fit prints about its model and output.
+fn summarised(mut v: Value, a: &FitArgs, model: &GaussianMixture) -> Value {
+    if let Value::Object(map) = &mut v {
+        let common = json!({
+            "n_features": model.n_features,
+            "n_components": model.n_components,
+            "covariance_type": model.covariance_type.to_string(),
+            "backend": a.em.compute.backend_name(),
+            "dtype": model.precision.to_string(),
+            "weights": model.weights(),
+            "output": a.output.display().to_string(),
+        });
+        if let Value::Object(c) = common {
+            map.extend(c);
+        }
+    }
+    v
+}
+
 /// Fits, saves and summarises a mixture.
 pub fn run(a: FitArgs) -> Result<Value, CliError> {
     mixburn_data::check_outputs(&[&a.output])?;
@@ -105,17 +151,10 @@ pub fn run(a: FitArgs) -> Result<Value, CliError> {
     if a.online {
         return online(&a, warm);
     }
-    // A warm start computes in the model's precision unless --dtype says otherwise.
-    let default_precision = warm.as_ref().map_or(Precision::F32, |m| m.precision);
-    let (device, precision) = a.em.compute.device(default_precision)?;
-    let config = a.em.config(a.components)?;
-    let config = match &warm {
-        Some(m) => config
-            .with_n_components(m.n_components)
-            .with_covariance_type(m.covariance_type)
-            .with_warm_start(true),
-        None => config,
-    };
+    if a.missing == Missing::Marginalize {
+        return with_missing(&a, warm);
+    }
+    let (device, precision, config) = device_and_config(&a, warm.as_ref())?;
     let (mut input, weights) = a.em.fit_input(&a.input, &device, precision)?;
     let config = a.with_initial_parameters(config, input.rows().dims()[1])?;
     let n = input.n_rows();
@@ -183,14 +222,8 @@ pub fn run(a: FitArgs) -> Result<Value, CliError> {
         "streamed": input.is_streamed(),
         "workers": input.shards_json(),
         "lost_workers": lost,
-        "n_features": model.n_features,
-        "n_components": model.n_components,
-        "covariance_type": model.covariance_type.to_string(),
-        "backend": a.em.compute.backend_name(),
-        "dtype": precision.to_string(),
-        "weights": model.weights(),
-        "output": a.output.display().to_string(),
     }))
+    .map(|v| summarised(v, &a, &model))
 }
 
 /// `fit --online`: one pass of stepwise EM over the input, a chunk at a time (streamed from
@@ -201,14 +234,7 @@ fn online(a: &FitArgs, warm: Option<GaussianMixture>) -> Result<Value, CliError>
         t0: a.step_offset,
     };
     schedule.validate()?;
-    let default_precision = warm.as_ref().map_or(Precision::F32, |m| m.precision);
-    let (device, precision) = a.em.compute.device(default_precision)?;
-    let mut config = a.em.config(a.components)?;
-    if let Some(m) = &warm {
-        config = config
-            .with_n_components(m.n_components)
-            .with_covariance_type(m.covariance_type);
-    }
+    let (device, precision, config) = device_and_config(a, warm.as_ref())?;
     let k = config.n_components;
     let rows_per_step = a.em.chunk_size.unwrap_or(1024);
     if rows_per_step < k.max(2) {
@@ -277,12 +303,37 @@ fn online(a: &FitArgs, warm: Option<GaussianMixture>) -> Result<Value, CliError>
         // Each step's chunk scored before the step learnt from it (test-then-train).
         "online_mean_log_likelihood": (scored_rows > 0).then(|| score_sum / scored_rows as f64),
         "n_samples": n,
-        "n_features": model.n_features,
-        "n_components": model.n_components,
-        "covariance_type": model.covariance_type.to_string(),
-        "backend": a.em.compute.backend_name(),
-        "dtype": model.precision.to_string(),
-        "weights": model.weights(),
-        "output": a.output.display().to_string(),
     }))
+    .map(|v| summarised(v, a, &model))
+}
+
+/// `fit --missing marginalize`: exact EM for rows with missing (NaN) entries, on the input held
+/// in memory, from `--warm-start` or a fit of the mean-imputed rows.
+fn with_missing(a: &FitArgs, warm: Option<GaussianMixture>) -> Result<Value, CliError> {
+    let (device, precision, config) = device_and_config(a, warm.as_ref())?;
+    let x =
+        a.em.compute
+            .open_with_missing(&a.input, &device, precision)?;
+    let [n, d] = x.dims();
+    let config = a.with_initial_parameters(config, d)?;
+    let n_missing = mixburn_gmm::host::to_f64(x.clone().is_nan().int().sum().float())?
+        .first()
+        .copied()
+        .unwrap_or(0.0) as usize;
+    let model = mixburn_gmm::missing::fit_missing_warm(&config, &x, warm.as_ref())
+        .map_err(|e| at_path(&a.input, e))?;
+    let ll = model.lower_bound * n as f64;
+    model.save(&a.output)?;
+    Ok(json!({
+        "converged": model.converged,
+        "n_iter": model.n_iter,
+        "lower_bound": model.lower_bound,
+        "missing": "marginalize",
+        "n_missing": n_missing,
+        "log_likelihood": ll,
+        "bic": mixburn_gmm::select::bic(ll, model.n_parameters(), n as f64),
+        "aic": mixburn_gmm::select::aic(ll, model.n_parameters()),
+        "n_samples": n,
+    }))
+    .map(|v| summarised(v, a, &model))
 }

@@ -8,7 +8,8 @@ use mixburn_gmm::host::to_f64;
 use mixburn_gmm::ScoredChunk;
 use serde_json::{json, Value};
 
-use crate::{finite_from, model_and_data, CliError, Compute};
+use crate::options::{choice, Missing};
+use crate::{finite_from, load_model, model_and_data, CliError, Compute};
 
 /// `mixburn score`.
 #[derive(Debug, Args)]
@@ -22,6 +23,11 @@ pub struct ScoreArgs {
     /// Where to write the per-sample log-likelihoods (.npy, float64).
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// What a NaN entry means: `error` (refused, naming its row and column) or
+    /// `marginalize` (missing at random: each row's score is the log-density of its observed
+    /// entries; a model fitted by EM; the input is held).
+    #[arg(long, default_value = "error", value_parser = choice::<Missing>())]
+    pub missing: Missing,
     /// Backend and precision.
     #[command(flatten)]
     pub compute: Compute,
@@ -30,6 +36,9 @@ pub struct ScoreArgs {
 /// Scores the input a chunk at a time.
 pub fn run(a: ScoreArgs) -> Result<Value, CliError> {
     mixburn_data::check_outputs(&a.output.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
+    if a.missing == Missing::Marginalize {
+        return with_missing(&a);
+    }
     let (model, input) = model_and_data(&a.model, &a.input, &a.compute)?;
     let model = model.as_mixture();
     let n = input.n_rows();
@@ -62,4 +71,32 @@ pub fn run(a: ScoreArgs) -> Result<Value, CliError> {
         e => e,
     })?;
     Ok(json!({ "mean_log_likelihood": sum / n as f64, "n_samples": n }))
+}
+
+/// `score --missing marginalize`: each row's log-density of its observed entries.
+fn with_missing(a: &ScoreArgs) -> Result<Value, CliError> {
+    let model = match load_model(&a.model)? {
+        mixburn_gmm::FittedMixture::Em(m) => m,
+        _ => {
+            return Err(mixburn_gmm::GmmError::invalid_setting(
+                "missing",
+                "--missing marginalize scores with a model fitted by EM (`mixburn fit`)",
+            )
+            .into())
+        }
+    };
+    let (device, precision) = a.compute.device(model.precision)?;
+    let x = a.compute.open_with_missing(&a.input, &device, precision)?;
+    let ll = mixburn_gmm::missing::score_observed(&model, &x)
+        .map_err(|e| mixburn_gmm::model_file::at_path(&a.input, e))?;
+    finite_from(&ll, 0, "per-sample log-likelihoods of the observed entries")?;
+    if let Some(out) = &a.output {
+        mixburn_data::write_vector_f64_npy(out, &ll)?;
+    }
+    let n = ll.len();
+    Ok(json!({
+        "mean_log_likelihood": ll.iter().sum::<f64>() / n as f64,
+        "n_samples": n,
+        "missing": "marginalize",
+    }))
 }

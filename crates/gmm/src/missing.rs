@@ -1,0 +1,470 @@
+//! Rows with missing values (NaN entries, missing at random): exact EM for incomplete data
+//! (Ghahramani & Jordan 1994), and the log-density of each row's observed entries.
+//!
+//! Rows are grouped by their missingness pattern; each pattern's rows are one batch over the
+//! K components, so every step stays a batched tensor operation. For a pattern with observed
+//! coordinates `O` and missing `M`, and a component `k` with `Σ_OO = L Lᵀ`:
+//!
+//! | | |
+//! |---|---|
+//! | E-step density | `log N(x_O; μ_O, Σ_OO) = −½ (|O| log 2π + log|Σ_OO| + ‖L⁻¹(x_O − μ_O)‖²)` |
+//! | conditional mean | `x̂_M = μ_M + Σ_MO Σ_OO⁻¹ (x_O − μ_O) = μ_M + Vᵀ z`, `V = L⁻¹ Σ_OM`, `z = L⁻¹(x_O − μ_O)` |
+//! | conditional covariance | `C = Σ_MM − Vᵀ V` |
+//! | statistics | `n_k = Σ r`, `s1_k = Σ r x̃`, `s2_k = Σ r (x̃ x̃ᵀ + C)` with `x̃ = (x_O, x̂_M)` and `C` in the `MM` block |
+//! | M-step | `μ_k = s1_k / n_k`, `S_k = s2_k / n_k − μ_k μ_kᵀ`; full `Σ_k = S_k`, tied `Σ n_k S_k / N`, diag `diag(S_k)`, spherical its mean; `+ reg·I` |
+//!
+//! The lower bound is the mean observed-data log-likelihood, which exact EM never lowers
+//! (tested). The statistics are `K·D²` whatever the covariance type, and the rows are held on
+//! the host (grouped by pattern): this first version is for data that fits in memory.
+//! Values are shifted by the observed column means before any moment is taken (f32 far from
+//! the origin).
+
+use std::collections::BTreeMap;
+
+use burn::tensor::{Device, Tensor};
+
+use crate::covariance::{self, CovTensor, CovarianceType};
+use crate::error::{GmmError, Result};
+use crate::host::{tensor_from_f64, to_f64};
+use crate::linalg;
+use crate::model::GaussianMixture;
+use crate::params::Params;
+use crate::values::Values;
+use crate::{GaussianMixtureConfig, Precision};
+
+/// The rows of `x` grouped by missingness pattern, shifted by the observed column means.
+struct Patterns {
+    /// Each pattern's observed columns and its rows' indices (patterns in order of their first
+    /// row).
+    groups: Vec<(Vec<usize>, Vec<usize>)>,
+    /// The rows on the host, shifted, NaN where missing.
+    values: Vec<f64>,
+    /// The shift (the mean of each column's observed entries).
+    shift: Vec<f64>,
+    n: usize,
+    d: usize,
+}
+
+impl Patterns {
+    /// Groups the rows of `x`, shifted by `shift` or else by the observed column means;
+    /// refuses infinities, rows with every entry missing and (without `shift`) columns with no
+    /// observed entry, by row or column.
+    fn of(x: &Tensor<2>, shift: Option<&[f64]>) -> Result<Self> {
+        let [n, d] = x.dims();
+        let mut values = to_f64(x.clone())?;
+        if let Some(i) = values.iter().position(|v| v.is_infinite()) {
+            return Err(GmmError::invalid_setting(
+                "data",
+                format!(
+                    "row {}, column {} is infinite: only NaN marks a missing value",
+                    i / d,
+                    i % d
+                ),
+            ));
+        }
+        let mut sums = vec![0.0; d];
+        let mut counts = vec![0usize; d];
+        let mut by_mask: BTreeMap<Vec<bool>, (usize, Vec<usize>)> = BTreeMap::new();
+        for r in 0..n {
+            let row = &values[r * d..(r + 1) * d];
+            let mask: Vec<bool> = row.iter().map(|v| !v.is_nan()).collect();
+            if !mask.iter().any(|&o| o) {
+                return Err(GmmError::invalid_setting(
+                    "data",
+                    format!(
+                        "row {r} has every entry missing: remove it (it carries no information)"
+                    ),
+                ));
+            }
+            for (j, v) in row.iter().enumerate() {
+                if !v.is_nan() {
+                    sums[j] += v;
+                    counts[j] += 1;
+                }
+            }
+            by_mask.entry(mask).or_insert((r, vec![])).1.push(r);
+        }
+        let shift: Vec<f64> = match shift {
+            Some(s) => s.to_vec(),
+            None => {
+                if let Some(j) = counts.iter().position(|&c| c == 0) {
+                    return Err(GmmError::invalid_setting(
+                        "data",
+                        format!("column {j} has no observed entry: remove it"),
+                    ));
+                }
+                sums.iter()
+                    .zip(&counts)
+                    .map(|(s, &c)| s / c as f64)
+                    .collect()
+            }
+        };
+        for (i, v) in values.iter_mut().enumerate() {
+            *v -= shift[i % d];
+        }
+        let mut groups: Vec<(usize, Vec<usize>, Vec<usize>)> = by_mask
+            .into_iter()
+            .map(|(mask, (first, rows))| {
+                let observed = (0..d).filter(|&j| mask[j]).collect();
+                (first, observed, rows)
+            })
+            .collect();
+        groups.sort_by_key(|g| g.0);
+        Ok(Self {
+            groups: groups.into_iter().map(|(_, o, r)| (o, r)).collect(),
+            values,
+            shift,
+            n,
+            d,
+        })
+    }
+
+    /// Whether any value is missing.
+    fn any_missing(&self) -> bool {
+        self.groups.iter().any(|(o, _)| o.len() < self.d)
+    }
+
+    /// The rows with the missing values filled by the observed column means (zero after the
+    /// shift), unshifted.
+    fn mean_imputed(&self) -> Vec<f64> {
+        self.values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if v.is_nan() { 0.0 } else { *v } + self.shift[i % self.d])
+            .collect()
+    }
+}
+
+/// The E-step statistics of one pass.
+struct Stats {
+    nk: Vec<f64>,
+    /// `[K, D]`.
+    s1: Tensor<2>,
+    /// `[K, D, D]`.
+    s2: Tensor<3>,
+    /// `Σ_n log p(x_O,n)`.
+    log_likelihood: f64,
+}
+
+/// The covariances of `model` as `[K, D, D]` matrices (shifted coordinates need no change).
+fn covariance_matrices(
+    model: &GaussianMixture,
+    device: &Device,
+    dtype: burn::tensor::DType,
+) -> Tensor<3> {
+    let (k, d) = (model.n_components, model.n_features);
+    let c = model.covariances().to_f64();
+    let mut full = vec![0.0; k * d * d];
+    for j in 0..k {
+        for r in 0..d {
+            for s in 0..d {
+                full[j * d * d + r * d + s] = match model.covariance_type {
+                    CovarianceType::Full => c[j * d * d + r * d + s],
+                    CovarianceType::Tied => c[r * d + s],
+                    CovarianceType::Diag if r == s => c[j * d + r],
+                    CovarianceType::Spherical if r == s => c[j],
+                    _ => 0.0,
+                };
+            }
+        }
+    }
+    tensor_from_f64(full, [k, d, d], device, dtype)
+}
+
+/// Rows of a pattern per batch: the `[K, n, D]` completed rows and their products stay near
+/// 64 MiB.
+fn pattern_chunk_rows(k: usize, d: usize) -> usize {
+    ((64usize << 20) / (8 * k.max(1) * d.max(1) * 3)).clamp(16, 4096)
+}
+
+/// One E-step over every pattern: the observed-data log-likelihood, and the statistics of the
+/// completed rows (module table), in shifted coordinates. With `keep_log_density`, each row's
+/// `log p(x_O)` (in row order) as well.
+fn e_step(
+    p: &Patterns,
+    model: &GaussianMixture,
+    device: &Device,
+    dtype: burn::tensor::DType,
+    mut keep_log_density: Option<&mut Vec<f64>>,
+) -> Result<Stats> {
+    let (k, d) = (model.n_components, model.n_features);
+    let cov = covariance_matrices(model, device, dtype);
+    let shifted_means: Vec<f64> = model
+        .means()
+        .iter()
+        .enumerate()
+        .map(|(i, m)| m - p.shift[i % d])
+        .collect();
+    let means = tensor_from_f64(shifted_means, [k, d], device, dtype);
+    let log_w = tensor_from_f64(
+        model.weights().iter().map(|w| w.ln()).collect(),
+        [k, 1],
+        device,
+        dtype,
+    );
+    let mut nk = vec![0.0; k];
+    let mut s1 = Tensor::<2>::zeros([k, d], device).cast(dtype);
+    let mut s2 = Tensor::<3>::zeros([k, d, d], device).cast(dtype);
+    let mut total = 0.0;
+    let ln_2pi = (2.0 * std::f64::consts::PI).ln();
+    for (observed, rows) in &p.groups {
+        let o = observed.len();
+        let missing: Vec<usize> = (0..d).filter(|j| !observed.contains(j)).collect();
+        let m = missing.len();
+        let idx = |v: &[usize]| {
+            crate::host::int_tensor(v.iter().map(|&i| i as i64).collect(), [v.len()], device)
+        };
+        let (oi, mi) = (idx(observed), idx(&missing));
+        let sigma_oo = cov.clone().select(1, oi.clone()).select(2, oi.clone());
+        let l = linalg::cholesky(sigma_oo)?;
+        if linalg::first_bad_factor(l.clone())?.is_some() {
+            return Err(GmmError::NumericalFailure(
+                "a component's covariance of the observed coordinates is not positive \
+                 definite: increase reg_covar"
+                    .into(),
+            ));
+        }
+        let l_inv = linalg::lower_triangular_inverse(l.clone()); // [K, o, o]
+        let log_det = linalg::log_det_from_cholesky(l).reshape([k, 1]); // [K, 1]
+        let mu_o = means.clone().select(1, oi.clone()); // [K, o]
+                                                        // V = L⁻¹ Σ_OM: [K, o, m]; C = Σ_MM − Vᵀ V.
+        let regression = (m > 0).then(|| {
+            let sigma_om = cov.clone().select(1, oi.clone()).select(2, mi.clone());
+            let v = l_inv.clone().matmul(sigma_om);
+            let sigma_mm = cov.clone().select(1, mi.clone()).select(2, mi.clone());
+            let c = sigma_mm - v.clone().swap_dims(1, 2).matmul(v.clone());
+            (v, c)
+        });
+        // Column order (O, M) back to 0..D.
+        let mut inverse = vec![0i64; d];
+        for (pos, &col) in observed.iter().chain(&missing).enumerate() {
+            inverse[col] = pos as i64;
+        }
+        let back = crate::host::int_tensor(inverse, [d], device);
+        for chunk in rows.chunks(pattern_chunk_rows(k, d)) {
+            let n = chunk.len();
+            let xo: Vec<f64> = chunk
+                .iter()
+                .flat_map(|&r| observed.iter().map(move |&j| (r, j)))
+                .map(|(r, j)| p.values[r * d + j])
+                .collect();
+            let xo = tensor_from_f64(xo, [n, o], device, dtype);
+            // diff: [K, n, o]; z = L⁻¹ diffᵀ: [K, o, n].
+            let diff = xo.clone().unsqueeze_dim::<3>(0) - mu_o.clone().unsqueeze_dim::<3>(1);
+            let z = l_inv.clone().matmul(diff.swap_dims(1, 2));
+            let maha = z.clone().square().sum_dim(1).squeeze_dim::<2>(1); // [K, n]
+            let log_prob =
+                (maha + log_det.clone() + o as f64 * ln_2pi).mul_scalar(-0.5) + log_w.clone(); // [K, n]
+            let ll = log_prob.clone().max_dim(0); // [1, n]
+            let ll = ll.clone() + (log_prob.clone() - ll).exp().sum_dim(0).log(); // [1, n]
+            let resp = (log_prob - ll.clone()).exp(); // [K, n]
+            let ll_host = to_f64(ll)?;
+            if ll_host.iter().any(|v| !v.is_finite()) {
+                return Err(GmmError::NumericalFailure(
+                    "a row's observed-data log-likelihood is not finite: increase reg_covar".into(),
+                ));
+            }
+            total += ll_host.iter().sum::<f64>();
+            if let Some(out) = keep_log_density.as_deref_mut() {
+                for (&r, v) in chunk.iter().zip(&ll_host) {
+                    out[r] = *v;
+                }
+            }
+            // The completed rows x̃ per component: [K, n, D].
+            let xo_k = xo.unsqueeze_dim::<3>(0).expand([k, n, o]);
+            let (full, cond) = match &regression {
+                Some((v, c)) => {
+                    let mu_m = means.clone().select(1, mi.clone()).unsqueeze_dim::<3>(1); // [K,1,m]
+                    let x_m = v.clone().swap_dims(1, 2).matmul(z).swap_dims(1, 2) + mu_m; // [K,n,m]
+                    (Tensor::cat(vec![xo_k, x_m], 2), Some(c.clone()))
+                }
+                None => (xo_k, None),
+            };
+            let full = full.select(2, back.clone()); // [K, n, D]
+            let r3 = resp.clone().unsqueeze_dim::<3>(2); // [K, n, 1]
+            let weighted = full.clone() * r3;
+            s1 = s1 + weighted.clone().sum_dim(1).squeeze_dim::<2>(1);
+            s2 = s2 + weighted.swap_dims(1, 2).matmul(full);
+            let mass = to_f64(resp.sum_dim(1))?; // [K]
+            for (a, b) in nk.iter_mut().zip(&mass) {
+                *a += b;
+            }
+            if let Some(c) = cond {
+                // Σ r C in the MM block: C padded to [K, D, D] in (O, M) order, then reordered.
+                let mass_t = tensor_from_f64(mass, [k, 1, 1], device, dtype);
+                let padded = Tensor::<3>::zeros([k, d, d], device)
+                    .cast(dtype)
+                    .slice_assign([0..k, o..d, o..d], c * mass_t);
+                s2 = s2 + padded.select(1, back.clone()).select(2, back.clone());
+            }
+        }
+    }
+    Ok(Stats {
+        nk,
+        s1,
+        s2,
+        log_likelihood: total,
+    })
+}
+
+/// The M-step of the module table from `stats`, as a model of `template`'s type and settings,
+/// in unshifted coordinates.
+fn m_step(
+    stats: Stats,
+    template: &GaussianMixture,
+    shift: &[f64],
+    lower_bound: f64,
+    n_iter: usize,
+    device: &Device,
+    dtype: burn::tensor::DType,
+) -> Result<GaussianMixture> {
+    let (k, d, reg) = (
+        template.n_components,
+        template.n_features,
+        template.reg_covar,
+    );
+    let cov = template.covariance_type;
+    let eps = 10.0 * Precision::of(dtype).eps();
+    let nk: Vec<f64> = stats.nk.iter().map(|v| v.max(eps)).collect();
+    let s1 = to_f64(stats.s1)?;
+    let s2 = to_f64(stats.s2)?;
+    let means: Vec<f64> = (0..k * d).map(|i| s1[i] / nk[i / d]).collect();
+    // S_k = s2_k / n_k − μ_k μ_kᵀ (shifted coordinates).
+    let scatter = |j: usize, r: usize, s: usize| {
+        s2[j * d * d + r * d + s] / nk[j] - means[j * d + r] * means[j * d + s]
+    };
+    let total: f64 = nk.iter().sum();
+    let covariances: Vec<f64> = match cov {
+        CovarianceType::Full => (0..k * d * d)
+            .map(|i| {
+                let (j, r, s) = (i / (d * d), (i / d) % d, i % d);
+                scatter(j, r, s) + if r == s { reg } else { 0.0 }
+            })
+            .collect(),
+        CovarianceType::Tied => (0..d * d)
+            .map(|i| {
+                let (r, s) = (i / d, i % d);
+                let pooled: f64 = (0..k).map(|j| nk[j] * scatter(j, r, s)).sum::<f64>() / total;
+                pooled + if r == s { reg } else { 0.0 }
+            })
+            .collect(),
+        CovarianceType::Diag => (0..k * d)
+            .map(|i| scatter(i / d, i % d, i % d) + reg)
+            .collect(),
+        CovarianceType::Spherical => (0..k)
+            .map(|j| (0..d).map(|r| scatter(j, r, r)).sum::<f64>() / d as f64 + reg)
+            .collect(),
+    };
+    let covs = CovTensor::from_flat(cov, &covariances, 1, k, d, device, dtype);
+    let prec = covariance::precision_cholesky(cov, &covs, k, 1)?;
+    let precision = Precision::of(dtype);
+    let model = GaussianMixture {
+        covariance_type: cov,
+        n_components: k,
+        n_features: d,
+        reg_covar: reg,
+        precision,
+        params: Params {
+            weights: nk.iter().map(|v| v / total).collect(),
+            means: means
+                .iter()
+                .enumerate()
+                .map(|(i, m)| m + shift[i % d])
+                .collect(),
+            covariances: match precision {
+                Precision::F32 => Values::F32(covariances.iter().map(|&v| v as f32).collect()),
+                Precision::F64 => Values::F64(covariances),
+            },
+            precisions_cholesky: prec.to_values()?,
+        },
+        converged: false,
+        n_iter,
+        lower_bound,
+        lower_bounds: vec![],
+    };
+    Ok(model)
+}
+
+/// Fits a Gaussian mixture to rows `x: [N, D]` whose missing entries are NaN, by exact EM for
+/// incomplete data (module docs), on `x`'s device in its dtype. Starts from a fit of the rows
+/// with each missing entry set to its column's observed mean (`config`'s initialisation,
+/// restarts and `*_init` parameters), then iterates until the mean observed-data
+/// log-likelihood changes by less than `tol`, or `max_iter` iterations. Rows without a missing
+/// entry give [`crate::fit`]'s result.
+///
+/// # Errors
+/// An infinite value, a row with every entry missing or a column with none observed (named);
+/// the errors of a fit.
+pub fn fit_missing(config: &GaussianMixtureConfig, x: &Tensor<2>) -> Result<GaussianMixture> {
+    fit_missing_warm(config, x, None)
+}
+
+/// As [`fit_missing`]; with `config.warm_start` and a `previous` model, EM starts from its
+/// parameters (only its covariances are read) instead of the mean-imputed fit.
+///
+/// # Errors
+/// As [`fit_missing`], and a `previous` model of another width.
+pub fn fit_missing_warm(
+    config: &GaussianMixtureConfig,
+    x: &Tensor<2>,
+    previous: Option<&GaussianMixture>,
+) -> Result<GaussianMixture> {
+    let (device, dtype) = (x.device(), x.dtype());
+    let p = Patterns::of(x, None)?;
+    let warm = previous.filter(|_| config.warm_start);
+    if !p.any_missing() {
+        return crate::fit_warm(config, x, warm);
+    }
+    let mut model = match warm {
+        Some(m) => {
+            m.check_compatible(config, p.d)?;
+            m.clone()
+        }
+        None => {
+            let imputed = tensor_from_f64(p.mean_imputed(), [p.n, p.d], &device, dtype);
+            crate::fit(config, &imputed)?
+        }
+    };
+    let mut history: Vec<f64> = vec![];
+    let mut converged = false;
+    for it in 0..config.max_iter {
+        let stats = e_step(&p, &model, &device, dtype, None)?;
+        let lower = stats.log_likelihood / p.n as f64;
+        let next = m_step(stats, &model, &p.shift, lower, it + 1, &device, dtype)?;
+        let change = history.last().map(|&prev| lower - prev);
+        history.push(lower);
+        model = next;
+        if change.is_some_and(|c| c.abs() < config.tol) {
+            converged = true;
+            break;
+        }
+    }
+    model.converged = converged;
+    model.lower_bound = history.last().copied().unwrap_or(model.lower_bound);
+    model.lower_bounds = history;
+    model.validate()?;
+    Ok(model)
+}
+
+/// Each row's log-density of its observed entries, `log p(x_O)` under `model` (the marginal
+/// of a Gaussian mixture is the mixture of the marginals), for rows `x: [N, D]` whose missing
+/// entries are NaN. A row without a missing entry gets its full log-density.
+///
+/// # Errors
+/// An infinite value, a row with every entry missing (named), a width other than the model's.
+pub fn score_observed(model: &GaussianMixture, x: &Tensor<2>) -> Result<Vec<f64>> {
+    let [n, d] = x.dims();
+    if d != model.n_features {
+        return Err(GmmError::DimensionMismatch {
+            what: "missing-value scoring: model vs data".into(),
+            expected: model.n_features,
+            got: d,
+        });
+    }
+    let (device, dtype) = (x.device(), x.dtype());
+    // Scoring needs no column observed: shift by the model's first mean.
+    let p = Patterns::of(x, Some(&model.means()[..d]))?;
+    let mut out = vec![0.0; n];
+    e_step(&p, model, &device, dtype, Some(&mut out))?;
+    Ok(out)
+}
