@@ -729,6 +729,12 @@ fn missing_value_em_raises_the_observed_likelihood_and_refuses_empty_rows() {
                 1e-4
             };
             assert!(rel_err(&a, &b) < tol, "{precision} {cov:?}");
+            let seen = mixburn_gmm::missing::observed(&m, &ct).unwrap();
+            let proba = mixburn_gmm::host::to_f64(m.predict_proba(&ct).unwrap()).unwrap();
+            assert!(
+                rel_err(&seen.proba, &proba) < tol,
+                "{precision} {cov:?}: proba"
+            );
         }
     }
     let device = mixburn_gmm::Backend::Flex

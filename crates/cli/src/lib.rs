@@ -193,6 +193,34 @@ pub(crate) fn model_and_data(
     Ok((model, input))
 }
 
+/// What a model fitted by EM says about the observed entries of each row of `input`, whose
+/// NaN entries are missing values (`score` / `predict --missing marginalize`).
+pub(crate) fn observed_entries(
+    model: &Path,
+    input: &Path,
+    compute: &Compute,
+) -> Result<(mixburn_gmm::GaussianMixture, mixburn_gmm::missing::Observed), CliError> {
+    let model = match load_model(model)? {
+        FittedMixture::Em(m) => m,
+        _ => {
+            return Err(mixburn_gmm::GmmError::invalid_setting(
+                "missing",
+                "--missing marginalize needs a model fitted by EM (`mixburn fit`)",
+            )
+            .into())
+        }
+    };
+    let (device, precision) = compute.device(model.precision)?;
+    let x = compute.open_with_missing(input, &device, precision)?;
+    let seen = mixburn_gmm::missing::observed(&model, &x).map_err(|e| at_path(input, e))?;
+    finite_from(
+        &seen.log_density,
+        0,
+        "per-sample log-likelihoods of the observed entries",
+    )?;
+    Ok((model, seen))
+}
+
 /// `values` (rows from `start`) are finite, or the error names the first bad row.
 pub(crate) fn finite_from(values: &[f64], start: usize, what: &str) -> mixburn_gmm::Result<()> {
     ensure_finite(values, what).map_err(|e| match e {

@@ -1097,4 +1097,29 @@ fn missing_values_are_refused_by_default_and_marginalized_on_request() {
     assert_eq!(v["n_samples"], 300);
     let s = mixburn_data::read_vector(&scores).unwrap();
     assert!(s.len() == 300 && s.iter().all(|v| v.is_finite()));
+    let (labels, proba) = (dir.path().join("y.npy"), dir.path().join("p.npy"));
+    let predict = |extra: &[&str]| {
+        let mut a = vec!["predict", "--model", p(&model), "--input", p(&x)];
+        a.extend_from_slice(&["--output", p(&labels), "--proba", p(&proba)]);
+        a.extend_from_slice(extra);
+        mixburn(&a)
+    };
+    fails_cleanly(&predict(&[]), "row 0, column 0");
+    let v = json(&predict(&["--missing", "marginalize"]));
+    let counts: u64 = v["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .sum();
+    assert_eq!(counts, 300, "{v}");
+    let y = mixburn_data::read_labels(&labels).unwrap();
+    let pm = mixburn_data::read_npy_matrix(&proba).unwrap();
+    assert_eq!((y.len(), pm.rows, pm.cols), (300, 300, 3));
+    for (r, &label) in y.iter().enumerate() {
+        let row = &pm.data[r * 3..(r + 1) * 3];
+        assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-5);
+        let best = (0..3).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+        assert_eq!(label, best as i64);
+    }
 }

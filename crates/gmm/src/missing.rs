@@ -178,14 +178,14 @@ fn pattern_chunk_rows(k: usize, d: usize) -> usize {
 }
 
 /// One E-step over every pattern: the observed-data log-likelihood, and the statistics of the
-/// completed rows (module table), in shifted coordinates. With `keep_log_density`, each row's
-/// `log p(x_O)` (in row order) as well.
+/// completed rows (module table), in shifted coordinates. With `keep`, each row's `log p(x_O)`
+/// and its responsibilities (in row order) as well.
 fn e_step(
     p: &Patterns,
     model: &GaussianMixture,
     device: &Device,
     dtype: burn::tensor::DType,
-    mut keep_log_density: Option<&mut Vec<f64>>,
+    mut keep: Option<&mut Observed>,
 ) -> Result<Stats> {
     let (k, d) = (model.n_components, model.n_features);
     let cov = covariance_matrices(model, device, dtype);
@@ -265,9 +265,13 @@ fn e_step(
                 ));
             }
             total += ll_host.iter().sum::<f64>();
-            if let Some(out) = keep_log_density.as_deref_mut() {
-                for (&r, v) in chunk.iter().zip(&ll_host) {
-                    out[r] = *v;
+            if let Some(out) = keep.as_deref_mut() {
+                let proba = to_f64(resp.clone())?; // [K, n]
+                for (i, (&r, v)) in chunk.iter().zip(&ll_host).enumerate() {
+                    out.log_density[r] = *v;
+                    for j in 0..k {
+                        out.proba[r * k + j] = proba[j * n + i];
+                    }
                 }
             }
             // The completed rows x̃ per component: [K, n, D].
@@ -446,6 +450,26 @@ pub fn fit_missing_warm(
     Ok(model)
 }
 
+/// What the model says about each row's observed entries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    /// `log p(x_O)` per row.
+    pub log_density: Vec<f64>,
+    /// `p(k | x_O)`, `N × K` row-major.
+    pub proba: Vec<f64>,
+}
+
+impl Observed {
+    /// Each row's most probable component given its observed entries.
+    pub fn labels(&self) -> Vec<i64> {
+        let k = self.proba.len() / self.log_density.len().max(1);
+        self.proba
+            .chunks(k.max(1))
+            .map(|p| (0..p.len()).fold(0, |best, j| if p[j] > p[best] { j } else { best }) as i64)
+            .collect()
+    }
+}
+
 /// Each row's log-density of its observed entries, `log p(x_O)` under `model` (the marginal
 /// of a Gaussian mixture is the mixture of the marginals), for rows `x: [N, D]` whose missing
 /// entries are NaN. A row without a missing entry gets its full log-density.
@@ -453,6 +477,15 @@ pub fn fit_missing_warm(
 /// # Errors
 /// An infinite value, a row with every entry missing (named), a width other than the model's.
 pub fn score_observed(model: &GaussianMixture, x: &Tensor<2>) -> Result<Vec<f64>> {
+    Ok(observed(model, x)?.log_density)
+}
+
+/// [`score_observed`] and each row's component probabilities given its observed entries
+/// (`predict_proba`; [`Observed::labels`] for `predict`).
+///
+/// # Errors
+/// As [`score_observed`].
+pub fn observed(model: &GaussianMixture, x: &Tensor<2>) -> Result<Observed> {
     let [n, d] = x.dims();
     if d != model.n_features {
         return Err(GmmError::DimensionMismatch {
@@ -464,7 +497,10 @@ pub fn score_observed(model: &GaussianMixture, x: &Tensor<2>) -> Result<Vec<f64>
     let (device, dtype) = (x.device(), x.dtype());
     // Scoring needs no column observed: shift by the model's first mean.
     let p = Patterns::of(x, Some(&model.means()[..d]))?;
-    let mut out = vec![0.0; n];
+    let mut out = Observed {
+        log_density: vec![0.0; n],
+        proba: vec![0.0; n * model.n_components],
+    };
     e_step(&p, model, &device, dtype, Some(&mut out))?;
     Ok(out)
 }

@@ -7,7 +7,8 @@ use mixburn_data::{write_vector_npy_streamed, ElemType, Matrix, VectorKind};
 use mixburn_gmm::host::{to_f64, to_i64};
 use serde_json::{json, Value};
 
-use crate::{finite_from, model_and_data, CliError, Compute};
+use crate::options::{choice, Missing};
+use crate::{finite_from, model_and_data, observed_entries, CliError, Compute};
 
 /// `mixburn predict`.
 #[derive(Debug, Args)]
@@ -24,6 +25,11 @@ pub struct PredictArgs {
     /// Where to write the component probabilities (.npy, float64, N×K).
     #[arg(long)]
     pub proba: Option<PathBuf>,
+    /// What a NaN entry means: `error` (refused, naming its row and column) or
+    /// `marginalize` (missing at random: each row's component given its observed entries; a
+    /// model fitted by EM; the input is held).
+    #[arg(long, default_value = "error", value_parser = choice::<Missing>())]
+    pub missing: Missing,
     /// Backend and precision.
     #[command(flatten)]
     pub compute: Compute,
@@ -34,6 +40,9 @@ pub fn run(a: PredictArgs) -> Result<Value, CliError> {
     let mut outputs = vec![a.output.as_path()];
     outputs.extend(a.proba.as_deref());
     mixburn_data::check_outputs(&outputs)?;
+    if a.missing == Missing::Marginalize {
+        return with_missing(&a);
+    }
     let (model, input) = model_and_data(&a.model, &a.input, &a.compute)?;
     let model = model.as_mixture();
     let (n, k) = (input.n_rows(), model.n_components());
@@ -71,4 +80,22 @@ pub fn run(a: PredictArgs) -> Result<Value, CliError> {
         })
     })?;
     Ok(json!({ "n_samples": n, "counts": counts }))
+}
+
+/// `predict --missing marginalize`: each row's most probable component given its observed
+/// entries (and the probabilities), the outputs replaced together.
+fn with_missing(a: &PredictArgs) -> Result<Value, CliError> {
+    let (model, seen) = observed_entries(&a.model, &a.input, &a.compute)?;
+    let (n, k) = (seen.log_density.len(), model.n_components);
+    let labels = seen.labels();
+    let mut counts = vec![0usize; k];
+    labels.iter().for_each(|&l| counts[l as usize] += 1);
+    mixburn_data::replace_together(|| {
+        mixburn_data::write_labels_npy(&a.output, &labels)?;
+        if let Some(p) = &a.proba {
+            mixburn_data::write_matrix_npy(p, &Matrix::new(n, k, seen.proba, ElemType::F64)?)?;
+        }
+        Ok::<(), CliError>(())
+    })?;
+    Ok(json!({ "n_samples": n, "counts": counts, "missing": "marginalize" }))
 }

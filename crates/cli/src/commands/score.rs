@@ -9,7 +9,7 @@ use mixburn_gmm::ScoredChunk;
 use serde_json::{json, Value};
 
 use crate::options::{choice, Missing};
-use crate::{finite_from, load_model, model_and_data, CliError, Compute};
+use crate::{finite_from, model_and_data, observed_entries, CliError, Compute};
 
 /// `mixburn score`.
 #[derive(Debug, Args)]
@@ -75,21 +75,8 @@ pub fn run(a: ScoreArgs) -> Result<Value, CliError> {
 
 /// `score --missing marginalize`: each row's log-density of its observed entries.
 fn with_missing(a: &ScoreArgs) -> Result<Value, CliError> {
-    let model = match load_model(&a.model)? {
-        mixburn_gmm::FittedMixture::Em(m) => m,
-        _ => {
-            return Err(mixburn_gmm::GmmError::invalid_setting(
-                "missing",
-                "--missing marginalize scores with a model fitted by EM (`mixburn fit`)",
-            )
-            .into())
-        }
-    };
-    let (device, precision) = a.compute.device(model.precision)?;
-    let x = a.compute.open_with_missing(&a.input, &device, precision)?;
-    let ll = mixburn_gmm::missing::score_observed(&model, &x)
-        .map_err(|e| mixburn_gmm::model_file::at_path(&a.input, e))?;
-    finite_from(&ll, 0, "per-sample log-likelihoods of the observed entries")?;
+    let (_, seen) = observed_entries(&a.model, &a.input, &a.compute)?;
+    let ll = seen.log_density;
     if let Some(out) = &a.output {
         mixburn_data::write_vector_f64_npy(out, &ll)?;
     }
