@@ -1122,4 +1122,41 @@ fn missing_values_are_refused_by_default_and_marginalized_on_request() {
         let best = (0..3).fold(0, |b, j| if row[j] > row[b] { j } else { b });
         assert_eq!(label, best as i64);
     }
+    // The anomaly detector: fitted and scored on the observed entries.
+    let det = dir.path().join("d.safetensors");
+    let anomaly_fit = |extra: &[&str]| {
+        let mut a = vec!["anomaly", "fit", "--input", p(&x), "--components", "3"];
+        a.extend_from_slice(&["--contamination", "0.05", "--output", p(&det)]);
+        a.extend_from_slice(extra);
+        mixburn(&a)
+    };
+    fails_cleanly(&anomaly_fit(&[]), "row 0");
+    let v = json(&anomaly_fit(&["--missing", "marginalize"]));
+    assert!(v["threshold"].as_f64().unwrap().is_finite(), "{v}");
+    let flags = dir.path().join("f.npy");
+    let v = json(&mixburn(&[
+        "anomaly",
+        "score",
+        "--detector",
+        p(&det),
+        "--input",
+        p(&x),
+        "--output",
+        p(&scores),
+        "--flags",
+        p(&flags),
+        "--missing",
+        "marginalize",
+    ]));
+    let s = mixburn_data::read_vector(&scores).unwrap();
+    assert!(s.len() == 300 && s.iter().all(|v| v.is_finite()), "{v}");
+    let flagged = mixburn_data::read_labels(&flags)
+        .unwrap()
+        .iter()
+        .sum::<i64>();
+    assert_eq!(v["n_flagged"].as_u64(), Some(flagged as u64), "{v}");
+    assert!(
+        (10..=20).contains(&flagged),
+        "{flagged} of 300 flagged at 5 %"
+    );
 }

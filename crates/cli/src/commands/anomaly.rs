@@ -14,7 +14,7 @@ use mixburn_gmm::{fit_bayesian, BayesianGaussianMixtureConfig, FittedMixture, Mi
 use serde_json::{json, Value};
 
 use crate::input::{Input, Passes};
-use crate::options::{choice, Estimator};
+use crate::options::{choice, Estimator, Missing};
 use crate::{parse_components, CliError, Compute, EmOptions};
 
 /// Anomaly subcommands.
@@ -57,6 +57,13 @@ pub struct AnomalyFitArgs {
     /// Where to write the detector (safetensors: the mixture's model file plus the threshold).
     #[arg(long)]
     pub output: PathBuf,
+    /// What a NaN entry means: `error` (refused, naming its row and column) or
+    /// `marginalize` (missing at random: the mixture is fitted by EM for incomplete data and
+    /// each row scored by the density of its observed entries; EM with a fixed K, the input
+    /// held).
+    #[arg(long, default_value = "error", value_parser = choice::<Missing>(),
+          conflicts_with_all = ["workers", "sample_weight"])]
+    pub missing: Missing,
     /// EM settings, backend and precision.
     #[command(flatten)]
     pub em: EmOptions,
@@ -88,6 +95,11 @@ pub struct AnomalyScoreArgs {
     /// Rows with NaN or inf: `error` (refuse, naming the row) or `inf` (score them +inf).
     #[arg(long, default_value = "error", value_parser = choice::<NanPolicy>())]
     pub nan_policy: NanPolicy,
+    /// `marginalize`: a NaN entry is a value missing at random, and each row is scored by the
+    /// density of its observed entries (a detector over an EM mixture; the input is held);
+    /// `error` leaves NaN to --nan-policy.
+    #[arg(long, default_value = "error", value_parser = choice::<Missing>())]
+    pub missing: Missing,
     /// Backend and precision (default: the detector's precision).
     #[command(flatten)]
     pub compute: Compute,
@@ -189,6 +201,21 @@ fn fit(a: AnomalyFitArgs) -> Result<Value, CliError> {
     inputs.extend(a.validation.as_deref());
     check_outputs(&[&a.output], &inputs)?;
     a.em.workers.refuse_retry_shards("anomaly fit")?;
+    if a.missing == Missing::Marginalize {
+        let k = match (&components, bayesian) {
+            (Components::Fixed(k), false) => *k,
+            _ => {
+                return Err(AnomalyError::InvalidSetting {
+                    name: "missing",
+                    reason: "--missing marginalize fits EM with a fixed number of components: \
+                             give --components K and the em estimator"
+                        .into(),
+                }
+                .into())
+            }
+        };
+        return fit_with_missing(&a, k, rule);
+    }
 
     let (device, precision) = a.em.compute.device(Precision::F32)?;
     let first_k = match &components {
@@ -316,38 +343,43 @@ fn score(a: AnomalyScoreArgs) -> Result<Value, CliError> {
     let det = AnomalyDetector::load(&a.detector)?;
     let (device, precision) = a.compute.device(det.precision())?;
     let budget = a.compute.max_memory_bytes()?;
-    // Held, or streamed from the file when larger than the budget; the outputs (a few values
-    // per row) are held and written at the end. Non-finite values follow --nan-policy.
-    let x = Input::open_checked(
-        &a.input,
-        a.compute.tensor.as_deref(),
-        &device,
-        precision,
-        budget,
-        Passes::One,
-        false,
-    )?;
-    let n = x.n_rows();
     let explain = a.closest.is_some() || a.closest_share.is_some();
-    let (scores, components, shares) = if explain {
-        let (mut scores, mut components, mut shares) = (vec![], vec![], vec![]);
-        for chunk in x.chunks(read_rows(&x, budget)) {
-            let (start, rows) = chunk?;
-            let e = det
-                .explain_within(&rows, policy, budget)
-                .map_err(|e| at_row(e, start))?;
-            shares.extend(
-                e.responsibility
-                    .iter()
-                    .zip(&e.component_score)
-                    .flat_map(|(&r, &s)| [r, s]),
-            );
-            scores.extend(e.score);
-            components.extend(e.component);
-        }
-        (scores, Some(components), Some(shares))
+    let (n, scores, components, shares) = if a.missing == Missing::Marginalize {
+        observed_scores(&det, &a.input, &a.compute, &device, precision)?
     } else {
-        (scores_of(&det, &x, policy, budget)?, None, None)
+        // Held, or streamed from the file when larger than the budget; the outputs (a few values
+        // per row) are held and written at the end. Non-finite values follow --nan-policy.
+        let x = Input::open_checked(
+            &a.input,
+            a.compute.tensor.as_deref(),
+            &device,
+            precision,
+            budget,
+            Passes::One,
+            false,
+        )?;
+        let n = x.n_rows();
+        let (scores, components, shares) = if explain {
+            let (mut scores, mut components, mut shares) = (vec![], vec![], vec![]);
+            for chunk in x.chunks(read_rows(&x, budget)) {
+                let (start, rows) = chunk?;
+                let e = det
+                    .explain_within(&rows, policy, budget)
+                    .map_err(|e| at_row(e, start))?;
+                shares.extend(
+                    e.responsibility
+                        .iter()
+                        .zip(&e.component_score)
+                        .flat_map(|(&r, &s)| [r, s]),
+                );
+                scores.extend(e.score);
+                components.extend(e.component);
+            }
+            (scores, Some(components), Some(shares))
+        } else {
+            (scores_of(&det, &x, policy, budget)?, None, None)
+        };
+        (n, scores, components, shares)
     };
     let flags = det.flags(&scores);
     let n_flagged = count(&flags);
@@ -390,4 +422,82 @@ fn score(a: AnomalyScoreArgs) -> Result<Value, CliError> {
         "dtype": precision.to_string(),
         "output": a.output.display().to_string(),
     }))
+}
+
+/// `anomaly fit --missing marginalize`: the mixture by EM for incomplete data, the threshold
+/// from the rows' (or the validation rows') scores of their observed entries.
+fn fit_with_missing(a: &AnomalyFitArgs, k: usize, rule: ThresholdRule) -> Result<Value, CliError> {
+    let (device, precision) = a.em.compute.device(Precision::F32)?;
+    let config = a.em.config(k)?;
+    let x =
+        a.em.compute
+            .open_with_missing(&a.input, &device, precision)?;
+    let n = x.dims()[0];
+    let mixture = mixburn_gmm::missing::fit_missing(&config, &x)
+        .map_err(|e| mixburn_gmm::model_file::at_path(&a.input, e))?;
+    let provisional = AnomalyDetector::from_parts(mixture.clone(), 0.0, rule)?;
+    let scores_of_rows = |path: &Path| {
+        observed_scores(&provisional, path, &a.em.compute, &device, precision).map(|s| s.1)
+    };
+    let train_scores = scores_of_rows(&a.input)?;
+    let rule_scores = match &a.validation {
+        Some(v) => scores_of_rows(v)?,
+        None => train_scores.clone(),
+    };
+    let det = AnomalyDetector::from_parts(mixture, rule.threshold(&rule_scores)?, rule)?;
+    let n_flagged = count(&det.flags(&train_scores));
+    det.save(&a.output)?;
+    let m = det.mixture();
+    Ok(json!({
+        "threshold": det.threshold(),
+        "threshold_rule": det.rule(),
+        "contamination": det.contamination(),
+        "missing": "marginalize",
+        "n_flagged": n_flagged,
+        "flagged_fraction": n_flagged as f64 / n as f64,
+        "n_samples": n,
+        "mean_score": train_scores.iter().sum::<f64>() / n as f64,
+        "n_components": m.n_components(),
+        "n_features": m.n_features(),
+        "covariance_type": m.covariance_type().to_string(),
+        "weights": &m.params().weights,
+        "backend": a.em.compute.backend_name(),
+        "dtype": precision.to_string(),
+        "output": a.output.display().to_string(),
+    }))
+}
+
+/// Scores, closest components and their (responsibility, −log weighted density) of the rows
+/// of `input` by the density of their observed entries (NaN = missing), for a detector over
+/// an EM mixture: `(N, scores, components, shares)`.
+#[allow(clippy::type_complexity)]
+fn observed_scores(
+    det: &AnomalyDetector,
+    input: &Path,
+    compute: &Compute,
+    device: &mixburn_gmm::burn::tensor::Device,
+    precision: Precision,
+) -> Result<(usize, Vec<f64>, Option<Vec<i64>>, Option<Vec<f64>>), CliError> {
+    let FittedMixture::Em(model) = det.mixture() else {
+        return Err(AnomalyError::InvalidSetting {
+            name: "missing",
+            reason: "--missing marginalize needs a detector over a mixture fitted by EM".into(),
+        }
+        .into());
+    };
+    let x = compute.open_with_missing(input, device, precision)?;
+    let seen = mixburn_gmm::missing::observed(model, &x)
+        .map_err(|e| mixburn_gmm::model_file::at_path(input, e))?;
+    let k = model.n_components;
+    let labels = seen.labels();
+    let shares = labels
+        .iter()
+        .enumerate()
+        .flat_map(|(r, &c)| {
+            let p = seen.proba[r * k + c as usize];
+            [p, -(p.ln() + seen.log_density[r])]
+        })
+        .collect();
+    let scores = seen.log_density.iter().map(|l| -l).collect();
+    Ok((labels.len(), scores, Some(labels), Some(shares)))
 }
