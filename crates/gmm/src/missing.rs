@@ -23,13 +23,11 @@ use std::collections::BTreeMap;
 
 use burn::tensor::{Device, Tensor};
 
-use crate::covariance::{self, CovTensor, CovarianceType};
+use crate::covariance::CovarianceType;
 use crate::error::{GmmError, Result};
 use crate::host::{tensor_from_f64, to_f64};
 use crate::linalg;
 use crate::model::GaussianMixture;
-use crate::params::Params;
-use crate::values::Values;
 use crate::{GaussianMixtureConfig, Precision};
 
 /// The rows of `x` grouped by missingness pattern, shifted by the observed column means.
@@ -359,33 +357,23 @@ fn m_step(
             .map(|j| (0..d).map(|r| scatter(j, r, r)).sum::<f64>() / d as f64 + reg)
             .collect(),
     };
-    let covs = CovTensor::from_flat(cov, &covariances, 1, k, d, device, dtype);
-    let prec = covariance::precision_cholesky(cov, &covs, k, 1)?;
+    let weights = nk.iter().map(|v| v / total).collect();
+    let means = means
+        .iter()
+        .enumerate()
+        .map(|(i, m)| m + shift[i % d])
+        .collect();
     let precision = Precision::of(dtype);
-    let model = GaussianMixture {
-        covariance_type: cov,
-        n_components: k,
-        n_features: d,
-        reg_covar: reg,
+    let mut model = GaussianMixture::from_covariances(
+        template,
         precision,
-        params: Params {
-            weights: nk.iter().map(|v| v / total).collect(),
-            means: means
-                .iter()
-                .enumerate()
-                .map(|(i, m)| m + shift[i % d])
-                .collect(),
-            covariances: match precision {
-                Precision::F32 => Values::F32(covariances.iter().map(|&v| v as f32).collect()),
-                Precision::F64 => Values::F64(covariances),
-            },
-            precisions_cholesky: prec.to_values()?,
-        },
-        converged: false,
-        n_iter,
-        lower_bound,
-        lower_bounds: vec![],
-    };
+        weights,
+        means,
+        covariances,
+        device,
+    )?;
+    model.n_iter = n_iter;
+    model.lower_bound = lower_bound;
     Ok(model)
 }
 

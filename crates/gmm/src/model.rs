@@ -77,6 +77,50 @@ pub struct GaussianMixture {
 }
 
 impl GaussianMixture {
+    /// A model of `template`'s covariance type, components, features and `reg_covar`, in
+    /// `precision`, from its weights, means and covariances (flat f64 in the type's shape,
+    /// `reg_covar` already added), its precision factors computed on `device` by the core's
+    /// Cholesky (an error names a component that is not positive definite). Not converged, no
+    /// iterations or lower bounds recorded: the caller sets them. Online EM and the
+    /// missing-value M-step build their models with it.
+    pub(crate) fn from_covariances(
+        template: &GaussianMixture,
+        precision: Precision,
+        weights: Vec<f64>,
+        means: Vec<f64>,
+        covariances: Vec<f64>,
+        device: &Device,
+    ) -> Result<Self> {
+        let (cov, k, d) = (
+            template.covariance_type,
+            template.n_components,
+            template.n_features,
+        );
+        let covs = CovTensor::from_flat(cov, &covariances, 1, k, d, device, precision.dtype());
+        let prec = crate::covariance::precision_cholesky(cov, &covs, k, 1)?;
+        let covariances = match precision {
+            Precision::F32 => Values::F32(covariances.iter().map(|&v| v as f32).collect()),
+            Precision::F64 => Values::F64(covariances),
+        };
+        Ok(Self {
+            covariance_type: cov,
+            n_components: k,
+            n_features: d,
+            reg_covar: template.reg_covar,
+            precision,
+            params: Params {
+                weights,
+                means,
+                covariances,
+                precisions_cholesky: prec.to_values()?,
+            },
+            converged: false,
+            n_iter: 0,
+            lower_bound: f64::NAN,
+            lower_bounds: vec![],
+        })
+    }
+
     /// Mixing weights `π`, length K.
     pub fn weights(&self) -> &[f64] {
         &self.params.weights

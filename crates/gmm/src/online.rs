@@ -32,11 +32,9 @@
 //! `κ` near 0.5 forgets the past fastest (drifting streams), `κ = 1` averages every chunk
 //! alike (a stationary stream). The defaults `κ = 0.6`, `t0 = 2` are Liang & Klein's.
 
-use crate::covariance::{self, CovTensor, CovarianceType};
+use crate::covariance::CovarianceType;
 use crate::error::{GmmError, Result};
 use crate::model::GaussianMixture;
-use crate::params::Params;
-use crate::values::Values;
 use crate::{GaussianMixtureConfig, Precision};
 use burn::tensor::Tensor;
 
@@ -301,32 +299,14 @@ fn blend(
                 .collect()
         }
     };
-    let dtype = old.precision.dtype();
-    let covs = CovTensor::from_flat(cov, &covariances, 1, k, d, device, dtype);
-    let prec = covariance::precision_cholesky(cov, &covs, k, 1)?;
-    let covariances = match old.precision {
-        Precision::F32 => Values::F32(covariances.iter().map(|&v| v as f32).collect()),
-        Precision::F64 => Values::F64(covariances),
-    };
-    let model = GaussianMixture {
-        covariance_type: cov,
-        n_components: k,
-        n_features: d,
-        reg_covar: reg,
-        precision: old.precision,
-        params: Params {
-            weights: rho.iter().map(|r| r / total).collect(),
-            means,
-            covariances,
-            precisions_cholesky: prec.to_values()?,
-        },
-        converged: false,
-        n_iter: old.n_iter + 1,
-        // The chunk's score under the model before the step (the last step's only: a stream
-        // has no end to keep every one).
-        lower_bound: chunk.lower_bound,
-        lower_bounds: vec![chunk.lower_bound],
-    };
+    let weights = rho.iter().map(|r| r / total).collect();
+    let mut model =
+        GaussianMixture::from_covariances(old, old.precision, weights, means, covariances, device)?;
+    model.n_iter = old.n_iter + 1;
+    // The chunk's score under the model before the step (the last step's only: a stream has
+    // no end to keep every one).
+    model.lower_bound = chunk.lower_bound;
+    model.lower_bounds = vec![chunk.lower_bound];
     model.validate()?;
     Ok(model)
 }

@@ -345,7 +345,16 @@ fn score(a: AnomalyScoreArgs) -> Result<Value, CliError> {
     let budget = a.compute.max_memory_bytes()?;
     let explain = a.closest.is_some() || a.closest_share.is_some();
     let (n, scores, components, shares) = if a.missing == Missing::Marginalize {
-        observed_scores(&det, &a.input, &a.compute, &device, precision)?
+        let (scores, components, shares) =
+            observed_scores(&det, &a.input, &a.compute, &device, precision)?;
+        // As without missing values, the components only for --closest / --closest-share.
+        let n = scores.len();
+        (
+            n,
+            scores,
+            explain.then_some(components),
+            explain.then_some(shares),
+        )
     } else {
         // Held, or streamed from the file when larger than the budget; the outputs (a few values
         // per row) are held and written at the end. Non-finite values follow --nan-policy.
@@ -437,7 +446,7 @@ fn fit_with_missing(a: &AnomalyFitArgs, k: usize, rule: ThresholdRule) -> Result
         .map_err(|e| mixburn_gmm::model_file::at_path(&a.input, e))?;
     let provisional = AnomalyDetector::from_parts(mixture.clone(), 0.0, rule)?;
     let scores_of_rows = |path: &Path| {
-        observed_scores(&provisional, path, &a.em.compute, &device, precision).map(|s| s.1)
+        observed_scores(&provisional, path, &a.em.compute, &device, precision).map(|s| s.0)
     };
     let train_scores = scores_of_rows(&a.input)?;
     let rule_scores = match &a.validation {
@@ -469,7 +478,7 @@ fn fit_with_missing(a: &AnomalyFitArgs, k: usize, rule: ThresholdRule) -> Result
 
 /// Scores, closest components and their (responsibility, −log weighted density) of the rows
 /// of `input` by the density of their observed entries (NaN = missing), for a detector over
-/// an EM mixture: `(N, scores, components, shares)`.
+/// an EM mixture: `(scores, components, shares)`.
 #[allow(clippy::type_complexity)]
 fn observed_scores(
     det: &AnomalyDetector,
@@ -477,7 +486,7 @@ fn observed_scores(
     compute: &Compute,
     device: &mixburn_gmm::burn::tensor::Device,
     precision: Precision,
-) -> Result<(usize, Vec<f64>, Option<Vec<i64>>, Option<Vec<f64>>), CliError> {
+) -> Result<(Vec<f64>, Vec<i64>, Vec<f64>), CliError> {
     let FittedMixture::Em(model) = det.mixture() else {
         return Err(AnomalyError::InvalidSetting {
             name: "missing",
@@ -499,5 +508,5 @@ fn observed_scores(
         })
         .collect();
     let scores = seen.log_density.iter().map(|l| -l).collect();
-    Ok((labels.len(), scores, Some(labels), Some(shares)))
+    Ok((scores, labels, shares))
 }

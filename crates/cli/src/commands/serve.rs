@@ -102,9 +102,14 @@ fn random_token() -> Result<String, CliError> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// The token the server asks for, and the file a client reads it from: the given file's, or a
-/// new random one written to a private file named by `port`; `None` under `--no-token`.
-fn server_token(a: &ServeArgs, port: u16) -> Result<Option<(String, PathBuf)>, CliError> {
+/// The token the server asks for, and the file a client reads it from: `given` (the
+/// `--token-file`'s, read before binding), or a new random one written to a private file named
+/// by `port`; `None` under `--no-token`.
+fn server_token(
+    a: &ServeArgs,
+    given: Option<String>,
+    port: u16,
+) -> Result<Option<(String, PathBuf)>, CliError> {
     if a.no_token {
         eprintln!(
             "warning: serving without a token (--no-token): any user of this machine can use \
@@ -112,8 +117,8 @@ fn server_token(a: &ServeArgs, port: u16) -> Result<Option<(String, PathBuf)>, C
         );
         return Ok(None);
     }
-    if let Some(path) = &a.token_file {
-        return Ok(Some((read_token(path)?, path.clone())));
+    if let (Some(token), Some(path)) = (given, &a.token_file) {
+        return Ok(Some((token, path.clone())));
     }
     let token = random_token()?;
     let path = token_dir()?.join(format!("serve-{port}.token"));
@@ -148,9 +153,8 @@ pub fn run(a: ServeArgs) -> Result<Value, CliError> {
             .into());
         }
     }
-    if let Some(path) = &a.token_file {
-        read_token(path)?;
-    }
+    // A given token file is read (and checked) before anything is bound.
+    let given = a.token_file.as_deref().map(read_token).transpose()?;
     let backend = a.backend.backend;
     let device = backend.device()?;
     let listener = TcpListener::bind(a.bind).map_err(|e| {
@@ -159,7 +163,7 @@ pub fn run(a: ServeArgs) -> Result<Value, CliError> {
     let addr = listener
         .local_addr()
         .map_err(|e| GmmError::invalid_setting("bind", e.to_string()))?;
-    let token = server_token(&a, addr.port())?;
+    let token = server_token(&a, given, addr.port())?;
     serve(listener, device, token, addr, &backend.to_string())
 }
 
