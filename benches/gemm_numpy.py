@@ -41,19 +41,29 @@ def main():
     listing = subprocess.run([args.rust_bin, "--shapes", "list"], check=True, capture_output=True, text=True)
     shapes = []
     for line in listing.stdout.splitlines():
-        name, dims = line.split(" ", 1)
+        # `name [b, m, k]·[b, k, n] Transposed count` (count: times per VaDE step)
+        name, *dims, transposed, count = line.split(" ")
+        dims = " ".join(dims)
         left = dims.split("·")[0].strip("[]").split(",")
         right = dims.split("·")[1].strip("[]").split(",")
         batch, m, k = (int(v) for v in left)
         n = int(right[2])
-        shapes.append((name, batch, m, k, n))
+        shapes.append((name, batch, m, k, n, transposed, int(count)))
     dtype = np.float32 if args.dtype == "f32" else np.float64
     rng = np.random.default_rng(0)
     rows = []
     numpy_gflops = {}
-    for name, batch, m, k, n in shapes:
-        a = rng.uniform(-1, 1, size=(batch, m, k)).astype(dtype)
-        b = rng.uniform(-1, 1, size=(batch, k, n)).astype(dtype)
+    best_s = {}
+    for name, batch, m, k, n, transposed, _ in shapes:
+        # A transposed operand is a transposed view, as autodiff's backward hands it over.
+        if transposed == "Lhs":
+            a = rng.uniform(-1, 1, size=(batch, k, m)).astype(dtype).transpose(0, 2, 1)
+        else:
+            a = rng.uniform(-1, 1, size=(batch, m, k)).astype(dtype)
+        if transposed == "Rhs":
+            b = rng.uniform(-1, 1, size=(batch, n, k)).astype(dtype).transpose(0, 2, 1)
+        else:
+            b = rng.uniform(-1, 1, size=(batch, k, n)).astype(dtype)
         if batch == 1:
             a, b = a[0], b[0]
         times = []
@@ -67,6 +77,7 @@ def main():
         flops = 2.0 * batch * m * k * n
         best = min(times)
         numpy_gflops[name] = flops / best / 1e9
+        best_s[name] = best
         rows.append({"side": "numpy", "dtype": args.dtype, "shape": name, "flops": flops,
                      "best_s": best, "median_s": sorted(times)[len(times) // 2],
                      "gflops": numpy_gflops[name]})
@@ -85,6 +96,15 @@ def main():
         for b in backends:
             g = next((r["gflops"] for r in burn if r["side"] == b and r["shape"] == name), float("nan"))
             line += f"{g:>10.1f}{g / numpy_gflops[name]:>8.2f}"
+        print(line)
+    # The products of one VaDE training step (forward and backward of the whole network,
+    # each shape as often as the step runs it): the sum of the best times per side.
+    counts = {name: count for name, *_, count in shapes if count}
+    if counts:
+        line = f"{'vade step products ms':<22}{1e3 * sum(best_s[s] * c for s, c in counts.items()):>10.2f}"
+        for b in backends:
+            t = sum(next(r["best_s"] for r in burn if r["side"] == b and r["shape"] == s) * c for s, c in counts.items())
+            line += f"{1e3 * t:>10.2f}{sum(best_s[s] * c for s, c in counts.items()) / t:>8.2f}"
         print(line)
     if args.out:
         with open(args.out, "a") as f:

@@ -58,6 +58,9 @@ struct Args {
     /// The Adam of the training steps: `fused` (mixburn-optim) or `burn` (burn-optim).
     #[arg(long, default_value = "fused")]
     optim: String,
+    /// Only the phase split of `--steps` GMM-prior steps (`phases_ms`): a run for a profiler.
+    #[arg(long)]
+    phases_only: bool,
 }
 
 /// Adam with ε 1e-4 (the training's): mixburn-optim's fused one or burn-optim's.
@@ -139,8 +142,56 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let adam = || make_adam(fused);
 
+    // One GMM-prior step split into its phases (forward to the loss, backward to the
+    // parameters' gradients, the Adam updates), each ended by a device sync: where a step's
+    // time goes, beside PyTorch's same split (`benches/vade_step_torch.py` prints it too).
+    let phases_ms = {
+        let mut model = config.init(&device, precision)?.train();
+        let (mut net, mut prior) = (adam(), adam());
+        let mut t = [Vec::new(), Vec::new(), Vec::new()];
+        for i in 0..args.warmup + args.steps {
+            let start = Instant::now();
+            let loss = model.elbo_loss(x.clone().autodiff(), eps.clone().autodiff());
+            let stats = loss.stats();
+            device.sync()?;
+            let forward = Instant::now();
+            let mut grads = loss.loss.backward();
+            let g_enc = GradientsParams::from_module(&mut grads, &model.encoder);
+            let g_dec = GradientsParams::from_module(&mut grads, &model.decoder);
+            let g_prior = GradientsParams::from_module(&mut grads, &model.prior);
+            device.sync()?;
+            let backward = Instant::now();
+            let Vade {
+                encoder,
+                decoder,
+                prior: p,
+            } = model;
+            model = Vade {
+                prior: prior.step(0.002, p, g_prior),
+                encoder: net.step(0.002, encoder, g_enc),
+                decoder: net.step(0.002, decoder, g_dec),
+            };
+            std::hint::black_box(stats.into_data());
+            device.sync()?;
+            if i >= args.warmup {
+                t[0].push((forward - start).as_secs_f64() * 1e3);
+                t[1].push((backward - forward).as_secs_f64() * 1e3);
+                t[2].push(backward.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        let [f, b, a] = t.map(median);
+        json!({ "forward": f, "backward": b, "adam": a })
+    };
+    if args.phases_only {
+        println!(
+            "{}",
+            json!({ "bench": "vade_step", "phases_ms": phases_ms })
+        );
+        return Ok(());
+    }
     // Variants: 0 = standard normal prior, 1 = GMM prior, 2 = GMM prior without its Adam step
-    // (frozen prior: separates the prior's forward/backward from its optimizer update). The
+    // (frozen prior: separates the prior's forward/backward from its optimizer update), 3 = GMM
+    // prior with the dense layers by Burn's own operations (`mixburn_backend::dense` off). The
     // variants take turns step by step, so that drifts of the machine's speed (other load,
     // clock changes) fall on all of them alike.
     struct Run {
@@ -149,7 +200,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prior: ModuleOptimizer,
         times: Vec<f64>,
     }
-    let mut runs = (0..3)
+    let mut runs = (0..4)
         .map(|_| -> Result<Run, Box<dyn std::error::Error>> {
             Ok(Run {
                 model: Some(config.init(&device, precision)?.train()),
@@ -167,7 +218,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             } else {
                 Objective::Elbo(eps.clone())
             };
-            let prior_step = (variant == 1).then_some((&mut run.prior, 0.002));
+            let prior_step = (variant == 1 || variant == 3).then_some((&mut run.prior, 0.002));
+            mixburn_backend::dense::use_extension(variant != 3);
             let model = run
                 .model
                 .take()
@@ -193,7 +245,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|(g, n)| g / n)
         .collect();
     let ratio = median(step_ratios);
-    let [normal_ms, gmm_ms, frozen_ms] = [0, 1, 2].map(|v| median(runs[v].times.clone()));
+    let [normal_ms, gmm_ms, frozen_ms, burn_dense_ms] =
+        [0, 1, 2, 3].map(|v| median(runs[v].times.clone()));
+    mixburn_backend::dense::use_extension(true);
 
     // The training loop's cost of reading the losses back: R GMM-prior steps with a read of
     // the accumulated `[loss, recon, kl]` every k steps (k = 1, 10, R), one sync at the end.
@@ -280,7 +334,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "within_target": ratio <= 1.10,
             "loop_ms_per_step_by_loss_readback": readback,
             "gmm_prior_frozen_ms": frozen_ms,
+            "gmm_prior_burn_dense_ms": burn_dense_ms,
             "adam_step_ms": adam_step_ms,
+            "phases_ms": phases_ms,
         })
     );
     Ok(())

@@ -11,12 +11,19 @@
 //!   kept for the next chunk), set once by a program's `main`.
 //! - [`error`]: [`BackendError`]; `mixburn-gmm` converts it into its own error, so the
 //!   messages are the same wherever they surface.
+//! - Backend extensions (Burn's `backend_extension`, each with its own backward pass): where
+//!   Burn's own operations leave the machine's speed on the table, an operation implemented
+//!   for flex on its host buffers and by Burn's operations everywhere else. [`dense`]: a
+//!   fully connected layer `act(x·W + b)` and the split product it runs on; [`bce`]: binary
+//!   cross-entropy with logits, summed per row.
 //!
 //! The manifest also pins the feature sets of Burn's own dependencies (no code uses them), so
 //! that a single-crate build reuses the workspace's one Burn build.
 
 pub mod allocator;
 pub mod backend;
+pub mod bce;
+pub mod dense;
 pub mod error;
 pub mod host;
 

@@ -4,8 +4,8 @@
 
 use burn::config::Config;
 use burn::module::{Module, ModuleMapper, Param};
-use burn::tensor::activation::relu;
 use burn::tensor::{DType, Device, Tensor, TensorData};
+use mixburn_backend::dense::dense;
 use mixburn_gmm::Precision;
 use mixburn_prior::{GmmPrior, GmmPriorConfig};
 use rand::rngs::StdRng;
@@ -248,9 +248,15 @@ impl Dense {
         }
     }
 
-    /// `x W + b` for `x` of shape `[N, in]`.
+    /// `x W + b` for `x` of shape `[N, in]` (one operation with its own backward pass:
+    /// `mixburn_backend::dense`).
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        x.matmul(self.weight.val()) + self.bias.val().unsqueeze_dim::<2>(0)
+        dense(x, self.weight.val(), self.bias.val(), false)
+    }
+
+    /// `ReLU(x W + b)`, the hidden layers' step, as one operation.
+    pub fn forward_relu(&self, x: Tensor<2>) -> Tensor<2> {
+        dense(x, self.weight.val(), self.bias.val(), true)
     }
 }
 
@@ -280,11 +286,11 @@ impl Encoder {
         let h = self.features(x);
         let w = self.head.weight.val().narrow(1, 0, self.latent_dim);
         let b = self.head.bias.val().narrow(0, 0, self.latent_dim);
-        h.matmul(w) + b.unsqueeze_dim::<2>(0)
+        dense(h, w, b, false)
     }
 
     fn features(&self, x: Tensor<2>) -> Tensor<2> {
-        self.hidden.iter().fold(x, |h, l| relu(l.forward(h)))
+        self.hidden.iter().fold(x, |h, l| l.forward_relu(h))
     }
 }
 
@@ -300,7 +306,7 @@ pub struct Decoder {
 impl Decoder {
     /// Logits `l` with `p(x_j = 1 | z) = sigmoid(l_j)`, `[N, input_dim]`.
     pub fn logits(&self, z: Tensor<2>) -> Tensor<2> {
-        let h = self.hidden.iter().fold(z, |h, l| relu(l.forward(h)));
+        let h = self.hidden.iter().fold(z, |h, l| l.forward_relu(h));
         self.out.forward(h)
     }
 
@@ -349,9 +355,9 @@ impl Loss {
 /// Binary cross-entropy of targets `x ∈ [0, 1]` under Bernoulli logits `l`, summed over
 /// columns, `[N]`: `Σ_j max(l_j, 0) − x_j l_j + log(1 + exp(−|l_j|))`
 /// (= `−Σ_j [x_j log σ(l_j) + (1 − x_j) log(1 − σ(l_j))]`, computed without overflow).
+/// One operation with its own backward pass (`mixburn_backend::bce`).
 pub fn bce_with_logits(logits: Tensor<2>, x: Tensor<2>) -> Tensor<1> {
-    let softplus = relu(logits.clone()) + logits.clone().abs().neg().exp().log1p();
-    (softplus - x * logits).sum_dim(1).squeeze_dim(1)
+    mixburn_backend::bce::bce_with_logits(logits, x)
 }
 
 /// `KL(N(μ, diag e^{log σ²}) ‖ N(0, I)) = ½ Σ_j (μ_j² + σ_j² − 1 − log σ_j²)`, `[N]`.
