@@ -5,7 +5,7 @@ shapes, in one run (issue 26: the hot products' share of the machine's arithmeti
 Usage (from the repository root, after `cargo build --workspace --all-features`):
 
     python3 benches/gemm_numpy.py [--backends flex,ndarray] [--dtype f32] [--repeats 10]
-        [--rust-bin PATH] [--out results.jsonl]
+        [--rust-bin PATH] [--out results.jsonl] [--product]
 
 The shapes are the binary's own (`gemm-bench --shapes list`); NumPy times `a @ b` on
 operands of the same shapes and dtype (a batched `[B, m, k] @ [B, k, n]` for B > 1), best
@@ -37,6 +37,9 @@ def main():
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--rust-bin", default=str(DEFAULT_RUST_BIN))
     ap.add_argument("--out")
+    ap.add_argument("--product", action="store_true",
+                    help="also time mixburn's split product (gemm-bench --product: the dense layer's "
+                         "products on flex), reported as <backend>-product")
     args = ap.parse_args()
     listing = subprocess.run([args.rust_bin, "--shapes", "list"], check=True, capture_output=True, text=True)
     shapes = []
@@ -86,10 +89,18 @@ def main():
         check=True, capture_output=True, text=True,
     )
     burn = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    backends = args.backends.split(",")
+    if args.product:
+        out = subprocess.run(
+            [args.rust_bin, "--backends", args.backends, "--dtype", args.dtype, "--repeats", str(args.repeats),
+             "--product"],
+            check=True, capture_output=True, text=True,
+        )
+        burn += [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+        backends += [f"{b}-product" for b in backends]
     for r in burn:
         r["side"] = r.pop("backend")
         rows.append(r)
-    backends = args.backends.split(",")
     print(f"{'shape':<22}{'numpy':>10}" + "".join(f"{b:>10}{'ratio':>8}" for b in backends))
     for name, *_ in shapes:
         line = f"{name:<22}{numpy_gflops[name]:>10.1f}"
