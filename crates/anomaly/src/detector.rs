@@ -77,17 +77,18 @@ pub enum NanPolicy {
     Inf,
 }
 
+mixburn_backend::spellings!(NanPolicy {
+    Error => ["error"],
+    Inf => ["inf"],
+});
+
 impl std::str::FromStr for NanPolicy {
     type Err = AnomalyError;
     fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "error" => Ok(NanPolicy::Error),
-            "inf" => Ok(NanPolicy::Inf),
-            other => Err(AnomalyError::InvalidSetting {
-                name: "nan policy",
-                reason: format!("unknown policy `{other}`; use error or inf"),
-            }),
-        }
+        NanPolicy::from_spelling(s).ok_or_else(|| AnomalyError::InvalidSetting {
+            name: "nan policy",
+            reason: mixburn_backend::spelling::unknown("policy", s, NanPolicy::SPELLINGS),
+        })
     }
 }
 

@@ -2,13 +2,13 @@
 //! type. Backends are Cargo features (`flex`, the default; `ndarray`; `wgpu`), so a build only
 //! pays for the ones it asks for.
 
-use std::fmt;
 use std::str::FromStr;
 
 use burn::tensor::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BackendError, Result};
+use crate::spelling::unknown;
 
 /// A Burn execution backend.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -61,51 +61,32 @@ impl Precision {
     }
 }
 
-impl fmt::Display for Precision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Precision::F32 => "f32",
-            Precision::F64 => "f64",
-        })
-    }
-}
+crate::spellings!(Precision {
+    F32 => ["f32", "float32"],
+    F64 => ["f64", "float64"],
+});
 
 impl FromStr for Precision {
     type Err = BackendError;
     fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "f32" | "float32" => Ok(Precision::F32),
-            "f64" | "float64" => Ok(Precision::F64),
-            other => Err(BackendError::invalid_setting(
-                "dtype",
-                format!("unknown dtype `{other}`; use f32 or f64"),
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Backend::Flex => "flex",
-            Backend::Ndarray => "ndarray",
-            Backend::Wgpu => "wgpu",
+        Precision::from_spelling(s).ok_or_else(|| {
+            BackendError::invalid_setting("dtype", unknown("dtype", s, Precision::SPELLINGS))
         })
     }
 }
 
+crate::spellings!(Backend {
+    Flex => ["flex"],
+    Ndarray => ["ndarray"],
+    Wgpu => ["wgpu"],
+});
+
 impl FromStr for Backend {
     type Err = BackendError;
     fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "flex" => Ok(Backend::Flex),
-            "ndarray" => Ok(Backend::Ndarray),
-            "wgpu" => Ok(Backend::Wgpu),
-            other => Err(BackendError::invalid_setting(
-                "backend",
-                format!("unknown backend `{other}`; use flex, ndarray or wgpu"),
-            )),
-        }
+        Backend::from_spelling(s).ok_or_else(|| {
+            BackendError::invalid_setting("backend", unknown("backend", s, Backend::SPELLINGS))
+        })
     }
 }
 

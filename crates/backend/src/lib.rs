@@ -9,6 +9,7 @@
 //!   chunk ranges and running sums of per-chunk tensors.
 //! - [`allocator`]: the process's allocator policy for chunked passes (freed chunk buffers
 //!   kept for the next chunk), set once by a program's `main`.
+//! - [`spelling`]: each choice's spellings written once ([`spellings!`]).
 //! - [`error`]: [`BackendError`]; `mixburn-gmm` converts it into its own error, so the
 //!   messages are the same wherever they surface.
 //! - Backend extensions (Burn's `backend_extension`, each with its own backward pass): where
@@ -26,6 +27,7 @@ pub mod bce;
 pub mod dense;
 pub mod error;
 pub mod host;
+pub mod spelling;
 
 pub use backend::{Backend, Precision};
 pub use error::{BackendError, Result};

@@ -35,11 +35,12 @@ pub trait Choice: Sized + Clone + Send + Sync + 'static {
     fn choose(s: &str) -> Result<Self, String>;
 }
 
-/// A library type whose `FromStr` is the option's vocabulary and message.
+/// A library type whose spellings (`SPELLINGS`, declared once with `mixburn_backend::spellings!`)
+/// and `FromStr` are the option's vocabulary and message.
 macro_rules! library_choice {
-    ($($t:ty => [$($c:literal),+];)+) => {$(
+    ($($t:ty),+ $(,)?) => {$(
         impl Choice for $t {
-            const CHOICES: &'static [&'static str] = &[$($c),+];
+            const CHOICES: &'static [&'static str] = <$t>::SPELLINGS;
             fn choose(s: &str) -> Result<Self, String> {
                 s.parse::<$t>().map_err(|e| e.to_string())
             }
@@ -47,16 +48,16 @@ macro_rules! library_choice {
     )+};
 }
 
-library_choice! {
-    Backend => ["flex", "ndarray", "wgpu"];
-    Precision => ["f32", "f64"];
-    CovarianceType => ["full", "tied", "diag", "spherical"];
-    InitMethod => ["kmeans", "k-means++", "random", "random-from-data"];
-    EstepForm => ["auto", "quadratic", "whitened"];
-    WeightConcentrationPriorType => ["dirichlet-process", "dirichlet-distribution"];
-    Method => ["mahalanobis", "relative", "mahalanobis++"];
-    NanPolicy => ["error", "inf"];
-}
+library_choice!(
+    Backend,
+    Precision,
+    CovarianceType,
+    InitMethod,
+    EstepForm,
+    WeightConcentrationPriorType,
+    Method,
+    NanPolicy,
+);
 
 impl Choice for Positive {
     const CHOICES: &'static [&'static str] = &["ood", "id"];

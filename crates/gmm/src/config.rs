@@ -1,7 +1,7 @@
 //! Hyper-parameters of a Gaussian mixture fit, with scikit-learn's names and defaults, checked in
 //! one place ([`GaussianMixtureConfig::validate`]) before any work starts.
 
-use std::fmt;
+use mixburn_backend::spelling::unknown;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -27,32 +27,19 @@ pub enum InitMethod {
     RandomFromData,
 }
 
-impl fmt::Display for InitMethod {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            InitMethod::Kmeans => "kmeans",
-            InitMethod::KMeansPlusPlus => "k-means++",
-            InitMethod::Random => "random",
-            InitMethod::RandomFromData => "random_from_data",
-        })
-    }
-}
+mixburn_backend::spellings!(InitMethod {
+    Kmeans => ["kmeans", "k-means"],
+    KMeansPlusPlus => ["k-means++", "kmeans++"],
+    Random => ["random"],
+    RandomFromData => ["random_from_data"],
+});
 
 impl FromStr for InitMethod {
     type Err = GmmError;
     fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().replace('-', "_").as_str() {
-            "kmeans" => Ok(InitMethod::Kmeans),
-            "k_means++" | "kmeans++" => Ok(InitMethod::KMeansPlusPlus),
-            "random" => Ok(InitMethod::Random),
-            "random_from_data" => Ok(InitMethod::RandomFromData),
-            other => Err(GmmError::invalid_setting(
-                "init_params",
-                format!(
-                    "unknown init `{other}`; use kmeans, k-means++, random or random-from-data"
-                ),
-            )),
-        }
+        InitMethod::from_spelling(s).ok_or_else(|| {
+            GmmError::invalid_setting("init_params", unknown("init", s, InitMethod::SPELLINGS))
+        })
     }
 }
 

@@ -22,8 +22,8 @@
 //! scatters around a per-component shift. The denoising floor, the regularisation and the
 //! precision factors ([`precision_cholesky`], one batched Cholesky) are shared by both forms.
 
+use mixburn_backend::spelling::unknown;
 use std::borrow::Cow;
-use std::fmt;
 use std::ops::Range;
 use std::str::FromStr;
 
@@ -51,30 +51,22 @@ pub enum CovarianceType {
     Spherical,
 }
 
-impl fmt::Display for CovarianceType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CovarianceType::Full => "full",
-            CovarianceType::Tied => "tied",
-            CovarianceType::Diag => "diag",
-            CovarianceType::Spherical => "spherical",
-        })
-    }
-}
+mixburn_backend::spellings!(CovarianceType {
+    Full => ["full"],
+    Tied => ["tied"],
+    Diag => ["diag"],
+    Spherical => ["spherical"],
+});
 
 impl FromStr for CovarianceType {
     type Err = GmmError;
     fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "full" => Ok(CovarianceType::Full),
-            "tied" => Ok(CovarianceType::Tied),
-            "diag" => Ok(CovarianceType::Diag),
-            "spherical" => Ok(CovarianceType::Spherical),
-            other => Err(GmmError::invalid_setting(
+        CovarianceType::from_spelling(s).ok_or_else(|| {
+            GmmError::invalid_setting(
                 "covariance_type",
-                format!("unknown covariance type `{other}`; use full, tied, diag or spherical"),
-            )),
-        }
+                unknown("covariance type", s, CovarianceType::SPELLINGS),
+            )
+        })
     }
 }
 

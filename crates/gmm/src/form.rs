@@ -28,7 +28,7 @@
 //! whitened from D ≈ 64 when the quadratic features are cached, from D ≈ 16 when they are
 //! not, quadratic below; for tied, whitened from D = 16** (its pass has no scatter).
 
-use std::fmt;
+use mixburn_backend::spelling::unknown;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -50,28 +50,18 @@ pub enum EstepForm {
     Whitened,
 }
 
-impl fmt::Display for EstepForm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            EstepForm::Auto => "auto",
-            EstepForm::Quadratic => "quadratic",
-            EstepForm::Whitened => "whitened",
-        })
-    }
-}
+mixburn_backend::spellings!(EstepForm {
+    Auto => ["auto"],
+    Quadratic => ["quadratic"],
+    Whitened => ["whitened"],
+});
 
 impl FromStr for EstepForm {
     type Err = GmmError;
     fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "auto" => Ok(EstepForm::Auto),
-            "quadratic" => Ok(EstepForm::Quadratic),
-            "whitened" => Ok(EstepForm::Whitened),
-            other => Err(GmmError::invalid_setting(
-                "estep_form",
-                format!("unknown form `{other}`; use auto, quadratic or whitened"),
-            )),
-        }
+        EstepForm::from_spelling(s).ok_or_else(|| {
+            GmmError::invalid_setting("estep_form", unknown("form", s, EstepForm::SPELLINGS))
+        })
     }
 }
 

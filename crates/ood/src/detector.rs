@@ -10,7 +10,7 @@
 //! features, `Σ₀ = Σ + 1/N Σ_c n_c (μ_c − μ₀)(μ_c − μ₀)ᵀ`.
 //! Scoring is the [`MahalanobisHead`]'s matmul form, chunk by chunk.
 
-use std::fmt;
+use mixburn_backend::spelling::unknown;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -42,30 +42,19 @@ pub enum Method {
     MahalanobisPlusPlus,
 }
 
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Method::Mahalanobis => "mahalanobis",
-            Method::Relative => "relative",
-            Method::MahalanobisPlusPlus => "mahalanobis++",
-        })
-    }
-}
+mixburn_backend::spellings!(Method {
+    Mahalanobis => ["mahalanobis"],
+    Relative => ["relative", "relative-mahalanobis"],
+    MahalanobisPlusPlus => ["mahalanobis++", "mahalanobis-plus-plus"],
+});
 
 impl FromStr for Method {
     type Err = OodError;
     fn from_str(s: &str) -> OodResult<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "mahalanobis" => Ok(Method::Mahalanobis),
-            "relative" | "relative-mahalanobis" => Ok(Method::Relative),
-            "mahalanobis++" | "mahalanobis-plus-plus" => Ok(Method::MahalanobisPlusPlus),
-            other => Err(OodError::InvalidSetting {
-                name: "method",
-                reason: format!(
-                    "unknown method `{other}`; use mahalanobis, relative or mahalanobis++"
-                ),
-            }),
-        }
+        Method::from_spelling(s).ok_or_else(|| OodError::InvalidSetting {
+            name: "method",
+            reason: unknown("method", s, Method::SPELLINGS),
+        })
     }
 }
 

@@ -1,7 +1,7 @@
 //! The settings of a variational fit: the weight prior's type and
 //! [`BayesianGaussianMixtureConfig`] (scikit-learn's names and defaults), checked in one place.
 
-use std::fmt;
+use mixburn_backend::spelling::unknown;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -33,28 +33,20 @@ impl WeightConcentrationPriorType {
     }
 }
 
-impl fmt::Display for WeightConcentrationPriorType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            WeightConcentrationPriorType::DirichletProcess => "dirichlet_process",
-            WeightConcentrationPriorType::DirichletDistribution => "dirichlet_distribution",
-        })
-    }
-}
+mixburn_backend::spellings!(WeightConcentrationPriorType {
+    DirichletProcess => ["dirichlet_process"],
+    DirichletDistribution => ["dirichlet_distribution"],
+});
 
 impl FromStr for WeightConcentrationPriorType {
     type Err = GmmError;
     fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().replace('-', "_").as_str() {
-            "dirichlet_process" => Ok(WeightConcentrationPriorType::DirichletProcess),
-            "dirichlet_distribution" => Ok(WeightConcentrationPriorType::DirichletDistribution),
-            other => Err(GmmError::invalid_setting(
+        WeightConcentrationPriorType::from_spelling(s).ok_or_else(|| {
+            GmmError::invalid_setting(
                 "weight_concentration_prior_type",
-                format!(
-                    "unknown prior type `{other}`; use dirichlet_process or dirichlet_distribution"
-                ),
-            )),
-        }
+                unknown("prior type", s, WeightConcentrationPriorType::SPELLINGS),
+            )
+        })
     }
 }
 
