@@ -1093,6 +1093,34 @@ fn missing_values_are_refused_by_default_and_marginalized_on_request() {
         mixburn(&a)
     };
     fails_cleanly(&score(&[]), "row 0, column 0");
+    // select: refused by default; under marginalize, each candidate by its observed entries.
+    let chosen = dir.path().join("chosen.safetensors");
+    let select = |extra: &[&str]| {
+        let mut a = vec!["select", "--input", p(&x), "--components", "1,3"];
+        a.extend_from_slice(&["--output", p(&chosen)]);
+        a.extend_from_slice(extra);
+        mixburn(&a)
+    };
+    fails_cleanly(&select(&[]), "row 0, column 0");
+    assert!(!chosen.exists());
+    let v = json(&select(&[
+        "--missing",
+        "marginalize",
+        "--criterion",
+        "cv",
+        "--folds",
+        "3",
+    ]));
+    assert_eq!(v["missing"], "marginalize", "{v}");
+    assert_eq!(v["best_n_components"], 3, "{v}");
+    assert!(
+        v["candidates"][1]["held_out_mean"]
+            .as_f64()
+            .unwrap()
+            .is_finite(),
+        "{v}"
+    );
+    assert!(chosen.exists());
     let v = json(&score(&["--missing", "marginalize"]));
     assert_eq!(v["n_samples"], 300);
     let s = mixburn_data::read_vector(&scores).unwrap();

@@ -19,6 +19,7 @@ use crate::error::{GmmError, Result};
 use crate::fitted::Mixture;
 use crate::model::GaussianMixture;
 use crate::source::{check_sample_weight, select_rows, FitData, RowSource, RowSubset};
+use burn::tensor::Tensor;
 
 /// A partition of the rows `0..N` into test folds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,14 +186,91 @@ pub fn select_n_components<'a>(
 ) -> Result<Selection> {
     let x: FitData<'a> = x.into();
     let [n, d] = x.rows.dims();
+    if let Some(w) = x.sample_weight {
+        check_sample_weight(w, n)?;
+    }
+    check_candidates(base, candidates, [n, d], criterion)?;
+    let budget = base.max_memory_bytes;
+    let subset = |idx: Vec<usize>| {
+        let w = x
+            .sample_weight
+            .map(|w| idx.iter().map(|&i| w[i]).collect::<Vec<f64>>());
+        let rows: Box<dyn RowSource> = match x.rows.resident() {
+            // A resident tensor's subset is a resident tensor (the in-memory fit's path).
+            Some(t) => Box::new(select_rows(t, &idx)),
+            None => Box::new(RowSubset::new(x.rows, idx)),
+        };
+        (rows, w)
+    };
+    choose(
+        base,
+        candidates,
+        criterion,
+        |config| {
+            let model = fit(config, x)?;
+            let (total, weight) = model.weighted_log_likelihood(x, budget)?;
+            Ok((model, total, weight))
+        },
+        |config, folds, f| {
+            let (train, train_w) = subset(folds.train_indices(f));
+            let (test, test_w) = subset(folds.test_indices(f).to_vec());
+            let train = FitData::new(train.as_ref()).with_sample_weight(train_w.as_deref());
+            let test = FitData::new(test.as_ref()).with_sample_weight(test_w.as_deref());
+            let m = fit(config, train)?;
+            let (t, w) = m.weighted_log_likelihood(test, budget)?;
+            Ok(t / w)
+        },
+    )
+}
+
+/// [`select_n_components`] on rows whose missing entries are NaN: each candidate fitted by
+/// exact EM for incomplete data ([`crate::missing::fit_missing`]) and scored by the
+/// log-likelihood of each row's observed entries ([`crate::missing::score_observed`]), which
+/// BIC, AIC and the held-out folds use. The rows are held (a tensor).
+pub fn select_n_components_missing(
+    base: &GaussianMixtureConfig,
+    candidates: &[usize],
+    x: &Tensor<2>,
+    criterion: &Criterion,
+) -> Result<Selection> {
+    let [n, d] = x.dims();
+    check_candidates(base, candidates, [n, d], criterion)?;
+    let scored = |model: &GaussianMixture, rows: &Tensor<2>| -> Result<(f64, f64)> {
+        let ll = crate::missing::score_observed(model, rows)?;
+        Ok((ll.iter().sum(), ll.len() as f64))
+    };
+    choose(
+        base,
+        candidates,
+        criterion,
+        |config| {
+            let model = crate::missing::fit_missing(config, x)?;
+            let (total, weight) = scored(&model, x)?;
+            Ok((model, total, weight))
+        },
+        |config, folds, f| {
+            let train = select_rows(x, &folds.train_indices(f));
+            let test = select_rows(x, folds.test_indices(f));
+            let m = crate::missing::fit_missing(config, &train)?;
+            let (t, w) = scored(&m, &test)?;
+            Ok(t / w)
+        },
+    )
+}
+
+/// The checks every selection makes before fitting: rows and columns, the candidate K, no
+/// initial parameters, and folds that partition these rows with training sets of at least K.
+fn check_candidates(
+    base: &GaussianMixtureConfig,
+    candidates: &[usize],
+    [n, d]: [usize; 2],
+    criterion: &Criterion,
+) -> Result<()> {
     if n == 0 || d == 0 {
         return Err(GmmError::EmptyInput {
             n_samples: n,
             n_features: d,
         });
-    }
-    if let Some(w) = x.sample_weight {
-        check_sample_weight(w, n)?;
     }
     if candidates.is_empty() || candidates.contains(&0) {
         return Err(GmmError::invalid_setting(
@@ -231,41 +309,31 @@ pub fn select_n_components<'a>(
             ));
         }
     }
-    let budget = base.max_memory_bytes;
-    let subset = |idx: Vec<usize>| {
-        let w = x
-            .sample_weight
-            .map(|w| idx.iter().map(|&i| w[i]).collect::<Vec<f64>>());
-        let rows: Box<dyn RowSource> = match x.rows.resident() {
-            // A resident tensor's subset is a resident tensor (the in-memory fit's path).
-            Some(t) => Box::new(select_rows(t, &idx)),
-            None => Box::new(RowSubset::new(x.rows, idx)),
-        };
-        (rows, w)
-    };
+    Ok(())
+}
+
+/// The selection loop, written once: for each K, `fit_all(config)` gives the model fitted to
+/// all rows with its total log-likelihood and total weight; under cross-validation,
+/// `held_out(config, folds, f)` the mean held-out log-likelihood of fold `f`. Picks the best
+/// candidate (the first on ties).
+fn choose(
+    base: &GaussianMixtureConfig,
+    candidates: &[usize],
+    criterion: &Criterion,
+    mut fit_all: impl FnMut(&GaussianMixtureConfig) -> Result<(GaussianMixture, f64, f64)>,
+    mut held_out: impl FnMut(&GaussianMixtureConfig, &Folds, usize) -> Result<f64>,
+) -> Result<Selection> {
     let mut scored = Vec::with_capacity(candidates.len());
     for &k in candidates {
         let config = GaussianMixtureConfig {
             warm_start: false,
             ..base.clone().with_n_components(k)
         };
-        let model = fit(&config, x)?;
-        let (total, weight) = model.weighted_log_likelihood(x, budget)?;
-        let mean_ll = total / weight;
+        let (model, total, weight) = fit_all(&config)?;
         let held_out = match criterion {
             Criterion::CrossValidation(folds) => Some(
                 (0..folds.n_folds())
-                    .map(|f| {
-                        let (train, train_w) = subset(folds.train_indices(f));
-                        let (test, test_w) = subset(folds.test_indices(f).to_vec());
-                        let train =
-                            FitData::new(train.as_ref()).with_sample_weight(train_w.as_deref());
-                        let test =
-                            FitData::new(test.as_ref()).with_sample_weight(test_w.as_deref());
-                        let m = fit(&config, train)?;
-                        let (t, w) = m.weighted_log_likelihood(test, budget)?;
-                        Ok(t / w)
-                    })
+                    .map(|f| held_out(&config, folds, f))
                     .collect::<Result<Vec<f64>>>()?,
             ),
             _ => None,
@@ -273,7 +341,7 @@ pub fn select_n_components<'a>(
         let candidate = Candidate {
             n_components: k,
             n_parameters: model.n_parameters(),
-            mean_log_likelihood: mean_ll,
+            mean_log_likelihood: total / weight,
             bic: bic(total, model.n_parameters(), weight),
             aic: aic(total, model.n_parameters()),
             converged: model.converged,
