@@ -23,7 +23,6 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, TensorMetadata};
-use burn::tensor::activation::relu;
 use burn::tensor::{Shape, Tensor};
 
 use crate::dense::extension_on;
@@ -45,18 +44,23 @@ pub trait BceOps: Backend {
     }
 }
 
-/// The row sums and `σ(l) − x` by Burn's operations.
-fn bce_parts_reference<B: Backend>(
-    l: FloatTensor<B>,
-    x: FloatTensor<B>,
-) -> (FloatTensor<B>, FloatTensor<B>) {
+/// The row sums by Burn's operations.
+fn bce_reference<B: Backend>(l: FloatTensor<B>, x: FloatTensor<B>) -> FloatTensor<B> {
     let n = l.shape()[0];
     let softplus = B::float_add(
         B::relu(l.clone()),
         B::float_log1p(B::float_exp(B::float_neg(B::float_abs(l.clone())))),
     );
-    let terms = B::float_sub(softplus, B::float_mul(x.clone(), l.clone()));
-    let sums = B::float_reshape(B::float_sum_dim(terms, 1), Shape::new([n]));
+    let terms = B::float_sub(softplus, B::float_mul(x, l));
+    B::float_reshape(B::float_sum_dim(terms, 1), Shape::new([n]))
+}
+
+/// The row sums and `σ(l) − x` by Burn's operations.
+fn bce_parts_reference<B: Backend>(
+    l: FloatTensor<B>,
+    x: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let sums = bce_reference::<B>(l.clone(), x.clone());
     (sums, B::float_sub(B::sigmoid(l), x))
 }
 
@@ -64,15 +68,13 @@ fn bce_parts_reference<B: Backend>(
 /// `x: [N, D]` (module docs): one extension call on flex, Burn's operations elsewhere;
 /// differentiable in both.
 pub fn bce_with_logits(logits: Tensor<2>, x: Tensor<2>) -> Tensor<1> {
-    if extension_on(&logits.device()) {
-        Tensor::from_dispatch(<Dispatch as BceOps>::bce_with_logits(
-            logits.into_dispatch(),
-            x.into_dispatch(),
-        ))
+    let on = extension_on(&logits.device());
+    let (l, x) = (logits.into_dispatch(), x.into_dispatch());
+    Tensor::from_dispatch(if on {
+        <Dispatch as BceOps>::bce_with_logits(l, x)
     } else {
-        let softplus = relu(logits.clone()) + logits.clone().abs().neg().exp().log1p();
-        (softplus - x * logits).sum_dim(1).squeeze_dim(1)
-    }
+        bce_reference::<Dispatch>(l, x)
+    })
 }
 
 /// The backward step (module docs); its state: `σ(l) − x` and `l`.
@@ -119,55 +121,13 @@ impl<B: Backend + BceOps, C: CheckpointStrategy> BceOps for Autodiff<B, C> {
 mod flex {
     //! The flex implementation: one pass over the host buffers, rows split over rayon.
 
-    use burn::backend::flex::{FlexTensor, Layout};
-    use burn::backend::{Bytes, Flex};
-    use burn::tensor::{DType, Shape};
+    use burn::backend::flex::FlexTensor;
+    use burn::backend::Flex;
+    use burn::tensor::DType;
     use rayon::prelude::*;
 
     use super::{bce_parts_reference, BceOps};
-
-    /// The floats this module computes in.
-    trait Float:
-        bytemuck::Pod
-        + burn::tensor::Element
-        + Into<f64>
-        + PartialOrd
-        + std::ops::Add<Output = Self>
-        + std::ops::Sub<Output = Self>
-        + std::ops::Mul<Output = Self>
-        + std::ops::Div<Output = Self>
-        + std::ops::Neg<Output = Self>
-    {
-        fn from_f64(v: f64) -> Self;
-        fn exp(self) -> Self;
-        fn ln_1p(self) -> Self;
-        fn abs(self) -> Self;
-        const ZERO: Self;
-        const ONE: Self;
-    }
-
-    macro_rules! float {
-        ($t:ty) => {
-            impl Float for $t {
-                fn from_f64(v: f64) -> Self {
-                    v as $t
-                }
-                fn exp(self) -> Self {
-                    <$t>::exp(self)
-                }
-                fn ln_1p(self) -> Self {
-                    <$t>::ln_1p(self)
-                }
-                fn abs(self) -> Self {
-                    <$t>::abs(self)
-                }
-                const ZERO: Self = 0.0;
-                const ONE: Self = 1.0;
-            }
-        };
-    }
-    float!(f32);
-    float!(f64);
+    use crate::flex_host::{from_vec, Float};
 
     impl BceOps for Flex {
         fn bce_parts(l: FlexTensor, x: FlexTensor) -> (FlexTensor, FlexTensor) {
@@ -214,16 +174,6 @@ mod flex {
                     *sum = E::from_f64(acc);
                 }
             });
-        let sums = FlexTensor::new(
-            Bytes::from_elems(sums),
-            Layout::contiguous(Shape::from(vec![n])),
-            E::dtype(),
-        );
-        let delta = FlexTensor::new(
-            Bytes::from_elems(delta),
-            Layout::contiguous(Shape::from(vec![n, d])),
-            E::dtype(),
-        );
-        (sums, delta)
+        (from_vec(sums, &[n]), from_vec(delta, &[n, d]))
     }
 }

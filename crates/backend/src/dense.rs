@@ -75,21 +75,17 @@ fn dense_reference<B: Backend>(
 /// `act(x·W + b)` on `x: [N, in]` (the module docs): one extension call on flex, Burn's
 /// operations elsewhere; differentiable wherever `x`, `W` or `b` carries autodiff.
 pub fn dense(x: Tensor<2>, weight: Tensor<2>, bias: Tensor<1>, relu: bool) -> Tensor<2> {
-    if extension_on(&x.device()) {
-        Tensor::from_dispatch(<Dispatch as DenseOps>::dense(
-            x.into_dispatch(),
-            weight.into_dispatch(),
-            bias.into_dispatch(),
-            relu,
-        ))
+    let on = extension_on(&x.device());
+    let (x, w, b) = (
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+    );
+    Tensor::from_dispatch(if on {
+        <Dispatch as DenseOps>::dense(x, w, b, relu)
     } else {
-        let y = x.matmul(weight) + bias.unsqueeze_dim::<2>(0);
-        if relu {
-            burn::tensor::activation::relu(y)
-        } else {
-            y
-        }
-    }
+        dense_reference::<Dispatch>(x, w, b, relu)
+    })
 }
 
 /// `lhs·rhs` for 2-D tensors: the split product on flex (module docs), Burn's `matmul`
@@ -197,28 +193,13 @@ impl<B: Backend + DenseOps, C: CheckpointStrategy> DenseOps for Autodiff<B, C> {
 mod flex {
     //! The flex implementation: `gemm` on the tensors' host buffers.
 
-    use burn::backend::flex::{FlexTensor, Layout};
+    use burn::backend::flex::FlexTensor;
     use burn::backend::ops::FloatTensorOps;
-    use burn::backend::{Bytes, Flex};
-    use burn::tensor::{DType, Shape};
+    use burn::backend::Flex;
+    use burn::tensor::DType;
 
     use super::{dense_reference, DenseOps};
-
-    /// The floats this module multiplies (those `gemm` and flex's storage take).
-    trait Float: bytemuck::Pod + burn::tensor::Element + PartialOrd {
-        const ZERO: Self;
-        const ONE: Self;
-    }
-
-    impl Float for f32 {
-        const ZERO: Self = 0.0;
-        const ONE: Self = 1.0;
-    }
-
-    impl Float for f64 {
-        const ZERO: Self = 0.0;
-        const ONE: Self = 1.0;
-    }
+    use crate::flex_host::{from_vec, Float};
 
     impl DenseOps for Flex {
         fn dense(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, relu: bool) -> FlexTensor {
@@ -293,8 +274,7 @@ mod flex {
     ) -> FlexTensor {
         let (m, k) = (a.layout().shape()[0], a.layout().shape()[1]);
         let n = b.layout().shape()[1];
-        // The output's own buffer, handed to flex without a copy (`FlexTensor::empty` zeroes
-        // a byte vector and then copies it into a 16-byte-aligned one).
+        // The output's own buffer, handed to flex without a copy (`from_vec`).
         let (mut c, read_dst) = match bias {
             Some(bias) => {
                 let bias = bias.to_contiguous();
@@ -345,8 +325,7 @@ mod flex {
                 *v = if *v <= E::ZERO { E::ZERO } else { *v };
             }
         }
-        let layout = Layout::contiguous(Shape::from(vec![m, n]));
-        FlexTensor::new(Bytes::from_elems(c), layout, E::dtype())
+        from_vec(c, &[m, n])
     }
 
     /// Runs `call(c, rows, cols)` on blocks covering the `[m, n]` output: one block when the

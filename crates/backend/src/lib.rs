@@ -26,6 +26,8 @@ pub mod backend;
 pub mod bce;
 pub mod dense;
 pub mod error;
+#[cfg(feature = "flex")]
+mod flex_host;
 pub mod host;
 pub mod spelling;
 

@@ -9,6 +9,7 @@ use mixburn_anomaly::{
 };
 use mixburn_data::{ElemType, Matrix};
 use mixburn_gmm::backend::Precision;
+use mixburn_gmm::burn::tensor::Tensor;
 use mixburn_gmm::host::to_f64;
 use mixburn_gmm::{fit_bayesian, BayesianGaussianMixtureConfig, FittedMixture, Mixture};
 use serde_json::{json, Value};
@@ -442,15 +443,19 @@ fn fit_with_missing(a: &AnomalyFitArgs, k: usize, rule: ThresholdRule) -> Result
         a.em.compute
             .open_with_missing(&a.input, &device, precision)?;
     let n = x.dims()[0];
-    let mixture = mixburn_gmm::missing::fit_missing(&config, &x)
-        .map_err(|e| mixburn_gmm::model_file::at_path(&a.input, e))?;
-    let provisional = AnomalyDetector::from_parts(mixture.clone(), 0.0, rule)?;
-    let scores_of_rows = |path: &Path| {
-        observed_scores(&provisional, path, &a.em.compute, &device, precision).map(|s| s.0)
+    let at = mixburn_gmm::model_file::at_path;
+    let mixture = mixburn_gmm::missing::fit_missing(&config, &x).map_err(|e| at(&a.input, e))?;
+    // `−log p(x_O)` of held rows (the training rows are scored from the tensor already read).
+    let scores_of_rows = |rows: &Tensor<2>, path: &Path| -> Result<Vec<f64>, CliError> {
+        let ll = mixburn_gmm::missing::score_observed(&mixture, rows).map_err(|e| at(path, e))?;
+        Ok(ll.iter().map(|l| -l).collect())
     };
-    let train_scores = scores_of_rows(&a.input)?;
+    let train_scores = scores_of_rows(&x, &a.input)?;
     let rule_scores = match &a.validation {
-        Some(v) => scores_of_rows(v)?,
+        Some(v) => {
+            let rows = a.em.compute.open_with_missing(v, &device, precision)?;
+            scores_of_rows(&rows, v)?
+        }
         None => train_scores.clone(),
     };
     let det = AnomalyDetector::from_parts(mixture, rule.threshold(&rule_scores)?, rule)?;
