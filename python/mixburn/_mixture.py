@@ -118,7 +118,7 @@ class _MixtureBase(DensityMixin, BaseEstimator):
         urls = [self.workers] if isinstance(self.workers, str) else list(self.workers)
         if not urls or not all(isinstance(u, str) for u in urls):
             raise ValueError(
-                "workers must be a list of `mixburn serve` addresses like 'ws://host:port'"
+                "workers must be a list of `mixburn serve` addresses like 'ws://host:port' or 'iroh://<id>@host:port'"
             )
         token = self.worker_token
         if isinstance(token, os.PathLike):

@@ -280,7 +280,7 @@ fn fit_data(
     }
 }
 
-/// The `mixburn serve` workers a fit splits its rows over (`ws://host:port`), and the token
+/// The `mixburn serve` workers a fit splits its rows over (`ws://…` or `iroh://…`), and the token
 /// their servers ask for.
 #[derive(FromPyObject)]
 #[pyo3(from_item_all)]

@@ -273,7 +273,7 @@ pub fn describe_panic(panic: &(dyn std::any::Any + Send)) -> String {
                 String::new()
             };
             format!(
-                "worker {} failed{during}: {msg}; check that it is running and reachable, or                  leave it out of --workers",
+                "worker {} failed{during}: {msg}; check that it is running and reachable, or leave it out of --workers",
                 rows.stalled_worker()
             )
         }
@@ -322,7 +322,8 @@ fn watchdog(rows: Weak<ShardedRows>, timeout: u64) {
 
 /// Whether the WebSocket server at `url` (`ws://host:port`) answers an HTTP request on a new
 /// connection within 3 seconds (a stopped or hung server accepts the connection, through the
-/// kernel, but never replies).
+/// kernel, but never replies). An Iroh worker (`iroh://…`) answers nothing short of a QUIC
+/// handshake, so it counts as answering, and the watchdog names the pass's stalled worker.
 fn answers(url: &str) -> bool {
     use std::io::{Read, Write};
     use std::net::{TcpStream, ToSocketAddrs};

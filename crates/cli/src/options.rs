@@ -301,7 +301,8 @@ impl Compute {
 /// fit and sends back only sufficient statistics.
 #[derive(Debug, Args, Clone)]
 pub struct WorkerOptions {
-    /// Comma-separated `mixburn serve` addresses: ws://host:port,ws://host:port.
+    /// Comma-separated `mixburn serve` addresses, as each prints them: ws://host:port (loopback)
+    /// or iroh://<id>@host:port.
     #[arg(long)]
     pub workers: Option<String>,
     /// A file holding the token the workers ask for.
@@ -380,7 +381,7 @@ impl WorkerOptions {
         if all.is_empty() {
             return Err(GmmError::invalid_setting(
                 "workers",
-                "give at least one address, ws://host:port",
+                "give at least one address, ws://host:port or iroh://<id>@host:port",
             )
             .into());
         }

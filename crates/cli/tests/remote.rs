@@ -2,8 +2,8 @@
 //! the test; a fit over their shards equals the single-process fit (EM, the variational
 //! mixture, `select`, the OOD detector; f64 to 1e-9, f32 to 1e-5 relative); a wrong token is
 //! refused naming the worker; a worker killed during a fit ends it with an error naming the
-//! worker, in bounded time, never a hang. The address policy of `serve` is checked in every
-//! build.
+//! worker, in bounded time, never a hang; over Iroh the same fit is encrypted and the client
+//! verifies the server's key. The address policy of `serve` is checked in every build.
 
 #[cfg(feature = "remote")]
 use std::path::Path;
@@ -16,22 +16,22 @@ fn run(args: &[&str]) -> Result<Value, String> {
     mixburn::run_args(all)
 }
 
+/// Issue 28: beyond loopback the server speaks only the encrypted transport (Iroh, the
+/// default there) and always asks for a token; the Iroh key file is only for Iroh.
 #[test]
-fn serve_refuses_a_non_loopback_address_without_allow_remote_or_with_no_token() {
-    let e = run(&["serve", "--bind", "0.0.0.0:0"]).unwrap_err();
+fn serve_refuses_clear_text_or_no_token_beyond_loopback() {
+    let e = run(&["serve", "--bind", "0.0.0.0:0", "--transport", "websocket"]).unwrap_err();
     assert!(
-        e.contains("not a loopback address") && e.contains("--allow-remote"),
+        e.contains("not a loopback address") && e.contains("clear text") && e.contains("iroh"),
         "{e}"
     );
-    let e = run(&[
-        "serve",
-        "--bind",
-        "0.0.0.0:0",
-        "--allow-remote",
-        "--no-token",
-    ])
-    .unwrap_err();
+    let e = run(&["serve", "--bind", "0.0.0.0:0", "--no-token"]).unwrap_err();
     assert!(e.contains("needs a token"), "{e}");
+    let e = run(&["serve", "--identity-file", "/nonexistent/key"]).unwrap_err();
+    assert!(
+        e.contains("identity_file") && e.contains("--transport iroh"),
+        "{e}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty");
     std::fs::write(&empty, "\n").unwrap();
@@ -108,10 +108,15 @@ mod remote_support {
             }
         }
 
-        /// A server started with `args` after `serve --bind 127.0.0.1:0`, and `env` set.
+        /// A server started with `serve` and `args` (`--bind 127.0.0.1:0` unless they bind),
+        /// and `env` set.
         pub fn start_with(args: &[&str], env: &[(&str, &Path)]) -> Self {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_mixburn"));
-            cmd.args(["serve", "--bind", "127.0.0.1:0"]).args(args);
+            cmd.arg("serve");
+            if !args.contains(&"--bind") {
+                cmd.args(["--bind", "127.0.0.1:0"]);
+            }
+            cmd.args(args);
             for (k, v) in env {
                 cmd.env(k, v);
             }
@@ -125,8 +130,10 @@ mod remote_support {
             BufReader::new(child.stdout.take().expect("stdout"))
                 .read_line(&mut line)
                 .expect("the server's first line");
-            let v: Value = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("a JSON line, not {line:?}: {e}"));
+            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+                let said = std::fs::read_to_string(stderr.path()).unwrap_or_default();
+                panic!("a JSON line, not {line:?} ({e}); the server said: {said}")
+            });
             let url = v["serving"].as_str().expect("serving").to_string();
             let token_file = v["token_file"].as_str().map(String::from);
             Self {
@@ -604,6 +611,74 @@ mod remote {
             e.contains("--no-token") && e.contains("--token-file"),
             "{e}"
         );
+    }
+
+    /// Issue 28: over Iroh (QUIC, TLS 1.3) a fit equals the one over WebSocket; the client
+    /// verifies the server (an address naming another key fails the handshake, naming the
+    /// worker); a clear-text client gets no session from the encrypted server; a server on
+    /// another address than loopback serves Iroh by default; `--identity-file` is created only
+    /// its owner can read and keeps the server's address across restarts, and a key others may
+    /// read is refused.
+    #[test]
+    fn iroh_serves_the_same_fit_encrypted_and_the_client_verifies_the_server() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("server.key");
+        let key_arg = key.to_str().unwrap();
+        let server = Server::start_with(&["--transport", "iroh", "--identity-file", key_arg], &[]);
+        assert!(server.url.starts_with("iroh://"), "{}", server.url);
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let token = server.token_file.clone().unwrap();
+        let plain = Server::start(Some(Path::new(&token)));
+
+        let x = data(dir.path(), 600, 3);
+        let out = dir.path().join("m.safetensors");
+        let out = out.to_str().unwrap();
+        let fit =
+            |url: &str| fit_two_over(url, &x, out, &["--token-file", &token, "--dtype", "f64"]);
+        let lb = |v: &Value| v["lower_bound"].as_f64().unwrap();
+        let over_iroh = fit(&server.url).unwrap();
+        let over_ws = fit(&plain.url).unwrap();
+        assert!(
+            rel(lb(&over_iroh), lb(&over_ws)) < 1e-12,
+            "{over_iroh} vs {over_ws}"
+        );
+
+        // Another key at the same address: the handshake fails, naming the worker.
+        let at = server.url.rsplit('@').next().unwrap();
+        let impostor = format!("iroh://{}@{at}", "11".repeat(32));
+        std::fs::remove_file(out).unwrap();
+        let e = fit(&impostor).unwrap_err();
+        assert!(e.contains(&impostor) && e.contains("handshake"), "{e}");
+        // A clear-text client at the encrypted server's port gets nothing.
+        let ws = format!("ws://{at}");
+        let e = fit(&ws).unwrap_err();
+        assert!(e.contains(&ws), "{e}");
+        assert!(!Path::new(out).exists());
+        let e = fit("iroh://not-a-key@127.0.0.1:9").unwrap_err();
+        assert!(e.contains("server key"), "{e}");
+
+        // Restarted with its key file, the server keeps its id.
+        let id = |url: &str| {
+            url["iroh://".len()..]
+                .split('@')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        let before = id(&server.url);
+        drop(server);
+        let again = Server::start_with(&["--transport", "iroh", "--identity-file", key_arg], &[]);
+        assert_eq!(id(&again.url), before);
+        drop(again);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = run(&["serve", "--transport", "iroh", "--identity-file", key_arg]).unwrap_err();
+        assert!(e.contains("chmod 600"), "{e}");
+
+        // Beyond loopback, Iroh without being asked.
+        let wide = Server::start_with(&["--bind", "0.0.0.0:0"], &[]);
+        assert!(wide.url.starts_with("iroh://"), "{}", wide.url);
     }
 }
 

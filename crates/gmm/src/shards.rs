@@ -263,9 +263,11 @@ impl RowSource for ShardedRows {
     }
 }
 
-/// Connects the `mixburn serve` worker at `url` (`ws://host:port`), with `token` when its
-/// server asks for one. Fails, naming the worker, when it cannot be reached or refuses the
-/// token.
+/// Connects the `mixburn serve` worker at `url`, with `token` when its server asks for one:
+/// `ws://host:port` (clear text, for a server on loopback) or `iroh://<id>@host:port` (QUIC
+/// with TLS 1.3, direct, no relays: the connection fails unless the server holds the secret
+/// key of the public key `<id>`). Fails, naming the worker, when it cannot be reached, is not
+/// the server named, or refuses the token.
 #[cfg(feature = "remote")]
 pub fn connect(url: &str, token: Option<&str>) -> Result<Device> {
     use burn::remote::RemoteHost;
@@ -274,12 +276,17 @@ pub fn connect(url: &str, token: Option<&str>) -> Result<Device> {
         iteration: None,
         reason,
     };
-    if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+    let mut host = if url.starts_with("ws://") || url.starts_with("wss://") {
+        RemoteHost::websocket(url)
+    } else if let Some(rest) = url.strip_prefix("iroh://") {
+        RemoteHost::iroh(iroh_host(rest).map_err(worker_err)?)
+    } else {
         return Err(worker_err(
-            "is not a WebSocket address: write it as ws://host:port".into(),
+            "is not a worker address: write it as ws://host:port (loopback) or \
+             iroh://<id>@host:port (as `mixburn serve` prints it)"
+                .into(),
         ));
-    }
-    let mut host = RemoteHost::websocket(url);
+    };
     if let Some(t) = token {
         host = host.with_credential(t);
     }
@@ -292,6 +299,31 @@ pub fn connect(url: &str, token: Option<&str>) -> Result<Device> {
         .try_into_vec_as::<f32>()
         .map_err(|e| worker_err(format!("does not answer: {e}")))?;
     Ok(device)
+}
+
+/// `<id>@host:port`: the server's public key and every address `host` resolves to, dialled
+/// directly (relays off).
+#[cfg(feature = "remote")]
+fn iroh_host(rest: &str) -> std::result::Result<burn::remote::IrohHost, String> {
+    use burn::remote::{EndpointId, IrohHost, IrohRelays};
+    use std::net::ToSocketAddrs;
+    let (id, at) = rest
+        .split_once('@')
+        .ok_or("names no server key: write it as iroh://<id>@host:port")?;
+    let id: EndpointId = id
+        .parse()
+        .map_err(|e| format!("has no valid server key before `@` ({e})"))?;
+    let addrs: Vec<_> = at
+        .to_socket_addrs()
+        .map_err(|e| format!("has no address `host:port` after `@` ({e})"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err("has a host that resolves to no address".into());
+    }
+    Ok(addrs.into_iter().fold(
+        IrohHost::new(id).with_relays(IrohRelays::Disabled),
+        IrohHost::with_address,
+    ))
 }
 
 /// Connecting needs Burn's remote backend (the `remote` feature).

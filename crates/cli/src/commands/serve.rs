@@ -1,15 +1,24 @@
 //! `mixburn serve`: hosts this machine's device for `--workers` clients on Burn's remote
-//! backend (WebSocket): a client's shard of the rows stays resident here for the whole fit and
-//! only sufficient statistics go back.
+//! backend: a client's shard of the rows stays resident here for the whole fit and only
+//! sufficient statistics go back.
 //!
 //! A token always, as Jupyter does: loopback is no boundary between the users of one machine.
 //! With `--token-file` the server asks for that file's token; without it, it draws a 256-bit
 //! token from the operating system and writes it to a new file only its owner can read
 //! (`$XDG_RUNTIME_DIR/mixburn/serve-<port>.token`, or `~/.cache/mixburn/tokens/` where there
 //! is no runtime directory), named in its first JSON line; a client presents it with
-//! `--token-file`. `--no-token` serves anyone on loopback, with a warning. Another address
-//! needs `--allow-remote` and a token: the transport itself is not encrypted, so use it on a
-//! trusted network.
+//! `--token-file`. `--no-token` serves anyone on loopback, with a warning.
+//!
+//! | transport | where | on the wire | the client knows it reached the server by |
+//! |---|---|---|---|
+//! | `websocket` (`ws://host:port`) | loopback only | clear text (TCP) | nothing: loopback only |
+//! | `iroh` (`iroh://<id>@host:port`) | any address (the default beyond loopback) | QUIC, TLS 1.3 | the server's public key, `<id>` |
+//!
+//! Beyond loopback the server speaks only Iroh (Burn's own encrypted transport, relays off:
+//! direct UDP on the bound address, nothing sent to outside relays or address lookups), so the
+//! token and the shards never cross the network in clear text; a WebSocket client gets no
+//! answer there. The server's key is drawn afresh at each start, or kept in `--identity-file`
+//! (created only its owner can read) so its address stays the same across restarts.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -39,9 +48,25 @@ pub struct ServeArgs {
     /// machine can then use the device and see the rows sent to it).
     #[arg(long)]
     pub no_token: bool,
-    /// Listen on an address other than loopback (with a token; the transport is not encrypted).
+    /// How clients reach the server: `websocket` (clear text, loopback only) or `iroh`
+    /// (encrypted, the server authenticated by its key). Default: websocket on loopback, iroh
+    /// on any other address.
+    #[arg(long, value_enum)]
+    pub transport: Option<Transport>,
+    /// The Iroh server's secret key (64 hexadecimal digits, or Burn's 32 raw bytes): created,
+    /// readable by its owner only, where it does not exist, so the server keeps its address
+    /// (`iroh://<id>@…`) across restarts. Without it a fresh key is drawn at each start.
     #[arg(long)]
-    pub allow_remote: bool,
+    pub identity_file: Option<PathBuf>,
+}
+
+/// How clients reach a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// WebSocket over TCP, clear text: loopback only.
+    Websocket,
+    /// Iroh: QUIC with TLS 1.3 over UDP, the server authenticated by its public key.
+    Iroh,
 }
 
 /// Reads a token file: one line, not empty (a trailing newline is dropped).
@@ -87,19 +112,80 @@ fn token_dir() -> Result<PathBuf, CliError> {
     Ok(mixburn_data::private_dir(&dir)?)
 }
 
-/// Draws a 256-bit token from the operating system's generator, as 64 hexadecimal digits.
-fn random_token() -> Result<String, CliError> {
+/// 32 bytes from the operating system's generator, for `what` (named in the refusal).
+fn random_bytes(what: &'static str) -> Result<[u8; 32], CliError> {
     use std::io::Read;
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
         .map_err(|e| {
             GmmError::invalid_setting(
-                "token_file",
-                format!("cannot draw a random token from /dev/urandom ({e}): give --token-file"),
+                what,
+                format!(
+                    "cannot draw random bytes from /dev/urandom ({e}): give --{}",
+                    what.replace('_', "-")
+                ),
             )
         })?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(bytes)
+}
+
+/// Lower-case hexadecimal digits of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Draws a 256-bit token from the operating system's generator, as 64 hexadecimal digits.
+fn random_token() -> Result<String, CliError> {
+    Ok(hex(&random_bytes("token_file")?))
+}
+
+/// The Iroh server's secret key: `path`'s (64 hexadecimal digits, or Burn's 32 raw bytes;
+/// refused where other users may read it), or a new one written there readable by its owner
+/// only (written once the server is bound: `true`); without a path, a fresh one.
+fn server_key(path: Option<&Path>) -> Result<([u8; 32], bool), CliError> {
+    let refuse = |p: &Path, why: String| -> CliError {
+        GmmError::invalid_setting("identity_file", format!("{}: {why}", p.display())).into()
+    };
+    let Some(path) = path else {
+        return Ok((random_bytes("identity_file")?, false));
+    };
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok((random_bytes("identity_file")?, true))
+        }
+        Err(e) => Err(refuse(path, e.to_string())),
+        Ok(_) => {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(path).map_err(|e| refuse(path, e.to_string()))?;
+            if meta.permissions().mode() & 0o077 != 0 {
+                return Err(refuse(
+                    path,
+                    "other users may read this key (whoever holds it can pose as the server): \
+                     chmod 600 it"
+                        .into(),
+                ));
+            }
+            let bytes = mixburn_data::read_input(path)?;
+            let text = std::str::from_utf8(&bytes).map(|t| t.trim_end_matches(['\n', '\r']));
+            let decoded = match text {
+                Ok(t) if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) => (0..32)
+                    .map(|i| u8::from_str_radix(&t[2 * i..2 * i + 2], 16).ok())
+                    .collect::<Option<Vec<u8>>>(),
+                _ if bytes.len() == 32 => Some(bytes.clone()),
+                _ => None,
+            };
+            decoded
+                .and_then(|k| <[u8; 32]>::try_from(k).ok())
+                .map(|k| (k, false))
+                .ok_or_else(|| {
+                    refuse(
+                        path,
+                        "is not a key: it must hold 64 hexadecimal digits (or 32 raw bytes)".into(),
+                    )
+                })
+        }
+    }
 }
 
 /// The token the server asks for, and the file a client reads it from: `given` (the
@@ -126,64 +212,75 @@ fn server_token(
     Ok(Some((token, path)))
 }
 
-/// Checks the address policy, binds, prints one JSON line (`{"serving": "ws://…"}`) on stdout,
-/// then serves until SIGINT or SIGTERM.
+/// Checks the address policy, binds, prints one JSON line (`{"serving": "ws://…"}` or
+/// `"iroh://<id>@…"`) on stdout, then serves until SIGINT or SIGTERM.
 pub fn run(a: ServeArgs) -> Result<Value, CliError> {
     if !cfg!(feature = "remote") {
         return Err(no_remote());
     }
-    if !a.bind.ip().is_loopback() {
-        if !a.allow_remote {
-            return Err(GmmError::invalid_setting(
-                "bind",
-                format!(
-                    "{} is not a loopback address: the transport is not encrypted, so serving \
-                     beyond this machine needs --allow-remote (and a token)",
-                    a.bind
-                ),
-            )
-            .into());
-        }
-        if a.no_token {
-            return Err(GmmError::invalid_setting(
-                "no_token",
-                "serving beyond this machine (--allow-remote) needs a token: leave out \
-                 --no-token (a token is generated) or give --token-file",
-            )
-            .into());
-        }
+    let loopback = a.bind.ip().is_loopback();
+    let transport = a.transport.unwrap_or(if loopback {
+        Transport::Websocket
+    } else {
+        Transport::Iroh
+    });
+    if !loopback && transport == Transport::Websocket {
+        return Err(GmmError::invalid_setting(
+            "transport",
+            format!(
+                "{} is not a loopback address and WebSocket is clear text (the token and the \
+                 rows would cross the network unencrypted): serve over Iroh there (leave out \
+                 --transport, or give --transport iroh)",
+                a.bind
+            ),
+        )
+        .into());
     }
-    // A given token file is read (and checked) before anything is bound.
+    if !loopback && a.no_token {
+        return Err(GmmError::invalid_setting(
+            "no_token",
+            "serving beyond this machine needs a token: leave out --no-token (a token is \
+             generated) or give --token-file",
+        )
+        .into());
+    }
+    if a.identity_file.is_some() && transport != Transport::Iroh {
+        return Err(GmmError::invalid_setting(
+            "identity_file",
+            "is the Iroh server's key: give it with --transport iroh",
+        )
+        .into());
+    }
+    // A given token file and key are read (and checked) before anything is bound.
     let given = a.token_file.as_deref().map(read_token).transpose()?;
+    let key = match transport {
+        Transport::Iroh => Some(server_key(a.identity_file.as_deref())?),
+        Transport::Websocket => None,
+    };
     let backend = a.backend.backend;
     let device = backend.device()?;
-    let listener = TcpListener::bind(a.bind).map_err(|e| {
-        GmmError::invalid_setting("bind", format!("cannot listen on {}: {e}", a.bind))
-    })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| GmmError::invalid_setting("bind", e.to_string()))?;
-    let token = server_token(&a, given, addr.port())?;
-    serve(listener, device, token, addr, &backend.to_string())
+    match key {
+        Some(key) => serve_iroh(&a, given, key, device, &backend.to_string()),
+        None => {
+            let listener = TcpListener::bind(a.bind).map_err(|e| {
+                GmmError::invalid_setting("bind", format!("cannot listen on {}: {e}", a.bind))
+            })?;
+            let addr = listener
+                .local_addr()
+                .map_err(|e| GmmError::invalid_setting("bind", e.to_string()))?;
+            let token = server_token(&a, given, addr.port())?;
+            serve_websocket(listener, device, token, addr, &backend.to_string())
+        }
+    }
 }
 
-#[cfg(feature = "remote")]
-fn serve(
-    listener: TcpListener,
-    device: mixburn_gmm::burn::tensor::Device,
-    token: Option<(String, PathBuf)>,
-    addr: SocketAddr,
-    backend: &str,
-) -> Result<Value, CliError> {
+/// The server's first line: where it serves, and the token file a client presents.
+fn announce(url: &str, backend: &str, token: &Option<(String, PathBuf)>) {
     use std::io::Write;
-
-    use mixburn_gmm::burn::server::{RemoteServer, TokenAuthorizer, WebSocketTransport};
-    use serde_json::json;
-    let url = format!("ws://{addr}");
     // The address first (a client or a test reads it), then the server's own session log.
     println!(
         "{}",
-        json!({
+        serde_json::json!({
             "serving": url,
             "backend": backend,
             "token": token.is_some(),
@@ -191,19 +288,111 @@ fn serve(
         })
     );
     let _ = std::io::stdout().flush();
+}
+
+/// A server of `device` that asks for `token`, when there is one.
+#[cfg(feature = "remote")]
+fn remote_server(
+    device: mixburn_gmm::burn::tensor::Device,
+    token: &Option<(String, PathBuf)>,
+) -> Result<mixburn_gmm::burn::server::RemoteServer, CliError> {
+    use mixburn_gmm::burn::server::{RemoteServer, TokenAuthorizer};
     let server = RemoteServer::new([device]);
-    let served = match token {
-        Some((t, _)) => {
-            let auth = TokenAuthorizer::new(t)
-                .map_err(|e| GmmError::invalid_setting("token_file", format!("{e:?}")))?;
-            server
-                .with_authorizer(auth)
-                .serve(WebSocketTransport::from_listener(listener))
+    Ok(match token {
+        Some((t, _)) => server.with_authorizer(
+            TokenAuthorizer::new(t.as_str())
+                .map_err(|e| GmmError::invalid_setting("token_file", e.to_string()))?,
+        ),
+        None => server,
+    })
+}
+
+#[cfg(feature = "remote")]
+fn serve_websocket(
+    listener: TcpListener,
+    device: mixburn_gmm::burn::tensor::Device,
+    token: Option<(String, PathBuf)>,
+    addr: SocketAddr,
+    backend: &str,
+) -> Result<Value, CliError> {
+    use mixburn_gmm::burn::server::WebSocketTransport;
+    let url = format!("ws://{addr}");
+    announce(&url, backend, &token);
+    remote_server(device, &token)?
+        .serve(WebSocketTransport::from_listener(listener))
+        .map_err(|e| GmmError::invalid_setting("bind", format!("serving {url} failed: {e}")))?;
+    Ok(serde_json::json!({ "stopped": url }))
+}
+
+/// Serves over Iroh on exactly `--bind` (UDP), relays, address lookups and port mapping off,
+/// until SIGINT or SIGTERM. A new key is written to `--identity-file` once the address is
+/// bound, so a failed start leaves no file behind.
+#[cfg(feature = "remote")]
+fn serve_iroh(
+    a: &ServeArgs,
+    given: Option<String>,
+    (key, new_key): ([u8; 32], bool),
+    device: mixburn_gmm::burn::tensor::Device,
+    backend: &str,
+) -> Result<Value, CliError> {
+    use iroh::endpoint::{presets, PortmapperConfig, QuicTransportConfig};
+    use mixburn_gmm::burn::server::BURN_REMOTE_ALPN;
+    let fail = |what: String| -> CliError { GmmError::invalid_setting("bind", what).into() };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(format!("cannot start the runtime to serve on: {e}")))?;
+    runtime.block_on(async {
+        let cannot = |e: &dyn std::fmt::Display| fail(format!("cannot listen on {}: {e}", a.bind));
+        let endpoint = iroh::Endpoint::builder(presets::Minimal)
+            .secret_key(iroh::SecretKey::from_bytes(&key))
+            .relay_mode(iroh::RelayMode::Disabled)
+            .portmapper_config(PortmapperConfig::Disabled)
+            // Burn's own setting: segmentation offload stalls connections (iroh#4555).
+            .transport_config(
+                QuicTransportConfig::builder()
+                    .enable_segmentation_offload(false)
+                    .build(),
+            )
+            .clear_ip_transports()
+            .bind_addr(a.bind)
+            .map_err(|e| cannot(&e))?
+            .bind()
+            .await
+            .map_err(|e| cannot(&e))?;
+        let addr = endpoint
+            .bound_sockets()
+            .into_iter()
+            .next()
+            .ok_or_else(|| cannot(&"no socket was bound"))?;
+        if let (true, Some(path)) = (new_key, &a.identity_file) {
+            mixburn_data::write_atomic_private(path, |w| writeln!(w, "{}", hex(&key)))?;
         }
-        None => server.serve(WebSocketTransport::from_listener(listener)),
-    };
-    served.map_err(|e| GmmError::invalid_setting("bind", format!("serving {url} failed: {e}")))?;
-    Ok(json!({ "stopped": url }))
+        let token = server_token(a, given, addr.port())?;
+        let url = format!("iroh://{}@{addr}", endpoint.id());
+        let protocol = remote_server(device, &token)?
+            .into_protocol(&endpoint)
+            .map_err(|e| fail(format!("serving {url} failed: {e}")))?;
+        let router = iroh::protocol::Router::builder(endpoint)
+            .accept(BURN_REMOTE_ALPN, protocol)
+            .spawn();
+        announce(&url, backend, &token);
+        let stop = shutdown_signal().await;
+        let _ = router.shutdown().await;
+        stop.map_err(|e| fail(format!("serving {url} failed: {e}")))?;
+        Ok(serde_json::json!({ "stopped": url }))
+    })
+}
+
+/// SIGINT or SIGTERM.
+#[cfg(feature = "remote")]
+async fn shutdown_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
+    }
 }
 
 /// The refusal of a build without the remote backend, before anything is bound or written.
@@ -217,11 +406,22 @@ fn no_remote() -> CliError {
 }
 
 #[cfg(not(feature = "remote"))]
-fn serve(
+fn serve_websocket(
     _listener: TcpListener,
     _device: mixburn_gmm::burn::tensor::Device,
     _token: Option<(String, PathBuf)>,
     _addr: SocketAddr,
+    _backend: &str,
+) -> Result<Value, CliError> {
+    Err(no_remote())
+}
+
+#[cfg(not(feature = "remote"))]
+fn serve_iroh(
+    _a: &ServeArgs,
+    _given: Option<String>,
+    _key: ([u8; 32], bool),
+    _device: mixburn_gmm::burn::tensor::Device,
     _backend: &str,
 ) -> Result<Value, CliError> {
     Err(no_remote())
