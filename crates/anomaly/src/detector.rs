@@ -113,6 +113,9 @@ pub struct AnomalyDetector {
     pub(crate) mixture: FittedMixture,
     pub(crate) threshold: f64,
     pub(crate) rule: ThresholdRule,
+    /// The total weight of the rows its single Gaussian was fitted on, kept by an updatable
+    /// detector ([`updatable`](Self::updatable)).
+    pub(crate) kept_count: Option<f64>,
 }
 
 impl AnomalyDetector {
@@ -188,6 +191,7 @@ impl AnomalyDetector {
             mixture: mixture.into(),
             threshold: f64::NAN,
             rule,
+            kept_count: None,
         };
         let scores = to_f64(det.score(rows)?)?;
         det.threshold = rule.threshold(&scores)?;
@@ -212,6 +216,7 @@ impl AnomalyDetector {
             mixture: mixture.into(),
             threshold,
             rule,
+            kept_count: None,
         })
     }
 

@@ -1,7 +1,8 @@
 //! The detector's file. Written as safetensors: the mixture's own model file (its arrays and
 //! `config`, either estimator, loadable by `mixburn score` as that mixture) with one more
 //! metadata entry, `anomaly` = `{format: "mixburn-anomaly", version: 2, threshold,
-//! threshold_rule}`. Version-1 detector files, a JSON envelope
+//! threshold_rule, kept_count}` (`kept_count`: the total weight of the training rows of an
+//! updatable detector, `null` otherwise). Version-1 detector files, a JSON envelope
 //! `{format, version: 1, threshold, threshold_rule, mixture}` embedding the mixture's JSON
 //! model file ([`to_json`](AnomalyDetector::to_json)), still load. This file is the only
 //! place that knows either layout.
@@ -43,6 +44,7 @@ impl AnomalyDetector {
             "version": ANOMALY_FORMAT_VERSION,
             "threshold": self.threshold,
             "threshold_rule": self.rule,
+            "kept_count": self.kept_count,
             "mixture": mixture,
         });
         serde_json::to_string_pretty(&v)
@@ -53,13 +55,13 @@ impl AnomalyDetector {
     /// reason says what is wrong (the file name is added by [`load`](Self::load)).
     pub fn from_json(text: &str) -> std::result::Result<Self, String> {
         let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-        let (threshold, rule) = header(&v, ANOMALY_FORMAT_VERSION)?;
+        let (threshold, rule, kept) = header(&v, ANOMALY_FORMAT_VERSION)?;
         if !v["mixture"].is_object() {
             return Err("`mixture` is missing".into());
         }
         let mixture = FittedMixture::from_json(&v["mixture"].to_string())
             .map_err(|e| format!("the embedded mixture: {e}"))?;
-        AnomalyDetector::from_parts(mixture, threshold, rule).map_err(|e| e.to_string())
+        assemble(mixture, threshold, rule, kept)
     }
 
     /// Writes the detector to `path` as safetensors (module docs), atomically through the
@@ -70,6 +72,7 @@ impl AnomalyDetector {
             "version": ANOMALY_BINARY_VERSION,
             "threshold": self.threshold,
             "threshold_rule": self.rule,
+            "kept_count": self.kept_count,
         });
         self.mixture
             .save_with_metadata(path, &[(ANOMALY_METADATA_KEY.into(), v.to_string())])?;
@@ -93,13 +96,12 @@ impl AnomalyDetector {
             if let Some(text) = file.metadata.get(ANOMALY_METADATA_KEY) {
                 let v: Value = serde_json::from_str(text)
                     .map_err(|e| bad(format!("its `anomaly` metadata is not JSON: {e}")))?;
-                let (threshold, rule) = header(&v, ANOMALY_BINARY_VERSION).map_err(bad)?;
+                let (threshold, rule, kept) = header(&v, ANOMALY_BINARY_VERSION).map_err(bad)?;
                 let mixture = FittedMixture::from_content(
                     mixburn_gmm::model_file::ModelContent::from_safetensors(file)?,
                 )
                 .map_err(|e| bad(format!("the mixture: {e}")))?;
-                return AnomalyDetector::from_parts(mixture, threshold, rule)
-                    .map_err(|e| bad(e.to_string()));
+                return assemble(mixture, threshold, rule, kept).map_err(bad);
             }
             // A binary model or OOD detector file, not a detector of this kind: say which.
             let format = file.metadata.get("format").cloned();
@@ -116,9 +118,28 @@ impl AnomalyDetector {
     }
 }
 
+/// The detector from a file's parts, checked as a fit's result: the threshold and its rule
+/// ([`AnomalyDetector::from_parts`]), and a kept count only over a single Gaussian
+/// ([`AnomalyDetector::updatable`]).
+fn assemble(
+    mixture: FittedMixture,
+    threshold: f64,
+    rule: ThresholdRule,
+    kept: Option<f64>,
+) -> std::result::Result<AnomalyDetector, String> {
+    let det = AnomalyDetector::from_parts(mixture, threshold, rule).map_err(|e| e.to_string())?;
+    match kept {
+        Some(n) => det.updatable(n).map_err(|e| format!("`kept_count`: {e}")),
+        None => Ok(det),
+    }
+}
+
 /// The detector's own fields of a file of `version`: the format name and version checked,
-/// the threshold and its rule read (checked by [`AnomalyDetector::from_parts`]).
-fn header(v: &Value, version: u64) -> std::result::Result<(f64, ThresholdRule), String> {
+/// the threshold, its rule and the kept count read (checked by [`assemble`]).
+fn header(
+    v: &Value,
+    version: u64,
+) -> std::result::Result<(f64, ThresholdRule, Option<f64>), String> {
     match v["format"].as_str() {
         Some(ANOMALY_FORMAT) => {}
         Some(f @ ("mixburn-gmm" | "mixburn-bgm")) => {
@@ -142,5 +163,9 @@ fn header(v: &Value, version: u64) -> std::result::Result<(f64, ThresholdRule), 
         .ok_or("`threshold` is missing or not a number")?;
     let rule: ThresholdRule = serde_json::from_value(v["threshold_rule"].clone())
         .map_err(|e| format!("`threshold_rule`: {e}"))?;
-    Ok((threshold, rule))
+    let kept = match &v["kept_count"] {
+        Value::Null => None,
+        n => Some(n.as_f64().ok_or("`kept_count` is not a number")?),
+    };
+    Ok((threshold, rule, kept))
 }

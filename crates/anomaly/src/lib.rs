@@ -13,6 +13,8 @@
 //! - [`detector`]: [`AnomalyDetector`] (fit, K fixed or by BIC, score, flag, explain),
 //!   [`NanPolicy`].
 //! - [`threshold`]: [`ThresholdRule`] and NumPy's [`percentile`](threshold::percentile).
+//! - [`update`]: an updatable detector (one Gaussian) refitted on more rows without the first
+//!   ones, exactly.
 //! - [`head`]: [`AnomalyHead`], the detector as a Burn `Module` (differentiable scores).
 //! - [`mod@file`]: the detector's file (versioned JSON embedding the mixture's model file).
 //! - [`error`]: [`AnomalyError`], the one error type of the crate.
@@ -33,6 +35,7 @@ pub mod error;
 pub mod file;
 pub mod head;
 pub mod threshold;
+pub mod update;
 
 pub use detector::{AnomalyConfig, AnomalyDetector, Components, Explanation, NanPolicy};
 pub use error::{AnomalyError, Result};

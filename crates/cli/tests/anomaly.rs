@@ -1,5 +1,5 @@
-//! `mixburn anomaly fit|score`: the documented JSON fields and output files, scores that feed
-//! `mixburn ood eval`, and one-line errors (never a panic, no output touched) for bad input.
+//! `mixburn anomaly fit|score|update`: the documented JSON fields and output files, scores that
+//! feed `mixburn ood eval`, an update equal to a fit on all rows, and one-line errors (never a panic, no output touched) for bad input.
 
 use std::path::{Path, PathBuf};
 
@@ -254,4 +254,91 @@ fn bad_input_fails_with_one_line_and_leaves_outputs_untouched() {
         ]),
         "components",
     );
+}
+
+/// Issue 30: `anomaly fit --updatable` (one component) then `anomaly update` with the other
+/// rows scores like `anomaly fit` on all rows (f64, 1e-9), the output may replace the detector
+/// itself, and the threshold is set again on the new rows; `--updatable` with more components
+/// and an update of a detector without the count are refused, the outputs untouched.
+#[test]
+fn anomaly_update_adds_rows_as_a_fit_on_all_rows_would() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let m = mixburn_data::read_matrix(&faithful()).unwrap();
+    let d = m.cols;
+    let write = |name: &str, rows: std::ops::Range<usize>| {
+        let path = dir.path().join(name);
+        let values = m.data[rows.start * d..rows.end * d].to_vec();
+        let part = Matrix::new(rows.len(), d, values, ElemType::F64).unwrap();
+        mixburn_data::write_matrix_npy(&path, &part).unwrap();
+        path
+    };
+    let (all, a, b) = (
+        write("all.npy", 0..m.rows),
+        write("a.npy", 0..150),
+        write("b.npy", 150..m.rows),
+    );
+    let out = |name: &str| dir.path().join(name);
+    let fit = |x: &Path, o: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "anomaly",
+            "fit",
+            "--input",
+            p(x),
+            "--components",
+            "1",
+            "--dtype",
+            "f64",
+            "--output",
+            p(o),
+        ];
+        args.extend_from_slice(extra);
+        mixburn(&args)
+    };
+    json(&fit(&all, &out("full.safetensors"), &[]));
+    let first = json(&fit(&a, &out("det.safetensors"), &["--updatable"]));
+    assert_eq!(first["updatable"], true, "{first}");
+    json(&fit(&a, &out("plain.safetensors"), &[]));
+    let update = |det: &Path, o: &Path| {
+        mixburn(&[
+            "anomaly",
+            "update",
+            "--detector",
+            p(det),
+            "--input",
+            p(&b),
+            "--output",
+            p(o),
+        ])
+    };
+    let report = json(&update(&out("det.safetensors"), &out("det.safetensors")));
+    assert_eq!(report["total_weight"], m.rows as f64, "{report}");
+    assert_eq!(report["n_samples_added"], m.rows - 150, "{report}");
+    assert_eq!(report["threshold_set_on"], "the new rows", "{report}");
+    let scores = |det: &str| {
+        let o = out(&format!("{det}.npy"));
+        json(&score(&out(&format!("{det}.safetensors")), &all, &o, &[]));
+        mixburn_data::read_vector(&o).unwrap()
+    };
+    let (want, got) = (scores("full"), scores("det"));
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-9 * w.abs(), "{g} vs {w}");
+    }
+    std::fs::write(out("kept.safetensors"), b"before").unwrap();
+    fails_cleanly(
+        &update(&out("plain.safetensors"), &out("kept.safetensors")),
+        "--updatable",
+    );
+    let two = mixburn(&[
+        "anomaly",
+        "fit",
+        "--input",
+        p(&a),
+        "--components",
+        "2",
+        "--updatable",
+        "--output",
+        p(&out("kept.safetensors")),
+    ]);
+    fails_cleanly(&two, "--components 1");
+    assert_eq!(std::fs::read(out("kept.safetensors")).unwrap(), b"before");
 }

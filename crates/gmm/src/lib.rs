@@ -29,7 +29,8 @@
 //!   ([`missing::fit_missing`]) and the log-density of the observed entries
 //!   ([`missing::score_observed`]).
 //! - [`online`]: stepwise (online) EM over a stream of chunks ([`OnlineMixture`],
-//!   `partial_fit`), with the step-size schedule [`StepSchedule`].
+//!   `partial_fit`), with the step-size schedule [`StepSchedule`]; a single Gaussian's
+//!   exact update from two fits on disjoint rows ([`GaussianMixture::merge_single`], `pooled.rs`).
 //! - [`select`]: choosing K (BIC, AIC, cross-validated likelihood), and the one BIC / AIC
 //!   formula ([`select::bic`], [`select::aic`]) every model and command uses.
 //! - [`budget`]: the memory budget and rows per chunk every pass follows.
@@ -77,6 +78,7 @@ mod model;
 pub mod model_file;
 pub mod online;
 mod params;
+mod pooled;
 pub mod progress;
 mod scatter;
 pub mod select;

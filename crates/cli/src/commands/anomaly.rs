@@ -27,6 +27,9 @@ pub enum AnomalyCommand {
     Fit(AnomalyFitArgs),
     /// Write one anomaly score −log p(x) per row (higher = more anomalous), and flags.
     Score(AnomalyScoreArgs),
+    /// Add normal rows to an updatable detector (one Gaussian) without its first rows: the
+    /// mixture equals a fit on all rows.
+    Update(AnomalyUpdateArgs),
 }
 
 /// `mixburn anomaly fit`.
@@ -65,6 +68,11 @@ pub struct AnomalyFitArgs {
     #[arg(long, default_value = "error", value_parser = choice::<Missing>(),
           conflicts_with_all = ["workers", "sample_weight"])]
     pub missing: Missing,
+    /// Keep the training rows' total weight in the detector so that `mixburn anomaly update`
+    /// can add rows exactly (one component, the em estimator: a mixture's statistics depend
+    /// on its responsibilities, and have no exact update).
+    #[arg(long)]
+    pub updatable: bool,
     /// EM settings, backend and precision.
     #[command(flatten)]
     pub em: EmOptions,
@@ -107,10 +115,36 @@ pub struct AnomalyScoreArgs {
 }
 
 /// Runs an anomaly subcommand.
+/// `mixburn anomaly update`.
+#[derive(Debug, Args)]
+pub struct AnomalyUpdateArgs {
+    /// A detector written by `mixburn anomaly fit --updatable` (or by `anomaly update`).
+    #[arg(long)]
+    pub detector: PathBuf,
+    /// The new rows (normal data) [n, D]: .npy (f32/f64, 2-D) or .csv.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Per-row sample weights of the new rows (.npy, >= 0).
+    #[arg(long)]
+    pub sample_weight: Option<PathBuf>,
+    /// Clean validation rows to set a false-alarm-rate threshold again on (without them it
+    /// is kept). A contamination threshold is always set again, on the new rows' scores.
+    #[arg(long)]
+    pub validation: Option<PathBuf>,
+    /// Where to write the updated detector (may be --detector itself: it is replaced
+    /// atomically once the update succeeded).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Backend and precision (the detector's precision).
+    #[command(flatten)]
+    pub compute: Compute,
+}
+
 pub fn run(cmd: AnomalyCommand) -> Result<Value, CliError> {
     match cmd {
         AnomalyCommand::Fit(a) => fit(a),
         AnomalyCommand::Score(a) => score(a),
+        AnomalyCommand::Update(a) => update(a),
     }
 }
 
@@ -198,6 +232,19 @@ fn fit(a: AnomalyFitArgs) -> Result<Value, CliError> {
         }
         .into());
     }
+    if a.updatable
+        && (components != Components::Fixed(1) || bayesian || a.missing == Missing::Marginalize)
+    {
+        return Err(AnomalyError::InvalidSetting {
+            name: "updatable",
+            reason: "only a single Gaussian fitted by EM on complete rows has an exact update \
+                     (a mixture's statistics depend on its responsibilities): give \
+                     --components 1 with the em estimator, or continue a mixture with online \
+                     EM (mixburn fit --warm-start M --online)"
+                .into(),
+        }
+        .into());
+    }
     let mut inputs = vec![a.input.as_path()];
     inputs.extend(a.validation.as_deref());
     check_outputs(&[&a.output], &inputs)?;
@@ -257,7 +304,11 @@ fn fit(a: AnomalyFitArgs) -> Result<Value, CliError> {
         }
         None => (scores_of(&provisional, &x, NanPolicy::Error, budget)?, None),
     };
-    let det = AnomalyDetector::from_parts(mixture, rule.threshold(&rule_scores)?, rule)?;
+    let mut det = AnomalyDetector::from_parts(mixture, rule.threshold(&rule_scores)?, rule)?;
+    if a.updatable {
+        let total = weights.as_ref().map_or(n as f64, |w| w.iter().sum());
+        det = det.updatable(total)?;
+    }
     let n_flagged_validation = n_validation.map(|_| count(&det.flags(&rule_scores)));
     let train_scores = match n_validation {
         Some(_) => scores_of(&det, &x, NanPolicy::Error, budget)?,
@@ -285,7 +336,92 @@ fn fit(a: AnomalyFitArgs) -> Result<Value, CliError> {
         "covariance_type": m.covariance_type().to_string(),
         "candidates": candidates,
         "weights": &m.params().weights,
+        "updatable": det.kept_count().is_some(),
         "backend": a.em.compute.backend_name(),
+        "dtype": precision.to_string(),
+        "output": a.output.display().to_string(),
+    }))
+}
+
+/// `anomaly update`: the detector's single Gaussian refitted on its rows and the new ones
+/// exactly (`mixburn_anomaly::update`), the new rows read a chunk at a time; a contamination
+/// threshold set again on their scores, a false-alarm-rate one on `--validation` or kept.
+fn update(a: AnomalyUpdateArgs) -> Result<Value, CliError> {
+    let mut inputs = vec![a.input.as_path()];
+    inputs.extend(a.validation.as_deref());
+    inputs.extend(a.sample_weight.as_deref());
+    check_outputs(&[&a.output], &inputs)?;
+    let det = AnomalyDetector::load(&a.detector)?;
+    let before = det
+        .kept_count()
+        .ok_or_else(|| AnomalyError::InvalidSetting {
+            name: "detector",
+            reason: format!(
+                "{} keeps no statistics to update: fit it with --updatable (one component, the \
+             em estimator)",
+                a.detector.display()
+            ),
+        })?;
+    let rule = det.rule();
+    if a.validation.is_some() && matches!(rule, ThresholdRule::Contamination { .. }) {
+        return Err(AnomalyError::InvalidSetting {
+            name: "validation",
+            reason: "the detector's threshold is set by contamination on its training rows \
+                     (again on the new rows here); validation rows set a false-alarm-rate \
+                     threshold only"
+                .into(),
+        }
+        .into());
+    }
+    let (device, precision) = a.compute.device(det.precision())?;
+    let budget = a.compute.max_memory_bytes()?;
+    let x = a
+        .compute
+        .open_input(&a.input, &device, precision, Passes::Many)?;
+    let n = x.n_rows();
+    let weights = match &a.sample_weight {
+        Some(p) => Some(crate::input::read_sample_weight(p, n)?),
+        None => None,
+    };
+    let (mixture, total) = det
+        .update_mixture(x.data(weights.as_deref()), budget)
+        .map_err(|e| match e {
+            AnomalyError::Gmm(g) => x.name_error(g),
+            e => e.into(),
+        })?;
+    let provisional = AnomalyDetector::from_parts(mixture.clone(), 0.0, rule)?;
+    let (threshold, set_on) = match (rule, &a.validation) {
+        (ThresholdRule::Contamination { .. }, _) => (
+            rule.threshold(&scores_of(&provisional, &x, NanPolicy::Error, budget)?)?,
+            "the new rows",
+        ),
+        (ThresholdRule::FalseAlarmRate { .. }, Some(v)) => {
+            let xv = a.compute.open_input(v, &device, precision, Passes::Many)?;
+            (
+                rule.threshold(&scores_of(&provisional, &xv, NanPolicy::Error, budget)?)?,
+                "the validation rows",
+            )
+        }
+        (ThresholdRule::FalseAlarmRate { .. }, None) => (det.threshold(), "kept"),
+    };
+    let updated = AnomalyDetector::from_parts(mixture, threshold, rule)?.updatable(total)?;
+    updated.save(&a.output)?;
+    let m = updated.mixture();
+    Ok(json!({
+        "n_samples_added": n,
+        "total_weight_before": before,
+        "total_weight": total,
+        "threshold": updated.threshold(),
+        "threshold_before": det.threshold(),
+        "threshold_rule": rule,
+        "threshold_set_on": set_on,
+        "mean_log_likelihood": match m {
+            FittedMixture::Em(g) => Some(g.lower_bound),
+            FittedMixture::Bayesian(_) => None,
+        },
+        "covariance_type": m.covariance_type().to_string(),
+        "n_features": m.n_features(),
+        "backend": a.compute.backend_name(),
         "dtype": precision.to_string(),
         "output": a.output.display().to_string(),
     }))
@@ -475,6 +611,7 @@ fn fit_with_missing(a: &AnomalyFitArgs, k: usize, rule: ThresholdRule) -> Result
         "n_features": m.n_features(),
         "covariance_type": m.covariance_type().to_string(),
         "weights": &m.params().weights,
+        "updatable": det.kept_count().is_some(),
         "backend": a.em.compute.backend_name(),
         "dtype": precision.to_string(),
         "output": a.output.display().to_string(),
