@@ -484,23 +484,44 @@ fn peak_rss(field: &str, args: &[&str]) -> (u64, serde_json::Value) {
 /// Issue 28: a diagonal or spherical mixture costs `O(K·D)` per row and in its parameters, so
 /// its fit and scoring on 20 rows × 10 000 features (800 KB) stay within 48 MiB of the same on
 /// 20 × 100: no `D × D` index table or identity matrix is built for them (the fit peaked at
-/// 2.5 GB before).
+/// 2.5 GB before). Issue 30: the same with a missing entry in every row, each row its own
+/// pattern (`--missing marginalize`: the statistics were `K·D²`, and one factor per pattern).
 #[cfg(target_os = "linux")]
 #[test]
 fn diagonal_and_spherical_fits_at_width_cost_no_memory_in_d_squared() {
     let dir = tempfile::tempdir().unwrap();
     let value = |i: usize, j: usize| ((i * 31 + j * 17) % 101) as f32 / 25.0 + (i % 2) as f32 * 4.0;
-    let (wide, narrow) = (dir.path().join("wide.npy"), dir.path().join("narrow.npy"));
-    write_npy_f32(&wide, 20, 10_000, value);
-    write_npy_f32(&narrow, 20, 100, value);
+    let holes = |i: usize, j: usize| {
+        if (i * 7 + j * 3) % 11 == 0 {
+            f32::NAN
+        } else {
+            value(i, j)
+        }
+    };
+    let file = |name: &str, d: usize, f: &dyn Fn(usize, usize) -> f32| {
+        let path = dir.path().join(name);
+        write_npy_f32(&path, 20, d, f);
+        path
+    };
+    let cases = [
+        (
+            file("narrow.npy", 100, &value),
+            file("wide.npy", 10_000, &value),
+            &[][..],
+        ),
+        (
+            file("narrow_nan.npy", 100, &holes),
+            file("wide_nan.npy", 10_000, &holes),
+            &["--missing", "marginalize"][..],
+        ),
+    ];
     let model = dir.path().join("m.safetensors");
     let scores = dir.path().join("s.npy");
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
-    for cov in ["diag", "spherical"] {
-        let peaks = |input: &std::path::Path| {
-            let (fit, v) = peak_rss(
-                "VmRSS:",
-                &[
+    for (narrow, wide, extra) in &cases {
+        for cov in ["diag", "spherical"] {
+            let peaks = |input: &std::path::Path| {
+                let mut args = vec![
                     "fit",
                     "--input",
                     p(input),
@@ -510,12 +531,11 @@ fn diagonal_and_spherical_fits_at_width_cost_no_memory_in_d_squared() {
                     cov,
                     "--output",
                     p(&model),
-                ],
-            );
-            assert_eq!(v["covariance_type"], cov, "{v}");
-            let (score, _) = peak_rss(
-                "VmRSS:",
-                &[
+                ];
+                args.extend_from_slice(extra);
+                let (fit, v) = peak_rss("VmRSS:", &args);
+                assert_eq!(v["covariance_type"], cov, "{v}");
+                let mut args = vec![
                     "score",
                     "--model",
                     p(&model),
@@ -523,19 +543,21 @@ fn diagonal_and_spherical_fits_at_width_cost_no_memory_in_d_squared() {
                     p(input),
                     "--output",
                     p(&scores),
-                ],
-            );
-            assert_eq!(mixburn_data::read_vector(&scores).unwrap().len(), 20);
-            (fit, score)
-        };
-        let (base, wide_peak) = (peaks(&narrow), peaks(&wide));
-        for (what, b, w) in [("fit", base.0, wide_peak.0), ("score", base.1, wide_peak.1)] {
-            assert!(
-                w <= b + (48 << 20),
-                "{cov} {what}: {:.1} MiB at D = 10 000 against {:.1} MiB at D = 100",
-                mib(w),
-                mib(b)
-            );
+                ];
+                args.extend_from_slice(extra);
+                let (score, _) = peak_rss("VmRSS:", &args);
+                assert_eq!(mixburn_data::read_vector(&scores).unwrap().len(), 20);
+                (fit, score)
+            };
+            let (base, wide_peak) = (peaks(narrow), peaks(wide));
+            for (what, b, w) in [("fit", base.0, wide_peak.0), ("score", base.1, wide_peak.1)] {
+                assert!(
+                    w <= b + (48 << 20),
+                    "{cov} {what} {extra:?}: {:.1} MiB at D = 10 000 against {:.1} MiB at D = 100",
+                    mib(w),
+                    mib(b)
+                );
+            }
         }
     }
 }

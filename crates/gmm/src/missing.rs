@@ -13,9 +13,14 @@
 //! | statistics | `n_k = Σ r`, `s1_k = Σ r x̃`, `s2_k = Σ r (x̃ x̃ᵀ + C)` with `x̃ = (x_O, x̂_M)` and `C` in the `MM` block |
 //! | M-step | `μ_k = s1_k / n_k`, `S_k = s2_k / n_k − μ_k μ_kᵀ`; full `Σ_k = S_k`, tied `Σ n_k S_k / N`, diag `diag(S_k)`, spherical its mean; `+ reg·I` |
 //!
+//! Diagonal and spherical covariances need no pattern: a missing entry's conditional mean is
+//! `μ_kj` and its variance `σ²_kj`, so their E-step is a few GEMMs over the rows with the
+//! observed mask, and every statistic is `O(K·D)` ([`e_step_diag`]); full and tied ones keep
+//! `K·D²` statistics, the model's own size.
+//!
 //! The lower bound is the mean observed-data log-likelihood, which exact EM never lowers
-//! (tested). The statistics are `K·D²` whatever the covariance type, and the rows are held on
-//! the host (grouped by pattern): this first version is for data that fits in memory.
+//! (tested). The rows are held on the host (grouped by pattern): this version is for data that
+//! fits in memory.
 //! Values are shifted by the observed column means before any moment is taken (f32 far from
 //! the origin).
 
@@ -138,10 +143,130 @@ struct Stats {
     nk: Vec<f64>,
     /// `[K, D]`.
     s1: Tensor<2>,
-    /// `[K, D, D]`.
-    s2: Tensor<3>,
+    /// The second moments `s2`.
+    s2: Second,
     /// `Σ_n log p(x_O,n)`.
     log_likelihood: f64,
+}
+
+/// Second moments: `[K, D, D]` for full and tied covariances, their diagonals `[K, D]` for
+/// diagonal and spherical ones (all those M-steps read).
+enum Second {
+    Full(Tensor<3>),
+    Diag(Tensor<2>),
+}
+
+/// Rows per chunk of the diagonal E-step: its `[n, D]` operands (rows, squares, mask) and
+/// `[n, K]` terms stay near 64 MiB.
+fn diag_chunk_rows(k: usize, d: usize) -> usize {
+    ((64usize << 20) / (8 * (4 * d.max(1) + 4 * k.max(1)))).clamp(16, 1 << 16)
+}
+
+/// The E-step of the module table for diagonal and spherical covariances, O(K·D) throughout:
+/// with `Σ_k = diag(σ²_k)` a missing entry's conditional mean is `μ_kj` and its conditional
+/// variance `σ²_kj`, so no pattern needs its own factor. For rows `x` (missing entries set to
+/// 0: `x⁰`) with the observed mask `m`, in chunks of rows, by GEMMs over `[n, D]`:
+///
+/// ```text
+/// maha = (x⁰)² (1/σ²)ᵀ − 2 x⁰ (μ/σ²)ᵀ + m (μ²/σ²)ᵀ,   log|Σ_OO| = m (ln σ²)ᵀ,   |O| = m 1
+/// s1 = rᵀ x⁰ + μ ⊙ rᵀ(1 − m),   s2_jj = rᵀ (x⁰)² + (μ² + σ²) ⊙ rᵀ(1 − m)
+/// ```
+fn e_step_diag(
+    p: &Patterns,
+    model: &GaussianMixture,
+    device: &Device,
+    dtype: burn::tensor::DType,
+    mut keep: Option<&mut Observed>,
+) -> Result<Stats> {
+    let (k, d) = (model.n_components, model.n_features);
+    let c = model.covariances().to_f64();
+    let var: Vec<f64> = (0..k * d)
+        .map(|i| match model.covariance_type {
+            CovarianceType::Spherical => c[i / d],
+            _ => c[i],
+        })
+        .collect();
+    let mu: Vec<f64> = (0..k * d)
+        .map(|i| model.means()[i] - p.shift[i % d])
+        .collect();
+    let host = |f: &dyn Fn(usize) -> f64| -> Tensor<2> {
+        tensor_from_f64((0..k * d).map(f).collect(), [k, d], device, dtype)
+    };
+    let prec_t = host(&|i| 1.0 / var[i]).transpose(); // [D, K]
+    let mu_prec_t = host(&|i| mu[i] / var[i]).transpose();
+    let mu2_prec_t = host(&|i| mu[i] * mu[i] / var[i]).transpose();
+    let ln_var_t = host(&|i| var[i].ln()).transpose();
+    let means = host(&|i| mu[i]);
+    let mu2_var = host(&|i| mu[i] * mu[i] + var[i]);
+    let log_w = tensor_from_f64(
+        model.weights().iter().map(|w| w.ln()).collect(),
+        [1, k],
+        device,
+        dtype,
+    );
+    let ln_2pi = (2.0 * std::f64::consts::PI).ln();
+    let mut nk = vec![0.0; k];
+    let mut s1 = Tensor::<2>::zeros([k, d], device).cast(dtype);
+    let mut s2 = Tensor::<2>::zeros([k, d], device).cast(dtype);
+    let mut total = 0.0;
+    let rows = diag_chunk_rows(k, d);
+    for start in (0..p.n).step_by(rows) {
+        let n = rows.min(p.n - start);
+        let block = &p.values[start * d..(start + n) * d];
+        let x0 = tensor_from_f64(
+            block
+                .iter()
+                .map(|v| if v.is_nan() { 0.0 } else { *v })
+                .collect(),
+            [n, d],
+            device,
+            dtype,
+        );
+        let mask = tensor_from_f64(
+            block
+                .iter()
+                .map(|v| if v.is_nan() { 0.0 } else { 1.0 })
+                .collect(),
+            [n, d],
+            device,
+            dtype,
+        );
+        let x2 = x0.clone().square();
+        let maha = x2.clone().matmul(prec_t.clone())
+            - x0.clone().matmul(mu_prec_t.clone()).mul_scalar(2.0)
+            + mask.clone().matmul(mu2_prec_t.clone()); // [n, K]
+        let log_det = mask.clone().matmul(ln_var_t.clone()); // [n, K]
+        let observed = mask.clone().sum_dim(1); // [n, 1]
+        let log_prob =
+            (maha + log_det + observed.mul_scalar(ln_2pi)).mul_scalar(-0.5) + log_w.clone();
+        let top = log_prob.clone().max_dim(1); // [n, 1]
+        let ll = top.clone() + (log_prob.clone() - top).exp().sum_dim(1).log(); // [n, 1]
+        let resp = (log_prob - ll.clone()).exp(); // [n, K]
+        let ll_host = to_f64(ll)?;
+        if ll_host.iter().any(|v| !v.is_finite()) {
+            return Err(GmmError::NumericalFailure(
+                "a row's observed-data log-likelihood is not finite: increase reg_covar".into(),
+            ));
+        }
+        total += ll_host.iter().sum::<f64>();
+        if let Some(out) = keep.as_deref_mut() {
+            out.log_density[start..start + n].copy_from_slice(&ll_host);
+            out.proba[start * k..(start + n) * k].copy_from_slice(&to_f64(resp.clone())?);
+        }
+        let resp_t = resp.clone().transpose(); // [K, n]
+        let unobserved = resp_t.clone().matmul(mask.neg().add_scalar(1.0)); // [K, D]
+        s1 = s1 + resp_t.clone().matmul(x0) + means.clone() * unobserved.clone();
+        s2 = s2 + resp_t.matmul(x2) + mu2_var.clone() * unobserved;
+        for (a, b) in nk.iter_mut().zip(to_f64(resp.sum_dim(0))?) {
+            *a += b;
+        }
+    }
+    Ok(Stats {
+        nk,
+        s1,
+        s2: Second::Diag(s2),
+        log_likelihood: total,
+    })
 }
 
 /// The covariances of `model` as `[K, D, D]` matrices (shifted coordinates need no change).
@@ -175,10 +300,29 @@ fn pattern_chunk_rows(k: usize, d: usize) -> usize {
     ((64usize << 20) / (8 * k.max(1) * d.max(1) * 3)).clamp(16, 4096)
 }
 
-/// One E-step over every pattern: the observed-data log-likelihood, and the statistics of the
-/// completed rows (module table), in shifted coordinates. With `keep`, each row's `log p(x_O)`
-/// and its responsibilities (in row order) as well.
+/// One E-step: the observed-data log-likelihood, and the statistics of the completed rows
+/// (module table), in shifted coordinates; with `keep`, each row's `log p(x_O)` and its
+/// responsibilities (in row order) as well. Full and tied covariances batch the rows by
+/// pattern, diagonal and spherical ones need no pattern ([`e_step_diag`]).
 fn e_step(
+    p: &Patterns,
+    model: &GaussianMixture,
+    device: &Device,
+    dtype: burn::tensor::DType,
+    keep: Option<&mut Observed>,
+) -> Result<Stats> {
+    match model.covariance_type {
+        CovarianceType::Full | CovarianceType::Tied => {
+            e_step_patterns(p, model, device, dtype, keep)
+        }
+        CovarianceType::Diag | CovarianceType::Spherical => {
+            e_step_diag(p, model, device, dtype, keep)
+        }
+    }
+}
+
+/// [`e_step`] over every pattern, each a batch over the K components.
+fn e_step_patterns(
     p: &Patterns,
     model: &GaussianMixture,
     device: &Device,
@@ -304,7 +448,7 @@ fn e_step(
     Ok(Stats {
         nk,
         s1,
-        s2,
+        s2: Second::Full(s2),
         log_likelihood: total,
     })
 }
@@ -329,11 +473,19 @@ fn m_step(
     let eps = 10.0 * Precision::of(dtype).eps();
     let nk: Vec<f64> = stats.nk.iter().map(|v| v.max(eps)).collect();
     let s1 = to_f64(stats.s1)?;
-    let s2 = to_f64(stats.s2)?;
+    let (s2, diagonal) = match stats.s2 {
+        Second::Full(t) => (to_f64(t)?, false),
+        Second::Diag(t) => (to_f64(t)?, true),
+    };
     let means: Vec<f64> = (0..k * d).map(|i| s1[i] / nk[i / d]).collect();
-    // S_k = s2_k / n_k − μ_k μ_kᵀ (shifted coordinates).
+    // S_k = s2_k / n_k − μ_k μ_kᵀ (shifted coordinates); only the diagonal of diagonal moments.
     let scatter = |j: usize, r: usize, s: usize| {
-        s2[j * d * d + r * d + s] / nk[j] - means[j * d + r] * means[j * d + s]
+        let second = if diagonal {
+            s2[j * d + r]
+        } else {
+            s2[j * d * d + r * d + s]
+        };
+        second / nk[j] - means[j * d + r] * means[j * d + s]
     };
     let total: f64 = nk.iter().sum();
     let covariances: Vec<f64> = match cov {
