@@ -492,7 +492,7 @@ fn diagonal_and_spherical_fits_at_width_cost_no_memory_in_d_squared() {
     let dir = tempfile::tempdir().unwrap();
     let value = |i: usize, j: usize| ((i * 31 + j * 17) % 101) as f32 / 25.0 + (i % 2) as f32 * 4.0;
     let holes = |i: usize, j: usize| {
-        if (i * 7 + j * 3) % 11 == 0 {
+        if (i * 7 + j * 3).is_multiple_of(11) {
             f32::NAN
         } else {
             value(i, j)
