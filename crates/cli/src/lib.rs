@@ -212,7 +212,8 @@ pub(crate) fn observed_entries(
     };
     let (device, precision) = compute.device(model.precision)?;
     let x = compute.open_with_missing(input, &device, precision)?;
-    let seen = mixburn_gmm::missing::observed(&model, &x).map_err(|e| at_path(input, e))?;
+    let seen = mixburn_gmm::missing::observed_source(&model, x.rows(), compute.max_memory_bytes()?)
+        .map_err(|e| at_path(input, e))?;
     finite_from(
         &seen.log_density,
         0,

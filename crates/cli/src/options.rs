@@ -248,15 +248,16 @@ impl Compute {
     }
 
     /// Opens a data input under this budget (held, or streamed from its file).
-    /// The input held in memory with its NaN entries kept (`--missing marginalize`); an input
-    /// larger than the budget is refused (the missing-value passes hold their rows).
+    /// The input with its NaN entries kept (`--missing marginalize`): held where it fits half
+    /// the budget, else streamed from its file a chunk at a time (every missing-value pass
+    /// reads its rows in chunks).
     pub(crate) fn open_with_missing(
         &self,
         path: &Path,
         device: &Device,
         precision: Precision,
-    ) -> Result<Tensor<2>, CliError> {
-        let input = Input::open_checked(
+    ) -> Result<Input, CliError> {
+        Input::open_checked(
             path,
             self.tensor.as_deref(),
             device,
@@ -264,14 +265,26 @@ impl Compute {
             self.max_memory_bytes()?,
             Passes::Many,
             false,
-        )?;
+        )
+    }
+
+    /// As [`open_with_missing`](Self::open_with_missing), the input held as one tensor
+    /// (`select --missing marginalize`, whose folds select rows); an input larger than half
+    /// the budget is refused.
+    pub(crate) fn hold_with_missing(
+        &self,
+        path: &Path,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Tensor<2>, CliError> {
+        let input = self.open_with_missing(path, device, precision)?;
         match input.rows().resident() {
             Some(t) => Ok(t.clone()),
             None => Err(GmmError::invalid_setting(
                 "missing",
                 format!(
-                    "--missing marginalize holds its input, and {} is larger than half of \
-                     --max-memory: raise --max-memory",
+                    "select --missing marginalize holds its input, and {} is larger than half \
+                     of --max-memory: raise --max-memory",
                     path.display()
                 ),
             )

@@ -19,8 +19,10 @@
 //! `K·D²` statistics, the model's own size.
 //!
 //! The lower bound is the mean observed-data log-likelihood, which exact EM never lowers
-//! (tested). The rows are held on the host (grouped by pattern): this version is for data that
-//! fits in memory.
+//! (tested). Every pass reads the rows a chunk at a time from any [`RowSource`] (a tensor, or
+//! a file streamed with its NaN kept, [`crate::FileRows::unchecked`]): a scan for the shift,
+//! the mean-imputed fit that starts EM, and each E-step over the chunk's patterns; the rows
+//! are never held whole.
 //! Values are shifted by the observed column means before any moment is taken (f32 far from
 //! the origin).
 
@@ -33,59 +35,61 @@ use crate::error::{GmmError, Result};
 use crate::host::{tensor_from_f64, to_f64};
 use crate::linalg;
 use crate::model::GaussianMixture;
+use crate::source::{FitData, RowSource};
 use crate::{GaussianMixtureConfig, Precision};
 
-/// The rows of `x` grouped by missingness pattern, shifted by the observed column means.
-struct Patterns {
-    /// Each pattern's observed columns and its rows' indices (patterns in order of their first
-    /// row).
-    groups: Vec<(Vec<usize>, Vec<usize>)>,
-    /// The rows on the host, shifted, NaN where missing.
-    values: Vec<f64>,
-    /// The shift (the mean of each column's observed entries).
+/// What one pass over the rows finds before EM: the shift (the mean of each column's observed
+/// entries, or a given one), the size, and whether any value is missing. Refuses infinities,
+/// rows with every entry missing and (without a given shift) columns with no observed entry,
+/// by row or column.
+struct Scan {
     shift: Vec<f64>,
     n: usize,
     d: usize,
+    any_missing: bool,
+    /// Rows per chunk of every pass.
+    chunk: usize,
 }
 
-impl Patterns {
-    /// Groups the rows of `x`, shifted by `shift` or else by the observed column means;
-    /// refuses infinities, rows with every entry missing and (without `shift`) columns with no
-    /// observed entry, by row or column.
-    fn of(x: &Tensor<2>, shift: Option<&[f64]>) -> Result<Self> {
-        let [n, d] = x.dims();
-        let mut values = to_f64(x.clone())?;
-        if let Some(i) = values.iter().position(|v| v.is_infinite()) {
-            return Err(GmmError::invalid_setting(
-                "data",
-                format!(
-                    "row {}, column {} is infinite: only NaN marks a missing value",
-                    i / d,
-                    i % d
-                ),
-            ));
-        }
+impl Scan {
+    fn of(rows: &dyn RowSource, shift: Option<&[f64]>, max_memory_bytes: usize) -> Result<Self> {
+        let [n, d] = rows.dims();
+        let chunk = missing_chunk_rows(max_memory_bytes, d);
         let mut sums = vec![0.0; d];
         let mut counts = vec![0usize; d];
-        let mut by_mask: BTreeMap<Vec<bool>, (usize, Vec<usize>)> = BTreeMap::new();
-        for r in 0..n {
-            let row = &values[r * d..(r + 1) * d];
-            let mask: Vec<bool> = row.iter().map(|v| !v.is_nan()).collect();
-            if !mask.iter().any(|&o| o) {
+        let mut any_missing = false;
+        for (start, len) in rows.chunk_ranges(chunk) {
+            let values = to_f64(rows.rows(start, len)?)?;
+            if let Some(i) = values.iter().position(|v| v.is_infinite()) {
                 return Err(GmmError::invalid_setting(
                     "data",
                     format!(
-                        "row {r} has every entry missing: remove it (it carries no information)"
+                        "row {}, column {} is infinite: only NaN marks a missing value",
+                        start + i / d,
+                        i % d
                     ),
                 ));
             }
-            for (j, v) in row.iter().enumerate() {
-                if !v.is_nan() {
-                    sums[j] += v;
-                    counts[j] += 1;
+            for (r, row) in values.chunks(d.max(1)).enumerate() {
+                if row.iter().all(|v| v.is_nan()) {
+                    return Err(GmmError::invalid_setting(
+                        "data",
+                        format!(
+                            "row {} has every entry missing: remove it (it carries no \
+                             information)",
+                            start + r
+                        ),
+                    ));
+                }
+                for (j, v) in row.iter().enumerate() {
+                    if v.is_nan() {
+                        any_missing = true;
+                    } else {
+                        sums[j] += v;
+                        counts[j] += 1;
+                    }
                 }
             }
-            by_mask.entry(mask).or_insert((r, vec![])).1.push(r);
         }
         let shift: Vec<f64> = match shift {
             Some(s) => s.to_vec(),
@@ -102,8 +106,26 @@ impl Patterns {
                     .collect()
             }
         };
+        Ok(Self {
+            shift,
+            n,
+            d,
+            any_missing,
+            chunk,
+        })
+    }
+
+    /// The rows `[start, start + len)` of `rows` on the host, shifted, grouped by pattern.
+    fn patterns(&self, rows: &dyn RowSource, start: usize, len: usize) -> Result<Patterns> {
+        let d = self.d;
+        let mut values = to_f64(rows.rows(start, len)?)?;
         for (i, v) in values.iter_mut().enumerate() {
-            *v -= shift[i % d];
+            *v -= self.shift[i % d];
+        }
+        let mut by_mask: BTreeMap<Vec<bool>, (usize, Vec<usize>)> = BTreeMap::new();
+        for (r, row) in values.chunks(d.max(1)).enumerate() {
+            let mask: Vec<bool> = row.iter().map(|v| !v.is_nan()).collect();
+            by_mask.entry(mask).or_insert((r, vec![])).1.push(r);
         }
         let mut groups: Vec<(usize, Vec<usize>, Vec<usize>)> = by_mask
             .into_iter()
@@ -113,28 +135,68 @@ impl Patterns {
             })
             .collect();
         groups.sort_by_key(|g| g.0);
-        Ok(Self {
+        Ok(Patterns {
             groups: groups.into_iter().map(|(_, o, r)| (o, r)).collect(),
             values,
-            shift,
-            n,
-            d,
+            shift: self.shift.clone(),
+            n: len,
+            offset: start,
         })
     }
+}
 
-    /// Whether any value is missing.
-    fn any_missing(&self) -> bool {
-        self.groups.iter().any(|(o, _)| o.len() < self.d)
+/// Rows per chunk of the missing-value passes: a chunk's host copy in f64, its tensor and the
+/// E-step's own operands stay within a quarter of the budget.
+fn missing_chunk_rows(max_memory_bytes: usize, d: usize) -> usize {
+    (max_memory_bytes / 4 / (8 * 4 * d.max(1))).clamp(16, 1 << 16)
+}
+
+/// One chunk's rows grouped by missingness pattern, shifted.
+struct Patterns {
+    /// Each pattern's observed columns and its rows' indices in the chunk (patterns in order
+    /// of their first row).
+    groups: Vec<(Vec<usize>, Vec<usize>)>,
+    /// The rows on the host, shifted, NaN where missing.
+    values: Vec<f64>,
+    /// The shift.
+    shift: Vec<f64>,
+    /// Rows in the chunk.
+    n: usize,
+    /// The chunk's first row.
+    offset: usize,
+}
+
+/// Rows with their missing entries set to a value per column (the observed column means: the
+/// start of EM for incomplete data), read from another source a chunk at a time.
+struct Imputed<'a> {
+    inner: &'a dyn RowSource,
+    /// `[1, D]`.
+    fill: Tensor<2>,
+}
+
+impl Imputed<'_> {
+    fn filled(&self, x: Tensor<2>) -> Tensor<2> {
+        let [n, d] = x.dims();
+        let missing = x.clone().is_nan();
+        x.mask_where(missing, self.fill.clone().expand([n, d]))
     }
+}
 
-    /// The rows with the missing values filled by the observed column means (zero after the
-    /// shift), unshifted.
-    fn mean_imputed(&self) -> Vec<f64> {
-        self.values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| if v.is_nan() { 0.0 } else { *v } + self.shift[i % self.d])
-            .collect()
+impl RowSource for Imputed<'_> {
+    fn dims(&self) -> [usize; 2] {
+        self.inner.dims()
+    }
+    fn device(&self) -> Device {
+        self.inner.device()
+    }
+    fn dtype(&self) -> burn::tensor::DType {
+        self.inner.dtype()
+    }
+    fn rows(&self, start: usize, len: usize) -> Result<Tensor<2>> {
+        Ok(self.filled(self.inner.rows(start, len)?))
+    }
+    fn select(&self, idx: &[usize]) -> Result<Tensor<2>> {
+        Ok(self.filled(self.inner.select(idx)?))
     }
 }
 
@@ -147,6 +209,23 @@ struct Stats {
     s2: Second,
     /// `Σ_n log p(x_O,n)`.
     log_likelihood: f64,
+}
+
+impl Stats {
+    /// The statistics of two sets of rows together.
+    fn add(self, other: Stats) -> Stats {
+        Stats {
+            nk: self.nk.iter().zip(&other.nk).map(|(a, b)| a + b).collect(),
+            s1: self.s1 + other.s1,
+            s2: match (self.s2, other.s2) {
+                (Second::Full(a), Second::Full(b)) => Second::Full(a + b),
+                (Second::Diag(a), Second::Diag(b)) => Second::Diag(a + b),
+                // One covariance type per pass: never mixed.
+                (a, _) => a,
+            },
+            log_likelihood: self.log_likelihood + other.log_likelihood,
+        }
+    }
 }
 
 /// Second moments: `[K, D, D]` for full and tied covariances, their diagonals `[K, D]` for
@@ -250,8 +329,9 @@ fn e_step_diag(
         }
         total += ll_host.iter().sum::<f64>();
         if let Some(out) = keep.as_deref_mut() {
-            out.log_density[start..start + n].copy_from_slice(&ll_host);
-            out.proba[start * k..(start + n) * k].copy_from_slice(&to_f64(resp.clone())?);
+            let at = p.offset + start;
+            out.log_density[at..at + n].copy_from_slice(&ll_host);
+            out.proba[at * k..(at + n) * k].copy_from_slice(&to_f64(resp.clone())?);
         }
         let resp_t = resp.clone().transpose(); // [K, n]
         let unobserved = resp_t.clone().matmul(mask.neg().add_scalar(1.0)); // [K, D]
@@ -300,25 +380,36 @@ fn pattern_chunk_rows(k: usize, d: usize) -> usize {
     ((64usize << 20) / (8 * k.max(1) * d.max(1) * 3)).clamp(16, 4096)
 }
 
-/// One E-step: the observed-data log-likelihood, and the statistics of the completed rows
-/// (module table), in shifted coordinates; with `keep`, each row's `log p(x_O)` and its
-/// responsibilities (in row order) as well. Full and tied covariances batch the rows by
-/// pattern, diagonal and spherical ones need no pattern ([`e_step_diag`]).
+/// One E-step over every chunk of `rows`: the observed-data log-likelihood, and the
+/// statistics of the completed rows (module table), in shifted coordinates; with `keep`, each
+/// row's `log p(x_O)` and its responsibilities (in row order) as well. Full and tied
+/// covariances batch a chunk's rows by pattern, diagonal and spherical ones need no pattern
+/// ([`e_step_diag`]).
 fn e_step(
-    p: &Patterns,
+    rows: &dyn RowSource,
+    scan: &Scan,
     model: &GaussianMixture,
-    device: &Device,
-    dtype: burn::tensor::DType,
-    keep: Option<&mut Observed>,
+    mut keep: Option<&mut Observed>,
 ) -> Result<Stats> {
-    match model.covariance_type {
-        CovarianceType::Full | CovarianceType::Tied => {
-            e_step_patterns(p, model, device, dtype, keep)
-        }
-        CovarianceType::Diag | CovarianceType::Spherical => {
-            e_step_diag(p, model, device, dtype, keep)
-        }
+    let (device, dtype) = (rows.device(), rows.dtype());
+    let mut acc: Option<Stats> = None;
+    for (start, len) in rows.chunk_ranges(scan.chunk) {
+        let p = scan.patterns(rows, start, len)?;
+        let keep = keep.as_deref_mut();
+        let part = match model.covariance_type {
+            CovarianceType::Full | CovarianceType::Tied => {
+                e_step_patterns(&p, model, &device, dtype, keep)
+            }
+            CovarianceType::Diag | CovarianceType::Spherical => {
+                e_step_diag(&p, model, &device, dtype, keep)
+            }
+        }?;
+        acc = Some(match acc {
+            Some(a) => a.add(part),
+            None => part,
+        });
     }
+    acc.ok_or_else(|| GmmError::invalid_setting("data", "no rows: pass at least one"))
 }
 
 /// [`e_step`] over every pattern, each a batch over the K components.
@@ -410,6 +501,7 @@ fn e_step_patterns(
             if let Some(out) = keep.as_deref_mut() {
                 let proba = to_f64(resp.clone())?; // [K, n]
                 for (i, (&r, v)) in chunk.iter().zip(&ll_host).enumerate() {
+                    let r = p.offset + r;
                     out.log_density[r] = *v;
                     for j in 0..k {
                         out.proba[r * k + j] = proba[j * n + i];
@@ -553,28 +645,44 @@ pub fn fit_missing_warm(
     x: &Tensor<2>,
     previous: Option<&GaussianMixture>,
 ) -> Result<GaussianMixture> {
-    let (device, dtype) = (x.device(), x.dtype());
-    let p = Patterns::of(x, None)?;
+    fit_missing_source(config, x, previous)
+}
+
+/// As [`fit_missing_warm`] on rows from any source — a tensor, or rows read from a file a
+/// chunk at a time ([`crate::FileRows::unchecked`], which keeps the NaN) — every pass in
+/// chunks under `config.max_memory_bytes`: the scan for the shift, the mean-imputed fit that
+/// starts EM (the rows imputed as they are read) and each E-step.
+///
+/// # Errors
+/// As [`fit_missing_warm`].
+pub fn fit_missing_source(
+    config: &GaussianMixtureConfig,
+    rows: &dyn RowSource,
+    previous: Option<&GaussianMixture>,
+) -> Result<GaussianMixture> {
+    let (device, dtype) = (rows.device(), rows.dtype());
+    let scan = Scan::of(rows, None, config.max_memory_bytes)?;
     let warm = previous.filter(|_| config.warm_start);
-    if !p.any_missing() {
-        return crate::fit_warm(config, x, warm);
+    if !scan.any_missing {
+        return crate::fit_warm(config, FitData::new(rows), warm);
     }
     let mut model = match warm {
         Some(m) => {
-            m.check_compatible(config, p.d)?;
+            m.check_compatible(config, scan.d)?;
             m.clone()
         }
         None => {
-            let imputed = tensor_from_f64(p.mean_imputed(), [p.n, p.d], &device, dtype);
-            crate::fit(config, &imputed)?
+            let fill = tensor_from_f64(scan.shift.clone(), [1, scan.d], &device, dtype);
+            let imputed = Imputed { inner: rows, fill };
+            crate::fit(config, FitData::new(&imputed))?
         }
     };
     let mut history: Vec<f64> = vec![];
     let mut converged = false;
     for it in 0..config.max_iter {
-        let stats = e_step(&p, &model, &device, dtype, None)?;
-        let lower = stats.log_likelihood / p.n as f64;
-        let next = m_step(stats, &model, &p.shift, lower, it + 1, &device, dtype)?;
+        let stats = e_step(rows, &scan, &model, None)?;
+        let lower = stats.log_likelihood / scan.n as f64;
+        let next = m_step(stats, &model, &scan.shift, lower, it + 1, &device, dtype)?;
         let change = history.last().map(|&prev| lower - prev);
         history.push(lower);
         model = next;
@@ -626,7 +734,20 @@ pub fn score_observed(model: &GaussianMixture, x: &Tensor<2>) -> Result<Vec<f64>
 /// # Errors
 /// As [`score_observed`].
 pub fn observed(model: &GaussianMixture, x: &Tensor<2>) -> Result<Observed> {
-    let [n, d] = x.dims();
+    observed_source(model, x, crate::budget::DEFAULT_MAX_MEMORY_BYTES)
+}
+
+/// As [`observed`] on rows from any source (a file read a chunk at a time), in chunks under
+/// `max_memory_bytes`; the results, one per row, are held.
+///
+/// # Errors
+/// As [`score_observed`].
+pub fn observed_source(
+    model: &GaussianMixture,
+    rows: &dyn RowSource,
+    max_memory_bytes: usize,
+) -> Result<Observed> {
+    let [n, d] = rows.dims();
     if d != model.n_features {
         return Err(GmmError::DimensionMismatch {
             what: "missing-value scoring: model vs data".into(),
@@ -634,13 +755,12 @@ pub fn observed(model: &GaussianMixture, x: &Tensor<2>) -> Result<Observed> {
             got: d,
         });
     }
-    let (device, dtype) = (x.device(), x.dtype());
     // Scoring needs no column observed: shift by the model's first mean.
-    let p = Patterns::of(x, Some(&model.means()[..d]))?;
+    let scan = Scan::of(rows, Some(&model.means()[..d]), max_memory_bytes)?;
     let mut out = Observed {
         log_density: vec![0.0; n],
         proba: vec![0.0; n * model.n_components],
     };
-    e_step(&p, model, &device, dtype, Some(&mut out))?;
+    e_step(rows, &scan, model, Some(&mut out))?;
     Ok(out)
 }

@@ -9,7 +9,6 @@ use mixburn_anomaly::{
 };
 use mixburn_data::{ElemType, Matrix};
 use mixburn_gmm::backend::Precision;
-use mixburn_gmm::burn::tensor::Tensor;
 use mixburn_gmm::host::to_f64;
 use mixburn_gmm::{fit_bayesian, BayesianGaussianMixtureConfig, FittedMixture, Mixture};
 use serde_json::{json, Value};
@@ -578,13 +577,16 @@ fn fit_with_missing(a: &AnomalyFitArgs, k: usize, rule: ThresholdRule) -> Result
     let x =
         a.em.compute
             .open_with_missing(&a.input, &device, precision)?;
-    let n = x.dims()[0];
+    let n = x.n_rows();
     let at = mixburn_gmm::model_file::at_path;
-    let mixture = mixburn_gmm::missing::fit_missing(&config, &x).map_err(|e| at(&a.input, e))?;
-    // `−log p(x_O)` of held rows (the training rows are scored from the tensor already read).
-    let scores_of_rows = |rows: &Tensor<2>, path: &Path| -> Result<Vec<f64>, CliError> {
-        let ll = mixburn_gmm::missing::score_observed(&mixture, rows).map_err(|e| at(path, e))?;
-        Ok(ll.iter().map(|l| -l).collect())
+    let mixture = mixburn_gmm::missing::fit_missing_source(&config, x.rows(), None)
+        .map_err(|e| at(&a.input, e))?;
+    // `−log p(x_O)` of the rows, a chunk at a time.
+    let budget = a.em.compute.max_memory_bytes()?;
+    let scores_of_rows = |rows: &Input, path: &Path| -> Result<Vec<f64>, CliError> {
+        let seen = mixburn_gmm::missing::observed_source(&mixture, rows.rows(), budget)
+            .map_err(|e| at(path, e))?;
+        Ok(seen.log_density.iter().map(|l| -l).collect())
     };
     let train_scores = scores_of_rows(&x, &a.input)?;
     let rule_scores = match &a.validation {
@@ -637,7 +639,7 @@ fn observed_scores(
         .into());
     };
     let x = compute.open_with_missing(input, device, precision)?;
-    let seen = mixburn_gmm::missing::observed(model, &x)
+    let seen = mixburn_gmm::missing::observed_source(model, x.rows(), compute.max_memory_bytes()?)
         .map_err(|e| mixburn_gmm::model_file::at_path(input, e))?;
     let k = model.n_components;
     let labels = seen.labels();

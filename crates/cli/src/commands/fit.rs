@@ -314,13 +314,17 @@ fn with_missing(a: &FitArgs, warm: Option<GaussianMixture>) -> Result<Value, Cli
     let x =
         a.em.compute
             .open_with_missing(&a.input, &device, precision)?;
-    let [n, d] = x.dims();
+    let [n, d] = x.rows().dims();
     let config = a.with_initial_parameters(config, d)?;
-    let n_missing = mixburn_gmm::host::to_f64(x.clone().is_nan().int().sum().float())?
-        .first()
-        .copied()
-        .unwrap_or(0.0) as usize;
-    let model = mixburn_gmm::missing::fit_missing_warm(&config, &x, warm.as_ref())
+    let mut n_missing = 0usize;
+    for chunk in x.chunks(x.scan_rows(a.em.compute.max_memory_bytes()?)) {
+        let (_, rows) = chunk?;
+        n_missing += mixburn_gmm::host::to_f64(rows.is_nan().int().sum().float())?
+            .first()
+            .copied()
+            .unwrap_or(0.0) as usize;
+    }
+    let model = mixburn_gmm::missing::fit_missing_source(&config, x.rows(), warm.as_ref())
         .map_err(|e| at_path(&a.input, e))?;
     let ll = model.lower_bound * n as f64;
     model.save(&a.output)?;

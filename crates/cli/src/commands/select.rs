@@ -48,7 +48,7 @@ pub fn run(a: SelectArgs) -> Result<Value, CliError> {
     if a.missing == Missing::Marginalize {
         let x =
             a.em.compute
-                .open_with_missing(&a.input, &device, precision)?;
+                .hold_with_missing(&a.input, &device, precision)?;
         let n = x.dims()[0];
         let criterion = criterion(a.criterion, n, a.folds, a.em.seed)?;
         let selection = mixburn_gmm::select::select_n_components_missing(
