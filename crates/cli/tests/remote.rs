@@ -680,6 +680,80 @@ mod remote {
         let wide = Server::start_with(&["--bind", "0.0.0.0:0"], &[]);
         assert!(wide.url.starts_with("iroh://"), "{}", wide.url);
     }
+
+    /// Issue 28: hostile clients — random bytes on the socket, a WebSocket session opened and
+    /// sent a frame that is not a message, a frame cut short, a frame claiming 2⁶² bytes, stray
+    /// UDP datagrams at an Iroh server — end their own connection, never the server: each
+    /// server then serves the next client's fit, and its process is still running.
+    #[test]
+    fn hostile_clients_leave_the_server_serving_the_next_one() {
+        use std::io::{Read, Write};
+        use std::net::{TcpStream, UdpSocket};
+        let (mut servers, _, token) = Server::group(1);
+        let mut server = servers.remove(0);
+        let addr = server.url.trim_start_matches("ws://").to_string();
+        let upgrade = |frames: &[&[u8]]| {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let request = format!(
+                "GET /session HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                 Sec-WebSocket-Version: 13\r\n\r\n"
+            );
+            s.write_all(request.as_bytes()).unwrap();
+            let mut reply = [0u8; 512];
+            let got = s.read(&mut reply).unwrap_or(0);
+            for f in frames {
+                let _ = s.write_all(f);
+            }
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            let _ = s.read(&mut [0u8; 512]);
+            String::from_utf8_lossy(&reply[..got]).to_string()
+        };
+        // A masked binary frame of `payload` (client frames are masked; mask 0 keeps bytes).
+        let frame = |payload: &[u8]| {
+            let mut f = vec![0x82, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+            f.extend_from_slice(payload);
+            f
+        };
+        let mut cut = vec![0x82, 0x80 | 127];
+        cut.extend_from_slice(&(1u64 << 20).to_be_bytes());
+        cut.extend_from_slice(&[0; 4]);
+        cut.extend_from_slice(b"0123456789");
+        let mut huge = vec![0x82, 0x80 | 127];
+        huge.extend_from_slice(&(1u64 << 62).to_be_bytes());
+        huge.extend_from_slice(&[0; 4]);
+        {
+            let mut raw = TcpStream::connect(&addr).unwrap();
+            let _ = raw.write_all(&[0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3, 255, 254]);
+        }
+        let reply = upgrade(&[&frame(b"\x93not msgpack\xc1\xc1\xc1")]);
+        assert!(reply.contains("101"), "the upgrade was answered: {reply}");
+        upgrade(&[&frame(&[0x91, 0x81, 0xa4, b'I', b'n', b'i', b't', 0xc0])]);
+        upgrade(&[&cut]);
+        upgrade(&[&huge]);
+
+        let iroh = Server::start_with(&["--transport", "iroh", "--token-file", &token], &[]);
+        let at = iroh.url.rsplit('@').next().unwrap().to_string();
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for len in [1usize, 17, 1200, 1500] {
+            let junk: Vec<u8> = (0..len).map(|i| (i * 37 % 251) as u8).collect();
+            let _ = udp.send_to(&junk, &at);
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let x = data(dir.path(), 300, 2);
+        let out = dir.path().join("m.safetensors");
+        for url in [&server.url, &iroh.url] {
+            let v =
+                fit_two_over(url, &x, out.to_str().unwrap(), &["--token-file", &token]).unwrap();
+            assert_eq!(v["workers"].as_array().map(Vec::len), Some(1), "{v}");
+        }
+        assert!(
+            server.child.try_wait().unwrap().is_none(),
+            "the server exited"
+        );
+    }
 }
 
 #[cfg(feature = "remote")]
