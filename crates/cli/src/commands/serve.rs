@@ -5,9 +5,10 @@
 //! A token always, as Jupyter does: loopback is no boundary between the users of one machine.
 //! With `--token-file` the server asks for that file's token; without it, it draws a 256-bit
 //! token from the operating system and writes it to a new file only its owner can read
-//! (`$XDG_RUNTIME_DIR/mixburn/serve-<port>.token`, or `~/.cache/mixburn/tokens/` where there
-//! is no runtime directory), named in its first JSON line; a client presents it with
-//! `--token-file`. `--no-token` serves anyone on loopback, with a warning.
+//! (`$XDG_RUNTIME_DIR/mixburn/serve-<port>.token`, `serve-<port>-iroh.token` for Iroh, or in
+//! `~/.cache/mixburn/tokens/` where there is no runtime directory), named in its first JSON
+//! line; a client presents it with `--token-file`. `--no-token` serves anyone on loopback, with
+//! a warning.
 //!
 //! | transport | where | on the wire | the client knows it reached the server by |
 //! |---|---|---|---|
@@ -207,7 +208,13 @@ fn server_token(
         return Ok(Some((token, path.clone())));
     }
     let token = random_token()?;
-    let path = token_dir()?.join(format!("serve-{port}.token"));
+    // TCP (WebSocket) and UDP (Iroh) ports are separate: the same number may serve both.
+    let name = match a.transport {
+        Some(Transport::Iroh) => format!("serve-{port}-iroh.token"),
+        _ if !a.bind.ip().is_loopback() => format!("serve-{port}-iroh.token"),
+        _ => format!("serve-{port}.token"),
+    };
+    let path = token_dir()?.join(name);
     mixburn_data::write_atomic_private(&path, |w| writeln!(w, "{token}"))?;
     Ok(Some((token, path)))
 }
