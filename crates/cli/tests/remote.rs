@@ -754,6 +754,57 @@ mod remote {
             "the server exited"
         );
     }
+
+    /// Issue 28: an Iroh server closes a client's connection once no data has moved for
+    /// `--idle-timeout` seconds (its sessions end, their tensors freed): the idle client's next
+    /// operation fails, and a new client is served.
+    #[test]
+    fn an_idle_iroh_client_is_disconnected_and_the_next_one_is_served() {
+        use mixburn_gmm::burn::tensor::Tensor;
+        let server = Server::start_with(&["--transport", "iroh", "--idle-timeout", "2"], &[]);
+        let token_file = server.token_file.clone().unwrap();
+        let token = std::fs::read_to_string(&token_file).unwrap();
+        let device = mixburn_gmm::shards::connect(&server.url, Some(token.trim_end())).unwrap();
+        let held: Tensor<1> = Tensor::ones([4], &device);
+        assert_eq!(held.clone().try_into_vec_as::<f32>().unwrap(), vec![1.0; 4]);
+        std::thread::sleep(Duration::from_secs(5));
+        let started = Instant::now();
+        assert!(
+            held.try_into_vec_as::<f32>().is_err(),
+            "the idle connection still answered"
+        );
+        assert!(started.elapsed() < Duration::from_secs(60));
+        let dir = tempfile::tempdir().unwrap();
+        let x = data(dir.path(), 300, 2);
+        let out = dir.path().join("m.safetensors");
+        // Another client process (this one's remote client keeps the closed connection).
+        let fit = Command::new(env!("CARGO_BIN_EXE_mixburn"))
+            .args([
+                "fit",
+                "--input",
+                &x,
+                "--components",
+                "2",
+                "--workers",
+                &server.url,
+            ])
+            .args([
+                "--token-file",
+                &token_file,
+                "--output",
+                out.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            fit.status.success(),
+            "{}",
+            String::from_utf8_lossy(&fit.stderr)
+        );
+        assert!(out.exists());
+        let e = run(&["serve", "--idle-timeout", "0"]).unwrap_err();
+        assert!(e.contains("idle_timeout"), "{e}");
+    }
 }
 
 #[cfg(feature = "remote")]

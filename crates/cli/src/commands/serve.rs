@@ -59,6 +59,11 @@ pub struct ServeArgs {
     /// (`iroh://<id>@…`) across restarts. Without it a fresh key is drawn at each start.
     #[arg(long)]
     pub identity_file: Option<PathBuf>,
+    /// Close an Iroh client's connection (its sessions and the tensors they hold) after this
+    /// many seconds in which no data moved either way. A fit's pass exchanges data every few
+    /// seconds; raise it for workers whose chunks take longer.
+    #[arg(long, default_value_t = 600.0)]
+    pub idle_timeout: f64,
 }
 
 /// How clients reach a server.
@@ -251,6 +256,13 @@ pub fn run(a: ServeArgs) -> Result<Value, CliError> {
         )
         .into());
     }
+    if !(a.idle_timeout.is_finite() && a.idle_timeout > 0.0) {
+        return Err(GmmError::invalid_setting(
+            "idle_timeout",
+            format!("{} is not a positive number of seconds", a.idle_timeout),
+        )
+        .into());
+    }
     if a.identity_file.is_some() && transport != Transport::Iroh {
         return Err(GmmError::invalid_setting(
             "identity_file",
@@ -380,6 +392,10 @@ fn serve_iroh(
         let protocol = remote_server(device, &token)?
             .into_protocol(&endpoint)
             .map_err(|e| fail(format!("serving {url} failed: {e}")))?;
+        let protocol = ClosingIdle {
+            inner: protocol.into(),
+            idle: std::time::Duration::from_secs_f64(a.idle_timeout),
+        };
         let router = iroh::protocol::Router::builder(endpoint)
             .accept(BURN_REMOTE_ALPN, protocol)
             .spawn();
@@ -389,6 +405,54 @@ fn serve_iroh(
         stop.map_err(|e| fail(format!("serving {url} failed: {e}")))?;
         Ok(serde_json::json!({ "stopped": url }))
     })
+}
+
+/// Burn's Iroh handler, with each client connection closed once no stream data has moved
+/// either way for `idle` (the connection's QUIC frame counters, read every second; keep-alive
+/// pings do not count). Closing the connection ends its sessions, which frees their tensors.
+#[cfg(feature = "remote")]
+#[derive(Debug)]
+struct ClosingIdle {
+    inner: Box<dyn iroh::protocol::DynProtocolHandler>,
+    idle: std::time::Duration,
+}
+
+#[cfg(feature = "remote")]
+impl iroh::protocol::ProtocolHandler for ClosingIdle {
+    async fn accept(
+        &self,
+        connection: iroh::endpoint::Connection,
+    ) -> Result<(), iroh::protocol::AcceptError> {
+        let watched = connection.clone();
+        let idle = self.idle;
+        let watchdog = tokio::spawn(async move {
+            let moved = |c: &iroh::endpoint::Connection| {
+                let s = c.stats();
+                s.frame_rx.stream + s.frame_tx.stream
+            };
+            let (mut last, mut since) = (moved(&watched), std::time::Instant::now());
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1).min(idle)).await;
+                if watched.close_reason().is_some() {
+                    return;
+                }
+                let now = moved(&watched);
+                if now != last {
+                    (last, since) = (now, std::time::Instant::now());
+                } else if since.elapsed() >= idle {
+                    watched.close(0u32.into(), b"idle timeout");
+                    return;
+                }
+            }
+        });
+        let served = self.inner.accept(connection).await;
+        watchdog.abort();
+        served
+    }
+
+    async fn shutdown(&self) {
+        self.inner.shutdown().await
+    }
 }
 
 /// SIGINT or SIGTERM.
