@@ -614,6 +614,9 @@ fn only_a_single_gaussian_is_updatable_and_its_count_is_checked_on_load() {
     let e = two.clone().updatable(66.0).unwrap_err().to_string();
     assert!(e.contains("2 components") && e.contains("online EM"), "{e}");
     let e = two.update(&x).unwrap_err().to_string();
+    assert!(e.contains("online EM"), "{e}");
+    let plain = AnomalyDetector::fit(&AnomalyConfig::new(Components::Fixed(1)), &x).unwrap();
+    let e = plain.update(&x).unwrap_err().to_string();
     assert!(e.contains("--updatable"), "{e}");
     let vb = fit_bayesian(&BayesianGaussianMixtureConfig::new(1), &x).unwrap();
     let e = AnomalyDetector::with_contamination(vb, &x, 0.1)

@@ -107,6 +107,21 @@ class GMMDetector(OutlierMixin, BaseEstimator):
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int).ravel()
         return self
 
+    def update(self, X):
+        """Adds normal rows ``X`` to a fitted single-Gaussian detector (``n_components=1``)
+        without its first rows: the mixture equals a fit on all rows (its count of rows is
+        kept), and the threshold is set again by ``contamination`` on the new rows' scores
+        (``decision_scores_`` and ``labels_`` are then theirs). A mixture of several
+        components has no exact update and is refused (continue it with online EM,
+        ``GaussianMixture.partial_fit``)."""
+        check_is_fitted(self)
+        X = _inputs.rows(self, X, reset=False, ensure_min_samples=1)
+        self._detector = self._detector.update(X, _inputs.compute(self))
+        self._set_attributes()
+        self.decision_scores_ = self._scores(X)
+        self.labels_ = (self.decision_scores_ > self.threshold_).astype(int).ravel()
+        return self
+
     def _set_attributes(self):
         d = self._detector
         self.threshold_ = float(d.threshold)

@@ -759,6 +759,11 @@ fn fit_anomaly(
     detached(py, move || {
         let t = host.tensor(&device, precision);
         let inner = AnomalyDetector::fit(&config, &t).map_err(py_err)?;
+        // A single Gaussian keeps its rows' count, so `update` can add rows exactly.
+        let inner = match inner.n_components() {
+            1 => inner.updatable(t.dims()[0] as f64).map_err(py_err)?,
+            _ => inner,
+        };
         Ok(PyAnomaly { inner })
     })
 }
@@ -785,6 +790,19 @@ impl PyAnomaly {
             to_f64(s).map_err(py_err)
         })?;
         Ok(bytes_out(py, &s))
+    }
+
+    /// The detector fitted on its rows and the new rows `x` (a single Gaussian: exactly, without
+    /// the first rows; `mixburn_anomaly::update`), the threshold set again on `x`'s scores.
+    fn update(&self, py: Python<'_>, x: Rows, compute: Compute) -> PyResult<PyAnomaly> {
+        let (device, precision, _) = compute.on(self.inner.precision())?;
+        let host = x.host(py)?;
+        let det = &self.inner;
+        detached(py, move || {
+            let t = host.tensor(&device, precision);
+            let inner = det.update(&t).map_err(py_err)?;
+            Ok(PyAnomaly { inner })
+        })
     }
 
     /// The threshold on the score above which a row is an anomaly.

@@ -47,6 +47,20 @@ def test_gmm_detector_chooses_k_by_bic_among_candidates(blobs):
         mixburn.GMMDetector(n_components=[]).fit(blobs)
 
 
+def test_gmm_detector_update_of_one_gaussian_equals_the_fit_on_all_rows(blobs):
+    a, b = blobs[:200], blobs[200:]
+    for cov in ["full", "diag"]:
+        det = mixburn.GMMDetector(n_components=1, covariance_type=cov).fit(a).update(b)
+        ref = mixburn.GMMDetector(n_components=1, covariance_type=cov).fit(blobs)
+        np.testing.assert_allclose(det.decision_function(blobs), ref.decision_function(blobs),
+                                   rtol=1e-9)
+        np.testing.assert_allclose(det.means_, ref.means_, rtol=1e-9)
+        # The threshold: contamination on the new rows' scores.
+        assert det.threshold_ == np.quantile(det.decision_scores_, 0.9)
+    with pytest.raises(ValueError, match="online EM"):
+        mixburn.GMMDetector(n_components=2, random_state=0).fit(a).update(b)
+
+
 def features_and_labels(rng, c=4, d=16, n=400):
     means = rng.normal(0, 3, size=(c, d))
     y = rng.integers(0, c, size=n)

@@ -40,24 +40,8 @@ impl AnomalyDetector {
             name: "updatable",
             reason,
         };
-        match &self.mixture {
-            FittedMixture::Em(m) if m.n_components == 1 => {}
-            FittedMixture::Em(m) => {
-                return Err(refuse(format!(
-                    "a mixture of {} components has no exact update (its statistics depend on \
-                     the responsibilities, which change with the parameters): fit one \
-                     component (--components 1) to keep the detector updatable, or continue a \
-                     mixture with online EM (mixburn fit --warm-start M --online)",
-                    m.n_components
-                )))
-            }
-            FittedMixture::Bayesian(_) => {
-                return Err(refuse(
-                    "the variational mixture's posterior has no exact update: fit one \
-                     component with the em estimator"
-                        .into(),
-                ))
-            }
+        if let Some(why) = no_exact_update(&self.mixture) {
+            return Err(refuse(why));
         }
         if !(total_weight.is_finite() && total_weight > 0.0) {
             return Err(refuse(format!(
@@ -89,9 +73,11 @@ impl AnomalyDetector {
     ) -> Result<(GaussianMixture, f64)> {
         let not_updatable = || AnomalyError::InvalidSetting {
             name: "detector",
-            reason: "it keeps no statistics to update: fit it with --updatable (one component, \
-                     the em estimator)"
-                .into(),
+            reason: no_exact_update(&self.mixture).unwrap_or_else(|| {
+                "it keeps no statistics to update: fit it with --updatable \
+                 (AnomalyDetector::updatable)"
+                    .into()
+            }),
         };
         let kept = self.kept_count.ok_or_else(not_updatable)?;
         let FittedMixture::Em(old) = &self.mixture else {
@@ -151,5 +137,25 @@ impl AnomalyDetector {
             }
         };
         det.updatable(n)
+    }
+}
+
+/// Why a detector over `mixture` has no exact update (module docs), or `None` for a single
+/// Gaussian fitted by EM.
+fn no_exact_update(mixture: &FittedMixture) -> Option<String> {
+    match mixture {
+        FittedMixture::Em(m) if m.n_components == 1 => None,
+        FittedMixture::Em(m) => Some(format!(
+            "a mixture of {} components has no exact update (its statistics depend on the \
+             responsibilities, which change with the parameters): fit one component \
+             (--components 1) to keep the detector updatable, or continue a mixture with \
+             online EM (mixburn fit --warm-start M --online)",
+            m.n_components
+        )),
+        FittedMixture::Bayesian(_) => Some(
+            "the variational mixture's posterior has no exact update: fit one component with \
+             the em estimator"
+                .into(),
+        ),
     }
 }
