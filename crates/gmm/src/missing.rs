@@ -138,7 +138,6 @@ impl Scan {
         Ok(Patterns {
             groups: groups.into_iter().map(|(_, o, r)| (o, r)).collect(),
             values,
-            shift: self.shift.clone(),
             n: len,
             offset: start,
         })
@@ -158,8 +157,6 @@ struct Patterns {
     groups: Vec<(Vec<usize>, Vec<usize>)>,
     /// The rows on the host, shifted, NaN where missing.
     values: Vec<f64>,
-    /// The shift.
-    shift: Vec<f64>,
     /// Rows in the chunk.
     n: usize,
     /// The chunk's first row.
@@ -241,6 +238,107 @@ fn diag_chunk_rows(k: usize, d: usize) -> usize {
     ((64usize << 20) / (8 * (4 * d.max(1) + 4 * k.max(1)))).clamp(16, 1 << 16)
 }
 
+/// The means in shifted coordinates, `[K, D]` row-major.
+fn shifted_means(model: &GaussianMixture, shift: &[f64]) -> Vec<f64> {
+    let d = model.n_features;
+    model
+        .means()
+        .iter()
+        .enumerate()
+        .map(|(i, m)| m - shift[i % d])
+        .collect()
+}
+
+/// `ln π_k`, shaped `shape` (`[1, K]` or `[K, 1]`).
+fn log_weights(
+    model: &GaussianMixture,
+    shape: [usize; 2],
+    device: &Device,
+    dtype: burn::tensor::DType,
+) -> Tensor<2> {
+    tensor_from_f64(
+        model.weights().iter().map(|w| w.ln()).collect(),
+        shape,
+        device,
+        dtype,
+    )
+}
+
+/// The model's operands of the diagonal E-step ([`e_step_diag`]), built once per E-step for
+/// all its chunks: `1/σ²`, `μ/σ²`, `μ²/σ²` and `ln σ²` transposed to `[D, K]`, `μ` and
+/// `μ² + σ²` as `[K, D]`, `ln π` as `[1, K]` (shifted coordinates).
+struct DiagOperands {
+    prec_t: Tensor<2>,
+    mu_prec_t: Tensor<2>,
+    mu2_prec_t: Tensor<2>,
+    ln_var_t: Tensor<2>,
+    means: Tensor<2>,
+    mu2_var: Tensor<2>,
+    log_w: Tensor<2>,
+}
+
+impl DiagOperands {
+    fn of(
+        model: &GaussianMixture,
+        shift: &[f64],
+        device: &Device,
+        dtype: burn::tensor::DType,
+    ) -> Self {
+        let (k, d) = (model.n_components, model.n_features);
+        let c = model.covariances().to_f64();
+        let var: Vec<f64> = (0..k * d)
+            .map(|i| match model.covariance_type {
+                CovarianceType::Spherical => c[i / d],
+                _ => c[i],
+            })
+            .collect();
+        let mu = shifted_means(model, shift);
+        let host = |f: &dyn Fn(usize) -> f64| -> Tensor<2> {
+            tensor_from_f64((0..k * d).map(f).collect(), [k, d], device, dtype)
+        };
+        Self {
+            prec_t: host(&|i| 1.0 / var[i]).transpose(),
+            mu_prec_t: host(&|i| mu[i] / var[i]).transpose(),
+            mu2_prec_t: host(&|i| mu[i] * mu[i] / var[i]).transpose(),
+            ln_var_t: host(&|i| var[i].ln()).transpose(),
+            means: host(&|i| mu[i]),
+            mu2_var: host(&|i| mu[i] * mu[i] + var[i]),
+            log_w: log_weights(model, [1, k], device, dtype),
+        }
+    }
+}
+
+/// The model's operands of one E-step, by covariance type.
+enum Operands {
+    Patterns(Box<PatternOperands>),
+    Diag(Box<DiagOperands>),
+}
+
+/// The model's operands of the per-pattern E-step ([`e_step_patterns`]), built once per
+/// E-step for all its chunks: the covariances as `[K, D, D]`, the means `[K, D]` (shifted
+/// coordinates) and `ln π` as `[K, 1]`.
+struct PatternOperands {
+    cov: Tensor<3>,
+    means: Tensor<2>,
+    log_w: Tensor<2>,
+}
+
+impl PatternOperands {
+    fn of(
+        model: &GaussianMixture,
+        shift: &[f64],
+        device: &Device,
+        dtype: burn::tensor::DType,
+    ) -> Self {
+        let (k, d) = (model.n_components, model.n_features);
+        Self {
+            cov: covariance_matrices(model, device, dtype),
+            means: tensor_from_f64(shifted_means(model, shift), [k, d], device, dtype),
+            log_w: log_weights(model, [k, 1], device, dtype),
+        }
+    }
+}
+
 /// The E-step of the module table for diagonal and spherical covariances, O(K·D) throughout:
 /// with `Σ_k = diag(σ²_k)` a missing entry's conditional mean is `μ_kj` and its conditional
 /// variance `σ²_kj`, so no pattern needs its own factor. For rows `x` (missing entries set to
@@ -252,37 +350,22 @@ fn diag_chunk_rows(k: usize, d: usize) -> usize {
 /// ```
 fn e_step_diag(
     p: &Patterns,
+    ops: &DiagOperands,
     model: &GaussianMixture,
     device: &Device,
     dtype: burn::tensor::DType,
     mut keep: Option<&mut Observed>,
 ) -> Result<Stats> {
     let (k, d) = (model.n_components, model.n_features);
-    let c = model.covariances().to_f64();
-    let var: Vec<f64> = (0..k * d)
-        .map(|i| match model.covariance_type {
-            CovarianceType::Spherical => c[i / d],
-            _ => c[i],
-        })
-        .collect();
-    let mu: Vec<f64> = (0..k * d)
-        .map(|i| model.means()[i] - p.shift[i % d])
-        .collect();
-    let host = |f: &dyn Fn(usize) -> f64| -> Tensor<2> {
-        tensor_from_f64((0..k * d).map(f).collect(), [k, d], device, dtype)
-    };
-    let prec_t = host(&|i| 1.0 / var[i]).transpose(); // [D, K]
-    let mu_prec_t = host(&|i| mu[i] / var[i]).transpose();
-    let mu2_prec_t = host(&|i| mu[i] * mu[i] / var[i]).transpose();
-    let ln_var_t = host(&|i| var[i].ln()).transpose();
-    let means = host(&|i| mu[i]);
-    let mu2_var = host(&|i| mu[i] * mu[i] + var[i]);
-    let log_w = tensor_from_f64(
-        model.weights().iter().map(|w| w.ln()).collect(),
-        [1, k],
-        device,
-        dtype,
-    );
+    let DiagOperands {
+        prec_t,
+        mu_prec_t,
+        mu2_prec_t,
+        ln_var_t,
+        means,
+        mu2_var,
+        log_w,
+    } = ops;
     let ln_2pi = (2.0 * std::f64::consts::PI).ln();
     let mut nk = vec![0.0; k];
     let mut s1 = Tensor::<2>::zeros([k, d], device).cast(dtype);
@@ -318,15 +401,7 @@ fn e_step_diag(
         let observed = mask.clone().sum_dim(1); // [n, 1]
         let log_prob =
             (maha + log_det + observed.mul_scalar(ln_2pi)).mul_scalar(-0.5) + log_w.clone();
-        let top = log_prob.clone().max_dim(1); // [n, 1]
-        let ll = top.clone() + (log_prob.clone() - top).exp().sum_dim(1).log(); // [n, 1]
-        let resp = (log_prob - ll.clone()).exp(); // [n, K]
-        let ll_host = to_f64(ll)?;
-        if ll_host.iter().any(|v| !v.is_finite()) {
-            return Err(GmmError::NumericalFailure(
-                "a row's observed-data log-likelihood is not finite: increase reg_covar".into(),
-            ));
-        }
+        let (ll_host, resp) = responsibilities(log_prob, 1)?; // [n], [n, K]
         total += ll_host.iter().sum::<f64>();
         if let Some(out) = keep.as_deref_mut() {
             let at = p.offset + start;
@@ -380,6 +455,21 @@ fn pattern_chunk_rows(k: usize, d: usize) -> usize {
     ((64usize << 20) / (8 * k.max(1) * d.max(1) * 3)).clamp(16, 4096)
 }
 
+/// Each row's observed-data log-likelihood `log Σ_k π_k N(x_O; …)` (on the host, refused
+/// unless finite) and its responsibilities, from the weighted log-densities `log_prob` with
+/// the components along `dim` (the project's one log-sum-exp).
+fn responsibilities(log_prob: Tensor<2>, dim: usize) -> Result<(Vec<f64>, Tensor<2>)> {
+    let ll = crate::logsumexp::log_sum_exp(log_prob.clone(), dim);
+    let resp = (log_prob - ll.clone()).exp();
+    let ll_host = to_f64(ll)?;
+    if ll_host.iter().any(|v| !v.is_finite()) {
+        return Err(GmmError::NumericalFailure(
+            "a row's observed-data log-likelihood is not finite: increase reg_covar".into(),
+        ));
+    }
+    Ok((ll_host, resp))
+}
+
 /// One E-step over every chunk of `rows`: the observed-data log-likelihood, and the
 /// statistics of the completed rows (module table), in shifted coordinates; with `keep`, each
 /// row's `log p(x_O)` and its responsibilities (in row order) as well. Full and tied
@@ -392,17 +482,21 @@ fn e_step(
     mut keep: Option<&mut Observed>,
 ) -> Result<Stats> {
     let (device, dtype) = (rows.device(), rows.dtype());
+    let ops = match model.covariance_type {
+        CovarianceType::Full | CovarianceType::Tied => Operands::Patterns(Box::new(
+            PatternOperands::of(model, &scan.shift, &device, dtype),
+        )),
+        CovarianceType::Diag | CovarianceType::Spherical => Operands::Diag(Box::new(
+            DiagOperands::of(model, &scan.shift, &device, dtype),
+        )),
+    };
     let mut acc: Option<Stats> = None;
     for (start, len) in rows.chunk_ranges(scan.chunk) {
         let p = scan.patterns(rows, start, len)?;
         let keep = keep.as_deref_mut();
-        let part = match model.covariance_type {
-            CovarianceType::Full | CovarianceType::Tied => {
-                e_step_patterns(&p, model, &device, dtype, keep)
-            }
-            CovarianceType::Diag | CovarianceType::Spherical => {
-                e_step_diag(&p, model, &device, dtype, keep)
-            }
+        let part = match &ops {
+            Operands::Patterns(o) => e_step_patterns(&p, o, model, &device, dtype, keep),
+            Operands::Diag(o) => e_step_diag(&p, o, model, &device, dtype, keep),
         }?;
         acc = Some(match acc {
             Some(a) => a.add(part),
@@ -415,26 +509,14 @@ fn e_step(
 /// [`e_step`] over every pattern, each a batch over the K components.
 fn e_step_patterns(
     p: &Patterns,
+    ops: &PatternOperands,
     model: &GaussianMixture,
     device: &Device,
     dtype: burn::tensor::DType,
     mut keep: Option<&mut Observed>,
 ) -> Result<Stats> {
     let (k, d) = (model.n_components, model.n_features);
-    let cov = covariance_matrices(model, device, dtype);
-    let shifted_means: Vec<f64> = model
-        .means()
-        .iter()
-        .enumerate()
-        .map(|(i, m)| m - p.shift[i % d])
-        .collect();
-    let means = tensor_from_f64(shifted_means, [k, d], device, dtype);
-    let log_w = tensor_from_f64(
-        model.weights().iter().map(|w| w.ln()).collect(),
-        [k, 1],
-        device,
-        dtype,
-    );
+    let PatternOperands { cov, means, log_w } = ops;
     let mut nk = vec![0.0; k];
     let mut s1 = Tensor::<2>::zeros([k, d], device).cast(dtype);
     let mut s2 = Tensor::<3>::zeros([k, d, d], device).cast(dtype);
@@ -488,15 +570,7 @@ fn e_step_patterns(
             let maha = z.clone().square().sum_dim(1).squeeze_dim::<2>(1); // [K, n]
             let log_prob =
                 (maha + log_det.clone() + o as f64 * ln_2pi).mul_scalar(-0.5) + log_w.clone(); // [K, n]
-            let ll = log_prob.clone().max_dim(0); // [1, n]
-            let ll = ll.clone() + (log_prob.clone() - ll).exp().sum_dim(0).log(); // [1, n]
-            let resp = (log_prob - ll.clone()).exp(); // [K, n]
-            let ll_host = to_f64(ll)?;
-            if ll_host.iter().any(|v| !v.is_finite()) {
-                return Err(GmmError::NumericalFailure(
-                    "a row's observed-data log-likelihood is not finite: increase reg_covar".into(),
-                ));
-            }
+            let (ll_host, resp) = responsibilities(log_prob, 0)?; // [n], [K, n]
             total += ll_host.iter().sum::<f64>();
             if let Some(out) = keep.as_deref_mut() {
                 let proba = to_f64(resp.clone())?; // [K, n]
