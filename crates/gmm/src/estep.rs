@@ -6,14 +6,14 @@
 //! log-densities, with `n` from the memory budget ([`crate::budget`]).
 
 use burn::tensor::Tensor;
-use rayon::prelude::*;
 
 use crate::covariance::{self, CovTensor, CovarianceType, Packing, Whitening};
-use crate::error::{GmmError, Result};
+use crate::error::Result;
 use crate::form::EstepForm;
 use crate::kmeans::Centred;
 use crate::logsumexp::{log_sum_exp, softmax_parts};
 use crate::params::Layout;
+use crate::pass::Pass;
 use crate::source::{on_device, RowSource};
 use crate::stats::{ShiftedScatter, SufficientStats, UpperBlocks};
 
@@ -427,80 +427,21 @@ fn pooled_for<'d>(data: &'d ChunkedData<'_>, op: &Operand) -> Option<&'d UpperBl
 }
 
 /// The statistics of [`em_pass`] (without the pooled scatter), from runs of chunks on
-/// `workers` threads or one thread per shard.
+/// `workers` threads or one thread per shard ([`Pass::groups`]), merged in row order.
 fn pass_in_groups(
     data: &ChunkedData<'_>,
     op: &Operand,
     k: usize,
     workers: usize,
 ) -> Result<SufficientStats> {
-    let ranges: Vec<(usize, usize)> = data.ranges().collect();
-    crate::progress::pass("EM", data.n_rows());
-    let shards = data.raw().shards();
-    // Rows on one device: runs of chunks, one per worker, on rayon's pool. Sharded rows: one
-    // thread per shard, each device computing its shard's statistics, merged on the client.
-    let sharded = shards.len() > 1;
-    let groups: Vec<&[(usize, usize)]> = if sharded {
-        let mut groups = vec![];
-        let mut rest = &ranges[..];
-        for (_, first, len) in &shards {
-            let end = rest.partition_point(|(s, _)| *s < first + len);
-            let (group, tail) = rest.split_at(end);
-            if !group.is_empty() {
-                groups.push(group);
-            }
-            rest = tail;
-        }
-        groups
-    } else {
-        let workers = workers.clamp(1, ranges.len());
-        ranges.chunks(ranges.len().div_ceil(workers)).collect()
-    };
-    if groups.len() == 1 {
-        return pass_over(data, op, k, groups[0]);
-    }
-    let run = |part: &[(usize, usize)]| {
-        let pass = std::panic::AssertUnwindSafe(|| pass_over(data, op, k, part));
-        (part[0].0, std::panic::catch_unwind(pass))
-    };
-    let results: Vec<_> = if sharded {
-        // Each shard's device computes while its thread waits on it: one thread per shard.
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = groups
-                .into_iter()
-                .map(|part| scope.spawn(move || run(part)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a run catches its own panic"))
-                .collect()
-        })
-    } else {
-        // Local runs go to rayon's pool, whose threads also run the backend's parallel
-        // kernels (burn-flex's GEMMs from about 7M multiply-adds): on threads of their own,
-        // every run's GEMMs would fan out onto the pool too and oversubscribe the cores.
-        groups.into_par_iter().map(run).collect()
-    };
+    let pass = Pass::over(data.raw(), data.ranges().collect())
+        .labelled("EM")
+        .workers(workers);
     let mut acc = None;
-    for (first, result) in results {
-        // A pass that panicked (a lost connection inside the backend) is that worker's error.
-        let stats = result.map_err(|panic| GmmError::Worker {
-            worker: data.raw().describe(first),
-            iteration: None,
-            reason: format!("its pass failed: {}", panic_message(&panic)),
-        })??;
+    for stats in pass.groups(|part| pass_over(data, op, k, part))? {
         acc = Some(SufficientStats::accumulate(acc, stats));
     }
     Ok(acc.expect("at least one chunk"))
-}
-
-/// The message of a caught panic.
-pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 fn pass_over(
@@ -553,11 +494,7 @@ fn pass_over(
         acc = Some(SufficientStats::accumulate(acc, stats));
         crate::progress::rows(len);
     }
-    let stats = acc.expect("at least one row").to_device(&data.client());
-    if let Some(&(first, _)) = ranges.first() {
-        data.raw().finished(first);
-    }
-    Ok(stats)
+    Ok(acc.expect("at least one row").to_device(&data.client()))
 }
 
 #[cfg(test)]

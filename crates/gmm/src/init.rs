@@ -20,6 +20,7 @@ use crate::form::EstepForm;
 use crate::host::{accumulate, tensor_from_f64, to_f64};
 use crate::kmeans::{assign, kmeans_centred, one_hot, plusplus_indices, KMeansConfig};
 use crate::params::{Layout, Params, WeightNorm};
+use crate::pass::Pass;
 use crate::source::{on_device, PerDevice};
 use crate::stats::{Moments, SufficientStats, UpperBlocks};
 use crate::values::Values;
@@ -115,14 +116,15 @@ pub fn stats_from_responsibilities(
     resp: &[f64],
 ) -> Result<SufficientStats> {
     let k = resp.len() / data.n_rows().max(1);
-    let mut acc = None;
-    for (start, len) in data.ranges() {
-        let r = resp[start * k..(start + len) * k].to_vec();
-        let r = tensor_from_f64(r, [len, k], &data.device_of(start), layout.dtype);
-        let stats = data.stats_of(start, len, r, k, None)?;
-        acc = Some(SufficientStats::accumulate(acc, stats));
-    }
-    Ok(acc.expect("rows"))
+    let stats = pass_of(data).reduce(
+        |start, len| {
+            let r = resp[start * k..(start + len) * k].to_vec();
+            let r = tensor_from_f64(r, [len, k], &data.device_of(start), layout.dtype);
+            data.stats_of(start, len, r, k, None)
+        },
+        merge_stats,
+    )?;
+    Ok(stats.expect("rows"))
 }
 
 /// Rows per chunk of the initialisation's k-means and k-means++ passes (distances to the
@@ -215,15 +217,16 @@ fn kmeans_stats(
     // The shifted form accumulates around each cluster's centre (centred coordinates).
     let shift = centres.clone();
     let centres = PerDevice::new(centres);
-    let mut acc = None;
-    for (start, len) in data.ranges() {
-        let x = data.rows(start, len)?;
-        let (_, labels) = assign(x.clone(), &centres.on(&x.device()), b, k);
-        let resp = one_hot(labels, k, layout.dtype);
-        let stats = data.stats_of(start, len, resp, k, Some(&shift))?;
-        acc = Some(SufficientStats::accumulate(acc, stats));
-    }
-    Ok(acc.expect("rows"))
+    let stats = pass_of(data).reduce(
+        |start, len| {
+            let x = data.rows(start, len)?;
+            let (_, labels) = assign(x.clone(), &centres.on(&x.device()), b, k);
+            let resp = one_hot(labels, k, layout.dtype);
+            data.stats_of(start, len, resp, k, Some(&shift))
+        },
+        merge_stats,
+    )?;
+    Ok(stats.expect("rows"))
 }
 
 /// Statistics of row-normalised uniform random responsibilities, one stream per restart.
@@ -231,7 +234,8 @@ fn random_stats(data: &ChunkedData<'_>, layout: &Layout, seeds: &[u64]) -> Resul
     let (k, b) = (layout.k, seeds.len());
     let mut rngs: Vec<StdRng> = seeds.iter().map(|s| StdRng::seed_from_u64(*s)).collect();
     let mut acc = None;
-    for (start, len) in data.ranges() {
+    // One random stream per restart, drawn in row order: the chunks run one after another.
+    pass_of(data).for_each(|start, len| -> Result<()> {
         let mut resp = vec![0.0; len * b * k];
         for (r, rng) in rngs.iter_mut().enumerate() {
             for i in 0..len {
@@ -243,9 +247,20 @@ fn random_stats(data: &ChunkedData<'_>, layout: &Layout, seeds: &[u64]) -> Resul
         }
         let resp = tensor_from_f64(resp, [len, b * k], &data.device_of(start), layout.dtype);
         let stats = data.stats_of(start, len, resp, k, None)?;
-        acc = Some(SufficientStats::accumulate(acc, stats));
-    }
+        acc = Some(SufficientStats::accumulate(acc.take(), stats));
+        Ok(())
+    })?;
     Ok(acc.expect("rows"))
+}
+
+/// A pass over `data`'s chunks.
+fn pass_of<'d>(data: &'d ChunkedData<'_>) -> Pass<'d> {
+    Pass::over(data.raw(), data.ranges().collect())
+}
+
+/// Statistics of some rows merged with those of the rows after them.
+fn merge_stats(a: SufficientStats, b: SufficientStats) -> Result<SufficientStats> {
+    Ok(SufficientStats::accumulate(Some(a), b))
 }
 
 /// Starting parameters when the responsibilities are 1 on K chosen rows (`k-means++`,
@@ -271,17 +286,18 @@ fn point_params(
     let covariances = match layout.cov {
         CovarianceType::Full => (0..k).flat_map(|_| eye_reg(reg)).collect(),
         CovarianceType::Tied => {
-            let mut acc: Option<Tensor<2>> = None;
-            for (start, len) in data.ranges() {
-                let x = data.rows(start, len)?;
-                let xw = match data.weight_column(start, len) {
-                    Some(w) => x.clone() * w,
-                    None => x.clone(),
-                };
-                let xtx = on_device(&xw.transpose().matmul(x), &layout.device);
-                acc = Some(accumulate(acc, xtx));
-            }
-            let second = to_f64(acc.expect("rows"))?;
+            let second = pass_of(data).reduce(
+                |start, len| -> Result<_> {
+                    let x = data.rows(start, len)?;
+                    let xw = match data.weight_column(start, len) {
+                        Some(w) => x.clone() * w,
+                        None => x.clone(),
+                    };
+                    Ok(on_device(&xw.transpose().matmul(x), &layout.device))
+                },
+                |a, b| Ok(accumulate(Some(a), b)),
+            )?;
+            let second = to_f64(second.expect("rows"))?;
             second
                 .iter()
                 .zip(eye_reg(reg))

@@ -7,6 +7,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::error::{GmmError, Result};
 use crate::host::{accumulate, tensor_from_f64, to_f64, to_i64};
+use crate::pass::Pass;
 use crate::source::{on_device, PerDevice, RowSource};
 
 /// Settings of a k-means run.
@@ -198,19 +199,24 @@ pub(crate) fn kmeans_centred(
     let [_, d] = xc.dims();
     let k = cfg.n_clusters;
     let b = seeds.len();
-    let mut sq_sum = 0.0;
-    let mut total = 0.0;
-    for (start, len) in xc.ranges(cfg.chunk_size) {
-        let sq = xc.rows(start, len)?.square().sum_dim(1);
-        let sq = match xc.weight_column(start, len) {
-            Some(w) => sq * w,
-            None => sq,
-        };
-        sq_sum += to_f64(sq.sum())?[0];
-        total += xc
-            .weights()
-            .map_or(len as f64, |w| w[start..start + len].iter().sum());
-    }
+    // The mean squared norm of the (weighted) rows and their total weight, for the tolerance.
+    let pass = Pass::over(xc.raw(), xc.ranges(cfg.chunk_size));
+    let (sq_sum, total) = pass
+        .reduce(
+            |start, len| -> Result<_> {
+                let sq = xc.rows(start, len)?.square().sum_dim(1);
+                let sq = match xc.weight_column(start, len) {
+                    Some(w) => sq * w,
+                    None => sq,
+                };
+                let mass = xc
+                    .weights()
+                    .map_or(len as f64, |w| w[start..start + len].iter().sum());
+                Ok((to_f64(sq.sum())?[0], mass))
+            },
+            |a, b| Ok((a.0 + b.0, a.1 + b.1)),
+        )?
+        .unwrap_or((0.0, 0.0));
     let tol = cfg.tol * sq_sum / (total * d as f64);
     let mut rngs: Vec<StdRng> = seeds.iter().map(|s| StdRng::seed_from_u64(*s)).collect();
     let idx = plusplus_indices(xc, k, &mut rngs, cfg.chunk_size)?;
@@ -284,15 +290,10 @@ fn lloyd_pass(
     chunk: usize,
     want_labels: bool,
 ) -> Result<(Tensor<2>, Tensor<1>, (Vec<i64>, Vec<f64>))> {
-    let [n, _] = xc.dims();
-    let mut sums: Option<Tensor<2>> = None;
-    let mut counts: Option<Tensor<1>> = None;
-    let mut labels = Vec::new();
-    let mut inertia = vec![0.0; b];
-    crate::progress::pass("k-means", n);
     let client = centres.device();
     let on = PerDevice::new(centres.clone());
-    for (start, len) in xc.ranges(chunk) {
+    let pass = Pass::over(xc.raw(), xc.ranges(chunk)).labelled("k-means");
+    let step = |acc: Lloyd, start: usize, len: usize| -> Result<Lloyd> {
         let x = xc.rows(start, len)?;
         let (min, arg) = assign(x.clone(), &on.on(&x.device()), b, k); // [len, B, 1]
         let mut onehot = one_hot(arg.clone(), k, x.dtype());
@@ -301,23 +302,57 @@ fn lloyd_pass(
             onehot = onehot * w.clone();
             min = min * w;
         }
-        let s = on_device(&onehot.clone().transpose().matmul(x), &client);
-        let c = on_device(&onehot.sum_dim(0).squeeze_dim::<1>(0), &client);
-        sums = Some(accumulate(sums, s));
-        counts = Some(accumulate(counts, c));
-        crate::progress::rows(len);
+        let mut chunk = Lloyd {
+            sums: Some(on_device(&onehot.clone().transpose().matmul(x), &client)),
+            counts: Some(on_device(&onehot.sum_dim(0).squeeze_dim::<1>(0), &client)),
+            labels: vec![],
+            inertia: vec![0.0; b],
+        };
         if want_labels {
-            labels.extend(to_i64(arg.reshape([len * b]))?);
-            for (r, v) in to_f64(min.sum_dim(0))?.into_iter().enumerate() {
-                inertia[r] += v;
-            }
+            chunk.labels = to_i64(arg.reshape([len * b]))?;
+            chunk.inertia = to_f64(min.sum_dim(0))?;
         }
-    }
+        Ok(acc.merge(chunk))
+    };
+    let init = || Lloyd {
+        sums: None,
+        counts: None,
+        labels: vec![],
+        inertia: vec![0.0; b],
+    };
+    let all = pass.fold(init, step, |a, b| Ok(a.merge(b)))?;
+    let all = all.expect("rows");
     Ok((
-        sums.expect("rows"),
-        counts.expect("rows"),
-        (labels, inertia),
+        all.sums.expect("rows"),
+        all.counts.expect("rows"),
+        (all.labels, all.inertia),
     ))
+}
+
+/// The statistics of a Lloyd pass over some rows: the clusters' sums and counts, and the rows'
+/// labels and inertia when asked for.
+struct Lloyd {
+    sums: Option<Tensor<2>>,
+    counts: Option<Tensor<1>>,
+    labels: Vec<i64>,
+    inertia: Vec<f64>,
+}
+
+impl Lloyd {
+    /// The statistics of these rows followed by `next`'s.
+    fn merge(mut self, next: Lloyd) -> Lloyd {
+        if let Some(s) = next.sums {
+            self.sums = Some(accumulate(self.sums, s));
+        }
+        if let Some(c) = next.counts {
+            self.counts = Some(accumulate(self.counts, c));
+        }
+        self.labels.extend(next.labels);
+        for (a, b) in self.inertia.iter_mut().zip(next.inertia) {
+            *a += b;
+        }
+        self
+    }
 }
 
 /// A row drawn with probability `∝ w_i` (uniformly when every weight is 0).
@@ -357,14 +392,15 @@ pub fn plusplus_indices(
     let weights = xc.weights();
     let weight = |i: usize| weights.map_or(1.0, |w| w[i]);
     // Distances of every chunk's rows to the centres `c` (`[M, D]`), row-major `[len, M]`.
+    let pass = Pass::over(xc.raw(), xc.ranges(chunk));
     let scan = |c: &Tensor<2>, f: &mut dyn FnMut(usize, usize, &[f64])| -> Result<()> {
         let c = PerDevice::new(c.clone());
-        for (start, len) in xc.ranges(chunk) {
+        pass.for_each(|start, len| {
             let x = xc.rows(start, len)?;
             let dist = to_f64(squared_distances(x.clone(), c.on(&x.device())))?;
             f(start, len, &dist);
-        }
-        Ok(())
+            Ok(())
+        })
     };
     let mut chosen: Vec<Vec<usize>> = rngs
         .iter_mut()

@@ -78,6 +78,7 @@ mod model;
 pub mod model_file;
 pub mod online;
 mod params;
+pub mod pass;
 mod pooled;
 pub mod progress;
 mod scatter;

@@ -35,6 +35,7 @@ use crate::error::{GmmError, Result};
 use crate::host::{tensor_from_f64, to_f64};
 use crate::linalg;
 use crate::model::GaussianMixture;
+use crate::pass::Pass;
 use crate::source::{FitData, RowSource};
 use crate::{GaussianMixtureConfig, Precision};
 
@@ -58,7 +59,7 @@ impl Scan {
         let mut sums = vec![0.0; d];
         let mut counts = vec![0usize; d];
         let mut any_missing = false;
-        for (start, len) in rows.chunk_ranges(chunk) {
+        Pass::over(rows, rows.chunk_ranges(chunk)).for_each(|start, len| {
             let values = to_f64(rows.rows(start, len)?)?;
             if let Some(i) = values.iter().position(|v| v.is_infinite()) {
                 return Err(GmmError::invalid_setting(
@@ -90,7 +91,8 @@ impl Scan {
                     }
                 }
             }
-        }
+            Ok(())
+        })?;
         let shift: Vec<f64> = match shift {
             Some(s) => s.to_vec(),
             None => {
@@ -491,18 +493,20 @@ fn e_step(
         )),
     };
     let mut acc: Option<Stats> = None;
-    for (start, len) in rows.chunk_ranges(scan.chunk) {
+    // `keep` gathers the rows' results in row order: the chunks run one after another.
+    Pass::over(rows, rows.chunk_ranges(scan.chunk)).for_each(|start, len| -> Result<()> {
         let p = scan.patterns(rows, start, len)?;
         let keep = keep.as_deref_mut();
         let part = match &ops {
             Operands::Patterns(o) => e_step_patterns(&p, o, model, &device, dtype, keep),
             Operands::Diag(o) => e_step_diag(&p, o, model, &device, dtype, keep),
         }?;
-        acc = Some(match acc {
+        acc = Some(match acc.take() {
             Some(a) => a.add(part),
             None => part,
         });
-    }
+        Ok(())
+    })?;
     acc.ok_or_else(|| GmmError::invalid_setting("data", "no rows: pass at least one"))
 }
 

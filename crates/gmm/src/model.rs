@@ -24,6 +24,7 @@ use crate::model_file::{
     ModelWriter,
 };
 use crate::params::{Layout, Params};
+use crate::pass::Pass;
 use crate::source::{check_finite, RowSource};
 use crate::validate;
 use crate::values::Values;
@@ -499,33 +500,33 @@ impl Scorer<'_> {
         let data = ChunkedData::new(x, centre_t, plan.chunk_rows, &layout);
         // Rows from a file are checked as they are read; other sources here.
         let check = x.resident().is_none() && !x.checked();
-        crate::progress::pass("score", n);
         // The operand on each device holding rows (moved once per device).
         let mut ops: Vec<(Device, Operand)> = vec![(device.clone(), op)];
-        for (start, len) in data.ranges() {
-            // Each chunk is read once: checked (rows from a file) and scored.
-            let xc = data.rows(start, len)?;
-            if check {
-                check_finite(&xc, start)?;
-            }
-            let dev = x.device_of(start);
-            let i = match ops.iter().position(|(d, _)| *d == dev) {
-                Some(i) => i,
-                None => {
-                    let moved = ops[0].1.to_device(&dev);
-                    ops.push((dev, moved));
-                    ops.len() - 1
+        // The chunks in row order: `f` consumes them one after another.
+        Pass::over(x, data.ranges().collect())
+            .labelled("score")
+            .for_each(|start, len| {
+                // Each chunk is read once: checked (rows from a file) and scored.
+                let xc = data.rows(start, len)?;
+                if check {
+                    check_finite(&xc, start)?;
                 }
-            };
-            let (w, lse) = log_prob(&data, &ops[i].1, k, xc);
-            f(ScoredChunk {
-                start,
-                weighted: w.reshape([len, k]),
-                log_likelihood: lse.reshape([len]),
-            })?;
-            crate::progress::rows(len);
-        }
-        Ok(())
+                let dev = x.device_of(start);
+                let i = match ops.iter().position(|(d, _)| *d == dev) {
+                    Some(i) => i,
+                    None => {
+                        let moved = ops[0].1.to_device(&dev);
+                        ops.push((dev, moved));
+                        ops.len() - 1
+                    }
+                };
+                let (w, lse) = log_prob(&data, &ops[i].1, k, xc);
+                f(ScoredChunk {
+                    start,
+                    weighted: w.reshape([len, k]),
+                    log_likelihood: lse.reshape([len]),
+                })
+            })
     }
 
     /// Runs `f` on the log-densities `[n, 1, K]` and their log-sum-exp `[n, 1, 1]` of each

@@ -18,6 +18,7 @@ use mixburn_data::RowFile;
 
 use crate::error::{GmmError, Result};
 use crate::host::{chunks, int_tensor, tensor_from_f64, to_f64, to_i64};
+use crate::pass::Pass;
 
 /// Rows of an `[N, D]` float matrix, readable a block at a time from several threads.
 pub trait RowSource: Sync {
@@ -370,28 +371,32 @@ impl<'a> FitData<'a> {
                 to_f64(x.clone().mean_dim(0))?
             }
             _ => {
-                let mut acc = vec![0.0; d];
-                crate::progress::pass("reading", n);
-                for (start, len) in self.rows.chunk_ranges(chunk_rows) {
-                    let x = self.rows.rows(start, len)?;
-                    check_finite(&x, start)?;
-                    let sum = match self.sample_weight {
-                        Some(w) => {
-                            let w = tensor_from_f64(
-                                w[start..start + len].to_vec(),
-                                [len, 1],
-                                &x.device(),
-                                dtype,
-                            );
-                            (x * w).sum_dim(0)
-                        }
-                        None => x.sum_dim(0),
-                    };
-                    for (a, v) in acc.iter_mut().zip(to_f64(sum)?) {
-                        *a += v;
-                    }
-                    crate::progress::rows(len);
-                }
+                let sums = Pass::new(self.rows, chunk_rows)
+                    .labelled("reading")
+                    .reduce(
+                        |start, len| -> Result<_> {
+                            let x = self.rows.rows(start, len)?;
+                            check_finite(&x, start)?;
+                            let sum = match self.sample_weight {
+                                Some(w) => {
+                                    let w = tensor_from_f64(
+                                        w[start..start + len].to_vec(),
+                                        [len, 1],
+                                        &x.device(),
+                                        dtype,
+                                    );
+                                    (x * w).sum_dim(0)
+                                }
+                                None => x.sum_dim(0),
+                            };
+                            Ok(to_f64(sum)?)
+                        },
+                        |mut a, b| {
+                            a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                            Ok(a)
+                        },
+                    )?;
+                let acc = sums.unwrap_or_else(|| vec![0.0; d]);
                 acc.into_iter().map(|s| s / total_weight).collect()
             }
         };

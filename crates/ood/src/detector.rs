@@ -20,6 +20,7 @@ use burn::tensor::{DType, Device, Int, Tensor};
 use mixburn_gmm::budget::{self, MAX_CHUNK_ROWS};
 use mixburn_gmm::host::{tensor_from_f64, to_f64};
 use mixburn_gmm::model_file::{self, ModelContent, ModelWriter};
+use mixburn_gmm::pass::Pass;
 use mixburn_gmm::validate::{check_finite_values, checked_size};
 use mixburn_gmm::{linalg, ClassScatter, GmmError, Precision, RowSource, SharedPrecision};
 use serde::{Deserialize, Serialize};
@@ -574,7 +575,6 @@ impl MahalanobisDetector {
         sample_weight: Option<&[f64]>,
     ) -> OodResult<ClassScatter> {
         let [n, d] = z.dims();
-        let mut acc = None;
         let client = z.device();
         let rows = fit_chunk_rows(
             config.chunk_size,
@@ -584,27 +584,32 @@ impl MahalanobisDetector {
             c,
             Precision::of(z.dtype()),
         )?;
-        for (start, len) in z.chunk_ranges(rows) {
-            let end = start + len;
-            let named = |e| match e {
-                GmmError::NonFinite { row, col, value } => OodError::NonFinite { row, col, value },
-                e => e.into(),
-            };
-            // Rows from a file are checked as they are read; other sources here.
-            let rows = z.rows(start, len).map_err(named)?;
-            if z.resident().is_none() && !z.checked() {
-                mixburn_gmm::source::check_finite(&rows, start).map_err(named)?;
-            }
-            let chunk = Self::partial_statistics_weighted(
-                config,
-                &rows,
-                &idx[start..end],
-                c,
-                sample_weight.map(|w| &w[start..end]),
-            )?
-            .to_device(&client);
-            acc = Some(ClassScatter::accumulate(acc, chunk)?);
-        }
+        // One thread per shard on `--workers`; the chunks' statistics merge exactly.
+        let acc = Pass::new(z, rows).reduce(
+            |start, len| -> OodResult<ClassScatter> {
+                let end = start + len;
+                let named = |e| match e {
+                    GmmError::NonFinite { row, col, value } => {
+                        OodError::NonFinite { row, col, value }
+                    }
+                    e => e.into(),
+                };
+                // Rows from a file are checked as they are read; other sources here.
+                let rows = z.rows(start, len).map_err(named)?;
+                if z.resident().is_none() && !z.checked() {
+                    mixburn_gmm::source::check_finite(&rows, start).map_err(named)?;
+                }
+                Ok(Self::partial_statistics_weighted(
+                    config,
+                    &rows,
+                    &idx[start..end],
+                    c,
+                    sample_weight.map(|w| &w[start..end]),
+                )?
+                .to_device(&client))
+            },
+            |a, b| Ok(ClassScatter::accumulate(Some(a), b)?),
+        )?;
         acc.ok_or(OodError::Empty {
             what: "the features",
         })

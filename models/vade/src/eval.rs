@@ -8,6 +8,7 @@ use mixburn_gmm::host::to_f64;
 /// The project's one eigen-solver (`mixburn_gmm::linalg`), re-exported where the PCA picture
 /// uses it.
 pub use mixburn_gmm::linalg::symmetric_eigen;
+use mixburn_gmm::pass::Pass;
 use mixburn_metrics::cluster::{adjusted_rand_index, clustering_accuracy, normalized_mutual_info};
 use serde::Serialize;
 
@@ -71,15 +72,20 @@ pub fn mean_neg_elbo(model: &Vade, data: &Dataset, chunk: usize, seed: u64) -> R
     let d = model.latent_dim();
     let eps =
         crate::train::evaluation_noise(seed, n, d, &data.images.device(), data.images.dtype());
-    let mut sums = [0.0f64; 3];
-    for (s, len) in mixburn_gmm::host::chunks(n, chunk) {
-        let x = data.images.clone().narrow(0, s, len);
-        let loss = model.elbo_loss(x, eps.clone().narrow(0, s, len));
-        let stats = to_f64(loss.stats())?;
-        for (acc, v) in sums.iter_mut().zip(stats) {
-            *acc += v * len as f64;
-        }
-    }
+    let sums = Pass::new(&data.images, chunk)
+        .fold(
+            || [0.0f64; 3],
+            |mut sums, s, len| -> Result<_> {
+                let x = data.images.clone().narrow(0, s, len);
+                let loss = model.elbo_loss(x, eps.clone().narrow(0, s, len));
+                for (acc, v) in sums.iter_mut().zip(to_f64(loss.stats())?) {
+                    *acc += v * len as f64;
+                }
+                Ok(sums)
+            },
+            |a, b| Ok([a[0] + b[0], a[1] + b[1], a[2] + b[2]]),
+        )?
+        .unwrap_or_default();
     let mean = |v: f64| v / n.max(1) as f64;
     Ok(ElboTerms {
         neg_elbo: mean(sums[0]),
