@@ -315,7 +315,7 @@ fn with_source<T>(
             .collect::<mixburn_gmm::Result<Vec<_>>>()
             .map_err(py_err)?;
         let [_, d] = rows.dims();
-        let chunk = mixburn_gmm::source::scan_rows(d, rows.dtype().size(), *max);
+        let chunk = mixburn_gmm::budget::scan_rows(d, rows.dtype().size(), *max);
         let sharded = mixburn_gmm::ShardedRows::upload(rows, &devices, None, chunk);
         Ok(Some(sharded.map_err(py_err)?))
     };

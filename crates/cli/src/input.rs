@@ -95,7 +95,7 @@ impl Input {
             return held(mixburn_data::read_matrix(path)?);
         }
         let file = RowFile::open(path, tensor)?;
-        if passes == Passes::Many && file.value_bytes(8).saturating_mul(2) <= max_memory {
+        if passes == Passes::Many && mixburn_gmm::budget::holds(file.value_bytes(8), max_memory) {
             return held(file.to_matrix()?);
         }
         // Each chunk is checked as it is read, unless the command has a policy for non-finite
@@ -205,7 +205,7 @@ impl Input {
     /// Rows per chunk of a pass that reads the rows once under `max_memory` bytes.
     pub(crate) fn scan_rows(&self, max_memory: usize) -> usize {
         let r = self.rows();
-        mixburn_gmm::source::scan_rows(r.dims()[1], r.dtype().size(), max_memory)
+        mixburn_gmm::budget::scan_rows(r.dims()[1], r.dtype().size(), max_memory)
     }
 
     /// Whether the rows are read from the file chunk by chunk.

@@ -1,9 +1,18 @@
 //! The one memory budget of every pass over the rows (EM, the variational mixture, k-means,
-//! scoring, prediction, `select`): the rows per chunk follow from it,
-//! `rows = (budget − fixed) / bytes_per_row`, where `fixed` is what a pass holds whatever
-//! its chunk (the parameters, `K·D²` per restart for full covariances, operands and
-//! accumulators) and `bytes_per_row` the intermediates of one row (all worker threads
-//! together). The data themselves are the caller's and are not counted.
+//! scoring, prediction, `select`, the OOD detector, missing values): the rows per chunk follow
+//! from it, and every rule that turns a budget into rows is here.
+//!
+//! | rule | rows | used by |
+//! |---|---|---|
+//! | [`plan_rows`] / [`plan_rows_capped`] | `(budget − fixed) / bytes_per_row`, at most [`MAX_CHUNK_ROWS`] (or the workers' cap) | every pass that computes: the E-step ([`crate::form::plan`]), k-means, scoring, the OOD fit and scoring |
+//! | [`scan_rows`] | a chunk and one temporary in a quarter of the budget, at most [`MAX_SCAN_ROWS`] | passes that only read: checks, the centre, the missing-value scan, streamed copies |
+//! | [`batch_rows`] | a sixteenth of the budget per batch | work inside one chunk (the missing-value E-step's batches) |
+//! | [`holds`] | twice the input's f64 values | whether a fit holds its input or streams it |
+//!
+//! `fixed` is what a pass holds whatever its chunk (the parameters, `K·D²` per restart for
+//! full covariances, operands and accumulators) and `bytes_per_row` the intermediates of one
+//! row (all worker threads together). The data themselves are the caller's and are not
+//! counted.
 
 use crate::error::{GmmError, Result};
 
@@ -60,6 +69,37 @@ pub fn too_small(
         smallest,
         smallest_human: format_bytes(smallest),
     }
+}
+
+/// Rows per chunk where a pass only reads the rows (the checks, the centre, a copy, the
+/// missing-value scan): at most this many.
+pub const MAX_SCAN_ROWS: usize = 1 << 16;
+
+/// Rows per chunk of a pass that only reads the rows: a chunk `[rows, D]` of `value_bytes`
+/// values and one temporary of its size in a quarter of the budget, between 1 and
+/// [`MAX_SCAN_ROWS`].
+///
+/// ```
+/// use mixburn_gmm::budget::scan_rows;
+/// assert_eq!(scan_rows(512, 4, 1 << 30), 65_536);
+/// assert_eq!(scan_rows(512, 4, 16 << 20), 1024);
+/// ```
+pub fn scan_rows(d: usize, value_bytes: usize, budget: usize) -> usize {
+    (budget / 4 / (2 * d * value_bytes).max(1)).clamp(1, MAX_SCAN_ROWS)
+}
+
+/// Whether a fit (several passes) holds its input of `f64_bytes` (its values as f64) rather
+/// than streaming it: the f64 copy it is checked in and the device tensor, twice its f64
+/// values, within the budget. One-pass commands (scoring) always stream a row file.
+pub fn holds(f64_bytes: usize, budget: usize) -> bool {
+    f64_bytes.saturating_mul(2) <= budget
+}
+
+/// Rows per batch of work inside a chunk (the missing-value E-step's batches of rows of one
+/// pattern, or of the diagonal E-step's operands): `bytes_per_row` each within a sixteenth of
+/// the budget (64 MiB of the default), between `min` and `max`.
+pub fn batch_rows(budget: usize, bytes_per_row: usize, min: usize, max: usize) -> usize {
+    (budget / 16 / bytes_per_row.max(1)).clamp(min, max)
 }
 
 /// `Π factors` in bytes or values, saturating at `usize::MAX` (a cost that large is refused

@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 
 use burn::tensor::{Device, Tensor};
 
+use crate::budget;
 use crate::covariance::CovarianceType;
 use crate::error::{GmmError, Result};
 use crate::host::{tensor_from_f64, to_f64};
@@ -50,12 +51,15 @@ struct Scan {
     any_missing: bool,
     /// Rows per chunk of every pass.
     chunk: usize,
+    /// The memory budget, which sizes the E-step's batches within a chunk too.
+    budget: usize,
 }
 
 impl Scan {
     fn of(rows: &dyn RowSource, shift: Option<&[f64]>, max_memory_bytes: usize) -> Result<Self> {
         let [n, d] = rows.dims();
-        let chunk = missing_chunk_rows(max_memory_bytes, d);
+        // A chunk's host copy in f64, its tensor and the E-step's own operands.
+        let chunk = budget::scan_rows(d, 16, max_memory_bytes).max(16);
         let mut sums = vec![0.0; d];
         let mut counts = vec![0usize; d];
         let mut any_missing = false;
@@ -114,6 +118,7 @@ impl Scan {
             d,
             any_missing,
             chunk,
+            budget: max_memory_bytes,
         })
     }
 
@@ -144,12 +149,6 @@ impl Scan {
             offset: start,
         })
     }
-}
-
-/// Rows per chunk of the missing-value passes: a chunk's host copy in f64, its tensor and the
-/// E-step's own operands stay within a quarter of the budget.
-fn missing_chunk_rows(max_memory_bytes: usize, d: usize) -> usize {
-    (max_memory_bytes / 4 / (8 * 4 * d.max(1))).clamp(16, 1 << 16)
 }
 
 /// One chunk's rows grouped by missingness pattern, shifted.
@@ -232,12 +231,6 @@ impl Stats {
 enum Second {
     Full(Tensor<3>),
     Diag(Tensor<2>),
-}
-
-/// Rows per chunk of the diagonal E-step: its `[n, D]` operands (rows, squares, mask) and
-/// `[n, K]` terms stay near 64 MiB.
-fn diag_chunk_rows(k: usize, d: usize) -> usize {
-    ((64usize << 20) / (8 * (4 * d.max(1) + 4 * k.max(1)))).clamp(16, 1 << 16)
 }
 
 /// The means in shifted coordinates, `[K, D]` row-major.
@@ -350,12 +343,14 @@ impl PatternOperands {
 /// maha = (x⁰)² (1/σ²)ᵀ − 2 x⁰ (μ/σ²)ᵀ + m (μ²/σ²)ᵀ,   log|Σ_OO| = m (ln σ²)ᵀ,   |O| = m 1
 /// s1 = rᵀ x⁰ + μ ⊙ rᵀ(1 − m),   s2_jj = rᵀ (x⁰)² + (μ² + σ²) ⊙ rᵀ(1 − m)
 /// ```
+#[allow(clippy::too_many_arguments)]
 fn e_step_diag(
     p: &Patterns,
     ops: &DiagOperands,
     model: &GaussianMixture,
     device: &Device,
     dtype: burn::tensor::DType,
+    max_memory_bytes: usize,
     mut keep: Option<&mut Observed>,
 ) -> Result<Stats> {
     let (k, d) = (model.n_components, model.n_features);
@@ -373,7 +368,13 @@ fn e_step_diag(
     let mut s1 = Tensor::<2>::zeros([k, d], device).cast(dtype);
     let mut s2 = Tensor::<2>::zeros([k, d], device).cast(dtype);
     let mut total = 0.0;
-    let rows = diag_chunk_rows(k, d);
+    // The `[n, D]` operands (rows, squares, mask) and the `[n, K]` terms of a batch.
+    let rows = budget::batch_rows(
+        max_memory_bytes,
+        8 * (4 * d + 4 * k),
+        16,
+        budget::MAX_SCAN_ROWS,
+    );
     for start in (0..p.n).step_by(rows) {
         let n = rows.min(p.n - start);
         let block = &p.values[start * d..(start + n) * d];
@@ -451,12 +452,6 @@ fn covariance_matrices(
     tensor_from_f64(full, [k, d, d], device, dtype)
 }
 
-/// Rows of a pattern per batch: the `[K, n, D]` completed rows and their products stay near
-/// 64 MiB.
-fn pattern_chunk_rows(k: usize, d: usize) -> usize {
-    ((64usize << 20) / (8 * k.max(1) * d.max(1) * 3)).clamp(16, 4096)
-}
-
 /// Each row's observed-data log-likelihood `log Σ_k π_k N(x_O; …)` (on the host, refused
 /// unless finite) and its responsibilities, from the weighted log-densities `log_prob` with
 /// the components along `dim` (the project's one log-sum-exp).
@@ -498,8 +493,10 @@ fn e_step(
         let p = scan.patterns(rows, start, len)?;
         let keep = keep.as_deref_mut();
         let part = match &ops {
-            Operands::Patterns(o) => e_step_patterns(&p, o, model, &device, dtype, keep),
-            Operands::Diag(o) => e_step_diag(&p, o, model, &device, dtype, keep),
+            Operands::Patterns(o) => {
+                e_step_patterns(&p, o, model, &device, dtype, scan.budget, keep)
+            }
+            Operands::Diag(o) => e_step_diag(&p, o, model, &device, dtype, scan.budget, keep),
         }?;
         acc = Some(match acc.take() {
             Some(a) => a.add(part),
@@ -511,12 +508,14 @@ fn e_step(
 }
 
 /// [`e_step`] over every pattern, each a batch over the K components.
+#[allow(clippy::too_many_arguments)]
 fn e_step_patterns(
     p: &Patterns,
     ops: &PatternOperands,
     model: &GaussianMixture,
     device: &Device,
     dtype: burn::tensor::DType,
+    max_memory_bytes: usize,
     mut keep: Option<&mut Observed>,
 ) -> Result<Stats> {
     let (k, d) = (model.n_components, model.n_features);
@@ -560,7 +559,13 @@ fn e_step_patterns(
             inverse[col] = pos as i64;
         }
         let back = crate::host::int_tensor(inverse, [d], device);
-        for chunk in rows.chunks(pattern_chunk_rows(k, d)) {
+        // The `[K, n, D]` completed rows of a batch and their products.
+        for chunk in rows.chunks(budget::batch_rows(
+            max_memory_bytes,
+            8 * 3 * k * d,
+            16,
+            4096,
+        )) {
             let n = chunk.len();
             let xo: Vec<f64> = chunk
                 .iter()

@@ -346,13 +346,13 @@ impl<'a> FitData<'a> {
     }
 
     /// Checks the data once for a fit, in one pass over the rows in chunks that fit
-    /// `max_memory_bytes` ([`scan_rows`]): at least one row and one column, every value finite
+    /// `max_memory_bytes` ([`crate::budget::scan_rows`]): at least one row and one column, every value finite
     /// (the first bad one named), the weights (length N, finite, `≥ 0`, not all zero); and the
     /// (weighted) data mean, the centre every moment of the fit accumulates around (not the
     /// origin, so that f32 moments of data far from it do not cancel).
     pub fn prepare(&self, max_memory_bytes: usize) -> Result<Prepared> {
         let [n, d] = self.rows.dims();
-        let chunk_rows = scan_rows(d, self.rows.dtype().size(), max_memory_bytes);
+        let chunk_rows = crate::budget::scan_rows(d, self.rows.dtype().size(), max_memory_bytes);
         if n == 0 || d == 0 {
             return Err(GmmError::EmptyInput {
                 n_samples: n,
@@ -420,12 +420,6 @@ pub struct Prepared {
     pub total_weight: f64,
     /// The (weighted) data mean, length D.
     pub centre: Vec<f64>,
-}
-
-/// Rows per chunk of a pass that only reads the rows (the data checks and the centre): a
-/// chunk `[rows, D]` and one temporary of its size in a quarter of the budget, at most 65 536.
-pub fn scan_rows(d: usize, value_bytes: usize, max_memory_bytes: usize) -> usize {
-    (max_memory_bytes / 4 / (2 * d * value_bytes).max(1)).clamp(1, 1 << 16)
 }
 
 /// Checks sample weights against N rows: length, finite, `≥ 0`, not all zero. Returns their sum.
