@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use mixburn_anomaly::AnomalyDetector;
-use mixburn_gmm::host::{tensor_from_f64, to_f64};
+use mixburn_backend::host::{tensor_from_f64, to_f64};
 use mixburn_gmm::{Backend, Precision};
 use serde_json::json;
 

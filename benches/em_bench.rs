@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
-use mixburn_gmm::host::tensor_from_f64;
+use mixburn_backend::host::tensor_from_f64;
 use mixburn_gmm::{
     fit, fit_bayesian, parse_bytes, Backend, BayesianGaussianMixtureConfig, CovarianceType,
     EstepForm, GaussianMixtureConfig, Precision,

@@ -15,7 +15,7 @@
 use std::time::Instant;
 
 use clap::Parser;
-use mixburn_gmm::host::{tensor_from_f64, to_f64};
+use mixburn_backend::host::{tensor_from_f64, to_f64};
 use mixburn_gmm::{Backend, Precision};
 use mixburn_ood::detector::validate_labels;
 use mixburn_ood::{DetectorConfig, MahalanobisDetector};

@@ -18,10 +18,10 @@
 use std::time::Instant;
 
 use clap::Parser;
+use mixburn_backend::host::tensor_from_f64;
 use mixburn_gmm::burn::module::{Module, ModuleVisitor, Param};
 use mixburn_gmm::burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use mixburn_gmm::burn::tensor::{DType, Device, Tensor};
-use mixburn_gmm::host::tensor_from_f64;
 use mixburn_gmm::{Backend, Precision};
 use mixburn_optim::FusedAdamConfig;
 use mixburn_vade::{train_step, Objective, Vade, VadeConfig};

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use mixburn_gmm::host::tensor_from_f64;
+use mixburn_backend::host::tensor_from_f64;
 use mixburn_gmm::{
     fit, fit_bayesian, Backend, BayesianGaussianMixtureConfig, GaussianMixtureConfig, Precision,
     WeightConcentrationPriorType,

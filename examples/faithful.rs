@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use mixburn_gmm::host::tensor_from_f64;
+use mixburn_backend::host::tensor_from_f64;
 use mixburn_gmm::{
     select_n_components, Backend, CovarianceType, Criterion, Folds, GaussianMixtureConfig,
     Precision,

@@ -7,9 +7,9 @@ use mixburn_anomaly::{
     AnomalyConfig, AnomalyDetector, AnomalyError, AnomalyHeadConfig, Components, NanPolicy,
     ThresholdRule,
 };
+use mixburn_backend::host::{tensor_from_f64, to_f64};
 use mixburn_gmm::burn::module::Module;
 use mixburn_gmm::burn::tensor::{Device, Tensor};
-use mixburn_gmm::host::{tensor_from_f64, to_f64};
 use mixburn_gmm::{
     fit_bayesian, select_n_components, Backend, BayesianGaussianMixtureConfig, CovarianceType,
     Criterion, FittedMixture, GaussianMixture, GaussianMixtureConfig, Mixture, Params, Precision,

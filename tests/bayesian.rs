@@ -5,7 +5,7 @@
 //! Dirichlet process switching off the components the data do not need; restarts; save/load;
 //! bad input refused with messages. Fixtures: `fixtures/make_bayesian_fixtures.py`.
 
-use mixburn_gmm::host::{tensor_from_f64, to_f64, to_i64};
+use mixburn_backend::host::{tensor_from_f64, to_f64, to_i64};
 use mixburn_gmm::{
     fit, fit_bayesian, BayesianGaussianMixture, BayesianGaussianMixtureConfig, CovarianceType,
     GaussianMixtureConfig, GmmError, InitMethod, Precision, WeightConcentrationPriorType,

@@ -5,9 +5,9 @@
 
 use mixburn_backend::bce::bce_with_logits;
 use mixburn_backend::dense::{dense, extension_on, product};
+use mixburn_backend::host::{tensor_from_f64, to_f64};
 use mixburn_gmm::burn::tensor::activation::relu;
 use mixburn_gmm::burn::tensor::{Device, Tensor};
-use mixburn_gmm::host::{tensor_from_f64, to_f64};
 use mixburn_gmm::Precision;
 use mixburn_tests::{rel_err, targets};
 

@@ -7,7 +7,7 @@
 use std::fs;
 use std::path::Path;
 
-use mixburn_gmm::host::tensor_from_f64;
+use mixburn_backend::host::tensor_from_f64;
 use mixburn_gmm::{Backend, Precision};
 use mixburn_vade::checkpoint::{load_model, read_state, write_json, STATE_FILE};
 use mixburn_vade::{train, Dataset, TrainOptions, VadeConfig, VadeError};
@@ -258,7 +258,7 @@ fn mutated_model_detector_and_run_files_are_refused_or_valid_never_a_panic() {
     fuzz_file(&valid, &dir.path().join("m"), 400, 1, |p| {
         if let Ok(m) = GaussianMixture::load(p) {
             if let Ok(ll) = m.score_samples(&x) {
-                let ll = mixburn_gmm::host::to_f64(ll).unwrap();
+                let ll = mixburn_backend::host::to_f64(ll).unwrap();
                 assert!(
                     ll.iter().all(|v| v.is_finite()),
                     "a loaded mutant scored non-finite"
@@ -281,7 +281,7 @@ fn mutated_model_detector_and_run_files_are_refused_or_valid_never_a_panic() {
     fuzz_file(&valid, &dir.path().join("d"), 400, 3, |p| {
         if let Ok(d) = MahalanobisDetector::load(p, &device, None) {
             if let Ok(s) = d.score(&x) {
-                let s = mixburn_gmm::host::to_f64(s).unwrap();
+                let s = mixburn_backend::host::to_f64(s).unwrap();
                 assert!(
                     s.iter().all(|v| v.is_finite()),
                     "a loaded mutant scored non-finite"

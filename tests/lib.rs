@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
+use mixburn_backend::host::tensor_from_f64;
 use mixburn_gmm::burn::tensor::{Device, Tensor};
-use mixburn_gmm::host::tensor_from_f64;
 use mixburn_gmm::{Backend, Precision};
 use serde_json::Value;
 

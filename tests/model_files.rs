@@ -5,9 +5,9 @@
 
 use std::path::Path;
 
+use mixburn_backend::host::{tensor_from_f64, to_f64};
 use mixburn_data::{read_safetensors, write_safetensors, Array, ArrayData, TensorFile};
 use mixburn_gmm::burn::tensor::Device;
-use mixburn_gmm::host::{tensor_from_f64, to_f64};
 use mixburn_gmm::{
     fit, fit_bayesian, BayesianGaussianMixture, BayesianGaussianMixtureConfig, CovarianceType,
     GaussianMixture, GaussianMixtureConfig, GmmError, Precision, Values,

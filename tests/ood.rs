@@ -2,9 +2,9 @@
 //! `pinvh`, fixtures from `fixtures/make_ood_fixtures.py`) on every backend, streaming fits,
 //! the Burn-module form, files, and bad input.
 
+use mixburn_backend::host::{tensor_from_f64, to_f64, to_i64};
 use mixburn_gmm::burn::module::Module;
 use mixburn_gmm::burn::tensor::{Device, Tensor};
-use mixburn_gmm::host::{tensor_from_f64, to_f64, to_i64};
 use mixburn_gmm::{ClassScatter, Precision};
 use mixburn_ood::detector::{fit_chunk_rows, score_chunk_rows};
 use mixburn_ood::{

@@ -3,7 +3,7 @@
 //! covariances, precision factors, lower bounds and scores agree to 1e-8 (f64) / 1e-4 (f32),
 //! norm-wise relative; fits from k-means reach scikit-learn's best log-likelihood.
 
-use mixburn_gmm::host::{to_f64, to_i64};
+use mixburn_backend::host::{to_f64, to_i64};
 use mixburn_gmm::{fit, kmeans, CovarianceType, GaussianMixtureConfig, KMeansConfig, Precision};
 use mixburn_tests::{fixture, flat, matrix, rtol, targets, Report};
 

@@ -10,9 +10,9 @@
 
 use std::f64::consts::PI;
 
+use mixburn_backend::host::{tensor_from_f64, to_f64, to_i64};
 use mixburn_gmm::burn::module::Module;
 use mixburn_gmm::burn::tensor::{Device, Tensor};
-use mixburn_gmm::host::{tensor_from_f64, to_f64, to_i64};
 use mixburn_gmm::{fit, Backend, CovarianceType, GaussianMixtureConfig, Precision};
 use mixburn_prior::{GmmPrior, GmmPriorConfig, PriorError};
 use mixburn_tests::{targets, Report};

@@ -2,7 +2,7 @@
 //! does, and the model's contracts hold: monotone EM, batched restarts, warm start, sampling,
 //! and save/load that scores bit-identically.
 
-use mixburn_gmm::host::{tensor_from_f64, to_f64, to_i64};
+use mixburn_backend::host::{tensor_from_f64, to_f64, to_i64};
 use mixburn_gmm::{
     fit, fit_warm, CovarianceType, GaussianMixture, GaussianMixtureConfig, GmmError, InitMethod,
     Precision,

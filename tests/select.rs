@@ -197,7 +197,7 @@ fn selection_refuses_bad_requests_with_a_reason() {
 /// of the rows' observed entries under the model returned.
 #[test]
 fn selection_with_missing_values_marginalized_scores_the_observed_entries() {
-    use mixburn_gmm::host::{tensor_from_f64, to_f64};
+    use mixburn_backend::host::{tensor_from_f64, to_f64};
     use mixburn_gmm::missing::score_observed;
     use mixburn_gmm::select::select_n_components_missing;
     let fx = fixture("bic_select");

@@ -7,8 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+use mixburn_backend::host::tensor_from_f64;
 use mixburn_data::{write_matrix_npy, ElemType, Matrix, RowFile};
-use mixburn_gmm::host::tensor_from_f64;
 use mixburn_gmm::{
     fit, fit_bayesian, BayesianGaussianMixtureConfig, CovarianceType, FileRows, FitData,
     GaussianMixtureConfig, InitMethod, Precision,
@@ -411,7 +411,7 @@ fn the_cli_refuses_a_truncated_file_and_mismatched_weights_before_fitting() {
 
 #[test]
 fn file_rows_name_the_first_non_finite_value_as_they_read_and_unchecked_rows_keep_it() {
-    use mixburn_gmm::host::to_f64;
+    use mixburn_backend::host::to_f64;
     use mixburn_gmm::{GmmError, RowSource};
     // 3 000 rows × 7: the bad value sits past the check's first 1 024-value blocks.
     let (n, d) = (3000, 7);
@@ -722,7 +722,7 @@ fn missing_value_em_raises_the_observed_likelihood_and_refuses_empty_rows() {
                 .collect();
             let ct = tensor_from_f64(rows, [complete.len(), d], &device, precision.dtype());
             let a = score_observed(&m, &ct).unwrap();
-            let b = mixburn_gmm::host::to_f64(m.score_samples(&ct).unwrap()).unwrap();
+            let b = mixburn_backend::host::to_f64(m.score_samples(&ct).unwrap()).unwrap();
             let tol = if precision == Precision::F64 {
                 1e-9
             } else {
@@ -730,7 +730,7 @@ fn missing_value_em_raises_the_observed_likelihood_and_refuses_empty_rows() {
             };
             assert!(rel_err(&a, &b) < tol, "{precision} {cov:?}");
             let seen = mixburn_gmm::missing::observed(&m, &ct).unwrap();
-            let proba = mixburn_gmm::host::to_f64(m.predict_proba(&ct).unwrap()).unwrap();
+            let proba = mixburn_backend::host::to_f64(m.predict_proba(&ct).unwrap()).unwrap();
             assert!(
                 rel_err(&seen.proba, &proba) < tol,
                 "{precision} {cov:?}: proba"

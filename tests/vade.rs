@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use mixburn_backend::host::{tensor_from_f64, to_f64};
 use mixburn_data::{DataError, FASHION_MNIST_DIR};
 use mixburn_gmm::burn::module::{Module, ModuleVisitor, Param};
 use mixburn_gmm::burn::optim::decay::WeightDecayConfig;
 use mixburn_gmm::burn::optim::{AdamConfig, GradientsParams};
 use mixburn_gmm::burn::tensor::{DType, Device, Tensor};
-use mixburn_gmm::host::{tensor_from_f64, to_f64};
 use mixburn_gmm::{Backend, Precision};
 use mixburn_optim::FusedAdamConfig;
 use mixburn_vade::checkpoint::{load_model, read_state};

@@ -6,11 +6,11 @@
 //! results; a budget too small for one row names the smallest that works; the M-step's
 //! covariances, written from the scatter's blocks, are the formula on the full scatter.
 
+use mixburn_backend::host::{tensor_from_f64, to_f64};
 use mixburn_gmm::burn::tensor::{Device, Tensor};
 use mixburn_gmm::covariance::{covariances_from_scatter, whitened_operands_in_blocks, CovTensor};
 use mixburn_gmm::estep::whitened_log_density;
 use mixburn_gmm::form::{blocks_of, cost, PassShape};
-use mixburn_gmm::host::{tensor_from_f64, to_f64};
 use mixburn_gmm::stats::{Moments, ShiftedScatter, SufficientStats, UpperBlocks};
 use mixburn_gmm::{
     fit, fit_bayesian, BayesianGaussianMixtureConfig, CovarianceType, EstepForm, FitData,

@@ -13,9 +13,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use mixburn_anomaly::{AnomalyConfig, AnomalyDetector, Components, NanPolicy};
-use mixburn_gmm::backend::{Backend, Precision};
+use mixburn_backend::backend::{Backend, Precision};
+use mixburn_backend::host::{to_f64, to_i64};
 use mixburn_gmm::burn::tensor::{Device, Shape, Tensor, TensorData};
-use mixburn_gmm::host::{to_f64, to_i64};
 use mixburn_gmm::{
     BayesianGaussianMixtureConfig, CovarianceType, FileRows, FitData, FittedMixture,
     GaussianMixtureConfig, InitMethod, Mixture, MixtureSettings, OnlineMixture, RowSource,

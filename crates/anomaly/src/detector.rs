@@ -14,8 +14,8 @@
 //! to `score − log r_k̂`), so a flagged row shows which cluster it failed and by how much.
 
 use burn::tensor::{Bool, Device, Tensor};
+use mixburn_backend::host::{to_f64, to_i64};
 use mixburn_gmm::budget::DEFAULT_MAX_MEMORY_BYTES;
-use mixburn_gmm::host::{to_f64, to_i64};
 use mixburn_gmm::{
     select_n_components, Candidate, Criterion, FitData, FittedMixture, GaussianMixture,
     GaussianMixtureConfig, Mixture, Precision,

@@ -24,8 +24,8 @@
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::{DType, Device, Tensor};
+use mixburn_backend::host::tensor_from_f64;
 use mixburn_gmm::covariance::CovarianceType;
-use mixburn_gmm::host::tensor_from_f64;
 use mixburn_gmm::Mixture;
 
 /// Largest `N·g·D` intermediate of the full and tied forms (elements).

@@ -10,8 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
+use mixburn_backend::backend::Precision;
 use mixburn_data::{DataError, RowFile, VectorFile};
-use mixburn_gmm::backend::Precision;
 use mixburn_gmm::burn::tensor::{Device, Tensor};
 use mixburn_gmm::{FileRows, FitData, GmmError, RowSource, ShardedRows};
 
@@ -76,7 +76,7 @@ impl Input {
                     mixburn_data::check_fits_f32(&m, path)?;
                 }
             }
-            Ok(Input::Held(mixburn_gmm::host::tensor_from_f64(
+            Ok(Input::Held(mixburn_backend::host::tensor_from_f64(
                 m.data,
                 [m.rows, m.cols],
                 device,

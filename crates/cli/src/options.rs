@@ -11,14 +11,14 @@ use clap::builder::{PossibleValue, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::Args;
 use mixburn_anomaly::{AnomalyError, NanPolicy};
-use mixburn_gmm::backend::{Backend, Precision};
+use mixburn_backend::backend::{Backend, Precision};
 use mixburn_gmm::burn::tensor::{Device, Tensor};
 use mixburn_gmm::{
     CovarianceType, EstepForm, GaussianMixtureConfig, GmmError, InitMethod, MixtureSettings,
     WeightConcentrationPriorType,
 };
 use mixburn_metrics::ood::Positive;
-use mixburn_ood::{Method, OodError};
+use mixburn_ood::Method;
 
 use crate::commands::serve;
 use crate::input::{read_sample_weight, Input, Passes};
@@ -57,20 +57,8 @@ library_choice!(
     WeightConcentrationPriorType,
     Method,
     NanPolicy,
+    Positive,
 );
-
-impl Choice for Positive {
-    const CHOICES: &'static [&'static str] = &["ood", "id"];
-    fn choose(s: &str) -> Result<Self, String> {
-        s.parse::<Positive>().map_err(|reason| {
-            OodError::InvalidSetting {
-                name: "positive",
-                reason,
-            }
-            .to_string()
-        })
-    }
-}
 
 /// `select --criterion`: the cross-validation's folds come from `--folds` and `--seed`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -812,7 +812,7 @@ fn fit_starts_from_initial_parameters_given_as_npy_files() {
     let device = mixburn_gmm::Backend::Flex
         .device_for(mixburn_gmm::Precision::F64)
         .unwrap();
-    let t = mixburn_gmm::host::tensor_from_f64(
+    let t = mixburn_backend::host::tensor_from_f64(
         x.data.clone(),
         [x.rows, x.cols],
         &device,

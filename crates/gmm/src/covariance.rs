@@ -31,10 +31,10 @@ use burn::tensor::{DType, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{GmmError, Result};
-use crate::host::{tensor_from_f64, tensor_from_f64_slice, to_f64};
 use crate::linalg;
 use crate::stats::UpperBlocks;
 use crate::values::Values;
+use mixburn_backend::host::{tensor_from_f64, tensor_from_f64_slice, to_f64};
 
 /// The form of the component covariances.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -505,7 +505,8 @@ impl Whitening {
                 };
                 let f = f.reshape([end, r, w]).swap_dims(0, 1);
                 if end < d {
-                    let below = crate::host::zeros([r, d - end, w], &f.device(), f.dtype());
+                    let below =
+                        mixburn_backend::host::zeros([r, d - end, w], &f.device(), f.dtype());
                     Tensor::cat(vec![f, below], 1)
                 } else {
                     f

@@ -4,18 +4,18 @@
 
 use burn::tensor::Tensor;
 
-use crate::backend::Precision;
 use crate::config::GaussianMixtureConfig;
 use crate::covariance::CovTensor;
 use crate::error::{GmmError, Result};
 use crate::estep::{em_pass, ChunkedData, Operand};
 use crate::form::EstepForm;
-use crate::host::tensor_from_f64;
 use crate::init::{initial_params, restart_seeds};
 use crate::model::GaussianMixture;
 use crate::params::{log_weights, Layout, Params, WeightNorm};
 use crate::source::{check_finite, FitData};
 use crate::values::Values;
+use mixburn_backend::backend::Precision;
+use mixburn_backend::host::tensor_from_f64;
 
 /// Checks the shape and finiteness of `x: [N, D]`; returns `(N, D)`.
 pub fn validate_data(x: &Tensor<2>) -> Result<(usize, usize)> {

@@ -500,10 +500,10 @@ fn pass_over(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::tensor_from_f64;
     use crate::params::{Params, WeightNorm};
     use crate::values::Values;
     use crate::{Backend, Precision};
+    use mixburn_backend::host::tensor_from_f64;
 
     fn assert_close(a: &[f64], b: &[f64], what: &str) {
         assert_eq!(a.len(), b.len(), "{what}");

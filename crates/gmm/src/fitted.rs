@@ -18,14 +18,14 @@ use std::path::Path;
 
 use burn::tensor::{Device, Int, Tensor};
 
-use crate::backend::Precision;
 use crate::bayesian::{BayesianGaussianMixture, BAYESIAN_MODEL_FORMAT};
 use crate::covariance::CovarianceType;
 use crate::error::{GmmError, Result};
-use crate::host::to_f64;
 use crate::model::{GaussianMixture, ScoredChunk, MODEL_FORMAT};
 use crate::params::Params;
 use crate::source::{FitData, RowSource};
+use mixburn_backend::backend::Precision;
+use mixburn_backend::host::to_f64;
 
 /// A fitted Gaussian mixture of either estimator (module docs).
 pub trait Mixture {

@@ -17,13 +17,13 @@ use crate::covariance::{self, CovTensor, CovarianceType};
 use crate::error::{GmmError, Result};
 use crate::estep::ChunkedData;
 use crate::form::EstepForm;
-use crate::host::{accumulate, tensor_from_f64, to_f64};
 use crate::kmeans::{assign, kmeans_centred, one_hot, plusplus_indices, KMeansConfig};
 use crate::params::{Layout, Params, WeightNorm};
 use crate::pass::Pass;
 use crate::source::{on_device, PerDevice};
 use crate::stats::{Moments, SufficientStats, UpperBlocks};
 use crate::values::Values;
+use mixburn_backend::host::{accumulate, tensor_from_f64, to_f64};
 
 /// Starting parameters (in the centred coordinates of `data`) for each seed.
 pub fn initial_params(

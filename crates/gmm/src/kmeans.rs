@@ -6,9 +6,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::error::{GmmError, Result};
-use crate::host::{accumulate, tensor_from_f64, to_f64, to_i64};
 use crate::pass::Pass;
 use crate::source::{on_device, PerDevice, RowSource};
+use mixburn_backend::host::{accumulate, tensor_from_f64, to_f64, to_i64};
 
 /// Settings of a k-means run.
 #[derive(Clone, Debug, PartialEq)]

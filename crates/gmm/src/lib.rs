@@ -42,8 +42,9 @@
 //!   a chunk at a time through a memory map) and sample weights ([`FitData`]);
 //!   [`shards`]: rows split over several devices, local or remote ([`ShardedRows`]);
 //!   [`progress`]: the process-wide sink of progress reports.
-//! - [`backend`], [`host`]: re-exported from `mixburn-backend` (backend and precision
-//!   selection, host transfers), which is not mixture code.
+//! - [`Backend`], [`Precision`]: re-exported from `mixburn-backend`, which owns backend and
+//!   precision selection and the host transfers (`mixburn_backend::host`); crates built on
+//!   this one depend on it directly.
 //!
 //! Internal modules (one concept per file): `config` (both configs' shared
 //! `MixtureSettings`), `em` (the EM loop), `init` (starting parameters), `params` (the
@@ -51,7 +52,8 @@
 //! `ln Γ`, `ln B`), `model`, `fitted`, `scatter`, `error`.
 //!
 //! ```no_run
-//! use mixburn_gmm::{Backend, GaussianMixtureConfig, CovarianceType, Precision, fit, host};
+//! use mixburn_backend::host;
+//! use mixburn_gmm::{Backend, GaussianMixtureConfig, CovarianceType, Precision, fit};
 //! let device = Backend::Flex.device_for(Precision::F32).unwrap();
 //! let x = host::tensor_from_f64(vec![0.0, 0.1, 5.0, 5.2, 0.2, 0.0, 5.1, 4.9], [4, 2], &device, Precision::F32.dtype());
 //! let config = GaussianMixtureConfig::new(2).with_covariance_type(CovarianceType::Diag).with_seed(0);
@@ -108,7 +110,7 @@ pub use kmeans::{kmeans, KMeansConfig, KMeansResult};
 pub use mahalanobis::SharedPrecision;
 /// Backend and precision selection and host transfers (`mixburn-backend`), re-exported so
 /// that users of the core name one crate.
-pub use mixburn_backend::{backend, host, Backend, BackendError, Precision};
+pub use mixburn_backend::{Backend, BackendError, Precision};
 pub use model::{GaussianMixture, ScoredChunk, MODEL_FORMAT, MODEL_FORMAT_VERSION};
 pub use online::{OnlineMixture, OnlineStep, StepSchedule};
 pub use params::Params;

@@ -12,7 +12,7 @@
 use burn::tensor::{Device, Int, Tensor};
 
 use crate::error::{GmmError, Result};
-use crate::host::{int_tensor, to_f64};
+use mixburn_backend::host::{int_tensor, to_f64};
 
 /// Lower Cholesky factors `L` with `L Lᵀ = A` for a batch `A: [M, D, D]` of symmetric matrices.
 ///
@@ -45,7 +45,7 @@ fn cholesky_columns(a: Tensor<3>) -> Tensor<3> {
         let pivot = col.clone().slice([0..m, j..j + 1, 0..1]).sqrt(); // [M, 1, 1]
                                                                       // Rows above the diagonal are zero in a lower factor.
         let below: Vec<f64> = (0..d).map(|i| if i >= j { 1.0 } else { 0.0 }).collect();
-        let mask = crate::host::tensor_from_f64(below, [1, d, 1], &device, dtype);
+        let mask = mixburn_backend::host::tensor_from_f64(below, [1, d, 1], &device, dtype);
         columns.push(col.div(pivot) * mask);
     }
     Tensor::cat(columns, 2)
@@ -143,8 +143,10 @@ impl BlockFactor {
     fn factor(a: &Tensor<3>) -> Result<Self> {
         let [m, d, _] = a.dims();
         let (device, dtype) = (a.device(), a.dtype());
-        let up = |v: Vec<f64>, b: usize| crate::host::tensor_from_f64(v, [m, b, b], &device, dtype);
-        let mut t: Tensor<3> = crate::host::zeros([m, d, d], &device, dtype);
+        let up = |v: Vec<f64>, b: usize| {
+            mixburn_backend::host::tensor_from_f64(v, [m, b, b], &device, dtype)
+        };
+        let mut t: Tensor<3> = mixburn_backend::host::zeros([m, d, d], &device, dtype);
         let mut diag: Vec<Tensor<3>> = Vec::new();
         let mut diag_inv: Vec<Tensor<3>> = Vec::new();
         let mut bad = vec![false; m];
@@ -252,7 +254,7 @@ pub fn symmetric_from_block_rows(
     dtype: burn::tensor::DType,
     blocks: impl IntoIterator<Item = (std::ops::Range<usize>, Tensor<3>, Option<Tensor<3>>)>,
 ) -> Tensor<3> {
-    let mut out: Tensor<3> = crate::host::zeros([m, d, d], device, dtype);
+    let mut out: Tensor<3> = mixburn_backend::host::zeros([m, d, d], device, dtype);
     for (rows, diag, right) in blocks {
         out = out.slice_assign([0..m, rows.clone(), rows.clone()], diag);
         if let Some(right) = right {
@@ -349,7 +351,7 @@ fn pinv_factor(a: Tensor<2>, rtol: Option<f64>, fast: bool) -> Result<(Tensor<2>
     }
     let dtype = a.dtype();
     let device = a.device();
-    let eps = crate::backend::Precision::of(dtype).eps();
+    let eps = mixburn_backend::backend::Precision::of(dtype).eps();
     let rtol = rtol.unwrap_or(d as f64 * eps);
     let host = to_f64(a.detach())?;
     if let Some(i) = host.iter().position(|v| !v.is_finite()) {
@@ -403,7 +405,7 @@ fn pinv_factor(a: Tensor<2>, rtol: Option<f64>, fast: bool) -> Result<(Tensor<2>
             for (row, &i) in live.iter().enumerate() {
                 full[i * k..(i + 1) * k].copy_from_slice(&w[row * k..(row + 1) * k]);
             }
-            crate::host::tensor_from_f64(full, [d, k], &device, dtype)
+            mixburn_backend::host::tensor_from_f64(full, [d, k], &device, dtype)
         };
         return Ok((w, k));
     }
@@ -412,7 +414,7 @@ fn pinv_factor(a: Tensor<2>, rtol: Option<f64>, fast: bool) -> Result<(Tensor<2>
         for i in 0..k {
             m[i * k + i] += jitter;
         }
-        let t = crate::host::tensor_from_f64(m, [k, k], &device, svd_dtype);
+        let t = mixburn_backend::host::tensor_from_f64(m, [k, k], &device, svd_dtype);
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             burn::linalg::svd::<2, 1>(t, 200)
         }))
@@ -436,7 +438,7 @@ fn pinv_factor(a: Tensor<2>, rtol: Option<f64>, fast: bool) -> Result<(Tensor<2>
         }
     }
     Ok((
-        crate::host::tensor_from_f64(w, [d, rank], &device, dtype),
+        mixburn_backend::host::tensor_from_f64(w, [d, rank], &device, dtype),
         rank,
     ))
 }
@@ -457,13 +459,13 @@ fn inverse_factor_if_well_conditioned(
         .fold(0.0f64, f64::max);
     let frobenius = a.iter().map(|v| v * v).sum::<f64>().sqrt();
     let upper = gershgorin.min(frobenius);
-    let eps = crate::backend::Precision::of(dtype).eps();
+    let eps = mixburn_backend::backend::Precision::of(dtype).eps();
     let tau = (2.0 * rtol + 4.0 * k as f64 * eps) * upper;
     let mut shifted = a.to_vec();
     for i in 0..k {
         shifted[i * k + i] -= tau;
     }
-    let up = |v: Vec<f64>| crate::host::tensor_from_f64(v, [k, k], device, dtype);
+    let up = |v: Vec<f64>| mixburn_backend::host::tensor_from_f64(v, [k, k], device, dtype);
     if cholesky_blocked(up(shifted), false)?.is_none() {
         return Ok(None);
     }
@@ -603,8 +605,8 @@ fn host_cholesky_with_inverse(a: &[f64], n: usize) -> Option<(Vec<f64>, Vec<f64>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{Backend, Precision};
-    use crate::host::tensor_from_f64;
+    use mixburn_backend::backend::{Backend, Precision};
+    use mixburn_backend::host::tensor_from_f64;
 
     fn spd_batch(device: &Device, precision: Precision) -> (Tensor<3>, Vec<f64>) {
         // A = Bᵀ B + I for two fixed 3×3 matrices B.

@@ -33,12 +33,12 @@ use burn::tensor::{Device, Tensor};
 use crate::budget;
 use crate::covariance::CovarianceType;
 use crate::error::{GmmError, Result};
-use crate::host::{tensor_from_f64, to_f64};
 use crate::linalg;
 use crate::model::GaussianMixture;
 use crate::pass::Pass;
 use crate::source::{FitData, RowSource};
 use crate::{GaussianMixtureConfig, Precision};
+use mixburn_backend::host::{tensor_from_f64, to_f64};
 
 /// What one pass over the rows finds before EM: the shift (the mean of each column's observed
 /// entries, or a given one), the size, and whether any value is missing. Refuses infinities,
@@ -530,7 +530,11 @@ fn e_step_patterns(
         let missing: Vec<usize> = (0..d).filter(|j| !observed.contains(j)).collect();
         let m = missing.len();
         let idx = |v: &[usize]| {
-            crate::host::int_tensor(v.iter().map(|&i| i as i64).collect(), [v.len()], device)
+            mixburn_backend::host::int_tensor(
+                v.iter().map(|&i| i as i64).collect(),
+                [v.len()],
+                device,
+            )
         };
         let (oi, mi) = (idx(observed), idx(&missing));
         let sigma_oo = cov.clone().select(1, oi.clone()).select(2, oi.clone());
@@ -558,7 +562,7 @@ fn e_step_patterns(
         for (pos, &col) in observed.iter().chain(&missing).enumerate() {
             inverse[col] = pos as i64;
         }
-        let back = crate::host::int_tensor(inverse, [d], device);
+        let back = mixburn_backend::host::int_tensor(inverse, [d], device);
         // The `[K, n, D]` completed rows of a batch and their products.
         for chunk in rows.chunks(budget::batch_rows(
             max_memory_bytes,

@@ -9,7 +9,6 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Precision;
 use crate::budget::DEFAULT_MAX_MEMORY_BYTES;
 use crate::config::GaussianMixtureConfig;
 use crate::covariance::{CovTensor, CovarianceType};
@@ -17,7 +16,6 @@ use crate::em::validate_data;
 use crate::error::{GmmError, Result};
 use crate::estep::{log_prob, ChunkedData, Operand};
 use crate::form::{self, EstepForm, PassShape};
-use crate::host::{tensor_from_f64, to_f64};
 use crate::linalg;
 use crate::model_file::{
     at_path, from_envelope_json, load_with, to_envelope_json, BinaryModel, ModelContent,
@@ -28,6 +26,8 @@ use crate::pass::Pass;
 use crate::source::{check_finite, RowSource};
 use crate::validate;
 use crate::values::Values;
+use mixburn_backend::backend::Precision;
+use mixburn_backend::host::{tensor_from_f64, to_f64};
 
 /// Name written into saved models.
 pub const MODEL_FORMAT: &str = "mixburn-gmm";
@@ -311,7 +311,7 @@ impl GaussianMixture {
         }
         Ok((
             tensor_from_f64(xs, [n, d], device, dtype),
-            crate::host::int_tensor(labels, [n], device),
+            mixburn_backend::host::int_tensor(labels, [n], device),
         ))
     }
 

@@ -20,12 +20,12 @@ use mixburn_data::{Array, ArrayData, DataError, TensorFile};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Precision;
 use crate::covariance::CovarianceType;
 use crate::error::{GmmError, Result};
 use crate::params::Params;
 use crate::validate;
 use crate::values::Values;
+use mixburn_backend::backend::Precision;
 
 /// Version of the JSON envelope (read, and written by the `to_json` methods).
 pub const JSON_VERSION: u32 = 1;

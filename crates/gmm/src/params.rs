@@ -9,9 +9,9 @@ use crate::covariance::{self, CovTensor, CovarianceType, Packing};
 use crate::error::Result;
 use crate::estep::Operand;
 use crate::form::{self, EstepForm};
-use crate::host::{tensor_from_f64, to_f64};
 use crate::stats::{Moments, SufficientStats};
 use crate::values::Values;
+use mixburn_backend::host::{tensor_from_f64, to_f64};
 
 /// One mixture's parameters, row-major (scikit-learn's shapes flattened): weights and means
 /// in f64, the `K·D²` matrices as [`Values`].

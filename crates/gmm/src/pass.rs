@@ -243,10 +243,10 @@ pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 mod tests {
     use super::*;
     use crate::error::Result;
-    use crate::host::tensor_from_f64;
     use crate::source::on_device;
     use crate::{Backend, Precision};
     use burn::tensor::{Device, Tensor};
+    use mixburn_backend::host::tensor_from_f64;
 
     fn rows(n: usize) -> Tensor<2> {
         let device = Backend::Flex.device_for(Precision::F64).unwrap();
@@ -316,8 +316,11 @@ mod tests {
         }
         fn chunk_ranges(&self, chunk: usize) -> Vec<(usize, usize)> {
             let n = self.dims()[0];
-            let mut out: Vec<(usize, usize)> = crate::host::chunks(n / 2, chunk).collect();
-            out.extend(crate::host::chunks(n - n / 2, chunk).map(|(s, l)| (s + n / 2, l)));
+            let mut out: Vec<(usize, usize)> =
+                mixburn_backend::host::chunks(n / 2, chunk).collect();
+            out.extend(
+                mixburn_backend::host::chunks(n - n / 2, chunk).map(|(s, l)| (s + n / 2, l)),
+            );
             out
         }
         fn describe(&self, row: usize) -> String {
@@ -331,7 +334,7 @@ mod tests {
         let pass = Pass::new(&x, 7);
         let sum = |s: usize, l: usize| -> Result<f64> {
             let t = on_device(&x.rows(s, l)?, &x.device());
-            Ok(crate::host::to_f64(t.sum())?[0])
+            Ok(mixburn_backend::host::to_f64(t.sum())?[0])
         };
         let whole = pass.reduce(sum, |a, b| Ok(a + b)).unwrap().unwrap();
         let expected: f64 = (0..80).map(|i| i as f64 * 0.1).sum();

@@ -15,7 +15,7 @@
 use burn::tensor::Tensor;
 
 use crate::error::{GmmError, Result};
-use crate::host::{int_tensor, tensor_from_f64};
+use mixburn_backend::host::{int_tensor, tensor_from_f64};
 
 /// Counts, class means and pooled within-class scatter of labelled rows (module docs).
 #[derive(Clone, Debug)]

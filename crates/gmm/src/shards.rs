@@ -21,8 +21,8 @@ use std::time::Instant;
 use burn::tensor::{DType, Device, Tensor};
 
 use crate::error::{GmmError, Result};
-use crate::host::chunks;
 use crate::source::{on_device, RowSource};
+use mixburn_backend::host::chunks;
 
 /// One shard: rows `[start, start + len)` on `device`.
 struct Shard {

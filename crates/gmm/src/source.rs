@@ -17,8 +17,8 @@ use burn::tensor::{DType, Device, Float, Shape, Tensor, TensorData};
 use mixburn_data::RowFile;
 
 use crate::error::{GmmError, Result};
-use crate::host::{chunks, int_tensor, tensor_from_f64, to_f64, to_i64};
 use crate::pass::Pass;
+use mixburn_backend::host::{chunks, int_tensor, tensor_from_f64, to_f64, to_i64};
 
 /// Rows of an `[N, D]` float matrix, readable a block at a time from several threads.
 pub trait RowSource: Sync {

@@ -17,7 +17,7 @@
 use burn::tensor::{DType, Tensor};
 
 use crate::error::Result;
-use crate::host::to_f64;
+use mixburn_backend::host::to_f64;
 
 /// The responsibility-weighted moments of B restarts × K components.
 // One value per pass or chunk, moved rather than copied in bulk: boxing would buy nothing.
@@ -117,7 +117,7 @@ impl UpperBlocks {
     ) -> Self {
         let rows = columns
             .iter()
-            .map(|c| crate::host::zeros([m, c.len(), d - c.start], device, dtype))
+            .map(|c| mixburn_backend::host::zeros([m, c.len(), d - c.start], device, dtype))
             .collect();
         Self {
             columns: columns.to_vec(),
@@ -598,8 +598,8 @@ impl NonZeroRows {
             .map(|(j, (rows, values))| {
                 let m = rows.len();
                 (m > 0).then(|| {
-                    let idx = crate::host::int_tensor(rows, [m], &device);
-                    let r = crate::host::tensor_from_f64(values, [m, 1], &device, dtype);
+                    let idx = mixburn_backend::host::int_tensor(rows, [m], &device);
+                    let r = mixburn_backend::host::tensor_from_f64(values, [m, 1], &device, dtype);
                     let z = x.clone().select(0, idx) - shift.clone().slice([j..j + 1, 0..d]);
                     (z.clone() * r, z)
                 })

@@ -7,11 +7,11 @@
 //! Also the one check that a computed result is finite before it is written
 //! ([`ensure_finite`]).
 
-use crate::backend::Precision;
 use crate::covariance::CovarianceType;
 use crate::error::{GmmError, Result};
 use crate::params::Params;
 use crate::values::Values;
+use mixburn_backend::backend::Precision;
 
 /// The most values one parameter array may hold (2⁴⁰, 8 TiB of f64): larger sizes in a file
 /// are refused before any arithmetic or allocation uses them.

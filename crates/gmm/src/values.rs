@@ -19,7 +19,7 @@ use std::ops::Range;
 use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::host::{tensor_from_f64_slice, to_f32, to_f64};
+use mixburn_backend::host::{tensor_from_f64_slice, to_f32, to_f64};
 
 /// Row-major values of one parameter array (module docs).
 #[derive(Clone, Debug)]

@@ -68,25 +68,48 @@ impl Positive {
     }
 }
 
+impl Positive {
+    /// Each variant's name in declaration order: what `--positive` lists and `Display` writes.
+    /// (This crate is host-only, without `mixburn_backend::spellings!`; the table below is the
+    /// one place the spellings are written.)
+    pub const SPELLINGS: &'static [&'static str] = &["ood", "id"];
+
+    /// Every variant with its spellings (the name first, then the accepted aliases).
+    const TABLE: [(Positive, &'static [&'static str]); 2] = [
+        (Positive::Ood, &["ood", "out"]),
+        (Positive::Id, &["id", "in"]),
+    ];
+
+    /// The variant `s` spells (a name or an alias, case-insensitive), if any.
+    pub fn from_spelling(s: &str) -> Option<Self> {
+        let key = s.trim().to_ascii_lowercase();
+        Self::TABLE
+            .iter()
+            .find(|(_, names)| names.contains(&key.as_str()))
+            .map(|(p, _)| *p)
+    }
+}
+
 impl fmt::Display for Positive {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Positive::Ood => "ood",
-            Positive::Id => "id",
-        })
+        let (_, names) = Self::TABLE
+            .iter()
+            .find(|(p, _)| p == self)
+            .expect("every variant is in the table");
+        f.write_str(names[0])
     }
 }
 
 impl FromStr for Positive {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "ood" | "out" => Ok(Positive::Ood),
-            "id" | "in" => Ok(Positive::Id),
-            other => Err(format!(
-                "unknown positive class `{other}`; use `ood` (OpenOOD) or `id` (Lee et al. / ODIN)"
-            )),
-        }
+        Self::from_spelling(s).ok_or_else(|| {
+            format!(
+                "invalid positive: unknown positive class `{}`; use `ood` (OpenOOD) or `id` \
+                 (Lee et al. / ODIN)",
+                s.trim().to_ascii_lowercase()
+            )
+        })
     }
 }
 
@@ -578,6 +601,16 @@ mod tests {
     fn positive_parses_and_serialises_lowercase() {
         assert_eq!("OOD".parse::<Positive>().unwrap(), Positive::Ood);
         assert_eq!("id".parse::<Positive>().unwrap(), Positive::Id);
+        assert_eq!(" In ".parse::<Positive>().unwrap(), Positive::Id);
+        for p in [Positive::Ood, Positive::Id] {
+            assert_eq!(p.to_string().parse::<Positive>().unwrap(), p);
+            assert!(Positive::SPELLINGS.contains(&p.to_string().as_str()));
+        }
+        let err = "both".parse::<Positive>().unwrap_err();
+        assert!(
+            err.starts_with("invalid positive: unknown positive class `both`"),
+            "{err}"
+        );
         assert!("x".parse::<Positive>().is_err());
         assert_eq!(serde_json::to_string(&Positive::Id).unwrap(), "\"id\"");
         assert_eq!(Positive::default(), Positive::Ood);

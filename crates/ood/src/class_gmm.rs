@@ -7,7 +7,7 @@
 //! for narrow features).
 
 use burn::tensor::Tensor;
-use mixburn_gmm::host::int_tensor;
+use mixburn_backend::host::int_tensor;
 use mixburn_gmm::{CovarianceType, GaussianMixture, GaussianMixtureConfig};
 
 use crate::detector::{check_finite, validate_labels};

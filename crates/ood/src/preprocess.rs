@@ -172,7 +172,7 @@ mod tests {
     use super::*;
     use crate::detector::{DetectorConfig, MahalanobisDetector};
     use burn::tensor::{DType, Device};
-    use mixburn_gmm::host::{tensor_from_f64, to_f64};
+    use mixburn_backend::host::{tensor_from_f64, to_f64};
     use mixburn_gmm::{Backend, Precision};
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};

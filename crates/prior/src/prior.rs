@@ -4,7 +4,7 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::{DType, Device, Tensor};
-use mixburn_gmm::host::tensor_from_f64;
+use mixburn_backend::host::tensor_from_f64;
 
 pub use crate::config::GmmPriorConfig;
 pub use crate::error::PriorError;

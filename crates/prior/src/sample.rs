@@ -3,7 +3,7 @@
 //! to the prior's device in its dtype. The same seed gives the same samples on every backend.
 
 use burn::tensor::{Int, Tensor};
-use mixburn_gmm::host::{int_tensor, tensor_from_f64, to_f64};
+use mixburn_backend::host::{int_tensor, tensor_from_f64, to_f64};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};

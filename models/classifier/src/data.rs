@@ -2,8 +2,8 @@
 //! that make far-OOD sets from in-distribution images.
 
 use burn::tensor::{DType, Device, Int, Tensor};
+use mixburn_backend::host;
 use mixburn_data::MnistSplit;
-use mixburn_gmm::host;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

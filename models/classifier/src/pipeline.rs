@@ -29,8 +29,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::tensor::{DType, Device, Tensor};
+use mixburn_backend::host::{tensor_from_f64, to_f64};
 use mixburn_data::{read_mnist_dir, write_atomic};
-use mixburn_gmm::host::{tensor_from_f64, to_f64};
 use mixburn_gmm::{Backend, Precision};
 use mixburn_metrics::ood::{evaluate, roc_curve, OodMetrics, Positive};
 use mixburn_ood::ensemble::Ensemble;

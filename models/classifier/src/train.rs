@@ -10,7 +10,7 @@ use burn::optim::GradientsParams;
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, DType, Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
-use mixburn_gmm::host;
+use mixburn_backend::host;
 use mixburn_optim::FusedAdamConfig;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

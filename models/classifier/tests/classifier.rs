@@ -1,12 +1,12 @@
 //! The network, its training, FGSM and checkpoints, on small synthetic images.
 
 use burn::tensor::DType;
+use mixburn_backend::host::to_f64;
 use mixburn_classifier::model::IMAGE_SIDE;
 use mixburn_classifier::{
     accuracy, extract, fgsm, load_checkpoint, save_checkpoint, train, CheckpointMeta,
     ClassifierConfig, ClassifierError, ImageSet, TrainConfig, NUM_LAYERS, PIXELS,
 };
-use mixburn_gmm::host::to_f64;
 use mixburn_gmm::{Backend, Precision};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor};
-use mixburn_gmm::host::to_f64;
+use mixburn_backend::host::to_f64;
 /// The project's one eigen-solver (`mixburn_gmm::linalg`), re-exported where the PCA picture
 /// uses it.
 pub use mixburn_gmm::linalg::symmetric_eigen;

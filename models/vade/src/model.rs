@@ -432,7 +432,7 @@ impl Vade {
     /// Encoder means μ̃ of `x` in chunks of `chunk` rows, `[N, D]` (no autodiff).
     pub fn encode_means(&self, x: &Tensor<2>, chunk: usize) -> Tensor<2> {
         let [n, _] = x.dims();
-        let parts: Vec<Tensor<2>> = mixburn_gmm::host::chunks(n, chunk)
+        let parts: Vec<Tensor<2>> = mixburn_backend::host::chunks(n, chunk)
             .map(|(s, len)| {
                 self.encoder
                     .mean(x.clone().narrow(0, s, len).without_autodiff())
@@ -446,7 +446,7 @@ impl Vade {
     pub fn predict_from_means(&self, mu: Tensor<2>) -> Result<Vec<i64>, VadeError> {
         let [n, _] = mu.dims();
         let labels = self.prior.responsibilities(mu).argmax(1).reshape([n]);
-        Ok(mixburn_gmm::host::to_i64(labels)?)
+        Ok(mixburn_backend::host::to_i64(labels)?)
     }
 
     /// Images decoded from `n` samples of prior component `k`, `[n, input_dim]` in [0, 1].

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use burn::tensor::Device;
-use mixburn_gmm::host::to_f64;
+use mixburn_backend::host::to_f64;
 
 use crate::checkpoint::{load_model, read_state};
 use crate::error::{Result, VadeError};

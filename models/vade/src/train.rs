@@ -30,7 +30,7 @@ use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use mixburn_gmm::host::{int_tensor, to_f64, to_i64};
+use mixburn_backend::host::{int_tensor, to_f64, to_i64};
 use mixburn_gmm::{CovarianceType, GaussianMixtureConfig, Precision};
 use mixburn_optim::FusedAdamConfig;
 use mixburn_prior::GmmPrior;

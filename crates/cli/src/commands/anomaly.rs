@@ -7,9 +7,9 @@ use clap::{Args, Subcommand};
 use mixburn_anomaly::{
     AnomalyConfig, AnomalyDetector, AnomalyError, Components, NanPolicy, ThresholdRule,
 };
+use mixburn_backend::backend::Precision;
+use mixburn_backend::host::to_f64;
 use mixburn_data::{ElemType, Matrix};
-use mixburn_gmm::backend::Precision;
-use mixburn_gmm::host::to_f64;
 use mixburn_gmm::{fit_bayesian, BayesianGaussianMixtureConfig, FittedMixture, Mixture};
 use serde_json::{json, Value};
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use mixburn_gmm::backend::Precision;
+use mixburn_backend::backend::Precision;
 use mixburn_gmm::burn::tensor::Device;
 use mixburn_gmm::model_file::at_path;
 use mixburn_gmm::{
@@ -319,7 +319,7 @@ fn with_missing(a: &FitArgs, warm: Option<GaussianMixture>) -> Result<Value, Cli
     let mut n_missing = 0usize;
     for chunk in x.chunks(x.scan_rows(a.em.compute.max_memory_bytes()?)) {
         let (_, rows) = chunk?;
-        n_missing += mixburn_gmm::host::to_f64(rows.is_nan().int().sum().float())?
+        n_missing += mixburn_backend::host::to_f64(rows.is_nan().int().sum().float())?
             .first()
             .copied()
             .unwrap_or(0.0) as usize;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use mixburn_gmm::backend::Precision;
+use mixburn_backend::backend::Precision;
 use mixburn_gmm::{
     fit_bayesian, BayesianGaussianMixtureConfig, Mixture, WeightConcentrationPriorType,
 };

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use mixburn_backend::backend::Precision;
+use mixburn_backend::host::to_f64;
 use mixburn_classifier::{ClassifierError, ExperimentArgs};
-use mixburn_gmm::backend::Precision;
-use mixburn_gmm::host::to_f64;
 use mixburn_metrics::ood::{evaluate_with, Positive};
 use mixburn_ood::detector::score_chunk_rows;
 use mixburn_ood::{DetectorConfig, MahalanobisDetector, Method, OodError};

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use mixburn_backend::host::{to_f64, to_i64};
 use mixburn_data::{write_vector_npy_streamed, ElemType, Matrix, VectorKind};
-use mixburn_gmm::host::{to_f64, to_i64};
 use serde_json::{json, Value};
 
 use crate::options::{choice, Missing};

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use mixburn_backend::backend::Backend;
+use mixburn_backend::host::{to_f64, to_i64};
 use mixburn_data::{ElemType, Matrix};
-use mixburn_gmm::backend::Backend;
 use mixburn_gmm::ensure_finite;
-use mixburn_gmm::host::{to_f64, to_i64};
 use serde_json::{json, Value};
 
 use crate::{load_model, CliError};

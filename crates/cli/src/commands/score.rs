@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use mixburn_backend::host::to_f64;
 use mixburn_data::{write_vector_npy_streamed, VectorKind, VectorSink};
-use mixburn_gmm::host::to_f64;
 use mixburn_gmm::ScoredChunk;
 use serde_json::{json, Value};
 

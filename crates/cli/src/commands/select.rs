@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use mixburn_gmm::backend::Precision;
+use mixburn_backend::backend::Precision;
 use mixburn_gmm::{select_n_components, Criterion, Folds, Selection};
 use serde_json::{json, Value};
 

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use mixburn_gmm::backend::Precision;
+use mixburn_backend::backend::Precision;
 use mixburn_vade::{
     evaluate_run, mean_neg_elbo, read_state, sample_grid, summarize, train, CheckpointState,
     Dataset, TrainOptions, VadeConfig, VadeError,

@@ -4,14 +4,14 @@
 use super::config::BayesianGaussianMixtureConfig;
 use super::model::BayesianGaussianMixture;
 use super::posterior::{resolve_priors, responsibility_entropy, variational_m_step};
-use crate::backend::Precision;
 use crate::em::iterate;
 use crate::error::{GmmError, Result};
 use crate::estep::{em_pass, ChunkedData};
-use crate::host::tensor_from_f64;
 use crate::init::{initial_stats, restart_seeds, stats_from_responsibilities};
 use crate::params::{Layout, Params};
 use crate::source::FitData;
+use mixburn_backend::backend::Precision;
+use mixburn_backend::host::tensor_from_f64;
 
 /// Fits a variational Bayesian Gaussian mixture to `x: [N, D]` on `x`'s device, in `x`'s
 /// dtype (scikit-learn's `BayesianGaussianMixture.fit`).

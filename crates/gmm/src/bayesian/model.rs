@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use super::config::WeightConcentrationPriorType;
 use super::posterior::{BayesianPriors, VariationalParams};
 use super::BAYESIAN_MODEL_FORMAT;
-use crate::backend::Precision;
 use crate::covariance::CovarianceType;
 use crate::error::{GmmError, Result};
 use crate::model::{GaussianMixture, Scorer};
@@ -19,6 +18,7 @@ use crate::model_file::{
 };
 use crate::validate;
 use crate::values::Values;
+use mixburn_backend::backend::Precision;
 
 /// What a `mixburn-bgm` file is, for error messages.
 const EXPECTED: &str =

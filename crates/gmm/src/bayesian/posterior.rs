@@ -10,13 +10,13 @@ use super::config::{BayesianGaussianMixtureConfig, WeightConcentrationPriorType}
 use crate::covariance::{self, CovTensor, CovarianceType};
 use crate::error::{GmmError, Result};
 use crate::estep::ChunkedData;
-use crate::host::{tensor_from_f64, to_f64};
 use crate::init::stats_from_responsibilities;
 use crate::linalg;
 use crate::params::{Layout, Params};
 use crate::special::{betaln, digamma, lgamma};
 use crate::stats::SufficientStats;
 use crate::values::Values;
+use mixburn_backend::host::{tensor_from_f64, to_f64};
 
 /// The priors a fit used, defaults resolved (scikit-learn's `*_prior_` attributes).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
