@@ -393,14 +393,26 @@ pub fn plusplus_indices(
     let weight = |i: usize| weights.map_or(1.0, |w| w[i]);
     // Distances of every chunk's rows to the centres `c` (`[M, D]`), row-major `[len, M]`.
     let pass = Pass::over(xc.raw(), xc.ranges(chunk));
-    let scan = |c: &Tensor<2>, f: &mut dyn FnMut(usize, usize, &[f64])| -> Result<()> {
+    // Distances of every chunk's rows to the centres `c` (`[M, D]`), row-major `[len, M]`,
+    // handed to `step` with the group's sums (one group per shard, each on its own thread;
+    // one group in row order on one device), the groups' sums added in row order.
+    type Step<'s> = &'s (dyn Fn(&mut [f64], usize, usize, &[f64]) + Sync);
+    let scan = |c: &Tensor<2>, sums: usize, step: Step<'_>| -> Result<Vec<f64>> {
         let c = PerDevice::new(c.clone());
-        pass.for_each(|start, len| {
-            let x = xc.rows(start, len)?;
-            let dist = to_f64(squared_distances(x.clone(), c.on(&x.device())))?;
-            f(start, len, &dist);
-            Ok(())
-        })
+        let out = pass.fold(
+            || vec![0.0; sums],
+            |mut acc, start, len| -> Result<_> {
+                let x = xc.rows(start, len)?;
+                let dist = to_f64(squared_distances(x.clone(), c.on(&x.device())))?;
+                step(&mut acc, start, len, &dist);
+                Ok(acc)
+            },
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                Ok(a)
+            },
+        )?;
+        Ok(out.unwrap_or_else(|| vec![0.0; sums]))
     };
     let mut chosen: Vec<Vec<usize>> = rngs
         .iter_mut()
@@ -409,9 +421,13 @@ pub fn plusplus_indices(
             None => vec![r.random_range(0..n)],
         })
         .collect();
-    let mut closest: Vec<Vec<f64>> = vec![vec![0.0; n]; b];
+    // Each row's distance to its nearest chosen centre, per restart; the groups of a scan
+    // write disjoint rows of it.
+    let closest = std::sync::Mutex::new(vec![vec![0.0; n]; b]);
+    let lock = || closest.lock().unwrap_or_else(|e| e.into_inner());
     let first = xc.select(&chosen.iter().map(|c| c[0]).collect::<Vec<_>>())?;
-    scan(&first, &mut |start, len, dist| {
+    scan(&first, 0, &|_, start, len, dist| {
+        let mut closest = lock();
         for i in 0..len {
             for (r, row) in closest.iter_mut().enumerate() {
                 row[start + i] = dist[i * b + r];
@@ -421,7 +437,7 @@ pub fn plusplus_indices(
     for _ in 1..k {
         let mut candidates = Vec::with_capacity(b * trials);
         for r in 0..b {
-            let cum: Vec<f64> = closest[r]
+            let cum: Vec<f64> = lock()[r]
                 .iter()
                 .enumerate()
                 .scan(0.0, |s, (i, v)| {
@@ -441,8 +457,8 @@ pub fn plusplus_indices(
             }
         }
         let m = b * trials;
-        let mut pots = vec![0.0; m];
-        scan(&xc.select(&candidates)?, &mut |start, len, dist| {
+        let pots = scan(&xc.select(&candidates)?, m, &|pots, start, len, dist| {
+            let closest = lock();
             for i in 0..len {
                 let wi = weight(start + i);
                 for (col, pot) in pots.iter_mut().enumerate() {
@@ -462,7 +478,8 @@ pub fn plusplus_indices(
             picks.push(row);
             best_rows.push(row);
         }
-        scan(&xc.select(&best_rows)?, &mut |start, len, dist| {
+        scan(&xc.select(&best_rows)?, 0, &|_, start, len, dist| {
+            let mut closest = lock();
             for i in 0..len {
                 for (r, row) in closest.iter_mut().enumerate() {
                     row[start + i] = row[start + i].min(dist[i * b + r]);
