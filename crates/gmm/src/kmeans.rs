@@ -436,7 +436,7 @@ pub fn plusplus_indices(
     })?;
     for _ in 1..k {
         let mut candidates = Vec::with_capacity(b * trials);
-        for r in 0..b {
+        for (r, rng) in rngs.iter_mut().enumerate() {
             let cum: Vec<f64> = lock()[r]
                 .iter()
                 .enumerate()
@@ -448,10 +448,10 @@ pub fn plusplus_indices(
             let total = *cum.last().expect("n >= 1");
             for _ in 0..trials {
                 let pick = if total > 0.0 {
-                    let u = rngs[r].random::<f64>() * total;
+                    let u = rng.random::<f64>() * total;
                     cum.partition_point(|c| *c <= u).min(n - 1)
                 } else {
-                    rngs[r].random_range(0..n)
+                    rng.random_range(0..n)
                 };
                 candidates.push(pick);
             }
