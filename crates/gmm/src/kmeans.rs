@@ -348,9 +348,7 @@ impl Lloyd {
             self.counts = Some(accumulate(self.counts, c));
         }
         self.labels.extend(next.labels);
-        for (a, b) in self.inertia.iter_mut().zip(next.inertia) {
-            *a += b;
-        }
+        self.inertia = crate::pass::add_sums(self.inertia, next.inertia);
         self
     }
 }
@@ -407,10 +405,7 @@ pub fn plusplus_indices(
                 step(&mut acc, start, len, &dist);
                 Ok(acc)
             },
-            |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-                Ok(a)
-            },
+            |a, b| Ok(crate::pass::add_sums(a, b)),
         )?;
         Ok(out.unwrap_or_else(|| vec![0.0; sums]))
     };

@@ -230,6 +230,12 @@ impl Pass<'_> {
     }
 }
 
+/// The merge of per-chunk sums kept as host vectors: `a + b`, element by element.
+pub fn add_sums(mut a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
+    a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+    a
+}
+
 /// The message of a caught panic.
 pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic

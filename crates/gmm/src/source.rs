@@ -391,10 +391,7 @@ impl<'a> FitData<'a> {
                             };
                             Ok(to_f64(sum)?)
                         },
-                        |mut a, b| {
-                            a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-                            Ok(a)
-                        },
+                        |a, b| Ok(crate::pass::add_sums(a, b)),
                     )?;
                 let acc = sums.unwrap_or_else(|| vec![0.0; d]);
                 acc.into_iter().map(|s| s / total_weight).collect()
