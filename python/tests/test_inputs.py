@@ -111,22 +111,36 @@ def test_mahalanobis_labels_are_checked(blobs):
 
 
 def test_the_gil_is_released_during_a_fit(blobs):
+    # The fit runs in a thread; this thread counts while it runs. With the GIL
+    # held through the native call this thread could not count at all (a few
+    # ticks at most, from the Python-side checks). The fit is long enough
+    # (tol = 0: every iteration runs) that the count does not depend on the
+    # machine's speed: at 1 ms a tick, 20 ticks need 20 ms without the GIL.
     import threading
+    import warnings
 
-    X = np.tile(blobs, (50, 1))
-    ticks = []
-    stop = threading.Event()
+    X = np.tile(blobs, (400, 1))
+    done = threading.Event()
+    failure = []
 
-    def tick():
-        while not stop.is_set():
-            ticks.append(1)
-            stop.wait(0.001)
+    def fit():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                mixburn.GaussianMixture(
+                    n_components=3, random_state=0, max_iter=20, tol=0.0
+                ).fit(X)
+        except Exception as e:  # pragma: no cover - reported below
+            failure.append(e)
+        finally:
+            done.set()
 
-    t = threading.Thread(target=tick)
+    t = threading.Thread(target=fit)
     t.start()
-    before = len(ticks)
-    mixburn.GaussianMixture(n_components=3, random_state=0, max_iter=20).fit(X)
-    during = len(ticks) - before
-    stop.set()
+    ticks = 0
+    while not done.is_set():
+        ticks += 1
+        done.wait(0.001)
     t.join()
-    assert during > 5
+    assert not failure, failure
+    assert ticks >= 20, ticks
