@@ -3,6 +3,7 @@
 //! against a plain EM fit with 8 components, which uses them all:
 //! `cargo run -p mixburn-examples --example dirichlet_process`.
 
+use mixburn_gmm::Mixture;
 use std::path::Path;
 
 use mixburn_backend::host::tensor_from_f64;

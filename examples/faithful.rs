@@ -2,6 +2,7 @@
 //! BIC and by 5-fold cross-validated log-likelihood, and prints the chosen model:
 //! `cargo run -p mixburn-examples --example faithful`.
 
+use mixburn_gmm::Mixture;
 use std::path::Path;
 
 use mixburn_backend::host::tensor_from_f64;

@@ -14,7 +14,7 @@ use mixburn_gmm::{
     fit_bayesian, select_n_components, Backend, BayesianGaussianMixtureConfig, CovarianceType,
     Criterion, FittedMixture, GaussianMixture, GaussianMixtureConfig, Mixture, Params, Precision,
 };
-use mixburn_tests::{fixture, flat, matrix, rel_err, shape2, targets, Report};
+use mixburn_tests::{fixture, flat, matrix, rel_err, same_bits, shape2, targets, Report};
 use serde_json::Value;
 
 /// Parity tolerance with the float64 reference (the brief's 1e-10 / 1e-5).
@@ -445,11 +445,7 @@ fn detector_files_are_safetensors_that_reload_bit_identically_and_refuse_tamperi
     assert!(mixburn_data::is_safetensors(&bytes), "a safetensors file");
     let back = AnomalyDetector::load(&path).unwrap();
     assert_eq!(back.threshold().to_bits(), det.threshold().to_bits());
-    let (a, b) = (
-        to_f64(det.score(&x).unwrap()).unwrap(),
-        to_f64(back.score(&x).unwrap()).unwrap(),
-    );
-    assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()));
+    assert!(same_bits(det.score(&x).unwrap(), back.score(&x).unwrap()));
     // The file is also the mixture's model file.
     let m = GaussianMixture::load(&path).unwrap();
     assert_eq!(m.weights(), mixture(case, Precision::F64).weights());
@@ -513,12 +509,7 @@ fn an_updated_single_gaussian_detector_equals_the_fit_on_all_rows_on_every_backe
             Precision::F64 => 1e-9,
             Precision::F32 => 1e-4,
         };
-        for cov in [
-            CovarianceType::Full,
-            CovarianceType::Tied,
-            CovarianceType::Diag,
-            CovarianceType::Spherical,
-        ] {
+        for &cov in CovarianceType::ALL {
             let tag = format!("{backend}/{precision}/{cov}");
             let config = AnomalyConfig::new(Components::Fixed(1))
                 .with_mixture(GaussianMixtureConfig::new(1).with_covariance_type(cov));

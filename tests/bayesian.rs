@@ -6,19 +6,13 @@
 //! bad input refused with messages. Fixtures: `fixtures/make_bayesian_fixtures.py`.
 
 use mixburn_backend::host::{tensor_from_f64, to_f64, to_i64};
+use mixburn_gmm::Mixture;
 use mixburn_gmm::{
     fit, fit_bayesian, BayesianGaussianMixture, BayesianGaussianMixtureConfig, CovarianceType,
     GaussianMixtureConfig, GmmError, InitMethod, Precision, WeightConcentrationPriorType,
 };
-use mixburn_tests::{fixture, flat, matrix, rtol, shape2, targets, Report};
+use mixburn_tests::{assert_reloads_exactly, fixture, flat, matrix, rtol, shape2, targets, Report};
 use serde_json::Value;
-
-const COVS: [CovarianceType; 4] = [
-    CovarianceType::Full,
-    CovarianceType::Tied,
-    CovarianceType::Diag,
-    CovarianceType::Spherical,
-];
 
 fn parity_data() -> Value {
     fixture("bayesian_parity")
@@ -196,7 +190,7 @@ fn dirichlet_process_keeps_as_many_components_as_sklearn_on_separated_blobs() {
 fn variational_lower_bound_never_decreases() {
     for (backend, precision, device) in targets() {
         let x = matrix(&parity_data()["X"], &device, precision);
-        for cov in COVS {
+        for &cov in CovarianceType::ALL {
             for prior in [
                 WeightConcentrationPriorType::DirichletProcess,
                 WeightConcentrationPriorType::DirichletDistribution,
@@ -230,7 +224,7 @@ fn variational_lower_bound_never_decreases() {
 fn every_initialisation_fits_every_covariance_type() {
     let (_, precision, device) = targets().remove(0);
     let x = matrix(&parity_data()["X"], &device, precision);
-    for cov in COVS {
+    for &cov in CovarianceType::ALL {
         for init in [
             InitMethod::Kmeans,
             InitMethod::KMeansPlusPlus,
@@ -288,7 +282,7 @@ fn saved_variational_models_reload_and_score_bit_identically() {
     let dir = tempfile::tempdir().unwrap();
     for (backend, precision, device) in targets() {
         let x = matrix(&parity_data()["X"], &device, precision);
-        for cov in COVS {
+        for &cov in CovarianceType::ALL {
             for prior in [
                 WeightConcentrationPriorType::DirichletProcess,
                 WeightConcentrationPriorType::DirichletDistribution,
@@ -304,12 +298,7 @@ fn saved_variational_models_reload_and_score_bit_identically() {
                 let path = dir
                     .path()
                     .join(format!("{backend}-{precision}-{cov}-{prior}.safetensors"));
-                model.save(&path).unwrap();
-                let loaded = BayesianGaussianMixture::load(&path).unwrap();
-                assert_eq!(loaded, model);
-                let a = to_f64(model.score_samples(&x).unwrap()).unwrap();
-                let b = to_f64(loaded.score_samples(&x).unwrap()).unwrap();
-                assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()));
+                assert_reloads_exactly(&model, &path, BayesianGaussianMixture::load, &x);
             }
         }
     }

@@ -4,22 +4,15 @@
 //! outside the run's own checkpoints is ever deleted; IDX data sets whose parts disagree are
 //! refused with a message instead of a panic inside Burn.
 
+use mixburn_gmm::Mixture;
 use std::fs;
 use std::path::Path;
 
 use mixburn_backend::host::tensor_from_f64;
 use mixburn_gmm::{Backend, Precision};
+use mixburn_tests::quiet;
 use mixburn_vade::checkpoint::{load_model, read_state, write_json, STATE_FILE};
-use mixburn_vade::{train, Dataset, TrainOptions, VadeConfig, VadeError};
-
-fn quiet(resume: bool) -> TrainOptions {
-    TrainOptions {
-        resume,
-        progress: false,
-        backend: "flex".into(),
-        pictures: false,
-    }
-}
+use mixburn_vade::{train, Dataset, VadeConfig, VadeError};
 
 /// 60 random 784-pixel images on flex, f32.
 fn images() -> Dataset {

@@ -1,11 +1,11 @@
 //! Shared helpers of the cross-crate tests: fixtures written by `fixtures/make_fixtures.py`
 //! (scikit-learn), the backends this build can test, and array comparisons.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use mixburn_backend::host::tensor_from_f64;
+use mixburn_backend::host::{tensor_from_f64, to_f64};
 use mixburn_gmm::burn::tensor::{Device, Tensor};
-use mixburn_gmm::{Backend, Precision};
+use mixburn_gmm::{Backend, Mixture, Precision};
 use serde_json::Value;
 
 /// Reads `fixtures/<name>.json`.
@@ -158,4 +158,37 @@ pub fn wide_data(n: usize, d: usize, k: usize, centre_scale: f64) -> Vec<f64> {
             (centre(c, j) + scale(c, j) * normalish(3, i as u64)) as f32 as f64
         })
         .collect()
+}
+
+/// Whether two score vectors hold the same values bit for bit.
+pub fn same_bits(a: Tensor<1>, b: Tensor<1>) -> bool {
+    let (a, b) = (to_f64(a).unwrap(), to_f64(b).unwrap());
+    a.len() == b.len() && a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits())
+}
+
+/// Saves `model` to `path` and checks that `load` gives it back equal, scoring `x` bit for
+/// bit as the model does.
+pub fn assert_reloads_exactly<M: Mixture + PartialEq + std::fmt::Debug>(
+    model: &M,
+    path: &Path,
+    load: impl Fn(&Path) -> mixburn_gmm::Result<M>,
+    x: &Tensor<2>,
+) {
+    model.save(path).unwrap();
+    let loaded = load(path).unwrap();
+    assert_eq!(&loaded, model);
+    assert!(same_bits(
+        model.score_samples(x).unwrap(),
+        loaded.score_samples(x).unwrap()
+    ));
+}
+
+/// Training options of a test: flex, no progress bar, no pictures.
+pub fn quiet(resume: bool) -> mixburn_vade::TrainOptions {
+    mixburn_vade::TrainOptions {
+        resume,
+        progress: false,
+        backend: "flex".into(),
+        pictures: false,
+    }
 }

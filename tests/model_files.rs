@@ -3,6 +3,7 @@
 //! arrays, version-1 JSON files still loading, and every truncated, tampered, foreign or
 //! garbage file refused with a clear error (never a panic, never garbage accepted).
 
+use mixburn_gmm::Mixture;
 use std::path::Path;
 
 use mixburn_backend::host::{tensor_from_f64, to_f64};
@@ -13,15 +14,8 @@ use mixburn_gmm::{
     GaussianMixture, GaussianMixtureConfig, GmmError, Precision, Values,
 };
 use mixburn_ood::{DetectorConfig, MahalanobisDetector, Method, OodError};
-use mixburn_tests::{fixture, matrix};
+use mixburn_tests::{fixture, matrix, same_bits};
 use serde_json::{json, Value};
-
-const COVS: [CovarianceType; 4] = [
-    CovarianceType::Full,
-    CovarianceType::Tied,
-    CovarianceType::Diag,
-    CovarianceType::Spherical,
-];
 
 fn data(precision: Precision) -> (Device, mixburn_gmm::burn::tensor::Tensor<2>) {
     let device = Device::flex();
@@ -68,7 +62,7 @@ fn every_model_kind_round_trips_bit_for_bit_in_the_precision_it_was_fitted_in() 
     let dir = tempfile::tempdir().unwrap();
     for precision in [Precision::F32, Precision::F64] {
         let (_, x) = data(precision);
-        for cov in COVS {
+        for &cov in CovarianceType::ALL {
             let path = dir.path().join(format!("{precision}-{cov}.safetensors"));
             let model = gmm(cov, precision);
             model.save(&path).unwrap();
@@ -169,9 +163,7 @@ fn detectors_round_trip_bit_for_bit_and_their_files_are_at_most_one_and_a_half_t
             let back = MahalanobisDetector::load(&path, &device, None).unwrap();
             assert_eq!(back.precision(), precision);
             assert_eq!(back.to_json().unwrap(), det.to_json().unwrap());
-            let a = to_f64(det.score(&z).unwrap()).unwrap();
-            let b = to_f64(back.score(&z).unwrap()).unwrap();
-            assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()));
+            assert!(same_bits(det.score(&z).unwrap(), back.score(&z).unwrap()));
             let file = read_safetensors(&path).unwrap();
             assert_eq!(file.arrays["counts"].dtype_name(), "I64");
             let size = std::fs::metadata(&path).unwrap().len() as f64;
@@ -202,7 +194,7 @@ fn detectors_round_trip_bit_for_bit_and_their_files_are_at_most_one_and_a_half_t
 fn version_1_json_files_written_by_the_current_code_still_load() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.json");
-    for cov in COVS {
+    for &cov in CovarianceType::ALL {
         let model = gmm(cov, Precision::F64);
         std::fs::write(&path, model.to_json().unwrap()).unwrap();
         assert_eq!(GaussianMixture::load(&path).unwrap(), model);
@@ -328,7 +320,7 @@ fn with_array(path: &Path, name: &str, values: &[f64]) {
 #[test]
 fn garbage_parameters_are_refused_on_load_as_strictly_as_a_fit_checks_them() {
     let dir = tempfile::tempdir().unwrap();
-    for cov in COVS {
+    for &cov in CovarianceType::ALL {
         let model = gmm(cov, Precision::F64);
         let path = dir.path().join(format!("{cov}.safetensors"));
         model.save(&path).unwrap();

@@ -4,6 +4,7 @@
 //! norm-wise relative; fits from k-means reach scikit-learn's best log-likelihood.
 
 use mixburn_backend::host::{to_f64, to_i64};
+use mixburn_gmm::Mixture;
 use mixburn_gmm::{fit, kmeans, CovarianceType, GaussianMixtureConfig, KMeansConfig, Precision};
 use mixburn_tests::{fixture, flat, matrix, rtol, targets, Report};
 

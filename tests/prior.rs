@@ -8,6 +8,7 @@
 //! - `from_gmm` against `GaussianMixture::score_samples`, and its shape errors;
 //! - save / `load_checked` round trip and shape errors.
 
+use mixburn_gmm::Mixture;
 use std::f64::consts::PI;
 
 use mixburn_backend::host::{tensor_from_f64, to_f64, to_i64};

@@ -3,18 +3,12 @@
 //! and save/load that scores bit-identically.
 
 use mixburn_backend::host::{tensor_from_f64, to_f64, to_i64};
+use mixburn_gmm::Mixture;
 use mixburn_gmm::{
     fit, fit_warm, CovarianceType, GaussianMixture, GaussianMixtureConfig, GmmError, InitMethod,
     Precision,
 };
-use mixburn_tests::{fixture, matrix, targets};
-
-const COVS: [CovarianceType; 4] = [
-    CovarianceType::Full,
-    CovarianceType::Tied,
-    CovarianceType::Diag,
-    CovarianceType::Spherical,
-];
+use mixburn_tests::{assert_reloads_exactly, fixture, matrix, targets};
 
 fn blobs() -> serde_json::Value {
     fixture("best_full")["X"].clone()
@@ -139,7 +133,7 @@ fn constant_columns_and_duplicate_rows_fit_thanks_to_reg_covar() {
             v.extend([x0, 3.0]);
         }
         let x = tensor_from_f64(v, [40, 2], &device, precision.dtype());
-        for cov in COVS {
+        for &cov in CovarianceType::ALL {
             let config = GaussianMixtureConfig::new(2)
                 .with_covariance_type(cov)
                 .with_seed(1);
@@ -164,7 +158,7 @@ fn singular_covariance_without_reg_covar_names_the_component() {
             &device,
             precision.dtype(),
         );
-        for cov in COVS {
+        for &cov in CovarianceType::ALL {
             let config = GaussianMixtureConfig::new(2)
                 .with_covariance_type(cov)
                 .with_reg_covar(0.0)
@@ -183,7 +177,7 @@ fn singular_covariance_without_reg_covar_names_the_component() {
 fn em_lower_bound_never_decreases() {
     for (backend, precision, device) in targets() {
         let x = matrix(&fixture("parity_full")["X"], &device, precision);
-        for cov in COVS {
+        for &cov in CovarianceType::ALL {
             for init in [
                 InitMethod::Kmeans,
                 InitMethod::KMeansPlusPlus,
@@ -264,7 +258,7 @@ fn saved_models_reload_and_score_bit_identically() {
     let dir = tempfile::tempdir().unwrap();
     for (backend, precision, device) in targets() {
         let x = matrix(&fixture("parity_tied")["X"], &device, precision);
-        for cov in COVS {
+        for &cov in CovarianceType::ALL {
             let model = fit(
                 &GaussianMixtureConfig::new(3)
                     .with_covariance_type(cov)
@@ -275,12 +269,7 @@ fn saved_models_reload_and_score_bit_identically() {
             let path = dir
                 .path()
                 .join(format!("{backend}-{precision}-{cov}.safetensors"));
-            model.save(&path).unwrap();
-            let loaded = GaussianMixture::load(&path).unwrap();
-            assert_eq!(loaded, model);
-            let a = to_f64(model.score_samples(&x).unwrap()).unwrap();
-            let b = to_f64(loaded.score_samples(&x).unwrap()).unwrap();
-            assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()));
+            assert_reloads_exactly(&model, &path, GaussianMixture::load, &x);
         }
     }
 }
@@ -321,7 +310,7 @@ fn corrupt_or_foreign_model_files_are_rejected() {
 fn samples_follow_the_model() {
     let (_, precision, device) = targets().remove(0);
     let x = matrix(&blobs(), &device, precision);
-    for cov in COVS {
+    for &cov in CovarianceType::ALL {
         let model = fit(
             &GaussianMixtureConfig::new(4)
                 .with_covariance_type(cov)
@@ -351,7 +340,7 @@ fn chunked_statistics_merge_to_the_single_pass_result() {
     // must not change the fit beyond round-off.
     for (backend, precision, device) in targets() {
         let x = matrix(&fixture("parity_diag_d8")["X"], &device, precision);
-        for cov in COVS {
+        for &cov in CovarianceType::ALL {
             let base = GaussianMixtureConfig::new(4)
                 .with_covariance_type(cov)
                 .with_seed(2)

@@ -5,6 +5,7 @@
 //! repeated; bad weights and truncated files are refused before any fitting; the CLI streams
 //! `fit`, `select`, `score` and `predict` and writes the same outputs as it does in memory.
 
+use mixburn_gmm::Mixture;
 use std::path::{Path, PathBuf};
 
 use mixburn_backend::host::tensor_from_f64;
@@ -15,13 +16,6 @@ use mixburn_gmm::{
 };
 use mixburn_tests::{rel_err, targets, wide_data};
 use serde_json::Value;
-
-const COVS: [CovarianceType; 4] = [
-    CovarianceType::Full,
-    CovarianceType::Tied,
-    CovarianceType::Diag,
-    CovarianceType::Spherical,
-];
 
 /// A budget under which a pass over these rows takes many chunks.
 const SMALL_BUDGET: usize = 48 * 1024;
@@ -62,7 +56,7 @@ fn streamed_fits_equal_in_memory_fits_for_every_covariance_type_em_and_variation
             precision.dtype(),
         )
         .unwrap();
-        for cov in COVS {
+        for &cov in CovarianceType::ALL {
             let tag = format!("{backend}/{precision}/{cov}");
             let em = GaussianMixtureConfig::new(k)
                 .with_covariance_type(cov)
@@ -172,7 +166,7 @@ fn integer_sample_weights_give_the_fit_of_the_rows_repeated() {
         }
         let x = tensor_from_f64(values.clone(), [n, d], &device, precision.dtype());
         let xr = tensor_from_f64(repeated.clone(), [m, d], &device, precision.dtype());
-        for cov in COVS {
+        for &cov in CovarianceType::ALL {
             let tag = format!("{backend}/{cov}");
             let config = GaussianMixtureConfig::new(k)
                 .with_covariance_type(cov)
@@ -483,7 +477,7 @@ fn online_em_with_step_one_on_one_chunk_equals_one_batch_em_iteration() {
         let dtype = precision.dtype();
         let first = tensor_from_f64(blobs(300, 100.0), [300, 3], &device, dtype);
         let chunk = tensor_from_f64(blobs(240, 100.3), [240, 3], &device, dtype);
-        for cov in COVS {
+        for &cov in CovarianceType::ALL {
             let config = GaussianMixtureConfig::new(3)
                 .with_covariance_type(cov)
                 .with_max_iter(5)
@@ -530,7 +524,7 @@ fn online_em_with_one_component_and_harmonic_steps_is_the_gaussian_of_all_rows_s
         .unwrap();
     let dtype = Precision::F64.dtype();
     let all = blobs(600, -50.0);
-    for cov in COVS {
+    for &cov in CovarianceType::ALL {
         let config = GaussianMixtureConfig::new(1).with_covariance_type(cov);
         let whole = fit(
             &config,
@@ -636,7 +630,7 @@ fn missing_value_em_matches_the_numpy_oracle_of_one_exact_iteration() {
             continue;
         }
         let xt = tensor_from_f64(x.clone(), [n, d], &device, precision.dtype());
-        for cov in COVS {
+        for &cov in CovarianceType::ALL {
             let case = &f["cases"][cov.to_string()];
             let start = GaussianMixture {
                 covariance_type: cov,
@@ -693,7 +687,7 @@ fn missing_value_em_raises_the_observed_likelihood_and_refuses_empty_rows() {
     for precision in [Precision::F64, Precision::F32] {
         let device = mixburn_gmm::Backend::Flex.device_for(precision).unwrap();
         let xt = tensor_from_f64(x.clone(), [n, d], &device, precision.dtype());
-        for cov in COVS {
+        for &cov in CovarianceType::ALL {
             let config = GaussianMixtureConfig::new(3)
                 .with_covariance_type(cov)
                 .with_max_iter(40)
@@ -779,7 +773,7 @@ fn missing_value_em_streams_a_file_in_small_chunks_to_the_held_result() {
         .unchecked();
     // 16 rows per chunk: a quarter of the budget over 8 · 4 · D bytes a row.
     let small = 16 * 8 * 4 * d * 4;
-    for cov in COVS {
+    for &cov in CovarianceType::ALL {
         let config = GaussianMixtureConfig::new(3)
             .with_covariance_type(cov)
             .with_max_iter(10)

@@ -14,6 +14,7 @@ use mixburn_gmm::burn::optim::{AdamConfig, GradientsParams};
 use mixburn_gmm::burn::tensor::{DType, Device, Tensor};
 use mixburn_gmm::{Backend, Precision};
 use mixburn_optim::FusedAdamConfig;
+use mixburn_tests::quiet;
 use mixburn_vade::checkpoint::{load_model, read_state};
 use mixburn_vade::checkpoint::{write_json, CheckpointState, ClusterMetrics, STATE_FORMAT};
 use mixburn_vade::eval::{pca_2d, symmetric_eigen};
@@ -21,7 +22,7 @@ use mixburn_vade::model::{bce_with_logits, kl_standard_normal};
 use mixburn_vade::plot::grid_size;
 use mixburn_vade::{
     epoch_permutation, evaluate, mean_neg_elbo, summarize, train, Dataset, Phase, Spread, Stage,
-    TrainOptions, Vade, VadeConfig, VadeError,
+    Vade, VadeConfig, VadeError,
 };
 
 /// Images used by the training tests.
@@ -67,15 +68,6 @@ fn tiny(pretrain: usize, epochs: usize) -> VadeConfig {
         .with_eval_every(0)
         .with_gmm_n_init(1)
         .with_seed(7)
-}
-
-fn quiet(resume: bool) -> TrainOptions {
-    TrainOptions {
-        resume,
-        progress: false,
-        backend: "flex".into(),
-        pictures: false,
-    }
 }
 
 /// Every float parameter of a module, in visiting order.

@@ -12,6 +12,7 @@ use mixburn_gmm::covariance::{covariances_from_scatter, whitened_operands_in_blo
 use mixburn_gmm::estep::whitened_log_density;
 use mixburn_gmm::form::{blocks_of, cost, PassShape};
 use mixburn_gmm::stats::{Moments, ShiftedScatter, SufficientStats, UpperBlocks};
+use mixburn_gmm::Mixture;
 use mixburn_gmm::{
     fit, fit_bayesian, BayesianGaussianMixtureConfig, CovarianceType, EstepForm, FitData,
     GaussianMixture, GaussianMixtureConfig, GmmError, InitMethod, Precision,
@@ -1049,12 +1050,7 @@ fn f32_fits_started_at_single_rows_reach_sklearn_for_every_covariance_type() {
                 continue;
             }
             let x = tensor(values.clone(), n, d, &device, precision);
-            for cov in [
-                CovarianceType::Full,
-                CovarianceType::Tied,
-                CovarianceType::Diag,
-                CovarianceType::Spherical,
-            ] {
+            for &cov in CovarianceType::ALL {
                 let exp = &fx["expected"][cov.to_string()];
                 let forms: &[EstepForm] = match cov {
                     CovarianceType::Full | CovarianceType::Tied if d <= 64 => &FORMS,

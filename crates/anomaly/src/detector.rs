@@ -18,7 +18,7 @@ use mixburn_backend::host::{to_f64, to_i64};
 use mixburn_gmm::budget::DEFAULT_MAX_MEMORY_BYTES;
 use mixburn_gmm::{
     select_n_components, Candidate, Criterion, FitData, FittedMixture, GaussianMixture,
-    GaussianMixtureConfig, Mixture, Precision,
+    GaussianMixtureConfig, Precision,
 };
 use serde::Serialize;
 

@@ -12,7 +12,7 @@ pub enum AnomalyError {
     #[error(transparent)]
     Data(#[from] mixburn_data::DataError),
     /// An invalid setting (the project's one shape of this error, `GmmError::InvalidSetting`).
-    #[error("invalid {name}: {reason}")]
+    #[error("invalid parameter `{name}`: {reason}")]
     InvalidSetting {
         /// The setting.
         name: &'static str,

@@ -14,7 +14,7 @@
 
 use std::path::Path;
 
-use mixburn_gmm::{FittedMixture, Mixture};
+use mixburn_gmm::FittedMixture;
 use serde_json::{json, Value};
 
 use crate::detector::AnomalyDetector;

@@ -1,8 +1,8 @@
 //! A choice's spellings, written once: [`spellings!`](crate::spellings) declares, for an enum,
 //! each variant's spellings (the first is its name; the rest are accepted aliases) and gives
-//! the enum its `Display` (the name), `SPELLINGS` (the names in order: what `--help` and the
-//! refusal messages list) and `from_spelling` (any spelling, case-insensitive, `-` and `_`
-//! alike). Each crate's `FromStr` turns a `None` into its own error with [`unknown`].
+//! the enum its `Display` (the name), `ALL` (the variants in order), `SPELLINGS` (the names in
+//! order: what `--help` and the refusal messages list) and `from_spelling` (any spelling,
+//! case-insensitive, `-` and `_` alike). Each crate's `FromStr` turns a `None` into its own error with [`unknown`].
 
 /// The form spellings are compared in: lower case, `_` read as `-`.
 pub fn normalise(s: &str) -> String {
@@ -30,6 +30,9 @@ macro_rules! spellings {
         impl $t {
             /// Each variant's name, in declaration order.
             pub const SPELLINGS: &'static [&'static str] = &[$($name),+];
+
+            /// Each variant, in declaration order.
+            pub const ALL: &'static [Self] = &[$($t::$v),+];
 
             /// The variant `s` spells (a name or an alias; case-insensitive, `-` and `_`
             /// alike), if any.

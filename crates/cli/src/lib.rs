@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 use mixburn_gmm::ensure_finite;
 use mixburn_gmm::model_file::{at_path, read_model};
-use mixburn_gmm::{FittedMixture, Mixture};
+use mixburn_gmm::FittedMixture;
 use serde_json::Value;
 
 use crate::commands::{fit, predict, sample, score, select};

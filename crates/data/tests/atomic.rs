@@ -1,20 +1,14 @@
 //! Atomic writes.
 
+mod common;
+
 use std::fs;
 use std::io;
 
+use common::entries;
 use mixburn_data::{
     write_atomic, write_atomic_path, write_matrix_npy, DataError, ElemType, Matrix,
 };
-
-fn entries(dir: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
 
 #[test]
 fn atomic_write_leaves_no_file_when_the_writer_fails() {

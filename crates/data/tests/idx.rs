@@ -1,11 +1,11 @@
 //! IDX files and the MNIST directory loader.
 
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+mod common;
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
+use std::fs;
+use std::path::Path;
+
+use common::{format_reason, gzip, write};
 use mixburn_data::{
     read_idx, read_idx_u8, read_mnist_dir, read_mnist_dir_first, DataError, ElemType,
 };
@@ -18,25 +18,6 @@ fn idx_bytes(type_code: u8, dims: &[u32], data: &[u8]) -> Vec<u8> {
     }
     out.extend(data);
     out
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = GzEncoder::new(Vec::new(), Compression::default());
-    enc.write_all(bytes).unwrap();
-    enc.finish().unwrap()
-}
-
-fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
-    let p = dir.join(name);
-    fs::write(&p, bytes).unwrap();
-    p
-}
-
-fn format_reason(err: DataError) -> String {
-    match err {
-        DataError::Format { reason, .. } => reason,
-        other => panic!("expected a Format error, got {other:?}"),
-    }
 }
 
 #[test]

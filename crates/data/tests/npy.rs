@@ -1,46 +1,18 @@
 //! `.npy` matrices, vectors and labels.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::fs;
+use std::path::Path;
+
+use common::{format_reason, npy_bytes, same_bits, write};
 use mixburn_data::{
     read_labels, read_matrix, write_labels_npy, write_matrix_npy, write_vector_f64_npy, DataError,
     ElemType, Matrix,
 };
 
-/// Builds a version-1.0 npy file from a header dict literal and raw data bytes.
-fn npy_bytes(dict: &str, data: &[u8]) -> Vec<u8> {
-    let mut text = dict.to_string();
-    while (10 + text.len() + 1) % 64 != 0 {
-        text.push(' ');
-    }
-    text.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((text.len() as u16).to_le_bytes());
-    out.extend(text.as_bytes());
-    out.extend(data);
-    out
-}
-
-fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
-    let p = dir.join(name);
-    fs::write(&p, bytes).unwrap();
-    p
-}
-
-fn format_reason(err: DataError) -> String {
-    match err {
-        DataError::Format { reason, .. } => reason,
-        other => panic!("expected a Format error, got {other:?}"),
-    }
-}
-
 fn sample(dtype: ElemType) -> Matrix {
     Matrix::new(3, 2, vec![1.0, -2.5, 3.25, 4.0, f64::NAN, 1e-3], dtype).unwrap()
-}
-
-fn same_bits(a: &[f64], b: &[f64]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 #[test]

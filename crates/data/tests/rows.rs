@@ -1,40 +1,15 @@
 //! Out-of-core reading ([`RowFile`], [`VectorFile`]) and streamed npy writing.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::fs;
+
+use common::{entries, format_reason, npy_bytes, same_bits, write};
 use mixburn_data::{
     read_matrix, write_labels_npy, write_safetensors, write_vector_f64_npy,
     write_vector_npy_streamed, Array, DataError, ElemType, RowFile, TensorFile, VectorFile,
     VectorKind,
 };
-
-/// Builds a version-1.0 npy file from a header dict literal and raw data bytes.
-fn npy_bytes(dict: &str, data: &[u8]) -> Vec<u8> {
-    let mut text = dict.to_string();
-    while (10 + text.len() + 1) % 64 != 0 {
-        text.push(' ');
-    }
-    text.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((text.len() as u16).to_le_bytes());
-    out.extend(text.as_bytes());
-    out.extend(data);
-    out
-}
-
-fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
-    let p = dir.join(name);
-    fs::write(&p, bytes).unwrap();
-    p
-}
-
-fn format_reason(err: DataError) -> String {
-    match err {
-        DataError::Format { reason, .. } => reason,
-        other => panic!("expected a Format error, got {other:?}"),
-    }
-}
 
 /// A hand-made 2-D npy file of `value(i, j)` in the given element type, order and byte order.
 fn matrix_npy(
@@ -76,10 +51,6 @@ fn matrix_npy(
         &format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': ({rows}, {cols}), }}"),
         &data,
     )
-}
-
-fn same_bits(a: &[f64], b: &[f64]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 const ALL_LAYOUTS: [(ElemType, bool, bool); 8] = [
@@ -692,15 +663,6 @@ fn streamed_vectors_equal_the_in_memory_writers_byte_for_byte() {
         v.read_f64(0, n, &mut out).unwrap();
         assert_eq!(out, labels.iter().map(|&l| l as f64).collect::<Vec<_>>());
     }
-}
-
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]

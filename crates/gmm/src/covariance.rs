@@ -163,7 +163,7 @@ pub struct Packing {
     /// `1` on the diagonal, `2` off it: `Σ_{i≤j} coef_ij P_ij x_i x_j = xᵀPx`.
     pub coef: Tensor<2>,
     /// `packed` on the other devices holding rows (shards), moved there once.
-    packed_on: crate::source::PerDevice<1, Int>,
+    packed_on: crate::source::PerDevice<Tensor<1, Int>>,
 }
 
 impl Packing {

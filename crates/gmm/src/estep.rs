@@ -283,6 +283,18 @@ pub enum Operand {
     Whitened(Whitening),
 }
 
+impl crate::source::Movable for Operand {
+    fn home(&self) -> burn::tensor::Device {
+        match self {
+            Operand::Quadratic(a) => a.device(),
+            Operand::Whitened(w) => w.shift.device(),
+        }
+    }
+    fn moved_to(&self, device: &burn::tensor::Device) -> Self {
+        self.to_device(device)
+    }
+}
+
 impl Operand {
     /// The same operand on `device` (a shard's).
     pub fn to_device(&self, device: &burn::tensor::Device) -> Self {

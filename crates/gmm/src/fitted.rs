@@ -1,7 +1,7 @@
 //! The fitted-mixture API shared by both estimators (scikit-learn's `BaseMixture`): the
-//! [`Mixture`] trait, implemented by [`GaussianMixture`] and [`BayesianGaussianMixture`] by
-//! delegating to their own methods, and [`FittedMixture`], a model file of either estimator
-//! told apart by its `format` field.
+//! [`Mixture`] trait, whose scoring, prediction and sampling methods are written once over
+//! the one scorer (each estimator gives only its parameters, constants and file format),
+//! and [`FittedMixture`], a model file of either estimator told apart by its `format` field.
 //!
 //! Both estimators score with the same per-component weighted log-density
 //!
@@ -19,15 +19,20 @@ use std::path::Path;
 use burn::tensor::{Device, Int, Tensor};
 
 use crate::bayesian::{BayesianGaussianMixture, BAYESIAN_MODEL_FORMAT};
+use crate::budget::DEFAULT_MAX_MEMORY_BYTES;
 use crate::covariance::CovarianceType;
 use crate::error::{GmmError, Result};
-use crate::model::{GaussianMixture, ScoredChunk, MODEL_FORMAT};
+use crate::form::EstepForm;
+use crate::model::{GaussianMixture, ScoredChunk, Scorer, MODEL_FORMAT};
 use crate::params::Params;
 use crate::source::{FitData, RowSource};
+use crate::values::Values;
 use mixburn_backend::backend::Precision;
 use mixburn_backend::host::to_f64;
 
-/// A fitted Gaussian mixture of either estimator (module docs).
+/// A fitted Gaussian mixture of either estimator (module docs). An estimator gives its shape,
+/// parameters, constant terms and its file format; the fitted API (scores, predictions,
+/// chunked scoring, samples, `save`) is written here once, over the one scorer.
 pub trait Mixture {
     /// The `format` name its model files carry (`mixburn-gmm`, `mixburn-bgm`).
     fn format(&self) -> &'static str;
@@ -43,14 +48,66 @@ pub trait Mixture {
     fn params(&self) -> &Params;
     /// The per-component constant `c_k` of `ℓ_k` (module docs), length K.
     fn log_weights(&self) -> Vec<f64>;
+    /// The model as versioned JSON (its own model-file format; floats round-trip exactly).
+    fn to_json(&self) -> Result<String>;
+    /// Saves the model file (safetensors) with `extra` metadata entries besides its own,
+    /// for files that wrap the model (an anomaly detector's).
+    fn save_with_metadata(&self, path: &Path, extra: &[(String, String)]) -> Result<()>;
+
+    /// Writes the model file to `path` (safetensors, atomically; see [`crate::model_file`]).
+    fn save(&self, path: &Path) -> Result<()> {
+        self.save_with_metadata(path, &[])
+    }
+    /// Mixing weights, length K (`π`; the variational mixture's `E[π]`).
+    fn weights(&self) -> &[f64] {
+        &self.params().weights
+    }
+    /// Means, row-major K×D (the variational mixture's posterior means `m_k`).
+    fn means(&self) -> &[f64] {
+        &self.params().means
+    }
+    /// Covariances in the covariance type's shape, row-major (the variational mixture's
+    /// `W_k⁻¹ / ν_k`).
+    fn covariances(&self) -> &Values {
+        &self.params().covariances
+    }
+    /// Precision Cholesky factors in the covariance type's shape, row-major.
+    fn precisions_cholesky(&self) -> &Values {
+        &self.params().precisions_cholesky
+    }
+    /// As [`score_samples`](Self::score_samples), under a memory budget of
+    /// `max_memory_bytes` (the rows per chunk follow from it; the default is
+    /// [`DEFAULT_MAX_MEMORY_BYTES`]) in the E-step form `form`.
+    fn score_samples_with(
+        &self,
+        x: &Tensor<2>,
+        max_memory_bytes: usize,
+        form: EstepForm,
+    ) -> Result<Tensor<1>> {
+        Scorer::of(self, max_memory_bytes, form).score_samples(x)
+    }
     /// Per-sample `log p(x_n) = logsumexp_k ℓ_k(x_n)`, shape `[N]`, on `x`'s device.
-    fn score_samples(&self, x: &Tensor<2>) -> Result<Tensor<1>>;
-    /// Mean of [`score_samples`](Self::score_samples) (summed on the host in f64).
-    fn score(&self, x: &Tensor<2>) -> Result<f64>;
+    fn score_samples(&self, x: &Tensor<2>) -> Result<Tensor<1>> {
+        self.score_samples_with(x, DEFAULT_MAX_MEMORY_BYTES, EstepForm::Auto)
+    }
+    /// Mean of [`score_samples`](Self::score_samples) (summed on the host in f64, so it does
+    /// not depend on the device's float type beyond the per-sample values).
+    fn score(&self, x: &Tensor<2>) -> Result<f64> {
+        Scorer::of(self, DEFAULT_MAX_MEMORY_BYTES, EstepForm::Auto).score(x)
+    }
     /// Responsibilities `exp(ℓ_k − log p)`, shape `[N, K]`.
-    fn predict_proba(&self, x: &Tensor<2>) -> Result<Tensor<2>>;
+    fn predict_proba(&self, x: &Tensor<2>) -> Result<Tensor<2>> {
+        Scorer::of(self, DEFAULT_MAX_MEMORY_BYTES, EstepForm::Auto).predict_proba(x)
+    }
     /// `argmax_k ℓ_k`, shape `[N]`.
-    fn predict(&self, x: &Tensor<2>) -> Result<Tensor<1, Int>>;
+    fn predict(&self, x: &Tensor<2>) -> Result<Tensor<1, Int>> {
+        Scorer::of(self, DEFAULT_MAX_MEMORY_BYTES, EstepForm::Auto).predict(x)
+    }
+    /// [`predict`](Self::predict) and [`score_samples`](Self::score_samples) in one pass
+    /// (a caller checks the log-likelihoods are finite before trusting the labels).
+    fn predict_with_score(&self, x: &Tensor<2>) -> Result<(Tensor<1, Int>, Tensor<1>)> {
+        Scorer::of(self, DEFAULT_MAX_MEMORY_BYTES, EstepForm::Auto).predict_with_score(x)
+    }
     /// Scores the rows of any source (a tensor, or a file read a chunk at a time) in chunks
     /// whose intermediates fit `max_memory_bytes`, calling `f` on each in order
     /// ([`ScoredChunk`]: `ℓ`, `log p`, labels, responsibilities), so that scoring data larger
@@ -60,7 +117,9 @@ pub trait Mixture {
         x: &dyn RowSource,
         max_memory_bytes: usize,
         f: &mut dyn FnMut(ScoredChunk) -> Result<()>,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        Scorer::of(self, max_memory_bytes, EstepForm::Auto).scan_source(x, f)
+    }
     /// `(Σ_n w_n log p(x_n), Σ_n w_n)` of rows with sample weights (all 1 when `None`), chunk
     /// by chunk ([`score_chunks`](Self::score_chunks)), summed on the host in f64 in row order.
     fn weighted_log_likelihood(
@@ -87,93 +146,21 @@ pub trait Mixture {
         })?;
         Ok((total, weight))
     }
-    /// `n` samples `[n, D]` and their components `[n]`.
-    fn sample(&self, n: usize, seed: u64, device: &Device) -> Result<(Tensor<2>, Tensor<1, Int>)>;
-    /// The model as versioned JSON (its own model-file format).
-    fn to_json(&self) -> Result<String>;
-    /// Saves the model file (safetensors) with `extra` metadata entries besides its own,
-    /// for files that wrap the model (an anomaly detector's).
-    fn save_with_metadata(&self, path: &Path, extra: &[(String, String)]) -> Result<()>;
+    /// `n` samples `[n, D]` and their components `[n]`, drawn as scikit-learn's
+    /// `BaseMixture.sample` draws them: counts per component from a multinomial on the
+    /// weights, then `x = μ_k + L_k z` with `Σ_k = L_k L_kᵀ`, `z ~ N(0, I)`, grouped by
+    /// component (f64 where `device` supports it).
+    fn sample(&self, n: usize, seed: u64, device: &Device) -> Result<(Tensor<2>, Tensor<1, Int>)> {
+        crate::sample::sample(
+            self.covariance_type(),
+            self.n_features(),
+            self.params(),
+            n,
+            seed,
+            device,
+        )
+    }
 }
-
-/// `ln π_k`, floored as the E-step's operand floors it (a zero weight stays finite).
-fn ln_weights(w: &[f64]) -> Vec<f64> {
-    w.iter().map(|w| w.ln().max(-1e30)).collect()
-}
-
-/// Implements [`Mixture`] for an estimator by delegating to its inherent methods.
-macro_rules! delegate_mixture {
-    ($ty:ty, $format:expr, |$m:ident| params: $params:expr, log_weights: $lw:expr) => {
-        impl Mixture for $ty {
-            fn format(&self) -> &'static str {
-                $format
-            }
-            fn covariance_type(&self) -> CovarianceType {
-                self.covariance_type
-            }
-            fn n_features(&self) -> usize {
-                self.n_features
-            }
-            fn n_components(&self) -> usize {
-                self.n_components
-            }
-            fn precision(&self) -> Precision {
-                self.precision
-            }
-            fn params(&self) -> &Params {
-                let $m = self;
-                $params
-            }
-            fn log_weights(&self) -> Vec<f64> {
-                let $m = self;
-                $lw
-            }
-            fn score_samples(&self, x: &Tensor<2>) -> Result<Tensor<1>> {
-                <$ty>::score_samples(self, x)
-            }
-            fn score(&self, x: &Tensor<2>) -> Result<f64> {
-                <$ty>::score(self, x)
-            }
-            fn predict_proba(&self, x: &Tensor<2>) -> Result<Tensor<2>> {
-                <$ty>::predict_proba(self, x)
-            }
-            fn predict(&self, x: &Tensor<2>) -> Result<Tensor<1, Int>> {
-                <$ty>::predict(self, x)
-            }
-            fn score_chunks(
-                &self,
-                x: &dyn RowSource,
-                max_memory_bytes: usize,
-                f: &mut dyn FnMut(ScoredChunk) -> Result<()>,
-            ) -> Result<()> {
-                let scorer = crate::model::Scorer {
-                    max_memory_bytes,
-                    ..self.scorer()
-                };
-                scorer.scan_source(x, f)
-            }
-            fn sample(
-                &self,
-                n: usize,
-                seed: u64,
-                device: &Device,
-            ) -> Result<(Tensor<2>, Tensor<1, Int>)> {
-                <$ty>::sample(self, n, seed, device)
-            }
-            fn to_json(&self) -> Result<String> {
-                <$ty>::to_json(self)
-            }
-            fn save_with_metadata(&self, path: &Path, extra: &[(String, String)]) -> Result<()> {
-                <$ty>::save_with_metadata(self, path, extra)
-            }
-        }
-    };
-}
-
-delegate_mixture!(GaussianMixture, MODEL_FORMAT, |m| params: &m.params,
-    log_weights: ln_weights(&m.params.weights));
-delegate_mixture!(BayesianGaussianMixture, BAYESIAN_MODEL_FORMAT, |m| params: &m.posterior.params,
-    log_weights: m.posterior.estep_constants(m.priors.weight_concentration_prior_type, m.n_features));
 
 /// A fitted mixture of either estimator, as read from a model file.
 #[derive(Clone, Debug, PartialEq)]
@@ -198,7 +185,7 @@ impl From<BayesianGaussianMixture> for FittedMixture {
 
 impl FittedMixture {
     /// The model as the trait.
-    pub fn as_mixture(&self) -> &dyn Mixture {
+    pub fn as_mixture(&self) -> &(dyn Mixture + 'static) {
         match self {
             FittedMixture::Em(m) => m,
             FittedMixture::Bayesian(m) => m,
@@ -237,55 +224,12 @@ impl FittedMixture {
     }
 }
 
-impl Mixture for FittedMixture {
-    fn format(&self) -> &'static str {
-        self.as_mixture().format()
-    }
-    fn covariance_type(&self) -> CovarianceType {
-        self.as_mixture().covariance_type()
-    }
-    fn n_features(&self) -> usize {
-        self.as_mixture().n_features()
-    }
-    fn n_components(&self) -> usize {
-        self.as_mixture().n_components()
-    }
-    fn precision(&self) -> Precision {
-        self.as_mixture().precision()
-    }
-    fn params(&self) -> &Params {
-        self.as_mixture().params()
-    }
-    fn log_weights(&self) -> Vec<f64> {
-        self.as_mixture().log_weights()
-    }
-    fn score_samples(&self, x: &Tensor<2>) -> Result<Tensor<1>> {
-        self.as_mixture().score_samples(x)
-    }
-    fn score(&self, x: &Tensor<2>) -> Result<f64> {
-        self.as_mixture().score(x)
-    }
-    fn predict_proba(&self, x: &Tensor<2>) -> Result<Tensor<2>> {
-        self.as_mixture().predict_proba(x)
-    }
-    fn predict(&self, x: &Tensor<2>) -> Result<Tensor<1, Int>> {
-        self.as_mixture().predict(x)
-    }
-    fn score_chunks(
-        &self,
-        x: &dyn RowSource,
-        max_memory_bytes: usize,
-        f: &mut dyn FnMut(ScoredChunk) -> Result<()>,
-    ) -> Result<()> {
-        self.as_mixture().score_chunks(x, max_memory_bytes, f)
-    }
-    fn sample(&self, n: usize, seed: u64, device: &Device) -> Result<(Tensor<2>, Tensor<1, Int>)> {
-        self.as_mixture().sample(n, seed, device)
-    }
-    fn to_json(&self) -> Result<String> {
-        self.as_mixture().to_json()
-    }
-    fn save_with_metadata(&self, path: &Path, extra: &[(String, String)]) -> Result<()> {
-        self.as_mixture().save_with_metadata(path, extra)
+/// A fitted mixture of either estimator is used as the trait: `fitted.score(x)`, or
+/// `&*fitted` where a `&dyn Mixture` is wanted.
+impl std::ops::Deref for FittedMixture {
+    type Target = dyn Mixture;
+
+    fn deref(&self) -> &Self::Target {
+        self.as_mixture()
     }
 }

@@ -48,7 +48,7 @@ impl KMeansConfig {
 #[derive(Clone)]
 pub struct Centred<'a> {
     x: &'a dyn RowSource,
-    centre: PerDevice<2>,
+    centre: PerDevice<Tensor<2>>,
     weights: Option<&'a [f64]>,
 }
 

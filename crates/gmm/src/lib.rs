@@ -49,11 +49,12 @@
 //! Internal modules (one concept per file): `config` (both configs' shared
 //! `MixtureSettings`), `em` (the EM loop), `init` (starting parameters), `params` (the
 //! M-step), `kmeans`, `bayesian/` (`config`, `posterior`, `fit`, `model`), `special` (digamma,
-//! `ln Γ`, `ln B`), `model`, `fitted`, `scatter`, `error`.
+//! `ln Γ`, `ln B`), `model` (the EM mixture and the one scorer), `fitted` (the [`Mixture`]
+//! trait: the fitted API written once), `sample`, `scatter`, `error`.
 //!
 //! ```no_run
 //! use mixburn_backend::host;
-//! use mixburn_gmm::{Backend, GaussianMixtureConfig, CovarianceType, Precision, fit};
+//! use mixburn_gmm::{Backend, GaussianMixtureConfig, CovarianceType, Mixture, Precision, fit};
 //! let device = Backend::Flex.device_for(Precision::F32).unwrap();
 //! let x = host::tensor_from_f64(vec![0.0, 0.1, 5.0, 5.2, 0.2, 0.0, 5.1, 4.9], [4, 2], &device, Precision::F32.dtype());
 //! let config = GaussianMixtureConfig::new(2).with_covariance_type(CovarianceType::Diag).with_seed(0);
@@ -83,6 +84,7 @@ mod params;
 pub mod pass;
 mod pooled;
 pub mod progress;
+mod sample;
 mod scatter;
 pub mod select;
 pub mod shards;

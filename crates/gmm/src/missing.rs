@@ -26,6 +26,7 @@
 //! Values are shifted by the observed column means before any moment is taken (f32 far from
 //! the origin).
 
+use crate::Mixture;
 use std::collections::BTreeMap;
 
 use burn::tensor::{Device, Tensor};

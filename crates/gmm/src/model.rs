@@ -4,26 +4,22 @@
 use std::path::Path;
 
 use burn::tensor::{Device, Int, Tensor};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
-use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use crate::budget::DEFAULT_MAX_MEMORY_BYTES;
 use crate::config::GaussianMixtureConfig;
 use crate::covariance::{CovTensor, CovarianceType};
 use crate::em::validate_data;
 use crate::error::{GmmError, Result};
-use crate::estep::{log_prob, ChunkedData, Operand};
+use crate::estep::{log_prob, ChunkedData};
+use crate::fitted::Mixture;
 use crate::form::{self, EstepForm, PassShape};
-use crate::linalg;
 use crate::model_file::{
     at_path, from_envelope_json, load_with, to_envelope_json, BinaryModel, ModelContent,
     ModelWriter,
 };
 use crate::params::{Layout, Params};
 use crate::pass::Pass;
-use crate::source::{check_finite, RowSource};
+use crate::source::{check_finite, PerDevice, RowSource};
 use crate::validate;
 use crate::values::Values;
 use mixburn_backend::backend::Precision;
@@ -122,23 +118,6 @@ impl GaussianMixture {
         })
     }
 
-    /// Mixing weights `π`, length K.
-    pub fn weights(&self) -> &[f64] {
-        &self.params.weights
-    }
-    /// Means, row-major K×D.
-    pub fn means(&self) -> &[f64] {
-        &self.params.means
-    }
-    /// Covariances in the covariance type's shape, row-major.
-    pub fn covariances(&self) -> &Values {
-        &self.params.covariances
-    }
-    /// Precision Cholesky factors in the covariance type's shape, row-major.
-    pub fn precisions_cholesky(&self) -> &Values {
-        &self.params.precisions_cholesky
-    }
-
     /// Free parameters: covariance parameters + `K·D` means + `K − 1` weights.
     pub fn n_parameters(&self) -> usize {
         let (k, d) = (self.n_components, self.n_features);
@@ -164,63 +143,6 @@ impl GaussianMixture {
         Ok(())
     }
 
-    /// The chunked scorer of this mixture.
-    pub(crate) fn scorer(&self) -> Scorer<'_> {
-        Scorer {
-            cov: self.covariance_type,
-            n_features: self.n_features,
-            params: &self.params,
-            log_weights: None,
-            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
-            form: EstepForm::Auto,
-        }
-    }
-
-    /// As [`score_samples`](Self::score_samples), under a memory budget of `max_memory_bytes`
-    /// (the rows per chunk follow from it; the default is
-    /// [`DEFAULT_MAX_MEMORY_BYTES`]) in the E-step form `form`.
-    pub fn score_samples_with(
-        &self,
-        x: &Tensor<2>,
-        max_memory_bytes: usize,
-        form: EstepForm,
-    ) -> Result<Tensor<1>> {
-        Scorer {
-            max_memory_bytes,
-            form,
-            ..self.scorer()
-        }
-        .score_samples(x)
-    }
-
-    /// Per-sample log-likelihood `log p(x_n) = logsumexp_k(log π_k + log N(x_n | μ_k, Σ_k))`,
-    /// shape `[N]`, on `x`'s device.
-    pub fn score_samples(&self, x: &Tensor<2>) -> Result<Tensor<1>> {
-        self.scorer().score_samples(x)
-    }
-
-    /// Mean log-likelihood per sample (summed on the host in f64, so it does not depend on
-    /// the device's float type beyond the per-sample values).
-    pub fn score(&self, x: &Tensor<2>) -> Result<f64> {
-        self.scorer().score(x)
-    }
-
-    /// Posterior component probabilities `p(k | x_n)`, shape `[N, K]`.
-    pub fn predict_proba(&self, x: &Tensor<2>) -> Result<Tensor<2>> {
-        self.scorer().predict_proba(x)
-    }
-
-    /// Most probable component of each row, shape `[N]`.
-    pub fn predict(&self, x: &Tensor<2>) -> Result<Tensor<1, Int>> {
-        self.scorer().predict(x)
-    }
-
-    /// [`predict`](Self::predict) and [`score_samples`](Self::score_samples) in one pass
-    /// (a caller checks the log-likelihoods are finite before trusting the labels).
-    pub fn predict_with_score(&self, x: &Tensor<2>) -> Result<(Tensor<1, Int>, Tensor<1>)> {
-        self.scorer().predict_with_score(x)
-    }
-
     /// Bayesian information criterion `−2 log L + p ln N` on `x`.
     pub fn bic(&self, x: &Tensor<2>) -> Result<f64> {
         let n = x.dims()[0] as f64;
@@ -235,84 +157,6 @@ impl GaussianMixture {
     pub fn aic(&self, x: &Tensor<2>) -> Result<f64> {
         let n = x.dims()[0] as f64;
         Ok(crate::select::aic(self.score(x)? * n, self.n_parameters()))
-    }
-
-    /// Draws `n` samples as scikit-learn does: counts per component from a multinomial on the
-    /// weights, then `x = μ_k + L_k z` with `Σ_k = L_k L_kᵀ` and `z ~ N(0, I)`, grouped by
-    /// component. Returns the samples `[n, D]` (f64 where `device` supports it) and their components `[n]`.
-    pub fn sample(
-        &self,
-        n: usize,
-        seed: u64,
-        device: &Device,
-    ) -> Result<(Tensor<2>, Tensor<1, Int>)> {
-        let (k, d) = (self.n_components, self.n_features);
-        check_sample_size(n, d)?;
-        if self.params.covariances.len() != self.covariance_type.param_len(k, d) {
-            return Err(GmmError::ModelFormat(
-                "the model has no covariances (it was never fitted)".into(),
-            ));
-        }
-        let dtype = if device.supports_dtype(burn::tensor::DType::F64) {
-            burn::tensor::DType::F64
-        } else {
-            burn::tensor::DType::F32
-        };
-        let mut rng = StdRng::seed_from_u64(seed);
-        let counts = multinomial(&mut rng, n, &self.params.weights);
-        // Cholesky factors of the covariances, through the crate's one factorisation.
-        let factors: Vec<f64> = match CovTensor::from_values(
-            self.covariance_type,
-            std::borrow::Cow::Borrowed(&self.params.covariances),
-            1,
-            k,
-            d,
-            device,
-            dtype,
-        ) {
-            CovTensor::Matrices(c) => {
-                let l = linalg::cholesky(c)?;
-                if let Some(bad) = linalg::first_bad_factor(l.clone())? {
-                    return Err(GmmError::ModelFormat(format!(
-                        "the covariance of component {bad} is not positive definite, so the \
-                         model cannot be sampled; the model file is damaged or was not written \
-                         by a fit: fit it again"
-                    )));
-                }
-                to_f64(l)?
-            }
-            CovTensor::Vectors(v) => to_f64(v.sqrt())?,
-        };
-        let mut xs = Vec::with_capacity(n * d);
-        let mut labels = Vec::with_capacity(n);
-        for (comp, &count) in counts.iter().enumerate() {
-            let mu = &self.params.means[comp * d..(comp + 1) * d];
-            for _ in 0..count {
-                let z: Vec<f64> = (0..d).map(|_| StandardNormal.sample(&mut rng)).collect();
-                for i in 0..d {
-                    let v = match self.covariance_type {
-                        CovarianceType::Full | CovarianceType::Tied => {
-                            let off = if self.covariance_type == CovarianceType::Full {
-                                comp * d * d
-                            } else {
-                                0
-                            };
-                            (0..=i)
-                                .map(|j| factors[off + i * d + j] * z[j])
-                                .sum::<f64>()
-                        }
-                        CovarianceType::Diag => factors[comp * d + i] * z[i],
-                        CovarianceType::Spherical => factors[comp] * z[i],
-                    };
-                    xs.push(mu[i] + v);
-                }
-                labels.push(comp as i64);
-            }
-        }
-        Ok((
-            tensor_from_f64(xs, [n, d], device, dtype),
-            mixburn_backend::host::int_tensor(labels, [n], device),
-        ))
     }
 
     /// Checks the parameters as strictly as a fit's result ([`validate::check_mixture`]:
@@ -334,47 +178,12 @@ impl GaussianMixture {
         Ok(())
     }
 
-    /// Serialises the model as version-1 JSON (floats round-trip exactly). [`save`](Self::save)
-    /// writes the binary format; this stays for tools that want text.
-    pub fn to_json(&self) -> Result<String> {
-        to_envelope_json(MODEL_FORMAT, self)
-    }
-
     /// Parses a version-1 JSON model, checking format, version and every parameter
     /// ([`validate`](Self::validate)).
     pub fn from_json(text: &str) -> Result<Self> {
         let m: Self = from_envelope_json(text, MODEL_FORMAT, EXPECTED)?;
         m.validate()?;
         Ok(m)
-    }
-
-    /// Writes the model to `path` as safetensors (arrays `weights`, `means`, `covariances`,
-    /// `precisions_cholesky` in scikit-learn's shapes, `lower_bound`, `lower_bounds`; the
-    /// scalar fields as the `config` metadata; see [`crate::model_file`]), atomically.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        self.save_with_metadata(path, &[])
-    }
-
-    /// As [`save`](Self::save), with `extra` metadata entries in the file (for files that
-    /// wrap the model, such as an anomaly detector's).
-    pub fn save_with_metadata(&self, path: &Path, extra: &[(String, String)]) -> Result<()> {
-        let (k, d, cov) = (self.n_components, self.n_features, self.covariance_type);
-        ModelWriter::new(MODEL_FORMAT, self.precision)
-            .metadata(extra)
-            .mixture(cov, &self.params, self.lower_bound, &self.lower_bounds)
-            .save(
-                path,
-                &SavedConfig {
-                    covariance_type: cov,
-                    n_components: k,
-                    n_features: d,
-                    reg_covar: self.reg_covar,
-                    precision: self.precision,
-                    converged: self.converged,
-                    n_iter: self.n_iter,
-                },
-            )
-            .map_err(|e| at_path(path, e))
     }
 
     /// The model of a version-2 (safetensors) file: sizes checked before the arrays' shapes
@@ -412,12 +221,66 @@ impl GaussianMixture {
     }
 }
 
+/// The EM mixture's fitted API: everything else (scores, predictions, chunked scoring,
+/// samples, `save`) is [`Mixture`]'s, through the one scorer.
+impl Mixture for GaussianMixture {
+    fn format(&self) -> &'static str {
+        MODEL_FORMAT
+    }
+    fn covariance_type(&self) -> CovarianceType {
+        self.covariance_type
+    }
+    fn n_features(&self) -> usize {
+        self.n_features
+    }
+    fn n_components(&self) -> usize {
+        self.n_components
+    }
+    fn precision(&self) -> Precision {
+        self.precision
+    }
+    fn params(&self) -> &Params {
+        &self.params
+    }
+    /// `ln π_k`, floored as the E-step's operand floors it (a zero weight stays finite).
+    fn log_weights(&self) -> Vec<f64> {
+        crate::params::log_weights(&[&self.params])
+    }
+    /// Version-1 JSON (floats round-trip exactly); [`save`](Mixture::save) writes the
+    /// binary format.
+    fn to_json(&self) -> Result<String> {
+        to_envelope_json(MODEL_FORMAT, self)
+    }
+    /// Safetensors (arrays `weights`, `means`, `covariances`, `precisions_cholesky` in
+    /// scikit-learn's shapes, `lower_bound`, `lower_bounds`; the scalar fields as the
+    /// `config` metadata; see [`crate::model_file`]), atomically.
+    fn save_with_metadata(&self, path: &Path, extra: &[(String, String)]) -> Result<()> {
+        let (k, d, cov) = (self.n_components, self.n_features, self.covariance_type);
+        ModelWriter::new(MODEL_FORMAT, self.precision)
+            .metadata(extra)
+            .mixture(cov, &self.params, self.lower_bound, &self.lower_bounds)
+            .save(
+                path,
+                &SavedConfig {
+                    covariance_type: cov,
+                    n_components: k,
+                    n_features: d,
+                    reg_covar: self.reg_covar,
+                    precision: self.precision,
+                    converged: self.converged,
+                    n_iter: self.n_iter,
+                },
+            )
+            .map_err(|e| at_path(path, e))
+    }
+}
+
 /// Chunked scoring of a fitted mixture, shared by every estimator: each chunk's weighted
 /// log-densities `ℓ` (one GEMM, in the form [`crate::form::plan`] chooses for one restart
 /// under the budget) and their log-sum-exp, with the rows and the parameters centred on the
 /// mixture's mean `Σ_k π_k μ_k` so that the GEMM form does not cancel. The constant term
-/// carries `log π_k`, or `log_weights` where given (the variational mixture's `E[log π_k]`
-/// and expected log-determinant terms).
+/// carries [`Mixture::log_weights`]: `log π_k`, or the variational mixture's `E[log π_k]`
+/// and expected log-determinant terms.
 pub(crate) struct Scorer<'a> {
     /// Covariance type.
     pub cov: CovarianceType,
@@ -425,15 +288,28 @@ pub(crate) struct Scorer<'a> {
     pub n_features: usize,
     /// Weights (for the centre), means and precision factors.
     pub params: &'a Params,
-    /// The constant column's per-component term instead of `log π_k`.
-    pub log_weights: Option<Vec<f64>>,
+    /// The constant column's per-component term `c_k`.
+    pub log_weights: Vec<f64>,
     /// Memory budget of a chunk's intermediates and the parameters.
     pub max_memory_bytes: usize,
     /// Form of the log-densities (auto: by cost).
     pub form: EstepForm,
 }
 
-impl Scorer<'_> {
+impl<'a> Scorer<'a> {
+    /// The scorer of a fitted mixture under a memory budget of `max_memory_bytes`, in the
+    /// E-step form `form`.
+    pub fn of<M: Mixture + ?Sized>(m: &'a M, max_memory_bytes: usize, form: EstepForm) -> Self {
+        Scorer {
+            cov: m.covariance_type(),
+            n_features: m.n_features(),
+            params: m.params(),
+            log_weights: m.log_weights(),
+            max_memory_bytes,
+            form,
+        }
+    }
+
     /// Runs `f` on every chunk of `x` (any [`RowSource`]) in order: its weighted
     /// log-densities `[n, K]` and their log-sum-exp `[n]` ([`ScoredChunk`]). A resident `x` is
     /// checked whole before the first chunk (finite, `n_features` columns); rows read from a
@@ -492,16 +368,13 @@ impl Scorer<'_> {
             }
         }
         let centred = p.clone().shifted(&centre, -1.0);
-        let op = match &self.log_weights {
-            Some(lw) => layout.upload_log_weights(&[&centred], lw.clone()),
-            None => layout.upload(&[&centred]),
-        };
+        let op = layout.upload_log_weights(&[&centred], self.log_weights.clone());
         let centre_t = tensor_from_f64(centre, [1, d], &device, dtype);
         let data = ChunkedData::new(x, centre_t, plan.chunk_rows, &layout);
         // Rows from a file are checked as they are read; other sources here.
         let check = x.resident().is_none() && !x.checked();
         // The operand on each device holding rows (moved once per device).
-        let mut ops: Vec<(Device, Operand)> = vec![(device.clone(), op)];
+        let ops = PerDevice::new(op);
         // The chunks in row order: `f` consumes them one after another.
         Pass::over(x, data.ranges().collect())
             .labelled("score")
@@ -511,16 +384,7 @@ impl Scorer<'_> {
                 if check {
                     check_finite(&xc, start)?;
                 }
-                let dev = x.device_of(start);
-                let i = match ops.iter().position(|(d, _)| *d == dev) {
-                    Some(i) => i,
-                    None => {
-                        let moved = ops[0].1.to_device(&dev);
-                        ops.push((dev, moved));
-                        ops.len() - 1
-                    }
-                };
-                let (w, lse) = log_prob(&data, &ops[i].1, k, xc);
+                let (w, lse) = log_prob(&data, &ops.on(&x.device_of(start)), k, xc);
                 f(ScoredChunk {
                     start,
                     weighted: w.reshape([len, k]),
@@ -629,46 +493,4 @@ impl ScoredChunk {
         let n = self.len();
         (self.weighted.clone() - self.log_likelihood.clone().reshape([n, 1])).exp()
     }
-}
-
-/// Most values (`n_samples × n_features`) one call of `sample` draws: 2^28, 2 GiB in f64.
-pub const MAX_SAMPLE_VALUES: usize = 1 << 28;
-
-/// Checks `n` draws of `d` features against [`MAX_SAMPLE_VALUES`] before anything is drawn.
-pub(crate) fn check_sample_size(n: usize, d: usize) -> Result<()> {
-    if n < 1 {
-        return Err(GmmError::invalid_setting("n_samples", "must be >= 1"));
-    }
-    if n.checked_mul(d).is_none_or(|v| v > MAX_SAMPLE_VALUES) {
-        return Err(GmmError::invalid_setting(
-            "n_samples",
-            format!(
-                "{n} samples of {d} features are more than {MAX_SAMPLE_VALUES} values; draw \
-                 at most {} samples per call",
-                MAX_SAMPLE_VALUES / d.max(1)
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Component counts of `n` draws from a categorical distribution with probabilities `p`.
-fn multinomial(rng: &mut StdRng, n: usize, p: &[f64]) -> Vec<usize> {
-    use rand::Rng;
-    let total: f64 = p.iter().sum();
-    let mut counts = vec![0; p.len()];
-    for _ in 0..n {
-        let u = rng.random::<f64>() * total;
-        let mut acc = 0.0;
-        let mut pick = p.len() - 1;
-        for (i, w) in p.iter().enumerate() {
-            acc += w;
-            if u < acc {
-                pick = i;
-                break;
-            }
-        }
-        counts[pick] += 1;
-    }
-    counts
 }

@@ -35,6 +35,7 @@
 use crate::covariance::CovarianceType;
 use crate::error::{GmmError, Result};
 use crate::model::GaussianMixture;
+use crate::Mixture;
 use crate::{GaussianMixtureConfig, Precision};
 use burn::tensor::Tensor;
 

@@ -13,7 +13,7 @@
 //! give the fit of the rows repeated that many times.
 
 use burn::tensor::kind::Basic;
-use burn::tensor::{DType, Device, Float, Shape, Tensor, TensorData};
+use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
 use mixburn_data::RowFile;
 
 use crate::error::{GmmError, Result};
@@ -82,45 +82,65 @@ pub fn on_device<const D: usize, K: Basic>(t: &Tensor<D, K>, device: &Device) ->
     }
 }
 
-/// A parameter of a pass (a centre, centres, a shift) with a copy on each device that asked
-/// for it, so that rows sharded over several devices each get it once per pass, not once per
-/// chunk.
-#[derive(Debug)]
-pub struct PerDevice<const D: usize, K: Basic = Float> {
-    base: Tensor<D, K>,
-    copies: std::sync::Mutex<Vec<(Device, Tensor<D, K>)>>,
+/// A value a pass moves to the devices that hold its rows: a tensor, or a model's E-step
+/// operand ([`crate::estep::Operand`]).
+pub trait Movable: Clone {
+    /// The device it is on.
+    fn home(&self) -> Device;
+    /// A copy on `device`.
+    fn moved_to(&self, device: &Device) -> Self;
 }
 
-impl<const D: usize, K: Basic> PerDevice<D, K> {
+impl<const D: usize, K: Basic> Movable for Tensor<D, K> {
+    fn home(&self) -> Device {
+        self.device()
+    }
+    fn moved_to(&self, device: &Device) -> Self {
+        self.clone().to_device(device)
+    }
+}
+
+/// A parameter of a pass (a centre, centres, a shift, a model's operand) with a copy on each
+/// device that asked for it, so that rows sharded over several devices each get it once per
+/// pass, not once per chunk.
+#[derive(Debug)]
+pub struct PerDevice<T: Movable> {
+    base: T,
+    home: Device,
+    copies: std::sync::Mutex<Vec<(Device, T)>>,
+}
+
+impl<T: Movable> PerDevice<T> {
     /// `base` (on the client).
-    pub fn new(base: Tensor<D, K>) -> Self {
+    pub fn new(base: T) -> Self {
         Self {
+            home: base.home(),
             base,
             copies: std::sync::Mutex::new(vec![]),
         }
     }
 
-    /// The tensor on the client.
-    pub fn base(&self) -> &Tensor<D, K> {
+    /// The value on the client.
+    pub fn base(&self) -> &T {
         &self.base
     }
 
-    /// The tensor on `device`.
-    pub fn on(&self, device: &Device) -> Tensor<D, K> {
-        if &self.base.device() == device {
+    /// The value on `device`.
+    pub fn on(&self, device: &Device) -> T {
+        if &self.home == device {
             return self.base.clone();
         }
         let mut copies = self.copies.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, t)) = copies.iter().find(|(d, _)| d == device) {
             return t.clone();
         }
-        let t = self.base.clone().to_device(device);
+        let t = self.base.moved_to(device);
         copies.push((device.clone(), t.clone()));
         t
     }
 }
 
-impl<const D: usize, K: Basic> Clone for PerDevice<D, K> {
+impl<T: Movable> Clone for PerDevice<T> {
     fn clone(&self) -> Self {
         Self::new(self.base.clone())
     }

@@ -105,7 +105,7 @@ impl FromStr for Positive {
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
         Self::from_spelling(s).ok_or_else(|| {
             format!(
-                "invalid positive: unknown positive class `{}`; use `ood` (OpenOOD) or `id` \
+                "invalid parameter `positive`: unknown positive class `{}`; use `ood` (OpenOOD) or `id` \
                  (Lee et al. / ODIN)",
                 s.trim().to_ascii_lowercase()
             )
@@ -608,7 +608,7 @@ mod tests {
         }
         let err = "both".parse::<Positive>().unwrap_err();
         assert!(
-            err.starts_with("invalid positive: unknown positive class `both`"),
+            err.starts_with("invalid parameter `positive`: unknown positive class `both`"),
             "{err}"
         );
         assert!("x".parse::<Positive>().is_err());

@@ -8,6 +8,7 @@
 
 use burn::tensor::Tensor;
 use mixburn_backend::host::int_tensor;
+use mixburn_gmm::Mixture;
 use mixburn_gmm::{CovarianceType, GaussianMixture, GaussianMixtureConfig};
 
 use crate::detector::{check_finite, validate_labels};

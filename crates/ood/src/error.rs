@@ -55,7 +55,7 @@ pub enum OodError {
         got: usize,
     },
     /// An invalid setting (the project's one shape of this error, `GmmError::InvalidSetting`).
-    #[error("invalid {name}: {reason}")]
+    #[error("invalid parameter `{name}`: {reason}")]
     InvalidSetting {
         /// The setting.
         name: &'static str,

@@ -15,7 +15,7 @@ pub enum PriorError {
     Data(#[from] mixburn_data::DataError),
     /// A configuration value or an argument is out of range (the project's one shape of this
     /// error, `GmmError::InvalidSetting`; the message names it and says what is allowed).
-    #[error("invalid argument: {reason}")]
+    #[error("invalid parameter `{name}`: {reason}")]
     InvalidSetting {
         /// The setting.
         name: &'static str,

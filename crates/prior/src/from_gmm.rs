@@ -2,6 +2,7 @@
 //! `logits = log π`, `means = μ`, `log_vars = log σ²`.
 
 use burn::tensor::Device;
+use mixburn_gmm::Mixture;
 use mixburn_gmm::{CovarianceType, GaussianMixture};
 
 use crate::error::PriorError;

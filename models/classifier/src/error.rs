@@ -10,7 +10,7 @@ use thiserror::Error;
 pub enum ClassifierError {
     /// A configuration value or option is out of range or inconsistent with the others (the
     /// project's one shape of this error, `GmmError::InvalidSetting`).
-    #[error("invalid option `{name}`: {reason}")]
+    #[error("invalid parameter `{name}`: {reason}")]
     InvalidSetting {
         /// The option's name.
         name: &'static str,

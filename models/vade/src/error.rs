@@ -19,7 +19,7 @@ pub enum VadeError {
     Metrics(#[from] mixburn_metrics::MetricsError),
     /// A configuration value is out of range (the project's one shape of this error,
     /// `GmmError::InvalidSetting`).
-    #[error("invalid VaDE setting `{name}`: {reason}")]
+    #[error("invalid parameter `{name}`: {reason}")]
     InvalidSetting {
         /// The setting's name.
         name: &'static str,

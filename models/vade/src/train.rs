@@ -21,6 +21,7 @@
 //! object per epoch), `metrics.json`, `latent.png` (PCA of μ̃ coloured by predicted cluster) and
 //! `samples.png` (10 images decoded from each prior component).
 
+use mixburn_gmm::Mixture;
 use std::fs::{self, OpenOptions};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};

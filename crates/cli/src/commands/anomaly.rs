@@ -10,7 +10,7 @@ use mixburn_anomaly::{
 use mixburn_backend::backend::Precision;
 use mixburn_backend::host::to_f64;
 use mixburn_data::{ElemType, Matrix};
-use mixburn_gmm::{fit_bayesian, BayesianGaussianMixtureConfig, FittedMixture, Mixture};
+use mixburn_gmm::{fit_bayesian, BayesianGaussianMixtureConfig, FittedMixture};
 use serde_json::{json, Value};
 
 use crate::input::{Input, Passes};

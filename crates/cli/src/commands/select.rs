@@ -1,5 +1,6 @@
 //! `mixburn select`: the number of components by BIC, AIC or cross-validated log-likelihood.
 
+use mixburn_gmm::Mixture;
 use std::path::PathBuf;
 
 use clap::Args;

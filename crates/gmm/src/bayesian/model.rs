@@ -1,9 +1,8 @@
-//! The fitted variational mixture, [`BayesianGaussianMixture`]: its scores (through the EM
-//! model's scorer), samples and model files.
+//! The fitted variational mixture, [`BayesianGaussianMixture`]: its parameters, validation
+//! and model files; its scores and samples are [`Mixture`]'s.
 
 use std::path::Path;
 
-use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::config::WeightConcentrationPriorType;
@@ -11,13 +10,13 @@ use super::posterior::{BayesianPriors, VariationalParams};
 use super::BAYESIAN_MODEL_FORMAT;
 use crate::covariance::CovarianceType;
 use crate::error::{GmmError, Result};
-use crate::model::{GaussianMixture, Scorer};
+use crate::fitted::Mixture;
 use crate::model_file::{
     at_path, from_envelope_json, load_with, to_envelope_json, BinaryModel, ModelContent,
     ModelWriter,
 };
+use crate::params::Params;
 use crate::validate;
-use crate::values::Values;
 use mixburn_backend::backend::Precision;
 
 /// What a `mixburn-bgm` file is, for error messages.
@@ -76,93 +75,9 @@ pub struct BayesianGaussianMixture {
 }
 
 impl BayesianGaussianMixture {
-    /// `E[π]`, length K (scikit-learn's `weights_`).
-    pub fn weights(&self) -> &[f64] {
-        &self.posterior.params.weights
-    }
-    /// Posterior means `m_k`, row-major K×D.
-    pub fn means(&self) -> &[f64] {
-        &self.posterior.params.means
-    }
-    /// `W_k⁻¹ / ν_k` in the covariance type's shape, row-major.
-    pub fn covariances(&self) -> &Values {
-        &self.posterior.params.covariances
-    }
-    /// Cholesky factors of `ν_k W_k` in the covariance type's shape, row-major.
-    pub fn precisions_cholesky(&self) -> &Values {
-        &self.posterior.params.precisions_cholesky
-    }
     /// Number of components whose weight exceeds `threshold` (e.g. 0.01).
     pub fn n_effective_components(&self, threshold: f64) -> usize {
         self.weights().iter().filter(|&&w| w > threshold).count()
-    }
-
-    /// The chunked scorer of this mixture: the Gaussian log-densities under
-    /// `precisions_cholesky` with [`VariationalParams::estep_constants`] in the constant
-    /// column.
-    pub(crate) fn scorer(&self) -> Scorer<'_> {
-        Scorer {
-            cov: self.covariance_type,
-            n_features: self.n_features,
-            params: &self.posterior.params,
-            log_weights: Some(
-                self.posterior
-                    .estep_constants(self.priors.weight_concentration_prior_type, self.n_features),
-            ),
-            max_memory_bytes: crate::budget::DEFAULT_MAX_MEMORY_BYTES,
-            form: crate::form::EstepForm::Auto,
-        }
-    }
-
-    /// Per-sample `log Σ_k exp(E[log π_k] + E[log N(x_n | μ_k, Λ_k⁻¹)] + const)`, as
-    /// scikit-learn's `BayesianGaussianMixture.score_samples`, shape `[N]`, on `x`'s device.
-    pub fn score_samples(&self, x: &Tensor<2>) -> Result<Tensor<1>> {
-        self.scorer().score_samples(x)
-    }
-
-    /// Mean of [`score_samples`](Self::score_samples) (summed on the host in f64).
-    pub fn score(&self, x: &Tensor<2>) -> Result<f64> {
-        self.scorer().score(x)
-    }
-
-    /// Responsibilities `r_nk` under the posterior, shape `[N, K]`.
-    pub fn predict_proba(&self, x: &Tensor<2>) -> Result<Tensor<2>> {
-        self.scorer().predict_proba(x)
-    }
-
-    /// Most responsible component of each row, shape `[N]`.
-    pub fn predict(&self, x: &Tensor<2>) -> Result<Tensor<1, Int>> {
-        self.scorer().predict(x)
-    }
-
-    /// [`predict`](Self::predict) and [`score_samples`](Self::score_samples) in one pass.
-    pub fn predict_with_score(&self, x: &Tensor<2>) -> Result<(Tensor<1, Int>, Tensor<1>)> {
-        self.scorer().predict_with_score(x)
-    }
-
-    /// Draws `n` samples as scikit-learn's `BayesianGaussianMixture.sample` (inherited from
-    /// its `BaseMixture`): component counts from a multinomial on `weights` (`E[π]`), then
-    /// `x = m_k + L_k z` with `covariances_k = L_k L_kᵀ` (the posterior's point estimates),
-    /// through [`GaussianMixture::sample`]. Returns the samples `[n, D]` and their components.
-    pub fn sample(
-        &self,
-        n: usize,
-        seed: u64,
-        device: &Device,
-    ) -> Result<(Tensor<2>, Tensor<1, Int>)> {
-        GaussianMixture {
-            covariance_type: self.covariance_type,
-            n_components: self.n_components,
-            n_features: self.n_features,
-            reg_covar: self.reg_covar,
-            precision: self.precision,
-            params: self.posterior.params.clone(),
-            converged: self.converged,
-            n_iter: self.n_iter,
-            lower_bound: self.lower_bound,
-            lower_bounds: vec![],
-        }
-        .sample(n, seed, device)
     }
 
     /// Checks the model as strictly as a fit's result: the mixture parameters
@@ -240,12 +155,6 @@ impl BayesianGaussianMixture {
         Ok(())
     }
 
-    /// Serialises the model as version-1 JSON (floats round-trip exactly);
-    /// [`save`](Self::save) writes the binary format.
-    pub fn to_json(&self) -> Result<String> {
-        to_envelope_json(BAYESIAN_MODEL_FORMAT, self)
-    }
-
     /// Parses a version-1 JSON model, checking format, version and every parameter
     /// ([`validate`](Self::validate)).
     pub fn from_json(text: &str) -> Result<Self> {
@@ -261,61 +170,6 @@ impl BayesianGaussianMixture {
             CovarianceType::Diag => vec![d],
             CovarianceType::Spherical => vec![],
         }
-    }
-
-    /// Writes the model to `path` as safetensors (scikit-learn's fitted arrays `weights`,
-    /// `means`, `covariances`, `precisions_cholesky`, `weight_concentration`,
-    /// `mean_precision`, `degrees_of_freedom`, `mean_prior`, `covariance_prior`,
-    /// `lower_bound`, `lower_bounds`; the scalar fields as the `config` metadata; see
-    /// [`crate::model_file`]), atomically.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        self.save_with_metadata(path, &[])
-    }
-
-    /// As [`save`](Self::save), with `extra` metadata entries in the file (for files that
-    /// wrap the model, such as an anomaly detector's).
-    pub fn save_with_metadata(&self, path: &Path, extra: &[(String, String)]) -> Result<()> {
-        let (k, d, cov) = (self.n_components, self.n_features, self.covariance_type);
-        let post = &self.posterior;
-        let pr = &self.priors;
-        let wc: Vec<f64> = post.weight_concentration.concat();
-        ModelWriter::new(BAYESIAN_MODEL_FORMAT, self.precision)
-            .metadata(extra)
-            .mixture(cov, &post.params, self.lower_bound, &self.lower_bounds)
-            .floats(
-                "weight_concentration",
-                vec![post.weight_concentration.len(), k],
-                &wc,
-            )
-            .floats("mean_precision", vec![k], &post.mean_precision)
-            .floats(
-                "degrees_of_freedom",
-                vec![post.degrees_of_freedom.len()],
-                &post.degrees_of_freedom,
-            )
-            .floats("mean_prior", vec![d], &pr.mean_prior)
-            .floats(
-                "covariance_prior",
-                Self::prior_shape(cov, d),
-                &pr.covariance_prior,
-            )
-            .save(
-                path,
-                &SavedConfig {
-                    covariance_type: cov,
-                    n_components: k,
-                    n_features: d,
-                    reg_covar: self.reg_covar,
-                    precision: self.precision,
-                    weight_concentration_prior_type: pr.weight_concentration_prior_type,
-                    weight_concentration_prior: pr.weight_concentration_prior,
-                    mean_precision_prior: pr.mean_precision_prior,
-                    degrees_of_freedom_prior: pr.degrees_of_freedom_prior,
-                    converged: self.converged,
-                    n_iter: self.n_iter,
-                },
-            )
-            .map_err(|e| at_path(path, e))
     }
 
     /// The model of a version-2 (safetensors) file: sizes checked before the arrays' shapes
@@ -373,5 +227,87 @@ impl BayesianGaussianMixture {
     /// content), and validates it as strictly as a fit's result; errors name the file.
     pub fn load(path: &Path) -> Result<Self> {
         load_with(path, Self::from_content)
+    }
+}
+
+/// The variational mixture's fitted API: its scores are scikit-learn's BGM scores (the
+/// Gaussian log-densities under `precisions_cholesky` plus
+/// [`VariationalParams::estep_constants`] as `c_k`); the rest is [`Mixture`]'s.
+impl Mixture for BayesianGaussianMixture {
+    fn format(&self) -> &'static str {
+        BAYESIAN_MODEL_FORMAT
+    }
+    fn covariance_type(&self) -> CovarianceType {
+        self.covariance_type
+    }
+    fn n_features(&self) -> usize {
+        self.n_features
+    }
+    fn n_components(&self) -> usize {
+        self.n_components
+    }
+    fn precision(&self) -> Precision {
+        self.precision
+    }
+    fn params(&self) -> &Params {
+        &self.posterior.params
+    }
+    /// `E[log π_k]` and the expected log-determinant terms.
+    fn log_weights(&self) -> Vec<f64> {
+        self.posterior
+            .estep_constants(self.priors.weight_concentration_prior_type, self.n_features)
+    }
+    /// Version-1 JSON (floats round-trip exactly); [`save`](Mixture::save) writes the
+    /// binary format.
+    fn to_json(&self) -> Result<String> {
+        to_envelope_json(BAYESIAN_MODEL_FORMAT, self)
+    }
+    /// Safetensors (scikit-learn's fitted arrays `weights`, `means`, `covariances`,
+    /// `precisions_cholesky`, `weight_concentration`, `mean_precision`,
+    /// `degrees_of_freedom`, `mean_prior`, `covariance_prior`, `lower_bound`,
+    /// `lower_bounds`; the scalar fields as the `config` metadata; see
+    /// [`crate::model_file`]), atomically.
+    fn save_with_metadata(&self, path: &Path, extra: &[(String, String)]) -> Result<()> {
+        let (k, d, cov) = (self.n_components, self.n_features, self.covariance_type);
+        let post = &self.posterior;
+        let pr = &self.priors;
+        let wc: Vec<f64> = post.weight_concentration.concat();
+        ModelWriter::new(BAYESIAN_MODEL_FORMAT, self.precision)
+            .metadata(extra)
+            .mixture(cov, &post.params, self.lower_bound, &self.lower_bounds)
+            .floats(
+                "weight_concentration",
+                vec![post.weight_concentration.len(), k],
+                &wc,
+            )
+            .floats("mean_precision", vec![k], &post.mean_precision)
+            .floats(
+                "degrees_of_freedom",
+                vec![post.degrees_of_freedom.len()],
+                &post.degrees_of_freedom,
+            )
+            .floats("mean_prior", vec![d], &pr.mean_prior)
+            .floats(
+                "covariance_prior",
+                BayesianGaussianMixture::prior_shape(cov, d),
+                &pr.covariance_prior,
+            )
+            .save(
+                path,
+                &SavedConfig {
+                    covariance_type: cov,
+                    n_components: k,
+                    n_features: d,
+                    reg_covar: self.reg_covar,
+                    precision: self.precision,
+                    weight_concentration_prior_type: pr.weight_concentration_prior_type,
+                    weight_concentration_prior: pr.weight_concentration_prior,
+                    mean_precision_prior: pr.mean_precision_prior,
+                    degrees_of_freedom_prior: pr.degrees_of_freedom_prior,
+                    converged: self.converged,
+                    n_iter: self.n_iter,
+                },
+            )
+            .map_err(|e| at_path(path, e))
     }
 }
