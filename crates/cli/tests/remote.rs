@@ -693,22 +693,13 @@ mod remote {
         let mut server = servers.remove(0);
         let addr = server.url.trim_start_matches("ws://").to_string();
         let upgrade = |frames: &[&[u8]]| {
-            let mut s = TcpStream::connect(&addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let request = format!(
-                "GET /session HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
-                 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-                 Sec-WebSocket-Version: 13\r\n\r\n"
-            );
-            s.write_all(request.as_bytes()).unwrap();
-            let mut reply = [0u8; 512];
-            let got = s.read(&mut reply).unwrap_or(0);
+            let (mut s, reply) = ws_upgrade(&addr, 5);
             for f in frames {
                 let _ = s.write_all(f);
             }
             let _ = s.shutdown(std::net::Shutdown::Write);
             let _ = s.read(&mut [0u8; 512]);
-            String::from_utf8_lossy(&reply[..got]).to_string()
+            reply
         };
         // A masked binary frame of `payload` (client frames are masked; mask 0 keeps bytes).
         let frame = |payload: &[u8]| {
@@ -749,6 +740,211 @@ mod remote {
                 fit_two_over(url, &x, out.to_str().unwrap(), &["--token-file", &token]).unwrap();
             assert_eq!(v["workers"].as_array().map(Vec::len), Some(1), "{v}");
         }
+        assert!(
+            server.child.try_wait().unwrap().is_none(),
+            "the server exited"
+        );
+    }
+
+    /// MessagePack as `rmp_serde::to_vec` writes Burn Remote's messages: structs as arrays,
+    /// enum variants as one-entry maps keyed by their names (unit variants as their names).
+    enum Mp {
+        U(u64),
+        S(&'static str),
+        Bin(Vec<u8>),
+        A(Vec<Mp>),
+        V(&'static str, Box<Mp>),
+    }
+
+    impl Mp {
+        fn bytes(&self) -> Vec<u8> {
+            let mut out = vec![];
+            self.write(&mut out);
+            out
+        }
+
+        fn write(&self, out: &mut Vec<u8>) {
+            match self {
+                Mp::U(v) if *v < 128 => out.push(*v as u8),
+                Mp::U(v) => {
+                    out.push(0xcf);
+                    out.extend_from_slice(&v.to_be_bytes());
+                }
+                Mp::S(s) => {
+                    out.push(0xd9);
+                    out.push(s.len() as u8);
+                    out.extend_from_slice(s.as_bytes());
+                }
+                Mp::Bin(b) => {
+                    out.push(0xc4);
+                    out.push(b.len() as u8);
+                    out.extend_from_slice(b);
+                }
+                Mp::A(items) => {
+                    out.push(0x90 | items.len() as u8);
+                    items.iter().for_each(|i| i.write(out));
+                }
+                Mp::V(name, payload) => {
+                    out.push(0x81);
+                    Mp::S(name).write(out);
+                    payload.write(out);
+                }
+            }
+        }
+    }
+
+    /// A WebSocket connection to `addr` upgraded by hand (reads time out after `timeout`
+    /// seconds), and the server's answer to the upgrade.
+    fn ws_upgrade(addr: &str, timeout: u64) -> (std::net::TcpStream, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(timeout)))
+            .unwrap();
+        let request = format!(
+            "GET /session HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        s.write_all(request.as_bytes()).unwrap();
+        let mut reply = vec![];
+        let mut byte = [0u8; 1];
+        while !reply.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+            reply.push(byte[0]);
+        }
+        (s, String::from_utf8_lossy(&reply).into_owned())
+    }
+
+    /// A client frame (masked with a zero key, which keeps the bytes) of `payload`.
+    fn ws_frame(payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x82];
+        match payload.len() {
+            n if n < 126 => f.push(0x80 | n as u8),
+            n => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&[0; 4]);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// The payload of the next server frame, or `None` once the connection ends.
+    fn ws_read(s: &mut std::net::TcpStream) -> Option<Vec<u8>> {
+        use std::io::Read;
+        let mut head = [0u8; 2];
+        s.read_exact(&mut head).ok()?;
+        let len = match head[1] & 0x7f {
+            126 => {
+                let mut b = [0u8; 2];
+                s.read_exact(&mut b).ok()?;
+                u16::from_be_bytes(b) as usize
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                s.read_exact(&mut b).ok()?;
+                u64::from_be_bytes(b) as usize
+            }
+            n => n as usize,
+        };
+        let mut payload = vec![0u8; len.min(1 << 20)];
+        s.read_exact(&mut payload).ok()?;
+        Some(payload)
+    }
+
+    /// Issue 28: a client that presents the right token and then sends what no Burn client
+    /// sends — garbage and truncated MessagePack, a second `Init`, a `Close` of another
+    /// session, reads and aliases of tensors that do not exist, a tensor of an absurd shape —
+    /// ends only its own session: the server keeps serving, and the next client's fit works.
+    #[test]
+    fn an_authenticated_client_sending_malformed_messages_ends_only_its_session() {
+        use std::io::Write;
+        use Mp::{Bin, A, S, U, V};
+        let (mut servers, _, token_file) = Server::group(1);
+        let mut server = servers.remove(0);
+        let token = std::fs::read_to_string(&token_file).unwrap();
+        let addr = server.url.trim_start_matches("ws://").to_string();
+        let init = |session: u64| {
+            A(vec![V(
+                "Init",
+                Box::new(A(vec![
+                    U(2), // PROTOCOL_VERSION of Burn 0.22.1
+                    A(vec![U(session)]),
+                    U(0),
+                    Bin(token.trim().as_bytes().to_vec()),
+                ])),
+            )])
+            .bytes()
+        };
+        let task = |t: Mp| A(vec![V("Task", Box::new(t))]).bytes();
+        let stream = || A(vec![U(1)]);
+        let tensor = |id: u64, dims: Vec<Mp>| {
+            A(vec![
+                A(vec![U(id)]),
+                A(vec![A(dims)]),
+                S("ReadOnly"),
+                S("F32"),
+            ])
+        };
+        let hostile: Vec<Vec<u8>> = vec![
+            b"\x93not msgpack\xc1\xc1\xc1".to_vec(),
+            task(V("Seed", Box::new(U(7))))[..5].to_vec(),
+            init(77),
+            A(vec![V("Close", Box::new(A(vec![U(12345)])))]).bytes(),
+            task(V(
+                "ReadTensor",
+                Box::new(A(vec![U(1), stream(), tensor(999_999, vec![U(2), U(2)])])),
+            )),
+            task(V(
+                "ReadTensor",
+                Box::new(A(vec![
+                    U(2),
+                    stream(),
+                    tensor(999_998, vec![U(1 << 40), U(1 << 40)]),
+                ])),
+            )),
+            task(V(
+                "RegisterAlias",
+                Box::new(A(vec![stream(), A(vec![U(5)]), A(vec![U(999_997)])])),
+            )),
+            task(V("SyncBackend", Box::new(A(vec![U(3), stream()])))),
+        ];
+        let mut sessions = 0;
+        for (i, message) in hostile.iter().enumerate() {
+            let (mut s, reply) = ws_upgrade(&addr, 10);
+            assert!(reply.contains("101"), "the upgrade was answered: {reply}");
+            s.write_all(&ws_frame(&init(1000 + i as u64))).unwrap();
+            let info = ws_read(&mut s).expect("the session's first reply");
+            // `[content, id]` with `content = {"Init": …}`: the token was accepted (a refusal
+            // is `{"InitRefused": …}`).
+            assert!(
+                info.windows(5).any(|w| w == b"\xa4Init"),
+                "message {i}: the session was not opened: {info:?}"
+            );
+            sessions += 1;
+            let _ = s.write_all(&ws_frame(message));
+            // The server answers what it can (a read's error) and ends the session; either
+            // way the connection ends within the timeout.
+            let started = std::time::Instant::now();
+            while ws_read(&mut s).is_some() && started.elapsed() < Duration::from_secs(30) {}
+            assert!(
+                server.child.try_wait().unwrap().is_none(),
+                "the server exited after message {i}"
+            );
+        }
+        assert_eq!(sessions, hostile.len());
+
+        let dir = tempfile::tempdir().unwrap();
+        let x = data(dir.path(), 300, 2);
+        let out = dir.path().join("m.safetensors");
+        let v = fit_two_over(
+            &server.url,
+            &x,
+            out.to_str().unwrap(),
+            &["--token-file", &token_file],
+        )
+        .unwrap();
+        assert_eq!(v["workers"].as_array().map(Vec::len), Some(1), "{v}");
         assert!(
             server.child.try_wait().unwrap().is_none(),
             "the server exited"
