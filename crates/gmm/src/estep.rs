@@ -6,6 +6,7 @@
 //! log-densities, with `n` from the memory budget ([`crate::budget`]).
 
 use burn::tensor::Tensor;
+use mixburn_backend::dense::product;
 
 use crate::covariance::{self, CovTensor, CovarianceType, Packing, Whitening};
 use crate::error::Result;
@@ -334,7 +335,7 @@ impl Operand {
             // The features may come from the pass's cache.
             Operand::Quadratic(a) => {
                 let g = data.features(start, len)?;
-                (g.clone().matmul(a.clone()), g)
+                (product(g.clone(), a.clone()), g)
             }
             Operand::Whitened(_) => self.weighted_of(data, data.rows(start, len)?),
         })
@@ -345,7 +346,7 @@ impl Operand {
         match self {
             Operand::Quadratic(a) => {
                 let g = data.features_of(xc);
-                (g.clone().matmul(a.clone()), g)
+                (product(g.clone(), a.clone()), g)
             }
             Operand::Whitened(w) => (whitened_log_density(w, xc.clone()), xc),
         }
@@ -376,7 +377,7 @@ pub fn whitened_log_density(w: &Whitening, x: Tensor<2>) -> Tensor<2> {
         } else {
             x.clone().narrow(1, 0, cols)
         };
-        let y = rows.matmul(block.factors.clone()); // [n, R·w]
+        let y = product(rows, block.factors.clone()); // [n, R·w]
         let diff = if w.tied {
             let b = bk / w.k;
             y.reshape([n, b, 1, width]) - block.centres.clone().reshape([1, b, w.k, width])

@@ -2,6 +2,7 @@
 //! (centres `[B·K, D]`, distances by the matmul form `‖c‖² − 2 x·c`, assignments by chunk).
 
 use burn::tensor::{Int, Tensor};
+use mixburn_backend::dense::product;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -276,7 +277,7 @@ pub fn one_hot(labels: Tensor<3, Int>, k: usize, dtype: burn::tensor::DType) -> 
 pub fn squared_distances(x: Tensor<2>, c: Tensor<2>) -> Tensor<2> {
     let x_sq = x.clone().square().sum_dim(1); // [n, 1]
     let c_sq = c.clone().square().sum_dim(1).transpose(); // [1, M]
-    (x_sq - x.matmul(c.transpose()).mul_scalar(2.0) + c_sq).clamp_min(0.0)
+    (x_sq - product(x, c.transpose()).mul_scalar(2.0) + c_sq).clamp_min(0.0)
 }
 
 /// One assignment pass: per-cluster (weighted) sums `[BK, D]` and counts `[BK]`; with
@@ -303,7 +304,7 @@ fn lloyd_pass(
             min = min * w;
         }
         let mut chunk = Lloyd {
-            sums: Some(on_device(&onehot.clone().transpose().matmul(x), &client)),
+            sums: Some(on_device(&product(onehot.clone().transpose(), x), &client)),
             counts: Some(on_device(&onehot.sum_dim(0).squeeze_dim::<1>(0), &client)),
             labels: vec![],
             inertia: vec![0.0; b],

@@ -12,6 +12,7 @@
 //! differentiable on an autodiff device.
 
 use burn::tensor::Tensor;
+use mixburn_backend::dense::product;
 
 /// Centres and a shared precision factor, prepared for [`SharedPrecision::sq_distances`].
 #[derive(Clone, Debug)]
@@ -73,7 +74,7 @@ impl SharedPrecision {
     pub fn sq_distances(&self, x: Tensor<2>) -> Tensor<2> {
         let y = self.project(x);
         let norm = y.clone().square().sum_dim(1); // [n, 1]
-        let cross = y.matmul(self.centres_t.clone()); // [n, C]
+        let cross = product(y, self.centres_t.clone()); // [n, C]
         (norm + self.centres_sq.clone() - cross.mul_scalar(2.0)).clamp_min(0.0)
     }
 }
@@ -81,7 +82,7 @@ impl SharedPrecision {
 /// `y = (x − o) F`, `[n, r]`, for `x` `[n, D]`, an origin `o` `[1, D]` and a precision factor
 /// `F` `[D, r]` (`P = F Fᵀ`).
 pub fn project(x: Tensor<2>, origin: Tensor<2>, factor: Tensor<2>) -> Tensor<2> {
-    (x - origin).matmul(factor)
+    product(x - origin, factor)
 }
 
 /// The squared Mahalanobis distance to a single centre `o` under `P = F Fᵀ`:

@@ -15,6 +15,7 @@
 //! (exactly `reg_covar·I` for one row), however far its mean moved in the iteration.
 
 use burn::tensor::{DType, Tensor};
+use mixburn_backend::dense::product;
 
 use crate::error::Result;
 use mixburn_backend::host::to_f64;
@@ -242,7 +243,7 @@ impl SufficientStats {
     /// [`with_weighted_log_density`](Self::with_weighted_log_density)).
     pub fn from_chunk(resp: Tensor<2>, g: Tensor<2>, log_lik: Tensor<2>) -> Self {
         let n = g.dims()[0];
-        let moments = resp.transpose().matmul(g);
+        let moments = product(resp.transpose(), g);
         let [bk, w] = moments.dims();
         let nk = moments.clone().slice([0..bk, w - 1..w]).reshape([bk]);
         let log_likelihood = log_lik.sum_dim(0).squeeze_dim::<1>(0);
@@ -334,7 +335,7 @@ impl SufficientStats {
     pub fn from_first_moments(resp: Tensor<2>, x: Tensor<2>, log_lik: Tensor<2>) -> Self {
         let n = x.dims()[0];
         let bk = resp.dims()[1];
-        let s1 = resp.clone().transpose().matmul(x);
+        let s1 = product(resp.clone().transpose(), x);
         let log_likelihood = log_lik.sum_dim(0).squeeze_dim::<1>(0);
         Self {
             nk: resp.sum_dim(0).reshape([bk]),
@@ -488,7 +489,7 @@ pub const SPARSE_FRACTION: f64 = 0.5;
 fn chunk_means(resp: &Tensor<2>, x: &Tensor<2>, nk: &Tensor<1>, shift: &Tensor<2>) -> Tensor<2> {
     let bk = nk.dims()[0];
     let nk = nk.clone().reshape([bk, 1]);
-    let sums = resp.clone().transpose().matmul(x.clone());
+    let sums = product(resp.clone().transpose(), x.clone());
     let offset = (sums - shift.clone() * nk.clone()) / nk.clamp_min(f64::from(f32::MIN_POSITIVE));
     shift.clone() + offset
 }
