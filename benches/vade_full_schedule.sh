@@ -15,8 +15,9 @@
 #
 # The run directories live outside the work tree ($MIXBURN_RUNS, default
 # ~/.cache/mixburn/runs), so that a new checkout keeps them; each run is one process on one
-# core (RAYON_NUM_THREADS=1) at nice 19, with the binary copied to ~/.cache/mixburn/bin so
-# that rebuilding the workspace does not touch it; each in its own session (setsid), so that
+# core (RAYON_NUM_THREADS=1) at nice 19, with the binary copied to
+# ~/.cache/mixburn/bin/mixburn-s<SEED> when the seed starts (its commit beside it), so that
+# rebuilding the workspace does not touch it and a resumed run keeps its binary; each in its own session (setsid), so that
 # ending the shell that started it does not stop it. Default seeds: 0 and 1 (two cores); 2 after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,8 +32,6 @@ cmd="${1:-status}"
 shift || true
 case "$cmd" in
   start)
-    [ -x "$target/debug/mixburn" ] || { echo "build first: cargo build --workspace --all-features" >&2; exit 2; }
-    cp "$target/debug/mixburn" "$bin_dir/mixburn.new" && mv "$bin_dir/mixburn.new" "$bin_dir/mixburn"
     for seed in "${@:-0 1}"; do
       for s in $seed; do
         dir="$runs/vade-s$s"
@@ -41,14 +40,21 @@ case "$cmd" in
           echo "seed $s: already running (pid $(cat "$pid_file"))"
           continue
         fi
+        # Each seed keeps the binary it started with: a resumed run never changes binaries
+        # (a rebuilt workspace may sum the loss in another order).
+        bin="$bin_dir/mixburn-s$s"
         if [ -d "$dir" ] && ls "$dir" | grep -q .; then
+          [ -x "$bin" ] || { echo "seed $s: its binary $bin is missing" >&2; exit 2; }
           args=(vade train --output "$dir" --resume --quiet)
         else
+          [ -x "$target/debug/mixburn" ] || { echo "build first: cargo build --workspace --all-features" >&2; exit 2; }
+          cp "$target/debug/mixburn" "$bin.new" && mv "$bin.new" "$bin"
+          git rev-parse HEAD >"$bin_dir/mixburn-s$s.commit" 2>/dev/null || true
           args=(vade train --data "$data" --output "$dir" --epochs 300 --pretrain-epochs 50
                 --latent-dim 10 --components 10 --seed "$s" --backend flex --quiet)
         fi
         mkdir -p "$runs/logs"
-        RAYON_NUM_THREADS=1 setsid nohup nice -n 19 "$bin_dir/mixburn" "${args[@]}" \
+        RAYON_NUM_THREADS=1 setsid nohup nice -n 19 "$bin" "${args[@]}" \
           >>"$runs/logs/vade-s$s.out" 2>&1 &
         echo $! >"$pid_file"
         echo "seed $s: started (pid $!, ${args[*]:0:3})"
