@@ -93,20 +93,20 @@ pub trait Mixture {
     /// Mean of [`score_samples`](Self::score_samples) (summed on the host in f64, so it does
     /// not depend on the device's float type beyond the per-sample values).
     fn score(&self, x: &Tensor<2>) -> Result<f64> {
-        Scorer::of(self, DEFAULT_MAX_MEMORY_BYTES, EstepForm::Auto).score(x)
+        default_scorer(self).score(x)
     }
     /// Responsibilities `exp(ℓ_k − log p)`, shape `[N, K]`.
     fn predict_proba(&self, x: &Tensor<2>) -> Result<Tensor<2>> {
-        Scorer::of(self, DEFAULT_MAX_MEMORY_BYTES, EstepForm::Auto).predict_proba(x)
+        default_scorer(self).predict_proba(x)
     }
     /// `argmax_k ℓ_k`, shape `[N]`.
     fn predict(&self, x: &Tensor<2>) -> Result<Tensor<1, Int>> {
-        Scorer::of(self, DEFAULT_MAX_MEMORY_BYTES, EstepForm::Auto).predict(x)
+        default_scorer(self).predict(x)
     }
     /// [`predict`](Self::predict) and [`score_samples`](Self::score_samples) in one pass
     /// (a caller checks the log-likelihoods are finite before trusting the labels).
     fn predict_with_score(&self, x: &Tensor<2>) -> Result<(Tensor<1, Int>, Tensor<1>)> {
-        Scorer::of(self, DEFAULT_MAX_MEMORY_BYTES, EstepForm::Auto).predict_with_score(x)
+        default_scorer(self).predict_with_score(x)
     }
     /// Scores the rows of any source (a tensor, or a file read a chunk at a time) in chunks
     /// whose intermediates fit `max_memory_bytes`, calling `f` on each in order
@@ -160,6 +160,11 @@ pub trait Mixture {
             device,
         )
     }
+}
+
+/// The scorer of `m` under the default budget, the form chosen by cost.
+fn default_scorer<M: Mixture + ?Sized>(m: &M) -> Scorer<'_> {
+    Scorer::of(m, DEFAULT_MAX_MEMORY_BYTES, EstepForm::Auto)
 }
 
 /// A fitted mixture of either estimator, as read from a model file.
