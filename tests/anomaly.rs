@@ -4,8 +4,8 @@
 //! path, detector files, and bad input.
 
 use mixburn_anomaly::{
-    AnomalyConfig, AnomalyDetector, AnomalyError, AnomalyHeadConfig, Components, NanPolicy,
-    ThresholdRule,
+    AnomalyConfig, AnomalyDetector, AnomalyError, AnomalyHead, AnomalyHeadConfig, Components,
+    NanPolicy, ThresholdRule,
 };
 use mixburn_backend::host::{tensor_from_f64, to_f64};
 use mixburn_gmm::burn::module::Module;
@@ -14,7 +14,9 @@ use mixburn_gmm::{
     fit_bayesian, select_n_components, Backend, BayesianGaussianMixtureConfig, CovarianceType,
     Criterion, FittedMixture, GaussianMixture, GaussianMixtureConfig, Mixture, Params, Precision,
 };
-use mixburn_tests::{fixture, flat, matrix, rel_err, same_bits, shape2, targets, Report};
+use mixburn_tests::{
+    fixture, flat, matrix, rel_err, same_bits, shape2, targets, wide_data, Report,
+};
 use serde_json::Value;
 
 /// Parity tolerance with the float64 reference (the brief's 1e-10 / 1e-5).
@@ -186,6 +188,15 @@ fn small_fits(device: &Device, precision: Precision) -> Vec<(String, FittedMixtu
     out
 }
 
+/// `head` through a record round trip: an empty head of the same shapes with its record loaded.
+fn reloaded(head: &AnomalyHead, device: &Device) -> AnomalyHead {
+    let config: AnomalyHeadConfig = head.config();
+    config
+        .init(device)
+        .unwrap()
+        .load_record(head.clone().into_record())
+}
+
 #[test]
 fn module_scores_equal_the_detectors_for_every_covariance_type_and_estimator() {
     let mut report = Report::default();
@@ -194,7 +205,7 @@ fn module_scores_equal_the_detectors_for_every_covariance_type_and_estimator() {
             let tag = format!("{backend}/{precision}/{name}");
             let det = AnomalyDetector::with_contamination(m, &x, 0.1).unwrap();
             let want = to_f64(det.score(&x).unwrap()).unwrap();
-            let head = det.head(&device, precision.dtype());
+            let head = det.head(&device, precision.dtype()).unwrap();
             let got = to_f64(head.forward(x.clone())).unwrap();
             let t = match precision {
                 Precision::F64 => 1e-9,
@@ -206,13 +217,39 @@ fn module_scores_equal_the_detectors_for_every_covariance_type_and_estimator() {
             let ll = to_f64(det.mixture().score_samples(&x).unwrap()).unwrap();
             let neg: Vec<f64> = ll.iter().map(|v| -v).collect();
             report.close(&format!("{tag} −score_samples"), &want, &neg, t);
-            // A record round trip through an empty head of the same shapes.
-            let config: AnomalyHeadConfig = head.config();
-            let loaded = config
-                .init(&device)
-                .unwrap()
-                .load_record(head.clone().into_record());
-            let again = to_f64(loaded.forward(x.clone())).unwrap();
+            let again = to_f64(reloaded(&head, &device).forward(x.clone())).unwrap();
+            report.close(&format!("{tag} head record round trip"), &again, &got, 0.0);
+        }
+    }
+    report.finish();
+}
+
+/// The head's whitened operand comes in the core's triangular column blocks: at D = 96 there
+/// are three, and a head of either shared-factor type scores as the detector and reloads from
+/// its record to the same scores.
+#[test]
+fn a_head_in_several_column_blocks_scores_as_the_detector_and_reloads_exactly() {
+    let (n, d) = (400, 96);
+    assert!(mixburn_gmm::form::triangular_blocks(d).len() > 1);
+    let mut report = Report::default();
+    for (backend, precision, device) in targets() {
+        let x = tensor_from_f64(wide_data(n, d, 3, 4.0), [n, d], &device, precision.dtype());
+        for cov in [CovarianceType::Full, CovarianceType::Tied] {
+            let config = GaussianMixtureConfig::new(3)
+                .with_covariance_type(cov)
+                .with_seed(0);
+            let m = mixburn_gmm::fit(&config, &x).unwrap();
+            let det = AnomalyDetector::with_contamination(m, &x, 0.1).unwrap();
+            let head = det.head(&device, precision.dtype()).unwrap();
+            let got = to_f64(head.forward(x.clone())).unwrap();
+            let want = to_f64(det.score(&x).unwrap()).unwrap();
+            let t = match precision {
+                Precision::F64 => 1e-9,
+                Precision::F32 => 1e-4,
+            };
+            let tag = format!("{backend}/{precision}/{cov}");
+            report.close(&format!("{tag} head vs detector"), &got, &want, t);
+            let again = to_f64(reloaded(&head, &device).forward(x.clone())).unwrap();
             report.close(&format!("{tag} head record round trip"), &again, &got, 0.0);
         }
     }
@@ -234,7 +271,7 @@ fn module_gradients_are_finite_and_match_central_finite_differences() {
         // Six rows: three near the data, three far away (r concentrated on one component).
         let [_, d] = x.dims();
         let rows = to_f64(x.narrow(0, 7, 6)).unwrap();
-        let head = det.head(&ad, Precision::F64.dtype());
+        let head = det.head(&ad, Precision::F64.dtype()).unwrap();
         let leaf =
             tensor_from_f64(rows.clone(), [6, d], &ad, Precision::F64.dtype()).require_grad();
         let grads = head.forward(leaf.clone()).sum().backward();
@@ -243,7 +280,7 @@ fn module_gradients_are_finite_and_match_central_finite_differences() {
             &format!("{name}: every gradient is finite"),
             g.iter().all(|v| v.is_finite()),
         );
-        let plain_head = det.head(&plain, Precision::F64.dtype());
+        let plain_head = det.head(&plain, Precision::F64.dtype()).unwrap();
         let f = |v: &[f64]| -> f64 {
             let t = tensor_from_f64(v.to_vec(), [6, d], &plain, Precision::F64.dtype());
             to_f64(plain_head.forward(t).sum()).unwrap()[0]

@@ -7,8 +7,8 @@
 //! core's scorer's ([`Mixture::score_chunks`], what `mixburn score` runs): the algebraic form
 //! chosen by cost for the D, K and budget at hand (the whitened form at network-feature
 //! widths) over chunks of rows under the budget. The detector's Burn module
-//! ([`AnomalyHead`], scikit-learn's per-component form `‖(x − μ_k) P_k‖²`) scores the same
-//! inside a network's forward pass (tested equal). The explanation of a row is its most responsible
+//! ([`AnomalyHead`]: the core's E-step operands as its parameters, the core's log-density as
+//! its forward pass) scores the same inside a network's forward pass (tested equal). The explanation of a row is its most responsible
 //! component `k̂ = argmax_k ℓ_k`, that component's responsibility `r_k̂ = exp(ℓ_k̂ − log p)`
 //! and its own score `−ℓ_k̂` (the `−log` of its weighted density `π_k̂ N(x | μ_k̂, Σ_k̂)`, equal
 //! to `score − log r_k̂`), so a flagged row shows which cluster it failed and by how much.
@@ -385,7 +385,11 @@ impl AnomalyDetector {
     }
 
     /// The detector as a Burn module on `device`, in `dtype` (see [`AnomalyHead`]).
-    pub fn head(&self, device: &Device, dtype: burn::tensor::DType) -> AnomalyHead {
-        AnomalyHead::from_mixture(self.mixture.as_mixture(), device, dtype)
+    pub fn head(&self, device: &Device, dtype: burn::tensor::DType) -> Result<AnomalyHead> {
+        Ok(AnomalyHead::from_mixture(
+            self.mixture.as_mixture(),
+            device,
+            dtype,
+        )?)
     }
 }

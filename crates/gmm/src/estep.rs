@@ -8,7 +8,7 @@
 use burn::tensor::Tensor;
 use mixburn_backend::dense::product;
 
-use crate::covariance::{self, CovTensor, CovarianceType, Packing, Whitening};
+use crate::covariance::{self, CovTensor, CovarianceType, Packing, Whitening, WhiteningBlock};
 use crate::error::Result;
 use crate::form::EstepForm;
 use crate::kmeans::Centred;
@@ -359,17 +359,30 @@ impl Operand {
 /// into the GEMM through a column of ones, tied ones subtract each component's centre from
 /// the shared factor's product), then squares per component, summed over the blocks.
 pub fn whitened_log_density(w: &Whitening, x: Tensor<2>) -> Tensor<2> {
+    whitened_log_density_of(&w.blocks, &w.constants, w.k, w.tied, x)
+}
+
+/// [`whitened_log_density`] from the whitening's parts: its column `blocks`, its constants
+/// `c_k: [1, B·K]`, K and whether the factor is shared (tied). Differentiable in `x` wherever
+/// `x` carries autodiff (an anomaly head's gradient).
+pub fn whitened_log_density_of(
+    blocks: &[WhiteningBlock],
+    constants: &Tensor<2>,
+    k: usize,
+    tied: bool,
+    x: Tensor<2>,
+) -> Tensor<2> {
     let [n, d] = x.dims();
-    let bk = w.shift.dims()[0];
+    let bk = constants.dims()[1];
     // Full: a first column of ones takes the centres into the GEMM ([`WhiteningBlock`]).
-    let (x, lead) = if w.tied {
+    let (x, lead) = if tied {
         (x, 0)
     } else {
         let ones = Tensor::<2>::ones([n, 1], (&x.device(), x.dtype()));
         (Tensor::cat(vec![ones, x], 1), 1)
     };
     let mut maha: Option<Tensor<2>> = None;
-    for block in &w.blocks {
+    for block in blocks {
         let width = block.centres.dims()[1];
         let cols = lead + block.depth;
         let rows = if cols == lead + d {
@@ -378,9 +391,9 @@ pub fn whitened_log_density(w: &Whitening, x: Tensor<2>) -> Tensor<2> {
             x.clone().narrow(1, 0, cols)
         };
         let y = product(rows, block.factors.clone()); // [n, R·w]
-        let diff = if w.tied {
-            let b = bk / w.k;
-            y.reshape([n, b, 1, width]) - block.centres.clone().reshape([1, b, w.k, width])
+        let diff = if tied {
+            let b = bk / k;
+            y.reshape([n, b, 1, width]) - block.centres.clone().reshape([1, b, k, width])
         } else {
             y.reshape([n, bk, 1, width])
         };
@@ -390,7 +403,7 @@ pub fn whitened_log_density(w: &Whitening, x: Tensor<2>) -> Tensor<2> {
             None => part,
         });
     }
-    w.constants.clone() - maha.expect("at least one column block").mul_scalar(0.5)
+    constants.clone() - maha.expect("at least one column block").mul_scalar(0.5)
 }
 
 /// Weighted log-densities `[n, B, K]` of centred rows `xc: [n, D]` (a chunk of `data`) and
