@@ -96,19 +96,25 @@ def main():
 
     print("\n| seed | GMM init ACC / NMI / ARI | last evaluation | ACC / NMI / ARI | hours |")
     print("|---|---|---|---|---|")
+    evaluated = {seed: s for seed, s in seeds.items() if s["evals"]}
     for seed, s in seeds.items():
+        if not s["evals"]:
+            print(f"| {seed} | – | pre-training | – | {s['hours']:.1f} |")
+            continue
         last = max(e for e in s["evals"])
         i, m = s["init"] or {}, s["evals"][last]
         init = " / ".join(f"{i[k]:.3f}" for k in ("acc", "nmi", "ari")) if i else "–"
         print(f"| {seed} | {init} | joint epoch {last} | "
               + " / ".join(f"{m[k]:.3f}" for k in ("acc", "nmi", "ari"))
               + f" | {s['hours']:.1f} |")
-    common = min(max(e for e in s["evals"]) for s in seeds.values())
+    if not evaluated:
+        return
+    common = min(max(e for e in s["evals"]) for s in evaluated.values())
     parts = []
     for k in ("acc", "nmi", "ari"):
-        m, sd = mean_sd([s["evals"][common][k] for s in seeds.values()])
+        m, sd = mean_sd([s["evals"][common][k] for s in evaluated.values()])
         parts.append(f"{k.upper()} {m:.3f}" + ("" if math.isnan(sd) else f" ± {sd:.3f}"))
-    print(f"\nat joint epoch {common} (seeds {', '.join(map(str, seeds))}): " + ", ".join(parts))
+    print(f"\nat joint epoch {common} (seeds {', '.join(map(str, evaluated))}): " + ", ".join(parts))
 
 
 if __name__ == "__main__":

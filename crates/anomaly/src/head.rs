@@ -16,7 +16,7 @@
 //! | covariance | `operand` | `ℓ(y)`, `y = x − o` |
 //! |---|---|---|
 //! | full, tied | per column block of [`triangular_blocks`] the factors and the centres `μ_k P_k`, then `c: [1, K]` | [`whitened_log_density_of`]: `c_k − ½‖y P_k − μ_k P_k‖²` |
-//! | diag, spherical | `A: [T' + D + 1, K]` ([`estep_operands`]) | `[F(y), y, 1] · A` ([`quad_features`]) |
+//! | diag, spherical | `A: [T' + D + 1, K]` ([`estep_operands`]) | `[F(y), y, 1] · A` ([`diagonal_features`]) |
 //!
 //! Full and tied covariances form `[n, K, w]` per column block, for row pieces with
 //! `n·K·(D + 1) ≤` [`GROUP_ELEMENTS`], so memory is bounded for any batch.
@@ -29,7 +29,7 @@ use burn::tensor::{DType, Device, Tensor};
 use mixburn_backend::dense::product;
 use mixburn_backend::host::{tensor_from_f64, to_f64};
 use mixburn_gmm::covariance::{
-    estep_operands, quad_features, whitened_operands, CovTensor, CovarianceType, Packing,
+    diagonal_features, estep_operands, whitened_operands, CovTensor, CovarianceType, Packing,
     WhiteningBlock,
 };
 use mixburn_gmm::estep::whitened_log_density_of;
@@ -117,12 +117,7 @@ impl AnomalyHead {
     ) -> mixburn_gmm::Result<Self> {
         let (cov, k, d) = (m.covariance_type(), m.n_components(), m.n_features());
         let p = m.params();
-        let mut centre = vec![0.0; d];
-        for (c, w) in p.weights.iter().enumerate() {
-            for (j, o) in centre.iter_mut().enumerate() {
-                *o += w * p.means[c * d + j];
-            }
-        }
+        let mut centre = p.mixture_mean(d);
         // The centre as the device holds it, so that the means below are relative to the
         // very point the rows are centred on (in f32 the rounding of a centre 1000 away from
         // the origin would otherwise shift every row by up to 3e-5).
@@ -221,9 +216,9 @@ impl AnomalyHead {
                 }
             }
             cov @ (CovarianceType::Diag | CovarianceType::Spherical) => {
-                let packing = Packing::new(cov, d, &y.device(), y.dtype());
                 let ones = Tensor::<2>::ones([n, 1], (&y.device(), y.dtype()));
-                let g = Tensor::cat(vec![quad_features(cov, y.clone(), &packing), y, ones], 1);
+                let spherical = cov == CovarianceType::Spherical;
+                let g = Tensor::cat(vec![diagonal_features(spherical, y.clone()), y, ones], 1);
                 product(g, self.operand[0].val())
             }
         }

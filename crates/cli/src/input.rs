@@ -9,11 +9,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use mixburn_backend::backend::Precision;
 use mixburn_data::{DataError, RowFile, VectorFile};
 use mixburn_gmm::burn::tensor::{Device, Tensor};
-use mixburn_gmm::{FileRows, FitData, GmmError, RowSource, ShardedRows};
+use mixburn_gmm::{FileRows, FitData, GmmError, Reshard, RowSource, ShardedRows};
 
 use crate::{CliError, WorkerOptions};
 
@@ -172,7 +173,13 @@ impl Input {
         .map_err(|e| self.name_error(e))?
         .with_max_chunk_rows(workers.worker_chunk_rows);
         let sharded = Arc::new(sharded);
-        watchdog(Arc::downgrade(&sharded), workers.worker_timeout);
+        let timeout = workers.worker_timeout.max(1);
+        sharded.watch(Duration::from_secs(timeout), move |stall| {
+            eprintln!(
+                "mixburn: error: {stall} (--worker-timeout {timeout}); check that it is running and reachable, or leave it out of --workers"
+            );
+            std::process::exit(1);
+        });
         *ACTIVE_WORKERS.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&sharded);
         let keep = workers.retry_shards.then(|| Box::new(self));
         Ok(Input::Sharded(sharded, path, keep))
@@ -248,6 +255,31 @@ impl Input {
     }
 }
 
+/// A fit's input, split again over the workers left when one fails (with `--retry-shards`;
+/// without it, or without workers, there is nothing to split again).
+pub(crate) struct Resharded<'a> {
+    pub input: Input,
+    pub weights: Option<&'a [f64]>,
+    pub workers: &'a WorkerOptions,
+    pub max_memory: usize,
+}
+
+impl Reshard for Resharded<'_> {
+    type Error = CliError;
+    fn data(&self) -> FitData<'_> {
+        self.input.data(self.weights)
+    }
+    fn without(self, lost: &[String]) -> Result<Option<Self>, CliError> {
+        let next = self
+            .input
+            .reshard_without(self.workers, lost, self.max_memory)?;
+        Ok(next.map(|input| Resharded { input, ..self }))
+    }
+    fn name_error(&self, e: GmmError) -> CliError {
+        self.input.name_error(e)
+    }
+}
+
 /// The workers' rows of the running command, for naming a worker when a failure inside the
 /// backend (a lost connection) surfaces as a panic.
 static ACTIVE_WORKERS: Mutex<Weak<ShardedRows>> = Mutex::new(Weak::new());
@@ -279,73 +311,6 @@ pub fn describe_panic(panic: &(dyn std::any::Any + Send)) -> String {
         }
         None => format!("internal error: {msg}"),
     }
-}
-
-/// Ends the process with an error naming the worker when no pass has reported progress for
-/// `timeout` seconds while the workers' rows are in use (a worker that stopped answering
-/// blocks its pass forever: Burn's remote client has no deadline of its own). Stops when the
-/// rows are dropped.
-fn watchdog(rows: Weak<ShardedRows>, timeout: u64) {
-    let timeout = timeout.max(1) as f64;
-    std::thread::spawn(move || loop {
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        let Some(rows) = rows.upgrade() else {
-            return;
-        };
-        let idle = mixburn_gmm::progress::idle_seconds();
-        if idle > timeout {
-            // The workers that do not answer a fresh handshake, else the likeliest one.
-            let silent: Vec<String> = rows
-                .layout()
-                .into_iter()
-                .map(|(name, _, _)| name)
-                .filter(|name| !answers(name))
-                .collect();
-            let worker = if silent.is_empty() {
-                rows.stalled_worker()
-            } else {
-                silent.join(", ")
-            };
-            let it = mixburn_gmm::progress::current_iteration();
-            let during = if it > 0 {
-                format!(" in iteration {it}")
-            } else {
-                String::new()
-            };
-            eprintln!(
-                "mixburn: error: worker {worker} stopped answering{during}: no progress for {idle:.0} s (--worker-timeout {timeout:.0}); check that it is running and reachable, or leave it out of --workers"
-            );
-            std::process::exit(1);
-        }
-    });
-}
-
-/// Whether the WebSocket server at `url` (`ws://host:port`) answers an HTTP request on a new
-/// connection within 3 seconds (a stopped or hung server accepts the connection, through the
-/// kernel, but never replies). An Iroh worker (`iroh://…`) answers nothing short of a QUIC
-/// handshake, so it counts as answering, and the watchdog names the pass's stalled worker.
-fn answers(url: &str) -> bool {
-    use std::io::{Read, Write};
-    use std::net::{TcpStream, ToSocketAddrs};
-    use std::time::Duration;
-    let Some(hostport) = url.strip_prefix("ws://").map(|h| h.trim_end_matches('/')) else {
-        return true;
-    };
-    let Some(addr) = hostport.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
-        return false;
-    };
-    let wait = Duration::from_secs(3);
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, wait) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(wait));
-    let _ = stream.set_write_timeout(Some(wait));
-    let request = format!("GET / HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut byte = [0u8; 1];
-    matches!(stream.read(&mut byte), Ok(1))
 }
 
 /// Whether `path` is an `.npy` or `.safetensors` file (by its first bytes), which can be

@@ -207,8 +207,19 @@ pub fn quad_features(cov: CovarianceType, x: Tensor<2>, packing: &Packing) -> Te
             let outer = x.clone().unsqueeze_dim::<3>(2) * x.unsqueeze_dim::<3>(1);
             outer.reshape([n, d * d]).select(1, idx)
         }
-        CovarianceType::Diag => x.square(),
-        CovarianceType::Spherical => x.square().sum_dim(1),
+        CovarianceType::Diag => diagonal_features(false, x),
+        CovarianceType::Spherical => diagonal_features(true, x),
+    }
+}
+
+/// The quadratic features of diagonal (`x²`, `[n, D]`) or `spherical` (`Σ_j x_j²`, `[n, 1]`)
+/// covariances, which need no [`Packing`].
+pub fn diagonal_features(spherical: bool, x: Tensor<2>) -> Tensor<2> {
+    let squares = x.square();
+    if spherical {
+        squares.sum_dim(1)
+    } else {
+        squares
     }
 }
 

@@ -336,7 +336,7 @@ pub fn fit_resuming<'a>(
     fit_inner(config, x.into(), None, resume, &mut failed).map_err(|e| (e, failed))
 }
 
-fn fit_inner(
+pub(crate) fn fit_inner(
     config: &GaussianMixtureConfig,
     x: FitData<'_>,
     previous: Option<&GaussianMixture>,

@@ -41,6 +41,8 @@
 //! - [`source`]: where a pass's rows come from ([`RowSource`]: a tensor, or [`FileRows`] read
 //!   a chunk at a time through a memory map) and sample weights ([`FitData`]);
 //!   [`shards`]: rows split over several devices, local or remote ([`ShardedRows`]);
+//!   [`faults`]: a fit on workers when one fails (the idle watchdog
+//!   [`ShardedRows::watch`], the retry policy [`fit_retrying`]);
 //!   [`progress`]: the process-wide sink of progress reports.
 //! - [`Backend`], [`Precision`]: re-exported from `mixburn-backend`, which owns backend and
 //!   precision selection and the host transfers (`mixburn_backend::host`); crates built on
@@ -69,6 +71,7 @@ pub mod covariance;
 mod em;
 mod error;
 pub mod estep;
+pub mod faults;
 mod fitted;
 pub mod form;
 mod init;
@@ -106,6 +109,7 @@ pub use config::{GaussianMixtureConfig, InitMethod, MixtureSettings};
 pub use covariance::CovarianceType;
 pub use em::{fit, fit_resuming, fit_warm, validate_data, Checkpoint};
 pub use error::{GmmError, Result};
+pub use faults::{fit_retrying, LostWorker, Reshard, Resharding, Retried, Stall};
 pub use fitted::{FittedMixture, Mixture};
 pub use form::EstepForm;
 pub use kmeans::{kmeans, KMeansConfig, KMeansResult};

@@ -361,12 +361,7 @@ impl<'a> Scorer<'a> {
             x.max_chunk_rows(),
         )?;
         let layout = Layout::new(self.cov, k, d, &device, dtype).with_form(plan.form);
-        let mut centre = vec![0.0; d];
-        for (c, w) in p.weights.iter().enumerate() {
-            for (j, m) in centre.iter_mut().enumerate() {
-                *m += w * p.means[c * d + j];
-            }
-        }
+        let centre = p.mixture_mean(d);
         let centred = p.clone().shifted(&centre, -1.0);
         let op = layout.upload_log_weights(&[&centred], self.log_weights.clone());
         let centre_t = tensor_from_f64(centre, [1, d], &device, dtype);

@@ -38,6 +38,16 @@ impl Params {
         }
         self
     }
+
+    /// The mixture's mean `o = Σ_k π_k μ_k` over `d` features: the point a scorer centres its
+    /// rows on.
+    pub fn mixture_mean(&self, d: usize) -> Vec<f64> {
+        let mut o = vec![0.0; d];
+        for (w, mean) in self.weights.iter().zip(self.means.chunks(d.max(1))) {
+            o.iter_mut().zip(mean).for_each(|(o, m)| *o += w * m);
+        }
+        o
+    }
 }
 
 /// How the M-step normalises the weights.

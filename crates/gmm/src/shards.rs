@@ -263,6 +263,34 @@ impl RowSource for ShardedRows {
     }
 }
 
+/// Whether the WebSocket server at `url` (`ws://host:port`) answers an HTTP request on a new
+/// connection within 3 seconds (a stopped or hung server accepts the connection, through the
+/// kernel, but never replies). An Iroh worker (`iroh://…`) answers nothing short of a QUIC
+/// handshake, so it counts as answering (the watchdog then names the pass's stalled worker).
+pub fn worker_answers(url: &str) -> bool {
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    use std::time::Duration;
+    let Some(hostport) = url.strip_prefix("ws://").map(|h| h.trim_end_matches('/')) else {
+        return true;
+    };
+    let Some(addr) = hostport.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        return false;
+    };
+    let wait = Duration::from_secs(3);
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, wait) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(wait));
+    let _ = stream.set_write_timeout(Some(wait));
+    let request = format!("GET / HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    matches!(stream.read(&mut byte), Ok(1))
+}
+
 /// Connects the `mixburn serve` worker at `url`, with `token` when its server asks for one:
 /// `ws://host:port` (clear text, for a server on loopback) or `iroh://<id>@host:port` (QUIC
 /// with TLS 1.3, direct, no relays: the connection fails unless the server holds the secret

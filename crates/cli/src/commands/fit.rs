@@ -9,11 +9,11 @@ use mixburn_gmm::burn::tensor::Device;
 use mixburn_gmm::model_file::at_path;
 use mixburn_gmm::{
     CovarianceType, GaussianMixture, GaussianMixtureConfig, GmmError, Mixture, OnlineMixture,
-    StepSchedule,
+    Retried, StepSchedule,
 };
 use serde_json::{json, Value};
 
-use crate::input::Passes;
+use crate::input::{Passes, Resharded};
 use crate::options::{choice, Missing};
 use crate::{CliError, EmOptions};
 
@@ -155,55 +155,22 @@ pub fn run(a: FitArgs) -> Result<Value, CliError> {
         return with_missing(&a, warm);
     }
     let (device, precision, config) = device_and_config(&a, warm.as_ref())?;
-    let (mut input, weights) = a.em.fit_input(&a.input, &device, precision)?;
+    let (input, weights) = a.em.fit_input(&a.input, &device, precision)?;
     let config = a.with_initial_parameters(config, input.rows().dims()[1])?;
     let n = input.n_rows();
     // With --retry-shards, a worker's failure sends the rows to the others and the fit
     // continues from its last completed iteration.
-    let mut lost: Vec<Value> = vec![];
-    let mut resume = None;
-    let model = loop {
-        let data = input.data(weights.as_deref());
-        let fitted = match (&warm, resume.take()) {
-            (Some(m), None) => mixburn_gmm::fit_warm(&config, data, Some(m)).map_err(|e| (e, None)),
-            (_, resume) => mixburn_gmm::fit_resuming(&config, data, resume),
-        };
-        match fitted {
-            Ok(model) => break model,
-            Err((
-                GmmError::Worker {
-                    worker,
-                    iteration,
-                    reason,
-                },
-                Some(checkpoint),
-            )) if a.em.workers.retry_shards => {
-                let mut gone: Vec<String> = lost
-                    .iter()
-                    .filter_map(|l| l["worker"].as_str().map(str::to_string))
-                    .collect();
-                gone.push(worker.clone());
-                let budget = config.max_memory_bytes;
-                let failure = GmmError::Worker {
-                    worker: worker.clone(),
-                    iteration,
-                    reason: reason.clone(),
-                };
-                match input.reshard_without(&a.em.workers, &gone, budget)? {
-                    Some(next) => input = next,
-                    None => return Err(failure.into()),
-                }
-                lost.push(json!({
-                    "worker": worker,
-                    "iteration": iteration,
-                    "reason": reason,
-                    "resumed_after": checkpoint.iterations(),
-                }));
-                resume = Some(checkpoint);
-            }
-            Err((e, _)) => return Err(input.name_error(e)),
-        }
+    let retrying = Resharded {
+        input,
+        weights: weights.as_deref(),
+        workers: &a.em.workers,
+        max_memory: config.max_memory_bytes,
     };
+    let Retried {
+        model,
+        rows: Resharded { input, .. },
+        lost,
+    } = mixburn_gmm::fit_retrying(&config, warm.as_ref(), retrying)?;
     let data = input.data(weights.as_deref());
     let (ll, total_weight) = model.weighted_log_likelihood(data, config.max_memory_bytes)?;
     let mean_ll = ll / total_weight;
