@@ -201,11 +201,11 @@ impl AnomalyHead {
             cov @ (CovarianceType::Full | CovarianceType::Tied) => {
                 let (blocks, constants) = self.whitening(d);
                 let piece = (GROUP_ELEMENTS / (k * (d + 1)).max(1)).clamp(1, n.max(1));
+                let tied = cov == CovarianceType::Tied;
                 let parts: Vec<Tensor<2>> = (0..n)
                     .step_by(piece)
                     .map(|s| {
                         let rows = y.clone().narrow(0, s, piece.min(n - s));
-                        let tied = cov == CovarianceType::Tied;
                         whitened_log_density_of(&blocks, &constants, k, tied, rows)
                     })
                     .collect();

@@ -14,7 +14,7 @@ use std::time::Duration;
 use mixburn_backend::backend::Precision;
 use mixburn_data::{DataError, RowFile, VectorFile};
 use mixburn_gmm::burn::tensor::{Device, Tensor};
-use mixburn_gmm::{FileRows, FitData, GmmError, Reshard, RowSource, ShardedRows};
+use mixburn_gmm::{FileRows, FitData, GmmError, InIteration, Reshard, RowSource, ShardedRows};
 
 use crate::{CliError, WorkerOptions};
 
@@ -175,9 +175,7 @@ impl Input {
         let sharded = Arc::new(sharded);
         let timeout = workers.worker_timeout.max(1);
         sharded.watch(Duration::from_secs(timeout), move |stall| {
-            eprintln!(
-                "mixburn: error: {stall} (--worker-timeout {timeout}); check that it is running and reachable, or leave it out of --workers"
-            );
+            eprintln!("mixburn: error: {stall} (--worker-timeout {timeout}); {WORKER_HINT}");
             std::process::exit(1);
         });
         *ACTIVE_WORKERS.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&sharded);
@@ -282,6 +280,9 @@ impl Reshard for Resharded<'_> {
 
 /// The workers' rows of the running command, for naming a worker when a failure inside the
 /// backend (a lost connection) surfaces as a panic.
+/// What to do about a worker that failed or stopped answering.
+const WORKER_HINT: &str = "check that it is running and reachable, or leave it out of --workers";
+
 static ACTIVE_WORKERS: Mutex<Weak<ShardedRows>> = Mutex::new(Weak::new());
 
 /// A one-line error for a panic during a command: a worker's failure when workers are in use
@@ -299,14 +300,10 @@ pub fn describe_panic(panic: &(dyn std::any::Any + Send)) -> String {
     match workers {
         Some(rows) => {
             let it = mixburn_gmm::progress::current_iteration();
-            let during = if it > 0 {
-                format!(" in iteration {it}")
-            } else {
-                String::new()
-            };
             format!(
-                "worker {} failed{during}: {msg}; check that it is running and reachable, or leave it out of --workers",
-                rows.stalled_worker()
+                "worker {} failed{}: {msg}; {WORKER_HINT}",
+                rows.stalled_worker(),
+                InIteration((it > 0).then_some(it))
             )
         }
         None => format!("internal error: {msg}"),

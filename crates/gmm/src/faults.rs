@@ -52,6 +52,16 @@ pub struct LostWorker {
     pub resumed_after: usize,
 }
 
+impl From<LostWorker> for GmmError {
+    fn from(l: LostWorker) -> Self {
+        GmmError::Worker {
+            worker: l.worker,
+            iteration: l.iteration,
+            reason: l.reason,
+        }
+    }
+}
+
 /// A fit that survived the loss of workers: the model, the rows it ended on and the workers
 /// lost on the way (in order).
 pub struct Retried<R> {
@@ -89,26 +99,20 @@ pub fn fit_retrying<R: Reshard>(
                 }),
                 Some(checkpoint),
             ) => {
-                let gone: Vec<String> = lost
-                    .iter()
-                    .map(|l| l.worker.clone())
-                    .chain([worker.clone()])
-                    .collect();
-                let failure = GmmError::Worker {
-                    worker: worker.clone(),
-                    iteration,
-                    reason: reason.clone(),
-                };
-                rows = match rows.without(&gone)? {
-                    Some(next) => next,
-                    None => return Err(failure.into()),
-                };
-                lost.push(LostWorker {
+                let failure = LostWorker {
                     worker,
                     iteration,
                     reason,
                     resumed_after: checkpoint.iterations(),
-                });
+                };
+                let gone: Vec<String> = (lost.iter().chain([&failure]))
+                    .map(|l| l.worker.clone())
+                    .collect();
+                rows = match rows.without(&gone)? {
+                    Some(next) => next,
+                    None => return Err(GmmError::from(failure).into()),
+                };
+                lost.push(failure);
                 resume = Some(checkpoint);
             }
             (Err(e), _) => return Err(rows.name_error(e)),
@@ -166,25 +170,16 @@ impl Reshard for Resharding<'_> {
     }
 
     fn without(self, lost: &[String]) -> Result<Option<Self>> {
-        let keep: Vec<bool> = self
-            .devices
-            .iter()
-            .map(|(_, name)| !lost.contains(name))
-            .collect();
-        if !keep.contains(&true) {
+        let mut weights = self.weights.map(Vec::into_iter);
+        let (devices, weights): (Vec<(Device, String)>, Vec<Option<f64>>) = (self.devices)
+            .into_iter()
+            .map(|device| (device, weights.as_mut().and_then(Iterator::next)))
+            .filter(|((_, name), _)| !lost.contains(name))
+            .unzip();
+        if devices.is_empty() {
             return Ok(None);
         }
-        let pick = |i: usize| keep[i];
-        let devices: Vec<(Device, String)> = (self.devices.into_iter().enumerate())
-            .filter(|(i, _)| pick(*i))
-            .map(|(_, d)| d)
-            .collect();
-        let weights = self.weights.map(|w| {
-            (w.into_iter().enumerate())
-                .filter(|(i, _)| pick(*i))
-                .map(|(_, w)| w)
-                .collect()
-        });
+        let weights: Option<Vec<f64>> = weights.into_iter().collect();
         drop(self.rows);
         Resharding::upload(self.source, devices, weights, self.chunk_rows)
             .map(|r| Some(r.with_sample_weight(self.sample_weight)))
@@ -205,11 +200,26 @@ pub struct Stall {
 
 impl std::fmt::Display for Stall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "worker {} stopped answering", self.worker)?;
-        if let Some(it) = self.iteration {
-            write!(f, " in iteration {it}")?;
+        write!(
+            f,
+            "worker {} stopped answering{}: no progress for {:.0} s",
+            self.worker,
+            InIteration(self.iteration),
+            self.idle_seconds
+        )
+    }
+}
+
+/// `" in iteration N"` when there is one, nothing before the first: how a worker's failure
+/// names when it happened.
+pub struct InIteration(pub Option<usize>);
+
+impl std::fmt::Display for InIteration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(it) => write!(f, " in iteration {it}"),
+            None => Ok(()),
         }
-        write!(f, ": no progress for {:.0} s", self.idle_seconds)
     }
 }
 

@@ -109,7 +109,7 @@ pub use config::{GaussianMixtureConfig, InitMethod, MixtureSettings};
 pub use covariance::CovarianceType;
 pub use em::{fit, fit_resuming, fit_warm, validate_data, Checkpoint};
 pub use error::{GmmError, Result};
-pub use faults::{fit_retrying, LostWorker, Reshard, Resharding, Retried, Stall};
+pub use faults::{fit_retrying, InIteration, LostWorker, Reshard, Resharding, Retried, Stall};
 pub use fitted::{FittedMixture, Mixture};
 pub use form::EstepForm;
 pub use kmeans::{kmeans, KMeansConfig, KMeansResult};
