@@ -188,30 +188,17 @@ mod flex {
 
     mod f32_rows {
         //! One row of the f32 pass without libm calls or branches, in lanes the compiler turns
-        //! into vector instructions (AVX2 + FMA where the CPU has them, chosen at run time;
-        //! the workspace builds for baseline x86-64, where LLVM left the scalar loop scalar):
+        //! into vector instructions (the CPU's widest, chosen at run time: `crate::simd`; the
+        //! workspace builds for baseline x86-64, where LLVM left the scalar loop scalar):
         //! `e^{−|l|}` by range reduction and a degree-6 polynomial (Cephes' `expf`, ≤ 2 ulp),
         //! `log1p(e) = 2 atanh(e / (2 + e))` by its odd series to `s¹¹` (`s ≤ 1/3`: relative
         //! error below 2·10⁻⁸), the row's sum in f64 per lane.
 
         const LANES: usize = 16;
 
-        /// `(Σ_j bce(l_j, x_j), σ(l) − x)` of one row: the sum (f64), `delta` written.
-        pub(super) fn row(l: &[f32], x: &[f32], delta: &mut [f32]) -> f64 {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: the CPU has AVX2 and FMA (checked just above).
-                return unsafe { row_avx2(l, x, delta) };
-            }
-            row_plain(l, x, delta)
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn row_avx2(l: &[f32], x: &[f32], delta: &mut [f32]) -> f64 {
-            row_plain(l, x, delta)
+        crate::vectorised! {
+            /// `(Σ_j bce(l_j, x_j), σ(l) − x)` of one row: the sum (f64), `delta` written.
+            pub(super) fn row(l: &[f32], x: &[f32], delta: &mut [f32]) -> f64 => row_plain
         }
 
         #[inline(always)]

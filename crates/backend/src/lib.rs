@@ -9,6 +9,8 @@
 //!   chunk ranges and running sums of per-chunk tensors.
 //! - [`allocator`]: the process's allocator policy for chunked passes (freed chunk buffers
 //!   kept for the next chunk), set once by a program's `main`.
+//! - [`simd`]: the CPU's widest vector instructions, detected once, and [`vectorised!`], which
+//!   compiles a host kernel once per level and calls the copy this CPU runs.
 //! - [`spelling`]: each choice's spellings written once ([`spellings!`]).
 //! - [`error`]: [`BackendError`]; `mixburn-gmm` converts it into its own error, so the
 //!   messages are the same wherever they surface.
@@ -29,6 +31,7 @@ pub mod error;
 #[cfg(feature = "flex")]
 mod flex_host;
 pub mod host;
+pub mod simd;
 pub mod spelling;
 
 pub use backend::{Backend, Precision};

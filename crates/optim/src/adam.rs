@@ -417,7 +417,31 @@ fn adam_pass<E: HostFloat>(c: &Coefficients<E>, p: &mut [E], g: &[E], m: &mut [E
         .for_each(|(((p, g), m), v)| adam_chunk(c, p, g, m, v));
 }
 
-fn adam_chunk<E: HostFloat>(c: &Coefficients<E>, p: &mut [E], g: &[E], m: &mut [E], v: &mut [E]) {
+mixburn_backend::vectorised! {
+    /// [`adam_chunk_plain`] in the CPU's widest vectors (bit for bit the same).
+    fn adam_chunk<E: HostFloat>(c: &Coefficients<E>, p: &mut [E], g: &[E], m: &mut [E], v: &mut [E]) => adam_chunk_plain
+}
+
+mixburn_backend::vectorised! {
+    /// [`amsgrad_chunk_plain`] in the CPU's widest vectors (bit for bit the same).
+    fn amsgrad_chunk<E: HostFloat>(
+        c: &Coefficients<E>,
+        p: &mut [E],
+        g: &[E],
+        m: &mut [E],
+        v: &mut [E],
+        v_max: &mut [E],
+    ) => amsgrad_chunk_plain
+}
+
+#[inline(always)]
+fn adam_chunk_plain<E: HostFloat>(
+    c: &Coefficients<E>,
+    p: &mut [E],
+    g: &[E],
+    m: &mut [E],
+    v: &mut [E],
+) {
     // Two loops, so that neither tests for weight decay per element.
     match c.penalty {
         Some(_) => adam_loop::<E, true>(c, p, g, m, v),
@@ -425,6 +449,7 @@ fn adam_chunk<E: HostFloat>(c: &Coefficients<E>, p: &mut [E], g: &[E], m: &mut [
     }
 }
 
+#[inline(always)]
 fn adam_loop<E: HostFloat, const DECAY: bool>(
     c: &Coefficients<E>,
     p: &mut [E],
@@ -460,7 +485,8 @@ fn amsgrad_pass<E: HostFloat>(
         .for_each(|((((p, g), m), v), v_max)| amsgrad_chunk(c, p, g, m, v, v_max));
 }
 
-fn amsgrad_chunk<E: HostFloat>(
+#[inline(always)]
+fn amsgrad_chunk_plain<E: HostFloat>(
     c: &Coefficients<E>,
     p: &mut [E],
     g: &[E],
