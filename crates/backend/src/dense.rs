@@ -20,7 +20,10 @@
 //!   into, and applies the ReLU in place on the fresh output;
 //! - splits a product into single-threaded `gemm` calls on column (or row) blocks of the
 //!   output, one per rayon thread ([`product`]): 0.84× → 1.0–1.1× OpenBLAS on the same shapes;
-//! - takes transposed operands (`xᵀ`, `Wᵀ`) as strided views, never copied.
+//! - takes transposed operands (`xᵀ`, `Wᵀ`) as strided views, never copied;
+//! - in the backward pass, runs `xᵀ·δ` and `δ·Wᵀ` side by side, each on half of the pool
+//!   ([`DenseOps::product_pair`]), when both are large: one hand-off to the pool instead of
+//!   two, and each operand packed once per product, not once per block.
 //!
 //! Every other backend and dtype runs Burn's own operations (the trait's default bodies), and
 //! [`dense`] calls the extension only on flex: the extension is not registered elsewhere.
@@ -53,6 +56,17 @@ pub trait DenseOps: Backend {
     /// `lhs·rhs` for 2-D operands (either may be a transposed view).
     fn product(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::float_matmul(lhs, rhs)
+    }
+
+    /// `(a·b, c·d)`, two independent 2-D products (the backward pass's `xᵀ·δ` and `δ·Wᵀ`):
+    /// on flex, side by side on the pool's two halves when both are large.
+    fn product_pair(
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        c: FloatTensor<Self>,
+        d: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        (Self::product(a, b), Self::product(c, d))
     }
 }
 
@@ -156,12 +170,25 @@ impl<B: Backend + DenseOps> Backward<B, 3> for DenseBackward {
             let sum = B::float_sum_dim(delta.clone(), 0);
             grads.register::<B>(node.id, B::float_reshape(sum, Shape::new([out])));
         }
-        if let Some(node) = node_w {
-            let dw = B::product(B::float_transpose(x), delta.clone());
-            grads.register::<B>(node.id, dw);
-        }
-        if let Some(node) = node_x {
-            grads.register::<B>(node.id, B::product(delta, B::float_transpose(w)));
+        match (node_w, node_x) {
+            (Some(node_w), Some(node_x)) => {
+                let (dw, dx) = B::product_pair(
+                    B::float_transpose(x),
+                    delta.clone(),
+                    delta,
+                    B::float_transpose(w),
+                );
+                grads.register::<B>(node_w.id, dw);
+                grads.register::<B>(node_x.id, dx);
+            }
+            (Some(node), None) => {
+                let dw = B::product(B::float_transpose(x), delta);
+                grads.register::<B>(node.id, dw);
+            }
+            (None, Some(node)) => {
+                grads.register::<B>(node.id, B::product(delta, B::float_transpose(w)));
+            }
+            (None, None) => {}
         }
     }
 }
@@ -208,8 +235,8 @@ mod flex {
         fn dense(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, relu: bool) -> FlexTensor {
             let plain = x.layout().num_dims() == 2 && weight.layout().num_dims() == 2;
             match x.dtype() {
-                DType::F32 if plain => dense_host::<f32>(&x, &weight, Some(&bias), relu),
-                DType::F64 if plain => dense_host::<f64>(&x, &weight, Some(&bias), relu),
+                DType::F32 if plain => dense_host::<f32>(&x, &weight, Some(&bias), relu, all()),
+                DType::F64 if plain => dense_host::<f64>(&x, &weight, Some(&bias), relu, all()),
                 _ => dense_reference::<Flex>(x, weight, bias, relu),
             }
         }
@@ -217,11 +244,49 @@ mod flex {
         fn product(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
             let plain = lhs.layout().num_dims() == 2 && rhs.layout().num_dims() == 2;
             match lhs.dtype() {
-                DType::F32 if plain => dense_host::<f32>(&lhs, &rhs, None, false),
-                DType::F64 if plain => dense_host::<f64>(&lhs, &rhs, None, false),
+                DType::F32 if plain => dense_host::<f32>(&lhs, &rhs, None, false, all()),
+                DType::F64 if plain => dense_host::<f64>(&lhs, &rhs, None, false, all()),
                 _ => Flex::float_matmul(lhs, rhs),
             }
         }
+
+        fn product_pair(
+            a: FlexTensor,
+            b: FlexTensor,
+            c: FlexTensor,
+            d: FlexTensor,
+        ) -> (FlexTensor, FlexTensor) {
+            let plain = [&a, &b, &c, &d]
+                .iter()
+                .all(|t| t.layout().num_dims() == 2 && t.dtype() == a.dtype());
+            let work = |l: &FlexTensor, r: &FlexTensor| {
+                let (sl, sr) = (l.layout().shape(), r.layout().shape());
+                sl[0].saturating_mul(sl[1]).saturating_mul(sr[1])
+            };
+            let threads = all();
+            // Side by side when each is worth a thread of its own (as a split product's block).
+            let apart = plain
+                && threads >= 2
+                && work(&a, &b) >= SERIAL_BELOW / 2
+                && work(&c, &d) >= SERIAL_BELOW / 2;
+            let half = threads / 2;
+            match a.dtype() {
+                DType::F32 if apart => rayon::join(
+                    || dense_host::<f32>(&a, &b, None, false, half),
+                    || dense_host::<f32>(&c, &d, None, false, threads - half),
+                ),
+                DType::F64 if apart => rayon::join(
+                    || dense_host::<f64>(&a, &b, None, false, half),
+                    || dense_host::<f64>(&c, &d, None, false, threads - half),
+                ),
+                _ => (Self::product(a, b), Self::product(c, d)),
+            }
+        }
+    }
+
+    /// The pool's threads, all of which a lone product's blocks use.
+    fn all() -> usize {
+        rayon::current_num_threads()
     }
 
     /// A 2-D operand as `gemm` reads it: base pointer, row stride, column stride (elements).
@@ -268,12 +333,14 @@ mod flex {
     /// The least columns (or rows) of the output one thread's block gets.
     const MIN_BLOCK: usize = 64;
 
-    /// `act(a·b + bias)` (no bias: `a·b`) into a new contiguous `[m, n]` tensor.
+    /// `act(a·b + bias)` (no bias: `a·b`) into a new contiguous `[m, n]` tensor, in blocks
+    /// for up to `threads` of the pool's threads.
     fn dense_host<E: Float>(
         a: &FlexTensor,
         b: &FlexTensor,
         bias: Option<&FlexTensor>,
         relu: bool,
+        threads: usize,
     ) -> FlexTensor {
         let (m, k) = (a.layout().shape()[0], a.layout().shape()[1]);
         let n = b.layout().shape()[1];
@@ -297,7 +364,7 @@ mod flex {
         };
         if m > 0 && n > 0 {
             let (av, bv) = (view::<E>(a), view::<E>(b));
-            blocks(m, k, n, c.as_mut_ptr(), |c, rows, cols| {
+            blocks(m, k, n, threads, c.as_mut_ptr(), |c, rows, cols| {
                 // SAFETY: `rows × cols` is a block of the `[m, n]` output (row stride n), and
                 // the operands' views cover `[m, k]` and `[k, n]` by their layouts' strides.
                 unsafe {
@@ -339,14 +406,14 @@ mod flex {
     }
 
     /// Runs `call(c, rows, cols)` on blocks covering the `[m, n]` output at `c` (room for
-    /// `m·n` values, row-major): one block when the product is small, else one per rayon
-    /// thread over the longer side (at least [`MIN_BLOCK`] wide), each single-threaded.
-    fn blocks<E: Float, F>(m: usize, k: usize, n: usize, c: *mut E, call: F)
+    /// `m·n` values, row-major): one block when the product is small, else one per thread
+    /// (of `threads`) over the longer side (at least [`MIN_BLOCK`] wide), each
+    /// single-threaded.
+    fn blocks<E: Float, F>(m: usize, k: usize, n: usize, threads: usize, c: *mut E, call: F)
     where
         F: Fn(*mut E, std::ops::Range<usize>, std::ops::Range<usize>) + Sync,
     {
         let c = SendPtr(c);
-        let threads = rayon::current_num_threads();
         let long = m.max(n);
         let parts = if m.saturating_mul(n).saturating_mul(k) < SERIAL_BELOW {
             1
