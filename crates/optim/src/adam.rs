@@ -19,9 +19,11 @@
 //! burn-optim's bit for bit or to the last place.
 //!
 //! Where it runs: on the CPU backends (flex, ndarray) and f32 or f64 tensors, each parameter's
-//! update is one loop over the parameter, gradient and moment buffers, written in place (a
-//! large parameter in chunks of 16 384 elements on rayon's pool, so `RAYON_NUM_THREADS` bounds
-//! it as it bounds Burn's CPU kernels). The buffers are taken out of the tensors with
+//! update is one loop over the parameter, gradient and moment buffers, written in place and
+//! compiled for the CPU's widest vectors (`mixburn_backend::simd`: AVX-512 or AVX2, chosen at
+//! run time, with the baseline loop's bits). A large parameter is updated in chunks of 16 384
+//! elements on rayon's pool, so `RAYON_NUM_THREADS` bounds it as it bounds Burn's CPU
+//! kernels. The buffers are taken out of the tensors with
 //! `into_data` and put back with `from_data`, which on both backends move the buffer (no copy,
 //! no allocation but the tensor handle) when the tensor owns it alone and is contiguous; a
 //! shared or strided buffer is copied once, as Burn's own operations would. Elsewhere (wgpu,
