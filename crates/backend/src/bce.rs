@@ -198,40 +198,37 @@ mod flex {
 
         crate::vectorised! {
             /// `(Σ_j bce(l_j, x_j), σ(l) − x)` of one row: the sum (f64), `delta` written.
-            pub(super) fn row(l: &[f32], x: &[f32], delta: &mut [f32]) -> f64 => row_plain
-        }
-
-        #[inline(always)]
-        fn row_plain(l: &[f32], x: &[f32], delta: &mut [f32]) -> f64 {
-            let mut acc = [0.0f64; LANES];
-            let mut lc = l.chunks_exact(LANES);
-            let mut xc = x.chunks_exact(LANES);
-            let mut dc = delta.chunks_exact_mut(LANES);
-            for ((l, x), d) in (&mut lc).zip(&mut xc).zip(&mut dc) {
-                // Fixed-size arrays: no bounds checks, one vector per lane group.
-                let l: &[f32; LANES] = l.try_into().expect("a chunk of LANES");
-                let x: &[f32; LANES] = x.try_into().expect("a chunk of LANES");
-                let d: &mut [f32; LANES] = d.try_into().expect("a chunk of LANES");
-                let mut loss = [0.0f32; LANES];
-                for i in 0..LANES {
-                    (loss[i], d[i]) = element(l[i], x[i]);
+            pub(super) fn row(l: &[f32], x: &[f32], delta: &mut [f32]) -> f64 {
+                let mut acc = [0.0f64; LANES];
+                let mut lc = l.chunks_exact(LANES);
+                let mut xc = x.chunks_exact(LANES);
+                let mut dc = delta.chunks_exact_mut(LANES);
+                for ((l, x), d) in (&mut lc).zip(&mut xc).zip(&mut dc) {
+                    // Fixed-size arrays: no bounds checks, one vector per lane group.
+                    let l: &[f32; LANES] = l.try_into().expect("a chunk of LANES");
+                    let x: &[f32; LANES] = x.try_into().expect("a chunk of LANES");
+                    let d: &mut [f32; LANES] = d.try_into().expect("a chunk of LANES");
+                    let mut loss = [0.0f32; LANES];
+                    for i in 0..LANES {
+                        (loss[i], d[i]) = element(l[i], x[i]);
+                    }
+                    for i in 0..LANES {
+                        acc[i] += loss[i] as f64;
+                    }
                 }
-                for i in 0..LANES {
-                    acc[i] += loss[i] as f64;
+                let mut tail = 0.0f64;
+                for ((&l, &x), d) in lc
+                    .remainder()
+                    .iter()
+                    .zip(xc.remainder())
+                    .zip(dc.into_remainder())
+                {
+                    let (loss, di) = element(l, x);
+                    tail += loss as f64;
+                    *d = di;
                 }
+                acc.iter().sum::<f64>() + tail
             }
-            let mut tail = 0.0f64;
-            for ((&l, &x), d) in lc
-                .remainder()
-                .iter()
-                .zip(xc.remainder())
-                .zip(dc.into_remainder())
-            {
-                let (loss, di) = element(l, x);
-                tail += loss as f64;
-                *d = di;
-            }
-            acc.iter().sum::<f64>() + tail
         }
 
         /// `(max(l, 0) − x·l + log1p(e^{−|l|}), σ(l) − x)`.

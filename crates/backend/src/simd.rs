@@ -18,14 +18,15 @@
 use std::sync::OnceLock;
 
 /// A set of vector instructions a kernel copy is compiled for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Ordered by width: `Baseline < Avx2 < Avx512`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
-    /// AVX-512 (F, VL) with AVX2 and FMA.
-    Avx512,
-    /// AVX2 with FMA.
-    Avx2,
     /// What the build targets (no run-time choice).
     Baseline,
+    /// AVX2 with FMA.
+    Avx2,
+    /// AVX-512 (F, VL) with AVX2 and FMA.
+    Avx512,
 }
 
 /// This CPU's widest [`Level`], capped by `MIXBURN_SIMD` (read on the first call).
@@ -40,21 +41,12 @@ pub fn level() -> Level {
 /// `found` capped by a `MIXBURN_SIMD` value (`avx512`, `avx2`, `baseline`; anything else,
 /// or none, leaves it).
 fn capped(found: Level, cap: Option<&str>) -> Level {
-    let rank = |l: Level| match l {
-        Level::Baseline => 0,
-        Level::Avx2 => 1,
-        Level::Avx512 => 2,
-    };
-    let cap = match cap.map(str::trim) {
+    match cap.map(str::trim) {
         Some("baseline") => Level::Baseline,
         Some("avx2") => Level::Avx2,
-        _ => return found,
-    };
-    if rank(cap) < rank(found) {
-        cap
-    } else {
-        found
+        _ => Level::Avx512,
     }
+    .min(found)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -74,32 +66,38 @@ fn detect() -> Level {
     Level::Baseline
 }
 
-/// Defines `$name`, which calls `$kernel` (an `#[inline(always)]` function) compiled for
-/// [`level`]: one copy per [`Level`], each with its `#[target_feature]`, the same arguments.
+/// Defines `$name` with the given body compiled once per [`Level`] (each copy with its
+/// `#[target_feature]`, the body `#[inline(always)]` into it) and calls the copy [`level`] picks.
 ///
 /// ```ignore
 /// mixburn_backend::vectorised! {
-///     /// Doc of the dispatcher.
-///     pub fn scale_all<E: Float>(xs: &mut [E], s: E) => scale_all_plain
+///     /// Doc of the function.
+///     pub fn scale_all<E: Float>(xs: &mut [E], s: E) {
+///         for x in xs {
+///             *x = *x * s;
+///         }
+///     }
 /// }
 /// ```
 #[macro_export]
 macro_rules! vectorised {
     (
         $(#[$doc:meta])*
-        $vis:vis fn $name:ident $(<$($g:ident : $bound:path),*>)? ($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? => $kernel:ident
+        $vis:vis fn $name:ident $(<$($g:ident : $bound:path),*>)? ($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block
     ) => {
         $(#[$doc])*
         $vis fn $name $(<$($g: $bound),*>)? ($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn kernel $(<$($g: $bound),*>)? ($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
                 unsafe fn avx512 $(<$($g: $bound),*>)? ($($arg: $ty),*) $(-> $ret)? {
-                    $kernel($($arg),*)
+                    kernel($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2 $(<$($g: $bound),*>)? ($($arg: $ty),*) $(-> $ret)? {
-                    $kernel($($arg),*)
+                    kernel($($arg),*)
                 }
                 match $crate::simd::level() {
                     // SAFETY: `level()` found these instructions on this CPU.
@@ -109,7 +107,7 @@ macro_rules! vectorised {
                     $crate::simd::Level::Baseline => {}
                 }
             }
-            $kernel($($arg),*)
+            kernel($($arg),*)
         }
     };
 }
@@ -118,15 +116,12 @@ macro_rules! vectorised {
 mod tests {
     use super::*;
 
-    #[inline(always)]
-    fn axpy_plain(y: &mut [f32], a: f32, x: &[f32]) {
-        for (y, x) in y.iter_mut().zip(x) {
-            *y += a * *x;
-        }
-    }
-
     vectorised! {
-        fn axpy(y: &mut [f32], a: f32, x: &[f32]) => axpy_plain
+        fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+            for (y, x) in y.iter_mut().zip(x) {
+                *y += a * *x;
+            }
+        }
     }
 
     #[test]
@@ -135,7 +130,9 @@ mod tests {
         let mut fast: Vec<f32> = (0..1003).map(|i| (i as f32).cos()).collect();
         let mut plain = fast.clone();
         axpy(&mut fast, 0.1, &x);
-        axpy_plain(&mut plain, 0.1, &x);
+        for (y, x) in plain.iter_mut().zip(&x) {
+            *y += 0.1 * *x;
+        }
         assert_eq!(
             fast.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             plain.iter().map(|v| v.to_bits()).collect::<Vec<_>>()

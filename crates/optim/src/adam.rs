@@ -420,34 +420,13 @@ fn adam_pass<E: HostFloat>(c: &Coefficients<E>, p: &mut [E], g: &[E], m: &mut [E
 }
 
 mixburn_backend::vectorised! {
-    /// [`adam_chunk_plain`] in the CPU's widest vectors (bit for bit the same).
-    fn adam_chunk<E: HostFloat>(c: &Coefficients<E>, p: &mut [E], g: &[E], m: &mut [E], v: &mut [E]) => adam_chunk_plain
-}
-
-mixburn_backend::vectorised! {
-    /// [`amsgrad_chunk_plain`] in the CPU's widest vectors (bit for bit the same).
-    fn amsgrad_chunk<E: HostFloat>(
-        c: &Coefficients<E>,
-        p: &mut [E],
-        g: &[E],
-        m: &mut [E],
-        v: &mut [E],
-        v_max: &mut [E],
-    ) => amsgrad_chunk_plain
-}
-
-#[inline(always)]
-fn adam_chunk_plain<E: HostFloat>(
-    c: &Coefficients<E>,
-    p: &mut [E],
-    g: &[E],
-    m: &mut [E],
-    v: &mut [E],
-) {
-    // Two loops, so that neither tests for weight decay per element.
-    match c.penalty {
-        Some(_) => adam_loop::<E, true>(c, p, g, m, v),
-        None => adam_loop::<E, false>(c, p, g, m, v),
+    /// Adam's update of one chunk, in the CPU's widest vectors (bit for bit the baseline's).
+    fn adam_chunk<E: HostFloat>(c: &Coefficients<E>, p: &mut [E], g: &[E], m: &mut [E], v: &mut [E]) {
+        // Two loops, so that neither tests for weight decay per element.
+        match c.penalty {
+            Some(_) => adam_loop::<E, true>(c, p, g, m, v),
+            None => adam_loop::<E, false>(c, p, g, m, v),
+        }
     }
 }
 
@@ -487,27 +466,29 @@ fn amsgrad_pass<E: HostFloat>(
         .for_each(|((((p, g), m), v), v_max)| amsgrad_chunk(c, p, g, m, v, v_max));
 }
 
-#[inline(always)]
-fn amsgrad_chunk_plain<E: HostFloat>(
-    c: &Coefficients<E>,
-    p: &mut [E],
-    g: &[E],
-    m: &mut [E],
-    v: &mut [E],
-    v_max: &mut [E],
-) {
-    let items = p
-        .iter_mut()
-        .zip(g)
-        .zip(m.iter_mut())
-        .zip(v.iter_mut())
-        .zip(v_max.iter_mut());
-    for ((((p, &g), m), v), v_max) in items {
-        let g = decayed(c.penalty, *p, g);
-        let v = moments(c, g, m, v);
-        if v > *v_max {
-            *v_max = v;
+mixburn_backend::vectorised! {
+    /// AMSGrad's update of one chunk, in the CPU's widest vectors (bit for bit the baseline's).
+    fn amsgrad_chunk<E: HostFloat>(
+        c: &Coefficients<E>,
+        p: &mut [E],
+        g: &[E],
+        m: &mut [E],
+        v: &mut [E],
+        v_max: &mut [E],
+    ) {
+        let items = p
+            .iter_mut()
+            .zip(g)
+            .zip(m.iter_mut())
+            .zip(v.iter_mut())
+            .zip(v_max.iter_mut());
+        for ((((p, &g), m), v), v_max) in items {
+            let g = decayed(c.penalty, *p, g);
+            let v = moments(c, g, m, v);
+            if v > *v_max {
+                *v_max = v;
+            }
+            *p = updated(c, *p, *m, *v_max);
         }
-        *p = updated(c, *p, *m, *v_max);
     }
 }
