@@ -14,7 +14,7 @@
 //! Why an extension: by Burn's operations the loss is eight element-wise passes over `[N, D]`
 //! forward and about as many backward, each allocating its output. On flex (f32, f64) this
 //! module makes one pass that writes the row sums and `σ(l) − x` (what the backward needs),
-//! rows split over rayon's threads, and the backward is one product with `g`. Every other
+//! rows split over the team's threads ([`crate::team`]), and the backward is one product with `g`. Every other
 //! backend and dtype runs Burn's operations.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -119,15 +119,15 @@ impl<B: Backend + BceOps, C: CheckpointStrategy> BceOps for Autodiff<B, C> {
 
 #[cfg(feature = "flex")]
 mod flex {
-    //! The flex implementation: one pass over the host buffers, rows split over rayon.
+    //! The flex implementation: one pass over the host buffers, rows split over the team.
 
     use burn::backend::flex::FlexTensor;
     use burn::backend::Flex;
     use burn::tensor::DType;
-    use rayon::prelude::*;
 
     use super::{bce_parts_reference, BceOps};
     use crate::flex_host::{from_vec, Float};
+    use crate::team;
 
     impl BceOps for Flex {
         fn bce_parts(l: FlexTensor, x: FlexTensor) -> (FlexTensor, FlexTensor) {
@@ -140,7 +140,7 @@ mod flex {
         }
     }
 
-    /// Rows per rayon task (about 16 k values of a 784-wide image batch).
+    /// Rows per part (about 16 k values of a 784-wide image batch).
     const ROWS_PER_TASK: usize = 20;
 
     fn parts<E: Float>(l: &FlexTensor, x: &FlexTensor) -> (FlexTensor, FlexTensor) {
@@ -154,35 +154,36 @@ mod flex {
         let mut sums = vec![E::ZERO; n];
         let mut delta = vec![E::ZERO; n * d];
         let width = d.max(1);
-        sums.par_chunks_mut(ROWS_PER_TASK)
-            .zip(delta.par_chunks_mut(ROWS_PER_TASK * width))
-            .enumerate()
-            .for_each(|(task, (sums, delta))| {
-                let first = task * ROWS_PER_TASK;
-                for (r, (sum, delta)) in sums.iter_mut().zip(delta.chunks_mut(width)).enumerate() {
-                    let row = (first + r) * d..(first + r + 1) * d;
-                    if E::dtype() == DType::F32 {
-                        // f32, the training path: a branch-free kernel the compiler vectorises.
-                        let (l, x) = (&ls[row.clone()], &xs[row]);
-                        let (l, x): (&[f32], &[f32]) =
-                            (bytemuck::cast_slice(l), bytemuck::cast_slice(x));
-                        let acc = f32_rows::row(l, x, bytemuck::cast_slice_mut(delta));
-                        *sum = E::from_f64(acc);
-                        continue;
-                    }
-                    let mut acc = 0.0f64;
-                    for ((&l, &x), delta) in ls[row.clone()].iter().zip(&xs[row]).zip(delta) {
-                        // e = e^{−|l|} ∈ (0, 1]: softplus(l) = max(l, 0) + log1p(e), and
-                        // σ(l) = 1 / (1 + e) for l ≥ 0, e / (1 + e) otherwise.
-                        let e = (-l.abs()).exp();
-                        let positive = if l > E::ZERO { l } else { E::ZERO };
-                        acc += (positive - x * l + e.ln_1p()).into();
-                        let sigma = if l >= E::ZERO { E::ONE } else { e } / (E::ONE + e);
-                        *delta = sigma - x;
-                    }
+        let tasks = sums
+            .chunks_mut(ROWS_PER_TASK)
+            .zip(delta.chunks_mut(ROWS_PER_TASK * width))
+            .enumerate();
+        team::for_each_item(tasks.collect(), &|(task, (sums, delta))| {
+            let first = task * ROWS_PER_TASK;
+            for (r, (sum, delta)) in sums.iter_mut().zip(delta.chunks_mut(width)).enumerate() {
+                let row = (first + r) * d..(first + r + 1) * d;
+                if E::dtype() == DType::F32 {
+                    // f32, the training path: a branch-free kernel the compiler vectorises.
+                    let (l, x) = (&ls[row.clone()], &xs[row]);
+                    let (l, x): (&[f32], &[f32]) =
+                        (bytemuck::cast_slice(l), bytemuck::cast_slice(x));
+                    let acc = f32_rows::row(l, x, bytemuck::cast_slice_mut(delta));
                     *sum = E::from_f64(acc);
+                    continue;
                 }
-            });
+                let mut acc = 0.0f64;
+                for ((&l, &x), delta) in ls[row.clone()].iter().zip(&xs[row]).zip(delta) {
+                    // e = e^{−|l|} ∈ (0, 1]: softplus(l) = max(l, 0) + log1p(e), and
+                    // σ(l) = 1 / (1 + e) for l ≥ 0, e / (1 + e) otherwise.
+                    let e = (-l.abs()).exp();
+                    let positive = if l > E::ZERO { l } else { E::ZERO };
+                    acc += (positive - x * l + e.ln_1p()).into();
+                    let sigma = if l >= E::ZERO { E::ONE } else { e } / (E::ONE + e);
+                    *delta = sigma - x;
+                }
+                *sum = E::from_f64(acc);
+            }
+        });
         (from_vec(sums, &[n]), from_vec(delta, &[n, d]))
     }
 

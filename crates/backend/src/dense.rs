@@ -19,9 +19,11 @@
 //! - computes `x·W + b` in one `gemm` call per block, the bias written first and accumulated
 //!   into, and applies the ReLU in place on the fresh output;
 //! - splits a product into single-threaded `gemm` calls on column (or row) blocks of the
-//!   output, one per rayon thread ([`product`]): 0.84× → 1.0–1.1× OpenBLAS on the same shapes;
+//!   output, one per thread ([`product`]): 0.84× → 1.0–1.1× OpenBLAS on the same shapes; the
+//!   blocks run on [`crate::team`] (the caller and spinning workers, no wake-up per product)
+//!   when the caller is outside rayon's pool, else on rayon's pool;
 //! - takes transposed operands (`xᵀ`, `Wᵀ`) as strided views, never copied;
-//! - in the backward pass, runs `xᵀ·δ` and `δ·Wᵀ` side by side, each on half of the pool
+//! - in the backward pass, runs `xᵀ·δ` and `δ·Wᵀ` side by side, each on half of the threads
 //!   ([`DenseOps::product_pair`]), when both are large: one hand-off to the pool instead of
 //!   two, and each operand packed once per product, not once per block.
 //!
@@ -228,8 +230,11 @@ mod flex {
     use burn::backend::Flex;
     use burn::tensor::DType;
 
+    use std::sync::Mutex;
+
     use super::{dense_reference, DenseOps};
     use crate::flex_host::{from_vec, Float};
+    use crate::team;
 
     impl DenseOps for Flex {
         fn dense(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, relu: bool) -> FlexTensor {
@@ -271,22 +276,38 @@ mod flex {
                 && work(&c, &d) >= SERIAL_BELOW / 2;
             let half = threads / 2;
             match a.dtype() {
-                DType::F32 if apart => rayon::join(
-                    || dense_host::<f32>(&a, &b, None, false, half),
-                    || dense_host::<f32>(&c, &d, None, false, threads - half),
-                ),
-                DType::F64 if apart => rayon::join(
-                    || dense_host::<f64>(&a, &b, None, false, half),
-                    || dense_host::<f64>(&c, &d, None, false, threads - half),
-                ),
+                DType::F32 if apart => {
+                    side_by_side::<f32>([(&a, &b, half), (&c, &d, threads - half)])
+                }
+                DType::F64 if apart => {
+                    side_by_side::<f64>([(&a, &b, half), (&c, &d, threads - half)])
+                }
                 _ => (Self::product(a, b), Self::product(c, d)),
             }
         }
     }
 
-    /// The pool's threads, all of which a lone product's blocks use.
+    /// Two products `l·r`, each on its share of the team's threads.
+    fn side_by_side<E: Float>(
+        pairs: [(&FlexTensor, &FlexTensor, usize); 2],
+    ) -> (FlexTensor, FlexTensor) {
+        let out: [Mutex<Option<FlexTensor>>; 2] = Default::default();
+        team::for_each(2, &|i| {
+            let (l, r, threads) = pairs[i];
+            let product = dense_host::<E>(l, r, None, false, threads);
+            *out[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(product);
+        });
+        let [first, second] = out.map(|slot| {
+            slot.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .expect("for_each ran both products")
+        });
+        (first, second)
+    }
+
+    /// The team's threads, all of which a lone product's blocks use.
     fn all() -> usize {
-        rayon::current_num_threads()
+        team::threads()
     }
 
     /// A 2-D operand as `gemm` reads it: base pointer, row stride, column stride (elements).
@@ -425,17 +446,12 @@ mod flex {
         }
         let size = long.div_ceil(parts);
         let by_rows = m > n;
-        rayon::scope(|scope| {
-            for start in (0..long).step_by(size) {
-                let part = start..(start + size).min(long);
-                let (call, c) = (&call, &c);
-                scope.spawn(move |_| {
-                    if by_rows {
-                        call(c.get(), part, 0..n)
-                    } else {
-                        call(c.get(), 0..m, part)
-                    }
-                });
+        team::for_each(long.div_ceil(size), &|i| {
+            let part = i * size..((i + 1) * size).min(long);
+            if by_rows {
+                call(c.get(), part, 0..n)
+            } else {
+                call(c.get(), 0..m, part)
             }
         });
     }

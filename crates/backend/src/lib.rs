@@ -11,6 +11,8 @@
 //!   kept for the next chunk), set once by a program's `main`.
 //! - [`simd`]: the CPU's widest vector instructions, detected once, and [`vectorised!`], which
 //!   compiles a host kernel once per level and calls the copy this CPU runs.
+//! - [`team`]: the short parallel regions of a training step on spinning workers and the
+//!   calling thread (as OpenMP runs them), rayon's pool where the team is taken.
 //! - [`spelling`]: each choice's spellings written once ([`spellings!`]).
 //! - [`error`]: [`BackendError`]; `mixburn-gmm` converts it into its own error, so the
 //!   messages are the same wherever they surface.
@@ -33,6 +35,7 @@ mod flex_host;
 pub mod host;
 pub mod simd;
 pub mod spelling;
+pub mod team;
 
 pub use backend::{Backend, Precision};
 pub use error::{BackendError, Result};

@@ -22,7 +22,8 @@
 //! update is one loop over the parameter, gradient and moment buffers, written in place and
 //! compiled for the CPU's widest vectors (`mixburn_backend::simd`: AVX-512 or AVX2, chosen at
 //! run time, with the baseline loop's bits). A large parameter is updated in chunks of 16 384
-//! elements on rayon's pool, so `RAYON_NUM_THREADS` bounds it as it bounds Burn's CPU
+//! elements on `mixburn_backend::team` (the caller and spinning workers, as
+//! many threads as rayon's pool), so `RAYON_NUM_THREADS` bounds it as it bounds Burn's CPU
 //! kernels. The buffers are taken out of the tensors with
 //! `into_data` and put back with `from_data`, which on both backends move the buffer (no copy,
 //! no allocation but the tensor handle) when the tensor owns it alone and is contiguous; a
@@ -40,7 +41,7 @@ use burn::optim::{
     Optimizer, RecordState, StateSink, StateSource,
 };
 use burn::tensor::{DType, Device, Element, Shape, Tensor, TensorData};
-use rayon::prelude::*;
+use mixburn_backend::team;
 
 /// [`FusedAdam`]'s configuration: burn-optim's `AdamConfig`, the same fields and defaults.
 #[derive(Config, Debug)]
@@ -407,16 +408,19 @@ fn updated<E: HostFloat>(c: &Coefficients<E>, p: E, m: E, v: E) -> E {
 /// than two chunks are updated on the calling thread.
 const CHUNK: usize = 1 << 14;
 
-/// Adam's pass over one parameter's buffers, in chunks on rayon's pool when large.
+/// Adam's pass over one parameter's buffers, in chunks on the team's threads when large.
 fn adam_pass<E: HostFloat>(c: &Coefficients<E>, p: &mut [E], g: &[E], m: &mut [E], v: &mut [E]) {
     if p.len() < 2 * CHUNK {
         return adam_chunk(c, p, g, m, v);
     }
-    p.par_chunks_mut(CHUNK)
-        .zip(g.par_chunks(CHUNK))
-        .zip(m.par_chunks_mut(CHUNK))
-        .zip(v.par_chunks_mut(CHUNK))
-        .for_each(|(((p, g), m), v)| adam_chunk(c, p, g, m, v));
+    let chunks = p
+        .chunks_mut(CHUNK)
+        .zip(g.chunks(CHUNK))
+        .zip(m.chunks_mut(CHUNK))
+        .zip(v.chunks_mut(CHUNK));
+    team::for_each_item(chunks.collect(), &|(((p, g), m), v)| {
+        adam_chunk(c, p, g, m, v)
+    });
 }
 
 mixburn_backend::vectorised! {
@@ -458,12 +462,15 @@ fn amsgrad_pass<E: HostFloat>(
     if p.len() < 2 * CHUNK {
         return amsgrad_chunk(c, p, g, m, v, v_max);
     }
-    p.par_chunks_mut(CHUNK)
-        .zip(g.par_chunks(CHUNK))
-        .zip(m.par_chunks_mut(CHUNK))
-        .zip(v.par_chunks_mut(CHUNK))
-        .zip(v_max.par_chunks_mut(CHUNK))
-        .for_each(|((((p, g), m), v), v_max)| amsgrad_chunk(c, p, g, m, v, v_max));
+    let chunks = p
+        .chunks_mut(CHUNK)
+        .zip(g.chunks(CHUNK))
+        .zip(m.chunks_mut(CHUNK))
+        .zip(v.chunks_mut(CHUNK))
+        .zip(v_max.chunks_mut(CHUNK));
+    team::for_each_item(chunks.collect(), &|((((p, g), m), v), v_max)| {
+        amsgrad_chunk(c, p, g, m, v, v_max)
+    });
 }
 
 mixburn_backend::vectorised! {
