@@ -16,16 +16,17 @@
 //! and burn-flex hands every product to the `gemm` crate on all cores at once, which on the
 //! layer shapes of a network at batch 100 runs at 0.4–0.75× OpenBLAS on the 2-core machine
 //! (`gemm-bench`: `vade_dw_*`, `vade_dx_*`). On flex, f32 and f64, this module:
-//! - computes `x·W + b` in one `gemm` call per block, the bias written first and accumulated
-//!   into, and applies the ReLU in place on the fresh output;
+//! - computes `x·W + b` in one `gemm` call per block, the block's bias written first and
+//!   accumulated into, and applies the ReLU in place to the block (on the block's thread,
+//!   while it is in that core's cache);
 //! - splits a product into single-threaded `gemm` calls on column (or row) blocks of the
 //!   output, one per thread ([`product`]): 0.84× → 1.0–1.1× OpenBLAS on the same shapes; the
 //!   blocks run on [`crate::team`] (the caller and spinning workers, no wake-up per product)
 //!   when the caller is outside rayon's pool, else on rayon's pool;
 //! - takes transposed operands (`xᵀ`, `Wᵀ`) as strided views, never copied;
-//! - in the backward pass, runs `xᵀ·δ` and `δ·Wᵀ` side by side, each on half of the threads
-//!   ([`DenseOps::product_pair`]), when both are large: one hand-off to the pool instead of
-//!   two, and each operand packed once per product, not once per block.
+//! - in the backward pass, runs `xᵀ·δ` and `δ·Wᵀ` in one region
+//!   ([`DenseOps::product_pair`]): both products' blocks, claimed in turn by the threads, so
+//!   that no thread waits for the other product's slower shape (`k = 100` against `k = 2000`).
 //!
 //! Every other backend and dtype runs Burn's own operations (the trait's default bodies), and
 //! [`dense`] calls the extension only on flex: the extension is not registered elsewhere.
@@ -230,7 +231,7 @@ mod flex {
     use burn::backend::Flex;
     use burn::tensor::DType;
 
-    use std::sync::Mutex;
+    use std::ops::Range;
 
     use super::{dense_reference, DenseOps};
     use crate::flex_host::{from_vec, Float};
@@ -268,41 +269,31 @@ mod flex {
                 let (sl, sr) = (l.layout().shape(), r.layout().shape());
                 sl[0].saturating_mul(sl[1]).saturating_mul(sr[1])
             };
-            let threads = all();
-            // Side by side when each is worth a thread of its own (as a split product's block).
+            // One region for both when each is worth a thread (half a split product's least).
             let apart = plain
-                && threads >= 2
+                && all() >= 2
                 && work(&a, &b) >= SERIAL_BELOW / 2
                 && work(&c, &d) >= SERIAL_BELOW / 2;
-            let half = threads / 2;
             match a.dtype() {
-                DType::F32 if apart => {
-                    side_by_side::<f32>([(&a, &b, half), (&c, &d, threads - half)])
-                }
-                DType::F64 if apart => {
-                    side_by_side::<f64>([(&a, &b, half), (&c, &d, threads - half)])
-                }
+                DType::F32 if apart => side_by_side::<f32>([(&a, &b), (&c, &d)]),
+                DType::F64 if apart => side_by_side::<f64>([(&a, &b), (&c, &d)]),
                 _ => (Self::product(a, b), Self::product(c, d)),
             }
         }
     }
 
-    /// Two products `l·r`, each on its share of the team's threads.
-    fn side_by_side<E: Float>(
-        pairs: [(&FlexTensor, &FlexTensor, usize); 2],
-    ) -> (FlexTensor, FlexTensor) {
-        let out: [Mutex<Option<FlexTensor>>; 2] = Default::default();
-        team::for_each(2, &|i| {
-            let (l, r, threads) = pairs[i];
-            let product = dense_host::<E>(l, r, None, false, threads);
-            *out[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(product);
-        });
-        let [first, second] = out.map(|slot| {
-            slot.into_inner()
-                .unwrap_or_else(|e| e.into_inner())
-                .expect("for_each ran both products")
-        });
-        (first, second)
+    /// Two products `l·r` in one region: both products' blocks (each split as a lone product
+    /// is), claimed in turn by the team's threads, so that neither thread waits for the other
+    /// product's slower shape.
+    fn side_by_side<E: Float>(pairs: [(&FlexTensor, &FlexTensor); 2]) -> (FlexTensor, FlexTensor) {
+        let [first, second] = pairs.map(|(l, r)| Product::<E>::new(l, r, None, false));
+        let threads = all();
+        let parts: Vec<(&Product<E>, Block)> = [&first, &second]
+            .into_iter()
+            .flat_map(|p| p.plan(threads).into_iter().map(move |block| (p, block)))
+            .collect();
+        team::for_each(parts.len(), &|i| parts[i].0.run(&parts[i].1));
+        (first.finish(), second.finish())
     }
 
     /// The team's threads, all of which a lone product's blocks use.
@@ -355,7 +346,7 @@ mod flex {
     const MIN_BLOCK: usize = 64;
 
     /// `act(a·b + bias)` (no bias: `a·b`) into a new contiguous `[m, n]` tensor, in blocks
-    /// for up to `threads` of the pool's threads.
+    /// for up to `threads` of the team's threads.
     fn dense_host<E: Float>(
         a: &FlexTensor,
         b: &FlexTensor,
@@ -363,97 +354,152 @@ mod flex {
         relu: bool,
         threads: usize,
     ) -> FlexTensor {
-        let (m, k) = (a.layout().shape()[0], a.layout().shape()[1]);
-        let n = b.layout().shape()[1];
-        // The output's own buffer, handed to flex without a copy (`from_vec`).
-        let (mut c, read_dst) = match bias {
-            Some(bias) => {
-                let bias = bias.to_contiguous();
-                // A fresh contiguous copy starts at offset 0 and holds the n values.
-                let bias: &[E] = &bias.storage()[..n];
-                let mut c = Vec::with_capacity(m * n);
-                for _ in 0..m {
-                    c.extend_from_slice(bias);
-                }
-                (c, true)
-            }
-            // Without a bias the product writes every value without reading it
-            // (`read_dst = false`): the buffer is not zeroed first (a memset of the output
-            // was 3-4 % of a VaDE step), unless there is no product to write it (`k = 0`).
-            None if k > 0 => (Vec::with_capacity(m * n), false),
-            None => (vec![E::ZERO; m * n], false),
-        };
-        if m > 0 && n > 0 {
-            let (av, bv) = (view::<E>(a), view::<E>(b));
-            blocks(m, k, n, threads, c.as_mut_ptr(), |c, rows, cols| {
-                // SAFETY: `rows × cols` is a block of the `[m, n]` output (row stride n), and
-                // the operands' views cover `[m, k]` and `[k, n]` by their layouts' strides.
-                unsafe {
-                    gemm::gemm(
-                        rows.len(),
-                        cols.len(),
-                        k,
-                        c.add(rows.start * n + cols.start),
-                        1,
-                        n as isize,
-                        read_dst,
-                        av.at(rows.start, 0),
-                        av.cs(),
-                        av.rs(),
-                        bv.at(0, cols.start),
-                        bv.cs(),
-                        bv.rs(),
-                        E::ONE,
-                        E::ONE,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
-            });
-        }
-        // SAFETY: the bias rows (or zeros) filled `c`, or (`k > 0`, no bias) the blocks'
-        // products wrote each of its `m·n` values.
-        unsafe { c.set_len(m * n) };
-        if relu {
-            for v in &mut c {
-                // NaN stays NaN (as Burn's relu): only `v <= 0` is cleared. An unconditional
-                // store (a select, vectorised), not a branch on the sign.
-                *v = if *v <= E::ZERO { E::ZERO } else { *v };
-            }
-        }
-        from_vec(c, &[m, n])
+        let product = Product::<E>::new(a, b, bias, relu);
+        let blocks = product.plan(threads);
+        team::for_each(blocks.len(), &|i| product.run(&blocks[i]));
+        product.finish()
     }
 
-    /// Runs `call(c, rows, cols)` on blocks covering the `[m, n]` output at `c` (room for
-    /// `m·n` values, row-major): one block when the product is small, else one per thread
-    /// (of `threads`) over the longer side (at least [`MIN_BLOCK`] wide), each
-    /// single-threaded.
-    fn blocks<E: Float, F>(m: usize, k: usize, n: usize, threads: usize, c: *mut E, call: F)
-    where
-        F: Fn(*mut E, std::ops::Range<usize>, std::ops::Range<usize>) + Sync,
-    {
-        let c = SendPtr(c);
-        let long = m.max(n);
-        let parts = if m.saturating_mul(n).saturating_mul(k) < SERIAL_BELOW {
-            1
-        } else {
-            threads.min(long / MIN_BLOCK).max(1)
-        };
-        if parts == 1 {
-            return call(c.get(), 0..m, 0..n);
-        }
-        let size = long.div_ceil(parts);
-        let by_rows = m > n;
-        team::for_each(long.div_ceil(size), &|i| {
-            let part = i * size..((i + 1) * size).min(long);
-            if by_rows {
-                call(c.get(), part, 0..n)
+    /// Rows × columns of the output that one single-threaded `gemm` call writes.
+    type Block = (Range<usize>, Range<usize>);
+
+    /// One product `act(a·b + bias)` being computed: its output buffer (not yet initialised
+    /// where no bias was written) and its operands' views.
+    struct Product<E> {
+        m: usize,
+        k: usize,
+        n: usize,
+        c: SendPtr<E>,
+        /// Owns the buffer `c` points into (length set by [`Product::finish`]).
+        buffer: Vec<E>,
+        /// The `n` bias values each block writes into its rows before its product.
+        bias: Option<Vec<E>>,
+        relu: bool,
+        av: View<E>,
+        bv: View<E>,
+    }
+
+    impl<E: Float> Product<E> {
+        fn new(a: &FlexTensor, b: &FlexTensor, bias: Option<&FlexTensor>, relu: bool) -> Self {
+            let (m, k) = (a.layout().shape()[0], a.layout().shape()[1]);
+            let n = b.layout().shape()[1];
+            // A fresh contiguous copy starts at offset 0 and holds the n values.
+            let bias = bias.map(|b| b.to_contiguous().storage::<E>()[..n].to_vec());
+            // The output's own buffer, handed to flex without a copy (`from_vec`). The blocks
+            // write every value (the bias, then the product into it; or the product alone,
+            // without reading the buffer): it is not zeroed first (a memset of the output was
+            // 3-4 % of a VaDE step), unless nothing would write it (no bias and `k = 0`).
+            let mut buffer = if k > 0 || bias.is_some() {
+                Vec::with_capacity(m * n)
             } else {
-                call(c.get(), 0..m, part)
+                vec![E::ZERO; m * n]
+            };
+            Product {
+                m,
+                k,
+                n,
+                c: SendPtr(buffer.as_mut_ptr()),
+                buffer,
+                bias,
+                relu,
+                av: view::<E>(a),
+                bv: view::<E>(b),
             }
-        });
+        }
+
+        /// The output's blocks for up to `threads` threads: one when the product is small,
+        /// else one per thread over the longer side (at least [`MIN_BLOCK`] wide); none for an
+        /// empty output.
+        fn plan(&self, threads: usize) -> Vec<Block> {
+            let (m, k, n) = (self.m, self.k, self.n);
+            if m == 0 || n == 0 {
+                return Vec::new();
+            }
+            let long = m.max(n);
+            let parts = if m.saturating_mul(n).saturating_mul(k) < SERIAL_BELOW {
+                1
+            } else {
+                threads.min(long / MIN_BLOCK).max(1)
+            };
+            let size = long.div_ceil(parts);
+            (0..long)
+                .step_by(size)
+                .map(|start| {
+                    let part = start..(start + size).min(long);
+                    if m > n {
+                        (part, 0..n)
+                    } else {
+                        (0..m, part)
+                    }
+                })
+                .collect()
+        }
+
+        /// Writes one block of the output (single-threaded): its bias, the product, the ReLU.
+        fn run(&self, (rows, cols): &Block) {
+            let (k, n) = (self.k, self.n);
+            // SAFETY (each use): row `i` of the block lies inside the `[m, n]` output, and only
+            // this block writes its `cols.len()` values.
+            let row = |i: usize| unsafe { self.c.get().add(i * n + cols.start) };
+            if let Some(bias) = &self.bias {
+                for i in rows.clone() {
+                    // SAFETY: as `row`; the values are uninitialised and written, not read.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            bias[cols.clone()].as_ptr(),
+                            row(i),
+                            cols.len(),
+                        )
+                    };
+                }
+            }
+            // SAFETY: `rows × cols` is a block of the `[m, n]` output (row stride n) from
+            // `plan`, written by this call alone, and the operands' views cover `[m, k]` and
+            // `[k, n]` by their layouts' strides.
+            unsafe {
+                gemm::gemm(
+                    rows.len(),
+                    cols.len(),
+                    k,
+                    self.c.get().add(rows.start * n + cols.start),
+                    1,
+                    n as isize,
+                    self.bias.is_some(),
+                    self.av.at(rows.start, 0),
+                    self.av.cs(),
+                    self.av.rs(),
+                    self.bv.at(0, cols.start),
+                    self.bv.cs(),
+                    self.bv.rs(),
+                    E::ONE,
+                    E::ONE,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            if self.relu {
+                for i in rows.clone() {
+                    // SAFETY: as `row`; the product above wrote these values.
+                    let values = unsafe { std::slice::from_raw_parts_mut(row(i), cols.len()) };
+                    for v in values {
+                        // NaN stays NaN (as Burn's relu): only `v <= 0` is cleared. An
+                        // unconditional store (a select, vectorised), not a branch on the sign.
+                        *v = if *v <= E::ZERO { E::ZERO } else { *v };
+                    }
+                }
+            }
+        }
+
+        /// The output tensor, once every block of [`Product::plan`] has run.
+        fn finish(self) -> FlexTensor {
+            let (m, n, mut c) = (self.m, self.n, self.buffer);
+            // SAFETY: the blocks cover the output and wrote each of its `m·n` values (or it
+            // was zeroed: no bias and `k = 0`).
+            unsafe { c.set_len(m * n) };
+            from_vec(c, &[m, n])
+        }
     }
 
     /// The output's base pointer, shared by the blocks (each writes its own block).
