@@ -8,7 +8,7 @@
 //! operations):
 //!
 //! - **the caller takes part**: `threads − 1` workers (rayon's pool size, so
-//!   `RAYON_NUM_THREADS` and `--threads` count here too) and the calling thread claim the
+//!   `RAYON_NUM_THREADS` counts here too) and the calling thread claim the
 //!   region's parts from one counter;
 //! - **workers spin between regions** for [`SPIN`] (`MIXBURN_TEAM_SPIN_US` overrides it), then
 //!   park, and the next region unparks them.
