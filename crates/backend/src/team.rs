@@ -11,7 +11,9 @@
 //!   `RAYON_NUM_THREADS` counts here too) and the calling thread claim the
 //!   region's parts from one counter;
 //! - **workers spin between regions** for [`SPIN`] (`MIXBURN_TEAM_SPIN_US` overrides it), then
-//!   park, and the next region unparks them.
+//!   park, and the next region unparks them. A spinning worker yields its core every
+//!   [`YIELD_EVERY`] spins, so that rayon's workers, when the caller hands them work between
+//!   regions, do not wait for the spin to end.
 //!
 //! | call | runs `part(i)` for `i` in `0..parts` on |
 //! |---|---|
@@ -33,6 +35,9 @@ use rayon::prelude::*;
 
 /// How long an idle worker spins for the next region before it parks.
 pub const SPIN: Duration = Duration::from_micros(500);
+
+/// A spinning worker yields its core once in this many spins (some microseconds apart).
+const YIELD_EVERY: u32 = 256;
 
 /// One region's work: `part(i)` for each part index.
 type Part<'a> = dyn Fn(usize) + Sync + 'a;
@@ -245,6 +250,10 @@ impl Team {
                     }
                     me.sleeping.store(false, Ordering::SeqCst);
                     since = Instant::now();
+                } else if spins.is_multiple_of(YIELD_EVERY) {
+                    // A thread waiting for this core (a rayon worker between the caller's
+                    // regions) runs now; with none, this returns at once.
+                    std::thread::yield_now();
                 } else {
                     std::hint::spin_loop();
                 }
