@@ -12,6 +12,14 @@
 #   benches/vade_full_schedule.sh status           where each run stands
 #   benches/vade_full_schedule.sh collect          copy each run's log.jsonl and metrics into
 #                                                  benches/results/vade_full_schedule/ (commit)
+#   benches/vade_full_schedule.sh rebind SEED      make the workspace's build the (stopped) seed's
+#                                                  binary, the old one kept beside it; only after
+#                                                  one epoch from the same checkpoint wrote the
+#                                                  same model.bpk, byte for byte, with both
+#
+# VADE_THREADS (default 1) sets RAYON_NUM_THREADS of the runs started: more than one when a
+# single seed is left and the cores are free; check first, as for rebind, that one epoch
+# writes the same model.bpk with one thread and with VADE_THREADS.
 #
 # The run directories live outside the work tree ($MIXBURN_RUNS, default
 # ~/.cache/mixburn/runs), so that a new checkout keeps them; each run is one process on one
@@ -54,7 +62,7 @@ case "$cmd" in
                 --latent-dim 10 --components 10 --seed "$s" --backend flex --quiet)
         fi
         mkdir -p "$runs/logs"
-        RAYON_NUM_THREADS=1 setsid nohup nice -n 19 "$bin" "${args[@]}" \
+        RAYON_NUM_THREADS="${VADE_THREADS:-1}" setsid nohup nice -n 19 "$bin" "${args[@]}" \
           >>"$runs/logs/vade-s$s.out" 2>&1 &
         echo $! >"$pid_file"
         echo "seed $s: started (pid $!, ${args[*]:0:3})"
@@ -97,8 +105,22 @@ case "$cmd" in
     done
     ls -R "$results"
     ;;
+  rebind)
+    s="${1:?rebind SEED}"
+    bin="$bin_dir/mixburn-s$s"
+    if [ -f "$runs/vade-s$s.pid" ] && kill -0 "$(cat "$runs/vade-s$s.pid")" 2>/dev/null; then
+      echo "seed $s: running; stop it first" >&2
+      exit 2
+    fi
+    [ -x "$target/debug/mixburn" ] || { echo "build first" >&2; exit 2; }
+    old=$(cat "$bin.commit" 2>/dev/null || echo unknown)
+    [ -x "$bin" ] && mv "$bin" "$bin.${old:0:7}"
+    cp "$target/debug/mixburn" "$bin.new" && mv "$bin.new" "$bin"
+    git rev-parse HEAD >"$bin.commit"
+    echo "seed $s: binary of $(git rev-parse --short HEAD) (the one of ${old:0:7} kept as $bin.${old:0:7})"
+    ;;
   *)
-    echo "usage: $0 start [SEED…] | stop | pause | cont | status | collect" >&2
+    echo "usage: $0 start [SEED…] | stop | pause | cont | status | collect | rebind SEED" >&2
     exit 2
     ;;
 esac

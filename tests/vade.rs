@@ -1016,3 +1016,66 @@ fn a_checkpoint_with_non_finite_weights_is_refused_on_load_and_nothing_is_sample
     assert!(sampled.is_err());
     assert!(!picture.exists());
 }
+
+/// Moments that decay below the smallest normal number are stored as zero by the fused Adam
+/// (the CPU computes on subnormals about 100× slower), and the parameters still come out bit
+/// for bit as burn-optim's, whose moments keep the subnormals: 200 f32 steps on 40 000
+/// parameters (more than two parallel chunks) whose gradients are ordinary, tiny for one step
+/// and then zero (a dead unit's: `m` decays into subnormals), constantly 10⁻²⁰ (`v` subnormal
+/// beside an ordinary `m`), or subnormal themselves.
+#[test]
+fn fused_adam_stores_subnormal_moments_as_zero_and_moves_parameters_as_burn_optim() {
+    use mixburn_gmm::burn::optim::Optimizer;
+    let dev = device(Precision::F32);
+    let n = 40_000;
+    let grad = |step: usize| -> Tensor<1> {
+        let values = (0..n)
+            .map(|i| match i % 5 {
+                0 => 0.1 * (0.37 * i as f64 + 0.11 * step as f64).sin(),
+                1 if step == 0 => 1e-30,
+                2 => 1e-20,
+                3 => 1e-39,
+                _ => 0.0,
+            })
+            .collect();
+        tensor_from_f64(values, [n], &dev, DType::F32)
+    };
+    let start: Vec<f64> = (0..n).map(|i| 0.5 * (1.3 * i as f64).cos()).collect();
+    let param = || tensor_from_f64(start.clone(), [n], &dev, DType::F32);
+    let fused = FusedAdamConfig::new().build();
+    let reference = AdamConfig::new().build();
+    let (mut a, mut b) = (param(), param());
+    let (mut sa, mut sb) = (None, None);
+    for step in 0..200 {
+        (a, sa) = fused.step(0.01, a, grad(step), sa);
+        (b, sb) = reference.step(0.01, b, grad(step), sb);
+    }
+    let subnormal = |t: Tensor<1>| {
+        let v: Vec<f32> = t.into_data().try_to_vec::<f32>().unwrap();
+        v.iter().filter(|x| x.is_subnormal()).count()
+    };
+    let (fused_state, burn_state) = (sa.unwrap().0.momentum, sb.unwrap().momentum);
+    assert_eq!(subnormal(fused_state.moment_1), 0);
+    assert_eq!(subnormal(fused_state.moment_2), 0);
+    let burn_subnormal = subnormal(burn_state.moment_1) + subnormal(burn_state.moment_2);
+    assert!(
+        burn_subnormal >= 2 * n / 5,
+        "{burn_subnormal} subnormal moments"
+    );
+    let (a, b): (Vec<f32>, Vec<f32>) = (
+        a.into_data().try_to_vec::<f32>().unwrap(),
+        b.into_data().try_to_vec::<f32>().unwrap(),
+    );
+    let differ = a
+        .iter()
+        .zip(&b)
+        .filter(|(x, y)| x.to_bits() != y.to_bits())
+        .count();
+    assert_eq!(differ, 0, "parameters differing from burn-optim's");
+    let moved = a
+        .iter()
+        .zip(&start)
+        .filter(|(x, s)| **x as f64 != **s as f32 as f64)
+        .count();
+    assert!(moved >= n / 5, "{moved} parameters moved");
+}
