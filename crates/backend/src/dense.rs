@@ -241,8 +241,8 @@ mod flex {
         fn dense(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, relu: bool) -> FlexTensor {
             let plain = x.layout().num_dims() == 2 && weight.layout().num_dims() == 2;
             match x.dtype() {
-                DType::F32 if plain => dense_host::<f32>(&x, &weight, Some(&bias), relu, all()),
-                DType::F64 if plain => dense_host::<f64>(&x, &weight, Some(&bias), relu, all()),
+                DType::F32 if plain => dense_host::<f32>(&x, &weight, Some(&bias), relu),
+                DType::F64 if plain => dense_host::<f64>(&x, &weight, Some(&bias), relu),
                 _ => dense_reference::<Flex>(x, weight, bias, relu),
             }
         }
@@ -250,8 +250,8 @@ mod flex {
         fn product(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
             let plain = lhs.layout().num_dims() == 2 && rhs.layout().num_dims() == 2;
             match lhs.dtype() {
-                DType::F32 if plain => dense_host::<f32>(&lhs, &rhs, None, false, all()),
-                DType::F64 if plain => dense_host::<f64>(&lhs, &rhs, None, false, all()),
+                DType::F32 if plain => dense_host::<f32>(&lhs, &rhs, None, false),
+                DType::F64 if plain => dense_host::<f64>(&lhs, &rhs, None, false),
                 _ => Flex::float_matmul(lhs, rhs),
             }
         }
@@ -271,7 +271,7 @@ mod flex {
             };
             // One region for both when each is worth a thread (half a split product's least).
             let apart = plain
-                && all() >= 2
+                && team::threads() >= 2
                 && work(&a, &b) >= SERIAL_BELOW / 2
                 && work(&c, &d) >= SERIAL_BELOW / 2;
             match a.dtype() {
@@ -287,18 +287,12 @@ mod flex {
     /// product's slower shape.
     fn side_by_side<E: Float>(pairs: [(&FlexTensor, &FlexTensor); 2]) -> (FlexTensor, FlexTensor) {
         let [first, second] = pairs.map(|(l, r)| Product::<E>::new(l, r, None, false));
-        let threads = all();
         let parts: Vec<(&Product<E>, Block)> = [&first, &second]
             .into_iter()
-            .flat_map(|p| p.plan(threads).into_iter().map(move |block| (p, block)))
+            .flat_map(|p| p.plan().into_iter().map(move |block| (p, block)))
             .collect();
         team::for_each(parts.len(), &|i| parts[i].0.run(&parts[i].1));
         (first.finish(), second.finish())
-    }
-
-    /// The team's threads, all of which a lone product's blocks use.
-    fn all() -> usize {
-        team::threads()
     }
 
     /// A 2-D operand as `gemm` reads it: base pointer, row stride, column stride (elements).
@@ -346,16 +340,15 @@ mod flex {
     const MIN_BLOCK: usize = 64;
 
     /// `act(a·b + bias)` (no bias: `a·b`) into a new contiguous `[m, n]` tensor, in blocks
-    /// for up to `threads` of the team's threads.
+    /// on the team's threads.
     fn dense_host<E: Float>(
         a: &FlexTensor,
         b: &FlexTensor,
         bias: Option<&FlexTensor>,
         relu: bool,
-        threads: usize,
     ) -> FlexTensor {
         let product = Product::<E>::new(a, b, bias, relu);
-        let blocks = product.plan(threads);
+        let blocks = product.plan();
         team::for_each(blocks.len(), &|i| product.run(&blocks[i]));
         product.finish()
     }
@@ -407,10 +400,9 @@ mod flex {
             }
         }
 
-        /// The output's blocks for up to `threads` threads: one when the product is small,
-        /// else one per thread over the longer side (at least [`MIN_BLOCK`] wide); none for an
-        /// empty output.
-        fn plan(&self, threads: usize) -> Vec<Block> {
+        /// The output's blocks: one when the product is small, else one per thread of the
+        /// team over the longer side (at least [`MIN_BLOCK`] wide); none for an empty output.
+        fn plan(&self) -> Vec<Block> {
             let (m, k, n) = (self.m, self.k, self.n);
             if m == 0 || n == 0 {
                 return Vec::new();
@@ -419,7 +411,7 @@ mod flex {
             let parts = if m.saturating_mul(n).saturating_mul(k) < SERIAL_BELOW {
                 1
             } else {
-                threads.min(long / MIN_BLOCK).max(1)
+                team::threads().min(long / MIN_BLOCK).max(1)
             };
             let size = long.div_ceil(parts);
             (0..long)

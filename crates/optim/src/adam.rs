@@ -260,8 +260,8 @@ impl FusedAdam {
             let m = slice_mut::<E>(&mut moment_1);
             let v = slice_mut::<E>(&mut moment_2);
             match max_moment_2.as_mut().map(slice_mut::<E>) {
-                Some(v_max) if self.amsgrad => amsgrad_pass(&c, p, g, m, v, v_max),
-                _ => adam_pass(&c, p, g, m, v),
+                Some(v_max) if self.amsgrad => chunked(&c, g, [p, m, v, v_max], amsgrad_chunk),
+                _ => chunked(&c, g, [p, m, v], adam_chunk),
             }
         }
         drop(grad);
@@ -458,24 +458,34 @@ fn updated<E: HostFloat>(c: &Coefficients<E>, p: E, m: E, v: E) -> E {
 /// than two chunks are updated on the calling thread.
 const CHUNK: usize = 1 << 14;
 
-/// Adam's pass over one parameter's buffers, in chunks on the team's threads when large.
-fn adam_pass<E: HostFloat>(c: &Coefficients<E>, p: &mut [E], g: &[E], m: &mut [E], v: &mut [E]) {
-    if p.len() < 2 * CHUNK {
-        return adam_chunk(c, p, g, m, v);
+/// Runs `kernel` over the gradient `g` and the buffers it updates (`[θ, m, v]` for Adam,
+/// `[θ, m, v, v̂]` for AMSGrad): in one call on the calling thread when they are under two
+/// chunks, else chunk by chunk on the team's threads.
+fn chunked<E: HostFloat, const N: usize>(
+    c: &Coefficients<E>,
+    g: &[E],
+    buffers: [&mut [E]; N],
+    kernel: fn(&Coefficients<E>, &[E], [&mut [E]; N]),
+) {
+    if g.len() < 2 * CHUNK {
+        return kernel(c, g, buffers);
     }
-    let chunks = p
-        .chunks_mut(CHUNK)
-        .zip(g.chunks(CHUNK))
-        .zip(m.chunks_mut(CHUNK))
-        .zip(v.chunks_mut(CHUNK));
-    team::for_each_item(chunks.collect(), &|(((p, g), m), v)| {
-        adam_chunk(c, p, g, m, v)
-    });
+    let mut chunks = buffers.map(|b| b.chunks_mut(CHUNK));
+    let items: Vec<_> = g
+        .chunks(CHUNK)
+        .map(|g| {
+            let buffers = chunks.each_mut().map(|b| b.next().expect("as long as g"));
+            (g, buffers)
+        })
+        .collect();
+    team::for_each_item(items, &|(g, buffers)| kernel(c, g, buffers));
 }
 
 mixburn_backend::vectorised! {
-    /// Adam's update of one chunk, in the CPU's widest vectors (bit for bit the baseline's).
-    fn adam_chunk<E: HostFloat>(c: &Coefficients<E>, p: &mut [E], g: &[E], m: &mut [E], v: &mut [E]) {
+    /// Adam's update of one chunk of `[θ, m, v]`, in the CPU's widest vectors (bit for bit the
+    /// baseline's).
+    fn adam_chunk<E: HostFloat>(c: &Coefficients<E>, g: &[E], buffers: [&mut [E]; 3]) {
+        let [p, m, v] = buffers;
         // Two loops, so that neither tests for weight decay per element.
         match c.penalty {
             Some(_) => adam_loop::<E, true>(c, p, g, m, v),
@@ -500,39 +510,11 @@ fn adam_loop<E: HostFloat, const DECAY: bool>(
     }
 }
 
-/// AMSGrad's pass: the running maximum `v̂` replaces `v` in the update.
-fn amsgrad_pass<E: HostFloat>(
-    c: &Coefficients<E>,
-    p: &mut [E],
-    g: &[E],
-    m: &mut [E],
-    v: &mut [E],
-    v_max: &mut [E],
-) {
-    if p.len() < 2 * CHUNK {
-        return amsgrad_chunk(c, p, g, m, v, v_max);
-    }
-    let chunks = p
-        .chunks_mut(CHUNK)
-        .zip(g.chunks(CHUNK))
-        .zip(m.chunks_mut(CHUNK))
-        .zip(v.chunks_mut(CHUNK))
-        .zip(v_max.chunks_mut(CHUNK));
-    team::for_each_item(chunks.collect(), &|((((p, g), m), v), v_max)| {
-        amsgrad_chunk(c, p, g, m, v, v_max)
-    });
-}
-
 mixburn_backend::vectorised! {
-    /// AMSGrad's update of one chunk, in the CPU's widest vectors (bit for bit the baseline's).
-    fn amsgrad_chunk<E: HostFloat>(
-        c: &Coefficients<E>,
-        p: &mut [E],
-        g: &[E],
-        m: &mut [E],
-        v: &mut [E],
-        v_max: &mut [E],
-    ) {
+    /// AMSGrad's update of one chunk of `[θ, m, v, v̂]`: the running maximum `v̂` replaces `v`
+    /// in the update (in the CPU's widest vectors, bit for bit the baseline's).
+    fn amsgrad_chunk<E: HostFloat>(c: &Coefficients<E>, g: &[E], buffers: [&mut [E]; 4]) {
+        let [p, m, v, v_max] = buffers;
         let items = p
             .iter_mut()
             .zip(g)
