@@ -388,15 +388,19 @@ impl HostFloat for f32 {
     const ZERO: Self = 0.0;
     const MIN_POSITIVE: Self = f32::MIN_POSITIVE;
     const EPSILON: Self = f32::EPSILON;
+    #[inline(always)]
     fn abs(self) -> Self {
         f32::abs(self)
     }
+    #[inline(always)]
     fn from_f32(x: f32) -> Self {
         x
     }
+    #[inline(always)]
     fn from_f64(x: f64) -> Self {
         x as f32
     }
+    #[inline(always)]
     fn sqrt(self) -> Self {
         f32::sqrt(self)
     }
@@ -406,15 +410,19 @@ impl HostFloat for f64 {
     const ZERO: Self = 0.0;
     const MIN_POSITIVE: Self = f64::MIN_POSITIVE;
     const EPSILON: Self = f64::EPSILON;
+    #[inline(always)]
     fn abs(self) -> Self {
         f64::abs(self)
     }
+    #[inline(always)]
     fn from_f32(x: f32) -> Self {
         x as f64
     }
+    #[inline(always)]
     fn from_f64(x: f64) -> Self {
         x
     }
+    #[inline(always)]
     fn sqrt(self) -> Self {
         f64::sqrt(self)
     }

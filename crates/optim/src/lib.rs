@@ -10,4 +10,4 @@
 
 pub mod adam;
 
-pub use adam::{FusedAdam, FusedAdamConfig};
+pub use adam::{FusedAdam, FusedAdamConfig, FusedAdamState};
