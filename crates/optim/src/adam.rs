@@ -260,8 +260,8 @@ impl FusedAdam {
             let m = slice_mut::<E>(&mut moment_1);
             let v = slice_mut::<E>(&mut moment_2);
             match max_moment_2.as_mut().map(slice_mut::<E>) {
-                Some(v_max) if self.amsgrad => chunked(&c, g, [p, m, v, v_max], amsgrad_chunk),
-                _ => chunked(&c, g, [p, m, v], adam_chunk),
+                Some(v_max) if self.amsgrad => chunked(&c, g, [p, m, v, v_max], E::amsgrad_chunk),
+                _ => chunked(&c, g, [p, m, v], E::adam_chunk),
             }
         }
         drop(grad);
@@ -380,53 +380,56 @@ trait HostFloat:
     const EPSILON: Self;
     fn abs(self) -> Self;
     fn from_f32(x: f32) -> Self;
+    /// [`adam_chunk`] and [`amsgrad_chunk`] for this type, compiled in this crate.
+    ///
+    /// A generic function is compiled where it is used with concrete types: `FusedAdam::step`
+    /// in the crate that calls it (the CLI, a model, a benchmark), at that crate's
+    /// optimisation level (1 in the dev profile), where LLVM leaves the loop scalar. These
+    /// methods are not generic, so the kernels are compiled here, at this crate's level 3
+    /// (`#[inline(never)]`: a small function may otherwise be inlined, and its callees
+    /// compiled, in the calling crate).
+    fn adam_chunk(c: &Coefficients<Self>, g: &[Self], buffers: [&mut [Self]; 3]);
+    fn amsgrad_chunk(c: &Coefficients<Self>, g: &[Self], buffers: [&mut [Self]; 4]);
     fn from_f64(x: f64) -> Self;
     fn sqrt(self) -> Self;
 }
 
-impl HostFloat for f32 {
-    const ZERO: Self = 0.0;
-    const MIN_POSITIVE: Self = f32::MIN_POSITIVE;
-    const EPSILON: Self = f32::EPSILON;
-    #[inline(always)]
-    fn abs(self) -> Self {
-        f32::abs(self)
-    }
-    #[inline(always)]
-    fn from_f32(x: f32) -> Self {
-        x
-    }
-    #[inline(always)]
-    fn from_f64(x: f64) -> Self {
-        x as f32
-    }
-    #[inline(always)]
-    fn sqrt(self) -> Self {
-        f32::sqrt(self)
-    }
+/// The two impls, one text.
+macro_rules! host_float {
+    ($t:ident) => {
+        impl HostFloat for $t {
+            const ZERO: Self = 0.0;
+            const MIN_POSITIVE: Self = $t::MIN_POSITIVE;
+            const EPSILON: Self = $t::EPSILON;
+            #[inline(never)]
+            fn adam_chunk(c: &Coefficients<Self>, g: &[Self], buffers: [&mut [Self]; 3]) {
+                adam_chunk(c, g, buffers)
+            }
+            #[inline(never)]
+            fn amsgrad_chunk(c: &Coefficients<Self>, g: &[Self], buffers: [&mut [Self]; 4]) {
+                amsgrad_chunk(c, g, buffers)
+            }
+            #[inline(always)]
+            fn abs(self) -> Self {
+                $t::abs(self)
+            }
+            #[inline(always)]
+            fn from_f32(x: f32) -> Self {
+                x as $t
+            }
+            #[inline(always)]
+            fn from_f64(x: f64) -> Self {
+                x as $t
+            }
+            #[inline(always)]
+            fn sqrt(self) -> Self {
+                $t::sqrt(self)
+            }
+        }
+    };
 }
-
-impl HostFloat for f64 {
-    const ZERO: Self = 0.0;
-    const MIN_POSITIVE: Self = f64::MIN_POSITIVE;
-    const EPSILON: Self = f64::EPSILON;
-    #[inline(always)]
-    fn abs(self) -> Self {
-        f64::abs(self)
-    }
-    #[inline(always)]
-    fn from_f32(x: f32) -> Self {
-        x as f64
-    }
-    #[inline(always)]
-    fn from_f64(x: f64) -> Self {
-        x
-    }
-    #[inline(always)]
-    fn sqrt(self) -> Self {
-        f64::sqrt(self)
-    }
-}
+host_float!(f32);
+host_float!(f64);
 
 /// The gradient after weight decay, `θ·λ + g`.
 #[inline(always)]
