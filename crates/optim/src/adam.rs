@@ -380,6 +380,8 @@ trait HostFloat:
     const EPSILON: Self;
     fn abs(self) -> Self;
     fn from_f32(x: f32) -> Self;
+    fn from_f64(x: f64) -> Self;
+    fn sqrt(self) -> Self;
     /// [`adam_chunk`] and [`amsgrad_chunk`] for this type, compiled in this crate.
     ///
     /// A generic function is compiled where it is used with concrete types: `FusedAdam::step`
@@ -390,8 +392,6 @@ trait HostFloat:
     /// compiled, in the calling crate).
     fn adam_chunk(c: &Coefficients<Self>, g: &[Self], buffers: [&mut [Self]; 3]);
     fn amsgrad_chunk(c: &Coefficients<Self>, g: &[Self], buffers: [&mut [Self]; 4]);
-    fn from_f64(x: f64) -> Self;
-    fn sqrt(self) -> Self;
 }
 
 /// The two impls, one text.
