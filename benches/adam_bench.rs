@@ -13,6 +13,10 @@
 
 use std::time::Instant;
 
+#[path = "median.rs"]
+mod median;
+use median::median;
+
 use clap::Parser;
 use mixburn_backend::host::tensor_from_f64;
 use mixburn_gmm::burn::optim::{Adam, AdamConfig, AdamState, AdaptiveMomentumState, Optimizer};
@@ -69,16 +73,6 @@ fn written<T: Copy>(n: usize, value: T) -> Vec<T> {
     let mut v = Vec::with_capacity(n);
     v.resize(n, std::hint::black_box(value));
     v
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
 }
 
 /// Median milliseconds of an update of every parameter by `optim`, the moments starting at

@@ -17,6 +17,10 @@
 
 use std::time::Instant;
 
+#[path = "median.rs"]
+mod median;
+use median::median;
+
 use clap::Parser;
 use mixburn_backend::host::tensor_from_f64;
 use mixburn_gmm::burn::module::{Module, ModuleVisitor, Param};
@@ -87,16 +91,6 @@ fn fixed_grads<M: Module>(m: &M, device: &Device, dtype: DType) -> GradientsPara
     let mut g = Grads(GradientsParams::new(), device, dtype);
     m.visit(&mut g);
     g.0
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
 }
 
 /// A deterministic value in [0, 1) (xorshift), for the synthetic batch.
